@@ -1,0 +1,12 @@
+# Warning flags for lrsmc's own targets (not for third-party code): link `lrsmc_warnings`.
+add_library(lrsmc_warnings INTERFACE)
+target_compile_options(lrsmc_warnings INTERFACE
+  $<$<COMPILE_LANGUAGE:CXX>:-Wall -Wextra -Wpedantic -Wshadow -Wconversion -Wno-sign-conversion
+                            -Wnon-virtual-dtor -Wold-style-cast -Woverloaded-virtual>)
+if(LRSMC_WERROR)
+  target_compile_options(lrsmc_warnings INTERFACE $<$<COMPILE_LANGUAGE:CXX>:-Werror>)
+endif()
+if(LRSMC_SANITIZE)
+  target_compile_options(lrsmc_warnings INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer)
+  target_link_options(lrsmc_warnings INTERFACE -fsanitize=address,undefined)
+endif()

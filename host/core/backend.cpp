@@ -1,0 +1,135 @@
+// Backend's public calls: one place that validates every request (identical checks and
+// messages on every backend), checks the memory estimate, then dispatches.
+#include "lrsmc/backend.hpp"
+
+#include <cmath>
+
+#include "cpu/cpu_backend.hpp"
+#include "cuda/cuda_backend.hpp"
+#include "lrsmc/errors.hpp"
+
+namespace lrsmc {
+
+std::string to_string(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::cpu: return "cpu";
+    case BackendKind::cuda: return "cuda";
+    case BackendKind::automatic: break;
+  }
+  return "auto";
+}
+
+BackendKind parse_backend_kind(const std::string& text, const std::string& field) {
+  if (text == "cpu") return BackendKind::cpu;
+  if (text == "cuda") return BackendKind::cuda;
+  if (text == "auto") return BackendKind::automatic;
+  throw InvalidInput(detail::concat(field, " is not recognised; got '", text,
+                                    "', expected one of cpu, cuda, auto"));
+}
+
+void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
+                    const std::string& source) {
+  LRSMC_REQUIRE(batch.num_trials >= 1, source, ": trial count must be at least 1; got ",
+                batch.num_trials);
+  LRSMC_REQUIRE(batch.num_steps >= 1, source, ": time steps must be at least 1; got ",
+                batch.num_steps);
+  LRSMC_REQUIRE(batch.num_channels == config.num_channels, source,
+                ": channel count does not match the model; got ", batch.num_channels,
+                ", expected ", config.num_channels);
+  LRSMC_REQUIRE(batch.num_inputs == config.num_inputs, source,
+                ": input dimension does not match the model; got ", batch.num_inputs,
+                ", expected ", config.num_inputs);
+  const std::size_t cells = std::size_t(batch.num_trials) * std::size_t(batch.num_steps);
+  LRSMC_REQUIRE(batch.observations.size() == cells * std::size_t(batch.num_channels), source,
+                ": observations have the wrong size; got ", batch.observations.size(),
+                " values, expected ", cells * std::size_t(batch.num_channels), " (trials ",
+                batch.num_trials, " × steps ", batch.num_steps, " × channels ",
+                batch.num_channels, ")");
+  LRSMC_REQUIRE(batch.inputs.size() == cells * std::size_t(batch.num_inputs), source,
+                ": inputs have the wrong size; got ", batch.inputs.size(), " values, expected ",
+                cells * std::size_t(batch.num_inputs));
+  LRSMC_REQUIRE(batch.trial_ids.empty() || batch.trial_ids.size() == std::size_t(batch.num_trials),
+                source, ": trial_ids has the wrong size; got ", batch.trial_ids.size(),
+                ", expected ", batch.num_trials);
+  for (std::size_t i = 0; i < batch.observations.size(); ++i) {
+    const double value = batch.observations[i];
+    const std::size_t channels = std::size_t(batch.num_channels);
+    LRSMC_REQUIRE(std::isfinite(value), source, ": observations contain ", value, " at trial ",
+                  i / channels / std::size_t(batch.num_steps), ", step ",
+                  (i / channels) % std::size_t(batch.num_steps), ", channel ", i % channels,
+                  "; expected finite values");
+    if (config.observation == Observation::poisson)
+      LRSMC_REQUIRE(value >= 0.0 && value == std::floor(value), source,
+                    ": Poisson observations must be non-negative counts; got ", value,
+                    " at trial ", i / channels / std::size_t(batch.num_steps), ", step ",
+                    (i / channels) % std::size_t(batch.num_steps), ", channel ", i % channels);
+  }
+  for (std::size_t i = 0; i < batch.inputs.size(); ++i)
+    LRSMC_REQUIRE(std::isfinite(batch.inputs[i]), source, ": inputs contain ", batch.inputs[i],
+                  " at flat index ", i, "; expected finite values");
+}
+
+void Backend::check_fits(const ModelConfig& config, int num_trials, int num_steps,
+                         int num_particles, bool with_gradient) const {
+  const std::int64_t needed =
+      memory_estimate(config, num_trials, num_steps, num_particles, with_gradient);
+  const std::int64_t available = memory_available();
+  if (needed <= available) return;
+  // The estimate is affine in the particle count: find the largest count that fits.
+  const std::int64_t base = memory_estimate(config, num_trials, num_steps, 0, with_gradient);
+  const std::int64_t per_particle =
+      memory_estimate(config, num_trials, num_steps, 1, with_gradient) - base;
+  const std::int64_t fitting = per_particle > 0 ? std::max<std::int64_t>(0, (available - base) / per_particle) : 0;
+  throw OutOfMemory(detail::concat(
+      name(), ": ", num_particles, " particles × ", num_trials, " trials × ", num_steps,
+      " steps need ", needed / (1 << 20), " MiB but only ", available / (1 << 20),
+      " MiB are available; at most ", fitting, " particles per trial would fit"));
+}
+
+FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
+                             const FilterOptions& options, std::uint64_t seed,
+                             const FilterRequest& request) {
+  model.validate();
+  validate(options, model.config);
+  validate_batch(model.config, batch);
+  check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, false);
+  if (request.particles) {
+    const double bytes = double(batch.num_trials) * batch.num_steps * options.num_particles *
+                         (model.config.rank + 2) * 8.0;
+    LRSMC_REQUIRE(bytes < double(memory_available()), "filter: storing every particle needs ",
+                  bytes / double(1 << 20), " MiB; got ", options.num_particles,
+                  " particles, expected fewer (or do not request particle paths)");
+  }
+  return do_filter(model, batch, options, seed, request);
+}
+
+GradientResult Backend::elbo_gradient(const Model& model, const SequenceBatch& batch,
+                                      const FilterOptions& options, std::uint64_t seed) {
+  model.validate();
+  validate(options, model.config);
+  validate_batch(model.config, batch);
+  check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, true);
+  return do_elbo_gradient(model, batch, options, seed);
+}
+
+SampleResult Backend::sample(const Model& model, int num_trials, int num_steps,
+                             const std::vector<double>& inputs, std::uint64_t seed) {
+  model.validate();
+  LRSMC_REQUIRE(num_trials >= 1 && num_trials <= 10'000'000, "sample: trials is out of range; got ",
+                num_trials, ", expected 1 to 10000000");
+  LRSMC_REQUIRE(num_steps >= 1 && num_steps <= 100'000'000, "sample: steps is out of range; got ",
+                num_steps, ", expected 1 to 100000000");
+  const std::size_t expected =
+      std::size_t(num_trials) * std::size_t(num_steps) * std::size_t(model.config.num_inputs);
+  LRSMC_REQUIRE(inputs.size() == expected, "sample: inputs have the wrong size; got ",
+                inputs.size(), " values, expected ", expected, " (trials × steps × inputs)");
+  return do_sample(model, num_trials, num_steps, inputs, seed);
+}
+
+std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& options) {
+  if (kind == BackendKind::cpu || (kind == BackendKind::automatic && !cuda_available()))
+    return std::make_unique<cpu::CpuBackend>(options);
+  return cuda::make_cuda_backend(options);
+}
+
+}  // namespace lrsmc

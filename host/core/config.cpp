@@ -1,0 +1,128 @@
+// String spellings, parsers and validation of the configuration enums and structs.
+#include "lrsmc/config.hpp"
+
+#include <array>
+#include <cmath>
+#include <utility>
+
+#include "lrsmc/errors.hpp"
+
+namespace lrsmc {
+namespace {
+
+template <typename Enum, std::size_t Count>
+Enum parse_enum(const std::string& text, const std::string& field,
+                const std::array<std::pair<const char*, Enum>, Count>& choices) {
+  std::string expected;
+  for (const auto& [spelling, value] : choices) {
+    if (text == spelling) return value;
+    expected += (expected.empty() ? "" : ", ") + std::string(spelling);
+  }
+  throw InvalidInput(detail::concat(field, " is not recognised; got '", text, "', expected one of ",
+                                    expected));
+}
+
+constexpr std::array<std::pair<const char*, Nonlinearity>, 4> nonlinearity_names{{
+    {"relu", Nonlinearity::relu}, {"clipped_relu", Nonlinearity::clipped_relu},
+    {"tanh", Nonlinearity::tanh}, {"identity", Nonlinearity::identity}}};
+constexpr std::array<std::pair<const char*, NoiseType>, 2> noise_names{{
+    {"full", NoiseType::full}, {"diag", NoiseType::diag}}};
+constexpr std::array<std::pair<const char*, Observation>, 2> observation_names{{
+    {"gaussian", Observation::gaussian}, {"poisson", Observation::poisson}}};
+constexpr std::array<std::pair<const char*, Link>, 4> link_names{{
+    {"identity", Link::identity}, {"exp", Link::exp}, {"softplus", Link::softplus},
+    {"relu", Link::relu}}};
+constexpr std::array<std::pair<const char*, Proposal>, 2> proposal_names{{
+    {"bootstrap", Proposal::bootstrap}, {"optimal", Proposal::optimal}}};
+constexpr std::array<std::pair<const char*, Resampling>, 3> resampling_names{{
+    {"systematic", Resampling::systematic}, {"stratified", Resampling::stratified},
+    {"multinomial", Resampling::multinomial}}};
+constexpr std::array<std::pair<const char*, InitialState>, 2> initial_state_names{{
+    {"zero", InitialState::zero}, {"trainable", InitialState::trainable}}};
+
+template <typename Enum, std::size_t Count>
+std::string name_of(Enum value, const std::array<std::pair<const char*, Enum>, Count>& choices) {
+  for (const auto& [spelling, candidate] : choices)
+    if (candidate == value) return spelling;
+  return "unknown";
+}
+
+}  // namespace
+
+std::string to_string(Nonlinearity value) { return name_of(value, nonlinearity_names); }
+std::string to_string(NoiseType value) { return name_of(value, noise_names); }
+std::string to_string(Observation value) { return name_of(value, observation_names); }
+std::string to_string(Link value) { return name_of(value, link_names); }
+std::string to_string(Proposal value) { return name_of(value, proposal_names); }
+std::string to_string(Resampling value) { return name_of(value, resampling_names); }
+std::string to_string(InitialState value) { return name_of(value, initial_state_names); }
+
+Nonlinearity parse_nonlinearity(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, nonlinearity_names);
+}
+NoiseType parse_noise_type(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, noise_names);
+}
+Observation parse_observation(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, observation_names);
+}
+Link parse_link(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, link_names);
+}
+Proposal parse_proposal(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, proposal_names);
+}
+Resampling parse_resampling(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, resampling_names);
+}
+InitialState parse_initial_state(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, initial_state_names);
+}
+
+void validate(const ModelConfig& config, const std::string& source) {
+  LRSMC_REQUIRE(config.rank >= 1 && config.rank <= 64, source, ": rank is out of range; got ",
+                config.rank, ", expected 1 to 64");
+  LRSMC_REQUIRE(config.num_hidden >= 1 && config.num_hidden <= 1 << 20, source,
+                ": hidden (number of units) is out of range; got ", config.num_hidden,
+                ", expected 1 to 1048576");
+  LRSMC_REQUIRE(config.num_channels >= 1 && config.num_channels <= 1 << 20, source,
+                ": channels is out of range; got ", config.num_channels,
+                ", expected 1 to 1048576");
+  LRSMC_REQUIRE(config.num_inputs >= 0 && config.num_inputs <= 1 << 16, source,
+                ": inputs is out of range; got ", config.num_inputs, ", expected 0 to 65536");
+  LRSMC_REQUIRE(config.init_decay > 0.0 && config.init_decay < 1.0, source,
+                ": init_decay must lie in (0, 1); got ", config.init_decay);
+  LRSMC_REQUIRE(config.init_transition_std > 0.0 && std::isfinite(config.init_transition_std),
+                source, ": init_transition_std must be positive; got ", config.init_transition_std);
+  LRSMC_REQUIRE(config.init_initial_std > 0.0 && std::isfinite(config.init_initial_std), source,
+                ": init_initial_std must be positive; got ", config.init_initial_std);
+  LRSMC_REQUIRE(config.init_observation_std > 0.0 && std::isfinite(config.init_observation_std),
+                source, ": init_observation_std must be positive; got ",
+                config.init_observation_std);
+  if (config.observation == Observation::poisson) {
+    LRSMC_REQUIRE(config.link != Link::identity, source,
+                  ": link 'identity' cannot give Poisson rates; got link identity with poisson "
+                  "observations, expected exp, softplus or relu");
+  }
+}
+
+void validate(const FilterOptions& options, const ModelConfig& config, const std::string& source) {
+  LRSMC_REQUIRE(options.num_particles >= 1, source, ": particles must be at least 1; got ",
+                options.num_particles);
+  LRSMC_REQUIRE(options.num_particles <= 100'000'000, source,
+                ": particles is absurdly large; got ", options.num_particles,
+                ", expected at most 100000000");
+  LRSMC_REQUIRE(std::isfinite(options.resample_threshold) && options.resample_threshold >= 0.0 &&
+                    options.resample_threshold <= 1.0,
+                source, ": resample threshold must lie in [0, 1]; got ",
+                options.resample_threshold);
+  if (options.proposal == Proposal::optimal) {
+    LRSMC_REQUIRE(config.observation == Observation::gaussian && config.link == Link::identity,
+                  source,
+                  ": the optimal proposal needs a linear-Gaussian read-out; got observation ",
+                  to_string(config.observation), " with link ", to_string(config.link),
+                  ", expected gaussian with link identity (use --proposal bootstrap)");
+  }
+}
+
+}  // namespace lrsmc

@@ -1,0 +1,258 @@
+// Parameter layout, initialisation (method.md §1.9) and model files (config JSON + arrays).
+#include "lrsmc/params.hpp"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
+#include "lrsmc/math/philox.hpp"
+
+namespace lrsmc {
+
+ParameterLayout::ParameterLayout(const ModelConfig& config) {
+  const std::int64_t rank = config.rank, hidden = config.num_hidden,
+                     channels = config.num_channels, inputs = config.num_inputs;
+  m = add("m", {hidden, rank});
+  n = add("n", {rank, hidden});
+  h = add("h", {hidden});
+  if (inputs > 0) w_u = add("w_u", {hidden, inputs});
+  decay_logit = add("decay_logit", {1});
+  if (config.initial_state == InitialState::trainable) z_init = add("z_init", {rank});
+  transition_noise = add("transition_noise", config.transition_noise == NoiseType::full
+                                                 ? std::vector<std::int64_t>{rank, rank}
+                                                 : std::vector<std::int64_t>{rank});
+  initial_noise = add("initial_noise", config.initial_noise == NoiseType::full
+                                           ? std::vector<std::int64_t>{rank, rank}
+                                           : std::vector<std::int64_t>{rank});
+  readout_weight = add("readout_weight", {rank, channels});
+  readout_bias = add("readout_bias", {channels});
+  if (config.observation == Observation::gaussian)
+    observation_noise = add("observation_noise", {channels});
+}
+
+std::int64_t ParameterLayout::add(const std::string& name, std::vector<std::int64_t> shape) {
+  ParameterBlock block;
+  block.name = name;
+  block.size = Array::element_count(shape);
+  block.shape = std::move(shape);
+  block.offset = total_size_;
+  total_size_ += block.size;
+  blocks_.push_back(block);
+  return block.offset;
+}
+
+const ParameterBlock& ParameterLayout::block(const std::string& name) const {
+  for (const auto& candidate : blocks_)
+    if (candidate.name == name) return candidate;
+  throw InvalidInput(detail::concat("parameter '", name, "' does not exist in this model"));
+}
+
+bool ParameterLayout::has(const std::string& name) const {
+  for (const auto& candidate : blocks_)
+    if (candidate.name == name) return true;
+  return false;
+}
+
+namespace {
+
+// Initialisation draws come from their own Philox address (trial = 0xFFFFFFFF), so a model's
+// starting point depends only on its seed.
+struct InitialisationDraws {
+  std::uint64_t seed;
+  std::uint32_t counter = 0;
+  double uniform_symmetric(double bound) {
+    const double u =
+        math::uniform(seed, 0xFFFFFFFFu, 0, 0, math::DrawStream::generative, counter++);
+    return bound * (2.0 * u - 1.0);
+  }
+  double normal() {
+    return math::standard_normal(seed, 0xFFFFFFFEu, 0, 0, math::DrawStream::generative, counter++);
+  }
+};
+
+}  // namespace
+
+Model Model::initialise(const ModelConfig& config, std::uint64_t seed) {
+  lrsmc::validate(config);
+  Model model;
+  model.config = config;
+  const ParameterLayout layout(config);
+  model.parameters.assign(static_cast<std::size_t>(layout.total_size()), 0.0);
+  auto* p = model.parameters.data();
+  InitialisationDraws draws{seed};
+  const int rank = config.rank, hidden = config.num_hidden;
+  // n = uniform_init2d(R, N) ⇒ U(±1/√N); m = uniform_init2d(N, R) ⇒ U(±1/√R) (method.md §1.9).
+  for (int i = 0; i < rank * hidden; ++i)
+    p[layout.n + i] = draws.uniform_symmetric(1.0 / std::sqrt(double(hidden)));
+  for (int i = 0; i < hidden * rank; ++i)
+    p[layout.m + i] = draws.uniform_symmetric(1.0 / std::sqrt(double(rank)));
+  if (config.nonlinearity == Nonlinearity::clipped_relu)
+    for (int i = 0; i < hidden; ++i)
+      p[layout.h + i] = draws.uniform_symmetric(1.0 / std::sqrt(double(hidden)));
+  if (layout.w_u >= 0)
+    for (int i = 0; i < hidden * config.num_inputs; ++i)
+      p[layout.w_u + i] = draws.uniform_symmetric(1.0 / std::sqrt(double(config.num_inputs)));
+  p[layout.decay_logit] = std::log(-std::log(config.init_decay));
+  const auto set_noise = [&](std::int64_t offset, NoiseType type, double std_dev) {
+    const double log_variance = 2.0 * std::log(std_dev);
+    if (type == NoiseType::full) {
+      for (int r = 0; r < rank; ++r) p[offset + r * rank + r] = log_variance;
+    } else {
+      for (int r = 0; r < rank; ++r) p[offset + r] = log_variance;
+    }
+  };
+  set_noise(layout.transition_noise, config.transition_noise, config.init_transition_std);
+  set_noise(layout.initial_noise, config.initial_noise, config.init_initial_std);
+  const double readout_scale = std::sqrt(2.0 / rank);
+  for (int i = 0; i < rank * config.num_channels; ++i)
+    p[layout.readout_weight + i] = readout_scale * draws.normal();
+  if (layout.observation_noise >= 0)
+    for (int i = 0; i < config.num_channels; ++i)
+      p[layout.observation_noise + i] = 2.0 * std::log(config.init_observation_std);
+  return model;
+}
+
+std::vector<double> Model::get(const std::string& name) const {
+  const auto block = layout().block(name);
+  return {parameters.begin() + block.offset, parameters.begin() + block.offset + block.size};
+}
+
+void Model::set(const std::string& name, const std::vector<double>& values) {
+  const auto block = layout().block(name);
+  LRSMC_REQUIRE(static_cast<std::int64_t>(values.size()) == block.size, "parameter '", name,
+                "' has the wrong size; got ", values.size(), ", expected ", block.size);
+  std::copy(values.begin(), values.end(), parameters.begin() + block.offset);
+}
+
+double Model::decay() const {
+  return std::exp(-std::exp(parameters[static_cast<std::size_t>(layout().decay_logit)]));
+}
+
+void Model::validate(const std::string& source) const {
+  lrsmc::validate(config, source);
+  const ParameterLayout parameter_layout(config);
+  LRSMC_REQUIRE(static_cast<std::int64_t>(parameters.size()) == parameter_layout.total_size(),
+                source, ": parameter buffer has the wrong size; got ", parameters.size(),
+                ", expected ", parameter_layout.total_size());
+  for (const auto& block : parameter_layout.blocks())
+    for (std::int64_t i = 0; i < block.size; ++i) {
+      const double value = parameters[static_cast<std::size_t>(block.offset + i)];
+      LRSMC_REQUIRE(std::isfinite(value), source, ": parameter '", block.name,
+                    "' is not finite at element ", i, "; got ", value);
+    }
+}
+
+std::string config_to_json(const ModelConfig& config) {
+  nlohmann::ordered_json json;
+  json["format"] = "lrsmc-model";
+  json["version"] = 1;
+  json["rank"] = config.rank;
+  json["hidden"] = config.num_hidden;
+  json["channels"] = config.num_channels;
+  json["inputs"] = config.num_inputs;
+  json["nonlinearity"] = to_string(config.nonlinearity);
+  json["transition_noise"] = to_string(config.transition_noise);
+  json["initial_noise"] = to_string(config.initial_noise);
+  json["observation"] = to_string(config.observation);
+  json["link"] = to_string(config.link);
+  json["initial_state"] = to_string(config.initial_state);
+  return json.dump(2);
+}
+
+ModelConfig config_from_json(const std::string& json_text, const std::string& source) {
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(json_text);
+  } catch (const nlohmann::json::exception& error) {
+    throw InvalidInput(detail::concat(source, ": config is not valid JSON (", error.what(), ")"));
+  }
+  LRSMC_REQUIRE(json.is_object(), source, ": config must be a JSON object; got ", json.dump());
+  ModelConfig config;
+  for (const auto& [key, value] : json.items()) {
+    const auto integer = [&, &key = key, &value = value]() {
+      LRSMC_REQUIRE(value.is_number_integer(), source, ": config field '", key,
+                    "' must be an integer; got ", value.dump());
+      return value.get<int>();
+    };
+    const auto text = [&, &key = key, &value = value]() {
+      LRSMC_REQUIRE(value.is_string(), source, ": config field '", key,
+                    "' must be a string; got ", value.dump());
+      return value.get<std::string>();
+    };
+    const std::string field = source + ": config field '" + key + "'";
+    if (key == "format") {
+      LRSMC_REQUIRE(text() == "lrsmc-model", source, ": config field 'format' is wrong; got '",
+                    text(), "', expected 'lrsmc-model'");
+    } else if (key == "version") {
+      LRSMC_REQUIRE(integer() == 1, source, ": config field 'version' is not supported; got ",
+                    integer(), ", expected 1");
+    } else if (key == "rank") {
+      config.rank = integer();
+    } else if (key == "hidden") {
+      config.num_hidden = integer();
+    } else if (key == "channels") {
+      config.num_channels = integer();
+    } else if (key == "inputs") {
+      config.num_inputs = integer();
+    } else if (key == "nonlinearity") {
+      config.nonlinearity = parse_nonlinearity(text(), field);
+    } else if (key == "transition_noise") {
+      config.transition_noise = parse_noise_type(text(), field);
+    } else if (key == "initial_noise") {
+      config.initial_noise = parse_noise_type(text(), field);
+    } else if (key == "observation") {
+      config.observation = parse_observation(text(), field);
+    } else if (key == "link") {
+      config.link = parse_link(text(), field);
+    } else if (key == "initial_state") {
+      config.initial_state = parse_initial_state(text(), field);
+    } else {
+      throw InvalidInput(detail::concat(source, ": config has an unknown field '", key, "'"));
+    }
+  }
+  validate(config, source);
+  return config;
+}
+
+void save_model(const std::string& path, const Model& model) {
+  model.validate(path);
+  std::map<std::string, Array> arrays;
+  const ParameterLayout layout = model.layout();
+  for (const auto& block : layout.blocks())
+    arrays[block.name] = Array(block.shape, model.get(block.name));
+  io::write_npz(path, arrays, {{"config", config_to_json(model.config)}},
+                io::StoredType::float64);
+}
+
+Model load_model(const std::string& path) {
+  const io::NpzContents contents = io::read_npz(path);
+  const auto config_entry = contents.strings.find("config");
+  LRSMC_REQUIRE(config_entry != contents.strings.end(), path,
+                ": entry 'config' is missing; expected a JSON text entry (see README, "
+                "'Model files')");
+  Model model;
+  model.config = config_from_json(config_entry->second, path);
+  const ParameterLayout layout(model.config);
+  model.parameters.assign(static_cast<std::size_t>(layout.total_size()), 0.0);
+  for (const auto& block : layout.blocks()) {
+    const auto found = contents.arrays.find(block.name);
+    LRSMC_REQUIRE(found != contents.arrays.end(), path, ": entry '", block.name,
+                  "' is missing; expected an array of shape ", Array(block.shape).shape_string());
+    const Array& stored = found->second;
+    LRSMC_REQUIRE(stored.shape == block.shape, path, ": entry '", block.name,
+                  "' has the wrong shape; got ", stored.shape_string(), ", expected ",
+                  Array(block.shape).shape_string(), " for rank ", model.config.rank,
+                  ", hidden ", model.config.num_hidden, ", channels ", model.config.num_channels);
+    model.set(block.name, stored.data);
+  }
+  for (const auto& [name, array] : contents.arrays) {
+    LRSMC_REQUIRE(layout.has(name), path, ": entry '", name,
+                  "' is not a parameter of this configuration");
+    (void)array;
+  }
+  model.validate(path);
+  return model;
+}
+
+}  // namespace lrsmc

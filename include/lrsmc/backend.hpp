@@ -1,0 +1,122 @@
+// The engine's one interface: run the particle filter (ELBO, filtered latents, particle paths),
+// its gradient, and sample from the generative model, on the CPU or on a CUDA device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lrsmc/config.hpp"
+#include "lrsmc/params.hpp"
+
+namespace lrsmc {
+
+/// A batch of equally long sequences, time-major within a trial.
+struct SequenceBatch {
+  int num_trials = 0;
+  int num_steps = 0;
+  int num_channels = 0;
+  int num_inputs = 0;
+  std::vector<double> observations;  ///< (trials, steps, channels)
+  std::vector<double> inputs;        ///< (trials, steps, inputs); empty when num_inputs = 0
+  /// Random-number address of each trial (design.md, "Random numbers"); empty means 0..B−1.
+  std::vector<std::uint32_t> trial_ids;
+};
+
+/// What the filter stores besides the ELBO. Nothing is stored unless asked for.
+struct FilterRequest {
+  bool filtered_mean = false;  ///< Σ_k W_t^k z_t^k per trial and step
+  bool particles = false;      ///< particles, normalised log-weights, ancestors, resampling flags
+};
+
+struct FilterResult {
+  double elbo = 0.0;                     ///< mean over trials of ℓ_b (method.md §2)
+  std::vector<double> elbo_per_trial;    ///< ℓ_b, log-evidence per time step
+  std::vector<double> filtered_mean;     ///< (trials, steps, rank) if requested
+  std::vector<double> particles;         ///< (trials, steps, K, rank): z_t before resampling
+  std::vector<double> log_weights;       ///< (trials, steps, K): normalised, before resampling
+  /// (trials, steps, K): particle k after resampling at step t is particle ancestors[k] of step t
+  /// (the identity when the step did not resample).
+  std::vector<std::int32_t> ancestors;
+  std::vector<std::uint8_t> resampled;   ///< (trials, steps): 1 when step t resampled
+};
+
+struct GradientResult {
+  double elbo = 0.0;
+  std::vector<double> elbo_per_trial;
+  /// d elbo / d parameters (ascent direction), in ParameterLayout order. Resampling indices
+  /// carry no gradient (method.md §3.5, §3.6).
+  std::vector<double> gradient;
+};
+
+struct SampleResult {
+  std::vector<double> latents;       ///< (trials, steps, rank)
+  std::vector<double> rates;         ///< (trials, steps, channels): λ = g(Bᵀz + b)
+  std::vector<double> observations;  ///< (trials, steps, channels): sampled observations
+};
+
+enum class BackendKind { cpu, cuda, automatic };
+[[nodiscard]] std::string to_string(BackendKind kind);
+/// "cpu", "cuda" or "auto".
+[[nodiscard]] BackendKind parse_backend_kind(const std::string& text, const std::string& field = "device");
+
+struct BackendOptions {
+  int num_threads = 0;            ///< CPU worker threads; 0 = all cores
+  bool single_precision = false;  ///< CPU only: run in float (for comparisons with CUDA)
+  int device_index = 0;           ///< CUDA device
+};
+
+/// Non-virtual public calls validate once (identical checks and messages on every backend),
+/// then dispatch to the implementation. A backend that threw stays usable.
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  Backend() = default;
+  Backend(const Backend&) = delete;
+  Backend& operator=(const Backend&) = delete;
+
+  /// Runs the filter. `seed` addresses every random draw.
+  [[nodiscard]] FilterResult filter(const Model& model, const SequenceBatch& batch,
+                                    const FilterOptions& options, std::uint64_t seed,
+                                    const FilterRequest& request = {});
+  /// ELBO and its gradient with respect to every parameter (mean over trials).
+  [[nodiscard]] GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
+                                             const FilterOptions& options, std::uint64_t seed);
+  /// Draws latents and observations from the generative model (method.md §6.1, prior start).
+  /// `inputs` is (trials, steps, num_inputs) or empty when the model has no inputs.
+  [[nodiscard]] SampleResult sample(const Model& model, int num_trials, int num_steps,
+                                    const std::vector<double>& inputs, std::uint64_t seed);
+
+  [[nodiscard]] virtual std::string name() const = 0;
+  /// Bytes the filter (with_gradient: and its backward pass) needs for this problem size.
+  [[nodiscard]] virtual std::int64_t memory_estimate(const ModelConfig& config, int num_trials,
+                                                     int num_steps, int num_particles,
+                                                     bool with_gradient) const = 0;
+  /// Bytes this backend may use (free device memory, or available host memory).
+  [[nodiscard]] virtual std::int64_t memory_available() const = 0;
+
+ private:
+  void check_fits(const ModelConfig& config, int num_trials, int num_steps, int num_particles,
+                  bool with_gradient) const;
+  virtual FilterResult do_filter(const Model& model, const SequenceBatch& batch,
+                                 const FilterOptions& options, std::uint64_t seed,
+                                 const FilterRequest& request) = 0;
+  virtual GradientResult do_elbo_gradient(const Model& model, const SequenceBatch& batch,
+                                          const FilterOptions& options, std::uint64_t seed) = 0;
+  virtual SampleResult do_sample(const Model& model, int num_trials, int num_steps,
+                                 const std::vector<double>& inputs, std::uint64_t seed) = 0;
+};
+
+/// True when lrsmc was built with CUDA and a device answers.
+[[nodiscard]] bool cuda_available();
+/// Creates a backend; `automatic` picks CUDA when available. Throws Error when CUDA is asked
+/// for but lrsmc was built without it or no device answers.
+[[nodiscard]] std::unique_ptr<Backend> make_backend(BackendKind kind,
+                                                    const BackendOptions& options = {});
+
+/// Throws InvalidInput when the batch does not match the model (shapes, finiteness, counts).
+void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
+                    const std::string& source = "data");
+
+}  // namespace lrsmc

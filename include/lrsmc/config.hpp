@@ -1,0 +1,76 @@
+// Model and inference configuration: the options of method.md §1 (model) and §3 (inference),
+// with string spellings equal to the command line's.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace lrsmc {
+
+/// Unit nonlinearity φ(X; h), method.md §1.2.
+enum class Nonlinearity { relu, clipped_relu, tanh, identity };
+/// Noise covariance parameterisation, method.md §1.6: full Cholesky (chol_embed) or diagonal.
+enum class NoiseType { full, diag };
+/// Observation likelihood, method.md §1.7.
+enum class Observation { gaussian, poisson };
+/// Output nonlinearity g(η) of the read-out, method.md §1.7.
+enum class Link { identity, exp, softplus, relu };
+/// Proposal of the particle filter, method.md §3.2 and §3.4.
+enum class Proposal { bootstrap, optimal };
+/// Resampling scheme, method.md §3.5.
+enum class Resampling { systematic, stratified, multinomial };
+/// Mean of the initial state, method.md §1.5.
+enum class InitialState { zero, trainable };
+
+/// Architecture and initialisation of a model. Defaults are the paper's EEG setting.
+struct ModelConfig {
+  int rank = 3;            ///< R, latent dimension
+  int num_hidden = 512;    ///< N, RNN units
+  int num_channels = 64;   ///< D, observed channels
+  int num_inputs = 0;      ///< D_u, input dimension (0: autonomous)
+  Nonlinearity nonlinearity = Nonlinearity::clipped_relu;
+  NoiseType transition_noise = NoiseType::full;
+  NoiseType initial_noise = NoiseType::full;
+  Observation observation = Observation::gaussian;
+  Link link = Link::identity;
+  InitialState initial_state = InitialState::trainable;
+  // Initialisation (method.md §1.9); not used once a model has parameters.
+  double init_decay = 0.9;
+  double init_transition_std = 0.1;
+  double init_initial_std = 1.0;
+  double init_observation_std = 0.1;
+};
+
+/// Options of one particle-filter run.
+struct FilterOptions {
+  int num_particles = 10;
+  Proposal proposal = Proposal::optimal;
+  Resampling resampling = Resampling::systematic;
+  /// Resample when the effective sample size falls below threshold·K. 1 (default) resamples
+  /// after every step as the reference does; 0 never resamples (weights accumulate).
+  double resample_threshold = 1.0;
+};
+
+[[nodiscard]] std::string to_string(Nonlinearity value);
+[[nodiscard]] std::string to_string(NoiseType value);
+[[nodiscard]] std::string to_string(Observation value);
+[[nodiscard]] std::string to_string(Link value);
+[[nodiscard]] std::string to_string(Proposal value);
+[[nodiscard]] std::string to_string(Resampling value);
+[[nodiscard]] std::string to_string(InitialState value);
+
+/// Parsers accept the to_string spellings and throw InvalidInput naming `field` otherwise.
+[[nodiscard]] Nonlinearity parse_nonlinearity(const std::string& text, const std::string& field = "nonlinearity");
+[[nodiscard]] NoiseType parse_noise_type(const std::string& text, const std::string& field = "noise");
+[[nodiscard]] Observation parse_observation(const std::string& text, const std::string& field = "observation");
+[[nodiscard]] Link parse_link(const std::string& text, const std::string& field = "link");
+[[nodiscard]] Proposal parse_proposal(const std::string& text, const std::string& field = "proposal");
+[[nodiscard]] Resampling parse_resampling(const std::string& text, const std::string& field = "resampling");
+[[nodiscard]] InitialState parse_initial_state(const std::string& text, const std::string& field = "initial_state");
+
+/// Throws InvalidInput when a field is out of range or options are incompatible.
+void validate(const ModelConfig& config, const std::string& source = "model config");
+void validate(const FilterOptions& options, const ModelConfig& config,
+              const std::string& source = "filter options");
+
+}  // namespace lrsmc

@@ -1,0 +1,48 @@
+// Reading and writing numpy .npy and .npz files (NumPy format 1.0-3.0), the data and model
+// file formats of lrsmc. Writes are atomic: a temporary file in the same folder, fsync, rename.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lrsmc/array.hpp"
+
+namespace lrsmc::io {
+
+/// Element type written to disk. Arrays are always float64 in memory.
+enum class StoredType { float32, float64 };
+
+/// Contents of an .npz archive: numeric arrays, plus text entries (numpy unicode '<U' or bytes
+/// '|S' arrays of zero or one dimension, decoded to UTF-8).
+struct NpzContents {
+  std::map<std::string, Array> arrays;
+  std::map<std::string, std::string> strings;
+};
+
+/// Reads an .npy file of dtype float16/32/64, (u)int8..64 or bool, C or Fortran order, into a
+/// C-order float64 Array. Throws IoError (missing/unreadable file) or InvalidInput (bad header,
+/// unsupported dtype, truncated data), naming the file.
+[[nodiscard]] Array read_npy(const std::string& path);
+
+/// Reads every entry of an .npz archive (stored or deflated, as numpy.savez and
+/// numpy.savez_compressed write). Entry names drop the ".npy" suffix.
+[[nodiscard]] NpzContents read_npz(const std::string& path);
+
+/// Writes one array as .npy (little-endian, C order), atomically.
+void write_npy(const std::string& path, const Array& array,
+               StoredType stored_type = StoredType::float32);
+
+/// Writes an uncompressed .npz (like numpy.savez), atomically. Text entries are written as
+/// 0-d numpy unicode ('<U') arrays, so Python reads them with str(archive["name"]).
+void write_npz(const std::string& path, const std::map<std::string, Array>& arrays,
+               const std::map<std::string, std::string>& strings = {},
+               StoredType stored_type = StoredType::float64);
+
+/// Writes a text file atomically (JSON outputs, for example).
+void write_text_file(const std::string& path, const std::string& text);
+
+/// True when `path` ends with the given extension (case-insensitive), e.g. ".npz".
+[[nodiscard]] bool has_extension(const std::string& path, const std::string& extension);
+
+}  // namespace lrsmc::io

@@ -1,0 +1,115 @@
+// Shared helpers of the test suites: small random models, sampled batches, paths, commands.
+#include "support/test_models.hpp"
+
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+
+#include "lrsmc/math/philox.hpp"
+
+namespace lrsmc::testing {
+
+ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
+                         Link link, int num_inputs) {
+  ModelConfig config;
+  config.rank = 2;
+  config.num_hidden = 6;
+  config.num_channels = 4;
+  config.num_inputs = num_inputs;
+  config.nonlinearity = nonlinearity;
+  config.transition_noise = noise;
+  config.initial_noise = noise;
+  config.observation = observation;
+  config.link = link;
+  config.init_transition_std = 0.3;
+  config.init_initial_std = 0.8;
+  config.init_observation_std = 0.5;
+  return config;
+}
+
+Model random_model(const ModelConfig& config, std::uint64_t seed) {
+  Model model = Model::initialise(config, seed);
+  std::mt19937_64 generator(seed * 7919 + 13);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  const ParameterLayout layout(config);
+  auto* p = model.parameters.data();
+  for (int i = 0; i < config.num_hidden; ++i) p[layout.h + i] = 0.3 * normal(generator);
+  // Larger loadings so that the nonlinearity's kinks are crossed.
+  for (int i = 0; i < config.num_hidden * config.rank; ++i) {
+    p[layout.m + i] *= 1.5;
+    p[layout.n + i] *= 1.5;
+  }
+  if (layout.z_init >= 0)
+    for (int r = 0; r < config.rank; ++r) p[layout.z_init + r] = 0.2 * normal(generator);
+  const auto perturb_noise = [&](std::int64_t offset, NoiseType type) {
+    const int rank = config.rank;
+    if (type == NoiseType::full) {
+      for (int r = 0; r < rank; ++r)
+        for (int s = 0; s < r; ++s) p[offset + r * rank + s] = 0.1 * normal(generator);
+      for (int r = 0; r < rank; ++r) p[offset + r * rank + r] += 0.2 * normal(generator);
+    } else {
+      for (int r = 0; r < rank; ++r) p[offset + r] += 0.2 * normal(generator);
+    }
+  };
+  perturb_noise(layout.transition_noise, config.transition_noise);
+  perturb_noise(layout.initial_noise, config.initial_noise);
+  for (int i = 0; i < config.num_channels; ++i) {
+    p[layout.readout_bias + i] = 0.2 * normal(generator);
+    if (layout.observation_noise >= 0) p[layout.observation_noise + i] += 0.2 * normal(generator);
+  }
+  if (config.observation == Observation::poisson) {
+    // Moderate rates: scale the read-out down and lift the bias.
+    for (int i = 0; i < config.rank * config.num_channels; ++i) p[layout.readout_weight + i] *= 0.5;
+    for (int i = 0; i < config.num_channels; ++i) p[layout.readout_bias + i] += 0.7;
+  }
+  p[layout.decay_logit] = std::log(-std::log(0.8));
+  return model;
+}
+
+SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, std::uint64_t seed) {
+  SequenceBatch batch;
+  batch.num_trials = num_trials;
+  batch.num_steps = num_steps;
+  batch.num_channels = model.config.num_channels;
+  batch.num_inputs = model.config.num_inputs;
+  for (int trial = 0; trial < num_trials; ++trial)
+    for (int step = 0; step < num_steps; ++step)
+      for (int j = 0; j < batch.num_inputs; ++j)
+        batch.inputs.push_back(std::sin(0.3 * step + 1.7 * j + trial) +
+                               0.3 * math::standard_normal(seed, std::uint32_t(trial),
+                                                           std::uint32_t(step), std::uint32_t(j),
+                                                           math::DrawStream::generative, 7));
+  auto backend = make_backend(BackendKind::cpu);
+  batch.observations = backend->sample(model, num_trials, num_steps, batch.inputs, seed).observations;
+  return batch;
+}
+
+std::string shared_data_dir() {
+  const std::filesystem::path candidate =
+      std::filesystem::path(LRSMC_SOURCE_DIR).parent_path() / "shared" / "data";
+  return std::filesystem::is_directory(candidate) ? candidate.string() : std::string();
+}
+
+int run_command(const std::string& command, std::string& output) {
+  output.clear();
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return -1;
+  std::array<char, 4096> buffer{};
+  std::size_t count = 0;
+  while ((count = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), count);
+  const int status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  static int counter = 0;
+  std::random_device device;
+  const auto path = std::filesystem::temp_directory_path() /
+                    (prefix + "-" + std::to_string(device()) + "-" + std::to_string(counter++));
+  std::filesystem::create_directories(path);
+  return path.string();
+}
+
+}  // namespace lrsmc::testing

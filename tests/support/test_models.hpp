@@ -1,0 +1,33 @@
+// Small random models and batches shared by the test suites.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/params.hpp"
+
+namespace lrsmc::testing {
+
+/// A small configuration (R = 2, N = 6, D = 4 unless given) with the chosen options.
+ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
+                         Link link, int num_inputs = 0);
+
+/// Model::initialise plus perturbations that make every parameter matter (non-zero bias,
+/// correlated full covariances, moderate noise).
+Model random_model(const ModelConfig& config, std::uint64_t seed);
+
+/// Observations sampled from `model` itself (inputs, if any, are smooth random signals).
+SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, std::uint64_t seed);
+
+/// Path of ../shared/data (next to the checkout), or "" when it is absent.
+std::string shared_data_dir();
+
+/// Runs a shell command; returns its exit status and fills `output` with stdout+stderr.
+int run_command(const std::string& command, std::string& output);
+
+/// A fresh empty directory under the system temporary directory.
+std::string make_temp_dir(const std::string& prefix);
+
+}  // namespace lrsmc::testing

@@ -1,0 +1,149 @@
+// The CPU backend's hand-written ELBO gradient against central finite differences in double
+// precision, for every nonlinearity × proposal × observation model × noise type.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <tuple>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/config.hpp"
+#include "support/test_models.hpp"
+
+namespace lrsmc {
+namespace {
+
+struct ObservationCase {
+  Observation observation;
+  Link link;
+};
+
+using GradientCase = std::tuple<Nonlinearity, Proposal, ObservationCase, NoiseType>;
+
+/// Largest relative error over all parameters, with the scale floored at 1% of the largest
+/// finite-difference entry so that entries that are ~0 are judged against the gradient's size.
+void expect_gradient_matches(const Model& model, const SequenceBatch& batch,
+                             const FilterOptions& options, double tolerance) {
+  auto backend = make_backend(BackendKind::cpu);
+  const std::uint64_t seed = 4242;
+  const GradientResult analytic = backend->elbo_gradient(model, batch, options, seed);
+  const double elbo = backend->filter(model, batch, options, seed).elbo;
+  EXPECT_NEAR(analytic.elbo, elbo, 1e-12 * std::fabs(elbo));
+  std::vector<double> numeric(model.parameters.size());
+  double largest = 0;
+  const double step = 1e-6;
+  for (std::size_t i = 0; i < model.parameters.size(); ++i) {
+    Model plus = model, minus = model;
+    plus.parameters[i] += step;
+    minus.parameters[i] -= step;
+    numeric[i] = (backend->filter(plus, batch, options, seed).elbo -
+                  backend->filter(minus, batch, options, seed).elbo) /
+                 (2 * step);
+    largest = std::max(largest, std::fabs(numeric[i]));
+  }
+  ASSERT_GT(largest, 0.0);
+  const ParameterLayout layout(model.config);
+  for (const auto& block : layout.blocks())
+    for (std::int64_t j = 0; j < block.size; ++j) {
+      const std::size_t i = std::size_t(block.offset + j);
+      const double scale = std::max(std::fabs(numeric[i]), 1e-2 * largest);
+      EXPECT_LT(std::fabs(analytic.gradient[i] - numeric[i]) / scale, tolerance)
+          << "parameter " << block.name << "[" << j << "]: analytic " << analytic.gradient[i]
+          << ", finite difference " << numeric[i];
+    }
+}
+
+class GradientTest : public ::testing::TestWithParam<GradientCase> {};
+
+TEST_P(GradientTest, MatchesCentralFiniteDifferences) {
+  const auto [nonlinearity, proposal, observation, noise] = GetParam();
+  const ModelConfig config = testing::small_config(nonlinearity, noise, observation.observation,
+                                                   observation.link);
+  const Model model = testing::random_model(config, 11);
+  const SequenceBatch batch = testing::sampled_batch(model, 2, 6, 5);
+  FilterOptions options;
+  options.num_particles = 5;
+  options.proposal = proposal;
+  expect_gradient_matches(model, batch, options, 1e-5);
+}
+
+std::string case_name(const ::testing::TestParamInfo<GradientCase>& info) {
+  const auto [nonlinearity, proposal, observation, noise] = info.param;
+  return to_string(nonlinearity) + "_" + to_string(proposal) + "_" +
+         to_string(observation.observation) + "_" + to_string(observation.link) + "_" +
+         to_string(noise);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    GaussianBothProposals, GradientTest,
+    ::testing::Combine(::testing::Values(Nonlinearity::relu, Nonlinearity::clipped_relu,
+                                         Nonlinearity::tanh, Nonlinearity::identity),
+                       ::testing::Values(Proposal::bootstrap, Proposal::optimal),
+                       ::testing::Values(ObservationCase{Observation::gaussian, Link::identity}),
+                       ::testing::Values(NoiseType::full, NoiseType::diag)),
+    case_name);
+
+INSTANTIATE_TEST_SUITE_P(
+    PoissonBootstrap, GradientTest,
+    ::testing::Combine(::testing::Values(Nonlinearity::relu, Nonlinearity::clipped_relu,
+                                         Nonlinearity::tanh, Nonlinearity::identity),
+                       ::testing::Values(Proposal::bootstrap),
+                       ::testing::Values(ObservationCase{Observation::poisson, Link::exp},
+                                         ObservationCase{Observation::poisson, Link::softplus},
+                                         ObservationCase{Observation::poisson, Link::relu}),
+                       ::testing::Values(NoiseType::full, NoiseType::diag)),
+    case_name);
+
+INSTANTIATE_TEST_SUITE_P(
+    GaussianNonlinearLinks, GradientTest,
+    ::testing::Combine(::testing::Values(Nonlinearity::clipped_relu),
+                       ::testing::Values(Proposal::bootstrap),
+                       ::testing::Values(ObservationCase{Observation::gaussian, Link::softplus},
+                                         ObservationCase{Observation::gaussian, Link::exp}),
+                       ::testing::Values(NoiseType::full)),
+    case_name);
+
+TEST(GradientOptions, InputsAndTrainableInitialState) {
+  for (const Proposal proposal : {Proposal::bootstrap, Proposal::optimal}) {
+    const ModelConfig config = testing::small_config(
+        Nonlinearity::clipped_relu, NoiseType::full, Observation::gaussian, Link::identity, 2);
+    const Model model = testing::random_model(config, 3);
+    const SequenceBatch batch = testing::sampled_batch(model, 3, 5, 8);
+    FilterOptions options;
+    options.num_particles = 4;
+    options.proposal = proposal;
+    expect_gradient_matches(model, batch, options, 1e-5);
+  }
+}
+
+TEST(GradientOptions, ZeroInitialStateHasNoInitialMeanParameter) {
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::diag,
+                                             Observation::gaussian, Link::identity);
+  config.initial_state = InitialState::zero;
+  EXPECT_FALSE(ParameterLayout(config).has("z_init"));
+  const Model model = testing::random_model(config, 5);
+  FilterOptions options;
+  options.num_particles = 4;
+  expect_gradient_matches(model, testing::sampled_batch(model, 2, 5, 9), options, 1e-5);
+}
+
+TEST(GradientOptions, EffectiveSampleSizeThresholdCarriesWeights) {
+  for (const double threshold : {0.0, 0.5}) {
+    for (const Resampling scheme : {Resampling::systematic, Resampling::stratified,
+                                    Resampling::multinomial}) {
+      const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                       Observation::gaussian, Link::identity);
+      const Model model = testing::random_model(config, 21);
+      FilterOptions options;
+      options.num_particles = 6;
+      options.proposal = Proposal::bootstrap;
+      options.resampling = scheme;
+      options.resample_threshold = threshold;
+      SCOPED_TRACE(::testing::Message() << "threshold " << threshold << ", resampling "
+                                        << to_string(scheme));
+      expect_gradient_matches(model, testing::sampled_batch(model, 2, 6, 4), options, 1e-5);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lrsmc
