@@ -247,6 +247,7 @@ Model load_model(const std::string& path) {
     model.set(block.name, stored.data);
   }
   for (const auto& [name, array] : contents.arrays) {
+    if (name.rfind("checkpoint_", 0) == 0) continue;  // training state of a checkpoint
     LRSMC_REQUIRE(layout.has(name), path, ": entry '", name,
                   "' is not a parameter of this configuration");
     (void)array;

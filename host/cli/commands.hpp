@@ -1,0 +1,65 @@
+// The larger lrsmc subcommands: fit, filter, fixed-points and demo.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+
+#include "cli/options.hpp"
+#include "lrsmc/trainer.hpp"
+
+namespace lrsmc::cli {
+
+struct FitOptions {
+  DataOptions data;
+  ArchitectureOptions architecture;
+  InferenceOptions inference;
+  DeviceOptions device;
+  std::string init_path;  ///< start from this model file instead of a fresh initialisation
+  std::string out = "model.npz";
+  TrainingOptions training;
+  std::string optimizer = "radam";
+  std::string checkpoint;
+  bool resume = false;
+  bool quiet = false;
+  CLI::App* app = nullptr;  ///< to tell which options were given explicitly
+};
+void add_training_options(CLI::App& app, FitOptions& options);
+int run_fit(FitOptions& options, const ProgressCallback& progress);
+
+struct FilterCommandOptions {
+  std::string model_path;
+  DataOptions data;
+  InferenceOptions inference;
+  DeviceOptions device;
+  std::uint64_t seed = 0;
+  std::string latents_path = "latents.npy";
+  std::string elbo_path = "elbo.npy";
+  std::string particles_path;
+};
+int run_filter(const FilterCommandOptions& options);
+
+struct FixedPointCommandOptions {
+  std::string model_path;
+  std::vector<double> input;  ///< constant input u (num_inputs values)
+  std::string json_path = "fixed_points.json";
+  std::string npy_path = "fixed_points.npy";
+  int numerical_starts = 0;   ///< > 0: numerical search (any nonlinearity, e.g. tanh)
+  std::uint64_t seed = 0;
+};
+void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options);
+int run_fixed_points(const FixedPointCommandOptions& options);
+
+struct DemoOptions {
+  std::string out_dir = "demo_output";
+  int epochs = 500;
+  int hidden = 20;
+  int particles = 16;
+  int eval_particles = 1000;
+  std::uint64_t seed = 1;
+  DeviceOptions device;
+  bool quiet = false;
+};
+void add_demo_options(CLI::App& app, DemoOptions& options);
+int run_demo(const DemoOptions& options, const ProgressCallback& progress);
+
+}  // namespace lrsmc::cli

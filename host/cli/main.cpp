@@ -1,0 +1,230 @@
+// The lrsmc command line: simulate, fit, filter, sample, fixed-points and demo. Errors print
+// "lrsmc: error: …" and exit 2 for bad input or usage, 1 for anything else.
+#include <CLI/CLI.hpp>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <iostream>
+#include <unistd.h>
+
+#include "cli/commands.hpp"
+#include "cli/options.hpp"
+#include "lrsmc/demo.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
+
+namespace lrsmc::cli {
+namespace {
+
+volatile std::sig_atomic_t interrupted = 0;
+void on_interrupt(int) { interrupted = 1; }
+
+/// One line per epoch; on a terminal the line is rewritten in place.
+class ProgressPrinter {
+ public:
+  explicit ProgressPrinter(bool quiet) : quiet_(quiet), terminal_(isatty(fileno(stderr)) != 0) {}
+  bool operator()(const EpochReport& report) {
+    if (quiet_) return interrupted == 0;
+    char line[256];
+    char held_out[48] = "";
+    if (std::isfinite(report.held_out_elbo))
+      std::snprintf(held_out, sizeof held_out, " | held-out %.4f", report.held_out_elbo);
+    std::snprintf(line, sizeof line, "epoch %d/%d | elbo %.4f%s | lr %.2e | %s elapsed | %s left",
+                  report.epoch, report.epochs, report.train_elbo, held_out, report.learning_rate,
+                  format_duration(report.elapsed_seconds).c_str(),
+                  format_duration(report.remaining_seconds).c_str());
+    const bool last = report.epoch == report.epochs;
+    // Off a terminal, print about 50 lines per run (always the first and the last epoch).
+    const int every = std::max(1, report.epochs / 50);
+    if (terminal_) {
+      std::fprintf(stderr, "\r\033[K%s%s", line, last ? "\n" : "");
+    } else if (report.epoch == 1 || last || report.epoch % every == 0) {
+      std::fprintf(stderr, "%s\n", line);
+    }
+    std::fflush(stderr);
+    if (interrupted && terminal_) std::fprintf(stderr, "\n");
+    return interrupted == 0;
+  }
+
+ private:
+  bool quiet_, terminal_;
+};
+
+std::map<std::string, Array> sample_arrays(const SampleResult& samples, int trials, int steps,
+                                           const ModelConfig& config) {
+  const std::int64_t t = trials, s = steps;
+  return {{"latents", Array({t, s, config.rank}, samples.latents)},
+          {"rates", Array({t, s, config.num_channels}, samples.rates)},
+          {"observations", Array({t, s, config.num_channels}, samples.observations)}};
+}
+
+std::vector<double> read_inputs(const std::string& path, const std::string& field, int trials,
+                                int steps, const ModelConfig& config) {
+  if (config.num_inputs == 0) {
+    LRSMC_REQUIRE(path.empty(), path, ": the model has no inputs; got an inputs file");
+    return {};
+  }
+  LRSMC_REQUIRE(!path.empty(), "--inputs is required: the model takes ", config.num_inputs,
+                " input(s); expected a (trials, steps, inputs) array");
+  const Dataset inputs = load_dataset(path, DataLayout::trials_time_channels, field);
+  LRSMC_REQUIRE(inputs.num_trials == trials && inputs.num_steps == steps &&
+                    inputs.num_channels == config.num_inputs,
+                path, ": inputs have shape (", inputs.num_trials, ", ", inputs.num_steps, ", ",
+                inputs.num_channels, "); expected (", trials, ", ", steps, ", ", config.num_inputs,
+                ")");
+  return inputs.observations;
+}
+
+int run_simulate(const std::string& model_path, int trials, int steps, std::uint64_t seed,
+                 const std::string& inputs_path, const std::string& inputs_field,
+                 const std::string& out) {
+  const Model model = load_model(model_path);
+  auto backend = make_backend(BackendKind::cpu);
+  const auto inputs = read_inputs(inputs_path, inputs_field, trials, steps, model.config);
+  const SampleResult samples = backend->sample(model, trials, steps, inputs, seed);
+  io::write_npz(out, sample_arrays(samples, trials, steps, model.config), {},
+                io::StoredType::float32);
+  std::printf("wrote %s: observations (%d, %d, %d), latents (%d, %d, %d), rates\n", out.c_str(),
+              trials, steps, model.config.num_channels, trials, steps, model.config.rank);
+  return 0;
+}
+
+}  // namespace
+
+int main_with_exceptions(int argc, char** argv) {
+  CLI::App app{"lrsmc: fit stochastic low-rank RNNs to neural recordings with variational "
+               "sequential Monte Carlo"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "lrsmc 0.1.0");
+
+  // --- simulate ---
+  auto* simulate = app.add_subcommand("simulate", "Draw latents and observations from a model file");
+  std::string simulate_model, simulate_out = "simulated.npz", simulate_inputs, simulate_inputs_field;
+  int simulate_trials = 100, simulate_steps = 75;
+  std::uint64_t simulate_seed = 0;
+  simulate->add_option("--model", simulate_model, "Model file (.npz)")->required();
+  simulate->add_option("--trials", simulate_trials, "Trials to draw")->capture_default_str();
+  simulate->add_option("--steps", simulate_steps, "Time steps per trial")->capture_default_str();
+  simulate->add_option("--seed", simulate_seed, "Random seed")->capture_default_str();
+  simulate->add_option("--inputs", simulate_inputs, "Inputs (trials, steps, inputs)");
+  simulate->add_option("--inputs-field", simulate_inputs_field, "Entry of an .npz inputs file");
+  simulate->add_option("--out,-o", simulate_out,
+                       "Output .npz: observations, latents, rates (trials, steps, ·)")
+      ->capture_default_str();
+
+  // --- fit ---
+  auto* fit = app.add_subcommand("fit", "Fit a model to a recording");
+  FitOptions fit_options;
+  add_data_options(*fit, fit_options.data, true);
+  add_architecture_options(*fit, fit_options.architecture);
+  add_inference_options(*fit, fit_options.inference);
+  add_device_options(*fit, fit_options.device);
+  add_training_options(*fit, fit_options);
+
+  // --- filter ---
+  auto* filter = app.add_subcommand("filter", "Filtered latents and per-trial ELBO of a recording");
+  FilterCommandOptions filter_options;
+  filter->add_option("--model", filter_options.model_path, "Model file (.npz)")->required();
+  add_data_options(*filter, filter_options.data, true);
+  add_inference_options(*filter, filter_options.inference);
+  add_device_options(*filter, filter_options.device);
+  filter_options.inference.particles = 1000;
+  filter->add_option("--seed", filter_options.seed, "Random seed")->capture_default_str();
+  filter->add_option("--out-latents", filter_options.latents_path,
+                     "Posterior-mean latents (trials, steps, rank) .npy")
+      ->capture_default_str();
+  filter->add_option("--out-elbo", filter_options.elbo_path, "Per-trial ELBO (trials) .npy")
+      ->capture_default_str();
+  filter->add_option("--out-particles", filter_options.particles_path,
+                     "Optional .npz with particles, log_weights, ancestors, resampled");
+
+  // --- sample ---
+  auto* sample = app.add_subcommand("sample", "Generate observations from a fitted model");
+  std::string sample_model, sample_out = "samples.npz", sample_inputs, sample_inputs_field;
+  int sample_trials = 10, sample_steps = 100, sample_burn_in = 0;
+  std::uint64_t sample_seed = 0;
+  sample->add_option("--model", sample_model, "Model file (.npz)")->required();
+  sample->add_option("--trials", sample_trials, "Sequences to generate")->capture_default_str();
+  sample->add_option("--steps", sample_steps, "Steps per sequence (after burn-in)")
+      ->capture_default_str();
+  sample->add_option("--burn-in", sample_burn_in, "Steps generated and dropped first")
+      ->capture_default_str();
+  sample->add_option("--seed", sample_seed, "Random seed")->capture_default_str();
+  sample->add_option("--inputs", sample_inputs, "Inputs (trials, burn-in + steps, inputs)");
+  sample->add_option("--inputs-field", sample_inputs_field, "Entry of an .npz inputs file");
+  sample->add_option("--out,-o", sample_out, "Output .npz: observations, rates, latents")
+      ->capture_default_str();
+
+  // --- fixed-points ---
+  auto* fixed = app.add_subcommand("fixed-points",
+                                   "Every fixed point of a relu / clipped-relu model's latent map");
+  FixedPointCommandOptions fixed_options;
+  add_fixed_point_options(*fixed, fixed_options);
+
+  // --- demo ---
+  auto* demo = app.add_subcommand("demo", "Fit a student to data from a built-in oscillator teacher");
+  DemoOptions demo_options;
+  add_demo_options(*demo, demo_options);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    const int code = app.exit(error);
+    return code == 0 ? 0 : 2;
+  }
+  std::signal(SIGINT, on_interrupt);
+  ProgressPrinter printer(fit_options.quiet);
+  const ProgressCallback progress = [&printer](const EpochReport& report) { return printer(report); };
+
+  if (*simulate)
+    return run_simulate(simulate_model, simulate_trials, simulate_steps, simulate_seed,
+                        simulate_inputs, simulate_inputs_field, simulate_out);
+  if (*fit) return run_fit(fit_options, progress);
+  if (*filter) return run_filter(filter_options);
+  if (*sample) {
+    const Model model = load_model(sample_model);
+    auto backend = make_backend(BackendKind::cpu);
+    LRSMC_REQUIRE(sample_burn_in >= 0, "--burn-in must be ≥ 0; got ", sample_burn_in);
+    const int total = sample_steps + sample_burn_in;
+    const auto inputs =
+        read_inputs(sample_inputs, sample_inputs_field, sample_trials, total, model.config);
+    SampleResult all = backend->sample(model, sample_trials, total, inputs, sample_seed);
+    // Drop the burn-in steps of every trial.
+    const auto drop = [&](const std::vector<double>& values, int width) {
+      std::vector<double> kept;
+      for (int trial = 0; trial < sample_trials; ++trial)
+        kept.insert(kept.end(),
+                    values.begin() + std::ptrdiff_t((std::size_t(trial) * total + sample_burn_in) * width),
+                    values.begin() + std::ptrdiff_t(std::size_t(trial + 1) * total * width));
+      return kept;
+    };
+    SampleResult kept{drop(all.latents, model.config.rank), drop(all.rates, model.config.num_channels),
+                      drop(all.observations, model.config.num_channels)};
+    io::write_npz(sample_out, sample_arrays(kept, sample_trials, sample_steps, model.config), {},
+                  io::StoredType::float32);
+    std::printf("wrote %s: %d sequences of %d steps (after %d burn-in steps)\n", sample_out.c_str(),
+                sample_trials, sample_steps, sample_burn_in);
+    return 0;
+  }
+  if (*fixed) return run_fixed_points(fixed_options);
+  if (*demo) return run_demo(demo_options, progress);
+  return 2;
+}
+
+}  // namespace lrsmc::cli
+
+int main(int argc, char** argv) {
+  try {
+    return lrsmc::cli::main_with_exceptions(argc, argv);
+  } catch (const lrsmc::InvalidInput& error) {
+    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
+    return 2;
+  } catch (const lrsmc::IoError& error) {
+    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
+    return 2;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
+    return 1;
+  }
+}

@@ -1,0 +1,134 @@
+// Registration and interpretation of the options shared by the lrsmc subcommands.
+#include "cli/options.hpp"
+
+#include <cmath>
+#include <cstdio>
+
+#include "lrsmc/errors.hpp"
+
+namespace lrsmc::cli {
+
+void add_data_options(CLI::App& app, DataOptions& options, bool required) {
+  auto* data = app.add_option("--data", options.path,
+                              "Recording: .npy, or .npz with --field naming the entry");
+  if (required) data->required();
+  app.add_option("--field", options.field, "Entry of an .npz data file (default: the only one, "
+                                           "or 'observations' / 'data')");
+  app.add_option("--layout", options.layout,
+                 "Axis order of the data: trials,time,channels | trials,channels,time | "
+                 "time,channels | channels,time (one long recording)")
+      ->capture_default_str();
+  app.add_option("--inputs", options.inputs_path, "Inputs u (same layout as the data)");
+  app.add_option("--inputs-field", options.inputs_field, "Entry of an .npz inputs file");
+}
+
+void add_architecture_options(CLI::App& app, ArchitectureOptions& options) {
+  app.add_option("--rank", options.rank, "Latent dimension R")->capture_default_str();
+  app.add_option("--hidden", options.hidden, "Number of RNN units N")->capture_default_str();
+  app.add_option("--nonlinearity", options.nonlinearity, "relu | clipped_relu | tanh | identity")
+      ->capture_default_str();
+  app.add_option("--transition-noise", options.transition_noise, "full | diag")
+      ->capture_default_str();
+  app.add_option("--initial-noise", options.initial_noise, "full | diag")->capture_default_str();
+  app.add_option("--observation", options.observation, "gaussian | poisson")
+      ->capture_default_str();
+  app.add_option("--link", options.link,
+                 "Read-out nonlinearity: identity | exp | softplus | relu (Poisson default: "
+                 "softplus)")
+      ->capture_default_str();
+  app.add_option("--initial-state", options.initial_state, "zero | trainable")
+      ->capture_default_str();
+  app.add_option("--init-decay", options.decay, "Initial decay a")->capture_default_str();
+  app.add_option("--init-transition-std", options.transition_std, "Initial transition noise std")
+      ->capture_default_str();
+  app.add_option("--init-initial-std", options.initial_std, "Initial-state noise std")
+      ->capture_default_str();
+  app.add_option("--init-observation-std", options.observation_std,
+                 "Initial observation noise std")
+      ->capture_default_str();
+}
+
+void add_inference_options(CLI::App& app, InferenceOptions& options) {
+  app.add_option("--particles,-k", options.particles, "Particles per trial K")
+      ->capture_default_str();
+  app.add_option("--proposal", options.proposal,
+                 "auto | optimal | bootstrap (auto: optimal for linear-Gaussian read-outs)")
+      ->capture_default_str();
+  app.add_option("--resampling", options.resampling, "systematic | stratified | multinomial")
+      ->capture_default_str();
+  app.add_option("--resample-threshold", options.resample_threshold,
+                 "Resample when ESS < threshold·K (1: every step, 0: never)")
+      ->capture_default_str();
+}
+
+void add_device_options(CLI::App& app, DeviceOptions& options) {
+  app.add_option("--device", options.device, "cpu | cuda | auto (the GPU when there is one)")
+      ->capture_default_str();
+  app.add_option("--threads", options.threads, "CPU threads (0: all cores)")
+      ->capture_default_str();
+}
+
+Dataset load_data(const DataOptions& options) {
+  LRSMC_REQUIRE(!options.path.empty(), "--data is required");
+  return load_dataset(options.path, parse_data_layout(options.layout, "--layout"), options.field,
+                      options.inputs_path, options.inputs_field);
+}
+
+ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs) {
+  ModelConfig config;
+  config.rank = options.rank;
+  config.num_hidden = options.hidden;
+  config.num_channels = channels;
+  config.num_inputs = inputs;
+  config.nonlinearity = parse_nonlinearity(options.nonlinearity, "--nonlinearity");
+  config.transition_noise = parse_noise_type(options.transition_noise, "--transition-noise");
+  config.initial_noise = parse_noise_type(options.initial_noise, "--initial-noise");
+  config.observation = parse_observation(options.observation, "--observation");
+  config.link = parse_link(options.link, "--link");
+  if (config.observation == Observation::poisson && config.link == Link::identity)
+    config.link = Link::softplus;
+  config.initial_state = parse_initial_state(options.initial_state, "--initial-state");
+  config.init_decay = options.decay;
+  config.init_transition_std = options.transition_std;
+  config.init_initial_std = options.initial_std;
+  config.init_observation_std = options.observation_std;
+  validate(config, "options");
+  return config;
+}
+
+FilterOptions make_filter_options(const InferenceOptions& options, const ModelConfig& config) {
+  FilterOptions filter;
+  filter.num_particles = options.particles;
+  if (options.proposal == "auto") {
+    filter.proposal = config.observation == Observation::gaussian && config.link == Link::identity
+                          ? Proposal::optimal
+                          : Proposal::bootstrap;
+  } else {
+    filter.proposal = parse_proposal(options.proposal, "--proposal");
+  }
+  filter.resampling = parse_resampling(options.resampling, "--resampling");
+  filter.resample_threshold = options.resample_threshold;
+  validate(filter, config, "options");
+  return filter;
+}
+
+std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options) {
+  BackendOptions backend_options;
+  backend_options.num_threads = options.threads;
+  return make_backend(parse_backend_kind(options.device, "--device"), backend_options);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const long total = std::lround(seconds);
+  char text[32];
+  if (total >= 3600)
+    std::snprintf(text, sizeof text, "%ldh %02ldm %02lds", total / 3600, total / 60 % 60, total % 60);
+  else if (total >= 60)
+    std::snprintf(text, sizeof text, "%ldm %02lds", total / 60, total % 60);
+  else
+    std::snprintf(text, sizeof text, "%lds", total);
+  return text;
+}
+
+}  // namespace lrsmc::cli

@@ -1,0 +1,67 @@
+// Options shared by the lrsmc subcommands and their registration on CLI11 apps.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <string>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/config.hpp"
+#include "lrsmc/dataset.hpp"
+#include "lrsmc/trainer.hpp"
+
+namespace lrsmc::cli {
+
+/// Where data come from.
+struct DataOptions {
+  std::string path;
+  std::string field;
+  std::string layout = "trials,time,channels";
+  std::string inputs_path;
+  std::string inputs_field;
+};
+
+/// Model architecture for `fit` without --init (defaults: the paper's EEG setting).
+struct ArchitectureOptions {
+  int rank = 3;
+  int hidden = 512;
+  std::string nonlinearity = "clipped_relu";
+  std::string transition_noise = "full";
+  std::string initial_noise = "full";
+  std::string observation = "gaussian";
+  std::string link = "identity";
+  std::string initial_state = "trainable";
+  double decay = 0.9;
+  double transition_std = 0.1;
+  double initial_std = 1.0;
+  double observation_std = 0.1;
+};
+
+/// Particle-filter options.
+struct InferenceOptions {
+  int particles = 10;
+  std::string proposal = "auto";  ///< optimal for linear-Gaussian read-outs, else bootstrap
+  std::string resampling = "systematic";
+  double resample_threshold = 1.0;
+};
+
+struct DeviceOptions {
+  std::string device = "auto";
+  int threads = 0;
+};
+
+void add_data_options(CLI::App& app, DataOptions& options, bool required);
+void add_architecture_options(CLI::App& app, ArchitectureOptions& options);
+void add_inference_options(CLI::App& app, InferenceOptions& options);
+void add_device_options(CLI::App& app, DeviceOptions& options);
+
+[[nodiscard]] Dataset load_data(const DataOptions& options);
+[[nodiscard]] ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs);
+[[nodiscard]] FilterOptions make_filter_options(const InferenceOptions& options,
+                                                const ModelConfig& config);
+[[nodiscard]] std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options);
+
+/// "1h 02m 03s", "4m 05s" or "12s".
+[[nodiscard]] std::string format_duration(double seconds);
+
+}  // namespace lrsmc::cli

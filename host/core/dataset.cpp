@@ -1,0 +1,170 @@
+// Loading recordings in the layouts of design.md and slicing them into batches.
+#include "lrsmc/dataset.hpp"
+
+#include <cmath>
+
+#include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
+
+namespace lrsmc {
+
+std::string to_string(DataLayout layout) {
+  switch (layout) {
+    case DataLayout::trials_time_channels: return "trials,time,channels";
+    case DataLayout::trials_channels_time: return "trials,channels,time";
+    case DataLayout::time_channels: return "time,channels";
+    case DataLayout::channels_time: break;
+  }
+  return "channels,time";
+}
+
+DataLayout parse_data_layout(const std::string& text, const std::string& field) {
+  for (const DataLayout layout :
+       {DataLayout::trials_time_channels, DataLayout::trials_channels_time,
+        DataLayout::time_channels, DataLayout::channels_time})
+    if (text == to_string(layout)) return layout;
+  throw InvalidInput(detail::concat(field, " is not recognised; got '", text,
+                                    "', expected one of trials,time,channels, "
+                                    "trials,channels,time, time,channels, channels,time"));
+}
+
+Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source) {
+  const bool continuous = layout == DataLayout::time_channels || layout == DataLayout::channels_time;
+  const int expected_rank = continuous ? 2 : 3;
+  LRSMC_REQUIRE(array.ndim() == expected_rank, source, ": array has ", array.ndim(),
+                " dimension(s), shape ", array.shape_string(), "; expected ", expected_rank,
+                " for layout (", to_string(layout), ")",
+                array.ndim() == 2 ? " (for one long recording use --layout time,channels)" : "",
+                array.ndim() == 3 ? " (for trials use --layout trials,time,channels)" : "");
+  for (const auto extent : array.shape)
+    LRSMC_REQUIRE(extent >= 1 && extent <= (std::int64_t(1) << 31) - 1, source,
+                  ": array has an empty or huge axis; got shape ", array.shape_string());
+  Dataset data;
+  data.source = source;
+  data.continuous = continuous;
+  std::int64_t trials = 1, steps = 0, channels = 0;
+  switch (layout) {
+    case DataLayout::trials_time_channels:
+      trials = array.shape[0], steps = array.shape[1], channels = array.shape[2];
+      break;
+    case DataLayout::trials_channels_time:
+      trials = array.shape[0], channels = array.shape[1], steps = array.shape[2];
+      break;
+    case DataLayout::time_channels: steps = array.shape[0], channels = array.shape[1]; break;
+    case DataLayout::channels_time: channels = array.shape[0], steps = array.shape[1]; break;
+  }
+  data.num_trials = int(trials);
+  data.num_steps = int(steps);
+  data.num_channels = int(channels);
+  data.observations.resize(std::size_t(trials * steps * channels));
+  const bool channels_first =
+      layout == DataLayout::trials_channels_time || layout == DataLayout::channels_time;
+  for (std::int64_t trial = 0; trial < trials; ++trial)
+    for (std::int64_t step = 0; step < steps; ++step)
+      for (std::int64_t channel = 0; channel < channels; ++channel) {
+        const std::int64_t from = channels_first ? (trial * channels + channel) * steps + step
+                                                 : (trial * steps + step) * channels + channel;
+        const double value = array.data[std::size_t(from)];
+        LRSMC_REQUIRE(std::isfinite(value), source, ": value at trial ", trial, ", step ", step,
+                      ", channel ", channel, " is ", value, "; expected finite values (layout ",
+                      to_string(layout), ")");
+        data.observations[std::size_t((trial * steps + step) * channels + channel)] = value;
+      }
+  return data;
+}
+
+namespace {
+
+Array read_entry(const std::string& path, const std::string& field) {
+  if (!io::has_extension(path, ".npz")) {
+    LRSMC_REQUIRE(field.empty(), path, ": --field '", field, "' given, but the file is not an .npz");
+    return io::read_npy(path);
+  }
+  const io::NpzContents contents = io::read_npz(path);
+  if (!field.empty()) {
+    const auto found = contents.arrays.find(field);
+    if (found != contents.arrays.end()) return found->second;
+    std::string names;
+    for (const auto& [name, array] : contents.arrays) names += (names.empty() ? "" : ", ") + name;
+    throw InvalidInput(detail::concat(path, ": entry '", field, "' is missing; the archive holds ",
+                                      names.empty() ? "no arrays" : names));
+  }
+  if (contents.arrays.size() == 1) return contents.arrays.begin()->second;
+  for (const char* name : {"observations", "data"}) {
+    const auto found = contents.arrays.find(name);
+    if (found != contents.arrays.end()) return found->second;
+  }
+  std::string names;
+  for (const auto& [name, array] : contents.arrays) names += (names.empty() ? "" : ", ") + name;
+  throw InvalidInput(detail::concat(path, ": cannot tell which entry holds the data (", names,
+                                    "); name one with --field"));
+}
+
+}  // namespace
+
+Dataset load_dataset(const std::string& path, DataLayout layout, const std::string& field,
+                     const std::string& inputs_path, const std::string& inputs_field) {
+  Dataset data = dataset_from_array(read_entry(path, field), layout, path);
+  if (inputs_path.empty()) return data;
+  const Dataset inputs =
+      dataset_from_array(read_entry(inputs_path, inputs_field), layout, inputs_path);
+  LRSMC_REQUIRE(inputs.num_trials == data.num_trials && inputs.num_steps == data.num_steps,
+                inputs_path, ": inputs do not match the data; got ", inputs.num_trials,
+                " trials × ", inputs.num_steps, " steps, expected ", data.num_trials, " × ",
+                data.num_steps, " (layout ", to_string(layout), ")");
+  data.num_inputs = inputs.num_channels;
+  data.inputs = inputs.observations;
+  return data;
+}
+
+SequenceBatch trials_batch(const Dataset& data, const std::vector<int>& trials) {
+  SequenceBatch batch;
+  batch.num_trials = int(trials.size());
+  batch.num_steps = data.num_steps;
+  batch.num_channels = data.num_channels;
+  batch.num_inputs = data.num_inputs;
+  const std::size_t observation_size = std::size_t(data.num_steps) * data.num_channels;
+  const std::size_t input_size = std::size_t(data.num_steps) * data.num_inputs;
+  for (const int trial : trials) {
+    LRSMC_ASSERT(trial >= 0 && trial < data.num_trials);
+    batch.observations.insert(batch.observations.end(),
+                              data.observations.begin() + std::ptrdiff_t(trial * observation_size),
+                              data.observations.begin() + std::ptrdiff_t((trial + 1) * observation_size));
+    if (input_size > 0)
+      batch.inputs.insert(batch.inputs.end(), data.inputs.begin() + std::ptrdiff_t(trial * input_size),
+                          data.inputs.begin() + std::ptrdiff_t((trial + 1) * input_size));
+  }
+  return batch;
+}
+
+SequenceBatch trials_batch(const Dataset& data, int first, int count) {
+  std::vector<int> trials(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) trials[std::size_t(i)] = first + i;
+  return trials_batch(data, trials);
+}
+
+SequenceBatch windows_batch(const Dataset& data, const std::vector<int>& starts, int length) {
+  LRSMC_REQUIRE(length >= 1 && length <= data.num_steps, data.source, ": window of ", length,
+                " steps does not fit the recording; got ", data.num_steps,
+                " steps, expected a window of 1 to ", data.num_steps);
+  SequenceBatch batch;
+  batch.num_trials = int(starts.size());
+  batch.num_steps = length;
+  batch.num_channels = data.num_channels;
+  batch.num_inputs = data.num_inputs;
+  for (const int start : starts) {
+    LRSMC_ASSERT(start >= 0 && start + length <= data.num_steps);
+    batch.observations.insert(
+        batch.observations.end(),
+        data.observations.begin() + std::ptrdiff_t(std::size_t(start) * data.num_channels),
+        data.observations.begin() + std::ptrdiff_t(std::size_t(start + length) * data.num_channels));
+    if (data.num_inputs > 0)
+      batch.inputs.insert(
+          batch.inputs.end(),
+          data.inputs.begin() + std::ptrdiff_t(std::size_t(start) * data.num_inputs),
+          data.inputs.begin() + std::ptrdiff_t(std::size_t(start + length) * data.num_inputs));
+  }
+  return batch;
+}
+
+}  // namespace lrsmc

@@ -1,0 +1,414 @@
+// The host training loop of method.md §5: batches, RAdam/Adam on the flat parameter vector,
+// exponential learning-rate decay, gradient clipping, held-out ELBO, NaN guard, checkpoints.
+#include "lrsmc/trainer.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include <nlohmann/json.hpp>
+
+#include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
+
+namespace lrsmc {
+
+std::string to_string(Optimizer optimizer) {
+  return optimizer == Optimizer::radam ? "radam" : "adam";
+}
+
+Optimizer parse_optimizer(const std::string& text, const std::string& field) {
+  if (text == "radam") return Optimizer::radam;
+  if (text == "adam") return Optimizer::adam;
+  throw InvalidInput(detail::concat(field, " is not recognised; got '", text,
+                                    "', expected one of radam, adam"));
+}
+
+void validate(const TrainingOptions& options, const std::string& source) {
+  LRSMC_REQUIRE(options.epochs >= 1 && options.epochs <= 10'000'000, source,
+                ": epochs is out of range; got ", options.epochs, ", expected 1 to 10000000");
+  LRSMC_REQUIRE(options.batch_size >= 1 && options.batch_size <= 1'000'000, source,
+                ": batch size is out of range; got ", options.batch_size,
+                ", expected 1 to 1000000");
+  LRSMC_REQUIRE(options.window >= 1, source, ": window must be at least 1 step; got ",
+                options.window);
+  LRSMC_REQUIRE(options.windows_per_epoch >= 1, source,
+                ": windows per epoch must be at least 1; got ", options.windows_per_epoch);
+  LRSMC_REQUIRE(std::isfinite(options.learning_rate) && options.learning_rate > 0 &&
+                    options.learning_rate < 10,
+                source, ": learning rate must lie in (0, 10); got ", options.learning_rate);
+  LRSMC_REQUIRE(std::isfinite(options.learning_rate_end) && options.learning_rate_end > 0 &&
+                    options.learning_rate_end <= options.learning_rate,
+                source, ": final learning rate must lie in (0, lr = ", options.learning_rate,
+                "]; got ", options.learning_rate_end);
+  LRSMC_REQUIRE(std::isfinite(options.gradient_clip) && options.gradient_clip >= 0, source,
+                ": gradient clip must be ≥ 0 (0 = off); got ", options.gradient_clip);
+  LRSMC_REQUIRE(options.eval_particles >= 0, source,
+                ": evaluation particles must be ≥ 0 (0 = training particles); got ",
+                options.eval_particles);
+  LRSMC_REQUIRE(options.eval_every >= 1, source, ": eval-every must be at least 1; got ",
+                options.eval_every);
+  LRSMC_REQUIRE(options.held_out_fraction >= 0 && options.held_out_fraction < 1, source,
+                ": held-out fraction must lie in [0, 1); got ", options.held_out_fraction);
+  LRSMC_REQUIRE(options.checkpoint_every >= 0, source, ": checkpoint-every must be ≥ 0; got ",
+                options.checkpoint_every);
+}
+
+namespace {
+
+/// SplitMix64 finaliser: decorrelates the seeds of successive epochs and batches.
+std::uint64_t mix(std::uint64_t value) {
+  value += 0x9E3779B97F4A7C15ull;
+  value = (value ^ (value >> 30)) * 0xBF58476D1CE4E5B9ull;
+  value = (value ^ (value >> 27)) * 0x94D049BB133111EBull;
+  return value ^ (value >> 31);
+}
+
+std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b) {
+  return mix(mix(mix(seed) ^ a) ^ (b * 0xD1B54A32D192ED03ull));
+}
+
+/// Optimizer state over the flat parameter vector (PyTorch's Adam and RAdam, β = (0.9, 0.999),
+/// ε = 1e-8, no weight decay).
+struct OptimizerState {
+  std::vector<double> first_moment, second_moment;
+  std::int64_t step = 0;
+};
+
+void optimizer_step(Optimizer optimizer, double learning_rate, const std::vector<double>& loss_gradient,
+                    OptimizerState& state, std::vector<double>& parameters) {
+  constexpr double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+  state.step += 1;
+  const double t = double(state.step);
+  const double bias1 = 1 - std::pow(beta1, t), bias2 = 1 - std::pow(beta2, t);
+  const double rho_infinity = 2 / (1 - beta2) - 1;
+  const double rho = rho_infinity - 2 * t * std::pow(beta2, t) / bias2;
+  const bool rectified = optimizer == Optimizer::adam || rho > 5;
+  const double rectification =
+      optimizer == Optimizer::adam
+          ? 1.0
+          : (rho > 5 ? std::sqrt((rho - 4) * (rho - 2) * rho_infinity /
+                                 ((rho_infinity - 4) * (rho_infinity - 2) * rho))
+                     : 1.0);
+  for (std::size_t i = 0; i < parameters.size(); ++i) {
+    const double g = loss_gradient[i];
+    state.first_moment[i] = beta1 * state.first_moment[i] + (1 - beta1) * g;
+    state.second_moment[i] = beta2 * state.second_moment[i] + (1 - beta2) * g * g;
+    const double corrected_mean = state.first_moment[i] / bias1;
+    if (rectified) {
+      const double denominator = std::sqrt(state.second_moment[i] / bias2) + epsilon;
+      parameters[i] -= learning_rate * rectification * corrected_mean / denominator;
+    } else {
+      parameters[i] -= learning_rate * corrected_mean;  // RAdam's un-adapted warm-up steps
+    }
+  }
+}
+
+bool all_finite(const std::vector<double>& values) {
+  return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
+}
+
+struct Checkpoint {
+  Model model;
+  OptimizerState state;
+  int epoch = 0;  // epochs completed
+  double learning_rate = 0;
+  std::vector<EpochReport> history;
+};
+
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint,
+                     const TrainingOptions& options) {
+  std::map<std::string, Array> arrays;
+  const ParameterLayout layout = checkpoint.model.layout();
+  for (const auto& block : layout.blocks())
+    arrays[block.name] = Array(block.shape, checkpoint.model.get(block.name));
+  const auto count = std::int64_t(checkpoint.state.first_moment.size());
+  arrays["checkpoint_first_moment"] = Array({count}, checkpoint.state.first_moment);
+  arrays["checkpoint_second_moment"] = Array({count}, checkpoint.state.second_moment);
+  nlohmann::json training;
+  training["epoch"] = checkpoint.epoch;
+  training["optimizer_step"] = checkpoint.state.step;
+  training["learning_rate"] = checkpoint.learning_rate;
+  training["seed"] = options.seed;
+  training["optimizer"] = to_string(options.optimizer);
+  training["epochs"] = options.epochs;
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& report : checkpoint.history)
+    history.push_back({report.epoch, report.train_elbo,
+                       std::isfinite(report.held_out_elbo) ? nlohmann::json(report.held_out_elbo)
+                                                           : nlohmann::json(nullptr),
+                       report.learning_rate, report.elapsed_seconds});
+  training["history"] = history;
+  io::write_npz(path, arrays,
+                {{"config", config_to_json(checkpoint.model.config)},
+                 {"checkpoint_training", training.dump()}},
+                io::StoredType::float64);
+}
+
+Checkpoint load_checkpoint(const std::string& path, const Model& expected,
+                           const TrainingOptions& options) {
+  Checkpoint checkpoint;
+  checkpoint.model = load_model(path);
+  LRSMC_REQUIRE(config_to_json(checkpoint.model.config) == config_to_json(expected.config), path,
+                ": checkpoint configuration does not match this run; got ",
+                config_to_json(checkpoint.model.config), ", expected ",
+                config_to_json(expected.config));
+  const io::NpzContents contents = io::read_npz(path);
+  const auto training_text = contents.strings.find("checkpoint_training");
+  LRSMC_REQUIRE(training_text != contents.strings.end(), path,
+                ": entry 'checkpoint_training' is missing; this is a model file, not a checkpoint");
+  nlohmann::json training;
+  try {
+    training = nlohmann::json::parse(training_text->second);
+    checkpoint.epoch = training.at("epoch").get<int>();
+    checkpoint.state.step = training.at("optimizer_step").get<std::int64_t>();
+    checkpoint.learning_rate = training.at("learning_rate").get<double>();
+    LRSMC_REQUIRE(training.at("seed").get<std::uint64_t>() == options.seed, path,
+                  ": checkpoint was made with seed ", training.at("seed").get<std::uint64_t>(),
+                  "; got --seed ", options.seed, ", expected the same seed to resume");
+    LRSMC_REQUIRE(training.at("optimizer").get<std::string>() == to_string(options.optimizer),
+                  path, ": checkpoint optimizer is ", training.at("optimizer").get<std::string>(),
+                  "; got ", to_string(options.optimizer));
+    for (const auto& row : training.at("history")) {
+      EpochReport report;
+      report.epoch = row.at(0).get<int>();
+      report.epochs = options.epochs;
+      report.train_elbo = row.at(1).get<double>();
+      if (!row.at(2).is_null()) report.held_out_elbo = row.at(2).get<double>();
+      report.learning_rate = row.at(3).get<double>();
+      report.elapsed_seconds = row.at(4).get<double>();
+      checkpoint.history.push_back(report);
+    }
+  } catch (const nlohmann::json::exception& error) {
+    throw InvalidInput(detail::concat(path, ": entry 'checkpoint_training' is malformed (",
+                                      error.what(), ")"));
+  }
+  const std::size_t size = checkpoint.model.parameters.size();
+  for (const char* name : {"checkpoint_first_moment", "checkpoint_second_moment"}) {
+    const auto found = contents.arrays.find(name);
+    LRSMC_REQUIRE(found != contents.arrays.end() && found->second.data.size() == size, path,
+                  ": entry '", name, "' is missing or has the wrong size; expected ", size,
+                  " values");
+  }
+  checkpoint.state.first_moment = contents.arrays.at("checkpoint_first_moment").data;
+  checkpoint.state.second_moment = contents.arrays.at("checkpoint_second_moment").data;
+  LRSMC_REQUIRE(checkpoint.epoch >= 0 && checkpoint.epoch <= options.epochs, path,
+                ": checkpoint epoch ", checkpoint.epoch, " is beyond --epochs ", options.epochs);
+  return checkpoint;
+}
+
+std::vector<int> window_starts(int count, int num_steps, int window, std::uint64_t seed) {
+  std::mt19937_64 generator(seed);
+  std::uniform_int_distribution<int> start(0, num_steps - window);
+  std::vector<int> starts(static_cast<std::size_t>(count));
+  for (auto& value : starts) value = start(generator);
+  return starts;
+}
+
+}  // namespace
+
+std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction, int window,
+                                           std::uint64_t seed) {
+  Dataset train = data, held_out = data;
+  held_out.num_trials = 0;
+  held_out.observations.clear();
+  held_out.inputs.clear();
+  if (fraction <= 0) return {train, held_out};
+  if (data.continuous) {
+    // The recording's last fraction, at least one window long, is held out.
+    const int held_steps = std::max(window, int(std::lround(fraction * data.num_steps)));
+    LRSMC_REQUIRE(data.num_steps - held_steps >= window, data.source,
+                  ": held-out fraction ", fraction, " leaves ", data.num_steps - held_steps,
+                  " training steps; expected at least one window of ", window);
+    const int split = data.num_steps - held_steps;
+    const auto cut = [&](int from, int to) {
+      Dataset part = data;
+      part.num_steps = to - from;
+      part.observations.assign(data.observations.begin() + std::ptrdiff_t(from) * data.num_channels,
+                               data.observations.begin() + std::ptrdiff_t(to) * data.num_channels);
+      if (data.num_inputs > 0)
+        part.inputs.assign(data.inputs.begin() + std::ptrdiff_t(from) * data.num_inputs,
+                           data.inputs.begin() + std::ptrdiff_t(to) * data.num_inputs);
+      return part;
+    };
+    return {cut(0, split), cut(split, data.num_steps)};
+  }
+  const int held = std::max(1, int(std::lround(fraction * data.num_trials)));
+  LRSMC_REQUIRE(held < data.num_trials, data.source, ": held-out fraction ", fraction,
+                " leaves no training trials (", data.num_trials, " trials)");
+  std::vector<int> order(static_cast<std::size_t>(data.num_trials));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(derive_seed(seed, 0x5E1D, 0)));
+  std::vector<int> held_trials(order.end() - held, order.end());
+  std::vector<int> train_trials(order.begin(), order.end() - held);
+  std::sort(held_trials.begin(), held_trials.end());
+  std::sort(train_trials.begin(), train_trials.end());
+  const auto to_dataset = [&](const std::vector<int>& trials) {
+    const SequenceBatch batch = trials_batch(data, trials);
+    Dataset part = data;
+    part.num_trials = batch.num_trials;
+    part.observations = batch.observations;
+    part.inputs = batch.inputs;
+    return part;
+  };
+  return {to_dataset(train_trials), to_dataset(held_trials)};
+}
+
+double evaluate_elbo(Backend& backend, const Model& model, const Dataset& data,
+                     const FilterOptions& options, int window, std::uint64_t seed) {
+  SequenceBatch batch;
+  if (data.continuous) {
+    std::vector<int> starts;
+    for (int start = 0; start + window <= data.num_steps; start += window) starts.push_back(start);
+    LRSMC_REQUIRE(!starts.empty(), data.source, ": recording of ", data.num_steps,
+                  " steps is shorter than the window of ", window);
+    batch = windows_batch(data, starts, window);
+  } else {
+    batch = trials_batch(data, 0, data.num_trials);
+  }
+  return backend.filter(model, batch, options, seed).elbo;
+}
+
+Trainer::Trainer(Backend& backend, TrainingOptions options)
+    : backend_(backend), options_(std::move(options)) {
+  validate(options_);
+}
+
+TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Dataset& held_out,
+                            const ProgressCallback& progress, const std::string& resume_from) {
+  initial.validate();
+  validate(options_.filter, initial.config);
+  LRSMC_REQUIRE(train.num_channels == initial.config.num_channels, train.source,
+                ": channel count does not match the model; got ", train.num_channels,
+                ", expected ", initial.config.num_channels);
+  LRSMC_REQUIRE(train.num_inputs == initial.config.num_inputs, train.source,
+                ": input dimension does not match the model; got ", train.num_inputs,
+                ", expected ", initial.config.num_inputs);
+  if (train.continuous)
+    LRSMC_REQUIRE(options_.window <= train.num_steps, train.source, ": window of ",
+                  options_.window, " steps is longer than the recording; got ", train.num_steps,
+                  " steps, expected a window of at most ", train.num_steps);
+  Checkpoint state;
+  state.model = initial;
+  state.state.first_moment.assign(initial.parameters.size(), 0.0);
+  state.state.second_moment.assign(initial.parameters.size(), 0.0);
+  state.learning_rate = options_.learning_rate;
+  if (!resume_from.empty()) state = load_checkpoint(resume_from, initial, options_);
+
+  TrainingResult result;
+  result.history = state.history;
+  const double decay_factor =
+      std::exp(std::log(options_.learning_rate_end / options_.learning_rate) / options_.epochs);
+  FilterOptions eval_options = options_.filter;
+  if (options_.eval_particles > 0) eval_options.num_particles = options_.eval_particles;
+  const auto start_time = std::chrono::steady_clock::now();
+  const double earlier_seconds = state.history.empty() ? 0.0 : state.history.back().elapsed_seconds;
+  const int first_epoch = state.epoch;
+  std::vector<double> last_good = state.model.parameters;  // last parameters evaluated finite
+  const auto write_checkpoint = [&]() {
+    if (!options_.checkpoint_path.empty()) save_checkpoint(options_.checkpoint_path, state, options_);
+  };
+
+  for (int epoch = first_epoch; epoch < options_.epochs; ++epoch) {
+    // The epoch's batches depend only on (seed, epoch): resuming reproduces them.
+    std::vector<SequenceBatch> batches;
+    if (train.continuous) {
+      const auto starts = window_starts(options_.windows_per_epoch, train.num_steps,
+                                        options_.window, derive_seed(options_.seed, 1, std::uint64_t(epoch)));
+      for (std::size_t first = 0; first < starts.size(); first += std::size_t(options_.batch_size)) {
+        const auto last = std::min(starts.size(), first + std::size_t(options_.batch_size));
+        batches.push_back(windows_batch(
+            train, std::vector<int>(starts.begin() + std::ptrdiff_t(first), starts.begin() + std::ptrdiff_t(last)),
+            options_.window));
+      }
+    } else {
+      std::vector<int> order(static_cast<std::size_t>(train.num_trials));
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(),
+                   std::mt19937_64(derive_seed(options_.seed, 2, std::uint64_t(epoch))));
+      for (std::size_t first = 0; first < order.size(); first += std::size_t(options_.batch_size)) {
+        const auto last = std::min(order.size(), first + std::size_t(options_.batch_size));
+        batches.push_back(trials_batch(
+            train, std::vector<int>(order.begin() + std::ptrdiff_t(first), order.begin() + std::ptrdiff_t(last))));
+      }
+    }
+    double elbo_sum = 0;
+    for (std::size_t index = 0; index < batches.size(); ++index) {
+      const std::uint64_t step_seed = derive_seed(options_.seed, 3 + std::uint64_t(epoch), index);
+      GradientResult gradient;
+      std::string failure;
+      try {
+        gradient = backend_.elbo_gradient(state.model, batches[index], options_.filter, step_seed);
+        if (!std::isfinite(gradient.elbo))
+          failure = detail::concat("the ELBO is ", gradient.elbo);
+        else if (!all_finite(gradient.gradient))
+          failure = "the gradient contains NaN or Inf";
+      } catch (const NumericalError& error) {
+        failure = error.what();
+      }
+      if (!failure.empty()) {
+        // Keep the last parameters whose objective and gradient were finite.
+        result.model = state.model;
+        result.model.parameters = last_good;
+        result.stop_reason = detail::concat("training stopped at epoch ", epoch + 1, ", batch ",
+                                            index + 1, ": ", failure,
+                                            "; kept the last good parameters (try a lower "
+                                            "learning rate or --clip)");
+        return result;
+      }
+      elbo_sum += gradient.elbo;
+      last_good = state.model.parameters;
+      std::vector<double> loss_gradient(gradient.gradient.size());
+      double norm = 0;
+      for (std::size_t i = 0; i < loss_gradient.size(); ++i) {
+        loss_gradient[i] = -gradient.gradient[i];
+        norm += loss_gradient[i] * loss_gradient[i];
+      }
+      norm = std::sqrt(norm);
+      if (options_.gradient_clip > 0 && norm > options_.gradient_clip)
+        for (auto& value : loss_gradient) value *= options_.gradient_clip / norm;
+      optimizer_step(options_.optimizer, state.learning_rate, loss_gradient, state.state,
+                     state.model.parameters);
+    }
+    EpochReport report;
+    report.epoch = epoch + 1;
+    report.epochs = options_.epochs;
+    report.train_elbo = elbo_sum / double(batches.size());
+    report.learning_rate = state.learning_rate;
+    const bool last = epoch + 1 == options_.epochs;
+    if (held_out.num_trials > 0 && ((epoch + 1) % options_.eval_every == 0 || last)) {
+      try {
+        report.held_out_elbo = evaluate_elbo(backend_, state.model, held_out, eval_options,
+                                             options_.window, derive_seed(options_.seed, 0xE7A1, 0));
+      } catch (const NumericalError&) {
+        report.held_out_elbo = -std::numeric_limits<double>::infinity();
+      }
+    }
+    // γ = exp(ln(lr_end/lr)/epochs), stepped while lr > lr_end (method.md §5.1).
+    if (state.learning_rate > options_.learning_rate_end) state.learning_rate *= decay_factor;
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+    report.elapsed_seconds = earlier_seconds + seconds;
+    report.remaining_seconds =
+        seconds / double(epoch + 1 - first_epoch) * double(options_.epochs - epoch - 1);
+    state.epoch = epoch + 1;
+    state.history.push_back(report);
+    result.history.push_back(report);
+    if (options_.checkpoint_every > 0 && (epoch + 1) % options_.checkpoint_every == 0)
+      write_checkpoint();
+    if (progress && !progress(report)) {
+      result.model = state.model;
+      result.stop_reason = detail::concat("stopped by request after epoch ", epoch + 1);
+      write_checkpoint();
+      return result;
+    }
+  }
+  write_checkpoint();
+  result.model = state.model;
+  result.completed = true;
+  return result;
+}
+
+}  // namespace lrsmc

@@ -1,0 +1,55 @@
+// Recordings as the engine sees them: trials × time × channels (float64), with optional
+// inputs, read from .npy/.npz in any of the layouts of design.md ("Data layout").
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lrsmc/array.hpp"
+#include "lrsmc/backend.hpp"
+
+namespace lrsmc {
+
+/// How the axes of an array on disk are ordered.
+enum class DataLayout {
+  trials_time_channels,  ///< (trials, time, channels): LFADS, NLB tools, most numpy code
+  trials_channels_time,  ///< (trials, channels, time): the reference implementation
+  time_channels,         ///< one long recording (time, channels)
+  channels_time,         ///< one long recording (channels, time)
+};
+[[nodiscard]] std::string to_string(DataLayout layout);
+/// Accepts "trials,time,channels", "trials,channels,time", "time,channels", "channels,time".
+[[nodiscard]] DataLayout parse_data_layout(const std::string& text,
+                                           const std::string& field = "layout");
+
+struct Dataset {
+  std::string source;  ///< file name, for messages
+  int num_trials = 0, num_steps = 0, num_channels = 0, num_inputs = 0;
+  std::vector<double> observations;  ///< (trials, steps, channels)
+  std::vector<double> inputs;        ///< (trials, steps, inputs) or empty
+  /// One long recording (a single trial) from which training draws random windows.
+  bool continuous = false;
+};
+
+/// Builds a dataset from an array in `layout`; throws InvalidInput naming `source`, the shape
+/// and the assumed layout when the rank is wrong, and when a value is NaN or infinite.
+[[nodiscard]] Dataset dataset_from_array(const Array& array, DataLayout layout,
+                                         const std::string& source);
+
+/// Reads observations from .npy, or from entry `field` of an .npz ("" picks the only entry,
+/// or one called "observations" or "data"). Optional inputs the same way, same layout.
+[[nodiscard]] Dataset load_dataset(const std::string& path, DataLayout layout,
+                                   const std::string& field = "",
+                                   const std::string& inputs_path = "",
+                                   const std::string& inputs_field = "");
+
+/// Trials [first, first + count) as a batch.
+[[nodiscard]] SequenceBatch trials_batch(const Dataset& data, int first, int count);
+/// Trials by index.
+[[nodiscard]] SequenceBatch trials_batch(const Dataset& data, const std::vector<int>& trials);
+/// Windows of `length` steps of a continuous recording starting at the given steps.
+[[nodiscard]] SequenceBatch windows_batch(const Dataset& data, const std::vector<int>& starts,
+                                          int length);
+
+}  // namespace lrsmc

@@ -1,0 +1,88 @@
+// Fitting a model by stochastic gradient ascent on the SMC ELBO (method.md §5): RAdam or Adam,
+// exponential learning-rate decay, optional gradient clipping, held-out evaluation, NaN guard,
+// periodic checkpoints and resume. The same seed gives the same result, resumed or not.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/dataset.hpp"
+#include "lrsmc/params.hpp"
+
+namespace lrsmc {
+
+enum class Optimizer { radam, adam };
+[[nodiscard]] std::string to_string(Optimizer optimizer);
+[[nodiscard]] Optimizer parse_optimizer(const std::string& text, const std::string& field = "optimizer");
+
+struct TrainingOptions {
+  int epochs = 1500;
+  int batch_size = 10;
+  /// Continuous recordings: window length and windows drawn per epoch (the reference's EEG run
+  /// draws 500 windows of 50 steps per epoch: 50 batches of 10).
+  int window = 50;
+  int windows_per_epoch = 500;
+  double learning_rate = 1e-3;
+  double learning_rate_end = 1e-6;  ///< reached at the last epoch (exponential decay)
+  Optimizer optimizer = Optimizer::radam;
+  double gradient_clip = 0.0;        ///< global norm; 0 = off
+  FilterOptions filter;              ///< particles, proposal, resampling for training
+  int eval_particles = 0;            ///< particles for held-out ELBO; 0 = filter.num_particles
+  int eval_every = 1;                ///< held-out evaluation every this many epochs
+  double held_out_fraction = 0.0;    ///< fraction of trials (or of the recording's end) held out
+  std::uint64_t seed = 0;
+  std::string checkpoint_path;       ///< "" = no checkpoints
+  int checkpoint_every = 0;          ///< epochs between checkpoints; 0 = only at the end
+};
+
+/// Throws InvalidInput naming the option and value when an option is absurd.
+void validate(const TrainingOptions& options, const std::string& source = "training options");
+
+struct EpochReport {
+  int epoch = 0;  ///< 1-based
+  int epochs = 0;
+  double train_elbo = 0.0;  ///< mean over the epoch's batches
+  double held_out_elbo = std::numeric_limits<double>::quiet_NaN();
+  double learning_rate = 0.0;
+  double elapsed_seconds = 0.0;
+  double remaining_seconds = 0.0;
+};
+
+/// Called after every epoch; return false to stop training cleanly.
+using ProgressCallback = std::function<bool(const EpochReport&)>;
+
+struct TrainingResult {
+  Model model;                       ///< the last good parameters
+  std::vector<EpochReport> history;
+  bool completed = false;            ///< all epochs ran
+  std::string stop_reason;           ///< why training stopped early ("" when completed)
+};
+
+/// Held-out split: trials by a seeded shuffle, or the end of a continuous recording cut into
+/// windows. Returns {train, held_out}; held_out is empty (0 trials) when fraction is 0.
+[[nodiscard]] std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
+                                                         int window, std::uint64_t seed);
+
+/// Held-out ELBO of a dataset: all trials, or consecutive windows of a continuous recording.
+[[nodiscard]] double evaluate_elbo(Backend& backend, const Model& model, const Dataset& data,
+                                   const FilterOptions& options, int window, std::uint64_t seed);
+
+class Trainer {
+ public:
+  Trainer(Backend& backend, TrainingOptions options);
+  /// Trains from `model`. When `resume_from` names a checkpoint, its parameters, optimizer
+  /// state and epoch replace the starting point (its configuration must match).
+  [[nodiscard]] TrainingResult fit(const Model& model, const Dataset& train, const Dataset& held_out,
+                                   const ProgressCallback& progress = {},
+                                   const std::string& resume_from = "");
+
+ private:
+  Backend& backend_;
+  TrainingOptions options_;
+};
+
+}  // namespace lrsmc

@@ -1,0 +1,192 @@
+// End-to-end tests of the lrsmc command: the main workflow, and every bad input of the
+// foundation issue giving a clear message, a non-zero exit and no damage to existing files.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "lrsmc/demo.hpp"
+#include "lrsmc/io.hpp"
+#include "lrsmc/params.hpp"
+#include "support/test_models.hpp"
+
+namespace lrsmc {
+namespace {
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override { folder_ = testing::make_temp_dir("lrsmc-cli"); }
+  void TearDown() override { std::filesystem::remove_all(folder_); }
+
+  std::string path(const std::string& name) const { return folder_ + "/" + name; }
+
+  int run(const std::string& arguments) {
+    return testing::run_command(std::string(LRSMC_CLI_PATH) + " " + arguments, output_);
+  }
+
+  /// Runs a command that must fail with exit code 2 and a message containing `expected`.
+  void expect_bad_input(const std::string& arguments, const std::string& expected) {
+    SCOPED_TRACE(arguments);
+    EXPECT_EQ(run(arguments), 2) << output_;
+    EXPECT_NE(output_.find("lrsmc: error:"), std::string::npos) << output_;
+    EXPECT_NE(output_.find(expected), std::string::npos) << output_;
+  }
+
+  static std::string read_file(const std::string& file) {
+    std::ifstream stream(file, std::ios::binary);
+    std::stringstream buffer;
+    buffer << stream.rdbuf();
+    return buffer.str();
+  }
+
+  void write_teacher_data(int trials, int steps) {
+    save_model(path("teacher.npz"), oscillator_teacher());
+    ASSERT_EQ(run("simulate --model " + path("teacher.npz") + " --trials " +
+                  std::to_string(trials) + " --steps " + std::to_string(steps) +
+                  " --seed 3 --out " + path("data.npz")),
+              0)
+        << output_;
+  }
+
+  std::string folder_;
+  std::string output_;
+};
+
+TEST_F(CliTest, SimulateFitFilterSampleWorkflow) {
+  write_teacher_data(20, 25);
+  const auto data = io::read_npz(path("data.npz"));
+  ASSERT_EQ(data.arrays.at("observations").shape, (std::vector<std::int64_t>{20, 25, 20}));
+  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
+                "--nonlinearity relu --epochs 3 --batch-size 10 --particles 4 --held-out 0.2 "
+                "--lr 1e-2 --out " + path("model.npz") + " --device cpu --threads 2"),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("epoch 3/3"), std::string::npos) << output_;
+  EXPECT_NE(output_.find("held-out ELBO"), std::string::npos) << output_;
+  const Model fitted = load_model(path("model.npz"));
+  EXPECT_EQ(fitted.config.rank, 2);
+  EXPECT_EQ(fitted.config.num_hidden, 8);
+  ASSERT_EQ(run("filter --model " + path("model.npz") + " --data " + path("data.npz") +
+                " --field observations --particles 50 --out-latents " + path("latents.npy") +
+                " --out-elbo " + path("elbo.npy") + " --out-particles " + path("particles.npz")),
+            0)
+      << output_;
+  EXPECT_EQ(io::read_npy(path("latents.npy")).shape, (std::vector<std::int64_t>{20, 25, 2}));
+  EXPECT_EQ(io::read_npy(path("elbo.npy")).shape, (std::vector<std::int64_t>{20}));
+  EXPECT_EQ(io::read_npz(path("particles.npz")).arrays.at("particles").shape,
+            (std::vector<std::int64_t>{20, 25, 50, 2}));
+  ASSERT_EQ(run("sample --model " + path("model.npz") + " --trials 3 --steps 40 --burn-in 10 "
+                "--out " + path("samples.npz")),
+            0)
+      << output_;
+  EXPECT_EQ(io::read_npz(path("samples.npz")).arrays.at("observations").shape,
+            (std::vector<std::int64_t>{3, 40, 20}));
+  // Resume from a checkpoint continues to the requested epochs.
+  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
+                "--epochs 2 --particles 4 --checkpoint-every 1 --quiet --out " + path("m2.npz")),
+            0)
+      << output_;
+  ASSERT_TRUE(std::filesystem::exists(path("m2.npz.checkpoint.npz")));
+  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
+                "--epochs 4 --particles 4 --resume --quiet --out " + path("m2.npz")),
+            0)
+      << output_;
+}
+
+TEST_F(CliTest, HelpListsEveryCommand) {
+  ASSERT_EQ(run("--help"), 0);
+  for (const char* command : {"simulate", "fit", "filter", "sample", "fixed-points", "demo"})
+    EXPECT_NE(output_.find(command), std::string::npos) << command;
+  ASSERT_EQ(run("fit --help"), 0);
+  EXPECT_NE(output_.find("--particles"), std::string::npos);
+  EXPECT_EQ(run("fit --no-such-option 3"), 2);
+}
+
+TEST_F(CliTest, MissingFile) {
+  expect_bad_input("fit --data " + path("absent.npy"), "absent.npy");
+}
+
+TEST_F(CliTest, OneDimensionalArray) {
+  io::write_npy(path("flat.npy"), Array({100}, std::vector<double>(100, 1.0)));
+  expect_bad_input("fit --data " + path("flat.npy"), "1 dimension(s)");
+}
+
+TEST_F(CliTest, NanInData) {
+  std::vector<double> values(2 * 10 * 3, 0.5);
+  values[17] = std::nan("");
+  io::write_npy(path("nan.npy"), Array({2, 10, 3}, values));
+  expect_bad_input("fit --data " + path("nan.npy"), "step 5, channel 2 is nan");
+}
+
+TEST_F(CliTest, RankZero) {
+  io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
+  expect_bad_input("fit --data " + path("ok.npy") + " --rank 0", "rank is out of range; got 0");
+}
+
+TEST_F(CliTest, ZeroParticles) {
+  write_teacher_data(4, 10);
+  expect_bad_input("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
+                       " --field observations --particles 0",
+                   "particles must be at least 1; got 0");
+}
+
+TEST_F(CliTest, ModelFileOfAnotherRank) {
+  write_teacher_data(4, 10);
+  // A file whose arrays are rank 3 while its config says rank 2.
+  Model rank3 = oscillator_teacher();
+  rank3.config.rank = 3;
+  rank3 = Model::initialise(rank3.config, 1);
+  std::map<std::string, Array> arrays;
+  const ParameterLayout layout = rank3.layout();
+  for (const auto& block : layout.blocks()) arrays[block.name] = Array(block.shape, rank3.get(block.name));
+  io::write_npz(path("mixed.npz"), arrays, {{"config", config_to_json(oscillator_teacher().config)}});
+  expect_bad_input("filter --model " + path("mixed.npz") + " --data " + path("data.npz") +
+                       " --field observations",
+                   "entry 'm' has the wrong shape; got (20, 3), expected (20, 2)");
+  // --init with a model of one rank while asking for another.
+  expect_bad_input("fit --data " + path("data.npz") + " --field observations --init " +
+                       path("teacher.npz") + " --rank 3",
+                   "--rank cannot be combined with --init");
+}
+
+TEST_F(CliTest, WindowLongerThanRecording) {
+  io::write_npy(path("recording.npy"), Array({100, 4}, std::vector<double>(400, 0.1)));
+  expect_bad_input("fit --data " + path("recording.npy") + " --layout time,channels --window 500",
+                   "--window 500 is longer than the recording; got 100 steps");
+}
+
+TEST_F(CliTest, AbsurdOptionsAndLayouts) {
+  io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
+  expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials", "--layout is not recognised");
+  expect_bad_input("fit --data " + path("ok.npy") + " --nonlinearity sigmoid",
+                   "--nonlinearity is not recognised; got 'sigmoid'");
+  expect_bad_input("fit --data " + path("ok.npy") + " --lr -3", "learning rate");
+  expect_bad_input("fit --data " + path("ok.npy") + " --observation poisson --proposal optimal",
+                   "optimal proposal needs a linear-Gaussian read-out");
+  expect_bad_input("fit --data " + path("ok.npy") + " --observation poisson",
+                   "Poisson observations must be non-negative counts; got 0.5");
+}
+
+TEST_F(CliTest, FailedRunLeavesExistingFilesUntouched) {
+  std::ofstream(path("model.npz")) << "precious";
+  io::write_npy(path("nan.npy"), Array({2, 10, 3}, std::vector<double>(60, std::nan(""))));
+  EXPECT_EQ(run("fit --data " + path("nan.npy") + " --out " + path("model.npz")), 2);
+  EXPECT_EQ(read_file(path("model.npz")), "precious");
+  // Output into a folder that does not exist: clear error, nothing half-written.
+  write_teacher_data(4, 10);
+  EXPECT_EQ(run("sample --model " + path("teacher.npz") + " --out " + path("no/such/dir/s.npz")), 2);
+  EXPECT_NE(output_.find("s.npz"), std::string::npos) << output_;
+}
+
+TEST_F(CliTest, ShortDemoRuns) {
+  const int status = run("demo --epochs 3 --eval-particles 50 --quiet --out-dir " + path("demo"));
+  EXPECT_TRUE(status == 0 || status == 1) << output_;  // 1: not (yet) within 2% after 3 epochs
+  EXPECT_NE(output_.find("teacher (true parameters)"), std::string::npos) << output_;
+  for (const char* file : {"teacher.npz", "student.npz", "data.npz", "summary.json"})
+    EXPECT_TRUE(std::filesystem::exists(path("demo/") + file)) << file;
+}
+
+}  // namespace
+}  // namespace lrsmc

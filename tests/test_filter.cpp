@@ -1,0 +1,261 @@
+// Forward filter: Philox known answers, the ELBO against the exact Kalman log-likelihood of a
+// linear-Gaussian model, reproducibility, thread independence, float vs double, outputs.
+#include <gtest/gtest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/math/philox.hpp"
+#include "support/test_models.hpp"
+
+namespace lrsmc {
+namespace {
+
+TEST(Philox, MatchesRandom123KnownAnswers) {
+  // Random123 kat_vectors: philox4x32 10 <counter> <key> → <output>.
+  struct Vector {
+    std::uint32_t counter[4], key[2], expected[4];
+  };
+  const Vector vectors[] = {
+      {{0, 0, 0, 0}, {0, 0}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8}},
+      {{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}, {0xffffffff, 0xffffffff},
+       {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
+      {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0},
+       {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}}};
+  for (const auto& vector : vectors) {
+    const math::PhiloxCounter counter{
+        {vector.counter[0], vector.counter[1], vector.counter[2], vector.counter[3]}};
+    const auto output = math::philox4x32_10(counter, vector.key[0], vector.key[1]);
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(output.word[i], vector.expected[i]);
+  }
+}
+
+TEST(Philox, NormalDrawsHaveUnitMoments) {
+  double sum = 0, squares = 0;
+  const int count = 200000;
+  for (int i = 0; i < count; ++i) {
+    const double value = math::standard_normal(9, 0, std::uint32_t(i / 64), std::uint32_t(i % 64),
+                                               math::DrawStream::proposal_noise, 0);
+    sum += value;
+    squares += value * value;
+  }
+  EXPECT_NEAR(sum / count, 0.0, 0.01);
+  EXPECT_NEAR(squares / count, 1.0, 0.01);
+}
+
+/// Exact per-step log-likelihood of a linear-Gaussian model (identity nonlinearity) by the
+/// Kalman filter: z_t = (aI + n m) z − n h + ε, x = Bᵀ z + b + η.
+double kalman_log_likelihood(const Model& model, const SequenceBatch& batch) {
+  const auto& c = model.config;
+  const int rank = c.rank, hidden = c.num_hidden, channels = c.num_channels;
+  using Matrix = Eigen::MatrixXd;
+  const auto m = model.get("m"), n = model.get("n"), h = model.get("h");
+  Matrix transition = model.decay() * Matrix::Identity(rank, rank);
+  Eigen::VectorXd offset = Eigen::VectorXd::Zero(rank);
+  for (int r = 0; r < rank; ++r)
+    for (int i = 0; i < hidden; ++i) {
+      offset(r) -= n[r * hidden + i] * h[i];
+      for (int s = 0; s < rank; ++s) transition(r, s) += n[r * hidden + i] * m[i * rank + s];
+    }
+  const auto factor = [&](const std::string& name) {
+    const auto rho = model.get(name);
+    Matrix lower = Matrix::Zero(rank, rank);
+    for (int r = 0; r < rank; ++r) {
+      for (int s = 0; s < r; ++s) lower(r, s) = rho[r * rank + s];
+      lower(r, r) = std::exp(0.5 * rho[r * rank + r]);
+    }
+    return Matrix(lower * lower.transpose());
+  };
+  const Matrix process = factor("transition_noise"), initial = factor("initial_noise");
+  const auto readout = model.get("readout_weight"), bias = model.get("readout_bias"),
+             log_variance = model.get("observation_noise");
+  Matrix observation(channels, rank);
+  for (int i = 0; i < channels; ++i)
+    for (int r = 0; r < rank; ++r) observation(i, r) = readout[r * channels + i];
+  Matrix noise = Matrix::Zero(channels, channels);
+  for (int i = 0; i < channels; ++i) noise(i, i) = std::exp(log_variance[i]);
+  double total = 0;
+  for (int trial = 0; trial < batch.num_trials; ++trial) {
+    Eigen::VectorXd mean = Eigen::Map<const Eigen::VectorXd>(model.get("z_init").data(), rank);
+    Matrix covariance = initial;
+    for (int step = 0; step < batch.num_steps; ++step) {
+      if (step > 0) {
+        mean = transition * mean + offset;
+        covariance = transition * covariance * transition.transpose() + process;
+      }
+      Eigen::VectorXd x(channels);
+      for (int i = 0; i < channels; ++i)
+        x(i) = batch.observations[(std::size_t(trial) * batch.num_steps + step) * channels + i] - bias[i];
+      const Matrix innovation_covariance =
+          observation * covariance * observation.transpose() + noise;
+      const Eigen::LLT<Matrix> cholesky(innovation_covariance);
+      const Eigen::VectorXd residual = x - observation * mean;
+      const Eigen::VectorXd solved = cholesky.solve(residual);
+      double log_det = 0;
+      for (int i = 0; i < channels; ++i) log_det += 2 * std::log(Matrix(cholesky.matrixL())(i, i));
+      total += -0.5 * (residual.dot(solved) + log_det + channels * std::log(2 * M_PI));
+      const Matrix gain = covariance * observation.transpose() * cholesky.solve(Matrix::Identity(channels, channels));
+      mean += gain * residual;
+      covariance = (Matrix::Identity(rank, rank) - gain * observation) * covariance;
+    }
+  }
+  return total / (batch.num_trials * batch.num_steps);
+}
+
+TEST(Filter, ElboApproachesExactLikelihoodOfLinearGaussianModel) {
+  for (const Proposal proposal : {Proposal::optimal, Proposal::bootstrap}) {
+    const ModelConfig config = testing::small_config(Nonlinearity::identity, NoiseType::full,
+                                                     Observation::gaussian, Link::identity);
+    Model model = testing::random_model(config, 2);
+    // Keep the linear dynamics stable.
+    auto n = model.get("n");
+    for (auto& value : n) value *= 0.3;
+    model.set("n", n);
+    const SequenceBatch batch = testing::sampled_batch(model, 4, 20, 3);
+    const double exact = kalman_log_likelihood(model, batch);
+    FilterOptions options;
+    options.proposal = proposal;
+    options.num_particles = proposal == Proposal::optimal ? 2000 : 20000;
+    auto backend = make_backend(BackendKind::cpu);
+    const double estimate = backend->filter(model, batch, options, 1).elbo;
+    SCOPED_TRACE(to_string(proposal));
+    EXPECT_NEAR(estimate, exact, 0.01 * std::fabs(exact) + 0.01);
+    EXPECT_LT(estimate, exact + 0.01);  // a lower bound (up to Monte Carlo error)
+  }
+}
+
+TEST(Filter, SameSeedSameResultWhateverTheThreadCount) {
+  const ModelConfig config = testing::small_config(Nonlinearity::clipped_relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity);
+  const Model model = testing::random_model(config, 4);
+  const SequenceBatch batch = testing::sampled_batch(model, 7, 12, 5);
+  FilterOptions options;
+  options.num_particles = 32;
+  BackendOptions one_thread;
+  one_thread.num_threads = 1;
+  BackendOptions two_threads;
+  two_threads.num_threads = 2;
+  auto first = make_backend(BackendKind::cpu, one_thread);
+  auto second = make_backend(BackendKind::cpu, two_threads);
+  const auto a = first->elbo_gradient(model, batch, options, 17);
+  const auto b = second->elbo_gradient(model, batch, options, 17);
+  EXPECT_EQ(a.elbo, b.elbo);
+  EXPECT_EQ(a.gradient, b.gradient);
+  const auto c = first->elbo_gradient(model, batch, options, 18);
+  EXPECT_NE(a.elbo, c.elbo);
+}
+
+TEST(Filter, FloatBackendAgreesWithDouble) {
+  const ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity);
+  const Model model = testing::random_model(config, 6);
+  const SequenceBatch batch = testing::sampled_batch(model, 3, 10, 2);
+  FilterOptions options;
+  options.num_particles = 50;
+  BackendOptions single;
+  single.single_precision = true;
+  auto reference = make_backend(BackendKind::cpu);
+  auto reduced = make_backend(BackendKind::cpu, single);
+  const auto a = reference->elbo_gradient(model, batch, options, 3);
+  const auto b = reduced->elbo_gradient(model, batch, options, 3);
+  EXPECT_NEAR(a.elbo, b.elbo, 1e-4 * std::fabs(a.elbo));
+  double norm = 0, difference = 0;
+  for (std::size_t i = 0; i < a.gradient.size(); ++i) {
+    norm += a.gradient[i] * a.gradient[i];
+    difference += (a.gradient[i] - b.gradient[i]) * (a.gradient[i] - b.gradient[i]);
+  }
+  EXPECT_LT(std::sqrt(difference / norm), 1e-3);
+}
+
+TEST(Filter, OutputsHaveConsistentShapesAndWeights) {
+  const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::diag,
+                                                   Observation::poisson, Link::softplus);
+  const Model model = testing::random_model(config, 8);
+  const SequenceBatch batch = testing::sampled_batch(model, 2, 9, 1);
+  FilterOptions options;
+  options.num_particles = 16;
+  options.proposal = Proposal::bootstrap;
+  options.resample_threshold = 0.5;
+  FilterRequest request;
+  request.filtered_mean = true;
+  request.particles = true;
+  auto backend = make_backend(BackendKind::cpu);
+  const auto result = backend->filter(model, batch, options, 2, request);
+  ASSERT_EQ(result.filtered_mean.size(), 2u * 9 * 2);
+  ASSERT_EQ(result.particles.size(), 2u * 9 * 16 * 2);
+  ASSERT_EQ(result.ancestors.size(), 2u * 9 * 16);
+  int resampled = 0;
+  for (int cell = 0; cell < 2 * 9; ++cell) {
+    double total = 0;
+    for (int k = 0; k < 16; ++k) total += std::exp(result.log_weights[cell * 16 + k]);
+    EXPECT_NEAR(total, 1.0, 1e-12);
+    resampled += result.resampled[cell];
+    for (int k = 0; k < 16; ++k) {
+      const int ancestor = result.ancestors[cell * 16 + k];
+      EXPECT_GE(ancestor, 0);
+      EXPECT_LT(ancestor, 16);
+      if (!result.resampled[cell]) {
+        EXPECT_EQ(ancestor, k);
+      }
+      if (k > 0 && result.resampled[cell]) {
+        EXPECT_GE(ancestor, result.ancestors[cell * 16 + k - 1]);
+      }
+    }
+  }
+  EXPECT_GT(resampled, 0);
+  EXPECT_LT(resampled, 18);  // the ESS threshold skips some steps
+  double elbo = 0;
+  for (const double value : result.elbo_per_trial) elbo += value / 2;
+  EXPECT_DOUBLE_EQ(elbo, result.elbo);
+}
+
+TEST(Filter, RejectsBadRequests) {
+  const ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity);
+  const Model model = testing::random_model(config, 1);
+  SequenceBatch batch = testing::sampled_batch(model, 2, 5, 1);
+  auto backend = make_backend(BackendKind::cpu);
+  FilterOptions options;
+  options.num_particles = 0;
+  EXPECT_THROW(
+      {
+        try {
+          (void)backend->filter(model, batch, options, 0);
+        } catch (const InvalidInput& error) {
+          EXPECT_NE(std::string(error.what()).find("particles must be at least 1; got 0"),
+                    std::string::npos);
+          throw;
+        }
+      },
+      InvalidInput);
+  options.num_particles = 4;
+  batch.observations[3] = std::nan("");
+  EXPECT_THROW((void)backend->filter(model, batch, options, 0), InvalidInput);
+  batch = testing::sampled_batch(model, 2, 5, 1);
+  batch.num_channels = 3;
+  EXPECT_THROW((void)backend->filter(model, batch, options, 0), InvalidInput);
+  batch = testing::sampled_batch(model, 2, 5, 1);
+  options.num_particles = 90'000'000;
+  EXPECT_THROW(
+      {
+        try {
+          (void)backend->filter(model, batch, options, 0, {false, true});
+        } catch (const Error& error) {
+          EXPECT_NE(std::string(error.what()).find("particles"), std::string::npos);
+          throw;
+        }
+      },
+      Error);
+  // The backend stays usable after throwing.
+  options.num_particles = 4;
+  EXPECT_TRUE(std::isfinite(backend->filter(model, batch, options, 0).elbo));
+  // No CUDA in this build or on this machine: asking for it is a clear error.
+  if (!cuda_available()) {
+    EXPECT_THROW((void)make_backend(BackendKind::cuda), Error);
+  }
+}
+
+}  // namespace
+}  // namespace lrsmc

@@ -1,0 +1,192 @@
+// Training loop: the ELBO rises, the same seed gives the same result, resume reproduces an
+// uninterrupted run, the NaN guard keeps the last good parameters, and the EEG recording.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "lrsmc/demo.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
+#include "lrsmc/trainer.hpp"
+#include "support/test_models.hpp"
+
+namespace lrsmc {
+namespace {
+
+Dataset teacher_dataset(int trials, int steps) {
+  const Model teacher = oscillator_teacher();
+  auto backend = make_backend(BackendKind::cpu);
+  const auto samples = backend->sample(teacher, trials, steps, {}, 5);
+  return dataset_from_array(Array({trials, steps, 20}, samples.observations),
+                            DataLayout::trials_time_channels, "teacher");
+}
+
+TrainingOptions quick_options(int epochs) {
+  TrainingOptions options;
+  options.epochs = epochs;
+  options.batch_size = 8;
+  options.learning_rate = 2e-2;
+  options.learning_rate_end = 2e-3;
+  options.optimizer = Optimizer::adam;
+  options.filter.num_particles = 8;
+  options.seed = 3;
+  return options;
+}
+
+Model student() {
+  ModelConfig config = oscillator_teacher().config;
+  config.num_hidden = 12;
+  config.init_observation_std = 0.3;
+  return Model::initialise(config, 9);
+}
+
+TEST(Training, ElboRisesAndLearningRateDecays) {
+  const Dataset data = teacher_dataset(40, 30);
+  const auto [train, held_out] = split_held_out(data, 0.25, 30, 1);
+  EXPECT_EQ(held_out.num_trials, 10);
+  auto backend = make_backend(BackendKind::cpu);
+  TrainingOptions options = quick_options(20);
+  Trainer trainer(*backend, options);
+  const TrainingResult result = trainer.fit(student(), train, held_out);
+  ASSERT_TRUE(result.completed) << result.stop_reason;
+  ASSERT_EQ(result.history.size(), 20u);
+  EXPECT_GT(result.history.back().train_elbo, result.history.front().train_elbo + 50);
+  EXPECT_GT(result.history.back().held_out_elbo, result.history.front().held_out_elbo + 50);
+  EXPECT_NEAR(result.history.front().learning_rate, 2e-2, 1e-12);
+  EXPECT_NEAR(result.history.back().learning_rate, 2e-2 * std::pow(0.1, 19.0 / 20), 1e-9);
+}
+
+TEST(Training, RadamAndClippingRun) {
+  const Dataset data = teacher_dataset(16, 20);
+  auto backend = make_backend(BackendKind::cpu);
+  TrainingOptions options = quick_options(8);
+  options.optimizer = Optimizer::radam;
+  options.learning_rate = 1e-3;
+  options.learning_rate_end = 1e-4;
+  options.gradient_clip = 10.0;
+  Trainer trainer(*backend, options);
+  const TrainingResult result = trainer.fit(student(), data, Dataset{});
+  ASSERT_TRUE(result.completed);
+  EXPECT_GT(result.history.back().train_elbo, result.history.front().train_elbo);
+}
+
+TEST(Training, SameSeedSameResultAndResumeMatchesUninterrupted) {
+  const Dataset data = teacher_dataset(24, 20);
+  auto backend = make_backend(BackendKind::cpu);
+  const std::string folder = testing::make_temp_dir("lrsmc-resume");
+  TrainingOptions options = quick_options(6);
+  const Model start = student();
+  const TrainingResult full = Trainer(*backend, options).fit(start, data, Dataset{});
+  const TrainingResult again = Trainer(*backend, options).fit(start, data, Dataset{});
+  EXPECT_EQ(full.model.parameters, again.model.parameters);
+
+  // Stop after 3 epochs (as Ctrl-C does), then resume from the checkpoint.
+  options.checkpoint_path = folder + "/run.checkpoint.npz";
+  const TrainingResult first_half = Trainer(*backend, options).fit(
+      start, data, Dataset{}, [](const EpochReport& report) { return report.epoch < 3; });
+  EXPECT_FALSE(first_half.completed);
+  ASSERT_TRUE(std::filesystem::exists(options.checkpoint_path));
+  const TrainingResult resumed =
+      Trainer(*backend, options).fit(start, data, Dataset{}, {}, options.checkpoint_path);
+  ASSERT_TRUE(resumed.completed);
+  EXPECT_EQ(resumed.history.size(), 6u);
+  EXPECT_EQ(resumed.model.parameters, full.model.parameters);
+  // A checkpoint is also a model file.
+  EXPECT_EQ(load_model(options.checkpoint_path).parameters, full.model.parameters);
+  // A different seed does not resume silently.
+  options.seed = 4;
+  EXPECT_THROW((void)Trainer(*backend, options).fit(start, data, Dataset{}, {}, options.checkpoint_path),
+               InvalidInput);
+  std::filesystem::remove_all(folder);
+}
+
+TEST(Training, NanGuardStopsAndKeepsLastGoodParameters) {
+  const Dataset data = teacher_dataset(16, 20);
+  auto backend = make_backend(BackendKind::cpu);
+  TrainingOptions options = quick_options(5);
+  options.learning_rate = 9.0;  // absurdly large steps blow the model up
+  options.learning_rate_end = 9.0;
+  options.optimizer = Optimizer::radam;  // un-adapted first steps: raw gradients
+  const Model start = student();
+  const TrainingResult result = Trainer(*backend, options).fit(start, data, Dataset{});
+  ASSERT_FALSE(result.completed);
+  EXPECT_NE(result.stop_reason.find("kept the last good parameters"), std::string::npos)
+      << result.stop_reason;
+  for (const double value : result.model.parameters) EXPECT_TRUE(std::isfinite(value));
+  FilterOptions filter;
+  filter.num_particles = 8;
+  EXPECT_TRUE(std::isfinite(
+      backend->filter(result.model, trials_batch(data, 0, 4), filter, 1).elbo));
+}
+
+TEST(Training, RejectsAbsurdOptions) {
+  auto backend = make_backend(BackendKind::cpu);
+  TrainingOptions options;
+  options.epochs = 0;
+  EXPECT_THROW(Trainer(*backend, options), InvalidInput);
+  options = TrainingOptions{};
+  options.learning_rate = -1;
+  EXPECT_THROW(Trainer(*backend, options), InvalidInput);
+  options = TrainingOptions{};
+  options.held_out_fraction = 1.5;
+  EXPECT_THROW(Trainer(*backend, options), InvalidInput);
+  // A window longer than the recording.
+  Dataset recording = dataset_from_array(Array({30, 20}, std::vector<double>(600, 0.1)),
+                                         DataLayout::time_channels, "recording.npy");
+  options = TrainingOptions{};
+  options.window = 50;
+  options.epochs = 1;
+  ModelConfig config = oscillator_teacher().config;
+  EXPECT_THROW(
+      {
+        try {
+          (void)Trainer(*backend, options).fit(Model::initialise(config, 1), recording, Dataset{});
+        } catch (const InvalidInput& error) {
+          EXPECT_NE(std::string(error.what()).find("window of 50 steps is longer than the recording"),
+                    std::string::npos)
+              << error.what();
+          throw;
+        }
+      },
+      InvalidInput);
+}
+
+TEST(Training, EegRecordingElboRises) {
+  const std::string data_dir = testing::shared_data_dir();
+  if (data_dir.empty()) GTEST_SKIP() << "../shared/data is absent: EEG training test skipped";
+  const std::string path = data_dir + "/eeg/EEG_data_zscored_reconstructed.npy";
+  if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is absent: EEG test skipped";
+  const Dataset data = load_dataset(path, DataLayout::time_channels);
+  ASSERT_EQ(data.num_steps, 9640);
+  ASSERT_EQ(data.num_channels, 64);
+  // The paper's EEG setting (method.md §5.2): rank 3, 512 clipped-relu units, optimal proposal,
+  // 10 particles, batches of 10 windows of 50 steps, RAdam at 1e-3; fewer windows per epoch.
+  ModelConfig config;
+  config.rank = 3;
+  config.num_hidden = 512;
+  config.num_channels = 64;
+  const Model model = Model::initialise(config, 0);
+  TrainingOptions options;
+  options.epochs = 6;
+  options.batch_size = 10;
+  options.window = 50;
+  options.windows_per_epoch = 100;
+  options.learning_rate = 1e-3;
+  options.learning_rate_end = 1e-3;
+  options.filter.num_particles = 10;
+  options.held_out_fraction = 0.1;
+  options.eval_every = 6;
+  options.seed = 1;
+  auto backend = make_backend(BackendKind::cpu);
+  const auto [train, held_out] = split_held_out(data, 0.1, 50, 1);
+  const double before = evaluate_elbo(*backend, model, held_out, options.filter, 50, 77);
+  const TrainingResult result = Trainer(*backend, options).fit(model, train, held_out);
+  ASSERT_TRUE(result.completed) << result.stop_reason;
+  const double after = evaluate_elbo(*backend, result.model, held_out, options.filter, 50, 77);
+  EXPECT_GT(after, before + 1.0) << "held-out ELBO before " << before << ", after " << after;
+  EXPECT_GT(result.history.back().train_elbo, result.history.front().train_elbo);
+}
+
+}  // namespace
+}  // namespace lrsmc
