@@ -68,7 +68,14 @@ TEST(Training, RadamAndClippingRun) {
   Trainer trainer(*backend, options);
   const TrainingResult result = trainer.fit(student(), data, Dataset{});
   ASSERT_TRUE(result.completed);
-  EXPECT_GT(result.history.back().train_elbo, result.history.front().train_elbo);
+  // Training windows are random, so compare the first and last few epochs' means.
+  double first = 0, last = 0;
+  for (int i = 0; i < 3; ++i) {
+    first += result.history[std::size_t(i)].train_elbo / 3;
+    last += result.history[result.history.size() - 1 - std::size_t(i)].train_elbo / 3;
+  }
+  EXPECT_GT(last, first) << "training ELBO of the first three epochs " << first << ", last three "
+                         << last;
 }
 
 TEST(Training, SameSeedSameResultAndResumeMatchesUninterrupted) {
@@ -168,7 +175,7 @@ TEST(Training, EegRecordingElboRises) {
   config.num_channels = 64;
   const Model model = Model::initialise(config, 0);
   TrainingOptions options;
-  options.epochs = 6;
+  options.epochs = 20;
   options.batch_size = 10;
   options.window = 50;
   options.windows_per_epoch = 100;
@@ -176,7 +183,7 @@ TEST(Training, EegRecordingElboRises) {
   options.learning_rate_end = 1e-3;
   options.filter.num_particles = 10;
   options.held_out_fraction = 0.1;
-  options.eval_every = 6;
+  options.eval_every = 20;
   options.seed = 1;
   auto backend = make_backend(BackendKind::cpu);
   const auto [train, held_out] = split_held_out(data, 0.1, 50, 1);
@@ -185,7 +192,14 @@ TEST(Training, EegRecordingElboRises) {
   ASSERT_TRUE(result.completed) << result.stop_reason;
   const double after = evaluate_elbo(*backend, result.model, held_out, options.filter, 50, 77);
   EXPECT_GT(after, before + 1.0) << "held-out ELBO before " << before << ", after " << after;
-  EXPECT_GT(result.history.back().train_elbo, result.history.front().train_elbo);
+  // Training windows are random, so compare the first and last few epochs' means.
+  double first = 0, last = 0;
+  for (int i = 0; i < 3; ++i) {
+    first += result.history[std::size_t(i)].train_elbo / 3;
+    last += result.history[result.history.size() - 1 - std::size_t(i)].train_elbo / 3;
+  }
+  EXPECT_GT(last, first) << "training ELBO of the first three epochs " << first << ", last three "
+                         << last;
 }
 
 }  // namespace

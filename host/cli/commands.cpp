@@ -9,7 +9,10 @@
 
 #include "lrsmc/demo.hpp"
 #include "lrsmc/errors.hpp"
+#if __has_include("lrsmc/fixed_points.hpp")  // TEMPORARY until the module lands
 #include "lrsmc/fixed_points.hpp"
+#define LRSMC_HAVE_FIXED_POINTS 1
+#endif
 #include "lrsmc/io.hpp"
 
 namespace lrsmc::cli {
@@ -162,6 +165,10 @@ void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options) {
 }
 
 int run_fixed_points(const FixedPointCommandOptions& options) {
+#ifndef LRSMC_HAVE_FIXED_POINTS
+  (void)options;
+  throw Error("fixed points are not built");
+#else
   const Model model = load_model(options.model_path);
   const ModelConfig& config = model.config;
   PiecewiseLinearNetwork network;
@@ -230,6 +237,7 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
     std::printf(")  %s\n", to_string(point.stability).c_str());
   }
   return 0;
+#endif
 }
 
 void add_demo_options(CLI::App& app, DemoOptions& options) {
@@ -270,6 +278,7 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
               "held-out trials of %d steps × %d channels in %s\n",
               train.num_trials, held_out.num_trials, steps, teacher.config.num_channels,
               options.out_dir.c_str());
+  std::fflush(stdout);  // before the progress display on stderr
 
   // 2. Fit a student of the same rank.
   ModelConfig config = teacher.config;

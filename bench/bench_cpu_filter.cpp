@@ -1,0 +1,61 @@
+// CPU backend throughput: forward filter (particle-steps per second) and one training step
+// (forward + backward) for the paper's EEG shape (64 channels, rank 3, 512 clipped-relu units,
+// optimal proposal, 10 trials × 50 steps). Results: bench/RESULTS.md.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <vector>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/params.hpp"
+
+namespace {
+
+lrsmc::SequenceBatch eeg_shaped_batch(int trials, int steps) {
+  lrsmc::SequenceBatch batch;
+  batch.num_trials = trials;
+  batch.num_steps = steps;
+  batch.num_channels = 64;
+  batch.observations.resize(std::size_t(trials) * steps * 64);
+  for (std::size_t i = 0; i < batch.observations.size(); ++i)
+    batch.observations[i] = std::sin(0.37 * double(i)) + 0.1 * std::cos(1.3 * double(i));
+  return batch;
+}
+
+lrsmc::Model eeg_model() {
+  lrsmc::ModelConfig config;  // defaults: the EEG setting
+  return lrsmc::Model::initialise(config, 1);
+}
+
+void BM_CpuForward(benchmark::State& state) {
+  const int particles = int(state.range(0));
+  const auto model = eeg_model();
+  const auto batch = eeg_shaped_batch(10, 50);
+  lrsmc::FilterOptions options;
+  options.num_particles = particles;
+  auto backend = lrsmc::make_backend(lrsmc::BackendKind::cpu);
+  std::uint64_t seed = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(backend->filter(model, batch, options, seed++).elbo);
+  state.counters["particle_steps_per_second"] = benchmark::Counter(
+      double(particles) * 10 * 50, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CpuForward)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_CpuTrainingStep(benchmark::State& state) {
+  const int particles = int(state.range(0));
+  const auto model = eeg_model();
+  const auto batch = eeg_shaped_batch(10, 50);
+  lrsmc::FilterOptions options;
+  options.num_particles = particles;
+  auto backend = lrsmc::make_backend(lrsmc::BackendKind::cpu);
+  std::uint64_t seed = 0;
+  for (auto _ : state)
+    benchmark::DoNotOptimize(backend->elbo_gradient(model, batch, options, seed++).elbo);
+  state.counters["particle_steps_per_second"] = benchmark::Counter(
+      double(particles) * 10 * 50, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CpuTrainingStep)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
