@@ -9,10 +9,7 @@
 
 #include "lrsmc/demo.hpp"
 #include "lrsmc/errors.hpp"
-#if __has_include("lrsmc/fixed_points.hpp")  // TEMPORARY until the module lands
 #include "lrsmc/fixed_points.hpp"
-#define LRSMC_HAVE_FIXED_POINTS 1
-#endif
 #include "lrsmc/io.hpp"
 
 namespace lrsmc::cli {
@@ -93,7 +90,10 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                   options.training.window, " is longer than the recording; got ", data.num_steps,
                   " steps, expected a window of at most ", data.num_steps);
   validate(options.training, "options");
-  auto backend = make_device_backend(options.device);
+  // Training runs on the CPU until the GPU gradient kernels land: "auto" means cpu here.
+  DeviceOptions device = options.device;
+  if (device.device == "auto") device.device = "cpu";
+  auto backend = make_device_backend(device);
   const auto [train, held_out] = split_held_out(data, options.training.held_out_fraction,
                                                 options.training.window, options.training.seed);
   if (!options.quiet)
@@ -164,12 +164,10 @@ void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options) {
   app.add_option("--seed", options.seed, "Seed of the numerical search")->capture_default_str();
 }
 
-int run_fixed_points(const FixedPointCommandOptions& options) {
-#ifndef LRSMC_HAVE_FIXED_POINTS
-  (void)options;
-  throw Error("fixed points are not built");
-#else
-  const Model model = load_model(options.model_path);
+namespace {
+
+/// The latent map of a model with its input held at `input` (empty: zero input).
+PiecewiseLinearNetwork latent_map(const Model& model, const std::vector<double>& input) {
   const ModelConfig& config = model.config;
   PiecewiseLinearNetwork network;
   network.rank = config.rank;
@@ -181,17 +179,26 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
   network.h = model.get("h");
   network.constant_current.assign(std::size_t(config.num_hidden), 0.0);
   if (config.num_inputs > 0) {
-    LRSMC_REQUIRE(options.input.empty() || int(options.input.size()) == config.num_inputs,
-                  "--input has ", options.input.size(), " values; expected ", config.num_inputs,
+    LRSMC_REQUIRE(input.empty() || int(input.size()) == config.num_inputs,
+                  "--input has ", input.size(), " values; expected ", config.num_inputs,
                   " (the model's input dimension)");
     const auto w_u = model.get("w_u");
     for (int i = 0; i < config.num_hidden; ++i)
-      for (int j = 0; j < int(options.input.size()); ++j)
+      for (int j = 0; j < int(input.size()); ++j)
         network.constant_current[std::size_t(i)] +=
-            w_u[std::size_t(i * config.num_inputs + j)] * options.input[std::size_t(j)];
+            w_u[std::size_t(i * config.num_inputs + j)] * input[std::size_t(j)];
   } else {
-    LRSMC_REQUIRE(options.input.empty(), "--input given, but the model has no inputs");
+    LRSMC_REQUIRE(input.empty(), "--input given, but the model has no inputs");
   }
+  return network;
+}
+
+}  // namespace
+
+int run_fixed_points(const FixedPointCommandOptions& options) {
+  const Model model = load_model(options.model_path);
+  const ModelConfig& config = model.config;
+  const PiecewiseLinearNetwork network = latent_map(model, options.input);
   const auto start = std::chrono::steady_clock::now();
   const FixedPointResult result =
       options.numerical_starts > 0
@@ -237,7 +244,6 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
     std::printf(")  %s\n", to_string(point.stability).c_str());
   }
   return 0;
-#endif
 }
 
 void add_demo_options(CLI::App& app, DemoOptions& options) {
@@ -335,6 +341,18 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
               std::fabs(gap) <= 0.02 ? "(within 2%)" : "(NOT within 2%)", teacher.decay(),
               result.model.decay(), format_duration(result.history.back().elapsed_seconds).c_str(),
               options.out_dir.c_str());
+  // The fitted dynamics, read through their fixed points (method.md §7).
+  for (const auto& [label, fitted] : {std::pair<const char*, const Model*>{"teacher", &teacher},
+                                      std::pair<const char*, const Model*>{"student", &result.model}}) {
+    const FixedPointResult points = find_fixed_points(latent_map(*fitted, {}));
+    std::printf("%s fixed points:", label);
+    for (const auto& point : points.fixed_points) {
+      std::printf(" (");
+      for (std::size_t r = 0; r < point.z.size(); ++r) std::printf("%s%.3f", r ? ", " : "", point.z[r]);
+      std::printf(") %s;", to_string(point.stability).c_str());
+    }
+    std::printf("\n");
+  }
   return std::fabs(gap) <= 0.02 ? 0 : 1;
 }
 

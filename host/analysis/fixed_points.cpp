@@ -1,0 +1,1278 @@
+// Fixed points of low-rank RNNs (method.md §7): the hyperplane-arrangement algorithm of §7.2 made
+// exact for degenerate arrangements, exhaustive enumeration of activation patterns, and a damped
+// Newton search that also covers tanh.
+//
+// How the arrangement algorithm finds every region (the decisions behind the code below).
+//
+// * Hyperplanes. A unit contributes σ·relu(g_p(z)) per hyperplane p, g_p(z) = m_u·z + c_u − θ_p:
+//   relu has one (θ = h, σ = +1), clipped_relu two (θ = −h, σ = +1 and θ = 0, σ = −1, since
+//   φ = relu(X + h) − relu(X)). In a region with activations d_p ∈ {0, 1},
+//   F(z) = a z + M z + k with M = Σ d_p σ_p n_u m_uᵀ and k = Σ d_p σ_p n_u (c_u − θ_p), so the
+//   region's fixed point solves ((a − 1)I + M) z = −k (method.md §7.1, §7.5).
+// * Essential space. Normals are projected onto their span (dimension r ≤ R); the arrangement is
+//   enumerated there, where every region is a pointed polyhedron. Hyperplanes whose normal is
+//   zero are constant and stay in the bookkeeping with a fixed sign.
+// * Simulation of simplicity. Offsets are perturbed symbolically, b_p → b_p + ε_p with
+//   ε_0 ≫ ε_1 ≫ … > 0. The perturbed arrangement is simple (exactly r hyperplanes through each
+//   vertex, one vertex per independent r-subset), its regions include every region of the real
+//   arrangement, and the extra ones are slivers of zero width. Whenever a hyperplane passes
+//   through a point within tolerance, its side is the sign of the leading ε-term, so coincident
+//   hyperplanes, concurrent hyperplanes and exact ties along a sweep are all decided
+//   consistently, with no enumeration of sign vectors.
+// * Lowest vertex. With a fixed generic direction g, every region bounded below along g has a
+//   unique lowest vertex v, and among the 2^r regions around v exactly one lies above it: the one
+//   whose sign on each hyperplane s through v is the sign of λ_s, where g = Σ λ_s w_s. So a region
+//   is emitted exactly once, by its lowest vertex. Regions unbounded below are exactly the regions
+//   that meet a hyperplane {g·y = γ} below every vertex; they are enumerated by the same
+//   algorithm on that hyperplane, one dimension lower, down to dimension 0 (one region).
+// * Sweeps. Vertices are visited by sweeping each line of the arrangement (the intersection of
+//   r − 1 independent hyperplanes): crossings are sorted along the line (ties by the ε-order), and
+//   the activation pattern and the sums M, k are updated by one hyperplane per crossing. A vertex
+//   is handled on the line of its r − 1 lowest-index hyperplanes. So a region costs O(R²) to set
+//   up plus an R×R solve, and the membership test stops at the first hyperplane on the wrong side.
+#include "lrsmc/fixed_points.hpp"
+
+#include <Eigen/Dense>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <exception>
+#include <limits>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lrsmc/errors.hpp"
+
+#if defined(_OPENMP)
+#define LRSMC_FIXED_POINTS_PRAGMA(text) _Pragma(text)
+#else
+#define LRSMC_FIXED_POINTS_PRAGMA(text)
+#endif
+
+namespace lrsmc {
+
+std::string to_string(Stability value) {
+  switch (value) {
+    case Stability::stable_node:
+      return "stable_node";
+    case Stability::stable_spiral:
+      return "stable_spiral";
+    case Stability::saddle:
+      return "saddle";
+    case Stability::unstable_node:
+      return "unstable_node";
+    case Stability::unstable_spiral:
+      return "unstable_spiral";
+    case Stability::non_hyperbolic:
+      return "non_hyperbolic";
+  }
+  return "unknown";
+}
+
+namespace {
+
+using Index = std::int64_t;
+
+/// |sin| of the angle below which a line and a hyperplane count as parallel (normalised volume).
+constexpr double kParallelTolerance = 1e-12;
+/// Relative size below which a coefficient of the symbolic perturbation counts as zero.
+constexpr double kCoefficientTolerance = 1e-9;
+/// Pivot, relative to the largest entry, below which a region's system counts as singular.
+constexpr double kSingularTolerance = 1e-12;
+/// Fixed points closer than this (relative, max-norm) are one.
+constexpr double kDuplicateDistance = 1e-7;
+/// |λ| within this of 1 is non-hyperbolic.
+constexpr double kUnitCircleTolerance = 1e-9;
+constexpr int kMaxBruteForceRelu = 20;
+constexpr int kMaxBruteForceClipped = 13;
+
+// ------------------------------------------------------------------------------------------
+// Validation
+
+void require_size(const std::string& source, const char* field, const std::vector<double>& values,
+                  Index expected, const char* constraint) {
+  LRSMC_REQUIRE(static_cast<Index>(values.size()) == expected, source, ": '", field,
+                "' has the wrong size; got ", values.size(), ", expected ", constraint, " = ",
+                expected);
+}
+
+void require_finite(const std::string& source, const char* field,
+                    const std::vector<double>& values) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    LRSMC_REQUIRE(std::isfinite(values[i]), source, ": '", field, "' has a non-finite value; got ",
+                  values[i], " at index ", i, ", expected finite values");
+  }
+}
+
+void validate_network(const PiecewiseLinearNetwork& network, const std::string& source) {
+  LRSMC_REQUIRE(network.rank >= 1, source, ": rank is out of range; got ", network.rank,
+                ", expected >= 1");
+  LRSMC_REQUIRE(network.num_hidden >= 1, source, ": num_hidden is out of range; got ",
+                network.num_hidden, ", expected >= 1");
+  const int kind = static_cast<int>(network.nonlinearity);
+  LRSMC_REQUIRE(kind >= 0 && kind <= static_cast<int>(Nonlinearity::identity), source,
+                ": nonlinearity is not a known value; got ", kind,
+                ", expected relu, clipped_relu, tanh or identity");
+  LRSMC_REQUIRE(std::isfinite(network.decay), source, ": decay is not finite; got ",
+                network.decay, ", expected a finite value");
+  const Index num_hidden = network.num_hidden;
+  const Index rank = network.rank;
+  require_size(source, "m", network.m, num_hidden * rank, "num_hidden*rank (row-major N x R)");
+  require_size(source, "n", network.n, rank * num_hidden, "rank*num_hidden (row-major R x N)");
+  require_size(source, "h", network.h, num_hidden, "num_hidden");
+  LRSMC_REQUIRE(network.constant_current.empty() ||
+                    static_cast<Index>(network.constant_current.size()) == num_hidden,
+                source, ": 'constant_current' has the wrong size; got ",
+                network.constant_current.size(), ", expected 0 (no input) or num_hidden = ",
+                num_hidden);
+  require_finite(source, "m", network.m);
+  require_finite(source, "n", network.n);
+  require_finite(source, "h", network.h);
+  require_finite(source, "constant_current", network.constant_current);
+}
+
+void validate_options(const FixedPointOptions& options, const std::string& source) {
+  LRSMC_REQUIRE(std::isfinite(options.tolerance) && options.tolerance >= 0.0, source,
+                ": tolerance is out of range; got ", options.tolerance,
+                ", expected a finite value >= 0");
+}
+
+void require_piecewise_linear(const PiecewiseLinearNetwork& network, const std::string& source) {
+  LRSMC_REQUIRE(network.nonlinearity != Nonlinearity::tanh, source,
+                ": nonlinearity tanh is not piecewise linear; got tanh, expected relu, "
+                "clipped_relu or identity (use find_fixed_points_numerical, the numerical "
+                "Newton search, for tanh)");
+}
+
+double current(const PiecewiseLinearNetwork& network, int unit) {
+  return network.constant_current.empty() ? 0.0
+                                          : network.constant_current[static_cast<std::size_t>(unit)];
+}
+
+// ------------------------------------------------------------------------------------------
+// Small dense linear algebra
+
+/// Solves A x = b in place (A row-major n×n, b overwritten by x) by Gaussian elimination with
+/// partial pivoting. Returns false when a pivot is at most `relative_pivot` times the largest
+/// entry of A (numerically singular).
+bool solve_small(int size, double* matrix, double* rhs, double relative_pivot) {
+  double largest = 0.0;
+  for (int i = 0; i < size * size; ++i) largest = std::max(largest, std::abs(matrix[i]));
+  const double threshold = relative_pivot * largest;
+  if (!(largest > 0.0)) return false;
+  for (int col = 0; col < size; ++col) {
+    int pivot = col;
+    for (int row = col + 1; row < size; ++row) {
+      if (std::abs(matrix[row * size + col]) > std::abs(matrix[pivot * size + col])) pivot = row;
+    }
+    if (!(std::abs(matrix[pivot * size + col]) > threshold)) return false;
+    if (pivot != col) {
+      for (int j = 0; j < size; ++j) std::swap(matrix[col * size + j], matrix[pivot * size + j]);
+      std::swap(rhs[col], rhs[pivot]);
+    }
+    const double inverse = 1.0 / matrix[col * size + col];
+    for (int row = col + 1; row < size; ++row) {
+      const double factor = matrix[row * size + col] * inverse;
+      if (factor == 0.0) continue;
+      for (int j = col; j < size; ++j) matrix[row * size + j] -= factor * matrix[col * size + j];
+      rhs[row] -= factor * rhs[col];
+    }
+  }
+  for (int row = size - 1; row >= 0; --row) {
+    double sum = rhs[row];
+    for (int j = row + 1; j < size; ++j) sum -= matrix[row * size + j] * rhs[j];
+    rhs[row] = sum / matrix[row * size + row];
+  }
+  return true;
+}
+
+double dot(const double* x, const double* y, int size) {
+  double sum = 0.0;
+  for (int i = 0; i < size; ++i) sum += x[i] * y[i];
+  return sum;
+}
+
+double norm2(const double* x, int size) { return std::sqrt(dot(x, x, size)); }
+
+/// Deterministic pseudo-random numbers (splitmix64), identical on every platform.
+std::uint64_t splitmix64(std::uint64_t& state) {
+  std::uint64_t value = (state += 0x9E3779B97F4A7C15ULL);
+  value = (value ^ (value >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  value = (value ^ (value >> 27)) * 0x94D049BB133111EBULL;
+  return value ^ (value >> 31);
+}
+
+double uniform01(std::uint64_t& state) {
+  return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
+}
+
+/// A fixed generic unit direction in `dim` dimensions (the same for every call).
+std::vector<double> generic_direction(int dim) {
+  std::uint64_t state = 0x5EEDF00DULL + static_cast<std::uint64_t>(dim) * 7919ULL;
+  std::vector<double> direction(static_cast<std::size_t>(dim));
+  for (;;) {
+    for (double& value : direction) value = 2.0 * uniform01(state) - 1.0;
+    const double length = norm2(direction.data(), dim);
+    if (length > 0.25 && length <= 1.0) {
+      for (double& value : direction) value /= length;
+      return direction;
+    }
+  }
+}
+
+// ------------------------------------------------------------------------------------------
+// Hyperplanes of the network
+
+/// Every hyperplane p of the network: g_p(z) = normal_p·z + offset_p, contributing
+/// sign_p · n_unit · relu(g_p(z)) to F. Identity units have none and live in base_*.
+struct Hyperplanes {
+  int rank = 0;
+  double decay = 0.0;
+  std::vector<int> unit;
+  std::vector<double> normal;       // p*R, m_unit
+  std::vector<double> offset;       // c_unit − θ_p
+  std::vector<double> abs_sum;      // ‖m_unit‖₁
+  std::vector<double> term_matrix;  // p*R*R, sign·n_unit m_unitᵀ (row-major)
+  std::vector<double> term_vector;  // p*R, sign·n_unit·offset_p
+  std::vector<double> base_matrix;  // R*R, contributions present everywhere
+  std::vector<double> base_vector;  // R
+
+  [[nodiscard]] int count() const { return static_cast<int>(unit.size()); }
+};
+
+Hyperplanes build_hyperplanes(const PiecewiseLinearNetwork& network) {
+  const int rank = network.rank;
+  const int num_hidden = network.num_hidden;
+  Hyperplanes planes;
+  planes.rank = rank;
+  planes.decay = network.decay;
+  planes.base_matrix.assign(static_cast<std::size_t>(rank * rank), 0.0);
+  planes.base_vector.assign(static_cast<std::size_t>(rank), 0.0);
+  const auto add = [&](int unit, double theta, double sign) {
+    const double offset = current(network, unit) - theta;
+    const double* m_row = &network.m[static_cast<std::size_t>(unit) * rank];
+    planes.unit.push_back(unit);
+    planes.offset.push_back(offset);
+    double abs_sum = 0.0;
+    for (int r = 0; r < rank; ++r) {
+      planes.normal.push_back(m_row[r]);
+      abs_sum += std::abs(m_row[r]);
+    }
+    planes.abs_sum.push_back(abs_sum);
+    for (int r = 0; r < rank; ++r) {
+      const double n_value = sign * network.n[static_cast<std::size_t>(r) * num_hidden + unit];
+      for (int s = 0; s < rank; ++s) planes.term_matrix.push_back(n_value * m_row[s]);
+    }
+    for (int r = 0; r < rank; ++r) {
+      planes.term_vector.push_back(sign * network.n[static_cast<std::size_t>(r) * num_hidden + unit] *
+                                   offset);
+    }
+  };
+  for (int unit = 0; unit < num_hidden; ++unit) {
+    const double bias = network.h[static_cast<std::size_t>(unit)];
+    switch (network.nonlinearity) {
+      case Nonlinearity::relu:
+        add(unit, bias, 1.0);
+        break;
+      case Nonlinearity::clipped_relu:
+        add(unit, -bias, 1.0);
+        add(unit, 0.0, -1.0);
+        break;
+      case Nonlinearity::identity:
+        for (int r = 0; r < rank; ++r) {
+          const double n_value = network.n[static_cast<std::size_t>(r) * num_hidden + unit];
+          for (int s = 0; s < rank; ++s) {
+            planes.base_matrix[static_cast<std::size_t>(r * rank + s)] +=
+                n_value * network.m[static_cast<std::size_t>(unit) * rank + s];
+          }
+          planes.base_vector[static_cast<std::size_t>(r)] += n_value * (current(network, unit) - bias);
+        }
+        break;
+      case Nonlinearity::tanh:
+        break;
+    }
+  }
+  return planes;
+}
+
+/// A raw solution: the region's fixed point and its activations (kept to recompute it from scratch).
+struct RawFixedPoint {
+  std::vector<double> z;
+  std::vector<std::uint8_t> active;
+};
+
+/// Per-thread counters and results.
+struct Tally {
+  Index vertices = 0;
+  Index regions = 0;
+  Index solves = 0;
+  Index singular = 0;
+  double lowest = std::numeric_limits<double>::infinity();  // lowest vertex height along g
+  std::vector<RawFixedPoint> points;
+
+  void merge(Tally&& other) {
+    vertices += other.vertices;
+    regions += other.regions;
+    solves += other.solves;
+    singular += other.singular;
+    lowest = std::min(lowest, other.lowest);
+    for (auto& point : other.points) points.push_back(std::move(point));
+  }
+};
+
+/// Keeps the first exception thrown inside a parallel region, to rethrow after it.
+void record_failure(std::exception_ptr& failure) {
+  LRSMC_FIXED_POINTS_PRAGMA("omp critical(lrsmc_fixed_points_failure)")
+  {
+    if (!failure) failure = std::current_exception();
+  }
+}
+
+/// Region solver shared by the arrangement sweep and the brute force.
+class RegionSolver {
+ public:
+  RegionSolver(const Hyperplanes& planes, double tolerance)
+      : planes_(planes), tolerance_(tolerance), order_(static_cast<std::size_t>(planes.count())) {
+    // Test hyperplanes in a fixed shuffled order: a region's fixed point usually violates many
+    // hyperplanes, and shuffling keeps structured networks (sorted units) from testing the
+    // satisfied ones first.
+    std::iota(order_.begin(), order_.end(), 0);
+    std::uint64_t state = 0xF1C5ED0ULL;
+    for (std::size_t i = order_.size(); i > 1; --i) {
+      const std::size_t j = static_cast<std::size_t>(splitmix64(state) % i);
+      std::swap(order_[i - 1], order_[j]);
+    }
+  }
+
+  [[nodiscard]] const Hyperplanes& planes() const { return planes_; }
+
+  /// Fixed point of the region with activations `active` and sums M (R×R), k (R); kept in
+  /// `tally` when it lies in the closed region. `matrix`, `vector` are overwritten.
+  void solve(double* matrix, double* vector, const std::uint8_t* active, Tally& tally) const {
+    const int rank = planes_.rank;
+    ++tally.regions;
+    ++tally.solves;
+    for (int r = 0; r < rank; ++r) {
+      matrix[r * rank + r] += planes_.decay - 1.0;
+      vector[r] = -vector[r];
+    }
+    if (!solve_small(rank, matrix, vector, kSingularTolerance)) {
+      ++tally.singular;
+      return;
+    }
+    if (!inside(vector, active)) return;
+    RawFixedPoint point;
+    point.z.assign(vector, vector + rank);
+    point.active.assign(active, active + planes_.count());
+    tally.points.push_back(std::move(point));
+  }
+
+  /// Whether z lies in the closed region `active` (within tolerance).
+  [[nodiscard]] bool inside(const double* z, const std::uint8_t* active) const {
+    const int rank = planes_.rank;
+    double z_max = 0.0;
+    for (int r = 0; r < rank; ++r) z_max = std::max(z_max, std::abs(z[r]));
+    for (const int p : order_) {
+      const double* normal = &planes_.normal[static_cast<std::size_t>(p) * rank];
+      const double offset = planes_.offset[static_cast<std::size_t>(p)];
+      const double value = dot(normal, z, rank) + offset;
+      const double slack =
+          tolerance_ * (1.0 + std::abs(offset) + planes_.abs_sum[static_cast<std::size_t>(p)] * z_max);
+      if (active[p] != 0 ? value < -slack : value > slack) return false;
+    }
+    return true;
+  }
+
+  /// M and k of a region from scratch, in hyperplane order.
+  void sums(const std::uint8_t* active, double* matrix, double* vector) const {
+    std::copy(planes_.base_matrix.begin(), planes_.base_matrix.end(), matrix);
+    std::copy(planes_.base_vector.begin(), planes_.base_vector.end(), vector);
+    for (int p = 0; p < planes_.count(); ++p) {
+      if (active[p] != 0) add_term(p, 1.0, matrix, vector);
+    }
+  }
+
+  void add_term(int plane, double weight, double* matrix, double* vector) const {
+    const int rank = planes_.rank;
+    const double* term_matrix = &planes_.term_matrix[static_cast<std::size_t>(plane) * rank * rank];
+    const double* term_vector = &planes_.term_vector[static_cast<std::size_t>(plane) * rank];
+    for (int i = 0; i < rank * rank; ++i) matrix[i] += weight * term_matrix[i];
+    for (int r = 0; r < rank; ++r) vector[r] += weight * term_vector[r];
+  }
+
+ private:
+  const Hyperplanes& planes_;
+  double tolerance_;
+  std::vector<int> order_;
+};
+
+// ------------------------------------------------------------------------------------------
+// Arrangement enumeration
+
+/// The arrangement restricted to an affine subspace of dimension `dim` (the essential space, or
+/// a slice of it): hyperplane p is {y : w_p·y = b_p}; indices are those of Hyperplanes.
+struct Level {
+  int dim = 0;
+  std::vector<double> w;     // p*dim
+  std::vector<double> b;     // p
+  std::vector<double> norm;  // ‖w_p‖
+};
+
+/// A line of the arrangement: y(t) = y0 + t·u, the intersection of the hyperplanes `planes`.
+struct Line {
+  std::vector<int> planes;     // dim − 1 independent hyperplanes, increasing
+  std::vector<double> u;       // unit direction
+  std::vector<double> y0;      // the point of the line closest to the origin
+  std::vector<double> pinv;    // dim × (dim−1): W_Pᵀ (W_P W_Pᵀ)⁻¹; column j is ∂y0/∂b_{P_j}
+  std::vector<double> pinv_norm;  // ‖column j‖
+  double volume = 1.0;         // |det| of the normalised normals of P (symmetric degeneracy scale)
+};
+
+struct Crossing {
+  double t;
+  double sine;  // (w·u)/‖w‖
+  int plane;
+};
+
+/// Per-thread working memory of a sweep.
+struct Scratch {
+  std::vector<std::uint8_t> active;
+  std::vector<Crossing> crossings;
+  std::vector<double> alpha;  // per crossing in a cluster: dim−1 perturbation coefficients, then β
+  std::vector<int> cluster_order;
+  std::vector<Crossing> cluster_copy;
+  std::vector<double> state_matrix, state_vector, matrix, vector;
+  std::vector<double> system;
+  std::vector<double> lambda;
+  std::vector<double> basis;  // Gram–Schmidt of the line's normals
+  std::vector<double> gram;
+
+  Scratch(int num_planes, int rank, int dim)
+      : active(static_cast<std::size_t>(num_planes), 0),
+        state_matrix(static_cast<std::size_t>(rank * rank)),
+        state_vector(static_cast<std::size_t>(rank)),
+        matrix(static_cast<std::size_t>(rank * rank)),
+        vector(static_cast<std::size_t>(rank)),
+        system(static_cast<std::size_t>(std::max(dim, 1) * std::max(dim, 1))),
+        lambda(static_cast<std::size_t>(std::max(dim, 1))) {}
+};
+
+/// Builds the line through the hyperplanes `line.planes` (already set); false when their normals
+/// are numerically dependent.
+bool build_line(const Level& level, Line& line, Scratch& scratch) {
+  const int dim = level.dim;
+  const int count = dim - 1;
+  line.u.assign(static_cast<std::size_t>(dim), 0.0);
+  line.y0.assign(static_cast<std::size_t>(dim), 0.0);
+  line.pinv.assign(static_cast<std::size_t>(dim * std::max(count, 0)), 0.0);
+  line.pinv_norm.assign(static_cast<std::size_t>(std::max(count, 0)), 0.0);
+  line.volume = 1.0;
+  // Gram–Schmidt of the normals: orthonormal basis of their span, and the normalised volume.
+  scratch.basis.assign(static_cast<std::size_t>(dim * std::max(count, 0)), 0.0);
+  for (int j = 0; j < count; ++j) {
+    const int p = line.planes[static_cast<std::size_t>(j)];
+    const double* w = &level.w[static_cast<std::size_t>(p) * dim];
+    double* q = &scratch.basis[static_cast<std::size_t>(j) * dim];
+    std::copy(w, w + dim, q);
+    for (int i = 0; i < j; ++i) {
+      const double* previous = &scratch.basis[static_cast<std::size_t>(i) * dim];
+      const double projection = dot(q, previous, dim);
+      for (int k = 0; k < dim; ++k) q[k] -= projection * previous[k];
+    }
+    const double length = norm2(q, dim);
+    const double scale = level.norm[static_cast<std::size_t>(p)];
+    if (!(scale > 0.0) || !(length > kParallelTolerance * scale)) return false;
+    line.volume *= length / scale;
+    for (int k = 0; k < dim; ++k) q[k] /= length;
+  }
+  if (!(line.volume > kParallelTolerance)) return false;
+  // Direction: the coordinate axis with the largest component orthogonal to the span.
+  double best = -1.0;
+  for (int axis = 0; axis < dim; ++axis) {
+    std::vector<double>& candidate = scratch.lambda;
+    candidate.assign(static_cast<std::size_t>(dim), 0.0);
+    candidate[static_cast<std::size_t>(axis)] = 1.0;
+    for (int i = 0; i < count; ++i) {
+      const double* q = &scratch.basis[static_cast<std::size_t>(i) * dim];
+      const double projection = q[axis];
+      for (int k = 0; k < dim; ++k) candidate[static_cast<std::size_t>(k)] -= projection * q[k];
+    }
+    const double length = norm2(candidate.data(), dim);
+    if (length > best) {
+      best = length;
+      for (int k = 0; k < dim; ++k) line.u[static_cast<std::size_t>(k)] = candidate[static_cast<std::size_t>(k)] / length;
+    }
+  }
+  if (count == 0) return true;
+  // pinv = W_Pᵀ G⁻¹ with G = W_P W_Pᵀ; y0 = pinv b_P.
+  scratch.gram.assign(static_cast<std::size_t>(count * count), 0.0);
+  for (int i = 0; i < count; ++i) {
+    const double* wi = &level.w[static_cast<std::size_t>(line.planes[static_cast<std::size_t>(i)]) * dim];
+    for (int j = 0; j < count; ++j) {
+      const double* wj = &level.w[static_cast<std::size_t>(line.planes[static_cast<std::size_t>(j)]) * dim];
+      scratch.gram[static_cast<std::size_t>(i * count + j)] = dot(wi, wj, dim);
+    }
+  }
+  // Invert G column by column (count ≤ R − 1 is small).
+  std::vector<double> inverse(static_cast<std::size_t>(count * count), 0.0);
+  std::vector<double> work(static_cast<std::size_t>(count * count));
+  std::vector<double> column(static_cast<std::size_t>(count));
+  for (int j = 0; j < count; ++j) {
+    work = scratch.gram;
+    std::fill(column.begin(), column.end(), 0.0);
+    column[static_cast<std::size_t>(j)] = 1.0;
+    if (!solve_small(count, work.data(), column.data(), 0.0)) return false;
+    for (int i = 0; i < count; ++i) inverse[static_cast<std::size_t>(i * count + j)] = column[static_cast<std::size_t>(i)];
+  }
+  for (int k = 0; k < dim; ++k) {
+    for (int j = 0; j < count; ++j) {
+      double sum = 0.0;
+      for (int i = 0; i < count; ++i) {
+        sum += level.w[static_cast<std::size_t>(line.planes[static_cast<std::size_t>(i)]) * dim + k] *
+               inverse[static_cast<std::size_t>(i * count + j)];
+      }
+      line.pinv[static_cast<std::size_t>(k * count + j)] = sum;
+    }
+  }
+  for (int j = 0; j < count; ++j) {
+    double squared = 0.0;
+    const double b = level.b[static_cast<std::size_t>(line.planes[static_cast<std::size_t>(j)])];
+    for (int k = 0; k < dim; ++k) {
+      const double value = line.pinv[static_cast<std::size_t>(k * count + j)];
+      squared += value * value;
+      line.y0[static_cast<std::size_t>(k)] += value * b;
+    }
+    line.pinv_norm[static_cast<std::size_t>(j)] = std::sqrt(squared);
+  }
+  return true;
+}
+
+/// ∂(w_k·y0)/∂b_{P_j}: the coefficient of ε_{P_j} in w_k·y0(ε).
+double perturbation_coefficient(const Level& level, const Line& line, int plane, int j) {
+  const int dim = level.dim;
+  const int count = dim - 1;
+  const double* w = &level.w[static_cast<std::size_t>(plane) * dim];
+  double sum = 0.0;
+  for (int k = 0; k < dim; ++k) sum += w[k] * line.pinv[static_cast<std::size_t>(k * count + j)];
+  return sum;
+}
+
+class ArrangementSweep {
+ public:
+  ArrangementSweep(const RegionSolver& solver, double tolerance)
+      : solver_(solver), tolerance_(tolerance) {}
+
+  /// Enumerates every region of `level` (recursing into slices) and returns the tally.
+  Tally run(const Level& level, bool top) {
+    Tally total;
+    const int dim = level.dim;
+    const int num_planes = static_cast<int>(level.b.size());
+    const int rank = solver_.planes().rank;
+    if (dim == 0) {
+      Scratch scratch(num_planes, rank, 0);
+      for (int p = 0; p < num_planes; ++p) {
+        // The point is generic (below every vertex): a hyperplane through it exactly is a zero
+        // normal with zero offset, which the ε-perturbation puts on the inactive side.
+        scratch.active[static_cast<std::size_t>(p)] = level.b[static_cast<std::size_t>(p)] < 0.0 ? 1 : 0;
+      }
+      solver_.sums(scratch.active.data(), scratch.matrix.data(), scratch.vector.data());
+      solver_.solve(scratch.matrix.data(), scratch.vector.data(), scratch.active.data(), total);
+      return total;
+    }
+    const std::vector<double> direction = generic_direction(dim);
+    const int num_first = dim == 1 ? 1 : num_planes;
+    std::exception_ptr failure;
+    LRSMC_FIXED_POINTS_PRAGMA("omp parallel")
+    {
+      Tally tally;
+      // Exceptions (allocation failures) must be caught by the thread and construct that threw.
+      std::unique_ptr<Scratch> scratch;
+      Line line;
+      try {
+        scratch = std::make_unique<Scratch>(num_planes, rank, dim);
+        line.planes.resize(static_cast<std::size_t>(dim - 1));
+      } catch (...) {
+        record_failure(failure);
+      }
+      LRSMC_FIXED_POINTS_PRAGMA("omp for schedule(dynamic, 1) nowait")
+      for (int first = 0; first < num_first; ++first) {
+        if (!scratch) continue;
+        try {
+          if (dim == 1) {
+            if (build_line(level, line, *scratch)) {
+              sweep(level, line, direction, top, *scratch, tally);
+            }
+          } else {
+            line.planes[0] = first;
+            choose_rest(level, line, 1, first + 1, direction, top, *scratch, tally);
+          }
+        } catch (...) {
+          record_failure(failure);
+        }
+      }
+      LRSMC_FIXED_POINTS_PRAGMA("omp critical(lrsmc_fixed_points_merge)")
+      total.merge(std::move(tally));
+    }
+    if (failure) std::rethrow_exception(failure);
+
+    // Regions unbounded below along g: those meeting the hyperplane {g·y = γ} below every vertex.
+    const double lowest = std::isfinite(total.lowest) ? total.lowest : 0.0;
+    const double gamma = lowest - std::max(1.0, std::abs(lowest));
+    Tally below = run(slice(level, direction, gamma), false);
+    total.merge(std::move(below));
+    return total;
+  }
+
+ private:
+  /// Chooses hyperplanes line.planes[position..] from `start` on (increasing, prefix independent).
+  void choose_rest(const Level& level, Line& line, int position, int start,
+                   const std::vector<double>& direction, bool top, Scratch& scratch,
+                   Tally& tally) {
+    const int dim = level.dim;
+    const int num_planes = static_cast<int>(level.b.size());
+    if (position == dim - 1) {
+      if (build_line(level, line, scratch)) sweep(level, line, direction, top, scratch, tally);
+      return;
+    }
+    for (int p = start; p < num_planes; ++p) {
+      line.planes[static_cast<std::size_t>(position)] = p;
+      choose_rest(level, line, position + 1, p + 1, direction, top, scratch, tally);
+    }
+  }
+
+  /// Sign of a hyperplane that contains the line (within tolerance) under the ε-perturbation:
+  /// g_k = w_k·y0(ε) − b_k − ε_k = Σ_j c_j ε_{P_j} − ε_k; the lowest index with a non-zero
+  /// coefficient decides.
+  static bool contained_sign(const Level& level, const Line& line, int plane) {
+    const int count = level.dim - 1;
+    for (int j = 0; j < count; ++j) {
+      if (line.planes[static_cast<std::size_t>(j)] > plane) break;
+      const double coefficient = perturbation_coefficient(level, line, plane, j);
+      const double scale = level.norm[static_cast<std::size_t>(plane)] * line.pinv_norm[static_cast<std::size_t>(j)];
+      if (std::abs(coefficient) > kCoefficientTolerance * scale) return coefficient > 0.0;
+    }
+    return false;
+  }
+
+  /// Orders crossings that coincide within tolerance by their ε-perturbed positions
+  /// t(ε) = t + Σ_j α_j ε_{P_j} + β ε_k, α_j = −(w_k·pinv_j)/(w_k·u), β = 1/(w_k·u).
+  void order_cluster(const Level& level, const Line& line, std::size_t begin, std::size_t end,
+                     Scratch& scratch) const {
+    const int dim = level.dim;
+    const int count = dim - 1;
+    const std::size_t size = end - begin;
+    const std::size_t stride = static_cast<std::size_t>(count + 1);
+    scratch.alpha.assign(size * stride, 0.0);
+    for (std::size_t i = 0; i < size; ++i) {
+      const Crossing& crossing = scratch.crossings[begin + i];
+      const double* w = &level.w[static_cast<std::size_t>(crossing.plane) * dim];
+      const double wu = dot(w, line.u.data(), dim);
+      for (int j = 0; j < count; ++j) {
+        scratch.alpha[i * stride + static_cast<std::size_t>(j)] =
+            -perturbation_coefficient(level, line, crossing.plane, j) / wu;
+      }
+      scratch.alpha[i * stride + static_cast<std::size_t>(count)] = 1.0 / wu;
+    }
+    scratch.cluster_order.resize(size);
+    std::iota(scratch.cluster_order.begin(), scratch.cluster_order.end(), 0);
+    const auto before = [&](int left, int right) {
+      if (left == right) return false;
+      const Crossing& a = scratch.crossings[begin + static_cast<std::size_t>(left)];
+      const Crossing& b = scratch.crossings[begin + static_cast<std::size_t>(right)];
+      const double* alpha_a = &scratch.alpha[static_cast<std::size_t>(left) * stride];
+      const double* alpha_b = &scratch.alpha[static_cast<std::size_t>(right) * stride];
+      const int lowest = std::min(a.plane, b.plane);
+      for (int j = 0; j < count; ++j) {
+        if (line.planes[static_cast<std::size_t>(j)] > lowest) break;
+        const double difference = alpha_a[j] - alpha_b[j];
+        const double scale = line.pinv_norm[static_cast<std::size_t>(j)] *
+                             (1.0 / std::abs(a.sine) + 1.0 / std::abs(b.sine));
+        if (std::abs(difference) > kCoefficientTolerance * scale) return difference < 0.0;
+      }
+      // Leading term ε_lowest: coefficient β_a (if a is lowest) or −β_b.
+      return a.plane < b.plane ? alpha_a[count] < 0.0 : alpha_b[count] > 0.0;
+    };
+    // stable_sort stays memory-safe even if a tolerance makes the order inconsistent.
+    std::stable_sort(scratch.cluster_order.begin(), scratch.cluster_order.end(), before);
+    scratch.cluster_copy.assign(scratch.crossings.begin() + static_cast<std::ptrdiff_t>(begin),
+                                scratch.crossings.begin() + static_cast<std::ptrdiff_t>(end));
+    for (std::size_t i = 0; i < size; ++i) {
+      scratch.crossings[begin + i] = scratch.cluster_copy[static_cast<std::size_t>(scratch.cluster_order[i])];
+    }
+  }
+
+  /// Sweeps one line: visits its crossings in order, maintaining the activations of every
+  /// hyperplane not through the line and the sums M, k; at each vertex whose other hyperplanes
+  /// have lower indices, solves the region that lies above the vertex along g.
+  void sweep(const Level& level, const Line& line, const std::vector<double>& direction, bool top,
+             Scratch& scratch, Tally& tally) const {
+    const int dim = level.dim;
+    const int count = dim - 1;
+    const int num_planes = static_cast<int>(level.b.size());
+    const Hyperplanes& planes = solver_.planes();
+    const double y0_norm = norm2(line.y0.data(), dim);
+    std::copy(planes.base_matrix.begin(), planes.base_matrix.end(), scratch.state_matrix.begin());
+    std::copy(planes.base_vector.begin(), planes.base_vector.end(), scratch.state_vector.begin());
+    scratch.crossings.clear();
+    std::size_t next_on_line = 0;
+    for (int p = 0; p < num_planes; ++p) {
+      if (next_on_line < line.planes.size() && line.planes[next_on_line] == p) {
+        ++next_on_line;
+        continue;
+      }
+      const double* w = &level.w[static_cast<std::size_t>(p) * dim];
+      const double w_norm = level.norm[static_cast<std::size_t>(p)];
+      const double b = level.b[static_cast<std::size_t>(p)];
+      const double wu = dot(w, line.u.data(), dim);
+      bool active = false;
+      if (w_norm > 0.0 && std::abs(wu) / w_norm * line.volume > kParallelTolerance) {
+        const double t = (b - dot(w, line.y0.data(), dim)) / wu;
+        scratch.crossings.push_back({t, wu / w_norm, p});
+        active = wu < 0.0;  // g_p → −∞·sign(w·u) as t → −∞
+      } else {
+        const double residual = dot(w, line.y0.data(), dim) - b;
+        const double scale = w_norm * (1.0 + y0_norm) + std::abs(b);
+        if (std::abs(residual) > tolerance_ * scale) {
+          active = residual > 0.0;
+        } else {
+          active = contained_sign(level, line, p);
+        }
+      }
+      scratch.active[static_cast<std::size_t>(p)] = active ? 1 : 0;
+      if (active) solver_.add_term(p, 1.0, scratch.state_matrix.data(), scratch.state_vector.data());
+    }
+    auto& crossings = scratch.crossings;
+    std::sort(crossings.begin(), crossings.end(),
+              [](const Crossing& a, const Crossing& b) { return a.t < b.t; });
+    // Crossings at one point (more than r hyperplanes through a vertex): the criterion
+    // |Δt|·|sin_a|·|sin_b|·volume is the normalised determinant of the r + 1 hyperplanes, the
+    // same on every line through the point, so all lines agree on which vertices coincide.
+    for (std::size_t begin = 0; begin < crossings.size();) {
+      std::size_t end = begin + 1;
+      while (end < crossings.size()) {
+        const Crossing& a = crossings[end - 1];
+        const Crossing& b = crossings[end];
+        const double gap = (b.t - a.t) * std::abs(a.sine) * std::abs(b.sine) * line.volume;
+        const double position = std::hypot(y0_norm, std::max(std::abs(a.t), std::abs(b.t)));
+        if (gap > tolerance_ * (1.0 + position)) break;
+        ++end;
+      }
+      if (end - begin > 1) order_cluster(level, line, begin, end, scratch);
+      begin = end;
+    }
+
+    const int last_on_line = count > 0 ? line.planes[static_cast<std::size_t>(count - 1)] : -1;
+    double* system = scratch.system.data();
+    double* lambda = scratch.lambda.data();
+    for (const Crossing& crossing : crossings) {
+      const int k = crossing.plane;
+      const bool was_active = scratch.active[static_cast<std::size_t>(k)] != 0;
+      if (k > last_on_line) {
+        // Vertex S = P ∪ {k}. Its height along g, for the slice below every vertex.
+        double height = 0.0;
+        for (int i = 0; i < dim; ++i) {
+          height += direction[static_cast<std::size_t>(i)] *
+                    (line.y0[static_cast<std::size_t>(i)] + crossing.t * line.u[static_cast<std::size_t>(i)]);
+        }
+        tally.lowest = std::min(tally.lowest, height);
+        if (top) ++tally.vertices;
+        // λ: W_Sᵀ λ = g (column j of the system is w_{S_j}).
+        for (int j = 0; j < dim; ++j) {
+          const int plane = j < count ? line.planes[static_cast<std::size_t>(j)] : k;
+          const double* w = &level.w[static_cast<std::size_t>(plane) * dim];
+          for (int i = 0; i < dim; ++i) system[i * dim + j] = w[i];
+        }
+        for (int i = 0; i < dim; ++i) lambda[i] = direction[static_cast<std::size_t>(i)];
+        ++tally.solves;
+        if (solve_small(dim, system, lambda, 0.0)) {
+          std::copy(scratch.state_matrix.begin(), scratch.state_matrix.end(), scratch.matrix.begin());
+          std::copy(scratch.state_vector.begin(), scratch.state_vector.end(), scratch.vector.begin());
+          if (was_active) solver_.add_term(k, -1.0, scratch.matrix.data(), scratch.vector.data());
+          for (int j = 0; j < dim; ++j) {
+            const int plane = j < count ? line.planes[static_cast<std::size_t>(j)] : k;
+            const bool above = lambda[j] > 0.0;
+            scratch.active[static_cast<std::size_t>(plane)] = above ? 1 : 0;
+            if (above) solver_.add_term(plane, 1.0, scratch.matrix.data(), scratch.vector.data());
+          }
+          solver_.solve(scratch.matrix.data(), scratch.vector.data(), scratch.active.data(), tally);
+        }
+      }
+      scratch.active[static_cast<std::size_t>(k)] = was_active ? 0 : 1;
+      solver_.add_term(k, was_active ? -1.0 : 1.0, scratch.state_matrix.data(),
+                       scratch.state_vector.data());
+    }
+  }
+
+  /// The arrangement on the hyperplane {g·y = γ}, in an orthonormal basis of g^⊥.
+  static Level slice(const Level& level, const std::vector<double>& direction, double gamma) {
+    const int dim = level.dim;
+    const int num_planes = static_cast<int>(level.b.size());
+    // Orthonormal basis of g^⊥ by Gram–Schmidt of the axes against g.
+    std::vector<double> basis;
+    std::vector<std::vector<double>> accepted{direction};
+    for (int axis = 0; axis < dim && static_cast<int>(accepted.size()) < dim; ++axis) {
+      std::vector<double> candidate(static_cast<std::size_t>(dim), 0.0);
+      candidate[static_cast<std::size_t>(axis)] = 1.0;
+      for (const auto& q : accepted) {
+        const double projection = dot(candidate.data(), q.data(), dim);
+        for (int k = 0; k < dim; ++k) candidate[static_cast<std::size_t>(k)] -= projection * q[static_cast<std::size_t>(k)];
+      }
+      const double length = norm2(candidate.data(), dim);
+      if (length < 0.5) continue;
+      for (double& value : candidate) value /= length;
+      accepted.push_back(candidate);
+    }
+    Level next;
+    next.dim = dim - 1;
+    next.w.assign(static_cast<std::size_t>(num_planes) * static_cast<std::size_t>(next.dim), 0.0);
+    next.b.resize(static_cast<std::size_t>(num_planes));
+    next.norm.resize(static_cast<std::size_t>(num_planes));
+    for (int p = 0; p < num_planes; ++p) {
+      const double* w = &level.w[static_cast<std::size_t>(p) * dim];
+      for (int j = 0; j < next.dim; ++j) {
+        next.w[static_cast<std::size_t>(p * next.dim + j)] =
+            dot(w, accepted[static_cast<std::size_t>(j + 1)].data(), dim);
+      }
+      next.b[static_cast<std::size_t>(p)] =
+          level.b[static_cast<std::size_t>(p)] - gamma * dot(w, direction.data(), dim);
+      next.norm[static_cast<std::size_t>(p)] =
+          norm2(&next.w[static_cast<std::size_t>(p * next.dim)], next.dim);
+    }
+    return next;
+  }
+
+  const RegionSolver& solver_;
+  double tolerance_;
+};
+
+/// The top level: hyperplanes in the span of the normals (dimension = rank of m).
+Level essential_level(const PiecewiseLinearNetwork& network, const Hyperplanes& planes) {
+  const int rank = network.rank;
+  const int num_planes = planes.count();
+  Level level;
+  if (num_planes == 0) return level;
+  Eigen::MatrixXd normals(num_planes, rank);
+  for (int p = 0; p < num_planes; ++p) {
+    for (int r = 0; r < rank; ++r) normals(p, r) = planes.normal[static_cast<std::size_t>(p * rank + r)];
+  }
+  Eigen::JacobiSVD<Eigen::MatrixXd> svd(normals, Eigen::ComputeThinV);
+  const Eigen::VectorXd& singular = svd.singularValues();
+  int dim = 0;
+  for (Eigen::Index i = 0; i < singular.size(); ++i) {
+    if (singular(i) > kSingularTolerance * singular(0)) ++dim;
+  }
+  level.dim = dim;
+  level.b.resize(static_cast<std::size_t>(num_planes));
+  level.norm.resize(static_cast<std::size_t>(num_planes));
+  level.w.assign(static_cast<std::size_t>(num_planes) * static_cast<std::size_t>(dim), 0.0);
+  for (int p = 0; p < num_planes; ++p) {
+    level.b[static_cast<std::size_t>(p)] = -planes.offset[static_cast<std::size_t>(p)];
+    for (int j = 0; j < dim; ++j) {
+      // Full rank keeps the original coordinates (no rounding from a rotation).
+      level.w[static_cast<std::size_t>(p * dim + j)] =
+          dim == rank ? normals(p, j) : normals.row(p).dot(svd.matrixV().col(j));
+    }
+    level.norm[static_cast<std::size_t>(p)] = norm2(&level.w[static_cast<std::size_t>(p * dim)], dim);
+  }
+  return level;
+}
+
+// ------------------------------------------------------------------------------------------
+// Results
+
+/// Unit slopes (and the reported pattern) at z, with kinks assigned to the lower side.
+void unit_slopes(const PiecewiseLinearNetwork& network, const double* z, double tolerance,
+                 std::vector<double>& slope, std::vector<std::int8_t>& pattern, bool& on_boundary) {
+  const int rank = network.rank;
+  const int num_hidden = network.num_hidden;
+  double z_max = 0.0;
+  for (int r = 0; r < rank; ++r) z_max = std::max(z_max, std::abs(z[r]));
+  slope.assign(static_cast<std::size_t>(num_hidden), 0.0);
+  pattern.clear();
+  on_boundary = false;
+  const bool piecewise = network.nonlinearity == Nonlinearity::relu ||
+                         network.nonlinearity == Nonlinearity::clipped_relu;
+  if (piecewise) pattern.assign(static_cast<std::size_t>(num_hidden), 0);
+  for (int unit = 0; unit < num_hidden; ++unit) {
+    const double* m_row = &network.m[static_cast<std::size_t>(unit) * rank];
+    double abs_sum = 0.0;
+    for (int r = 0; r < rank; ++r) abs_sum += std::abs(m_row[r]);
+    const double c = current(network, unit);
+    const double x = dot(m_row, z, rank) + c;
+    const double bias = network.h[static_cast<std::size_t>(unit)];
+    const double slack = tolerance * (1.0 + std::abs(c) + std::abs(bias) + abs_sum * z_max);
+    const auto u = static_cast<std::size_t>(unit);
+    switch (network.nonlinearity) {
+      case Nonlinearity::relu: {
+        const double value = x - bias;
+        if (std::abs(value) <= slack) on_boundary = true;
+        const bool on = value > slack;
+        pattern[u] = on ? 1 : 0;
+        slope[u] = on ? 1.0 : 0.0;
+        break;
+      }
+      case Nonlinearity::clipped_relu: {
+        const double low = std::min(-bias, 0.0);
+        const double high = std::max(-bias, 0.0);
+        if (std::abs(x - low) <= slack || std::abs(x - high) <= slack) on_boundary = true;
+        const int state = (x - low > slack ? 1 : 0) + (x - high > slack ? 1 : 0);
+        pattern[u] = static_cast<std::int8_t>(state);
+        slope[u] = state == 1 ? (bias > 0.0 ? 1.0 : -1.0) : 0.0;
+        break;
+      }
+      case Nonlinearity::tanh: {
+        const double value = std::tanh(x - bias);
+        slope[u] = 1.0 - value * value;
+        break;
+      }
+      case Nonlinearity::identity:
+        slope[u] = 1.0;
+        break;
+    }
+  }
+}
+
+Stability classify(const std::vector<double>& real, const std::vector<double>& imag) {
+  bool any_inside = false;
+  bool any_outside = false;
+  bool any_complex = false;
+  for (std::size_t i = 0; i < real.size(); ++i) {
+    const double modulus = std::hypot(real[i], imag[i]);
+    if (std::abs(modulus - 1.0) <= kUnitCircleTolerance) return Stability::non_hyperbolic;
+    if (modulus < 1.0) any_inside = true;
+    if (modulus > 1.0) any_outside = true;
+    if (std::abs(imag[i]) > 1e-12 * std::max(1.0, modulus)) any_complex = true;
+  }
+  if (any_inside && any_outside) return Stability::saddle;
+  if (any_inside) return any_complex ? Stability::stable_spiral : Stability::stable_node;
+  return any_complex ? Stability::unstable_spiral : Stability::unstable_node;
+}
+
+FixedPoint describe(const PiecewiseLinearNetwork& network, std::vector<double> z, double tolerance) {
+  const int rank = network.rank;
+  const int num_hidden = network.num_hidden;
+  FixedPoint point;
+  std::vector<double> slope;
+  unit_slopes(network, z.data(), tolerance, slope, point.pattern, point.on_boundary);
+  Eigen::MatrixXd jacobian = network.decay * Eigen::MatrixXd::Identity(rank, rank);
+  for (int unit = 0; unit < num_hidden; ++unit) {
+    const double s = slope[static_cast<std::size_t>(unit)];
+    if (s == 0.0) continue;
+    for (int r = 0; r < rank; ++r) {
+      const double n_value = s * network.n[static_cast<std::size_t>(r) * num_hidden + unit];
+      for (int q = 0; q < rank; ++q) {
+        jacobian(r, q) += n_value * network.m[static_cast<std::size_t>(unit) * rank + q];
+      }
+    }
+  }
+  Eigen::EigenSolver<Eigen::MatrixXd> solver(jacobian, false);
+  std::vector<std::pair<double, double>> eigenvalues;
+  for (int r = 0; r < rank; ++r) {
+    eigenvalues.emplace_back(solver.eigenvalues()(r).real(), solver.eigenvalues()(r).imag());
+  }
+  std::sort(eigenvalues.begin(), eigenvalues.end(), [](const auto& a, const auto& b) {
+    const double modulus_a = std::hypot(a.first, a.second);
+    const double modulus_b = std::hypot(b.first, b.second);
+    if (modulus_a != modulus_b) return modulus_a > modulus_b;
+    if (a.first != b.first) return a.first > b.first;
+    return a.second > b.second;
+  });
+  for (const auto& [real, imag] : eigenvalues) {
+    point.eigenvalues_real.push_back(real);
+    point.eigenvalues_imag.push_back(imag);
+  }
+  point.stability = classify(point.eigenvalues_real, point.eigenvalues_imag);
+  point.z = std::move(z);
+  return point;
+}
+
+/// Sorts, merges duplicates and describes the fixed points.
+std::vector<FixedPoint> distinct_fixed_points(const PiecewiseLinearNetwork& network,
+                                              std::vector<std::vector<double>> points,
+                                              double tolerance) {
+  std::sort(points.begin(), points.end());
+  std::vector<std::vector<double>> kept;
+  for (auto& point : points) {
+    double size = 1.0;
+    for (const double value : point) size = std::max(size, std::abs(value));
+    const double radius = kDuplicateDistance * size;
+    bool duplicate = false;
+    // Sorted by the first coordinate: only kept points with z_0 ≥ point_0 − radius can match.
+    for (auto it = kept.rbegin(); it != kept.rend(); ++it) {
+      if ((*it)[0] < point[0] - radius) break;
+      double distance = 0.0;
+      for (std::size_t r = 0; r < point.size(); ++r) {
+        distance = std::max(distance, std::abs((*it)[r] - point[r]));
+      }
+      if (distance <= radius) {
+        duplicate = true;
+        break;
+      }
+    }
+    if (!duplicate) kept.push_back(std::move(point));
+  }
+  std::vector<FixedPoint> result;
+  result.reserve(kept.size());
+  for (auto& point : kept) result.push_back(describe(network, std::move(point), tolerance));
+  return result;
+}
+
+/// Recomputes each raw fixed point from its activations in a fixed order (so the result does
+/// not depend on the order in which a sweep accumulated M and k), then merges duplicates.
+FixedPointResult finish(const PiecewiseLinearNetwork& network, const RegionSolver& solver,
+                        Tally&& tally, double tolerance) {
+  const int rank = network.rank;
+  std::vector<std::vector<double>> points;
+  points.reserve(tally.points.size());
+  std::vector<double> matrix(static_cast<std::size_t>(rank * rank));
+  std::vector<double> vector(static_cast<std::size_t>(rank));
+  for (auto& raw : tally.points) {
+    solver.sums(raw.active.data(), matrix.data(), vector.data());
+    for (int r = 0; r < rank; ++r) {
+      matrix[static_cast<std::size_t>(r * rank + r)] += network.decay - 1.0;
+      vector[static_cast<std::size_t>(r)] = -vector[static_cast<std::size_t>(r)];
+    }
+    if (solve_small(rank, matrix.data(), vector.data(), kSingularTolerance) &&
+        solver.inside(vector.data(), raw.active.data())) {
+      points.push_back(vector);
+    } else {
+      points.push_back(std::move(raw.z));
+    }
+  }
+  FixedPointResult result;
+  result.fixed_points = distinct_fixed_points(network, std::move(points), tolerance);
+  result.num_vertices = tally.vertices;
+  result.num_regions = tally.regions;
+  result.num_solves = tally.solves;
+  result.num_singular_regions = tally.singular;
+  return result;
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------
+// Public entry points
+
+FixedPointResult find_fixed_points(const PiecewiseLinearNetwork& network,
+                                   const FixedPointOptions& options) {
+  const std::string source = "find_fixed_points";
+  validate_network(network, source);
+  validate_options(options, source);
+  require_piecewise_linear(network, source);
+  const Hyperplanes planes = build_hyperplanes(network);
+  const RegionSolver solver(planes, options.tolerance);
+  Level level = essential_level(network, planes);
+  ArrangementSweep sweep(solver, options.tolerance);
+  Tally tally = sweep.run(level, true);
+  return finish(network, solver, std::move(tally), options.tolerance);
+}
+
+FixedPointResult find_fixed_points_brute_force(const PiecewiseLinearNetwork& network,
+                                               const FixedPointOptions& options) {
+  const std::string source = "find_fixed_points_brute_force";
+  validate_network(network, source);
+  validate_options(options, source);
+  require_piecewise_linear(network, source);
+  const int num_hidden = network.num_hidden;
+  const bool clipped = network.nonlinearity == Nonlinearity::clipped_relu;
+  if (network.nonlinearity == Nonlinearity::relu) {
+    LRSMC_REQUIRE(num_hidden <= kMaxBruteForceRelu, source,
+                  ": num_hidden is too large for exhaustive enumeration; got ", num_hidden,
+                  ", expected <= ", kMaxBruteForceRelu, " for relu (2^N patterns); use find_fixed_points");
+  }
+  if (clipped) {
+    LRSMC_REQUIRE(num_hidden <= kMaxBruteForceClipped, source,
+                  ": num_hidden is too large for exhaustive enumeration; got ", num_hidden,
+                  ", expected <= ", kMaxBruteForceClipped,
+                  " for clipped_relu (3^N patterns); use find_fixed_points");
+  }
+  const Hyperplanes planes = build_hyperplanes(network);
+  const RegionSolver solver(planes, options.tolerance);
+  const int rank = network.rank;
+  const int states = network.nonlinearity == Nonlinearity::identity ? 1 : (clipped ? 3 : 2);
+  const int units = network.nonlinearity == Nonlinearity::identity ? 0 : num_hidden;
+  Index num_patterns = 1;
+  for (int unit = 0; unit < units; ++unit) num_patterns *= states;
+
+  Tally total;
+  std::exception_ptr failure;
+  LRSMC_FIXED_POINTS_PRAGMA("omp parallel")
+  {
+    Tally tally;
+    std::vector<std::uint8_t> active;
+    std::vector<double> matrix;
+    std::vector<double> vector;
+    bool ready = false;
+    try {
+      active.assign(static_cast<std::size_t>(planes.count()), 0);
+      matrix.resize(static_cast<std::size_t>(rank * rank));
+      vector.resize(static_cast<std::size_t>(rank));
+      ready = true;
+    } catch (...) {
+      record_failure(failure);
+    }
+    LRSMC_FIXED_POINTS_PRAGMA("omp for schedule(static)")
+    for (Index pattern = 0; pattern < num_patterns; ++pattern) {
+      if (!ready) continue;
+      Index code = pattern;
+      for (int unit = 0; unit < units; ++unit) {
+        const int state = static_cast<int>(code % states);
+        code /= states;
+        if (!clipped) {
+          active[static_cast<std::size_t>(unit)] = static_cast<std::uint8_t>(state);
+          continue;
+        }
+        // Plane 2u has θ = −h, plane 2u+1 has θ = 0; the ramp activates the lower one.
+        const bool first_is_low = network.h[static_cast<std::size_t>(unit)] > 0.0;
+        const auto low = static_cast<std::size_t>(2 * unit + (first_is_low ? 0 : 1));
+        const auto high = static_cast<std::size_t>(2 * unit + (first_is_low ? 1 : 0));
+        active[low] = state >= 1 ? 1 : 0;
+        active[high] = state >= 2 ? 1 : 0;
+      }
+      try {
+        solver.sums(active.data(), matrix.data(), vector.data());
+        solver.solve(matrix.data(), vector.data(), active.data(), tally);
+      } catch (...) {
+        record_failure(failure);
+      }
+    }
+    LRSMC_FIXED_POINTS_PRAGMA("omp critical(lrsmc_fixed_points_merge)")
+    total.merge(std::move(tally));
+  }
+  if (failure) std::rethrow_exception(failure);
+  return finish(network, solver, std::move(total), options.tolerance);
+}
+
+FixedPointResult find_fixed_points_numerical(const PiecewiseLinearNetwork& network,
+                                             int num_starts, std::uint64_t seed) {
+  const std::string source = "find_fixed_points_numerical";
+  validate_network(network, source);
+  LRSMC_REQUIRE(num_starts >= 1, source, ": num_starts is out of range; got ", num_starts,
+                ", expected >= 1");
+  const int rank = network.rank;
+  const int num_hidden = network.num_hidden;
+  const double decay = network.decay;
+
+  // Box half-widths from |z_r| = |Σ_i n_ri φ_i| / |1 − a| at a fixed point.
+  std::vector<double> half_width(static_cast<std::size_t>(rank), 0.0);
+  const double denominator = std::max(std::abs(1.0 - decay), 1e-3);
+  for (int r = 0; r < rank; ++r) {
+    double bound = 0.0;
+    for (int unit = 0; unit < num_hidden; ++unit) {
+      const double bias = network.h[static_cast<std::size_t>(unit)];
+      double amplitude = 1.0;
+      switch (network.nonlinearity) {
+        case Nonlinearity::tanh:
+          amplitude = 1.0;
+          break;
+        case Nonlinearity::clipped_relu:
+          amplitude = std::abs(bias);
+          break;
+        case Nonlinearity::relu:
+        case Nonlinearity::identity:
+          amplitude = 1.0 + std::abs(current(network, unit)) + std::abs(bias);
+          break;
+      }
+      bound += std::abs(network.n[static_cast<std::size_t>(r) * num_hidden + unit]) * amplitude;
+    }
+    half_width[static_cast<std::size_t>(r)] = std::max(bound / denominator, 1e-6);
+  }
+
+  Eigen::VectorXd x(num_hidden);
+  Eigen::VectorXd phi(num_hidden);
+  Eigen::VectorXd slope(num_hidden);
+  Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> m(
+      network.m.data(), num_hidden, rank);
+  Eigen::Map<const Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> n(
+      network.n.data(), rank, num_hidden);
+  Eigen::VectorXd c = Eigen::VectorXd::Zero(num_hidden);
+  for (int unit = 0; unit < num_hidden; ++unit) c(unit) = current(network, unit);
+  const Eigen::Map<const Eigen::VectorXd> h(network.h.data(), num_hidden);
+
+  // G(z) = F(z) − z and, optionally, its Jacobian (a − 1)I + n diag(φ') m.
+  const auto evaluate = [&](const Eigen::VectorXd& z, Eigen::VectorXd& residual,
+                            Eigen::MatrixXd* jacobian) {
+    x = m * z + c;
+    for (int unit = 0; unit < num_hidden; ++unit) {
+      const double value = x(unit);
+      const double bias = h(unit);
+      switch (network.nonlinearity) {
+        case Nonlinearity::relu:
+          phi(unit) = std::max(value - bias, 0.0);
+          slope(unit) = value - bias > 0.0 ? 1.0 : 0.0;
+          break;
+        case Nonlinearity::clipped_relu:
+          phi(unit) = std::max(value + bias, 0.0) - std::max(value, 0.0);
+          slope(unit) = (value + bias > 0.0 ? 1.0 : 0.0) - (value > 0.0 ? 1.0 : 0.0);
+          break;
+        case Nonlinearity::tanh: {
+          const double t = std::tanh(value - bias);
+          phi(unit) = t;
+          slope(unit) = 1.0 - t * t;
+          break;
+        }
+        case Nonlinearity::identity:
+          phi(unit) = value - bias;
+          slope(unit) = 1.0;
+          break;
+      }
+    }
+    residual = (decay - 1.0) * z + n * phi;
+    if (jacobian != nullptr) {
+      *jacobian = (decay - 1.0) * Eigen::MatrixXd::Identity(rank, rank) +
+                  n * slope.asDiagonal() * m;
+    }
+  };
+
+  FixedPointResult result;
+  std::vector<std::vector<double>> found;
+  std::uint64_t state = seed;
+  Eigen::VectorXd z(rank);
+  Eigen::VectorXd trial(rank);
+  Eigen::VectorXd residual(rank);
+  Eigen::VectorXd trial_residual(rank);
+  Eigen::MatrixXd jacobian(rank, rank);
+  constexpr int kMaxIterations = 100;
+  for (int start = 0; start < num_starts; ++start) {
+    for (int r = 0; r < rank; ++r) {
+      z(r) = (2.0 * uniform01(state) - 1.0) * half_width[static_cast<std::size_t>(r)];
+    }
+    evaluate(z, residual, &jacobian);
+    double error = residual.lpNorm<Eigen::Infinity>();
+    for (int iteration = 0; iteration < kMaxIterations; ++iteration) {
+      if (error <= 1e-13 * (1.0 + z.lpNorm<Eigen::Infinity>())) break;
+      Eigen::FullPivLU<Eigen::MatrixXd> lu(jacobian);
+      ++result.num_solves;
+      if (!lu.isInvertible()) break;
+      const Eigen::VectorXd step = -lu.solve(residual);
+      // Backtracking on ‖G‖: piecewise-linear maps make full steps overshoot kinks.
+      double scale = 1.0;
+      bool improved = false;
+      while (scale >= 1e-8) {
+        trial = z + scale * step;
+        evaluate(trial, trial_residual, nullptr);
+        const double trial_error = trial_residual.lpNorm<Eigen::Infinity>();
+        if (trial_error < (1.0 - 1e-4 * scale) * error) {
+          z = trial;
+          error = trial_error;
+          improved = true;
+          break;
+        }
+        scale *= 0.5;
+      }
+      if (!improved) break;
+      evaluate(z, residual, &jacobian);
+    }
+    if (error <= 1e-9 * (1.0 + z.lpNorm<Eigen::Infinity>())) {
+      found.emplace_back(z.data(), z.data() + rank);
+    }
+  }
+  result.fixed_points = distinct_fixed_points(network, std::move(found), 1e-9);
+  return result;
+}
+
+}  // namespace lrsmc
