@@ -73,12 +73,12 @@ __global__ void __launch_bounds__(block_size)
   for (int step = 0; step < p.steps; ++step) {
     const int phase = step == 0 ? 0 : 1;
     const int current_slice = p.store_all ? step : step % 2;
-    const int previous_slice = p.store_all ? step - 1 : (step + 1) % 2;
+    const int previous_slice = p.store_all ? (step > 0 ? step - 1 : 0) : (step + 1) % 2;
     float* particles = p.particles + (std::size_t(trial) * particle_slices + current_slice) * K * R;
     const float* previous =
         p.particles + (std::size_t(trial) * particle_slices + previous_slice) * K * R;
     const int weight_slice = p.store_all ? step : 0;
-    const int previous_weight_slice = p.store_all ? step - 1 : 0;
+    const int previous_weight_slice = p.store_all && step > 0 ? step - 1 : 0;
     double* log_weights = p.log_weights + (std::size_t(trial) * weight_slices + weight_slice) * K;
     std::int32_t* ancestors = p.ancestors + (std::size_t(trial) * weight_slices + weight_slice) * K;
     const std::int32_t* previous_ancestors =

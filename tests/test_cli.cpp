@@ -180,6 +180,25 @@ TEST_F(CliTest, FailedRunLeavesExistingFilesUntouched) {
   EXPECT_NE(output_.find("s.npz"), std::string::npos) << output_;
 }
 
+TEST_F(CliTest, FixedPointsOfTheTeacher) {
+  save_model(path("teacher.npz"), oscillator_teacher());
+  ASSERT_EQ(run("fixed-points " + path("teacher.npz") + " --out-json " + path("fp.json") +
+                " --out-npy " + path("fp.npy")),
+            0)
+      << output_;
+  // The oscillator's only fixed point is the unstable spiral at the origin inside its cycle.
+  EXPECT_NE(read_file(path("fp.json")).find("unstable_spiral"), std::string::npos);
+  EXPECT_EQ(io::read_npy(path("fp.npy")).shape, (std::vector<std::int64_t>{1, 2}));
+  ModelConfig config = oscillator_teacher().config;
+  config.nonlinearity = Nonlinearity::tanh;
+  save_model(path("tanh.npz"), Model::initialise(config, 1));
+  expect_bad_input("fixed-points " + path("tanh.npz"), "numerical");
+  ASSERT_EQ(run("fixed-points " + path("tanh.npz") + " --numerical 50 --out-json " +
+                path("fp2.json") + " --out-npy " + path("fp2.npy")),
+            0)
+      << output_;
+}
+
 TEST_F(CliTest, ShortDemoRuns) {
   const int status = run("demo --epochs 3 --eval-particles 50 --quiet --out-dir " + path("demo"));
   EXPECT_TRUE(status == 0 || status == 1) << output_;  // 1: not (yet) within 2% after 3 epochs
