@@ -6,7 +6,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
-#include <cfloat>
+#include <cmath>
 
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
@@ -91,7 +91,7 @@ __global__ void __launch_bounds__(block_size)
     const float* factor = p.noise_factor[phase];
 
     // 1. Propagate, propose and weigh every particle of this thread.
-    double thread_maximum = -DBL_MAX;
+    double thread_maximum = -INFINITY;
     for (int k = threadIdx.x; k < K; k += block_size) {
       float mean[max_rank], z[max_rank], xi[max_rank];
       if (step == 0) {
@@ -162,6 +162,13 @@ __global__ void __launch_bounds__(block_size)
     if (threadIdx.x == 0) broadcast[0] = maximum;
     __syncthreads();
     const double block_maximum = broadcast[0];
+    if (!isfinite(block_maximum)) {  // uniform across the block: broadcast from shared memory
+      if (threadIdx.x == 0) {
+        p.failed_step[trial] = step;
+        p.log_evidence[trial] = block_maximum;
+      }
+      return;
+    }
     double thread_sum = 0.0;
     for (int k = threadIdx.x; k < K; k += block_size) thread_sum += exp(log_weights[k] - block_maximum);
     const double sum = BlockReduce(reduce_storage).Sum(thread_sum);
@@ -186,7 +193,7 @@ __global__ void __launch_bounds__(block_size)
         for (int k = threadIdx.x; k < K; k += block_size)
           thread_mean += exp(log_weights[k]) * double(particles[std::size_t(k) * R + r]);
         const double total = BlockReduce(reduce_storage).Sum(thread_mean);
-        if (threadIdx.x == 0) p.filtered_mean[cell * R + r] = float(total);
+        if (threadIdx.x == 0) p.filtered_mean[cell * R + r] = total;
         __syncthreads();
       }
     }
@@ -207,7 +214,10 @@ __global__ void __launch_bounds__(block_size)
         running += tile_total;
         __syncthreads();
       }
-      for (int k = threadIdx.x; k < K; k += block_size) cumulative[k] /= running;
+      (void)running;
+      const double last = cumulative[K - 1];  // normalise by the last value, as method.md §3.5
+      __syncthreads();
+      for (int k = threadIdx.x; k < K; k += block_size) cumulative[k] /= last;
       __syncthreads();
       for (int k = threadIdx.x; k < K; k += block_size) {
         const double position = math::resampling_position(
@@ -232,16 +242,23 @@ std::size_t filter_shared_bytes(int rank, int hidden) {
   return sizeof(float) * (std::size_t(2) * rank * hidden + hidden);
 }
 
+std::size_t filter_static_shared_bytes() {
+  cudaFuncAttributes attributes{};
+  if (cudaFuncGetAttributes(&attributes, filter_block_per_trial_kernel) != cudaSuccess) return 0;
+  return attributes.sharedSizeBytes;
+}
+
 void filter_block_per_trial(const FilterLaunch& launch, cudaStream_t stream) {
   LRSMC_REQUIRE(launch.rank >= 1 && launch.rank <= max_rank,
                 "cuda backend: rank is out of range; got ", launch.rank, ", expected 1 to ",
                 max_rank);
   const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  static bool attribute_set = false;
-  if (!attribute_set && shared > 48 * 1024) {
-    cudaFuncSetAttribute(filter_block_per_trial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                         200 * 1024);
-    attribute_set = true;
+  if (shared > 48 * 1024) {  // opt in to more than 48 KB; per device, so on every launch
+    const cudaError_t status = cudaFuncSetAttribute(
+        filter_block_per_trial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+    if (status != cudaSuccess)
+      throw CudaError(detail::concat("filter_block_per_trial: cannot use ", shared,
+                                     " bytes of shared memory (", cudaGetErrorString(status), ")"));
   }
   filter_block_per_trial_kernel<<<launch.trials, block_size, shared, stream>>>(launch);
   const cudaError_t status = cudaGetLastError();

@@ -52,8 +52,9 @@ struct FilterLaunch {
   std::uint8_t* resampled = nullptr;     // (trials, steps) or null
   double* carried = nullptr;             // (trials, particles)
   double* cumulative = nullptr;          // (trials, particles)
-  double* log_evidence = nullptr;        // (trials): Σ_t c_t
-  float* filtered_mean = nullptr;        // (trials, steps, rank) or null
+  double* log_evidence = nullptr;        // (trials): Σ_t c_t, or the non-finite maximum log-weight
+  std::int32_t* failed_step = nullptr;   // (trials): −1, or the step whose log-weights were all ±inf/NaN
+  double* filtered_mean = nullptr;       // (trials, steps, rank) or null
 };
 
 /// Runs the whole filter, one thread block per trial with the time loop inside the kernel
@@ -62,5 +63,7 @@ void filter_block_per_trial(const FilterLaunch& launch, cudaStream_t stream);
 
 /// Dynamic shared memory the kernel needs (model loadings), in bytes.
 [[nodiscard]] std::size_t filter_shared_bytes(int rank, int hidden);
+/// Static shared memory of the kernel (CUB temporary storage), in bytes.
+[[nodiscard]] std::size_t filter_static_shared_bytes();
 
 }  // namespace lrsmc::kernels

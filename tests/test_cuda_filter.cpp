@@ -43,11 +43,17 @@ TEST_P(CudaFilterTest, MatchesCpuOnTheSameDraws) {
   options.proposal = proposal;
   options.resampling = resampling;
   FilterRequest request{true, true};
-  auto cpu = make_backend(BackendKind::cpu);
+  // The CPU float path mirrors the kernel's arithmetic; the float64 reference bounds the ELBO.
+  BackendOptions single;
+  single.single_precision = true;
+  auto cpu = make_backend(BackendKind::cpu, single);
+  auto cpu_double = make_backend(BackendKind::cpu);
   auto gpu = make_backend(BackendKind::cuda);
   const FilterResult reference = cpu->filter(model, batch, options, 99, request);
+  const double reference_elbo = cpu_double->filter(model, batch, options, 99).elbo;
   const FilterResult result = gpu->filter(model, batch, options, 99, request);
   EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo));
+  EXPECT_NEAR(result.elbo, reference_elbo, 1e-3 * std::fabs(reference_elbo));
   // Particles agree until the first ancestor that differs (a near-tie in the cumulative
   // weights); compare step by step up to there, and count the steps that agree.
   const int K = options.num_particles, R = config.rank;
@@ -86,6 +92,31 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(NoiseType::full, NoiseType::diag),
                        ::testing::Values(Resampling::systematic, Resampling::multinomial)),
     case_name);
+
+TEST(CudaFilter, EffectiveSampleSizeThresholdWithoutStoredPaths) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: ESS-threshold comparison skipped";
+  const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                   Observation::gaussian, Link::identity);
+  const Model model = testing::random_model(config, 7);
+  const SequenceBatch batch = testing::sampled_batch(model, 6, 25, 3);
+  for (const double threshold : {0.0, 0.5}) {
+    FilterOptions options;
+    options.num_particles = 700;  // more than one block of threads
+    options.proposal = Proposal::bootstrap;
+    options.resample_threshold = threshold;
+    BackendOptions single;
+    single.single_precision = true;
+    auto cpu = make_backend(BackendKind::cpu, single);
+    auto gpu = make_backend(BackendKind::cuda);
+    const auto reference = cpu->filter(model, batch, options, 4, {true, false});
+    const auto result = gpu->filter(model, batch, options, 4, {true, false});
+    SCOPED_TRACE(::testing::Message() << "threshold " << threshold);
+    EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo));
+    for (std::size_t i = 0; i < reference.filtered_mean.size(); ++i)
+      EXPECT_NEAR(result.filtered_mean[i], reference.filtered_mean[i],
+                  1e-3 * std::max(1.0, std::fabs(reference.filtered_mean[i])));
+  }
+}
 
 TEST(CudaFilter, RepeatedRunsAreBitwiseIdentical) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device: determinism check skipped";

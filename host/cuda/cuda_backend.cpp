@@ -115,11 +115,13 @@ class CudaBackend final : public Backend {
     const std::int64_t slices = with_gradient ? steps : 2;
     const std::int64_t weight_slices = with_gradient ? steps : 1;
     return trials * particles * (slices * rank * 4 + weight_slices * (8 + 4) + 16) +
+           trials * steps * (rank * 8 + 1) +  // filtered means, resampling flags
            trials * steps * (std::int64_t(config.num_channels) * 8 + std::int64_t(config.num_hidden) * 4 * (config.num_inputs > 0)) +
            (std::int64_t(64) << 20);  // constants, CUDA context slack
   }
 
   [[nodiscard]] std::int64_t memory_available() const override {
+    LRSMC_CUDA_CHECK(cudaSetDevice(options_.device_index));  // the current device is per thread
     std::size_t free_bytes = 0, total_bytes = 0;
     LRSMC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     return static_cast<std::int64_t>(free_bytes);
@@ -136,6 +138,16 @@ class CudaBackend final : public Backend {
               K = options.num_particles;
     LRSMC_REQUIRE(rank <= kernels::max_rank, "cuda backend: rank is out of range; got ", rank,
                   ", expected at most ", kernels::max_rank);
+    LRSMC_CUDA_CHECK(cudaSetDevice(options_.device_index));
+    int shared_limit = 0;
+    LRSMC_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin,
+                                            options_.device_index));
+    const std::size_t shared_needed =
+        kernels::filter_shared_bytes(rank, hidden) + kernels::filter_static_shared_bytes();
+    LRSMC_REQUIRE(shared_needed <= std::size_t(shared_limit),
+                  "cuda backend: the model's loadings do not fit in shared memory; got hidden ",
+                  hidden, " × rank ", rank, " (", shared_needed, " bytes), expected at most ",
+                  shared_limit, " bytes on this device");
     const double* raw = model.parameters.data();
     const auto block = [&](std::int64_t offset, std::int64_t count) {
       return DeviceBuffer<float>(to_float(raw + offset, std::size_t(count)));
@@ -259,7 +271,9 @@ class CudaBackend final : public Backend {
     DeviceBuffer<std::uint8_t> resampled(request.particles ? std::size_t(trials) * steps : 0);
     DeviceBuffer<double> carried(std::size_t(trials) * K), cumulative(std::size_t(trials) * K),
         log_evidence(static_cast<std::size_t>(trials));
-    DeviceBuffer<float> filtered_mean(request.filtered_mean ? std::size_t(trials) * steps * rank : 0);
+    DeviceBuffer<std::int32_t> failed_step(static_cast<std::size_t>(trials));
+    LRSMC_CUDA_CHECK(cudaMemset(failed_step.get(), 0xFF, std::size_t(trials) * sizeof(std::int32_t)));
+    DeviceBuffer<double> filtered_mean(request.filtered_mean ? std::size_t(trials) * steps * rank : 0);
     launch.particles = particles.get();
     launch.log_weights = log_weights.get();
     launch.ancestors = ancestors.get();
@@ -268,14 +282,19 @@ class CudaBackend final : public Backend {
     launch.cumulative = cumulative.get();
     launch.log_evidence = log_evidence.get();
     launch.filtered_mean = filtered_mean.get();
-    LRSMC_REQUIRE(kernels::filter_shared_bytes(rank, hidden) <= 200 * 1024,
-                  "cuda backend: the model's loadings do not fit in shared memory; got hidden ",
-                  hidden, " × rank ", rank, ", expected 2·hidden·rank + hidden ≤ 51200 floats");
+    launch.failed_step = failed_step.get();
     kernels::filter_block_per_trial(launch, nullptr);
     LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
 
     FilterResult result;
     const auto evidence = log_evidence.download();
+    const auto failures = failed_step.download();
+    for (int trial = 0; trial < trials; ++trial)  // the CPU backend's message, first trial first
+      if (failures[std::size_t(trial)] >= 0)
+        throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
+                                            " at step ", failures[std::size_t(trial)], " is ",
+                                            evidence[std::size_t(trial)],
+                                            " (parameters or data are extreme)"));
     result.elbo_per_trial.resize(std::size_t(trials));
     double total = 0;
     for (int trial = 0; trial < trials; ++trial) {
@@ -283,10 +302,7 @@ class CudaBackend final : public Backend {
       total += result.elbo_per_trial[std::size_t(trial)];
     }
     result.elbo = total / trials;
-    if (request.filtered_mean) {
-      const auto values = filtered_mean.download();
-      result.filtered_mean.assign(values.begin(), values.end());
-    }
+    if (request.filtered_mean) result.filtered_mean = filtered_mean.download();
     if (request.particles) {
       const auto values = particles.download();
       result.particles.assign(values.begin(), values.end());
