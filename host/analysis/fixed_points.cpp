@@ -37,6 +37,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <memory>
@@ -79,6 +80,11 @@ using Index = std::int64_t;
 
 /// |sin| of the angle below which a line and a hyperplane count as parallel (normalised volume).
 constexpr double kParallelTolerance = 1e-12;
+/// Relative rounding below which two crossings of a line coincide (a vertex with more than r
+/// hyperplanes) or a parallel hyperplane contains the line. Well above rounding errors (~1e-16
+/// relative, amplified by the line's conditioning, which the tests divide by), well below any
+/// real separation one can expect to resolve.
+constexpr double kCoincidentTolerance = 1e-11;
 /// Relative size below which a coefficient of the symbolic perturbation counts as zero.
 constexpr double kCoefficientTolerance = 1e-9;
 /// Pivot, relative to the largest entry, below which a region's system counts as singular.
@@ -87,6 +93,10 @@ constexpr double kSingularTolerance = 1e-12;
 constexpr double kDuplicateDistance = 1e-7;
 /// |λ| within this of 1 is non-hyperbolic.
 constexpr double kUnitCircleTolerance = 1e-9;
+/// Angle (and relative offset) within which hyperplanes are snapped onto exact degeneracy.
+constexpr double kSnapTolerance = 1e-9;
+/// Half-width of the search box relative to the largest distance of a hyperplane from the origin.
+constexpr double kBoxScale = 1e6;
 constexpr int kMaxBruteForceRelu = 20;
 constexpr int kMaxBruteForceClipped = 13;
 
@@ -156,14 +166,47 @@ double current(const PiecewiseLinearNetwork& network, int unit) {
 // ------------------------------------------------------------------------------------------
 // Small dense linear algebra
 
-/// Solves A x = b in place (A row-major n×n, b overwritten by x) by Gaussian elimination with
-/// partial pivoting. Returns false when a pivot is at most `relative_pivot` times the largest
-/// entry of A (numerically singular).
+/// Solves A x = b in place (A row-major n×n, b overwritten by x). Returns false when A is
+/// numerically singular: |det A| ≤ relative_pivot·max|A_ij|^n for n ≤ 3 (Cramer's rule, the hot
+/// path of the sweep), or a pivot ≤ relative_pivot·max|A_ij| in Gaussian elimination with partial
+/// pivoting for larger n.
 bool solve_small(int size, double* matrix, double* rhs, double relative_pivot) {
   double largest = 0.0;
   for (int i = 0; i < size * size; ++i) largest = std::max(largest, std::abs(matrix[i]));
-  const double threshold = relative_pivot * largest;
   if (!(largest > 0.0)) return false;
+  const double* a = matrix;
+  switch (size) {
+    case 1:
+      rhs[0] /= a[0];
+      return true;
+    case 2: {
+      const double det = a[0] * a[3] - a[1] * a[2];
+      if (!(std::abs(det) > relative_pivot * largest * largest)) return false;
+      const double x0 = (rhs[0] * a[3] - a[1] * rhs[1]) / det;
+      const double x1 = (a[0] * rhs[1] - rhs[0] * a[2]) / det;
+      rhs[0] = x0;
+      rhs[1] = x1;
+      return true;
+    }
+    case 3: {
+      const double c0 = a[4] * a[8] - a[5] * a[7];
+      const double c1 = a[5] * a[6] - a[3] * a[8];
+      const double c2 = a[3] * a[7] - a[4] * a[6];
+      const double det = a[0] * c0 + a[1] * c1 + a[2] * c2;
+      if (!(std::abs(det) > relative_pivot * largest * largest * largest)) return false;
+      const double b0 = rhs[0];
+      const double b1 = rhs[1];
+      const double b2 = rhs[2];
+      // x = adj(A) b / det, adj(A) the transposed cofactor matrix.
+      rhs[0] = (c0 * b0 + (a[2] * a[7] - a[1] * a[8]) * b1 + (a[1] * a[5] - a[2] * a[4]) * b2) / det;
+      rhs[1] = (c1 * b0 + (a[0] * a[8] - a[2] * a[6]) * b1 + (a[2] * a[3] - a[0] * a[5]) * b2) / det;
+      rhs[2] = (c2 * b0 + (a[1] * a[6] - a[0] * a[7]) * b1 + (a[0] * a[4] - a[1] * a[3]) * b2) / det;
+      return true;
+    }
+    default:
+      break;
+  }
+  const double threshold = relative_pivot * largest;
   for (int col = 0; col < size; ++col) {
     int pivot = col;
     for (int row = col + 1; row < size; ++row) {
@@ -210,14 +253,15 @@ double uniform01(std::uint64_t& state) {
   return static_cast<double>(splitmix64(state) >> 11) * 0x1.0p-53;
 }
 
-/// A fixed generic unit direction in `dim` dimensions (the same for every call).
-std::vector<double> generic_direction(int dim) {
-  std::uint64_t state = 0x5EEDF00DULL + static_cast<std::uint64_t>(dim) * 7919ULL;
+/// A fixed generic unit direction in `dim` dimensions (the same for every call with the same
+/// `salt`): uniform in the cube, normalised (genericity, not uniformity on the sphere, matters).
+std::vector<double> generic_direction(int dim, std::uint64_t salt = 0) {
+  std::uint64_t state = 0x5EEDF00DULL + static_cast<std::uint64_t>(dim) * 7919ULL + salt * 104729ULL;
   std::vector<double> direction(static_cast<std::size_t>(dim));
   for (;;) {
     for (double& value : direction) value = 2.0 * uniform01(state) - 1.0;
     const double length = norm2(direction.data(), dim);
-    if (length > 0.25 && length <= 1.0) {
+    if (length > 0.1) {
       for (double& value : direction) value /= length;
       return direction;
     }
@@ -236,12 +280,14 @@ struct Hyperplanes {
   std::vector<double> normal;       // p*R, m_unit
   std::vector<double> offset;       // c_unit − θ_p
   std::vector<double> abs_sum;      // ‖m_unit‖₁
-  std::vector<double> term_matrix;  // p*R*R, sign·n_unit m_unitᵀ (row-major)
-  std::vector<double> term_vector;  // p*R, sign·n_unit·offset_p
-  std::vector<double> base_matrix;  // R*R, contributions present everywhere
-  std::vector<double> base_vector;  // R
+  // An affine piece is stored as R*R + R numbers: M (row-major) then k.
+  std::vector<double> term;  // per hyperplane: sign·n_unit m_unitᵀ, sign·n_unit·offset_p
+  std::vector<double> base;  // contributions present everywhere (identity units)
+
+  int num_network = 0;  // hyperplanes of units; any after them bound the search box (no term)
 
   [[nodiscard]] int count() const { return static_cast<int>(unit.size()); }
+  [[nodiscard]] int stride() const { return rank * rank + rank; }
 };
 
 Hyperplanes build_hyperplanes(const PiecewiseLinearNetwork& network) {
@@ -250,8 +296,7 @@ Hyperplanes build_hyperplanes(const PiecewiseLinearNetwork& network) {
   Hyperplanes planes;
   planes.rank = rank;
   planes.decay = network.decay;
-  planes.base_matrix.assign(static_cast<std::size_t>(rank * rank), 0.0);
-  planes.base_vector.assign(static_cast<std::size_t>(rank), 0.0);
+  planes.base.assign(static_cast<std::size_t>(rank * rank + rank), 0.0);
   const auto add = [&](int unit, double theta, double sign) {
     const double offset = current(network, unit) - theta;
     const double* m_row = &network.m[static_cast<std::size_t>(unit) * rank];
@@ -265,10 +310,10 @@ Hyperplanes build_hyperplanes(const PiecewiseLinearNetwork& network) {
     planes.abs_sum.push_back(abs_sum);
     for (int r = 0; r < rank; ++r) {
       const double n_value = sign * network.n[static_cast<std::size_t>(r) * num_hidden + unit];
-      for (int s = 0; s < rank; ++s) planes.term_matrix.push_back(n_value * m_row[s]);
+      for (int s = 0; s < rank; ++s) planes.term.push_back(n_value * m_row[s]);
     }
     for (int r = 0; r < rank; ++r) {
-      planes.term_vector.push_back(sign * network.n[static_cast<std::size_t>(r) * num_hidden + unit] *
+      planes.term.push_back(sign * network.n[static_cast<std::size_t>(r) * num_hidden + unit] *
                                    offset);
     }
   };
@@ -286,16 +331,17 @@ Hyperplanes build_hyperplanes(const PiecewiseLinearNetwork& network) {
         for (int r = 0; r < rank; ++r) {
           const double n_value = network.n[static_cast<std::size_t>(r) * num_hidden + unit];
           for (int s = 0; s < rank; ++s) {
-            planes.base_matrix[static_cast<std::size_t>(r * rank + s)] +=
+            planes.base[static_cast<std::size_t>(r * rank + s)] +=
                 n_value * network.m[static_cast<std::size_t>(unit) * rank + s];
           }
-          planes.base_vector[static_cast<std::size_t>(r)] += n_value * (current(network, unit) - bias);
+          planes.base[static_cast<std::size_t>(rank * rank + r)] += n_value * (current(network, unit) - bias);
         }
         break;
       case Nonlinearity::tanh:
         break;
     }
   }
+  planes.num_network = planes.count();
   return planes;
 }
 
@@ -311,7 +357,6 @@ struct Tally {
   Index regions = 0;
   Index solves = 0;
   Index singular = 0;
-  double lowest = std::numeric_limits<double>::infinity();  // lowest vertex height along g
   std::vector<RawFixedPoint> points;
 
   void merge(Tally&& other) {
@@ -319,7 +364,6 @@ struct Tally {
     regions += other.regions;
     solves += other.solves;
     singular += other.singular;
-    lowest = std::min(lowest, other.lowest);
     for (auto& point : other.points) points.push_back(std::move(point));
   }
 };
@@ -336,7 +380,7 @@ void record_failure(std::exception_ptr& failure) {
 class RegionSolver {
  public:
   RegionSolver(const Hyperplanes& planes, double tolerance)
-      : planes_(planes), tolerance_(tolerance), order_(static_cast<std::size_t>(planes.count())) {
+      : planes_(planes), tolerance_(tolerance), order_(static_cast<std::size_t>(planes.num_network)) {
     // Test hyperplanes in a fixed shuffled order: a region's fixed point usually violates many
     // hyperplanes, and shuffling keeps structured networks (sorted units) from testing the
     // satisfied ones first.
@@ -350,23 +394,33 @@ class RegionSolver {
 
   [[nodiscard]] const Hyperplanes& planes() const { return planes_; }
 
-  /// Fixed point of the region with activations `active` and sums M (R×R), k (R); kept in
-  /// `tally` when it lies in the closed region. `matrix`, `vector` are overwritten.
-  void solve(double* matrix, double* vector, const std::uint8_t* active, Tally& tally) const {
+  /// Solves the region's fixed-point equation ((a − 1)I + M) z = −k in place: on success z is at
+  /// sums + R*R. False when the system is numerically singular.
+  bool fixed_point(double* sums) const {
     const int rank = planes_.rank;
-    ++tally.regions;
-    ++tally.solves;
+    double* matrix = sums;
+    double* vector = sums + rank * rank;
     for (int r = 0; r < rank; ++r) {
       matrix[r * rank + r] += planes_.decay - 1.0;
       vector[r] = -vector[r];
     }
-    if (!solve_small(rank, matrix, vector, kSingularTolerance)) {
+    return solve_small(rank, matrix, vector, kSingularTolerance);
+  }
+
+  /// Fixed point of the region with activations `active` and affine piece `sums` = (M, k); kept
+  /// in `tally` when it lies in the closed region. `sums` is overwritten.
+  void solve(double* sums, const std::uint8_t* active, Tally& tally) const {
+    const int rank = planes_.rank;
+    ++tally.regions;
+    ++tally.solves;
+    if (!fixed_point(sums)) {
       ++tally.singular;
       return;
     }
-    if (!inside(vector, active)) return;
+    const double* z = sums + rank * rank;
+    if (!inside(z, active)) return;
     RawFixedPoint point;
-    point.z.assign(vector, vector + rank);
+    point.z.assign(z, z + rank);
     point.active.assign(active, active + planes_.count());
     tally.points.push_back(std::move(point));
   }
@@ -387,21 +441,20 @@ class RegionSolver {
     return true;
   }
 
-  /// M and k of a region from scratch, in hyperplane order.
-  void sums(const std::uint8_t* active, double* matrix, double* vector) const {
-    std::copy(planes_.base_matrix.begin(), planes_.base_matrix.end(), matrix);
-    std::copy(planes_.base_vector.begin(), planes_.base_vector.end(), vector);
+  /// The affine piece (M, k) of a region from scratch, in hyperplane order.
+  void sums(const std::uint8_t* active, double* sums) const {
+    std::copy(planes_.base.begin(), planes_.base.end(), sums);
     for (int p = 0; p < planes_.count(); ++p) {
-      if (active[p] != 0) add_term(p, 1.0, matrix, vector);
+      if (active[p] != 0) add_term(p, 1.0, sums);
     }
   }
 
-  void add_term(int plane, double weight, double* matrix, double* vector) const {
-    const int rank = planes_.rank;
-    const double* term_matrix = &planes_.term_matrix[static_cast<std::size_t>(plane) * rank * rank];
-    const double* term_vector = &planes_.term_vector[static_cast<std::size_t>(plane) * rank];
-    for (int i = 0; i < rank * rank; ++i) matrix[i] += weight * term_matrix[i];
-    for (int r = 0; r < rank; ++r) vector[r] += weight * term_vector[r];
+  /// sums += weight · (term of hyperplane `plane`); box hyperplanes have none.
+  void add_term(int plane, double weight, double* sums) const {
+    if (plane >= planes_.num_network) return;
+    const int stride = planes_.stride();
+    const double* term = &planes_.term[static_cast<std::size_t>(plane) * stride];
+    for (int i = 0; i < stride; ++i) sums[i] += weight * term[i];
   }
 
  private:
@@ -413,126 +466,141 @@ class RegionSolver {
 // ------------------------------------------------------------------------------------------
 // Arrangement enumeration
 
-/// The arrangement restricted to an affine subspace of dimension `dim` (the essential space, or
-/// a slice of it): hyperplane p is {y : w_p·y = b_p}; indices are those of Hyperplanes.
+/// The arrangement in the essential space ℝ^dim: hyperplane p is {y : w_p·y = b_p}. Indices are
+/// those of Hyperplanes (they order the ε-perturbation); the last 2·dim hyperplanes bound the box.
 struct Level {
   int dim = 0;
+  int num_network = 0;       // hyperplanes of units; the rest are box faces
+  double box = 0.0;          // half-width B of the box |y_j| ≤ B
+  double distance = 0.0;     // largest distance of a hyperplane from the origin
   std::vector<double> w;     // p*dim
   std::vector<double> b;     // p
   std::vector<double> norm;  // ‖w_p‖
+
+  [[nodiscard]] int count() const { return static_cast<int>(norm.size()); }
 };
 
 /// A line of the arrangement: y(t) = y0 + t·u, the intersection of the hyperplanes `planes`.
 struct Line {
-  std::vector<int> planes;     // dim − 1 independent hyperplanes, increasing
-  std::vector<double> u;       // unit direction
-  std::vector<double> y0;      // the point of the line closest to the origin
-  std::vector<double> pinv;    // dim × (dim−1): W_Pᵀ (W_P W_Pᵀ)⁻¹; column j is ∂y0/∂b_{P_j}
-  std::vector<double> pinv_norm;  // ‖column j‖
-  double volume = 1.0;         // |det| of the normalised normals of P (symmetric degeneracy scale)
+  std::vector<int> planes;         // dim − 1 independent hyperplanes, increasing
+  std::vector<double> u;           // dim, unit direction
+  std::vector<double> y0;          // dim, the point of the line closest to the origin
+  double y0_norm = 0.0;
+  std::vector<double> pinv;        // dim × (dim−1): W_Pᵀ(W_P W_Pᵀ)⁻¹; column j is ∂y0/∂b_{P_j}
+  std::vector<double> pinv_norm;   // dim − 1
+  double volume = 1.0;             // |det| of the normalised normals of P (1 for a single one)
 };
 
 struct Crossing {
-  double t;
-  double sine;  // (w·u)/‖w‖
+  double t;  // position along the line
   int plane;
 };
 
 /// Per-thread working memory of a sweep.
 struct Scratch {
   std::vector<std::uint8_t> active;
+  std::vector<double> sine;       // per crossing hyperplane: (w·u)/‖w‖
+  std::vector<double> along;      // per crossing hyperplane: w·u
+  std::vector<double> magnitude;  // per crossing hyperplane: the size that bounds t's rounding
   std::vector<Crossing> crossings;
+  std::vector<Crossing> sort_buffer;
   std::vector<double> alpha;  // per crossing in a cluster: dim−1 perturbation coefficients, then β
   std::vector<int> cluster_order;
   std::vector<Crossing> cluster_copy;
-  std::vector<double> state_matrix, state_vector, matrix, vector;
-  std::vector<double> system;
-  std::vector<double> lambda;
-  std::vector<double> basis;  // Gram–Schmidt of the line's normals
-  std::vector<double> gram;
+  std::vector<double> state_sums;  // affine piece of the current segment of the line
+  std::vector<double> sums;        // affine piece of a candidate region
+  std::vector<double> g_pinv;      // pinvᵀ g
+  std::vector<double> basis;       // Gram–Schmidt of the line's normals
+  std::vector<double> lower;       // W_P = lower · basis
+  std::vector<double> inverse;     // lower⁻¹
 
-  Scratch(int num_planes, int rank, int dim)
+  Scratch(int num_planes, int rank)
       : active(static_cast<std::size_t>(num_planes), 0),
-        state_matrix(static_cast<std::size_t>(rank * rank)),
-        state_vector(static_cast<std::size_t>(rank)),
-        matrix(static_cast<std::size_t>(rank * rank)),
-        vector(static_cast<std::size_t>(rank)),
-        system(static_cast<std::size_t>(std::max(dim, 1) * std::max(dim, 1))),
-        lambda(static_cast<std::size_t>(std::max(dim, 1))) {}
+        sine(static_cast<std::size_t>(num_planes), 0.0),
+        along(static_cast<std::size_t>(num_planes), 0.0),
+        magnitude(static_cast<std::size_t>(num_planes), 0.0),
+        state_sums(static_cast<std::size_t>(rank * rank + rank)),
+        sums(static_cast<std::size_t>(rank * rank + rank)) {}
 };
 
 /// Builds the line through the hyperplanes `line.planes` (already set); false when their normals
-/// are numerically dependent.
+/// are numerically dependent. W_P = lower·basis by modified Gram–Schmidt, so
+/// pinv = basisᵀ·lower⁻¹ without squaring the condition number.
 bool build_line(const Level& level, Line& line, Scratch& scratch) {
   const int dim = level.dim;
   const int count = dim - 1;
-  line.u.assign(static_cast<std::size_t>(dim), 0.0);
-  line.y0.assign(static_cast<std::size_t>(dim), 0.0);
-  line.pinv.assign(static_cast<std::size_t>(dim * std::max(count, 0)), 0.0);
-  line.pinv_norm.assign(static_cast<std::size_t>(std::max(count, 0)), 0.0);
+  const auto size = [](int value) { return static_cast<std::size_t>(std::max(value, 0)); };
+  line.u.assign(size(dim), 0.0);
+  line.y0.assign(size(dim), 0.0);
+  line.y0_norm = 0.0;
+  line.pinv.assign(size(dim * count), 0.0);
+  line.pinv_norm.assign(size(count), 0.0);
   line.volume = 1.0;
-  // Gram–Schmidt of the normals: orthonormal basis of their span, and the normalised volume.
-  scratch.basis.assign(static_cast<std::size_t>(dim * std::max(count, 0)), 0.0);
+  std::vector<double>& basis = scratch.basis;
+  std::vector<double>& lower = scratch.lower;
+  basis.assign(size(count * dim), 0.0);
+  lower.assign(size(count * count), 0.0);
   for (int j = 0; j < count; ++j) {
     const int p = line.planes[static_cast<std::size_t>(j)];
     const double* w = &level.w[static_cast<std::size_t>(p) * dim];
-    double* q = &scratch.basis[static_cast<std::size_t>(j) * dim];
+    double* q = &basis[static_cast<std::size_t>(j * dim)];
     std::copy(w, w + dim, q);
     for (int i = 0; i < j; ++i) {
-      const double* previous = &scratch.basis[static_cast<std::size_t>(i) * dim];
-      const double projection = dot(q, previous, dim);
-      for (int k = 0; k < dim; ++k) q[k] -= projection * previous[k];
+      const double* previous = &basis[static_cast<std::size_t>(i * dim)];
+      const double coefficient = dot(q, previous, dim);
+      lower[static_cast<std::size_t>(j * count + i)] = coefficient;
+      for (int k = 0; k < dim; ++k) q[k] -= coefficient * previous[k];
     }
     const double length = norm2(q, dim);
     const double scale = level.norm[static_cast<std::size_t>(p)];
     if (!(scale > 0.0) || !(length > kParallelTolerance * scale)) return false;
+    lower[static_cast<std::size_t>(j * count + j)] = length;
     line.volume *= length / scale;
     for (int k = 0; k < dim; ++k) q[k] /= length;
   }
   if (!(line.volume > kParallelTolerance)) return false;
-  // Direction: the coordinate axis with the largest component orthogonal to the span.
+  // Direction: the coordinate axis with the largest component orthogonal to the normals.
   double best = -1.0;
+  int best_axis = 0;
   for (int axis = 0; axis < dim; ++axis) {
-    std::vector<double>& candidate = scratch.lambda;
-    candidate.assign(static_cast<std::size_t>(dim), 0.0);
-    candidate[static_cast<std::size_t>(axis)] = 1.0;
+    double squared = 1.0;
     for (int i = 0; i < count; ++i) {
-      const double* q = &scratch.basis[static_cast<std::size_t>(i) * dim];
-      const double projection = q[axis];
-      for (int k = 0; k < dim; ++k) candidate[static_cast<std::size_t>(k)] -= projection * q[k];
+      const double component = basis[static_cast<std::size_t>(i * dim + axis)];
+      squared -= component * component;
     }
-    const double length = norm2(candidate.data(), dim);
-    if (length > best) {
-      best = length;
-      for (int k = 0; k < dim; ++k) line.u[static_cast<std::size_t>(k)] = candidate[static_cast<std::size_t>(k)] / length;
+    if (squared > best) {
+      best = squared;
+      best_axis = axis;
     }
   }
-  if (count == 0) return true;
-  // pinv = W_Pᵀ G⁻¹ with G = W_P W_Pᵀ; y0 = pinv b_P.
-  scratch.gram.assign(static_cast<std::size_t>(count * count), 0.0);
+  line.u[static_cast<std::size_t>(best_axis)] = 1.0;
   for (int i = 0; i < count; ++i) {
-    const double* wi = &level.w[static_cast<std::size_t>(line.planes[static_cast<std::size_t>(i)]) * dim];
-    for (int j = 0; j < count; ++j) {
-      const double* wj = &level.w[static_cast<std::size_t>(line.planes[static_cast<std::size_t>(j)]) * dim];
-      scratch.gram[static_cast<std::size_t>(i * count + j)] = dot(wi, wj, dim);
-    }
+    const double* q = &basis[static_cast<std::size_t>(i * dim)];
+    const double projection = q[best_axis];
+    for (int k = 0; k < dim; ++k) line.u[static_cast<std::size_t>(k)] -= projection * q[k];
   }
-  // Invert G column by column (count ≤ R − 1 is small).
-  std::vector<double> inverse(static_cast<std::size_t>(count * count), 0.0);
-  std::vector<double> work(static_cast<std::size_t>(count * count));
-  std::vector<double> column(static_cast<std::size_t>(count));
-  for (int j = 0; j < count; ++j) {
-    work = scratch.gram;
-    std::fill(column.begin(), column.end(), 0.0);
-    column[static_cast<std::size_t>(j)] = 1.0;
-    if (!solve_small(count, work.data(), column.data(), 0.0)) return false;
-    for (int i = 0; i < count; ++i) inverse[static_cast<std::size_t>(i * count + j)] = column[static_cast<std::size_t>(i)];
+  const double u_length = norm2(line.u.data(), dim);
+  for (double& value : line.u) value /= u_length;
+  if (count == 0) return true;
+  // lower⁻¹ by forward substitution, then pinv = basisᵀ·lower⁻¹ and y0 = pinv·b_P.
+  std::vector<double>& inverse = scratch.inverse;
+  inverse.assign(size(count * count), 0.0);
+  for (int column = 0; column < count; ++column) {
+    for (int i = column; i < count; ++i) {
+      double sum = i == column ? 1.0 : 0.0;
+      for (int k = column; k < i; ++k) {
+        sum -= lower[static_cast<std::size_t>(i * count + k)] *
+               inverse[static_cast<std::size_t>(k * count + column)];
+      }
+      inverse[static_cast<std::size_t>(i * count + column)] =
+          sum / lower[static_cast<std::size_t>(i * count + i)];
+    }
   }
   for (int k = 0; k < dim; ++k) {
     for (int j = 0; j < count; ++j) {
       double sum = 0.0;
-      for (int i = 0; i < count; ++i) {
-        sum += level.w[static_cast<std::size_t>(line.planes[static_cast<std::size_t>(i)]) * dim + k] *
+      for (int i = j; i < count; ++i) {
+        sum += basis[static_cast<std::size_t>(i * dim + k)] *
                inverse[static_cast<std::size_t>(i * count + j)];
       }
       line.pinv[static_cast<std::size_t>(k * count + j)] = sum;
@@ -548,6 +616,7 @@ bool build_line(const Level& level, Line& line, Scratch& scratch) {
     }
     line.pinv_norm[static_cast<std::size_t>(j)] = std::sqrt(squared);
   }
+  line.y0_norm = norm2(line.y0.data(), dim);
   return true;
 }
 
@@ -561,39 +630,82 @@ double perturbation_coefficient(const Level& level, const Line& line, int plane,
   return sum;
 }
 
+/// Sorts crossings by t: LSD radix sort on the order-preserving integer image of the doubles
+/// (8 passes of 8 bits, skipping passes where every key shares the byte), about twice as fast as
+/// std::sort for the hundreds to thousands of crossings of a line.
+void sort_crossings(std::vector<Crossing>& crossings, std::vector<Crossing>& buffer) {
+  const std::size_t size = crossings.size();
+  if (size < 64) {
+    std::sort(crossings.begin(), crossings.end(),
+              [](const Crossing& a, const Crossing& b) { return a.t < b.t; });
+    return;
+  }
+  const auto key = [](double value) {
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &value, sizeof bits);
+    return (bits >> 63) != 0 ? ~bits : bits | (std::uint64_t{1} << 63);
+  };
+  buffer.resize(size);
+  std::size_t counts[8][256] = {};
+  for (const Crossing& crossing : crossings) {
+    const std::uint64_t k = key(crossing.t);
+    for (int pass = 0; pass < 8; ++pass) ++counts[pass][(k >> (8 * pass)) & 0xFF];
+  }
+  Crossing* source = crossings.data();
+  Crossing* target = buffer.data();
+  for (int pass = 0; pass < 8; ++pass) {
+    std::size_t* count = counts[pass];
+    if (count[(key(source[0].t) >> (8 * pass)) & 0xFF] == size) continue;  // one bucket
+    std::size_t offset = 0;
+    for (int bucket = 0; bucket < 256; ++bucket) {
+      const std::size_t bucket_size = count[bucket];
+      count[bucket] = offset;
+      offset += bucket_size;
+    }
+    for (std::size_t i = 0; i < size; ++i) {
+      target[count[(key(source[i].t) >> (8 * pass)) & 0xFF]++] = source[i];
+    }
+    std::swap(source, target);
+  }
+  if (source != crossings.data()) std::copy(source, source + size, crossings.data());
+}
+
 class ArrangementSweep {
  public:
-  ArrangementSweep(const RegionSolver& solver, double tolerance)
-      : solver_(solver), tolerance_(tolerance) {}
+  explicit ArrangementSweep(const RegionSolver& solver) : solver_(solver) {}
 
-  /// Enumerates every region of `level` (recursing into slices) and returns the tally.
-  Tally run(const Level& level, bool top) {
+  /// Enumerates every region of `level` that meets the box into a tally.
+  Tally run(const Level& level) {
     Tally total;
     const int dim = level.dim;
-    const int num_planes = static_cast<int>(level.b.size());
+    const int num_planes = level.count();
     const int rank = solver_.planes().rank;
     if (dim == 0) {
-      Scratch scratch(num_planes, rank, 0);
+      // One region: every hyperplane is constant (zero normal); an exact zero offset is the
+      // ε-perturbation's inactive side.
+      Scratch scratch(num_planes, rank);
       for (int p = 0; p < num_planes; ++p) {
-        // The point is generic (below every vertex): a hyperplane through it exactly is a zero
-        // normal with zero offset, which the ε-perturbation puts on the inactive side.
         scratch.active[static_cast<std::size_t>(p)] = level.b[static_cast<std::size_t>(p)] < 0.0 ? 1 : 0;
       }
-      solver_.sums(scratch.active.data(), scratch.matrix.data(), scratch.vector.data());
-      solver_.solve(scratch.matrix.data(), scratch.vector.data(), scratch.active.data(), total);
+      solver_.sums(scratch.active.data(), scratch.sums.data());
+      solver_.solve(scratch.sums.data(), scratch.active.data(), total);
       return total;
     }
     const std::vector<double> direction = generic_direction(dim);
     const int num_first = dim == 1 ? 1 : num_planes;
+    // Small arrangements run serially: a parallel region costs more than they do.
+    double work = static_cast<double>(num_first) * static_cast<double>(num_planes);
+    for (int extra = 2; extra < dim; ++extra) work *= static_cast<double>(num_planes);
+    const bool parallel = work > 2e5;
     std::exception_ptr failure;
-    LRSMC_FIXED_POINTS_PRAGMA("omp parallel")
+    LRSMC_FIXED_POINTS_PRAGMA("omp parallel if(parallel)")
     {
       Tally tally;
       // Exceptions (allocation failures) must be caught by the thread and construct that threw.
       std::unique_ptr<Scratch> scratch;
       Line line;
       try {
-        scratch = std::make_unique<Scratch>(num_planes, rank, dim);
+        scratch = std::make_unique<Scratch>(num_planes, rank);
         line.planes.resize(static_cast<std::size_t>(dim - 1));
       } catch (...) {
         record_failure(failure);
@@ -603,12 +715,10 @@ class ArrangementSweep {
         if (!scratch) continue;
         try {
           if (dim == 1) {
-            if (build_line(level, line, *scratch)) {
-              sweep(level, line, direction, top, *scratch, tally);
-            }
+            if (build_line(level, line, *scratch)) sweep(level, line, direction, *scratch, tally);
           } else {
             line.planes[0] = first;
-            choose_rest(level, line, 1, first + 1, direction, top, *scratch, tally);
+            choose_rest(level, line, 1, first + 1, direction, *scratch, tally);
           }
         } catch (...) {
           record_failure(failure);
@@ -618,59 +728,56 @@ class ArrangementSweep {
       total.merge(std::move(tally));
     }
     if (failure) std::rethrow_exception(failure);
-
-    // Regions unbounded below along g: those meeting the hyperplane {g·y = γ} below every vertex.
-    const double lowest = std::isfinite(total.lowest) ? total.lowest : 0.0;
-    const double gamma = lowest - std::max(1.0, std::abs(lowest));
-    Tally below = run(slice(level, direction, gamma), false);
-    total.merge(std::move(below));
     return total;
   }
 
  private:
-  /// Chooses hyperplanes line.planes[position..] from `start` on (increasing, prefix independent).
+  /// Chooses hyperplanes line.planes[position..] from `start` on (increasing).
   void choose_rest(const Level& level, Line& line, int position, int start,
-                   const std::vector<double>& direction, bool top, Scratch& scratch,
-                   Tally& tally) {
+                   const std::vector<double>& direction, Scratch& scratch, Tally& tally) {
     const int dim = level.dim;
-    const int num_planes = static_cast<int>(level.b.size());
     if (position == dim - 1) {
-      if (build_line(level, line, scratch)) sweep(level, line, direction, top, scratch, tally);
+      if (build_line(level, line, scratch)) sweep(level, line, direction, scratch, tally);
       return;
     }
-    for (int p = start; p < num_planes; ++p) {
+    for (int p = start; p < level.count(); ++p) {
       line.planes[static_cast<std::size_t>(position)] = p;
-      choose_rest(level, line, position + 1, p + 1, direction, top, scratch, tally);
+      choose_rest(level, line, position + 1, p + 1, direction, scratch, tally);
     }
   }
 
-  /// Sign of a hyperplane that contains the line (within tolerance) under the ε-perturbation:
-  /// g_k = w_k·y0(ε) − b_k − ε_k = Σ_j c_j ε_{P_j} − ε_k; the lowest index with a non-zero
-  /// coefficient decides.
-  static bool contained_sign(const Level& level, const Line& line, int plane) {
-    const int count = level.dim - 1;
-    for (int j = 0; j < count; ++j) {
+  /// Sign of a hyperplane parallel to the line: its residual at the line or, when the line lies
+  /// in it, the ε-perturbation g_k = Σ_j c_j ε_{P_j} − ε_k (the lowest index with a non-zero
+  /// coefficient decides).
+  static bool parallel_sign(const Level& level, const Line& line, int plane) {
+    const int dim = level.dim;
+    const double* w = &level.w[static_cast<std::size_t>(plane) * dim];
+    const double b = level.b[static_cast<std::size_t>(plane)];
+    const double residual = dot(w, line.y0.data(), dim) - b;
+    const double scale = level.norm[static_cast<std::size_t>(plane)] * line.y0_norm + std::abs(b);
+    if (std::abs(residual) > kCoincidentTolerance * scale / line.volume) return residual > 0.0;
+    for (int j = 0; j < dim - 1; ++j) {
       if (line.planes[static_cast<std::size_t>(j)] > plane) break;
       const double coefficient = perturbation_coefficient(level, line, plane, j);
-      const double scale = level.norm[static_cast<std::size_t>(plane)] * line.pinv_norm[static_cast<std::size_t>(j)];
-      if (std::abs(coefficient) > kCoefficientTolerance * scale) return coefficient > 0.0;
+      const double coefficient_scale =
+          level.norm[static_cast<std::size_t>(plane)] * line.pinv_norm[static_cast<std::size_t>(j)];
+      if (std::abs(coefficient) > kCoefficientTolerance * coefficient_scale) return coefficient > 0.0;
     }
     return false;
   }
 
-  /// Orders crossings that coincide within tolerance by their ε-perturbed positions
-  /// t(ε) = t + Σ_j α_j ε_{P_j} + β ε_k, α_j = −(w_k·pinv_j)/(w_k·u), β = 1/(w_k·u).
+  /// Orders crossings at one point (more than r hyperplanes through a vertex) by their
+  /// ε-perturbed positions t(ε) = t + Σ_j α_j ε_{P_j} + β ε_k, α_j = −(w_k·pinv_j)/(w_k·u),
+  /// β = 1/(w_k·u): the lowest index with differing coefficients decides.
   void order_cluster(const Level& level, const Line& line, std::size_t begin, std::size_t end,
                      Scratch& scratch) const {
-    const int dim = level.dim;
-    const int count = dim - 1;
+    const int count = level.dim - 1;
     const std::size_t size = end - begin;
     const std::size_t stride = static_cast<std::size_t>(count + 1);
     scratch.alpha.assign(size * stride, 0.0);
     for (std::size_t i = 0; i < size; ++i) {
       const Crossing& crossing = scratch.crossings[begin + i];
-      const double* w = &level.w[static_cast<std::size_t>(crossing.plane) * dim];
-      const double wu = dot(w, line.u.data(), dim);
+      const double wu = scratch.along[static_cast<std::size_t>(crossing.plane)];
       for (int j = 0; j < count; ++j) {
         scratch.alpha[i * stride + static_cast<std::size_t>(j)] =
             -perturbation_coefficient(level, line, crossing.plane, j) / wu;
@@ -690,33 +797,35 @@ class ArrangementSweep {
         if (line.planes[static_cast<std::size_t>(j)] > lowest) break;
         const double difference = alpha_a[j] - alpha_b[j];
         const double scale = line.pinv_norm[static_cast<std::size_t>(j)] *
-                             (1.0 / std::abs(a.sine) + 1.0 / std::abs(b.sine));
+                             (1.0 / std::abs(scratch.sine[static_cast<std::size_t>(a.plane)]) +
+                              1.0 / std::abs(scratch.sine[static_cast<std::size_t>(b.plane)]));
         if (std::abs(difference) > kCoefficientTolerance * scale) return difference < 0.0;
       }
       // Leading term ε_lowest: coefficient β_a (if a is lowest) or −β_b.
       return a.plane < b.plane ? alpha_a[count] < 0.0 : alpha_b[count] > 0.0;
     };
-    // stable_sort stays memory-safe even if a tolerance makes the order inconsistent.
+    // stable_sort stays memory-safe even if a tolerance made the order inconsistent.
     std::stable_sort(scratch.cluster_order.begin(), scratch.cluster_order.end(), before);
     scratch.cluster_copy.assign(scratch.crossings.begin() + static_cast<std::ptrdiff_t>(begin),
                                 scratch.crossings.begin() + static_cast<std::ptrdiff_t>(end));
     for (std::size_t i = 0; i < size; ++i) {
-      scratch.crossings[begin + i] = scratch.cluster_copy[static_cast<std::size_t>(scratch.cluster_order[i])];
+      scratch.crossings[begin + i] =
+          scratch.cluster_copy[static_cast<std::size_t>(scratch.cluster_order[i])];
     }
   }
 
   /// Sweeps one line: visits its crossings in order, maintaining the activations of every
-  /// hyperplane not through the line and the sums M, k; at each vertex whose other hyperplanes
-  /// have lower indices, solves the region that lies above the vertex along g.
-  void sweep(const Level& level, const Line& line, const std::vector<double>& direction, bool top,
+  /// hyperplane not through the line and the affine piece (M, k) of the current segment; at each
+  /// vertex whose other hyperplanes have lower indices, solves the region above it along g when
+  /// that region lies in the box.
+  void sweep(const Level& level, const Line& line, const std::vector<double>& direction,
              Scratch& scratch, Tally& tally) const {
     const int dim = level.dim;
     const int count = dim - 1;
-    const int num_planes = static_cast<int>(level.b.size());
+    const int num_planes = level.count();
+    const int num_network = level.num_network;
     const Hyperplanes& planes = solver_.planes();
-    const double y0_norm = norm2(line.y0.data(), dim);
-    std::copy(planes.base_matrix.begin(), planes.base_matrix.end(), scratch.state_matrix.begin());
-    std::copy(planes.base_vector.begin(), planes.base_vector.end(), scratch.state_vector.begin());
+    std::copy(planes.base.begin(), planes.base.end(), scratch.state_sums.begin());
     scratch.crossings.clear();
     std::size_t next_on_line = 0;
     for (int p = 0; p < num_planes; ++p) {
@@ -726,137 +835,244 @@ class ArrangementSweep {
       }
       const double* w = &level.w[static_cast<std::size_t>(p) * dim];
       const double w_norm = level.norm[static_cast<std::size_t>(p)];
-      const double b = level.b[static_cast<std::size_t>(p)];
       const double wu = dot(w, line.u.data(), dim);
       bool active = false;
       if (w_norm > 0.0 && std::abs(wu) / w_norm * line.volume > kParallelTolerance) {
+        const double b = level.b[static_cast<std::size_t>(p)];
         const double t = (b - dot(w, line.y0.data(), dim)) / wu;
-        scratch.crossings.push_back({t, wu / w_norm, p});
+        scratch.crossings.push_back({t, p});
+        scratch.magnitude[static_cast<std::size_t>(p)] =
+            std::abs(t) + (std::abs(b) + w_norm * line.y0_norm) / std::abs(wu);
+        scratch.sine[static_cast<std::size_t>(p)] = wu / w_norm;
+        scratch.along[static_cast<std::size_t>(p)] = wu;
         active = wu < 0.0;  // g_p → −∞·sign(w·u) as t → −∞
       } else {
-        const double residual = dot(w, line.y0.data(), dim) - b;
-        const double scale = w_norm * (1.0 + y0_norm) + std::abs(b);
-        if (std::abs(residual) > tolerance_ * scale) {
-          active = residual > 0.0;
-        } else {
-          active = contained_sign(level, line, p);
-        }
+        active = parallel_sign(level, line, p);
       }
       scratch.active[static_cast<std::size_t>(p)] = active ? 1 : 0;
-      if (active) solver_.add_term(p, 1.0, scratch.state_matrix.data(), scratch.state_vector.data());
+      if (active) solver_.add_term(p, 1.0, scratch.state_sums.data());
     }
     auto& crossings = scratch.crossings;
-    std::sort(crossings.begin(), crossings.end(),
-              [](const Crossing& a, const Crossing& b) { return a.t < b.t; });
-    // Crossings at one point (more than r hyperplanes through a vertex): the criterion
-    // |Δt|·|sin_a|·|sin_b|·volume is the normalised determinant of the r + 1 hyperplanes, the
-    // same on every line through the point, so all lines agree on which vertices coincide.
-    for (std::size_t begin = 0; begin < crossings.size();) {
-      std::size_t end = begin + 1;
-      while (end < crossings.size()) {
-        const Crossing& a = crossings[end - 1];
-        const Crossing& b = crossings[end];
-        const double gap = (b.t - a.t) * std::abs(a.sine) * std::abs(b.sine) * line.volume;
-        const double position = std::hypot(y0_norm, std::max(std::abs(a.t), std::abs(b.t)));
-        if (gap > tolerance_ * (1.0 + position)) break;
-        ++end;
+    sort_crossings(crossings, scratch.sort_buffer);
+    // Crossings at one point (more than r hyperplanes through a vertex). The test
+    // |Δt|·|sin_a|·|sin_b|·volume ≤ tolerance·(‖v‖ + D) compares the normalised determinant of
+    // the r + 1 hyperplanes (the distance of one from the vertex of the others, times their
+    // volume), which is the same on every line through the point, so all lines agree on which
+    // vertices coincide. D is the largest distance of a hyperplane from the origin.
+    for (std::size_t first = 0; first < crossings.size();) {
+      std::size_t last = first + 1;
+      while (last < crossings.size()) {
+        const Crossing& a = crossings[last - 1];
+        const Crossing& b = crossings[last];
+        const double determinant = (b.t - a.t) * std::abs(scratch.sine[static_cast<std::size_t>(a.plane)]) *
+                                   std::abs(scratch.sine[static_cast<std::size_t>(b.plane)]) * line.volume;
+        const double t_max = std::max(std::abs(a.t), std::abs(b.t));
+        const double position = std::sqrt(line.y0_norm * line.y0_norm + t_max * t_max);
+        if (determinant > kCoincidentTolerance * (position + level.distance)) break;
+        ++last;
       }
-      if (end - begin > 1) order_cluster(level, line, begin, end, scratch);
-      begin = end;
+      if (last - first > 1) order_cluster(level, line, first, last, scratch);
+      first = last;
     }
 
     const int last_on_line = count > 0 ? line.planes[static_cast<std::size_t>(count - 1)] : -1;
-    double* system = scratch.system.data();
-    double* lambda = scratch.lambda.data();
+    const bool network_line = last_on_line < num_network;
+    // The lowest-vertex rule needs g = Σ_{s∈S} λ_s w_s. Dotting with u (⊥ w_P) gives
+    // λ_k = (g·u)/(w_k·u); the rest lies in span(w_P): λ_P = pinvᵀ(g − λ_k w_k).
+    const double g_along = dot(direction.data(), line.u.data(), dim);
+    scratch.g_pinv.assign(static_cast<std::size_t>(std::max(count, 0)), 0.0);
+    for (int j = 0; j < count; ++j) {
+      for (int i = 0; i < dim; ++i) {
+        scratch.g_pinv[static_cast<std::size_t>(j)] +=
+            direction[static_cast<std::size_t>(i)] * line.pinv[static_cast<std::size_t>(i * count + j)];
+      }
+    }
+    double* sums = scratch.sums.data();
+    double* state_sums = scratch.state_sums.data();
+    std::uint8_t* active = scratch.active.data();
+    const std::size_t stride = scratch.state_sums.size();
     for (const Crossing& crossing : crossings) {
       const int k = crossing.plane;
-      const bool was_active = scratch.active[static_cast<std::size_t>(k)] != 0;
+      const bool was_active = active[k] != 0;
       if (k > last_on_line) {
-        // Vertex S = P ∪ {k}. Its height along g, for the slice below every vertex.
-        double height = 0.0;
-        for (int i = 0; i < dim; ++i) {
-          height += direction[static_cast<std::size_t>(i)] *
-                    (line.y0[static_cast<std::size_t>(i)] + crossing.t * line.u[static_cast<std::size_t>(i)]);
+        // Vertex S = P ∪ {k}: the region above it along g.
+        const double lambda_k = g_along / scratch.along[static_cast<std::size_t>(k)];
+        for (int j = 0; j < count; ++j) {
+          const double lambda_j = scratch.g_pinv[static_cast<std::size_t>(j)] -
+                                  lambda_k * perturbation_coefficient(level, line, k, j);
+          active[line.planes[static_cast<std::size_t>(j)]] = lambda_j > 0.0 ? 1 : 0;
         }
-        tally.lowest = std::min(tally.lowest, height);
-        if (top) ++tally.vertices;
-        // λ: W_Sᵀ λ = g (column j of the system is w_{S_j}).
-        for (int j = 0; j < dim; ++j) {
-          const int plane = j < count ? line.planes[static_cast<std::size_t>(j)] : k;
-          const double* w = &level.w[static_cast<std::size_t>(plane) * dim];
-          for (int i = 0; i < dim; ++i) system[i * dim + j] = w[i];
+        active[k] = lambda_k > 0.0 ? 1 : 0;
+        // In the box iff no box face is active (outside).
+        bool inside_box = true;
+        for (int p = num_network; p < num_planes && inside_box; ++p) {
+          if (active[p] != 0) inside_box = false;
         }
-        for (int i = 0; i < dim; ++i) lambda[i] = direction[static_cast<std::size_t>(i)];
         ++tally.solves;
-        if (solve_small(dim, system, lambda, 0.0)) {
-          std::copy(scratch.state_matrix.begin(), scratch.state_matrix.end(), scratch.matrix.begin());
-          std::copy(scratch.state_vector.begin(), scratch.state_vector.end(), scratch.vector.begin());
-          if (was_active) solver_.add_term(k, -1.0, scratch.matrix.data(), scratch.vector.data());
-          for (int j = 0; j < dim; ++j) {
-            const int plane = j < count ? line.planes[static_cast<std::size_t>(j)] : k;
-            const bool above = lambda[j] > 0.0;
-            scratch.active[static_cast<std::size_t>(plane)] = above ? 1 : 0;
-            if (above) solver_.add_term(plane, 1.0, scratch.matrix.data(), scratch.vector.data());
+        // A vertex of the network's own hyperplanes counts when it lies in the box (no face
+        // passes through it, so the faces' states are those of the walk).
+        if (inside_box && network_line && k < num_network) ++tally.vertices;
+        if (inside_box) {
+          std::copy(state_sums, state_sums + stride, sums);
+          if (was_active) solver_.add_term(k, -1.0, sums);
+          for (int j = 0; j < count; ++j) {
+            const int plane = line.planes[static_cast<std::size_t>(j)];
+            if (active[plane] != 0) solver_.add_term(plane, 1.0, sums);
           }
-          solver_.solve(scratch.matrix.data(), scratch.vector.data(), scratch.active.data(), tally);
+          if (active[k] != 0) solver_.add_term(k, 1.0, sums);
+          solver_.solve(sums, active, tally);
         }
       }
-      scratch.active[static_cast<std::size_t>(k)] = was_active ? 0 : 1;
-      solver_.add_term(k, was_active ? -1.0 : 1.0, scratch.state_matrix.data(),
-                       scratch.state_vector.data());
+      active[k] = was_active ? 0 : 1;
+      solver_.add_term(k, was_active ? -1.0 : 1.0, state_sums);
     }
-  }
-
-  /// The arrangement on the hyperplane {g·y = γ}, in an orthonormal basis of g^⊥.
-  static Level slice(const Level& level, const std::vector<double>& direction, double gamma) {
-    const int dim = level.dim;
-    const int num_planes = static_cast<int>(level.b.size());
-    // Orthonormal basis of g^⊥ by Gram–Schmidt of the axes against g.
-    std::vector<double> basis;
-    std::vector<std::vector<double>> accepted{direction};
-    for (int axis = 0; axis < dim && static_cast<int>(accepted.size()) < dim; ++axis) {
-      std::vector<double> candidate(static_cast<std::size_t>(dim), 0.0);
-      candidate[static_cast<std::size_t>(axis)] = 1.0;
-      for (const auto& q : accepted) {
-        const double projection = dot(candidate.data(), q.data(), dim);
-        for (int k = 0; k < dim; ++k) candidate[static_cast<std::size_t>(k)] -= projection * q[static_cast<std::size_t>(k)];
-      }
-      const double length = norm2(candidate.data(), dim);
-      if (length < 0.5) continue;
-      for (double& value : candidate) value /= length;
-      accepted.push_back(candidate);
-    }
-    Level next;
-    next.dim = dim - 1;
-    next.w.assign(static_cast<std::size_t>(num_planes) * static_cast<std::size_t>(next.dim), 0.0);
-    next.b.resize(static_cast<std::size_t>(num_planes));
-    next.norm.resize(static_cast<std::size_t>(num_planes));
-    for (int p = 0; p < num_planes; ++p) {
-      const double* w = &level.w[static_cast<std::size_t>(p) * dim];
-      for (int j = 0; j < next.dim; ++j) {
-        next.w[static_cast<std::size_t>(p * next.dim + j)] =
-            dot(w, accepted[static_cast<std::size_t>(j + 1)].data(), dim);
-      }
-      next.b[static_cast<std::size_t>(p)] =
-          level.b[static_cast<std::size_t>(p)] - gamma * dot(w, direction.data(), dim);
-      next.norm[static_cast<std::size_t>(p)] =
-          norm2(&next.w[static_cast<std::size_t>(p * next.dim)], next.dim);
-    }
-    return next;
   }
 
   const RegionSolver& solver_;
-  double tolerance_;
 };
 
-/// The top level: hyperplanes in the span of the normals (dimension = rank of m).
-Level essential_level(const PiecewiseLinearNetwork& network, const Hyperplanes& planes) {
+/// Snaps nearly degenerate hyperplanes onto exactly degenerate ones: normals parallel within
+/// `snap` radians become parallel (the lowest index gives the direction), and parallel hyperplanes
+/// whose offsets agree within snap·(distance + |offset|) coincide. The symbolic perturbation then
+/// treats them exactly; otherwise their far-off or nearly coincident crossings could not be
+/// ordered consistently in double precision. Only the enumeration uses the snapped hyperplanes:
+/// regions are solved and tested with the network's own, so the snap can lose only regions
+/// thinner than snap·distance, whose fixed points lie within tolerance of a neighbour's boundary.
+void snap_near_degenerate(Level& level, double snap) {
+  const int dim = level.dim;
+  const int count = level.num_network;
+  if (dim < 1 || count == 0) return;
+  double largest = 0.0;
+  for (int p = 0; p < count; ++p) largest = std::max(largest, level.norm[static_cast<std::size_t>(p)]);
+  const auto valid = [&](int p) { return level.norm[static_cast<std::size_t>(p)] > 1e-6 * largest; };
+  std::vector<double> unit(static_cast<std::size_t>(count * dim), 0.0);
+  for (int p = 0; p < count; ++p) {
+    if (!valid(p)) continue;
+    for (int j = 0; j < dim; ++j) {
+      unit[static_cast<std::size_t>(p * dim + j)] =
+          level.w[static_cast<std::size_t>(p * dim + j)] / level.norm[static_cast<std::size_t>(p)];
+    }
+  }
+  std::vector<int> parent(static_cast<std::size_t>(count));
+  std::iota(parent.begin(), parent.end(), 0);
+  const auto find = [&](int p) {
+    while (parent[static_cast<std::size_t>(p)] != p) {
+      parent[static_cast<std::size_t>(p)] = parent[static_cast<std::size_t>(parent[static_cast<std::size_t>(p)])];
+      p = parent[static_cast<std::size_t>(p)];
+    }
+    return p;
+  };
+  if (dim >= 2) {
+    // Near-parallel pairs: ±unit directions sorted by a generic projection; a pair within `snap`
+    // has projections within `snap` for one choice of signs.
+    const std::vector<double> axis = generic_direction(dim, 1);
+    struct Entry {
+      double key;
+      int plane;
+      double sign;
+    };
+    std::vector<Entry> entries;
+    for (int p = 0; p < count; ++p) {
+      if (!valid(p)) continue;
+      const double key = dot(&unit[static_cast<std::size_t>(p * dim)], axis.data(), dim);
+      entries.push_back({key, p, 1.0});
+      entries.push_back({-key, p, -1.0});
+    }
+    std::sort(entries.begin(), entries.end(),
+              [](const Entry& a, const Entry& b) { return a.key < b.key; });
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      for (std::size_t j = i + 1; j < entries.size() && entries[j].key - entries[i].key <= snap; ++j) {
+        const int a = entries[i].plane;
+        const int b = entries[j].plane;
+        if (a == b) continue;
+        double squared = 0.0;
+        for (int k = 0; k < dim; ++k) {
+          const double difference = entries[i].sign * unit[static_cast<std::size_t>(a * dim + k)] -
+                                    entries[j].sign * unit[static_cast<std::size_t>(b * dim + k)];
+          squared += difference * difference;
+        }
+        if (squared <= snap * snap) {
+          const int root_a = find(a);
+          const int root_b = find(b);
+          parent[static_cast<std::size_t>(std::max(root_a, root_b))] = std::min(root_a, root_b);
+        }
+      }
+    }
+  } else {
+    for (int p = 0; p < count; ++p) {
+      if (valid(p)) parent[static_cast<std::size_t>(p)] = -1;  // marked: one group in 1-D
+    }
+    int root = -1;
+    for (int p = 0; p < count; ++p) {
+      if (parent[static_cast<std::size_t>(p)] != -1) continue;
+      if (root < 0) root = p;
+      parent[static_cast<std::size_t>(p)] = root;
+    }
+  }
+  // Groups: copy the root's direction, then merge offsets along it.
+  std::vector<std::vector<int>> groups(static_cast<std::size_t>(count));
+  for (int p = 0; p < count; ++p) {
+    if (valid(p)) groups[static_cast<std::size_t>(find(p))].push_back(p);
+  }
+  std::vector<std::pair<double, int>> offsets;
+  for (int root = 0; root < count; ++root) {
+    const std::vector<int>& members = groups[static_cast<std::size_t>(root)];
+    if (members.size() < 2) continue;
+    const double* direction = &unit[static_cast<std::size_t>(root * dim)];
+    offsets.clear();
+    for (const int p : members) {
+      double* w = &level.w[static_cast<std::size_t>(p * dim)];
+      const double norm = level.norm[static_cast<std::size_t>(p)];
+      const double sign = dot(w, direction, dim) >= 0.0 ? 1.0 : -1.0;
+      if (p != root) {
+        for (int k = 0; k < dim; ++k) w[k] = sign * norm * direction[k];
+      }
+      // The hyperplane is {direction·y = sign·b/‖w‖}.
+      offsets.emplace_back(sign * level.b[static_cast<std::size_t>(p)] / norm, p);
+    }
+    std::sort(offsets.begin(), offsets.end());
+    for (std::size_t first = 0; first < offsets.size();) {
+      std::size_t last = first + 1;
+      while (last < offsets.size() &&
+             offsets[last].first - offsets[last - 1].first <=
+                 snap * (level.distance + std::abs(offsets[last].first))) {
+        ++last;
+      }
+      if (last - first > 1) {
+        // The lowest index keeps its offset; the others move onto it.
+        std::size_t keep = first;
+        for (std::size_t i = first; i < last; ++i) {
+          if (offsets[i].second < offsets[keep].second) keep = i;
+        }
+        for (std::size_t i = first; i < last; ++i) {
+          const int p = offsets[i].second;
+          const double* w = &level.w[static_cast<std::size_t>(p * dim)];
+          const double sign = dot(w, direction, dim) >= 0.0 ? 1.0 : -1.0;
+          if (i != keep) level.b[static_cast<std::size_t>(p)] = sign * level.norm[static_cast<std::size_t>(p)] * offsets[keep].first;
+        }
+      }
+      first = last;
+    }
+  }
+}
+
+/// The top level: hyperplanes in the span of the normals (dimension r = rank of m), then the 2r
+/// faces of the box |y_j| ≤ B, appended to `planes` as hyperplanes without a term.
+///
+/// Why a box: every region meeting it is bounded there, so it has a lowest vertex in the box, and
+/// no vertex far away is ever needed. Nearly parallel hyperplanes meet very far out, where their
+/// crossing positions cannot be resolved in double precision; the regions they bound are still
+/// found through their part inside the box. B = 10⁶ times the largest distance of a hyperplane
+/// from the origin (hyperplanes with a normal below 10⁻⁶ of the largest excluded), so only
+/// regions lying entirely beyond that are skipped.
+Level essential_level(const PiecewiseLinearNetwork& network, Hyperplanes& planes) {
   const int rank = network.rank;
-  const int num_planes = planes.count();
+  const int num_network = planes.count();
   Level level;
-  if (num_planes == 0) return level;
-  Eigen::MatrixXd normals(num_planes, rank);
-  for (int p = 0; p < num_planes; ++p) {
+  level.num_network = num_network;
+  if (num_network == 0) return level;
+  Eigen::MatrixXd normals(num_network, rank);
+  for (int p = 0; p < num_network; ++p) {
     for (int r = 0; r < rank; ++r) normals(p, r) = planes.normal[static_cast<std::size_t>(p * rank + r)];
   }
   Eigen::JacobiSVD<Eigen::MatrixXd> svd(normals, Eigen::ComputeThinV);
@@ -866,10 +1082,12 @@ Level essential_level(const PiecewiseLinearNetwork& network, const Hyperplanes& 
     if (singular(i) > kSingularTolerance * singular(0)) ++dim;
   }
   level.dim = dim;
-  level.b.resize(static_cast<std::size_t>(num_planes));
-  level.norm.resize(static_cast<std::size_t>(num_planes));
+  const int num_planes = num_network + 2 * dim;
+  level.b.assign(static_cast<std::size_t>(num_planes), 0.0);
+  level.norm.assign(static_cast<std::size_t>(num_planes), 0.0);
   level.w.assign(static_cast<std::size_t>(num_planes) * static_cast<std::size_t>(dim), 0.0);
-  for (int p = 0; p < num_planes; ++p) {
+  double largest_norm = 0.0;
+  for (int p = 0; p < num_network; ++p) {
     level.b[static_cast<std::size_t>(p)] = -planes.offset[static_cast<std::size_t>(p)];
     for (int j = 0; j < dim; ++j) {
       // Full rank keeps the original coordinates (no rounding from a rotation).
@@ -877,6 +1095,33 @@ Level essential_level(const PiecewiseLinearNetwork& network, const Hyperplanes& 
           dim == rank ? normals(p, j) : normals.row(p).dot(svd.matrixV().col(j));
     }
     level.norm[static_cast<std::size_t>(p)] = norm2(&level.w[static_cast<std::size_t>(p * dim)], dim);
+    largest_norm = std::max(largest_norm, level.norm[static_cast<std::size_t>(p)]);
+  }
+  if (dim == 0) return level;
+  double distance = 0.0;
+  for (int p = 0; p < num_network; ++p) {
+    const double norm = level.norm[static_cast<std::size_t>(p)];
+    if (norm > 1e-6 * largest_norm) {
+      distance = std::max(distance, std::abs(level.b[static_cast<std::size_t>(p)]) / norm);
+    }
+  }
+  level.distance = distance;
+  snap_near_degenerate(level, kSnapTolerance);
+  // An irrational factor keeps the faces off hyperplanes of hand-made networks.
+  level.box = kBoxScale * (distance > 0.0 ? distance : 1.0) * 1.0471975511965976;
+  for (int j = 0; j < dim; ++j) {
+    for (const double sign : {1.0, -1.0}) {
+      const auto p = static_cast<std::size_t>(level.count() - 2 * dim + 2 * j + (sign > 0.0 ? 0 : 1));
+      level.w[p * static_cast<std::size_t>(dim) + static_cast<std::size_t>(j)] = sign;
+      level.b[p] = level.box;
+      level.norm[p] = 1.0;
+      // The face has no term and is not a unit: zero normal and term in Hyperplanes.
+      planes.unit.push_back(-1);
+      planes.offset.push_back(0.0);
+      planes.abs_sum.push_back(0.0);
+      for (int r = 0; r < rank; ++r) planes.normal.push_back(0.0);
+      for (int i = 0; i < planes.stride(); ++i) planes.term.push_back(0.0);
+    }
   }
   return level;
 }
@@ -1028,17 +1273,12 @@ FixedPointResult finish(const PiecewiseLinearNetwork& network, const RegionSolve
   const int rank = network.rank;
   std::vector<std::vector<double>> points;
   points.reserve(tally.points.size());
-  std::vector<double> matrix(static_cast<std::size_t>(rank * rank));
-  std::vector<double> vector(static_cast<std::size_t>(rank));
+  std::vector<double> sums(static_cast<std::size_t>(rank * rank + rank));
+  const double* z = sums.data() + rank * rank;
   for (auto& raw : tally.points) {
-    solver.sums(raw.active.data(), matrix.data(), vector.data());
-    for (int r = 0; r < rank; ++r) {
-      matrix[static_cast<std::size_t>(r * rank + r)] += network.decay - 1.0;
-      vector[static_cast<std::size_t>(r)] = -vector[static_cast<std::size_t>(r)];
-    }
-    if (solve_small(rank, matrix.data(), vector.data(), kSingularTolerance) &&
-        solver.inside(vector.data(), raw.active.data())) {
-      points.push_back(vector);
+    solver.sums(raw.active.data(), sums.data());
+    if (solver.fixed_point(sums.data()) && solver.inside(z, raw.active.data())) {
+      points.emplace_back(z, z + rank);
     } else {
       points.push_back(std::move(raw.z));
     }
@@ -1063,11 +1303,11 @@ FixedPointResult find_fixed_points(const PiecewiseLinearNetwork& network,
   validate_network(network, source);
   validate_options(options, source);
   require_piecewise_linear(network, source);
-  const Hyperplanes planes = build_hyperplanes(network);
+  Hyperplanes planes = build_hyperplanes(network);
+  const Level level = essential_level(network, planes);
   const RegionSolver solver(planes, options.tolerance);
-  Level level = essential_level(network, planes);
-  ArrangementSweep sweep(solver, options.tolerance);
-  Tally tally = sweep.run(level, true);
+  ArrangementSweep sweep(solver);
+  Tally tally = sweep.run(level);
   return finish(network, solver, std::move(tally), options.tolerance);
 }
 
@@ -1104,13 +1344,11 @@ FixedPointResult find_fixed_points_brute_force(const PiecewiseLinearNetwork& net
   {
     Tally tally;
     std::vector<std::uint8_t> active;
-    std::vector<double> matrix;
-    std::vector<double> vector;
+    std::vector<double> sums;
     bool ready = false;
     try {
       active.assign(static_cast<std::size_t>(planes.count()), 0);
-      matrix.resize(static_cast<std::size_t>(rank * rank));
-      vector.resize(static_cast<std::size_t>(rank));
+      sums.resize(static_cast<std::size_t>(rank * rank + rank));
       ready = true;
     } catch (...) {
       record_failure(failure);
@@ -1134,8 +1372,8 @@ FixedPointResult find_fixed_points_brute_force(const PiecewiseLinearNetwork& net
         active[high] = state >= 2 ? 1 : 0;
       }
       try {
-        solver.sums(active.data(), matrix.data(), vector.data());
-        solver.solve(matrix.data(), vector.data(), active.data(), tally);
+        solver.sums(active.data(), sums.data());
+        solver.solve(sums.data(), active.data(), tally);
       } catch (...) {
         record_failure(failure);
       }
