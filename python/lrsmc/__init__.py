@@ -1,0 +1,90 @@
+"""lrsmc: fit stochastic low-rank RNNs to neural recordings with variational sequential Monte Carlo.
+
+The estimator :class:`LowRankRNN` is the usual entry point::
+
+    import lrsmc
+    rnn = lrsmc.LowRankRNN(rank=3, num_hidden=256, epochs=500).fit(X)  # X: trials × time × channels
+    latents = rnn.filter(X).latents                                  # trials × time × rank
+    generated = rnn.sample(trials=10, steps=200).observations
+    points = rnn.fixed_points()
+
+Functions over :class:`Model` objects (``filter``, ``sample``, ``simulate``, ``fit_model``,
+``fixed_points``, ``load_model``) mirror the command line's subcommands and give the same numbers
+for the same seed and data. Plots are in :mod:`lrsmc.plot` (``pip install lrsmc[plot]``).
+
+Errors raised by the engine carry its message and derive from :class:`Error` (a RuntimeError):
+:class:`InvalidInputError` (also a ValueError), :class:`IoError` (an OSError),
+:class:`OutOfMemoryError` (a MemoryError), :class:`NumericalError` (an ArithmeticError) and
+:class:`CudaError`.
+"""
+
+from ._core import (
+    CudaError,
+    Dataset,
+    EpochReport,
+    Error,
+    FixedPoint,
+    FixedPointResult,
+    InvalidInputError,
+    IoError,
+    Model,
+    ModelConfig,
+    NumericalError,
+    OutOfMemoryError,
+    __version__,
+    built_with_cuda,
+    cuda_available,
+)
+from ._api import (
+    DemoData,
+    FilterResult,
+    Samples,
+    TrainingOutcome,
+    as_dataset,
+    demo_data,
+    filter,
+    find_fixed_points,
+    fit_model,
+    fixed_points,
+    latent_map,
+    load_model,
+    sample,
+    save_model,
+    simulate,
+)
+from ._estimator import LowRankRNN, NotFittedError
+
+__all__ = [
+    "CudaError",
+    "Dataset",
+    "DemoData",
+    "EpochReport",
+    "Error",
+    "FilterResult",
+    "FixedPoint",
+    "FixedPointResult",
+    "InvalidInputError",
+    "IoError",
+    "LowRankRNN",
+    "Model",
+    "ModelConfig",
+    "NotFittedError",
+    "NumericalError",
+    "OutOfMemoryError",
+    "Samples",
+    "TrainingOutcome",
+    "__version__",
+    "as_dataset",
+    "built_with_cuda",
+    "cuda_available",
+    "demo_data",
+    "filter",
+    "find_fixed_points",
+    "fit_model",
+    "fixed_points",
+    "latent_map",
+    "load_model",
+    "sample",
+    "save_model",
+    "simulate",
+]

@@ -1,0 +1,421 @@
+"""Functions over models that mirror the command line's subcommands (fit, filter, sample,
+simulate, fixed-points): the same defaults, the same engine calls, the same numbers for the same
+seed and data. The estimator in ``_estimator.py`` is built on them."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Union
+
+import numpy as np
+
+from . import _core
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: The data layouts of design.md, as the command line's ``--layout`` spells them.
+LAYOUTS = ("trials,time,channels", "trials,channels,time", "time,channels", "channels,time")
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def _resolve_layout(array: np.ndarray, layout: Optional[str]) -> str:
+    """``None`` means trials×time×channels for a 3-D array and one long time×channels recording
+    for a 2-D one; anything else goes to the engine, which checks it against the shape."""
+    if layout is not None:
+        return layout
+    return "time,channels" if array.ndim == 2 else "trials,time,channels"
+
+
+def _as_float64(values) -> np.ndarray:
+    # np.asarray does not copy a float64 array; the bindings read a C-contiguous one in place.
+    array = np.asarray(values)
+    if array.dtype == object:
+        raise _core.InvalidInputError(
+            f"data: array has dtype object; expected numbers (got {type(values).__name__})"
+        )
+    return array
+
+
+def as_dataset(
+    observations,
+    layout: Optional[str] = None,
+    inputs=None,
+    source: str = "X",
+) -> _core.Dataset:
+    """A :class:`Dataset` from an array (or an existing Dataset, returned as it is).
+
+    ``layout`` is one of :data:`LAYOUTS`; ``None`` picks ``trials,time,channels`` for 3-D
+    arrays and ``time,channels`` (one long recording, trained on random windows) for 2-D ones.
+    ``inputs`` has the same layout. Raises :class:`InvalidInputError` naming ``source``, the
+    shape and the layout when the array does not fit the layout or holds NaN or infinity.
+    """
+    if isinstance(observations, _core.Dataset):
+        if inputs is not None:
+            raise _core.InvalidInputError(f"{source}: inputs given with a Dataset; put them in it")
+        return observations
+    array = _as_float64(observations)
+    input_array = None if inputs is None else _as_float64(inputs)
+    return _core.make_dataset(array, _resolve_layout(array, layout), input_array, source)
+
+
+@dataclass
+class DemoData:
+    """Data simulated from the demo's teacher network (see :func:`demo_data`)."""
+
+    observations: np.ndarray  #: (trials, steps, 20) Gaussian channels
+    latents: np.ndarray  #: (trials, steps, 2) the teacher's latent states
+    rates: np.ndarray  #: (trials, steps, 20) noise-free read-out
+    teacher: _core.Model  #: the teacher (rank 2, 20 relu units)
+
+
+def demo_data(trials: int = 150, steps: int = 75, seed: int = 1, teacher_seed: int = 7) -> DemoData:
+    """The built-in demonstration data of ``lrsmc demo``: a rank-2 teacher RNN of 20 relu units
+    whose latent state follows a noisy limit cycle, observed through 20 Gaussian channels.
+    ``demo_data()`` draws the same 150 trials × 75 steps as ``lrsmc demo`` (seed 1)."""
+    teacher = _core.oscillator_teacher(teacher_seed)
+    drawn = sample(teacher, trials, steps, seed=seed)
+    return DemoData(drawn.observations, drawn.latents, drawn.rates, teacher)
+
+
+# --- devices ------------------------------------------------------------------------------------
+
+
+def _device(device: str, operation: str) -> str:
+    """The backend for ``operation``. ``auto`` trains and samples on the CPU, as the command line
+    does until the GPU gradient kernels land, and filters on a GPU when there is one. Asking for
+    ``cuda`` without a usable device raises :class:`CudaError` before any work starts."""
+    if device == "cuda" and not _core.cuda_available():
+        reason = (
+            "no CUDA device answers"
+            if _core.built_with_cuda
+            else "lrsmc was built without CUDA (reinstall with nvcc on PATH or LRSMC_ENABLE_CUDA=ON)"
+        )
+        raise _core.CudaError(f"device 'cuda' is not available: {reason}; use device='cpu' or 'auto'")
+    if device == "auto" and operation in ("fit", "sample"):
+        return "cpu"
+    return device
+
+
+# --- inference ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FilterResult:
+    """What the particle filter returns (``lrsmc filter``). Arrays own their memory."""
+
+    elbo: float  #: mean over trials of the ELBO per time step
+    elbo_per_trial: np.ndarray  #: (trials,)
+    latents: np.ndarray  #: (trials, steps, rank) posterior means Σ_k W_t^k z_t^k
+    particles: Optional[np.ndarray] = None  #: (trials, steps, K, rank), before resampling
+    log_weights: Optional[np.ndarray] = None  #: (trials, steps, K), normalised
+    ancestors: Optional[np.ndarray] = None  #: (trials, steps, K) int32
+    resampled: Optional[np.ndarray] = None  #: (trials, steps) bool
+
+
+def filter(
+    model: _core.Model,
+    observations,
+    *,
+    layout: Optional[str] = None,
+    inputs=None,
+    particles: int = 1000,
+    proposal: str = "auto",
+    resampling: str = "systematic",
+    resample_threshold: float = 1.0,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int = 0,
+    return_particles: bool = False,
+) -> FilterResult:
+    """Runs the particle filter over every trial (``lrsmc filter``; 1000 particles by default).
+
+    ``proposal='auto'`` is the optimal (Kalman) proposal for Gaussian identity read-outs and the
+    bootstrap proposal otherwise. A long recording (``time,channels``) is filtered as one trial.
+    """
+    data = as_dataset(observations, layout, inputs)
+    out = _core.filter(
+        model,
+        data,
+        particles=particles,
+        proposal=proposal,
+        resampling=resampling,
+        resample_threshold=resample_threshold,
+        seed=seed,
+        device=_device(device, "filter"),
+        threads=threads,
+        store_particles=return_particles,
+    )
+    if return_particles:
+        out["resampled"] = out["resampled"].view(bool)  # uint8 0/1 → bool, no copy
+    return FilterResult(**out)
+
+
+@dataclass
+class Samples:
+    """Sequences drawn from a model (``lrsmc sample`` / ``lrsmc simulate``)."""
+
+    observations: np.ndarray  #: (trials, steps, channels)
+    rates: np.ndarray  #: (trials, steps, channels), g(Bᵀz + b)
+    latents: np.ndarray  #: (trials, steps, rank)
+
+
+def sample(
+    model: _core.Model,
+    trials: int = 10,
+    steps: int = 100,
+    *,
+    burn_in: int = 0,
+    inputs=None,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int = 0,
+) -> Samples:
+    """Generates ``trials`` sequences of ``steps`` steps after ``burn_in`` dropped steps
+    (``lrsmc sample``). ``inputs``, for models with inputs, is (trials, burn_in + steps, inputs).
+    """
+    if burn_in < 0:
+        raise _core.InvalidInputError(f"burn_in must be ≥ 0; got {burn_in}")
+    drawn = _core.sample(
+        model,
+        trials,
+        steps + burn_in,
+        inputs=None if inputs is None else _as_float64(inputs),
+        seed=seed,
+        device=_device(device, "sample"),
+        threads=threads,
+    )
+    # Basic slicing: views of the engine's buffers, no copy.
+    return Samples(**{name: values[:, burn_in:] for name, values in drawn.items()})
+
+
+def simulate(model: _core.Model, trials: int = 100, steps: int = 75, *, inputs=None, seed: int = 0) -> Samples:
+    """Draws latents, rates and observations from a model file's model (``lrsmc simulate``)."""
+    return sample(model, trials, steps, inputs=inputs, seed=seed, device="cpu")
+
+
+# --- training -----------------------------------------------------------------------------------
+
+
+def _history(reports) -> Dict[str, np.ndarray]:
+    return {
+        "epoch": np.array([r.epoch for r in reports], dtype=np.int64),
+        "train_elbo": np.array([r.train_elbo for r in reports], dtype=np.float64),
+        "held_out_elbo": np.array([r.held_out_elbo for r in reports], dtype=np.float64),
+        "learning_rate": np.array([r.learning_rate for r in reports], dtype=np.float64),
+        "elapsed_seconds": np.array([r.elapsed_seconds for r in reports], dtype=np.float64),
+    }
+
+
+@dataclass
+class TrainingOutcome:
+    """The result of :func:`fit_model`."""
+
+    model: _core.Model  #: the last good parameters
+    history: Dict[str, np.ndarray] = field(repr=False)  #: per-epoch arrays (see LowRankRNN.history_)
+    completed: bool  #: every epoch ran
+    stop_reason: str  #: why training stopped early ('' when completed)
+
+
+def fit_model(
+    model: _core.Model,
+    observations,
+    *,
+    layout: Optional[str] = None,
+    inputs=None,
+    epochs: int = 1500,
+    batch_size: int = 10,
+    window: int = 50,
+    windows_per_epoch: int = 500,
+    learning_rate: float = 1e-3,
+    learning_rate_end: float = 1e-6,
+    optimizer: str = "radam",
+    gradient_clip: float = 0.0,
+    particles: int = 10,
+    proposal: str = "auto",
+    resampling: str = "systematic",
+    resample_threshold: float = 1.0,
+    held_out: float = 0.0,
+    eval_particles: int = 0,
+    eval_every: int = 1,
+    seed: int = 0,
+    checkpoint: Optional[PathLike] = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    device: str = "auto",
+    threads: int = 0,
+    callback: Optional[Callable[[_core.EpochReport], Optional[bool]]] = None,
+) -> TrainingOutcome:
+    """Trains ``model`` on the data as ``lrsmc fit --init`` does (same options and defaults).
+
+    ``callback(report)`` runs after every epoch with an :class:`EpochReport`; returning
+    ``False`` stops training cleanly (``completed`` is then False and ``stop_reason`` says
+    why). Ctrl-C stops training after the current epoch; the KeyboardInterrupt — like any
+    exception the callback raises — is then re-raised, with the model trained so far attached
+    to it as ``error.training_outcome``. Checkpoints: as ``--checkpoint``, ``--checkpoint-every``
+    and ``--resume``.
+    """
+    data = as_dataset(observations, layout, inputs)
+    train, held = _core.split_held_out(data, held_out, window, seed)
+    checkpoint_path = "" if checkpoint is None else os.fspath(checkpoint)
+    resume_from = ""
+    if resume:
+        if not checkpoint_path or not os.path.exists(checkpoint_path):
+            raise _core.InvalidInputError(
+                f"{checkpoint_path or 'checkpoint'}: resume=True given but the checkpoint does not exist"
+            )
+        resume_from = checkpoint_path
+    result, error = _core.fit(
+        model,
+        train,
+        held,
+        epochs=epochs,
+        batch_size=batch_size,
+        window=window,
+        windows_per_epoch=windows_per_epoch,
+        learning_rate=learning_rate,
+        learning_rate_end=learning_rate_end,
+        optimizer=optimizer,
+        gradient_clip=gradient_clip,
+        particles=particles,
+        proposal=proposal,
+        resampling=resampling,
+        resample_threshold=resample_threshold,
+        eval_particles=eval_particles,
+        eval_every=eval_every,
+        held_out_fraction=held_out,
+        seed=seed,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=checkpoint_every,
+        resume_from=resume_from,
+        device=_device(device, "fit"),
+        threads=threads,
+        callback=callback,
+    )
+    outcome = TrainingOutcome(result.model, _history(result.history), result.completed, result.stop_reason)
+    if error is not None:
+        epoch = len(result.history)
+        kind = "interrupted (KeyboardInterrupt)" if isinstance(error, KeyboardInterrupt) else (
+            f"stopped by {type(error).__name__} in the callback"
+        )
+        outcome.stop_reason = f"{kind} after epoch {epoch}"
+        error.training_outcome = outcome
+        raise error
+    return outcome
+
+
+# --- model files --------------------------------------------------------------------------------
+
+
+def load_model(path: PathLike) -> _core.Model:
+    """Reads a model file (.npz, the command line's format; checkpoints load too)."""
+    return _core.Model.load(os.fspath(path))
+
+
+def save_model(model: _core.Model, path: PathLike) -> None:
+    """Writes a model file (.npz) atomically: a temporary file, then a rename."""
+    model.save(os.fspath(path))
+
+
+# --- dynamics -----------------------------------------------------------------------------------
+
+
+def _constant_current(model: _core.Model, input) -> np.ndarray:
+    """W_u·u for a constant input u (zeros without input), as ``lrsmc fixed-points --input``."""
+    config = model.config
+    current = np.zeros(config.num_hidden)
+    if config.num_inputs == 0:
+        if input is not None and np.size(input) > 0:
+            raise _core.InvalidInputError("input given, but the model has no inputs")
+        return current
+    if input is None:
+        return current
+    u = np.asarray(input, dtype=np.float64).reshape(-1)
+    if u.size != config.num_inputs:
+        raise _core.InvalidInputError(
+            f"input has {u.size} values; expected {config.num_inputs} (the model's input dimension)"
+        )
+    return model.get("w_u") @ u
+
+
+def _phi(nonlinearity: str, currents: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """φ(X; h) of method.md §1.2."""
+    if nonlinearity == "relu":
+        return np.maximum(currents - h, 0.0)
+    if nonlinearity == "clipped_relu":
+        return np.maximum(currents + h, 0.0) - np.maximum(currents, 0.0)
+    if nonlinearity == "tanh":
+        return np.tanh(currents - h)
+    return currents - h  # identity
+
+
+def latent_map(model: _core.Model, z, input=None) -> np.ndarray:
+    """The deterministic latent map F(z) = a z + n φ(m z + W_u u; h) (no noise), for z of shape
+    (..., rank). Its fixed points are what :func:`fixed_points` finds."""
+    z = np.asarray(z, dtype=np.float64)
+    m, n, h = model.get("m"), model.get("n"), model.get("h")
+    currents = z @ m.T + _constant_current(model, input)
+    return model.decay * z + _phi(model.config.nonlinearity, currents, h) @ n.T
+
+
+def find_fixed_points(
+    m,
+    n,
+    h,
+    decay: float,
+    nonlinearity: str = "relu",
+    constant_current=None,
+    *,
+    method: str = "exact",
+    num_starts: int = 100,
+    seed: int = 0,
+    tolerance: float = 1e-9,
+) -> _core.FixedPointResult:
+    """Fixed points of F(z) = decay·z + n φ(m z + c; h) for m (N, R), n (R, N), h (N).
+
+    ``method``: ``exact`` (relu, clipped_relu, identity: every fixed point, by the polynomial
+    hyperplane-arrangement algorithm), ``brute_force`` (every activation pattern; small N) or
+    ``numerical`` (damped Newton from ``num_starts`` seeded starts; any nonlinearity, tanh
+    included, with no guarantee of completeness).
+    """
+    return _core.find_fixed_points(
+        _as_float64(m),
+        _as_float64(n),
+        _as_float64(h),
+        float(decay),
+        nonlinearity,
+        None if constant_current is None else _as_float64(constant_current),
+        method=method,
+        num_starts=num_starts,
+        seed=seed,
+        tolerance=tolerance,
+    )
+
+
+def fixed_points(
+    model: _core.Model,
+    input=None,
+    *,
+    method: str = "auto",
+    num_starts: int = 100,
+    seed: int = 0,
+) -> List[_core.FixedPoint]:
+    """Fixed points of a model's latent map with its input held at ``input`` (``lrsmc
+    fixed-points``). ``method='auto'`` is exact for relu, clipped_relu and identity and the
+    numerical search (``num_starts`` starts) for tanh; each point has ``z``, ``stability``,
+    ``eigenvalues`` and ``pattern``."""
+    if method == "auto":
+        method = "numerical" if model.config.nonlinearity == "tanh" else "exact"
+    return find_fixed_points(
+        model.get("m"),
+        model.get("n"),
+        model.get("h"),
+        model.decay,
+        model.config.nonlinearity,
+        _constant_current(model, input),
+        method=method,
+        num_starts=num_starts,
+        seed=seed,
+    ).fixed_points

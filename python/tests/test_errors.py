@@ -1,0 +1,98 @@
+"""Bad input raises the engine's error types with the engine's messages, and leaves the estimator
+usable."""
+
+import numpy as np
+import pytest
+
+import lrsmc
+
+from conftest import small_estimator
+
+
+def test_wrong_rank_of_data_names_the_shape_and_layout(fitted):
+    with pytest.raises(lrsmc.InvalidInputError, match=r"X: array has 1 dimension\(s\), shape \(5,\); "
+                       r"expected 3 for layout \(trials,time,channels\)") as caught:
+        fitted.filter(np.zeros(5))
+    assert isinstance(caught.value, ValueError)
+
+
+def test_nan_is_reported_with_its_position(demo, fitted):
+    x = demo.observations.copy()
+    x[1, 2, 3] = np.nan
+    with pytest.raises(lrsmc.InvalidInputError, match="value at trial 1, step 2, channel 3 is nan"):
+        fitted.filter(x)
+    with pytest.raises(lrsmc.InvalidInputError, match="is inf"):
+        small_estimator().fit(np.where(np.isnan(x), np.inf, x))
+
+
+def test_rank_zero_is_out_of_range(demo):
+    with pytest.raises(lrsmc.InvalidInputError, match="rank is out of range; got 0"):
+        small_estimator(rank=0).fit(demo.observations)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("nonlinearity", "sigmoid", "nonlinearity is not recognised; got 'sigmoid'"),
+        ("observation", "binomial", "observation is not recognised"),
+        ("optimizer", "sgd", "optimizer is not recognised; got 'sgd'"),
+        ("proposal", "encoder", "proposal is not recognised"),
+        ("learning_rate", -1.0, "learning rate must lie in"),
+        ("epochs", 0, "epochs is out of range; got 0"),
+        ("particles", 0, "particle"),
+        ("device", "tpu", "device is not recognised; got 'tpu'"),
+    ],
+)
+def test_bad_options_are_invalid_input(demo, option, value, message):
+    with pytest.raises(lrsmc.InvalidInputError, match=message):
+        small_estimator(**{option: value}).fit(demo.observations)
+
+
+def test_channel_mismatch_in_filter(fitted, demo):
+    with pytest.raises(lrsmc.InvalidInputError, match="channel count does not match the model; got 19, expected 20"):
+        fitted.filter(demo.observations[:, :, :19])
+
+
+def test_poisson_needs_counts():
+    with pytest.raises(lrsmc.InvalidInputError, match="Poisson observations must be non-negative counts"):
+        lrsmc.LowRankRNN(rank=1, num_hidden=4, observation="poisson", epochs=1).fit(np.full((3, 10, 2), 0.5))
+
+
+def test_window_longer_than_recording(demo):
+    with pytest.raises(lrsmc.InvalidInputError, match="window"):
+        small_estimator(window=500).fit(demo.observations[0])  # one recording of 50 steps
+
+
+def test_inputs_must_match_the_data(demo):
+    inputs = np.zeros((40, 49, 1))
+    with pytest.raises(lrsmc.InvalidInputError, match="inputs do not match the data"):
+        small_estimator().fit(demo.observations, inputs=inputs)
+
+
+@pytest.mark.skipif(lrsmc.cuda_available(), reason="a CUDA device is present")
+def test_cuda_without_a_device_is_a_clear_error(demo):
+    rnn = small_estimator(device="cuda")
+    with pytest.raises(lrsmc.CudaError, match="device 'cuda' is not available"):
+        rnn.fit(demo.observations)
+    with pytest.raises(lrsmc.CudaError):
+        lrsmc.filter(demo.teacher, demo.observations, device="cuda")
+
+
+def test_unfitted_estimator():
+    with pytest.raises(lrsmc.NotFittedError, match="call fit"):
+        lrsmc.LowRankRNN().sample()
+
+
+def test_estimator_stays_usable_after_an_error(fitted, demo):
+    with pytest.raises(lrsmc.InvalidInputError):
+        fitted.filter(demo.observations[..., :3])
+    assert np.isfinite(fitted.score(demo.observations, particles=20))
+
+
+def test_sample_inputs_shape_is_checked(demo):
+    config = lrsmc.ModelConfig(rank=2, num_hidden=8, num_channels=3, num_inputs=2)
+    model = lrsmc.Model.initialise(config, seed=1)
+    with pytest.raises(lrsmc.InvalidInputError, match=r"expected \(4, 10, 2\)"):
+        lrsmc.sample(model, 4, 10, inputs=np.zeros((4, 10, 3)))
+    drawn = lrsmc.sample(model, 4, 10, inputs=np.ones((4, 10, 2)), seed=3)
+    assert drawn.observations.shape == (4, 10, 3)

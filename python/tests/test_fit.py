@@ -1,0 +1,126 @@
+"""Training from Python: the ELBO improves, the progress callback sees every epoch and can stop
+training, Ctrl-C stops cleanly and keeps the model, and a resumed run equals an uninterrupted one."""
+
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+
+import lrsmc
+
+from conftest import assert_models_equal, small_estimator
+
+
+def test_fit_improves_the_elbo(fitted, demo):
+    curve = fitted.history_["train_elbo"]
+    assert fitted.completed_ and fitted.stop_reason_ == ""
+    assert list(fitted.history_["epoch"]) == [1, 2, 3, 4, 5]
+    assert curve[-1] > curve[0] + 1.0
+    start = lrsmc.Model.initialise(small_estimator().model_config(20), seed=4)
+    before = lrsmc.filter(start, demo.observations, particles=64, seed=2).elbo
+    after = fitted.score(demo.observations, particles=64)
+    assert after > before
+
+
+def test_held_out_elbo_is_recorded(demo):
+    rnn = small_estimator(epochs=4, held_out=0.25, eval_every=2).fit(demo.observations)
+    held = rnn.history_["held_out_elbo"]
+    assert np.isnan(held[0]) and np.isfinite(held[1]) and np.isnan(held[2]) and np.isfinite(held[3])
+
+
+def test_long_recording_trains_on_windows(demo):
+    recording = demo.observations.reshape(-1, 20)  # 2000 steps × 20 channels
+    rnn = small_estimator(epochs=2, window=25, windows_per_epoch=20).fit(recording)
+    assert rnn.completed_ and len(rnn.history_["epoch"]) == 2
+
+
+def test_callback_sees_every_epoch(demo):
+    reports = []
+    small_estimator(epochs=3).fit(demo.observations, callback=reports.append)
+    assert [r.epoch for r in reports] == [1, 2, 3]
+    assert all(r.epochs == 3 and np.isfinite(r.train_elbo) for r in reports)
+    assert reports[0].learning_rate == pytest.approx(2e-2)
+
+
+def test_callback_returning_false_stops_training(demo):
+    rnn = small_estimator(epochs=50).fit(demo.observations, callback=lambda report: report.epoch < 2)
+    assert not rnn.completed_
+    assert rnn.stop_reason_ == "stopped by request after epoch 2"
+    assert len(rnn.history_["epoch"]) == 2
+    assert np.isfinite(rnn.score(demo.observations, particles=16))
+
+
+def test_exception_in_callback_propagates_and_keeps_the_model(demo):
+    def fail_at_three(report):
+        if report.epoch == 3:
+            raise ValueError("enough")
+
+    rnn = small_estimator(epochs=50)
+    with pytest.raises(ValueError, match="enough") as caught:
+        rnn.fit(demo.observations, callback=fail_at_three)
+    assert len(rnn.history_["epoch"]) == 3
+    assert rnn.stop_reason_ == "stopped by ValueError in the callback after epoch 3"
+    assert caught.value.training_outcome.model is rnn.model_
+
+
+def test_ctrl_c_stops_after_the_epoch_and_keeps_the_model(demo):
+    """SIGINT arrives while the engine runs (the GIL released); the epoch's progress hook sees it
+    through PyErr_CheckSignals, training stops cleanly and KeyboardInterrupt is raised."""
+    rnn = small_estimator(epochs=100_000)
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            rnn.fit(demo.observations)
+    finally:
+        timer.cancel()
+    epochs = len(rnn.history_["epoch"])
+    assert 1 <= epochs < 100_000
+    assert rnn.stop_reason_ == f"interrupted (KeyboardInterrupt) after epoch {epochs}"
+    assert not rnn.completed_
+    assert np.isfinite(rnn.score(demo.observations, particles=16))
+
+
+def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, demo):
+    uninterrupted = small_estimator(epochs=4).fit(demo.observations)
+    checkpoint = tmp_path / "run.checkpoint.npz"
+    stopped = small_estimator(epochs=4).fit(
+        demo.observations, callback=lambda report: report.epoch < 2, checkpoint=checkpoint
+    )
+    assert len(stopped.history_["epoch"]) == 2 and checkpoint.exists()
+    resumed = small_estimator(epochs=4).fit(demo.observations, checkpoint=checkpoint, resume=True)
+    assert resumed.completed_
+    assert list(resumed.history_["epoch"]) == [1, 2, 3, 4]
+    assert_models_equal(uninterrupted.model_, resumed.model_)
+
+
+def test_resume_without_checkpoint_is_invalid_input(tmp_path, demo):
+    with pytest.raises(lrsmc.InvalidInputError, match="checkpoint does not exist"):
+        small_estimator().fit(demo.observations, checkpoint=tmp_path / "none.npz", resume=True)
+
+
+def test_warm_start_continues_from_the_fitted_model(demo):
+    rnn = small_estimator(epochs=2, warm_start=True).fit(demo.observations)
+    first = rnn.model_
+    rnn.fit(demo.observations)
+    assert rnn.model_ is not first
+    assert rnn.history_["train_elbo"][0] > small_estimator(epochs=1).fit(demo.observations).history_["train_elbo"][0]
+
+
+def test_get_and_set_params():
+    rnn = lrsmc.LowRankRNN(rank=4)
+    params = rnn.get_params()
+    assert params["rank"] == 4 and params["num_hidden"] == 512 and params["device"] == "auto"
+    rnn.set_params(num_hidden=64, seed=3)
+    assert rnn.num_hidden == 64 and "num_hidden=64" in repr(rnn)
+    with pytest.raises(ValueError, match="no parameter 'hidden'"):
+        rnn.set_params(hidden=3)
+
+
+def test_sample_shapes_and_burn_in(fitted):
+    drawn = fitted.sample(trials=3, steps=20, burn_in=5, seed=2)
+    assert drawn.observations.shape == (3, 20, 20) and drawn.latents.shape == (3, 20, 2)
+    full = fitted.sample(trials=3, steps=25, seed=2)
+    np.testing.assert_array_equal(full.latents[:, 5:], drawn.latents)
