@@ -8,6 +8,7 @@
 
 #include "lrsmc/backend.hpp"
 #include "support/test_models.hpp"
+#include "support/test_names.hpp"
 
 namespace lrsmc {
 namespace {
@@ -16,6 +17,10 @@ struct ObservationCase {
   Observation observation;
   Link link;
 };
+// Printed as "gaussian/identity" (GoogleTest would print the struct's raw bytes).
+void PrintTo(const ObservationCase& value, std::ostream* os) {
+  *os << to_string(value.observation) << "/" << to_string(value.link);
+}
 using CudaCase = std::tuple<Nonlinearity, Proposal, ObservationCase, NoiseType, Resampling>;
 
 class CudaFilterTest : public ::testing::TestWithParam<CudaCase> {

@@ -8,6 +8,7 @@
 #include "lrsmc/backend.hpp"
 #include "lrsmc/config.hpp"
 #include "support/test_models.hpp"
+#include "support/test_names.hpp"
 
 namespace lrsmc {
 namespace {
@@ -16,6 +17,9 @@ struct ObservationCase {
   Observation observation;
   Link link;
 };
+void PrintTo(const ObservationCase& value, std::ostream* os) {
+  *os << to_string(value.observation) << "/" << to_string(value.link);
+}
 
 using GradientCase = std::tuple<Nonlinearity, Proposal, ObservationCase, NoiseType>;
 

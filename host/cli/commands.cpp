@@ -90,10 +90,9 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                   options.training.window, " is longer than the recording; got ", data.num_steps,
                   " steps, expected a window of at most ", data.num_steps);
   validate(options.training, "options");
-  // Training runs on the CPU until the GPU gradient kernels land: "auto" means cpu here.
-  DeviceOptions device = options.device;
-  if (device.device == "auto") device.device = "cpu";
-  auto backend = make_device_backend(device);
+  // "auto" trains on the GPU when there is one (device-resident: data, parameters and
+  // optimizer state stay on it), on the CPU otherwise.
+  auto backend = make_device_backend(options.device);
   const auto [train, held_out] = split_held_out(data, options.training.held_out_fraction,
                                                 options.training.window, options.training.seed);
   if (!options.quiet)

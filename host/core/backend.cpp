@@ -7,6 +7,7 @@
 #include "cpu/cpu_backend.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "lrsmc/errors.hpp"
+#include "lrsmc/training_session.hpp"
 
 namespace lrsmc {
 
@@ -125,6 +126,8 @@ SampleResult Backend::sample(const Model& model, int num_trials, int num_steps,
                 inputs.size(), " values, expected ", expected, " (trials × steps × inputs)");
   return do_sample(model, num_trials, num_steps, inputs, seed);
 }
+
+std::unique_ptr<TrainingSession> Backend::start_training(const TrainingSetup&) { return nullptr; }
 
 std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& options) {
   if (kind == BackendKind::cpu || (kind == BackendKind::automatic && !cuda_available()))

@@ -12,6 +12,7 @@
 
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
+#include "lrsmc/training_session.hpp"
 
 namespace lrsmc {
 
@@ -77,21 +78,37 @@ struct OptimizerState {
   std::int64_t step = 0;
 };
 
-void optimizer_step(Optimizer optimizer, double learning_rate, const std::vector<double>& loss_gradient,
-                    OptimizerState& state, std::vector<double>& parameters) {
-  constexpr double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
-  state.step += 1;
-  const double t = double(state.step);
-  const double bias1 = 1 - std::pow(beta1, t), bias2 = 1 - std::pow(beta2, t);
+/// The step-dependent scalars of step `step` (1-based); shared by the host step below and
+/// device-resident sessions, so both run the same arithmetic.
+OptimizerCoefficients optimizer_coefficients(Optimizer optimizer, double learning_rate,
+                                             std::int64_t step) {
+  constexpr double beta1 = 0.9, beta2 = 0.999;
+  const double t = double(step);
+  OptimizerCoefficients coefficients;
+  coefficients.learning_rate = learning_rate;
+  coefficients.bias1 = 1 - std::pow(beta1, t);
+  coefficients.bias2 = 1 - std::pow(beta2, t);
   const double rho_infinity = 2 / (1 - beta2) - 1;
-  const double rho = rho_infinity - 2 * t * std::pow(beta2, t) / bias2;
-  const bool rectified = optimizer == Optimizer::adam || rho > 5;
-  const double rectification =
+  const double rho = rho_infinity - 2 * t * std::pow(beta2, t) / coefficients.bias2;
+  coefficients.rectified = optimizer == Optimizer::adam || rho > 5;
+  coefficients.rectification =
       optimizer == Optimizer::adam
           ? 1.0
           : (rho > 5 ? std::sqrt((rho - 4) * (rho - 2) * rho_infinity /
                                  ((rho_infinity - 4) * (rho_infinity - 2) * rho))
                      : 1.0);
+  return coefficients;
+}
+
+void optimizer_step(Optimizer optimizer, double learning_rate, const std::vector<double>& loss_gradient,
+                    OptimizerState& state, std::vector<double>& parameters) {
+  constexpr double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+  state.step += 1;
+  const OptimizerCoefficients coefficients =
+      optimizer_coefficients(optimizer, learning_rate, state.step);
+  const double bias1 = coefficients.bias1, bias2 = coefficients.bias2,
+               rectification = coefficients.rectification;
+  const bool rectified = coefficients.rectified;
   for (std::size_t i = 0; i < parameters.size(); ++i) {
     const double g = loss_gradient[i];
     state.first_moment[i] = beta1 * state.first_moment[i] + (1 - beta1) * g;
@@ -311,17 +328,37 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
     if (!options_.checkpoint_path.empty()) save_checkpoint(options_.checkpoint_path, state, options_);
   };
 
+  // Device-resident training when the backend offers it (CUDA: data, parameters and moments
+  // stay on the device); otherwise the host loop on elbo_gradient. Both draw the same batches
+  // and seeds and run the same optimizer arithmetic (optimizer_coefficients).
+  std::unique_ptr<TrainingSession> session;
+  {
+    TrainingSetup setup;
+    setup.train = &train;
+    setup.config = state.model.config;
+    setup.filter = options_.filter;
+    setup.gradient_clip = options_.gradient_clip;
+    setup.max_batch_trials = std::min(options_.batch_size, train.continuous
+                                                               ? options_.windows_per_epoch
+                                                               : train.num_trials);
+    setup.batch_steps = train.continuous ? options_.window : train.num_steps;
+    setup.parameters = state.model.parameters;
+    setup.first_moment = state.state.first_moment;
+    setup.second_moment = state.state.second_moment;
+    session = backend_.start_training(setup);
+  }
+
   for (int epoch = first_epoch; epoch < options_.epochs; ++epoch) {
-    // The epoch's batches depend only on (seed, epoch): resuming reproduces them.
-    std::vector<SequenceBatch> batches;
+    // The epoch's batches depend only on (seed, epoch): resuming reproduces them. Each batch is
+    // rows (trial, first step): windows of the recording, or whole trials from step 0.
+    std::vector<std::vector<int>> batch_trials, batch_starts;
     if (train.continuous) {
       const auto starts = window_starts(options_.windows_per_epoch, train.num_steps,
                                         options_.window, derive_seed(options_.seed, 1, std::uint64_t(epoch)));
       for (std::size_t first = 0; first < starts.size(); first += std::size_t(options_.batch_size)) {
         const auto last = std::min(starts.size(), first + std::size_t(options_.batch_size));
-        batches.push_back(windows_batch(
-            train, std::vector<int>(starts.begin() + std::ptrdiff_t(first), starts.begin() + std::ptrdiff_t(last)),
-            options_.window));
+        batch_starts.emplace_back(starts.begin() + std::ptrdiff_t(first), starts.begin() + std::ptrdiff_t(last));
+        batch_trials.emplace_back(last - first, 0);
       }
     } else {
       std::vector<int> order(static_cast<std::size_t>(train.num_trials));
@@ -330,52 +367,72 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
                    std::mt19937_64(derive_seed(options_.seed, 2, std::uint64_t(epoch))));
       for (std::size_t first = 0; first < order.size(); first += std::size_t(options_.batch_size)) {
         const auto last = std::min(order.size(), first + std::size_t(options_.batch_size));
-        batches.push_back(trials_batch(
-            train, std::vector<int>(order.begin() + std::ptrdiff_t(first), order.begin() + std::ptrdiff_t(last))));
+        batch_trials.emplace_back(order.begin() + std::ptrdiff_t(first), order.begin() + std::ptrdiff_t(last));
+        batch_starts.emplace_back(last - first, 0);
       }
     }
     double elbo_sum = 0;
-    for (std::size_t index = 0; index < batches.size(); ++index) {
+    for (std::size_t index = 0; index < batch_trials.size(); ++index) {
       const std::uint64_t step_seed = derive_seed(options_.seed, 3 + std::uint64_t(epoch), index);
-      GradientResult gradient;
       std::string failure;
-      try {
-        gradient = backend_.elbo_gradient(state.model, batches[index], options_.filter, step_seed);
-        if (!std::isfinite(gradient.elbo))
-          failure = detail::concat("the ELBO is ", gradient.elbo);
-        else if (!all_finite(gradient.gradient))
-          failure = "the gradient contains NaN or Inf";
-      } catch (const NumericalError& error) {
-        failure = error.what();
+      if (session) {
+        const StepOutcome outcome = session->step(
+            batch_trials[index], batch_starts[index], step_seed,
+            optimizer_coefficients(options_.optimizer, state.learning_rate, state.state.step + 1));
+        failure = outcome.failure;
+        if (failure.empty()) {
+          state.state.step += 1;
+          elbo_sum += outcome.elbo;
+          last_good = session->evaluated_parameters();
+          continue;
+        }
+      } else {
+        const SequenceBatch batch = train.continuous
+                                        ? windows_batch(train, batch_starts[index], options_.window)
+                                        : trials_batch(train, batch_trials[index]);
+        GradientResult gradient;
+        try {
+          gradient = backend_.elbo_gradient(state.model, batch, options_.filter, step_seed);
+          if (!std::isfinite(gradient.elbo))
+            failure = detail::concat("the ELBO is ", gradient.elbo);
+          else if (!all_finite(gradient.gradient))
+            failure = "the gradient contains NaN or Inf";
+        } catch (const NumericalError& error) {
+          failure = error.what();
+        }
+        if (failure.empty()) {
+          elbo_sum += gradient.elbo;
+          last_good = state.model.parameters;
+          std::vector<double> loss_gradient(gradient.gradient.size());
+          double norm = 0;
+          for (std::size_t i = 0; i < loss_gradient.size(); ++i) {
+            loss_gradient[i] = -gradient.gradient[i];
+            norm += loss_gradient[i] * loss_gradient[i];
+          }
+          norm = std::sqrt(norm);
+          if (options_.gradient_clip > 0 && norm > options_.gradient_clip)
+            for (auto& value : loss_gradient) value *= options_.gradient_clip / norm;
+          optimizer_step(options_.optimizer, state.learning_rate, loss_gradient, state.state,
+                         state.model.parameters);
+          continue;
+        }
       }
-      if (!failure.empty()) {
-        // Keep the last parameters whose objective and gradient were finite.
-        result.model = state.model;
-        result.model.parameters = last_good;
-        result.stop_reason = detail::concat("training stopped at epoch ", epoch + 1, ", batch ",
-                                            index + 1, ": ", failure,
-                                            "; kept the last good parameters (try a lower "
-                                            "learning rate or --clip)");
-        return result;
-      }
-      elbo_sum += gradient.elbo;
-      last_good = state.model.parameters;
-      std::vector<double> loss_gradient(gradient.gradient.size());
-      double norm = 0;
-      for (std::size_t i = 0; i < loss_gradient.size(); ++i) {
-        loss_gradient[i] = -gradient.gradient[i];
-        norm += loss_gradient[i] * loss_gradient[i];
-      }
-      norm = std::sqrt(norm);
-      if (options_.gradient_clip > 0 && norm > options_.gradient_clip)
-        for (auto& value : loss_gradient) value *= options_.gradient_clip / norm;
-      optimizer_step(options_.optimizer, state.learning_rate, loss_gradient, state.state,
-                     state.model.parameters);
+      // Keep the last parameters whose objective and gradient were finite.
+      result.model = state.model;
+      result.model.parameters = last_good;
+      result.stop_reason = detail::concat("training stopped at epoch ", epoch + 1, ", batch ",
+                                          index + 1, ": ", failure,
+                                          "; kept the last good parameters (try a lower "
+                                          "learning rate or --clip)");
+      return result;
     }
+    if (session)  // the epoch's parameters and moments, for evaluation and checkpoints
+      session->read_state(state.model.parameters, state.state.first_moment,
+                          state.state.second_moment);
     EpochReport report;
     report.epoch = epoch + 1;
     report.epochs = options_.epochs;
-    report.train_elbo = elbo_sum / double(batches.size());
+    report.train_elbo = elbo_sum / double(batch_trials.size());
     report.learning_rate = state.learning_rate;
     const bool last = epoch + 1 == options_.epochs;
     if (held_out.num_trials > 0 && ((epoch + 1) % options_.eval_every == 0 || last)) {

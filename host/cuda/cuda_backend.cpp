@@ -10,6 +10,7 @@
 #include "cpu/cpu_backend.hpp"
 #include "cpu/kalman.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "cuda/cuda_training.hpp"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
 
@@ -108,6 +109,9 @@ class CudaBackend final : public Backend {
   [[nodiscard]] std::int64_t memory_estimate(const ModelConfig& config, int num_trials,
                                              int num_steps, int num_particles,
                                              bool with_gradient) const override {
+    // Training splits a batch over trials when it does not fit: one trial is the least it needs.
+    if (with_gradient)
+      return cuda::gradient_memory_estimate(config, num_trials, num_steps, num_particles);
     const std::int64_t trials = num_trials, steps = num_steps, particles = num_particles,
                        rank = config.rank;
     // Particles: 2 slices (all steps with gradient); carried, cumulative and weights in
@@ -125,6 +129,11 @@ class CudaBackend final : public Backend {
     std::size_t free_bytes = 0, total_bytes = 0;
     LRSMC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     return static_cast<std::int64_t>(free_bytes);
+  }
+
+  /// Training with data, parameters and optimizer state on the device (host/cuda/cuda_training).
+  [[nodiscard]] std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup) override {
+    return cuda::start_training(setup, options_.device_index);
   }
 
  private:
@@ -313,10 +322,9 @@ class CudaBackend final : public Backend {
     return result;
   }
 
-  GradientResult do_elbo_gradient(const Model&, const SequenceBatch&, const FilterOptions&,
-                                  std::uint64_t) override {
-    throw Error(
-        "cuda backend: ELBO gradients (training) are not on the GPU yet; train with --device cpu");
+  GradientResult do_elbo_gradient(const Model& model, const SequenceBatch& batch,
+                                  const FilterOptions& options, std::uint64_t seed) override {
+    return cuda::elbo_gradient(model, batch, options, seed, options_.device_index);
   }
 
   SampleResult do_sample(const Model& model, int num_trials, int num_steps,

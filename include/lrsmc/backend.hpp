@@ -12,6 +12,9 @@
 
 namespace lrsmc {
 
+class TrainingSession;  // lrsmc/training_session.hpp
+struct TrainingSetup;
+
 /// A batch of equally long sequences, time-major within a trial.
 struct SequenceBatch {
   int num_trials = 0;
@@ -95,6 +98,10 @@ class Backend {
                                                      bool with_gradient) const = 0;
   /// Bytes this backend may use (free device memory, or available host memory).
   [[nodiscard]] virtual std::int64_t memory_available() const = 0;
+  /// Device-resident training (lrsmc/training_session.hpp): data, parameters and optimizer
+  /// state stay on the device and Trainer only draws batches, launches, logs and checkpoints.
+  /// The default (CPU) returns null, and Trainer runs its host loop on elbo_gradient.
+  [[nodiscard]] virtual std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup);
 
  private:
   void check_fits(const ModelConfig& config, int num_trials, int num_steps, int num_particles,
