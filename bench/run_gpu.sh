@@ -8,6 +8,10 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build="${LRSMC_BUILD_DIR:-$root/build-gpu}"
 out="${OUT:-$root/bench/results/gpu-$(date +%F)}"
 mkdir -p "$out"
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  echo "run_gpu.sh: no GPU answers (nvidia-smi); nothing to run" | tee "$out/no_gpu.txt"
+  exit 0
+fi
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee "$out/nvidia_smi.txt"
 export LD_LIBRARY_PATH="$build/bench:${LD_LIBRARY_PATH:-}"
 "$build/tests/lrsmc_tests" --gtest_filter='*Cuda*' 2>&1 | tee "$out/gpu_tests.log"
@@ -15,3 +19,22 @@ export LD_LIBRARY_PATH="$build/bench:${LD_LIBRARY_PATH:-}"
   2>&1 | tee "$out/cuda_filter.log"
 "$build/bench/bench_cpu_filter" --benchmark_out="$out/cpu_filter_device_host.json" \
   --benchmark_out_format=json 2>&1 | tee "$out/cpu_filter.log"
+# Training (issue 4). The CUDA gradient and training tests ran with the *Cuda* filter above.
+"$build/bench/bench_cuda_train" --benchmark_out="$out/cuda_train.json" --benchmark_out_format=json \
+  2>&1 | tee "$out/cuda_train.log"
+# The paper's whole EEG run (1500 epochs × 50 batches of 10 windows, K = 10), timed; set
+# LRSMC_EEG_EPOCHS to time fewer epochs, LRSMC_EEG_TIMEOUT (seconds) to bound it.
+eeg="$root/../shared/data/eeg/EEG_data_zscored_reconstructed.npy"
+if [ -f "$eeg" ]; then
+  epochs="${LRSMC_EEG_EPOCHS:-1500}"
+  started=$(date +%s%N)
+  timeout "${LRSMC_EEG_TIMEOUT:-300}" "$build/lrsmc" fit --data "$eeg" --layout time,channels \
+    --rank 3 --hidden 512 --nonlinearity clipped_relu --particles 10 --batch-size 10 --window 50 \
+    --windows-per-epoch 500 --epochs "$epochs" --lr 1e-3 --lr-end 1e-6 --device cuda \
+    --out "$out/eeg_model.npz" 2>&1 | tee "$out/eeg_fit.log"
+  status=${PIPESTATUS[0]}
+  echo "eeg fit: $epochs epochs, exit status $status (124: timed out), wall $(( ($(date +%s%N) - started) / 1000000 )) ms" \
+    | tee -a "$out/eeg_fit.log"
+else
+  echo "no EEG data at $eeg; the timed EEG run is skipped" | tee "$out/eeg_fit.log"
+fi

@@ -1,0 +1,95 @@
+// One CUDA training step (forward filter with stored paths, backward sweep, RAdam update on the
+// device) for the paper's EEG shape (64 channels, rank 3, 512 clipped-relu units, optimal
+// proposal): 10 trials × 50 steps at K = 10 … 10^4, and 64 trials × 100 steps at K = 10^3 and
+// 10^4 (issue 4; the reference's figures on an H100: 320 ms at 10 × 50 × 10, 0.9 s at
+// 64 × 100 × 1000, out of 80 GB at 64 × 100 × 10^4). Wall clock per step over many steps of one
+// device-resident session (the step's tail overlaps the next step's first copy, as in a fit).
+// Counter device_bytes: what the session holds on the device after its first step (free
+// memory before minus after, cudaMemGetInfo): data, parameters, moments and every workspace,
+// which is the training's peak (nothing is allocated inside a step). Without a device every
+// case reports an error.
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/dataset.hpp"
+#include "lrsmc/params.hpp"
+#include "lrsmc/training_session.hpp"
+
+namespace {
+
+lrsmc::Dataset eeg_shaped_trials(int trials, int steps) {
+  lrsmc::Dataset data;
+  data.source = "bench";
+  data.num_trials = trials;
+  data.num_steps = steps;
+  data.num_channels = 64;
+  data.observations.resize(std::size_t(trials) * steps * 64);
+  for (std::size_t i = 0; i < data.observations.size(); ++i)
+    data.observations[i] = std::sin(0.37 * double(i)) + 0.1 * std::cos(1.3 * double(i));
+  return data;
+}
+
+void BM_CudaTrainingStep(benchmark::State& state) {
+  if (!lrsmc::cuda_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const int particles = int(state.range(0)), trials = int(state.range(1)),
+            steps = int(state.range(2));
+  const auto model = lrsmc::Model::initialise(lrsmc::ModelConfig{}, 1);
+  const lrsmc::Dataset data = eeg_shaped_trials(trials, steps);
+  auto backend = lrsmc::make_backend(lrsmc::BackendKind::cuda);
+  const std::int64_t free_before = backend->memory_available();
+  lrsmc::TrainingSetup setup;
+  setup.train = &data;
+  setup.config = model.config;
+  setup.filter.num_particles = particles;
+  setup.filter.proposal = lrsmc::Proposal::optimal;
+  setup.max_batch_trials = trials;
+  setup.batch_steps = steps;
+  setup.parameters = model.parameters;
+  setup.first_moment.assign(model.parameters.size(), 0.0);
+  setup.second_moment.assign(model.parameters.size(), 0.0);
+  auto session = backend->start_training(setup);
+  if (!session) {
+    state.SkipWithError("the CUDA backend offers no training session");
+    return;
+  }
+  std::vector<int> rows(static_cast<std::size_t>(trials)), starts(rows.size(), 0);
+  for (int trial = 0; trial < trials; ++trial) rows[std::size_t(trial)] = trial;
+  lrsmc::OptimizerCoefficients coefficients;
+  coefficients.learning_rate = 1e-6;  // small steps: the model stays where it started
+  coefficients.rectified = false;
+  std::uint64_t seed = 0;
+  auto outcome = session->step(rows, starts, seed++, coefficients);  // warm-up, allocations
+  if (!outcome.failure.empty()) {
+    state.SkipWithError(outcome.failure.c_str());
+    return;
+  }
+  const std::int64_t held = free_before - backend->memory_available();
+  for (auto _ : state) {
+    outcome = session->step(rows, starts, seed++, coefficients);
+    benchmark::DoNotOptimize(outcome.elbo);
+  }
+  std::vector<double> parameters, first, second;
+  session->read_state(parameters, first, second);  // waits for the last step
+  state.counters["device_bytes"] = double(held);
+  state.counters["particle_steps_per_second"] = benchmark::Counter(
+      double(particles) * trials * steps, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CudaTrainingStep)
+    ->ArgNames({"particles", "trials", "steps"})
+    ->Args({10, 10, 50})
+    ->Args({100, 10, 50})
+    ->Args({1000, 10, 50})
+    ->Args({10000, 10, 50})
+    ->Args({1000, 64, 100})
+    ->Args({10000, 64, 100})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
