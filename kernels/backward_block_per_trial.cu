@@ -5,7 +5,8 @@
 // stop-gradient on resampling indices, the same optimal-proposal and carried-weight adjoints;
 // proposal noise is drawn again from Philox and hidden-unit currents are recomputed, never
 // stored. Each step runs three phases:
-//   1. particles (threads over k): route the adjoint to ancestors, per-particle adjoints of
+//   1. particles (a group of threads per particle, up to a warp when K is small, splitting its
+//      hidden units and channels): route the adjoint to ancestors, per-particle adjoints of
 //      the weight, the proposal and the transition mean, and d z_{t−1};
 //   2. hidden units and channels (threads over i): parameter adjoints summed over particles
 //      in index order (each unit and channel belongs to one thread: no atomics);
@@ -40,6 +41,22 @@ __device__ int lower_bound_int(const std::int32_t* values, int count, int target
     }
   }
   return low;
+}
+
+/// Threads per particle in phase 1: a power of two up to a warp, so that a small K (the EEG
+/// setting has K = 10) still keeps every thread busy; groups never straddle a warp.
+__device__ int lanes_per_particle(int num_particles) {
+  int lanes = 1;
+  while (lanes < 32 && 2 * lanes * num_particles <= block_size) lanes *= 2;
+  return lanes;
+}
+
+/// Sum over the `lanes` threads of a group (xor butterfly: every lane gets bitwise the same
+/// total, since each level adds a pair in both orders and float addition commutes).
+__device__ float group_sum(float value, int lanes, unsigned mask) {
+  for (int offset = lanes / 2; offset > 0; offset /= 2)
+    value += __shfl_xor_sync(mask, value, offset);
+  return value;
 }
 
 __global__ void __launch_bounds__(block_size)
@@ -82,6 +99,10 @@ __global__ void __launch_bounds__(block_size)
                      slot_decay = 6 * R * R, slot_initial = 6 * R * R + 1;
 
   const int thread = int(threadIdx.x);
+  // Phase 1 runs particle k on the `lanes` threads of group k (mod groups); lane 0 writes.
+  const int lanes = lanes_per_particle(K), lane = thread % lanes, groups = block_size / lanes;
+  const unsigned group_mask =
+      lanes == 32 ? 0xFFFFFFFFu : ((1u << lanes) - 1u) << ((thread % 32) / lanes * lanes);
   for (std::int64_t v = 0; v < slot_count; ++v) slot(v) = 0.0;  // this thread's slots
   for (std::size_t i = threadIdx.x; i < slice; i += block_size) grad_post[i] = 0.f;
   for (int k = threadIdx.x; k < K; k += block_size) grad_carried[k] = 0.0;
@@ -145,7 +166,8 @@ __global__ void __launch_bounds__(block_size)
     const float* factor = p.noise_factor[phase];
     float step_gain_sum[max_rank];
     for (int r = 0; r < R; ++r) step_gain_sum[r] = 0.f;
-    for (int k = threadIdx.x; k < K; k += block_size) {
+    for (int k = thread / lanes; k < K; k += groups) {  // uniform within a group
+      const bool writer = lane == 0;
       const float weight = float(grad_log_weight[k]);
       const float* z = particles + std::size_t(k) * R;
       const float* previous =
@@ -153,22 +175,20 @@ __global__ void __launch_bounds__(block_size)
       float mean[max_rank], xi[max_rank], grad_z[max_rank], grad_mu[max_rank];
       if (first) {
         for (int r = 0; r < R; ++r) mean[r] = p.initial_mean[trial * R + r];
-      } else {  // the forward kernel's transition, in its order
-        for (int r = 0; r < R; ++r) mean[r] = p.decay * previous[r];
-        for (int i = 0; i < N; ++i) {
+      } else {  // the forward kernel's transition, hidden units split over the lanes
+        for (int r = 0; r < R; ++r) mean[r] = 0.f;
+        for (int i = lane; i < N; i += lanes) {
           float current = currents ? currents[i] : 0.f;
           for (int r = 0; r < R; ++r) current += shared_m[i * R + r] * previous[r];
           const float rate = math::unit_value(p.nonlinearity, current, shared_h[i]);
           for (int r = 0; r < R; ++r) mean[r] += shared_n[r * N + i] * rate;
         }
+        for (int r = 0; r < R; ++r)
+          mean[r] = p.decay * previous[r] + group_sum(mean[r], lanes, group_mask);
       }
-      for (int r = 0; r < R; ++r) {
-        xi[r] = float(math::standard_normal(p.seed, trial_id, std::uint32_t(step), std::uint32_t(k),
-                                            math::DrawStream::proposal_noise, std::uint32_t(r)));
-        grad_z[r] = grad_pre[std::size_t(k) * R + r];
-      }
-      // log p(x_t | z): d/dz (its parameter adjoints are phase 2's, per channel).
-      for (int i = 0; i < D; ++i) {
+      // log p(x_t | z): d/dz, channels split over the lanes (parameter adjoints in phase 2).
+      for (int r = 0; r < R; ++r) grad_z[r] = 0.f;
+      for (int i = lane; i < D; i += lanes) {
         float eta = p.readout_bias[i];
         for (int r = 0; r < R; ++r) eta += p.readout[r * D + i] * z[r];
         const auto link = math::link_response(p.link, eta);
@@ -179,6 +199,12 @@ __global__ void __launch_bounds__(block_size)
         const float grad_eta = weight * grad_rate * link.slope;
         for (int r = 0; r < R; ++r) grad_z[r] += p.readout[r * D + i] * grad_eta;
       }
+      for (int r = 0; r < R; ++r) {
+        grad_z[r] = grad_pre[std::size_t(k) * R + r] + group_sum(grad_z[r], lanes, group_mask);
+        xi[r] = float(math::standard_normal(p.seed, trial_id, std::uint32_t(step), std::uint32_t(k),
+                                            math::DrawStream::proposal_noise, std::uint32_t(r)));
+      }
+      // Every lane now holds the same z, μ, ξ and dz; only lane 0 adds to slots and writes.
       if (p.optimal) {
         // Transition density −½‖e‖² − Σ ln L_ii, e = L^{-1}(z − μ), f = L^{-T} e:
         // ∂/∂z = −f, ∂/∂μ = f, ∂/∂L = f eᵀ (lower) − diag(1/L_ii); −log q adds 1/L_q,ii.
@@ -197,6 +223,7 @@ __global__ void __launch_bounds__(block_size)
         }
         for (int r = 0; r < R; ++r) {
           grad_z[r] -= weight * scaled[r];
+          if (!writer) continue;
           for (int s = 0; s <= r; ++s)
             slot(slot_factor + phase * R * R + r * R + s) += double(weight * scaled[r] * residual[s]);
           slot(slot_factor + phase * R * R + r * R + r) -= double(weight / factor[r * R + r]);
@@ -204,36 +231,37 @@ __global__ void __launch_bounds__(block_size)
               double(weight / proposal_factor[r * R + r]);
         }
         // z = μ_q + L_q ξ; μ_q = μ + G (x − b − Bᵀμ): dμ = dμ_q − αᵀ dμ_q + f.
-        for (int r = 0; r < R; ++r)
-          for (int s = 0; s <= r; ++s)
-            slot(slot_proposal + phase * R * R + r * R + s) += double(grad_z[r] * xi[s]);
+        if (writer)
+          for (int r = 0; r < R; ++r)
+            for (int s = 0; s <= r; ++s)
+              slot(slot_proposal + phase * R * R + r * R + s) += double(grad_z[r] * xi[s]);
         for (int r = 0; r < R; ++r) {
           float value = grad_z[r] + weight * scaled[r];
           for (int s = 0; s < R; ++s) value -= alpha[s * R + r] * grad_z[s];
           grad_mu[r] = value;
+          if (!writer) continue;
           step_gain_sum[r] += grad_z[r];
           for (int s = 0; s < R; ++s)
             slot(slot_product + phase * R * R + r * R + s) += double(grad_z[r] * mean[s]);
         }
       } else {  // z = μ + L ξ
         for (int r = 0; r < R; ++r) {
-          for (int s = 0; s <= r; ++s)
-            slot(slot_factor + phase * R * R + r * R + s) += double(grad_z[r] * xi[s]);
+          if (writer)
+            for (int s = 0; s <= r; ++s)
+              slot(slot_factor + phase * R * R + r * R + s) += double(grad_z[r] * xi[s]);
           grad_mu[r] = grad_z[r];
         }
       }
       if (first) {
-        for (int r = 0; r < R; ++r) slot(slot_initial + r) += double(grad_mu[r]);
+        if (writer)
+          for (int r = 0; r < R; ++r) slot(slot_initial + r) += double(grad_mu[r]);
         continue;
       }
-      // μ = a z_{t−1} + n φ(m z_{t−1} + c; h): d z_{t−1} (parameter adjoints in phase 2).
+      // μ = a z_{t−1} + n φ(m z_{t−1} + c; h): d z_{t−1}, hidden units split over the lanes
+      // (parameter adjoints in phase 2).
       float grad_previous[max_rank];
-      for (int r = 0; r < R; ++r) {
-        grad_mean[std::size_t(k) * R + r] = grad_mu[r];
-        grad_previous[r] = p.decay * grad_mu[r];
-        slot(slot_decay) += double(grad_mu[r] * previous[r]);
-      }
-      for (int i = 0; i < N; ++i) {
+      for (int r = 0; r < R; ++r) grad_previous[r] = 0.f;
+      for (int i = lane; i < N; i += lanes) {
         float current = currents ? currents[i] : 0.f;
         for (int r = 0; r < R; ++r) current += shared_m[i * R + r] * previous[r];
         const auto response = math::unit_response(p.nonlinearity, current, shared_h[i]);
@@ -243,7 +271,14 @@ __global__ void __launch_bounds__(block_size)
         if (grad_current == 0.f) continue;
         for (int r = 0; r < R; ++r) grad_previous[r] += shared_m[i * R + r] * grad_current;
       }
-      for (int r = 0; r < R; ++r) grad_next[std::size_t(k) * R + r] = grad_previous[r];
+      for (int r = 0; r < R; ++r)
+        grad_previous[r] = p.decay * grad_mu[r] + group_sum(grad_previous[r], lanes, group_mask);
+      if (!writer) continue;
+      for (int r = 0; r < R; ++r) {
+        grad_mean[std::size_t(k) * R + r] = grad_mu[r];
+        slot(slot_decay) += double(grad_mu[r] * previous[r]);
+        grad_next[std::size_t(k) * R + r] = grad_previous[r];
+      }
     }
     // dG += (Σ_k dμ_q)(x_t − b)ᵀ and Σ dμ_q, once per step (optimal proposal).
     if (p.optimal) {

@@ -1,8 +1,9 @@
 // CUDA training against the CPU backend on the same Philox draws (issue 4): ELBO gradients
 // for every option combination (relative error below 1e-3 per parameter block against the CPU
-// float and float64 paths), the ESS threshold's carried weights, bitwise determinism, the
-// trial-split gradient, and device-resident training steps, checkpoints and resume against
-// the CPU trainer. Skips with a message when lrsmc was built without CUDA or no GPU answers.
+// float and float64 paths), few particles (lane groups), the ESS threshold's carried weights,
+// bitwise determinism, the trial-split gradient, and device-resident training steps,
+// checkpoints and resume against the CPU trainer. Skips with a message when lrsmc was built
+// without CUDA or no GPU answers.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -174,6 +175,37 @@ TEST(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
                                 path_agreement(*cpu, *gpu, model, batch, options, 4);
       const auto reference = cpu->elbo_gradient(model, batch, options, 4);
       const auto result = gpu->elbo_gradient(model, batch, options, 4);
+      EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << label;
+      expect_blocks_close(config, reference.gradient, result.gradient, 1e-3, label);
+    }
+  }
+}
+
+TEST(CudaGradient, FewParticlesSplitUnitsOverLanes) {
+  if (!cuda_available()) GTEST_SKIP() << no_device;
+  // With few particles each one runs on a group of threads that splits its hidden units and
+  // channels (K = 1 and 5: 32 lanes, K = 10: 16 lanes as in the EEG setting, K = 33: 4).
+  ModelConfig config = testing::small_config(Nonlinearity::clipped_relu, NoiseType::full,
+                                             Observation::gaussian, Link::identity, 1);
+  config.rank = 3;
+  config.num_hidden = 96;
+  config.num_channels = 20;
+  const Model model = testing::random_model(config, 14);
+  const SequenceBatch batch = testing::sampled_batch(model, 4, 30, 5);
+  for (const int particles : {1, 5, 10, 33}) {
+    for (const Proposal proposal : {Proposal::optimal, Proposal::bootstrap}) {
+      FilterOptions options;
+      options.num_particles = particles;
+      options.proposal = proposal;
+      BackendOptions single;
+      single.single_precision = true;
+      auto cpu = make_backend(BackendKind::cpu, single);
+      auto gpu = make_backend(BackendKind::cuda);
+      const std::string label = std::to_string(particles) + " particles, " +
+                                ::testing::PrintToString(proposal) + "; " +
+                                path_agreement(*cpu, *gpu, model, batch, options, 8);
+      const auto reference = cpu->elbo_gradient(model, batch, options, 8);
+      const auto result = gpu->elbo_gradient(model, batch, options, 8);
       EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << label;
       expect_blocks_close(config, reference.gradient, result.gradient, 1e-3, label);
     }

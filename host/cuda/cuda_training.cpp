@@ -82,10 +82,6 @@ std::vector<float> to_float(const double* values, std::size_t count) {
   return result;
 }
 
-std::vector<float> flatten(const Matrix<float>& matrix) {
-  return std::vector<float>(matrix.data(), matrix.data() + matrix.size());
-}
-
 kernels::GradientOffsets make_offsets(const ModelConfig& config) {
   const ParameterLayout layout(config);
   const std::int64_t rank = config.rank, channels = config.num_channels;
@@ -112,14 +108,18 @@ kernels::GradientOffsets make_offsets(const ModelConfig& config) {
 }
 
 /// The model in float on the device plus its per-call constants, computed on the host in
-/// float exactly as the CPU float path (and the CUDA filter) computes them.
+/// float exactly as the CPU float path (and the CUDA filter) computes them. Everything travels
+/// in one packed copy per call (a training step pays one small transfer, not fourteen).
 struct DeviceModel {
-  Buffer<float> m, n, h, readout, readout_bias, log_variance;
-  Buffer<float> factor_buffer[2], gain[2], alpha[2], proposal_factor[2];
+  Buffer<float> packed;
   Matrix<float> factors[2], readout_matrix;
   cpu::KalmanQuantities<float> kalman[2];
   float decay = 0.f, log_det[2] = {0.f, 0.f}, proposal_log_det[2] = {0.f, 0.f};
   bool optimal = false;
+  // Offsets into `packed` (−1: absent).
+  std::int64_t m = -1, n = -1, h = -1, readout = -1, readout_bias = -1, log_variance = -1,
+               factor[2] = {-1, -1}, gain[2] = {-1, -1}, alpha[2] = {-1, -1},
+               proposal_factor[2] = {-1, -1};
 
   /// Throws NumericalError (as the CPU does) when the optimal proposal's covariance is not
   /// positive definite.
@@ -127,13 +127,25 @@ struct DeviceModel {
     const ParameterLayout layout(config);
     const int rank = config.rank, hidden = config.num_hidden, channels = config.num_channels;
     optimal = proposal == Proposal::optimal;
-    m.upload(to_float(raw + layout.m, std::size_t(hidden) * rank));
-    n.upload(to_float(raw + layout.n, std::size_t(hidden) * rank));
-    h.upload(to_float(raw + layout.h, std::size_t(hidden)));
-    readout.upload(to_float(raw + layout.readout_weight, std::size_t(rank) * channels));
-    readout_bias.upload(to_float(raw + layout.readout_bias, std::size_t(channels)));
-    if (layout.observation_noise >= 0)
-      log_variance.upload(to_float(raw + layout.observation_noise, std::size_t(channels)));
+    std::vector<float> host;
+    const auto append_doubles = [&](const double* values, std::size_t count) {
+      const auto offset = std::int64_t(host.size());
+      for (std::size_t i = 0; i < count; ++i) host.push_back(static_cast<float>(values[i]));
+      return offset;
+    };
+    const auto append_matrix = [&](const Matrix<float>& matrix) {
+      const auto offset = std::int64_t(host.size());
+      host.insert(host.end(), matrix.data(), matrix.data() + matrix.size());
+      return offset;
+    };
+    m = append_doubles(raw + layout.m, std::size_t(hidden) * rank);
+    n = append_doubles(raw + layout.n, std::size_t(hidden) * rank);
+    h = append_doubles(raw + layout.h, std::size_t(hidden));
+    readout = append_doubles(raw + layout.readout_weight, std::size_t(rank) * channels);
+    readout_bias = append_doubles(raw + layout.readout_bias, std::size_t(channels));
+    log_variance = layout.observation_noise >= 0
+                       ? append_doubles(raw + layout.observation_noise, std::size_t(channels))
+                       : -1;
     decay = static_cast<float>(std::exp(-std::exp(raw[layout.decay_logit])));
     factors[0] = cpu::noise_factor<float>(raw + layout.initial_noise, config.initial_noise, rank);
     factors[1] = cpu::noise_factor<float>(raw + layout.transition_noise, config.transition_noise, rank);
@@ -144,33 +156,38 @@ struct DeviceModel {
     for (int phase = 0; phase < 2; ++phase) {
       log_det[phase] = 0.f;
       for (int r = 0; r < rank; ++r) log_det[phase] += std::log(factors[phase](r, r));
-      factor_buffer[phase].upload(flatten(factors[phase]));
+      factor[phase] = append_matrix(factors[phase]);
       if (!optimal) continue;
       kalman[phase] = cpu::kalman_quantities<float>(factors[phase], readout_matrix,
                                                     raw + layout.observation_noise);
       proposal_log_det[phase] = 0.f;
       for (int r = 0; r < rank; ++r)
         proposal_log_det[phase] += std::log(kalman[phase].proposal_factor(r, r));
-      gain[phase].upload(flatten(kalman[phase].gain));
-      alpha[phase].upload(flatten(kalman[phase].alpha));
-      proposal_factor[phase].upload(flatten(kalman[phase].proposal_factor));
+      gain[phase] = append_matrix(kalman[phase].gain);
+      alpha[phase] = append_matrix(kalman[phase].alpha);
+      proposal_factor[phase] = append_matrix(kalman[phase].proposal_factor);
     }
+    packed.upload(host);
+  }
+
+  [[nodiscard]] const float* at(std::int64_t offset) const {
+    return offset >= 0 ? packed.get() + offset : nullptr;
   }
 
   void fill(kernels::FilterLaunch& launch) const {
     launch.decay = decay;
-    launch.m = m.get();
-    launch.n = n.get();
-    launch.h = h.get();
-    launch.readout = readout.get();
-    launch.readout_bias = readout_bias.get();
-    launch.log_variance = log_variance.get();
+    launch.m = at(m);
+    launch.n = at(n);
+    launch.h = at(h);
+    launch.readout = at(readout);
+    launch.readout_bias = at(readout_bias);
+    launch.log_variance = at(log_variance);
     for (int phase = 0; phase < 2; ++phase) {
-      launch.noise_factor[phase] = factor_buffer[phase].get();
+      launch.noise_factor[phase] = at(factor[phase]);
       launch.noise_log_det[phase] = log_det[phase];
-      launch.gain[phase] = optimal ? gain[phase].get() : nullptr;
-      launch.alpha[phase] = optimal ? alpha[phase].get() : nullptr;
-      launch.proposal_factor[phase] = optimal ? proposal_factor[phase].get() : nullptr;
+      launch.gain[phase] = optimal ? at(gain[phase]) : nullptr;
+      launch.alpha[phase] = optimal ? at(alpha[phase]) : nullptr;
+      launch.proposal_factor[phase] = optimal ? at(proposal_factor[phase]) : nullptr;
       launch.proposal_log_det[phase] = optimal ? proposal_log_det[phase] : 0.f;
     }
   }
