@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <mutex>
+#include <set>
+#include <tuple>
 
 #include "cpu/kalman.hpp"
 #include "kernels/training_launch.hpp"
@@ -494,12 +497,20 @@ std::int64_t free_device_memory() {
 
 /// Chunk size for a batch, with the log line the issue asks for when it splits.
 int plan_chunks(const ModelConfig& config, int trials, int steps, int particles,
-                int max_chunk_trials, std::int64_t already_held) {
-  // Leave 10% of the free memory (and what this engine already holds is reusable).
-  const std::int64_t available = free_device_memory() / 10 * 9 + already_held;
+                int max_chunk_trials) {
+  // Leave 10% of the free memory for the CUDA runtime and other allocations.
+  const std::int64_t available = free_device_memory() / 10 * 9;
   int chunk = gradient_chunk_trials(config, trials, steps, particles, available);
   if (max_chunk_trials > 0) chunk = std::min(chunk, max_chunk_trials);
-  if (chunk < trials && max_chunk_trials <= 0)
+  // Said once per problem shape and chunk size (a fit would otherwise repeat it every step).
+  static std::mutex said_mutex;
+  static std::set<std::tuple<int, int, int, int>> said;
+  bool first_time = false;
+  if (chunk < trials && max_chunk_trials <= 0) {
+    const std::lock_guard<std::mutex> lock(said_mutex);
+    first_time = said.insert({trials, steps, particles, chunk}).second;
+  }
+  if (first_time)
     std::fprintf(stderr,
                  "lrsmc: cuda: the gradient of %d trials × %d steps × %d particles needs %lld MiB "
                  "but %lld MiB are free; running it in %d chunks of at most %d trials "
@@ -585,7 +596,7 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   }
   work.initial_mean.upload(initial_mean);
   work.trial_ids.upload(row_ids(batch));
-  const int chunk = plan_chunks(config, trials, steps, K, max_chunk_trials, 0);
+  const int chunk = plan_chunks(config, trials, steps, K, max_chunk_trials);
   work.reserve(config, trials, steps, K, chunk, offsets.stride);
 
   const DeviceBatch device_batch = device_batch_of(config, trials, steps, observations.get(),
@@ -651,7 +662,7 @@ class CudaTrainingSession final : public TrainingSession {
     for (std::size_t row = 0; row < rows; ++row) ids[row] = std::uint32_t(row);
     work_.trial_ids.upload(ids);
     const int chunk = plan_chunks(config, setup_.max_batch_trials, setup_.batch_steps,
-                                  setup_.filter.num_particles, 0, 0);
+                                  setup_.filter.num_particles, 0);
     work_.reserve(config, setup_.max_batch_trials, setup_.batch_steps,
                   setup_.filter.num_particles, chunk, offsets_.stride);
     host_parameters_ = setup_.parameters;
