@@ -46,7 +46,9 @@
 #include <utility>
 #include <vector>
 
+#include "analysis/arrangement_sweep.hpp"
 #include "lrsmc/errors.hpp"
+#include "lrsmc/math/arrangement.hpp"
 
 #if defined(_OPENMP)
 #define LRSMC_FIXED_POINTS_PRAGMA(text) _Pragma(text)
@@ -79,16 +81,16 @@ namespace {
 using Index = std::int64_t;
 
 /// |sin| of the angle below which a line and a hyperplane count as parallel (normalised volume).
-constexpr double kParallelTolerance = 1e-12;
+constexpr double kParallelTolerance = math::arrangement_parallel_tolerance;
 /// Relative rounding below which two crossings of a line coincide (a vertex with more than r
 /// hyperplanes) or a parallel hyperplane contains the line. Well above rounding errors (~1e-16
 /// relative, amplified by the line's conditioning, which the tests divide by), well below any
 /// real separation one can expect to resolve.
-constexpr double kCoincidentTolerance = 1e-11;
+constexpr double kCoincidentTolerance = math::arrangement_coincident_tolerance;
 /// Relative size below which a coefficient of the symbolic perturbation counts as zero.
-constexpr double kCoefficientTolerance = 1e-9;
+constexpr double kCoefficientTolerance = math::arrangement_coefficient_tolerance;
 /// Pivot, relative to the largest entry, below which a region's system counts as singular.
-constexpr double kSingularTolerance = 1e-12;
+constexpr double kSingularTolerance = math::arrangement_singular_tolerance;
 /// Fixed points closer than this (relative, max-norm) are one.
 constexpr double kDuplicateDistance = 1e-7;
 /// |λ| within this of 1 is non-hyperbolic.
@@ -169,75 +171,12 @@ double current(const PiecewiseLinearNetwork& network, int unit) {
 /// Solves A x = b in place (A row-major n×n, b overwritten by x). Returns false when A is
 /// numerically singular: |det A| ≤ relative_pivot·max|A_ij|^n for n ≤ 3 (Cramer's rule, the hot
 /// path of the sweep), or a pivot ≤ relative_pivot·max|A_ij| in Gaussian elimination with partial
-/// pivoting for larger n.
+/// pivoting for larger n. The CUDA sweep runs the same function (include/lrsmc/math/arrangement.hpp).
 bool solve_small(int size, double* matrix, double* rhs, double relative_pivot) {
-  double largest = 0.0;
-  for (int i = 0; i < size * size; ++i) largest = std::max(largest, std::abs(matrix[i]));
-  if (!(largest > 0.0)) return false;
-  const double* a = matrix;
-  switch (size) {
-    case 1:
-      rhs[0] /= a[0];
-      return true;
-    case 2: {
-      const double det = a[0] * a[3] - a[1] * a[2];
-      if (!(std::abs(det) > relative_pivot * largest * largest)) return false;
-      const double x0 = (rhs[0] * a[3] - a[1] * rhs[1]) / det;
-      const double x1 = (a[0] * rhs[1] - rhs[0] * a[2]) / det;
-      rhs[0] = x0;
-      rhs[1] = x1;
-      return true;
-    }
-    case 3: {
-      const double c0 = a[4] * a[8] - a[5] * a[7];
-      const double c1 = a[5] * a[6] - a[3] * a[8];
-      const double c2 = a[3] * a[7] - a[4] * a[6];
-      const double det = a[0] * c0 + a[1] * c1 + a[2] * c2;
-      if (!(std::abs(det) > relative_pivot * largest * largest * largest)) return false;
-      const double b0 = rhs[0];
-      const double b1 = rhs[1];
-      const double b2 = rhs[2];
-      // x = adj(A) b / det, adj(A) the transposed cofactor matrix.
-      rhs[0] = (c0 * b0 + (a[2] * a[7] - a[1] * a[8]) * b1 + (a[1] * a[5] - a[2] * a[4]) * b2) / det;
-      rhs[1] = (c1 * b0 + (a[0] * a[8] - a[2] * a[6]) * b1 + (a[2] * a[3] - a[0] * a[5]) * b2) / det;
-      rhs[2] = (c2 * b0 + (a[1] * a[6] - a[0] * a[7]) * b1 + (a[0] * a[4] - a[1] * a[3]) * b2) / det;
-      return true;
-    }
-    default:
-      break;
-  }
-  const double threshold = relative_pivot * largest;
-  for (int col = 0; col < size; ++col) {
-    int pivot = col;
-    for (int row = col + 1; row < size; ++row) {
-      if (std::abs(matrix[row * size + col]) > std::abs(matrix[pivot * size + col])) pivot = row;
-    }
-    if (!(std::abs(matrix[pivot * size + col]) > threshold)) return false;
-    if (pivot != col) {
-      for (int j = 0; j < size; ++j) std::swap(matrix[col * size + j], matrix[pivot * size + j]);
-      std::swap(rhs[col], rhs[pivot]);
-    }
-    const double inverse = 1.0 / matrix[col * size + col];
-    for (int row = col + 1; row < size; ++row) {
-      const double factor = matrix[row * size + col] * inverse;
-      if (factor == 0.0) continue;
-      for (int j = col; j < size; ++j) matrix[row * size + j] -= factor * matrix[col * size + j];
-      rhs[row] -= factor * rhs[col];
-    }
-  }
-  for (int row = size - 1; row >= 0; --row) {
-    double sum = rhs[row];
-    for (int j = row + 1; j < size; ++j) sum -= matrix[row * size + j] * rhs[j];
-    rhs[row] = sum / matrix[row * size + row];
-  }
-  return true;
+  return math::arrangement_solve(size, matrix, rhs, relative_pivot);
 }
 
-double dot(const double* x, const double* y, int size) {
-  double sum = 0.0;
-  for (int i = 0; i < size; ++i) sum += x[i] * y[i];
-  return sum;
-}
+double dot(const double* x, const double* y, int size) { return math::arrangement_dot(x, y, size); }
 
 double norm2(const double* x, int size) { return std::sqrt(dot(x, x, size)); }
 
@@ -393,6 +332,8 @@ class RegionSolver {
   }
 
   [[nodiscard]] const Hyperplanes& planes() const { return planes_; }
+  /// The order in which the membership test visits the network's hyperplanes.
+  [[nodiscard]] const std::vector<int>& order() const { return order_; }
 
   /// Solves the region's fixed-point equation ((a − 1)I + M) z = −k in place: on success z is at
   /// sums + R*R. False when the system is numerically singular.
@@ -507,6 +448,7 @@ struct Scratch {
   std::vector<double> alpha;  // per crossing in a cluster: dim−1 perturbation coefficients, then β
   std::vector<int> cluster_order;
   std::vector<Crossing> cluster_copy;
+  std::vector<std::uint8_t> clustered;  // per sorted crossing: part of a cluster
   std::vector<double> state_sums;  // affine piece of the current segment of the line
   std::vector<double> sums;        // affine piece of a candidate region
   std::vector<double> g_pinv;      // pinvᵀ g
@@ -697,6 +639,47 @@ class ArrangementSweep {
     double work = static_cast<double>(num_first) * static_cast<double>(num_planes);
     for (int extra = 2; extra < dim; ++extra) work *= static_cast<double>(num_planes);
     const bool parallel = work > 2e5;
+    return over_lines(level, num_first, parallel,
+                      [&](Index first, Line& line, Scratch& scratch, Tally& tally) {
+                        if (dim == 1) {
+                          if (build_line(level, line, scratch)) {
+                            sweep(level, line, direction, scratch, tally);
+                          }
+                        } else {
+                          line.planes[0] = static_cast<int>(first);
+                          choose_rest(level, line, 1, static_cast<int>(first) + 1, direction,
+                                      scratch, tally);
+                        }
+                      });
+  }
+
+  /// Sweeps only the vertices inside clusters of coincident crossings on the given lines of
+  /// `level` (dim − 1 increasing hyperplanes each, `num_lines` of them; dim = 1 has the one line
+  /// through nothing): the part of those lines the CUDA sweep leaves to the CPU, whose order
+  /// needs the symbolic perturbation. The CUDA sweep did every other vertex of them.
+  Tally run_lines(const Level& level, const std::vector<std::int32_t>& planes, Index num_lines) {
+    const int count = level.dim - 1;
+    const std::vector<double> direction = generic_direction(level.dim);
+    return over_lines(level, num_lines, num_lines > 1,
+                      [&](Index index, Line& line, Scratch& scratch, Tally& tally) {
+                        for (int j = 0; j < count; ++j) {
+                          line.planes[static_cast<std::size_t>(j)] =
+                              planes[static_cast<std::size_t>(index * count + j)];
+                        }
+                        if (build_line(level, line, scratch)) {
+                          sweep(level, line, direction, scratch, tally, /*clusters_only=*/true);
+                        }
+                      });
+  }
+
+ private:
+  /// Runs body(item, line, scratch, tally) for item = 0 … num_items − 1 over OpenMP threads (when
+  /// `parallel`), each with its own working memory, and merges the threads' tallies.
+  template <typename Body>
+  Tally over_lines(const Level& level, Index num_items, bool parallel, const Body& body) {
+    Tally total;
+    const int num_planes = level.count();
+    const int rank = solver_.planes().rank;
     std::exception_ptr failure;
     LRSMC_FIXED_POINTS_PRAGMA("omp parallel if(parallel)")
     {
@@ -706,20 +689,15 @@ class ArrangementSweep {
       Line line;
       try {
         scratch = std::make_unique<Scratch>(num_planes, rank);
-        line.planes.resize(static_cast<std::size_t>(dim - 1));
+        line.planes.resize(static_cast<std::size_t>(level.dim - 1));
       } catch (...) {
         record_failure(failure);
       }
       LRSMC_FIXED_POINTS_PRAGMA("omp for schedule(dynamic, 1) nowait")
-      for (int first = 0; first < num_first; ++first) {
+      for (Index item = 0; item < num_items; ++item) {
         if (!scratch) continue;
         try {
-          if (dim == 1) {
-            if (build_line(level, line, *scratch)) sweep(level, line, direction, *scratch, tally);
-          } else {
-            line.planes[0] = first;
-            choose_rest(level, line, 1, first + 1, direction, *scratch, tally);
-          }
+          body(item, line, *scratch, tally);
         } catch (...) {
           record_failure(failure);
         }
@@ -817,9 +795,10 @@ class ArrangementSweep {
   /// Sweeps one line: visits its crossings in order, maintaining the activations of every
   /// hyperplane not through the line and the affine piece (M, k) of the current segment; at each
   /// vertex whose other hyperplanes have lower indices, solves the region above it along g when
-  /// that region lies in the box.
+  /// that region lies in the box. With `clusters_only`, only vertices inside clusters of
+  /// coincident crossings are solved (and counted).
   void sweep(const Level& level, const Line& line, const std::vector<double>& direction,
-             Scratch& scratch, Tally& tally) const {
+             Scratch& scratch, Tally& tally, bool clusters_only = false) const {
     const int dim = level.dim;
     const int count = dim - 1;
     const int num_planes = level.count();
@@ -854,6 +833,7 @@ class ArrangementSweep {
     }
     auto& crossings = scratch.crossings;
     sort_crossings(crossings, scratch.sort_buffer);
+    if (clusters_only) scratch.clustered.assign(crossings.size(), 0);
     // Crossings at one point (more than r hyperplanes through a vertex). The test
     // |Δt|·|sin_a|·|sin_b|·volume ≤ tolerance·(‖v‖ + D) compares the normalised determinant of
     // the r + 1 hyperplanes (the distance of one from the vertex of the others, times their
@@ -871,7 +851,13 @@ class ArrangementSweep {
         if (determinant > kCoincidentTolerance * (position + level.distance)) break;
         ++last;
       }
-      if (last - first > 1) order_cluster(level, line, first, last, scratch);
+      if (last - first > 1) {
+        order_cluster(level, line, first, last, scratch);
+        if (clusters_only) {
+          std::fill(scratch.clustered.begin() + static_cast<std::ptrdiff_t>(first),
+                    scratch.clustered.begin() + static_cast<std::ptrdiff_t>(last), 1);
+        }
+      }
       first = last;
     }
 
@@ -891,10 +877,10 @@ class ArrangementSweep {
     double* state_sums = scratch.state_sums.data();
     std::uint8_t* active = scratch.active.data();
     const std::size_t stride = scratch.state_sums.size();
-    for (const Crossing& crossing : crossings) {
-      const int k = crossing.plane;
+    for (std::size_t index = 0; index < crossings.size(); ++index) {
+      const int k = crossings[index].plane;
       const bool was_active = active[k] != 0;
-      if (k > last_on_line) {
+      if (k > last_on_line && (!clusters_only || scratch.clustered[index] != 0)) {
         // Vertex S = P ∪ {k}: the region above it along g.
         const double lambda_k = g_along / scratch.along[static_cast<std::size_t>(k)];
         for (int j = 0; j < count; ++j) {
@@ -1292,23 +1278,234 @@ FixedPointResult finish(const PiecewiseLinearNetwork& network, const RegionSolve
   return result;
 }
 
+// ------------------------------------------------------------------------------------------
+// The line-parallel sweep (CUDA, or its emulation): what it needs, and its results back
+
+detail::ArrangementData arrangement_data(const Level& level, const Hyperplanes& planes,
+                                         const RegionSolver& solver, double tolerance) {
+  detail::ArrangementData data;
+  data.rank = planes.rank;
+  data.dim = level.dim;
+  data.num_planes = level.count();
+  data.num_network = level.num_network;
+  data.decay = planes.decay;
+  data.tolerance = tolerance;
+  data.distance = level.distance;
+  data.w = level.w;
+  data.b = level.b;
+  data.norm = level.norm;
+  const auto network_part = [&](const std::vector<double>& values, int per_plane) {
+    return std::vector<double>(values.begin(),
+                               values.begin() + static_cast<std::ptrdiff_t>(level.num_network) * per_plane);
+  };
+  data.normal = network_part(planes.normal, planes.rank);
+  data.offset = network_part(planes.offset, 1);
+  data.abs_sum = network_part(planes.abs_sum, 1);
+  data.term = network_part(planes.term, planes.stride());
+  data.base = planes.base;
+  data.direction = generic_direction(level.dim);
+  data.order.assign(solver.order().begin(), solver.order().end());
+  return data;
+}
+
+/// Merges a line-parallel sweep into a tally: its counts, the CPU's sweep of the lines it left,
+/// and its fixed points with their regions' activations (every hyperplane's side in the region
+/// above the vertex, recomputed here with the same maths).
+Tally merge_line_sweep(const detail::ArrangementData& data, const Level& level,
+                       ArrangementSweep& sweep, detail::LineSweepResult&& swept) {
+  Tally tally = sweep.run_lines(level, swept.host_lines, swept.num_host_lines);
+  tally.vertices += swept.vertices;
+  tally.regions += swept.regions;
+  tally.solves += swept.solves;
+  tally.singular += swept.singular;
+  const math::ArrangementView view = data.view();
+  const int count = data.dim - 1;
+  for (detail::SweptFixedPoint& point : swept.points) {
+    math::ArrangementLine line;
+    for (int j = 0; j < count; ++j) line.planes[j] = point.line[static_cast<std::size_t>(j)];
+    LRSMC_ASSERT(math::build_arrangement_line(view, line));
+    const math::PlaneOnLine crossing = math::arrangement_plane_on_line(view, line, point.plane);
+    LRSMC_ASSERT(crossing.crosses);
+    const math::ArrangementVertex vertex =
+        math::arrangement_vertex(view, line, point.plane, crossing.t, crossing.along);
+    RawFixedPoint raw;
+    raw.active.resize(static_cast<std::size_t>(data.num_planes));
+    for (int p = 0; p < data.num_planes; ++p) {
+      raw.active[static_cast<std::size_t>(p)] =
+          math::arrangement_vertex_active(view, line, vertex, p) ? 1 : 0;
+    }
+    raw.z = std::move(point.z);
+    tally.points.push_back(std::move(raw));
+  }
+  return tally;
+}
+
 }  // namespace
 
-// ------------------------------------------------------------------------------------------
-// Public entry points
+namespace detail {
 
-FixedPointResult find_fixed_points(const PiecewiseLinearNetwork& network,
-                                   const FixedPointOptions& options) {
+LineSweepResult sweep_lines_emulated(const ArrangementData& data) {
+  const math::ArrangementView view = data.view();
+  const int count = data.dim - 1;
+  const int stride = data.rank * data.rank + data.rank;
+  LineSweepResult result;
+  std::vector<std::int32_t> planes(static_cast<std::size_t>(count));
+  std::iota(planes.begin(), planes.end(), 0);
+  std::vector<std::pair<double, int>> crossings;
+  std::vector<std::uint8_t> clustered;
+  std::vector<double> sums(static_cast<std::size_t>(stride));
+  do {
+    math::ArrangementLine line;
+    for (int j = 0; j < count; ++j) line.planes[j] = planes[static_cast<std::size_t>(j)];
+    if (!math::build_arrangement_line(view, line)) continue;
+    // The kernels: crossings, then their sort (stable: ties are caught below), then the scan.
+    std::copy(data.base.begin(), data.base.end(), sums.begin());
+    crossings.clear();
+    for (int p = 0; p < data.num_planes; ++p) {
+      if (std::find(planes.begin(), planes.end(), p) != planes.end()) continue;
+      const math::PlaneOnLine crossing = math::arrangement_plane_on_line(view, line, p);
+      if (crossing.crosses) crossings.emplace_back(crossing.t, p);
+      if (crossing.active) math::arrangement_add_term(view, p, 1.0, sums.data());
+    }
+    std::stable_sort(crossings.begin(), crossings.end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    // Crossings coinciding with a neighbour form clusters; their vertices are the CPU's.
+    clustered.assign(crossings.size(), 0);
+    bool any_clustered = false;
+    for (std::size_t i = 0; i + 1 < crossings.size(); ++i) {
+      const double sine_a = math::arrangement_plane_on_line(view, line, crossings[i].second).sine;
+      const double sine_b =
+          math::arrangement_plane_on_line(view, line, crossings[i + 1].second).sine;
+      if (math::arrangement_coincident(view, line, crossings[i].first, sine_a,
+                                       crossings[i + 1].first, sine_b)) {
+        clustered[i] = 1;
+        clustered[i + 1] = 1;
+        any_clustered = true;
+      }
+    }
+    if (any_clustered) {
+      ++result.num_host_lines;
+      result.host_lines.insert(result.host_lines.end(), planes.begin(), planes.end());
+    }
+    const int last_on_line = count > 0 ? planes[static_cast<std::size_t>(count - 1)] : -1;
+    for (std::size_t i = 0; i < crossings.size(); ++i) {
+      const int k = crossings[i].second;
+      const math::PlaneOnLine crossing = math::arrangement_plane_on_line(view, line, k);
+      if (k > last_on_line && clustered[i] == 0) {
+        ++result.solves;
+        const math::ArrangementVertex vertex =
+            math::arrangement_vertex(view, line, k, crossing.t, crossing.along);
+        const math::VertexOutcome outcome =
+            math::arrangement_solve_vertex(view, line, vertex, crossing.active, sums.data());
+        if (outcome.in_box) {
+          ++result.regions;
+          ++result.solves;
+        }
+        if (outcome.vertex) ++result.vertices;
+        if (outcome.singular) ++result.singular;
+        if (outcome.accepted) {
+          SweptFixedPoint point;
+          point.line = planes;
+          point.plane = k;
+          point.z.assign(outcome.z, outcome.z + data.rank);
+          result.points.push_back(std::move(point));
+        }
+      }
+      math::arrangement_add_term(view, k, crossing.active ? -1.0 : 1.0, sums.data());
+    }
+  } while (next_line(planes, data.num_planes));
+  return result;
+}
+
+FixedPointResult find_fixed_points_with(const PiecewiseLinearNetwork& network,
+                                        const FixedPointOptions& options, SweepEngine engine) {
   const std::string source = "find_fixed_points";
   validate_network(network, source);
   validate_options(options, source);
   require_piecewise_linear(network, source);
+  if (engine != SweepEngine::cpu) {
+    LRSMC_REQUIRE(network.rank <= math::arrangement_max_rank, source,
+                  ": rank is too large for the CUDA sweep; got ", network.rank, ", expected <= ",
+                  math::arrangement_max_rank, " (use device cpu)");
+  }
+  if (engine == SweepEngine::cuda) {
+#if defined(LRSMC_WITH_CUDA)
+    if (!cuda_available()) {
+      throw Error(source + ": device cuda is not available: no CUDA device answers "
+                           "(cudaGetDeviceCount found none); use device cpu or auto");
+    }
+#else
+    throw Error(source + ": device cuda is not available: lrsmc was built without CUDA; rebuild "
+                         "with -DLRSMC_ENABLE_CUDA=ON, or use device cpu or auto");
+#endif
+  }
   Hyperplanes planes = build_hyperplanes(network);
   const Level level = essential_level(network, planes);
   const RegionSolver solver(planes, options.tolerance);
   ArrangementSweep sweep(solver);
-  Tally tally = sweep.run(level);
-  return finish(network, solver, std::move(tally), options.tolerance);
+  // No hyperplane in the essential space (identity, or every normal zero): one region, solved
+  // on the host whatever the engine.
+  if (engine == SweepEngine::cpu || level.dim == 0) {
+    Tally tally = sweep.run(level);
+    return finish(network, solver, std::move(tally), options.tolerance);
+  }
+  const ArrangementData data = arrangement_data(level, planes, solver, options.tolerance);
+  LineSweepResult swept;
+  if (engine == SweepEngine::cuda) {
+#if defined(LRSMC_WITH_CUDA)
+    swept = sweep_lines_cuda(data);
+#endif
+  } else {
+    swept = sweep_lines_emulated(data);
+  }
+  const Index num_host_lines = swept.num_host_lines;
+  Tally tally = merge_line_sweep(data, level, sweep, std::move(swept));
+  FixedPointResult result = finish(network, solver, std::move(tally), options.tolerance);
+  result.device = engine == SweepEngine::cuda ? BackendKind::cuda : BackendKind::cpu;
+  result.num_host_lines = num_host_lines;
+  return result;
+}
+
+}  // namespace detail
+
+// ------------------------------------------------------------------------------------------
+// Public entry points
+
+double count_candidate_regions(const PiecewiseLinearNetwork& network) {
+  const double num_planes = network.nonlinearity == Nonlinearity::relu ? network.num_hidden
+                            : network.nonlinearity == Nonlinearity::clipped_relu
+                                ? 2.0 * network.num_hidden
+                                : 0.0;
+  double total = 0.0;
+  double binomial = 1.0;  // C(P, k)
+  for (int k = 0; k <= network.rank && k <= num_planes; ++k) {
+    total += binomial;
+    binomial *= (num_planes - k) / (k + 1.0);
+  }
+  return total;
+}
+
+BackendKind choose_fixed_point_device(const PiecewiseLinearNetwork& network,
+                                      const FixedPointOptions& options) {
+  if (options.device != BackendKind::automatic) return options.device;
+  const bool piecewise = network.nonlinearity == Nonlinearity::relu ||
+                         network.nonlinearity == Nonlinearity::clipped_relu;
+  if (!piecewise || network.rank > math::arrangement_max_rank ||
+      count_candidate_regions(network) < fixed_points_cuda_min_regions) {
+    return BackendKind::cpu;
+  }
+  return cuda_available() ? BackendKind::cuda : BackendKind::cpu;
+}
+
+FixedPointResult find_fixed_points(const PiecewiseLinearNetwork& network,
+                                   const FixedPointOptions& options) {
+  const std::string source = "find_fixed_points";
+  const int device = static_cast<int>(options.device);
+  LRSMC_REQUIRE(device >= 0 && device <= static_cast<int>(BackendKind::automatic), source,
+                ": device is not a known value; got ", device, ", expected cpu, cuda or auto");
+  const bool cuda = choose_fixed_point_device(network, options) == BackendKind::cuda;
+  return detail::find_fixed_points_with(
+      network, options, cuda ? detail::SweepEngine::cuda : detail::SweepEngine::cpu);
 }
 
 FixedPointResult find_fixed_points_brute_force(const PiecewiseLinearNetwork& network,

@@ -161,6 +161,10 @@ void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options) {
                  "Numerical root search from this many starts (any nonlinearity, e.g. tanh)")
       ->capture_default_str();
   app.add_option("--seed", options.seed, "Seed of the numerical search")->capture_default_str();
+  app.add_option("--device", options.device,
+                 "cpu | cuda | auto: where the exact method sweeps the arrangement (auto: the GPU "
+                 "when there is one and the arrangement is large)")
+      ->capture_default_str();
 }
 
 namespace {
@@ -195,6 +199,8 @@ PiecewiseLinearNetwork latent_map(const Model& model, const std::vector<double>&
 }  // namespace
 
 int run_fixed_points(const FixedPointCommandOptions& options) {
+  FixedPointOptions fixed_point_options;
+  fixed_point_options.device = parse_backend_kind(options.device, "--device");
   const Model model = load_model(options.model_path);
   const ModelConfig& config = model.config;
   const PiecewiseLinearNetwork network = latent_map(model, options.input);
@@ -202,7 +208,7 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
   const FixedPointResult result =
       options.numerical_starts > 0
           ? find_fixed_points_numerical(network, options.numerical_starts, options.seed)
-          : find_fixed_points(network);
+          : find_fixed_points(network, fixed_point_options);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   nlohmann::ordered_json json;
@@ -214,6 +220,7 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
   json["input"] = options.input;
   json["regions_tested"] = result.num_regions;
   json["linear_solves"] = result.num_solves;
+  json["device"] = to_string(result.device);
   json["seconds"] = seconds;
   json["fixed_points"] = nlohmann::json::array();
   std::vector<double> points;

@@ -45,6 +45,7 @@ struct FixedPointCommandOptions {
   std::string npy_path = "fixed_points.npy";
   int numerical_starts = 0;   ///< > 0: numerical search (any nonlinearity, e.g. tanh)
   std::uint64_t seed = 0;
+  std::string device = "auto";  ///< cpu | cuda | auto: where the exact method sweeps
 };
 void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options);
 int run_fixed_points(const FixedPointCommandOptions& options);

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "lrsmc/backend.hpp"
 #include "lrsmc/config.hpp"
 
 namespace lrsmc {
@@ -72,7 +73,31 @@ struct FixedPointOptions {
   /// ‖m_i‖₁‖z‖_∞) of it. Also the relative tolerance for detecting coincident vertices (more
   /// than R hyperplanes through a point). Finite and ≥ 0.
   double tolerance = 1e-9;
+  /// Where find_fixed_points sweeps the arrangement (see choose_fixed_point_device):
+  ///   cpu        the CPU, OpenMP over lines;
+  ///   cuda       the GPU, one thread block per line (ranks up to 4; throws Error when lrsmc was
+  ///              built without CUDA or no device answers, InvalidInput for rank > 4);
+  ///   automatic  cuda when it pays off, else cpu (the default).
+  /// The result is the same on both (FixedPointResult::device says which ran). Ignored by
+  /// find_fixed_points_brute_force.
+  BackendKind device = BackendKind::automatic;
 };
+
+/// Candidate regions above which device automatic picks CUDA: at 10^7 the CPU takes about
+/// half a second (bench/RESULTS.md: R = 2, N = 4096 has 8.4·10^6), which outweighs starting the
+/// GPU and copying; below it the CPU is as fast.
+inline constexpr double fixed_points_cuda_min_regions = 1e7;
+
+/// Σ_{k ≤ R} C(P, k), the number of regions of P hyperplanes in general position in ℝ^R, with
+/// P = N (relu), 2N (clipped_relu) or 0 (identity, tanh; one region): the size of the
+/// enumeration.
+[[nodiscard]] double count_candidate_regions(const PiecewiseLinearNetwork& network);
+
+/// The device find_fixed_points will use: cpu or cuda as asked; for automatic, cuda when the
+/// network is relu or clipped_relu of rank ≤ 4, count_candidate_regions ≥
+/// fixed_points_cuda_min_regions, and cuda_available() (asked only then), otherwise cpu.
+[[nodiscard]] BackendKind choose_fixed_point_device(const PiecewiseLinearNetwork& network,
+                                                    const FixedPointOptions& options);
 
 struct FixedPointResult {
   /// Distinct fixed points (merged when within 1e-7·max(1, ‖z‖_∞) in every coordinate), sorted
@@ -84,6 +109,14 @@ struct FixedPointResult {
   /// Candidate regions whose affine fixed-point system (a − 1)I + n D m is singular: such a
   /// region has no fixed point or a continuum of them; none are reported for it.
   std::int64_t num_singular_regions = 0;
+  /// Where the arrangement was swept: cpu or cuda (never automatic).
+  BackendKind device = BackendKind::cpu;
+  /// cuda only: lines of the arrangement on which crossings coincide (more than R hyperplanes
+  /// through a point, coincident hyperplanes); the vertices inside those clusters, whose order
+  /// needs the symbolic perturbation, were solved by the CPU, all others by the GPU. 0 for
+  /// networks in general position; about half the lines for clipped_relu without input, whose
+  /// N hyperplanes {m_i·z = 0} all pass through the origin.
+  std::int64_t num_host_lines = 0;
 };
 
 /// All fixed points of a relu, clipped_relu or identity network by the polynomial algorithm of
@@ -105,9 +138,18 @@ struct FixedPointResult {
 /// num_singular_regions and report nothing. Cost: one sorted sweep along each of the C(N, R−1)
 /// lines of the arrangement, O(N^R log N), plus per region an R×R solve and a membership test
 /// that stops at the first violated hyperplane (a few on average, N in the worst case); memory
-/// O(N) per thread. Parallel over lines with OpenMP.
+/// O(N) per thread. Parallel over lines with OpenMP, or on a CUDA device (options.device): the
+/// same lines, one thread block each — crossings sorted per line (cub::DeviceSegmentedSort), a
+/// block scan of the activation changes for every segment's affine piece, and every vertex's
+/// region solved and tested by its own thread, in double precision; vertices inside clusters of
+/// coincident crossings are solved by the CPU code, and the host finishes (merging, eigenvalues,
+/// stability, sorting) as for the CPU. So the fixed points, patterns and stability labels are those of the
+/// CPU, and so are the counts, except that a fixed point whose distance from its region's
+/// boundary equals the tolerance to within rounding may be kept by one and not the other (the
+/// GPU sums a segment's affine piece in another order).
 /// Throws InvalidInput for invalid sizes or non-finite values, and for tanh (use
-/// find_fixed_points_numerical).
+/// find_fixed_points_numerical); with device cuda, Error when lrsmc was built without CUDA or no
+/// device answers, InvalidInput for rank > 4, CudaError / OutOfMemory from the device.
 [[nodiscard]] FixedPointResult find_fixed_points(const PiecewiseLinearNetwork& network,
                                                  const FixedPointOptions& options = {});
 
