@@ -1,13 +1,15 @@
 // Fixed-point analysis time against the number of units N (method.md §7, issue 5): the
 // polynomial hyperplane-arrangement algorithm for R = 1, 2, 3 and, for small N, exhaustive
 // enumeration of the 2^N activation patterns beside it. bench/fit_exponent.py fits the growth
-// exponent from the JSON output. Results: bench/RESULTS.md.
+// exponent from the JSON output. BM_FixedPointsArrangementCuda runs the same networks on a CUDA
+// device (issue 5 item 3) up to larger N, and is skipped without one. Results: bench/RESULTS.md.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <cstdint>
 #include <random>
 
+#include "lrsmc/backend.hpp"
 #include "lrsmc/fixed_points.hpp"
 
 namespace {
@@ -37,14 +39,38 @@ void report(benchmark::State& state, const lrsmc::FixedPointResult& result) {
   state.counters["fixed_points"] = double(result.fixed_points.size());
 }
 
+lrsmc::FixedPointOptions on(lrsmc::BackendKind device) {
+  lrsmc::FixedPointOptions options;
+  options.device = device;
+  return options;
+}
+
 void BM_FixedPointsArrangement(benchmark::State& state) {
   const auto net = random_relu(int(state.range(0)), int(state.range(1)), 42);
   lrsmc::FixedPointResult result;
   for (auto _ : state) {
-    result = lrsmc::find_fixed_points(net);
+    result = lrsmc::find_fixed_points(net, on(lrsmc::BackendKind::cpu));
     benchmark::DoNotOptimize(result.fixed_points.data());
   }
   report(state, result);
+}
+
+/// The whole call on the GPU (uploads, every batch of lines, downloads, the host's finishing),
+/// timed on the wall clock: that is what a user waits for, and the host part is not negligible.
+void BM_FixedPointsArrangementCuda(benchmark::State& state) {
+  if (!lrsmc::cuda_available()) {
+    state.SkipWithError("no CUDA device (lrsmc built without CUDA, or none answers)");
+    return;
+  }
+  const auto net = random_relu(int(state.range(0)), int(state.range(1)), 42);
+  (void)lrsmc::find_fixed_points(net, on(lrsmc::BackendKind::cuda));  // context, first launches
+  lrsmc::FixedPointResult result;
+  for (auto _ : state) {
+    result = lrsmc::find_fixed_points(net, on(lrsmc::BackendKind::cuda));
+    benchmark::DoNotOptimize(result.fixed_points.data());
+  }
+  report(state, result);
+  state.counters["host_lines"] = double(result.num_host_lines);
 }
 
 void BM_FixedPointsBruteForce(benchmark::State& state) {
@@ -67,6 +93,12 @@ void arrangement_sizes(benchmark::internal::Benchmark* bench) {
   }
 }
 
+void cuda_sizes(benchmark::internal::Benchmark* bench) {
+  for (const int n : {1024, 4096, 16384, 65536, 262144}) bench->Args({1, n});
+  for (const int n : {256, 512, 1024, 2048, 4096, 8192, 16384}) bench->Args({2, n});
+  for (const int n : {64, 128, 256, 512, 1024, 2048}) bench->Args({3, n});
+}
+
 void brute_force_sizes(benchmark::internal::Benchmark* bench) {
   for (const int rank : {1, 2, 3}) {
     for (const int n : {8, 12, 16, 20}) bench->Args({rank, n});
@@ -75,6 +107,11 @@ void brute_force_sizes(benchmark::internal::Benchmark* bench) {
 
 BENCHMARK(BM_FixedPointsArrangement)
     ->Apply(arrangement_sizes)
+    ->ArgNames({"R", "N"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_FixedPointsArrangementCuda)
+    ->Apply(cuda_sizes)
     ->ArgNames({"R", "N"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();

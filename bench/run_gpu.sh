@@ -38,3 +38,5 @@ if [ -f "$eeg" ]; then
 else
   echo "no EEG data at $eeg; the timed EEG run is skipped" | tee "$out/eeg_fit.log"
 fi
+"$build/bench/bench_fixed_points" --benchmark_filter=Cuda --benchmark_out="$out/fixed_points_cuda.json" \
+  --benchmark_out_format=json 2>&1 | tee "$out/fixed_points_cuda.log"
