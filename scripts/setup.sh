@@ -3,7 +3,8 @@
 # The CUDA toolkit is optional: without nvcc the build configures CPU-only.
 set -euo pipefail
 packages=(cmake g++ make pkg-config libeigen3-dev nlohmann-json3-dev libcli11-dev libzip-dev
-          libgtest-dev libbenchmark-dev)
+          libgtest-dev libbenchmark-dev
+          python3 python3-venv python3-dev)  # the Python package (scripts/test_python.sh)
 missing=()
 for package in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test (GPU tests skip with a message when there is no GPU;
-# tests that need ../shared/data skip when it is absent).
+# Sets up, builds and runs every test, C++ then Python (GPU tests skip with a message when there
+# is no GPU; tests that need ../shared/data skip when it is absent).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/setup.sh"
 "$root/scripts/build.sh"
 cd "${LRSMC_BUILD_DIR:-$root/build}"
 ctest --output-on-failure -j "$(nproc)" --timeout 1800
+# The Python package: pip-installed into build/python-venv, pytest against the CLI just built.
+"$root/scripts/test_python.sh"

@@ -29,7 +29,7 @@ def _resolve_layout(array: np.ndarray, layout: Optional[str]) -> str:
     return "time,channels" if array.ndim == 2 else "trials,time,channels"
 
 
-def _as_float64(values) -> np.ndarray:
+def _as_array(values) -> np.ndarray:
     # np.asarray does not copy a float64 array; the bindings read a C-contiguous one in place.
     array = np.asarray(values)
     if array.dtype == object:
@@ -56,8 +56,8 @@ def as_dataset(
         if inputs is not None:
             raise _core.InvalidInputError(f"{source}: inputs given with a Dataset; put them in it")
         return observations
-    array = _as_float64(observations)
-    input_array = None if inputs is None else _as_float64(inputs)
+    array = _as_array(observations)
+    input_array = None if inputs is None else _as_array(inputs)
     return _core.make_dataset(array, _resolve_layout(array, layout), input_array, source)
 
 
@@ -182,7 +182,7 @@ def sample(
         model,
         trials,
         steps + burn_in,
-        inputs=None if inputs is None else _as_float64(inputs),
+        inputs=None if inputs is None else _as_array(inputs),
         seed=seed,
         device=_device(device, "sample"),
         threads=threads,
@@ -381,12 +381,12 @@ def find_fixed_points(
     included, with no guarantee of completeness).
     """
     return _core.find_fixed_points(
-        _as_float64(m),
-        _as_float64(n),
-        _as_float64(h),
+        _as_array(m),
+        _as_array(n),
+        _as_array(h),
         float(decay),
         nonlinearity,
-        None if constant_current is None else _as_float64(constant_current),
+        None if constant_current is None else _as_array(constant_current),
         method=method,
         num_starts=num_starts,
         seed=seed,
