@@ -8,11 +8,9 @@
 
 #include <cmath>
 
+#include "kernels/filter_particle.cuh"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
-#include "lrsmc/math/nonlinearity.hpp"
-#include "lrsmc/math/observation.hpp"
-#include "lrsmc/math/philox.hpp"
 #include "lrsmc/math/resampling.hpp"
 
 namespace lrsmc::kernels {
@@ -27,23 +25,6 @@ struct MaximumOp {
   __device__ double operator()(double a, double b) const { return a > b ? a : b; }
 };
 
-/// log p(x | z) for one particle (method.md §1.7).
-__device__ float observation_log_likelihood(const FilterLaunch& p, const float* observed,
-                                            const float* log_factorial, const float* z) {
-  float total = 0.f;
-  for (int i = 0; i < p.channels; ++i) {
-    float eta = p.readout_bias[i];
-    for (int r = 0; r < p.rank; ++r) eta += p.readout[r * p.channels + i] * z[r];
-    const auto link = math::link_response(p.link, eta);
-    if (p.observation == Observation::gaussian) {
-      total += math::gaussian_term(observed[i], link.rate, p.log_variance[i]).log_density;
-    } else {
-      total += math::poisson_log_probability(observed[i], link.rate, log_factorial[i]);
-    }
-  }
-  return total;
-}
-
 __global__ void __launch_bounds__(block_size)
     filter_block_per_trial_kernel(const FilterLaunch p) {
   extern __shared__ float loadings[];  // m (hidden·rank), n (rank·hidden), h (hidden)
@@ -52,15 +33,8 @@ __global__ void __launch_bounds__(block_size)
   __shared__ double broadcast[2];
 
   const int trial = blockIdx.x;
-  const int R = p.rank, N = p.hidden, K = p.num_particles;
-  float* shared_m = loadings;
-  float* shared_n = loadings + N * R;
-  float* shared_h = shared_n + N * R;
-  for (int i = threadIdx.x; i < N * R; i += block_size) {
-    shared_m[i] = p.m[i];
-    shared_n[i] = p.n[i];
-  }
-  for (int i = threadIdx.x; i < N; i += block_size) shared_h[i] = p.h[i];
+  const int R = p.rank, K = p.num_particles;
+  const SharedLoadings shared_loadings = load_loadings(p, loadings);
   const std::uint32_t trial_id = p.trial_ids[trial];
   double* carried = p.carried + std::size_t(trial) * K;
   double* cumulative = p.cumulative + std::size_t(trial) * K;
@@ -71,7 +45,6 @@ __global__ void __launch_bounds__(block_size)
   __syncthreads();
 
   for (int step = 0; step < p.steps; ++step) {
-    const int phase = step == 0 ? 0 : 1;
     const int current_slice = p.store_all ? step : step % 2;
     const int previous_slice = p.store_all ? (step > 0 ? step - 1 : 0) : (step + 1) % 2;
     float* particles = p.particles + (std::size_t(trial) * particle_slices + current_slice) * K * R;
@@ -84,73 +57,16 @@ __global__ void __launch_bounds__(block_size)
     const std::int32_t* previous_ancestors =
         p.ancestors + (std::size_t(trial) * weight_slices + previous_weight_slice) * K;
     const std::size_t cell = std::size_t(trial) * p.steps + step;
-    const float* observed = p.observations + cell * p.channels;
-    const float* log_factorial = p.log_factorial ? p.log_factorial + cell * p.channels : nullptr;
-    const float* currents =
-        p.currents && step > 0 ? p.currents + (cell - 1) * std::size_t(N) : nullptr;
-    const float* factor = p.noise_factor[phase];
 
     // 1. Propagate, propose and weigh every particle of this thread.
     double thread_maximum = -INFINITY;
     for (int k = threadIdx.x; k < K; k += block_size) {
-      float mean[max_rank], z[max_rank], xi[max_rank];
-      if (step == 0) {
-        for (int r = 0; r < R; ++r) mean[r] = p.initial_mean[trial * R + r];
-      } else {
-        // The particle that survived resampling into slot k at the previous step.
-        const float* source = previous + std::size_t(previous_ancestors[k]) * R;
-        float state[max_rank];
-        for (int r = 0; r < R; ++r) {
-          state[r] = source[r];
-          mean[r] = p.decay * state[r];
-        }
-        for (int i = 0; i < N; ++i) {
-          float current = currents ? currents[i] : 0.f;
-          for (int r = 0; r < R; ++r) current += shared_m[i * R + r] * state[r];
-          const float rate = math::unit_value(p.nonlinearity, current, shared_h[i]);
-          for (int r = 0; r < R; ++r) mean[r] += shared_n[r * N + i] * rate;
-        }
-      }
-      for (int r = 0; r < R; ++r)
-        xi[r] = float(math::standard_normal(p.seed, trial_id, std::uint32_t(step), std::uint32_t(k),
-                                            math::DrawStream::proposal_noise, std::uint32_t(r)));
-      float log_weight = 0.f;
-      if (p.optimal) {
-        // μ_q = (I − α) μ + G (x − b); z = μ_q + L_q ξ (method.md §3.4).
-        const float* gain = p.gain[phase];
-        const float* alpha = p.alpha[phase];
-        const float* proposal_factor = p.proposal_factor[phase];
-        float proposal_mean[max_rank];
-        for (int r = 0; r < R; ++r) {
-          float value = mean[r];
-          for (int i = 0; i < p.channels; ++i)
-            value += gain[r * p.channels + i] * (observed[i] - p.readout_bias[i]);
-          for (int s = 0; s < R; ++s) value -= alpha[r * R + s] * mean[s];
-          proposal_mean[r] = value;
-        }
-        float squared = 0.f, noise_squared = 0.f, residual[max_rank];
-        for (int r = 0; r < R; ++r) {
-          float value = proposal_mean[r];
-          for (int s = 0; s <= r; ++s) value += proposal_factor[r * R + s] * xi[s];
-          z[r] = value;
-        }
-        for (int r = 0; r < R; ++r) {
-          float value = z[r] - mean[r];
-          for (int s = 0; s < r; ++s) value -= factor[r * R + s] * residual[s];
-          residual[r] = value / factor[r * R + r];
-          squared += residual[r] * residual[r];
-          noise_squared += xi[r] * xi[r];
-        }
-        log_weight = -0.5f * squared - p.noise_log_det[phase] + 0.5f * noise_squared +
-                     p.proposal_log_det[phase];
-      } else {
-        for (int r = 0; r < R; ++r) {
-          float value = mean[r];
-          for (int s = 0; s <= r; ++s) value += factor[r * R + s] * xi[s];
-          z[r] = value;
-        }
-      }
-      log_weight += observation_log_likelihood(p, observed, log_factorial, z);
+      // The particle that survived resampling into slot k at the previous step.
+      const float* state =
+          step == 0 ? nullptr : previous + std::size_t(previous_ancestors[k]) * R;
+      float z[max_rank];
+      const float log_weight =
+          propagate_particle(p, shared_loadings, trial, trial_id, step, k, state, z);
       for (int r = 0; r < R; ++r) particles[std::size_t(k) * R + r] = z[r];
       const double increment = carried[k] + double(log_weight);
       log_weights[k] = increment;

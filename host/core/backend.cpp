@@ -2,6 +2,7 @@
 // messages on every backend), checks the memory estimate, then dispatches.
 #include "lrsmc/backend.hpp"
 
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/cpu_backend.hpp"
@@ -76,15 +77,31 @@ void Backend::check_fits(const ModelConfig& config, int num_trials, int num_step
       memory_estimate(config, num_trials, num_steps, num_particles, with_gradient);
   const std::int64_t available = memory_available();
   if (needed <= available) return;
-  // The estimate is affine in the particle count: find the largest count that fits.
-  const std::int64_t base = memory_estimate(config, num_trials, num_steps, 0, with_gradient);
-  const std::int64_t per_particle =
-      memory_estimate(config, num_trials, num_steps, 1, with_gradient) - base;
-  const std::int64_t fitting = per_particle > 0 ? std::max<std::int64_t>(0, (available - base) / per_particle) : 0;
+  // The estimate grows with particles and trials (not always affinely: a backend may change
+  // regime with the particle count), so bisect for the largest of each that fits.
+  const auto largest = [available](int high, const auto& estimate) {
+    int low = 0;  // the largest count known to fit (0: none)
+    while (low < high) {
+      const int middle = low + (high - low + 1) / 2;
+      if (estimate(middle) <= available) {
+        low = middle;
+      } else {
+        high = middle - 1;
+      }
+    }
+    return low;
+  };
+  const int fitting_particles = largest(num_particles, [&](int particles) {
+    return memory_estimate(config, num_trials, num_steps, particles, with_gradient);
+  });
+  const int fitting_trials = largest(num_trials, [&](int trials) {
+    return memory_estimate(config, trials, num_steps, num_particles, with_gradient);
+  });
   throw OutOfMemory(detail::concat(
       name(), ": ", num_particles, " particles × ", num_trials, " trials × ", num_steps,
       " steps need ", needed / (1 << 20), " MiB but only ", available / (1 << 20),
-      " MiB are available; at most ", fitting, " particles per trial would fit"));
+      " MiB are available; at most ", fitting_particles, " particles per trial (or ",
+      fitting_trials, " trials of ", num_particles, " particles) would fit"));
 }
 
 FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
@@ -94,12 +111,17 @@ FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
   validate(options, model.config);
   validate_batch(model.config, batch);
   check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, false);
-  if (request.particles) {
-    const double bytes = double(batch.num_trials) * batch.num_steps * options.num_particles *
-                         (model.config.rank + 2) * 8.0;
-    LRSMC_REQUIRE(bytes < double(memory_available()), "filter: storing every particle needs ",
-                  bytes / double(1 << 20), " MiB; got ", options.num_particles,
-                  " particles, expected fewer (or do not request particle paths)");
+  if (request.particles) {  // the returned paths, float64 (device copies: the backend's own plan)
+    const double per_particle = double(batch.num_trials) * batch.num_steps *
+                                (model.config.rank + 2) * 8.0;
+    const double bytes = per_particle * options.num_particles;
+    const double available = double(memory_available());
+    if (!(bytes < available))
+      throw OutOfMemory(detail::concat(
+          "filter: storing every particle needs ", bytes / double(1 << 20), " MiB but only ",
+          available / double(1 << 20), " MiB are available; got ", options.num_particles,
+          " particles, at most ", std::int64_t(std::max(0.0, std::ceil(available / per_particle) - 1)),
+          " particles per trial would fit with stored paths (or do not request particle paths)"));
   }
   return do_filter(model, batch, options, seed, request);
 }

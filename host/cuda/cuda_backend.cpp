@@ -11,6 +11,7 @@
 #include "cpu/kalman.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_training.hpp"
+#include "cuda/filter_plan.hpp"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
 
@@ -80,6 +81,95 @@ class DeviceBuffer {
   std::size_t count_ = 0;
 };
 
+void check_cuda(cudaError_t status, const char* call) {
+  if (status == cudaSuccess) return;
+  (void)cudaGetLastError();
+  if (status == cudaErrorMemoryAllocation)
+    throw OutOfMemory(detail::concat(call, " failed: out of GPU memory"));
+  throw CudaError(detail::concat(call, " failed: ", cudaGetErrorString(status)));
+}
+
+/// A non-blocking CUDA stream (capturable into a graph), destroyed with its owner.
+class Stream {
+ public:
+  Stream() { LRSMC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+  ~Stream() {
+    if (stream_ && cudaStreamDestroy(stream_) != cudaSuccess) (void)cudaGetLastError();
+  }
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  [[nodiscard]] cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+/// Captures what `enqueue` puts on `stream` into one CUDA graph, runs it and waits for it
+/// (design.md, "many particles": the time loop is one graph launch with no host
+/// synchronisation inside). Nothing is allocated while capturing. The graph is rebuilt per
+/// call: its kernel arguments hold the call's device pointers.
+template <typename Enqueue>
+void run_as_graph(cudaStream_t stream, const Enqueue& enqueue) {
+  LRSMC_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  try {
+    enqueue(stream);
+  } catch (...) {  // end the capture so that the stream (and the backend) stay usable
+    cudaGraph_t partial = nullptr;
+    if (cudaStreamEndCapture(stream, &partial) == cudaSuccess && partial) (void)cudaGraphDestroy(partial);
+    (void)cudaGetLastError();
+    throw;
+  }
+  cudaGraph_t graph = nullptr;
+  LRSMC_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+  cudaGraphExec_t executable = nullptr;
+  const cudaError_t instantiated = cudaGraphInstantiate(&executable, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  check_cuda(instantiated, "cudaGraphInstantiate (forward filter, many-particle regime)");
+  cudaError_t status = cudaGraphLaunch(executable, stream);
+  if (status == cudaSuccess) status = cudaStreamSynchronize(stream);
+  (void)cudaGraphExecDestroy(executable);
+  check_cuda(status, "forward filter graph (many-particle regime)");
+}
+
+/// The many-particle regime (kernels/filter_many_particles.cu): allocates its workspace, then
+/// captures the T steps (three kernels each) and the last ancestor search into one graph.
+void run_many_particles(kernels::FilterLaunch& launch, bool filtered_mean) {
+  static_assert(kernels::many_particle_tile == many_particle_tile,
+                "filter_plan.hpp and kernels/launch.hpp disagree on the tile size");
+  const std::size_t trials = std::size_t(launch.trials), K = std::size_t(launch.num_particles),
+                    rank = std::size_t(launch.rank);
+  kernels::ManyParticleWorkspace workspace;
+  workspace.blocks_per_trial = kernels::many_particle_blocks(launch.num_particles);
+  const std::size_t blocks = std::size_t(workspace.blocks_per_trial) * trials;
+  DeviceBuffer<double> cumulative_even(trials * K), cumulative_odd(trials * K),
+      block_maximum(blocks), block_total(blocks), block_squares(blocks), block_start(blocks),
+      block_scale(blocks), block_mean(filtered_mean ? blocks * rank : 0), increment(trials),
+      cumulative_total(trials);
+  DeviceBuffer<std::int32_t> resample(trials);
+  workspace.cumulative[0] = cumulative_even.get();
+  workspace.cumulative[1] = cumulative_odd.get();
+  workspace.block_maximum = block_maximum.get();
+  workspace.block_total = block_total.get();
+  workspace.block_squares = block_squares.get();
+  workspace.block_mean = block_mean.get();
+  workspace.block_start = block_start.get();
+  workspace.block_scale = block_scale.get();
+  workspace.increment = increment.get();
+  workspace.cumulative_total = cumulative_total.get();
+  workspace.resample = resample.get();
+  kernels::prepare_filter_many_particles(launch);
+  const Stream stream;
+  LRSMC_CUDA_CHECK(cudaMemsetAsync(launch.failed_step, 0xFF, trials * sizeof(std::int32_t),
+                                   stream.get()));
+  // The uploads ran on the legacy default stream, which a non-blocking stream does not wait for.
+  LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
+  run_as_graph(stream.get(), [&](cudaStream_t captured) {
+    for (int step = 0; step < launch.steps; ++step)
+      kernels::filter_many_particles_step(launch, workspace, step, captured);
+    kernels::filter_many_particles_finish(launch, workspace, captured);
+  });
+}
+
 std::vector<float> to_float(const double* values, std::size_t count) {
   std::vector<float> result(count);
   for (std::size_t i = 0; i < count; ++i) result[i] = static_cast<float>(values[i]);
@@ -112,16 +202,16 @@ class CudaBackend final : public Backend {
     // Training splits a batch over trials when it does not fit: one trial is the least it needs.
     if (with_gradient)
       return cuda::gradient_memory_estimate(config, num_trials, num_steps, num_particles);
-    const std::int64_t trials = num_trials, steps = num_steps, particles = num_particles,
-                       rank = config.rank;
-    // Particles: 2 slices (all steps with gradient); carried, cumulative and weights in
-    // float64; ancestors int32; plus data and currents.
-    const std::int64_t slices = with_gradient ? steps : 2;
-    const std::int64_t weight_slices = with_gradient ? steps : 1;
-    return trials * particles * (slices * rank * 4 + weight_slices * (8 + 4) + 16) +
-           trials * steps * (rank * 8 + 1) +  // filtered means, resampling flags
-           trials * steps * (std::int64_t(config.num_channels) * 8 + std::int64_t(config.num_hidden) * 4 * (config.num_inputs > 0)) +
-           (std::int64_t(64) << 20);  // constants, CUDA context slack
+    // The forward filter in the regime a call would run in, storing every step for a backward
+    // pass (do_filter checks the exact plan of each call, stored paths and filtered mean).
+    FilterShape shape;
+    shape.config = config;
+    shape.trials = num_trials;
+    shape.steps = num_steps;
+    shape.particles = num_particles;
+    shape.store_all = with_gradient;
+    return filter_device_bytes(shape,
+                               choose_filter_regime(num_particles, options_.cuda_filter_regime));
   }
 
   [[nodiscard]] std::int64_t memory_available() const override {
@@ -137,9 +227,37 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  /// Checks the call's exact memory plan before allocating anything, and turns an allocation
+  /// failure into the same message: what would fit (design.md, "Errors").
   FilterResult do_filter(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
                          const FilterRequest& request) override {
+    FilterShape shape;
+    shape.config = model.config;
+    shape.trials = batch.num_trials;
+    shape.steps = batch.num_steps;
+    shape.particles = options.num_particles;
+    shape.store_all = request.particles;
+    shape.filtered_mean = request.filtered_mean;
+    shape.optimal = options.proposal == Proposal::optimal;
+    const FilterRegime regime =
+        choose_filter_regime(options.num_particles, options_.cuda_filter_regime);
+    const std::int64_t available = memory_available();
+    if (filter_device_bytes(shape, regime) > available)
+      throw OutOfMemory(out_of_memory_message(shape, options_.cuda_filter_regime, available));
+    try {
+      return filter_on_device(model, batch, options, seed, request, regime);
+    } catch (const OutOfMemory& error) {
+      throw OutOfMemory(detail::concat(
+          out_of_memory_message(shape, options_.cuda_filter_regime, memory_available()),
+          " (", error.what(), ")"));
+    }
+  }
+
+  FilterResult filter_on_device(const Model& model, const SequenceBatch& batch,
+                                const FilterOptions& options, std::uint64_t seed,
+                                const FilterRequest& request, FilterRegime regime) {
+    const bool many = regime == FilterRegime::many_particles;
     const ModelConfig& config = model.config;
     const ParameterLayout layout(config);
     const int rank = config.rank, hidden = config.num_hidden, channels = config.num_channels,
@@ -152,7 +270,8 @@ class CudaBackend final : public Backend {
     LRSMC_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin,
                                             options_.device_index));
     const std::size_t shared_needed =
-        kernels::filter_shared_bytes(rank, hidden) + kernels::filter_static_shared_bytes();
+        kernels::filter_shared_bytes(rank, hidden) +
+        (many ? kernels::many_particle_static_shared_bytes() : kernels::filter_static_shared_bytes());
     LRSMC_REQUIRE(shared_needed <= std::size_t(shared_limit),
                   "cuda backend: the model's loadings do not fit in shared memory; got hidden ",
                   hidden, " × rank ", rank, " (", shared_needed, " bytes), expected at most ",
@@ -278,22 +397,26 @@ class CudaBackend final : public Backend {
     DeviceBuffer<double> log_weights(std::size_t(trials) * weight_slices * K);
     DeviceBuffer<std::int32_t> ancestors(std::size_t(trials) * weight_slices * K);
     DeviceBuffer<std::uint8_t> resampled(request.particles ? std::size_t(trials) * steps : 0);
-    DeviceBuffer<double> carried(std::size_t(trials) * K), cumulative(std::size_t(trials) * K),
-        log_evidence(static_cast<std::size_t>(trials));
+    DeviceBuffer<double> log_evidence(static_cast<std::size_t>(trials));
     DeviceBuffer<std::int32_t> failed_step(static_cast<std::size_t>(trials));
-    LRSMC_CUDA_CHECK(cudaMemset(failed_step.get(), 0xFF, std::size_t(trials) * sizeof(std::int32_t)));
     DeviceBuffer<double> filtered_mean(request.filtered_mean ? std::size_t(trials) * steps * rank : 0);
     launch.particles = particles.get();
     launch.log_weights = log_weights.get();
     launch.ancestors = ancestors.get();
     launch.resampled = resampled.get();
-    launch.carried = carried.get();
-    launch.cumulative = cumulative.get();
     launch.log_evidence = log_evidence.get();
     launch.filtered_mean = filtered_mean.get();
     launch.failed_step = failed_step.get();
-    kernels::filter_block_per_trial(launch, nullptr);
-    LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
+    if (many) {
+      run_many_particles(launch, request.filtered_mean);
+    } else {
+      DeviceBuffer<double> carried(std::size_t(trials) * K), cumulative(std::size_t(trials) * K);
+      launch.carried = carried.get();
+      launch.cumulative = cumulative.get();
+      LRSMC_CUDA_CHECK(cudaMemset(failed_step.get(), 0xFF, std::size_t(trials) * sizeof(std::int32_t)));
+      kernels::filter_block_per_trial(launch, nullptr);
+      LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
+    }
 
     FilterResult result;
     const auto evidence = log_evidence.download();

@@ -64,10 +64,20 @@ enum class BackendKind { cpu, cuda, automatic };
 /// "cpu", "cuda" or "auto".
 [[nodiscard]] BackendKind parse_backend_kind(const std::string& text, const std::string& field = "device");
 
+/// Forward-filter regime of the CUDA backend (design.md, "GPU work shape"). Both give the same
+/// result on the same draws up to float64 rounding in the weight sums.
+enum class CudaFilterRegime {
+  automatic,        ///< many_particles from 2048 particles per trial (host/cuda/filter_plan.hpp)
+  block_per_trial,  ///< one thread block per trial, the whole time loop in one launch
+  many_particles,   ///< particles across blocks, three launches per step in one CUDA graph
+};
+
 struct BackendOptions {
   int num_threads = 0;            ///< CPU worker threads; 0 = all cores
   bool single_precision = false;  ///< CPU only: run in float (for comparisons with CUDA)
   int device_index = 0;           ///< CUDA device
+  /// CUDA only: the forward-filter regime; tests and benchmarks force one, users keep automatic.
+  CudaFilterRegime cuda_filter_regime = CudaFilterRegime::automatic;
 };
 
 /// Non-virtual public calls validate once (identical checks and messages on every backend),

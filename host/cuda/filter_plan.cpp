@@ -1,0 +1,146 @@
+// Regime choice and device-memory plan of the CUDA forward filter; see filter_plan.hpp. The
+// buffer list mirrors CudaBackend::do_filter (host/cuda/cuda_backend.cpp) one for one.
+#include "cuda/filter_plan.hpp"
+
+#include <algorithm>
+
+#include "lrsmc/errors.hpp"
+
+namespace lrsmc::cuda {
+namespace {
+
+/// cudaMalloc hands out 256-byte-aligned blocks from 2 MiB pages; 512 bytes per buffer is a
+/// safe rounding for the many small buffers, and the margin covers the page slack.
+constexpr std::int64_t granularity = 512;
+/// CUDA graph, its instantiation, and allocator slack.
+constexpr std::int64_t margin = std::int64_t(64) << 20;
+
+std::int64_t rounded(std::int64_t bytes) {
+  return bytes <= 0 ? 0 : (bytes + granularity - 1) / granularity * granularity;
+}
+
+std::int64_t mebibytes(std::int64_t bytes) { return (bytes + (1 << 20) - 1) >> 20; }
+
+/// Largest n in [0, high] with fits(n), for a monotone predicate with fits(0) possibly false
+/// (then 0).
+template <typename Fits>
+std::int64_t largest(std::int64_t high, const Fits& fits) {
+  std::int64_t low = 0;  // invariant: fits(low) or low == 0
+  while (low < high) {
+    const std::int64_t middle = low + (high - low + 1) / 2;
+    if (fits(middle)) {
+      low = middle;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return low;
+}
+
+}  // namespace
+
+std::string to_string(FilterRegime regime) {
+  return regime == FilterRegime::many_particles ? "many-particle" : "block-per-trial";
+}
+
+FilterRegime choose_filter_regime(int num_particles, CudaFilterRegime requested) {
+  switch (requested) {
+    case CudaFilterRegime::block_per_trial: return FilterRegime::block_per_trial;
+    case CudaFilterRegime::many_particles: return FilterRegime::many_particles;
+    case CudaFilterRegime::automatic: break;
+  }
+  return num_particles >= many_particle_threshold ? FilterRegime::many_particles
+                                                  : FilterRegime::block_per_trial;
+}
+
+std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) {
+  const ModelConfig& config = shape.config;
+  const std::int64_t R = config.rank, N = config.num_hidden, D = config.num_channels;
+  const std::int64_t trials = shape.trials, steps = shape.steps, K = shape.particles;
+  const std::int64_t cells = trials * steps;
+  std::int64_t total = margin;
+  const auto add = [&total](std::int64_t bytes) { total += rounded(bytes); };
+  // Model (float32): m, n, h, read-out weight and bias, observation log-variances.
+  add(N * R * 4);
+  add(N * R * 4);
+  add(N * 4);
+  add(R * D * 4);
+  add(D * 4);
+  if (config.observation == Observation::gaussian) add(D * 4);
+  // Per-call constants, two phases: noise factor; with the optimal proposal gain, α, L_q.
+  for (int phase = 0; phase < 2; ++phase) {
+    add(R * R * 4);
+    if (shape.optimal) {
+      add(R * D * 4);
+      add(R * R * 4);
+      add(R * R * 4);
+    }
+  }
+  // Data: observations, ln Γ(x + 1) (Poisson), input currents, initial means, trial ids.
+  add(cells * D * 4);
+  if (config.observation == Observation::poisson) add(cells * D * 4);
+  if (config.num_inputs > 0) add(cells * N * 4);
+  add(trials * R * 4);
+  add(trials * 4);
+  // Particles (float32), normalised log-weights (float64), ancestors (int32): every step when
+  // stored, else two particle slices and one weight/ancestor slice reused in place.
+  const std::int64_t particle_slices = shape.store_all ? steps : 2;
+  const std::int64_t weight_slices = shape.store_all ? steps : 1;
+  add(trials * particle_slices * K * R * 4);
+  add(trials * weight_slices * K * 8);
+  add(trials * weight_slices * K * 4);
+  if (shape.store_all) add(cells);  // resampling flags
+  add(trials * 8);                  // log-evidence
+  add(trials * 4);                  // failed step
+  if (shape.filtered_mean) add(cells * R * 8);
+  if (regime == FilterRegime::block_per_trial) {
+    add(trials * K * 8);  // carried log-weights
+    add(trials * K * 8);  // cumulative weights
+  } else {
+    const std::int64_t blocks = trials * ((K + many_particle_tile - 1) / many_particle_tile);
+    add(trials * K * 8);  // cumulative weights, two step parities
+    add(trials * K * 8);
+    for (int partial = 0; partial < 5; ++partial) add(blocks * 8);  // max, total, squares, start, scale
+    if (shape.filtered_mean) add(blocks * R * 8);
+    add(trials * 8);  // c_t
+    add(trials * 8);  // cumulative total
+    add(trials * 4);  // resampling decision
+  }
+  return total;
+}
+
+FilterFit largest_fitting(const FilterShape& shape, CudaFilterRegime requested,
+                          std::int64_t available) {
+  FilterFit fit;
+  fit.particles = largest(shape.particles, [&](std::int64_t particles) {
+    FilterShape candidate = shape;
+    candidate.particles = particles;
+    const FilterRegime regime =
+        choose_filter_regime(int(std::min<std::int64_t>(particles, 1 << 30)), requested);
+    return particles > 0 && filter_device_bytes(candidate, regime) <= available;
+  });
+  const FilterRegime regime = choose_filter_regime(int(shape.particles), requested);
+  fit.trials = largest(shape.trials, [&](std::int64_t trials) {
+    FilterShape candidate = shape;
+    candidate.trials = trials;
+    return trials > 0 && filter_device_bytes(candidate, regime) <= available;
+  });
+  return fit;
+}
+
+std::string out_of_memory_message(const FilterShape& shape, CudaFilterRegime requested,
+                                  std::int64_t available) {
+  const FilterRegime regime = choose_filter_regime(int(shape.particles), requested);
+  const FilterFit fit = largest_fitting(shape, requested, available);
+  std::string what = to_string(regime) + " regime";
+  if (shape.store_all) what += ", storing every step";
+  return detail::concat(
+      "cuda backend: the forward filter (", what, ") of ", shape.particles, " particles × ",
+      shape.trials, " trials × ", shape.steps, " steps needs ",
+      mebibytes(filter_device_bytes(shape, regime)), " MiB of GPU memory but only ",
+      available >> 20, " MiB are free; at most ", fit.particles, " particles per trial (or ",
+      fit.trials, " trials of ", shape.particles, " particles) would fit",
+      shape.store_all ? "; without stored particle paths more would" : "");
+}
+
+}  // namespace lrsmc::cuda

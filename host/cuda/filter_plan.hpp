@@ -1,0 +1,65 @@
+// Regime choice and device-memory plan of the CUDA forward filter (design.md, "GPU work shape"
+// and "Errors"): pure arithmetic with no CUDA types, compiled in every build so that its unit
+// tests (tests/test_cuda_many_particles.cpp) run on machines without a GPU.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/config.hpp"
+
+namespace lrsmc::cuda {
+
+/// Particles per trial from which the automatic choice is the many-particle regime. Below it
+/// one block per trial runs the whole time loop in a single launch (no per-step launches, and
+/// 256 threads hold at most 8 particles each); from it, each block of the block-per-trial
+/// kernel would walk ≥ 8 particles per thread per step while most SMs idle unless there are
+/// hundreds of trials, and the three graph-captured launches per step of the many-particle
+/// regime cost less than that serial work. A starting value to be tuned on the device with
+/// bench/bench_cuda_filter (both regimes are timed at every K there).
+constexpr int many_particle_threshold = 2048;
+/// Particles per block of the many-particle kernels (kernels::many_particle_tile; checked by a
+/// static_assert where both are visible).
+constexpr int many_particle_tile = 256;
+
+enum class FilterRegime { block_per_trial, many_particles };
+[[nodiscard]] std::string to_string(FilterRegime regime);
+
+/// The regime a call with `num_particles` per trial runs in: `requested` unless automatic.
+[[nodiscard]] FilterRegime choose_filter_regime(int num_particles, CudaFilterRegime requested);
+
+/// One forward-filter call as the device sees it.
+struct FilterShape {
+  ModelConfig config;
+  std::int64_t trials = 0, steps = 0, particles = 0;
+  bool store_all = false;      ///< every step's particles, weights and ancestors are kept
+  bool filtered_mean = false;  ///< the filtered mean is computed
+  bool optimal = true;         ///< optimal-proposal constants are uploaded
+};
+
+/// Bytes of device memory CudaBackend::do_filter allocates for `shape` in `regime`: every
+/// buffer rounded up to the allocation granularity, plus a fixed margin for the CUDA graph and
+/// allocator slack. Monotone in trials, steps and particles.
+[[nodiscard]] std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime);
+
+/// The largest particle count per trial (at shape.trials trials) and the largest trial count
+/// (at shape.particles particles) whose plan fits in `available` bytes, each at most the
+/// shape's own value and 0 when not even one fits. With `requested` automatic, the regime is
+/// chosen again for each candidate particle count.
+struct FilterFit {
+  std::int64_t particles = 0;
+  std::int64_t trials = 0;
+};
+[[nodiscard]] FilterFit largest_fitting(const FilterShape& shape, CudaFilterRegime requested,
+                                        std::int64_t available);
+
+/// The OutOfMemory message for a call that does not fit:
+/// "cuda backend: the forward filter (many-particle regime, storing every step) of 100000
+///  particles × 10 trials × 50 steps needs 2345 MiB of GPU memory but only 1000 MiB are free;
+///  at most 42000 particles per trial (or 4 trials of 100000 particles) would fit".
+[[nodiscard]] std::string out_of_memory_message(const FilterShape& shape,
+                                                CudaFilterRegime requested,
+                                                std::int64_t available);
+
+}  // namespace lrsmc::cuda
