@@ -22,6 +22,7 @@
 #include "lrsmc/math/nonlinearity.hpp"
 #include "lrsmc/math/observation.hpp"
 #include "lrsmc/math/philox.hpp"
+#include "lrsmc/math/proposal.hpp"
 
 namespace lrsmc::kernels {
 namespace {
@@ -211,16 +212,8 @@ __global__ void __launch_bounds__(block_size)
         const float* proposal_factor = p.proposal_factor[phase];
         const float* alpha = p.alpha[phase];
         float residual[max_rank], scaled[max_rank];
-        for (int r = 0; r < R; ++r) {
-          float value = z[r] - mean[r];
-          for (int s = 0; s < r; ++s) value -= factor[r * R + s] * residual[s];
-          residual[r] = value / factor[r * R + r];
-        }
-        for (int r = R - 1; r >= 0; --r) {
-          float value = residual[r];
-          for (int s = r + 1; s < R; ++s) value -= factor[s * R + r] * scaled[s];
-          scaled[r] = value / factor[r * R + r];
-        }
+        math::whitened_residual(R, factor, z, mean, residual);
+        math::whitened_adjoint(R, factor, residual, scaled);
         for (int r = 0; r < R; ++r) {
           grad_z[r] -= weight * scaled[r];
           if (!writer) continue;

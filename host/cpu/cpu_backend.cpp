@@ -18,6 +18,7 @@
 #include "lrsmc/math/nonlinearity.hpp"
 #include "lrsmc/math/observation.hpp"
 #include "lrsmc/math/philox.hpp"
+#include "lrsmc/math/proposal.hpp"
 #include "lrsmc/math/resampling.hpp"
 
 namespace lrsmc::cpu {
@@ -330,10 +331,8 @@ class CpuEngine {
           }
           // log N(z; μ, L Lᵀ) − log N(z; μ_q, L_q L_qᵀ); the second is −½‖ξ‖² − Σ ln L_q,ii.
           Scalar squared = 0, noise_squared = 0, proposal_log_det = 0;
+          math::whitened_residual(rank, factor.data(), z, mean.data(), residual.data());
           for (int r = 0; r < rank; ++r) {
-            Scalar value = z[r] - mean[r];
-            for (int s = 0; s < r; ++s) value -= factor(r, s) * residual[s];
-            residual[r] = value / factor(r, r);
             squared += residual[r] * residual[r];
             noise_squared += xi[r] * xi[r];
             proposal_log_det += std::log(kalman.proposal_factor(r, r));
@@ -462,16 +461,8 @@ class CpuEngine {
         if (view_.optimal) {
           // Transition density term −½‖e‖² − Σ ln L_ii with e = L^{-1}(z − μ), f = L^{-T} e:
           // ∂/∂z = −f, ∂/∂μ = f, ∂/∂L = f eᵀ (lower) − diag(1/L_ii).
-          for (int r = 0; r < rank; ++r) {
-            Scalar value = z[r] - mean[r];
-            for (int s = 0; s < r; ++s) value -= factor(r, s) * residual[s];
-            residual[r] = value / factor(r, r);
-          }
-          for (int r = rank - 1; r >= 0; --r) {
-            Scalar value = residual[r];
-            for (int s = r + 1; s < rank; ++s) value -= factor(s, r) * scaled_residual[s];
-            scaled_residual[r] = value / factor(r, r);
-          }
+          math::whitened_residual(rank, factor.data(), z, mean.data(), residual.data());
+          math::whitened_adjoint(rank, factor.data(), residual.data(), scaled_residual.data());
           for (int r = 0; r < rank; ++r) {
             grad_z[r] -= weight * scaled_residual[r];
             for (int s = 0; s <= r; ++s)
