@@ -67,6 +67,8 @@ void expect_blocks_close(const ModelConfig& config, const std::vector<double>& e
   }
 }
 
+constexpr const char* paths_agree = "ancestors agree at every step";
+
 /// How many (trial, step) cells have the same ancestors on both backends; a near-tie in the
 /// float cumulative weights sends the two filters down different paths, after which their
 /// gradients legitimately differ. Printed with every comparison as a diagnostic.
@@ -90,7 +92,7 @@ std::string path_agreement(Backend& cpu, Backend& gpu, const Model& model,
     }
   std::ostringstream text;
   if (differing == 0) {
-    text << "ancestors agree at every step";
+    text << paths_agree;
   } else {
     text << "ancestors differ at " << differing << " of " << batch.num_trials * batch.num_steps
          << " steps (first: trial " << first_trial << ", step " << first_step
@@ -127,13 +129,19 @@ TEST_P(CudaGradientTest, MatchesCpuOnTheSameDraws) {
   auto cpu_double = make_backend(BackendKind::cpu);
   auto gpu = make_backend(BackendKind::cuda);
   const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 21);
+  const std::string double_paths = path_agreement(*cpu_double, *gpu, model, batch, options, 21);
   const GradientResult reference = cpu->elbo_gradient(model, batch, options, 21);
   const GradientResult reference_double = cpu_double->elbo_gradient(model, batch, options, 21);
   const GradientResult result = gpu->elbo_gradient(model, batch, options, 21);
   EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << paths;
-  expect_blocks_close(config, reference.gradient, result.gradient, 1e-3, "vs cpu float; " + paths);
-  expect_blocks_close(config, reference_double.gradient, result.gradient, 1e-3,
-                      "vs cpu float64; " + paths);
+  // A near-tie in the cumulative weights, resolved the other way by float64 (or by another
+  // float rounding), sends the filters down other particles; then only a loose bound is
+  // meaningful, and the message says so (CudaFilterTest checks the ancestors themselves).
+  expect_blocks_close(config, reference.gradient, result.gradient,
+                      paths == paths_agree ? 1e-3 : 3e-2, "vs cpu float; " + paths);
+  const bool same_paths = double_paths == paths_agree;
+  expect_blocks_close(config, reference_double.gradient, result.gradient, same_paths ? 1e-3 : 3e-2,
+                      "vs cpu float64; " + double_paths);
 }
 
 std::string case_name(const ::testing::TestParamInfo<GradientCase>& info) {
