@@ -8,6 +8,7 @@
 
 #include <cmath>
 
+#include "kernels/dispatch.cuh"
 #include "kernels/filter_particle.cuh"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
@@ -25,6 +26,7 @@ struct MaximumOp {
   __device__ double operator()(double a, double b) const { return a > b ? a : b; }
 };
 
+template <int Rank>
 __global__ void __launch_bounds__(block_size)
     filter_block_per_trial_kernel(const FilterLaunch p) {
   extern __shared__ float loadings[];  // m (hidden·rank), n (rank·hidden), h (hidden)
@@ -33,7 +35,7 @@ __global__ void __launch_bounds__(block_size)
   __shared__ double broadcast[2];
 
   const int trial = blockIdx.x;
-  const int R = p.rank, K = p.num_particles;
+  const int R = rank_of<Rank>(p), K = p.num_particles;
   const SharedLoadings shared_loadings = load_loadings(p, loadings);
   const std::uint32_t trial_id = p.trial_ids[trial];
   double* carried = p.carried + std::size_t(trial) * K;
@@ -66,7 +68,7 @@ __global__ void __launch_bounds__(block_size)
           step == 0 ? nullptr : previous + std::size_t(previous_ancestors[k]) * R;
       float z[max_rank];
       const float log_weight =
-          propagate_particle(p, shared_loadings, trial, trial_id, step, k, state, z);
+          propagate_particle<Rank>(p, shared_loadings, trial, trial_id, step, k, state, z);
       for (int r = 0; r < R; ++r) particles[std::size_t(k) * R + r] = z[r];
       const double increment = carried[k] + double(log_weight);
       log_weights[k] = increment;
@@ -160,7 +162,8 @@ std::size_t filter_shared_bytes(int rank, int hidden) {
 
 std::size_t filter_static_shared_bytes() {
   cudaFuncAttributes attributes{};
-  if (cudaFuncGetAttributes(&attributes, filter_block_per_trial_kernel) != cudaSuccess) return 0;
+  // CUB's storage does not depend on the rank: any specialisation answers.
+  if (cudaFuncGetAttributes(&attributes, filter_block_per_trial_kernel<0>) != cudaSuccess) return 0;
   return attributes.sharedSizeBytes;
 }
 
@@ -169,14 +172,19 @@ void filter_block_per_trial(const FilterLaunch& launch, cudaStream_t stream) {
                 "cuda backend: rank is out of range; got ", launch.rank, ", expected 1 to ",
                 max_rank);
   const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  if (shared > 48 * 1024) {  // opt in to more than 48 KB; per device, so on every launch
-    const cudaError_t status = cudaFuncSetAttribute(
-        filter_block_per_trial_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
-    if (status != cudaSuccess)
-      throw CudaError(detail::concat("filter_block_per_trial: cannot use ", shared,
-                                     " bytes of shared memory (", cudaGetErrorString(status), ")"));
-  }
-  filter_block_per_trial_kernel<<<launch.trials, block_size, shared, stream>>>(launch);
+  dispatch_rank(launch.rank, [&](auto rank) {
+    constexpr int Rank = decltype(rank)::value;
+    if (shared > 48 * 1024) {  // opt in to more than 48 KB; per device, so on every launch
+      const cudaError_t status =
+          cudaFuncSetAttribute(filter_block_per_trial_kernel<Rank>,
+                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+      if (status != cudaSuccess)
+        throw CudaError(detail::concat("filter_block_per_trial: cannot use ", shared,
+                                       " bytes of shared memory (", cudaGetErrorString(status),
+                                       ")"));
+    }
+    filter_block_per_trial_kernel<Rank><<<launch.trials, block_size, shared, stream>>>(launch);
+  });
   const cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess)
     throw CudaError(detail::concat("filter_block_per_trial: launch failed (",

@@ -14,6 +14,7 @@
 
 #include <cmath>
 
+#include "kernels/dispatch.cuh"
 #include "kernels/filter_particle.cuh"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
@@ -47,7 +48,7 @@ struct StepSlices {
   std::int32_t* previous_ancestors;  // (K) ancestors chosen by step − 1's resampling
 };
 
-__device__ StepSlices step_slices(const FilterLaunch& p, int trial, int step) {
+__device__ __forceinline__ StepSlices step_slices(const FilterLaunch& p, int trial, int step) {
   const std::size_t K = std::size_t(p.num_particles), R = std::size_t(p.rank);
   const std::size_t particle_slices = p.store_all ? std::size_t(p.steps) : 2;
   const std::size_t weight_slices = p.store_all ? std::size_t(p.steps) : 1;
@@ -68,7 +69,7 @@ __device__ StepSlices step_slices(const FilterLaunch& p, int trial, int step) {
 /// Ancestor of slot `particle` chosen by the resampling of `step` (the identity when that step
 /// did not resample): left bisection of the position in the normalised float64 cumulative
 /// weights of the whole trial (method.md §3.5), exactly math::lower_bound_index as on the CPU.
-__device__ std::int32_t choose_ancestor(const FilterLaunch& p, const ManyParticleWorkspace& w,
+__device__ __forceinline__ std::int32_t choose_ancestor(const FilterLaunch& p, const ManyParticleWorkspace& w,
                                         int trial, std::uint32_t trial_id, int step,
                                         int particle) {
   if (w.resample[trial] == 0) return particle;
@@ -76,12 +77,13 @@ __device__ std::int32_t choose_ancestor(const FilterLaunch& p, const ManyParticl
   const double position =
       math::resampling_position(p.resampling, p.seed, trial_id, std::uint32_t(step),
                                 std::uint32_t(particle), std::uint32_t(K));
-  return math::lower_bound_index(w.cumulative[step % 2] + std::size_t(trial) * K, K, position);
+  return math::lower_bound_index(by_phase(w.cumulative, step % 2) + std::size_t(trial) * K, K, position);
 }
 
 /// Grid (B, trials). Step t: ancestors of step t − 1, propagate, propose and weigh; then the
 /// block's partials for the log-sum-exp, the ESS and the filtered mean, and the block-local
 /// inclusive prefix sum of exp(x_k − shift_b) into cumulative[t % 2].
+template <int Rank>
 __global__ void __launch_bounds__(tile)
     propagate_weigh_kernel(const FilterLaunch p, const ManyParticleWorkspace w, const int step) {
   extern __shared__ float loadings[];  // m (hidden·rank), n (rank·hidden), h (hidden)
@@ -90,7 +92,7 @@ __global__ void __launch_bounds__(tile)
 
   const int trial = int(blockIdx.y);
   if (p.failed_step[trial] >= 0) return;  // the trial stopped at an earlier step (uniform)
-  const int K = p.num_particles, R = p.rank;
+  const int K = p.num_particles, R = rank_of<Rank>(p);
   const int particle = int(blockIdx.x) * tile + int(threadIdx.x);
   const bool valid = particle < K;
   const SharedLoadings shared_loadings = load_loadings(p, loadings);
@@ -111,7 +113,7 @@ __global__ void __launch_bounds__(tile)
       state = slices.previous + std::size_t(ancestor) * R;
     }
     const float log_weight =
-        propagate_particle(p, shared_loadings, trial, trial_id, step, particle, state, z);
+        propagate_particle<Rank>(p, shared_loadings, trial, trial_id, step, particle, state, z);
     for (int r = 0; r < R; ++r) slices.particles[std::size_t(particle) * R + r] = z[r];
     increment = carried + double(log_weight);
     slices.log_weights[particle] = increment;
@@ -129,7 +131,7 @@ __global__ void __launch_bounds__(tile)
   BlockScan(storage.scan).InclusiveSum(weight, inclusive);
   const std::size_t block_index = std::size_t(trial) * w.blocks_per_trial + blockIdx.x;
   const int last_thread = min(K - int(blockIdx.x) * tile, tile) - 1;
-  if (valid) w.cumulative[step % 2][std::size_t(trial) * K + particle] = inclusive;
+  if (valid) by_phase(w.cumulative, step % 2)[std::size_t(trial) * K + particle] = inclusive;
   // The block's total is its last particle's inclusive sum, bit for bit (normalise_kernel
   // relies on it to make the trial's last cumulative weight exactly 1).
   if (int(threadIdx.x) == last_thread) w.block_total[block_index] = inclusive;
@@ -258,7 +260,7 @@ __global__ void __launch_bounds__(tile)
   slices.log_weights[particle] -= w.increment[trial];
   if (w.resample[trial] == 0) return;
   const std::size_t block_index = std::size_t(trial) * w.blocks_per_trial + blockIdx.x;
-  double* cumulative = w.cumulative[step % 2] + std::size_t(trial) * K;
+  double* cumulative = by_phase(w.cumulative, step % 2) + std::size_t(trial) * K;
   cumulative[particle] = __ddiv_rn(
       __dadd_rn(w.block_start[block_index], __dmul_rn(w.block_scale[block_index], cumulative[particle])),
       w.cumulative_total[trial]);
@@ -307,7 +309,8 @@ dim3 particle_grid(const FilterLaunch& launch, const ManyParticleWorkspace& work
 
 std::size_t many_particle_static_shared_bytes() {
   cudaFuncAttributes attributes{};
-  if (cudaFuncGetAttributes(&attributes, propagate_weigh_kernel) != cudaSuccess) return 0;
+  // CUB's storage does not depend on the rank: any specialisation answers.
+  if (cudaFuncGetAttributes(&attributes, propagate_weigh_kernel<0>) != cudaSuccess) return 0;
   return attributes.sharedSizeBytes;
 }
 
@@ -319,20 +322,26 @@ void prepare_filter_many_particles(const FilterLaunch& launch) {
                 "cuda backend: trials per call in the many-particle regime is out of range; got ",
                 launch.trials, ", expected 1 to ", max_many_particle_trials);
   const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  if (shared > 48 * 1024) {  // opt in to more than 48 KB; per device, so on every call
-    const cudaError_t status = cudaFuncSetAttribute(
-        propagate_weigh_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+  if (shared <= 48 * 1024) return;
+  dispatch_rank(launch.rank, [&](auto rank) {  // opt in to more than 48 KB, per device
+    const cudaError_t status =
+        cudaFuncSetAttribute(propagate_weigh_kernel<decltype(rank)::value>,
+                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
     if (status != cudaSuccess)
       throw CudaError(detail::concat("filter_many_particles: cannot use ", shared,
-                                     " bytes of shared memory (", cudaGetErrorString(status), ")"));
-  }
+                                     " bytes of shared memory (", cudaGetErrorString(status),
+                                     ")"));
+  });
 }
 
 void filter_many_particles_step(const FilterLaunch& launch, const ManyParticleWorkspace& workspace,
                                 int step, cudaStream_t stream) {
   const dim3 grid = particle_grid(launch, workspace);
   const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  propagate_weigh_kernel<<<grid, tile, shared, stream>>>(launch, workspace, step);
+  dispatch_rank(launch.rank, [&](auto rank) {
+    propagate_weigh_kernel<decltype(rank)::value><<<grid, tile, shared, stream>>>(launch, workspace,
+                                                                                 step);
+  });
   check_launch("propagate_weigh_kernel", stream);
   combine_kernel<<<unsigned(launch.trials), tile, 0, stream>>>(launch, workspace, step);
   check_launch("combine_kernel", stream);

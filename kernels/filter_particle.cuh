@@ -33,13 +33,30 @@ __device__ inline SharedLoadings load_loadings(const FilterLaunch& p, float* sha
   return {shared_m, shared_n, shared_h};
 }
 
+/// The rank as the kernel sees it: a compile-time constant in the specialisations that
+/// kernels/dispatch.cuh selects (per-particle arrays then live in registers), else the
+/// run-time rank (Rank = 0; the arrays, indexed at run time, live in local memory).
+template <int Rank>
+__device__ __forceinline__ int rank_of(const FilterLaunch& p) {
+  return Rank > 0 ? Rank : p.rank;
+}
+
+/// values[phase] for a two-entry array in the kernel's parameters, selected without indexing
+/// at run time (which would copy the whole parameter struct to local memory).
+template <typename T>
+__device__ __forceinline__ T by_phase(const T (&values)[2], int phase) {
+  return phase == 0 ? values[0] : values[1];
+}
+
 /// log p(x | z) for one particle (method.md §1.7).
+template <int Rank>
 __device__ inline float observation_log_likelihood(const FilterLaunch& p, const float* observed,
                                                    const float* log_factorial, const float* z) {
+  const int R = rank_of<Rank>(p);
   float total = 0.f;
   for (int i = 0; i < p.channels; ++i) {
     float eta = p.readout_bias[i];
-    for (int r = 0; r < p.rank; ++r) eta += p.readout[r * p.channels + i] * z[r];
+    for (int r = 0; r < R; ++r) eta += p.readout[r * p.channels + i] * z[r];
     const auto link = math::link_response(p.link, eta);
     if (p.observation == Observation::gaussian) {
       total += math::gaussian_term(observed[i], link.rate, p.log_variance[i]).log_density;
@@ -53,17 +70,18 @@ __device__ inline float observation_log_likelihood(const FilterLaunch& p, const 
 /// One particle at one step: transition from `state` (null at step 0: the initial mean),
 /// proposal draw z and its incremental log-weight log w_t (without the carried weight).
 /// Writes z (rank values) and returns log w_t.
+template <int Rank>
 __device__ inline float propagate_particle(const FilterLaunch& p, const SharedLoadings& loadings,
                                            int trial, std::uint32_t trial_id, int step,
                                            int particle, const float* state, float* z) {
-  const int R = p.rank, N = p.hidden;
+  const int R = rank_of<Rank>(p), N = p.hidden;
   const int phase = step == 0 ? 0 : 1;
   const std::size_t cell = std::size_t(trial) * p.steps + step;
   const float* observed = p.observations + cell * p.channels;
   const float* log_factorial = p.log_factorial ? p.log_factorial + cell * p.channels : nullptr;
   const float* currents =
       p.currents && step > 0 ? p.currents + (cell - 1) * std::size_t(N) : nullptr;
-  const float* factor = p.noise_factor[phase];
+  const float* factor = by_phase(p.noise_factor, phase);
   float mean[max_rank], xi[max_rank];
   if (state == nullptr) {
     for (int r = 0; r < R; ++r) mean[r] = p.initial_mean[trial * R + r];
@@ -89,9 +107,9 @@ __device__ inline float propagate_particle(const FilterLaunch& p, const SharedLo
   float log_weight = 0.f;
   if (p.optimal) {
     // μ_q = (I − α) μ + G (x − b); z = μ_q + L_q ξ (method.md §3.4).
-    const float* gain = p.gain[phase];
-    const float* alpha = p.alpha[phase];
-    const float* proposal_factor = p.proposal_factor[phase];
+    const float* gain = by_phase(p.gain, phase);
+    const float* alpha = by_phase(p.alpha, phase);
+    const float* proposal_factor = by_phase(p.proposal_factor, phase);
     float proposal_mean[max_rank];
     for (int r = 0; r < R; ++r) {
       float value = mean[r];
@@ -113,8 +131,8 @@ __device__ inline float propagate_particle(const FilterLaunch& p, const SharedLo
       squared += residual[r] * residual[r];
       noise_squared += xi[r] * xi[r];
     }
-    log_weight = -0.5f * squared - p.noise_log_det[phase] + 0.5f * noise_squared +
-                 p.proposal_log_det[phase];
+    log_weight = -0.5f * squared - by_phase(p.noise_log_det, phase) + 0.5f * noise_squared +
+                 by_phase(p.proposal_log_det, phase);
   } else {
     for (int r = 0; r < R; ++r) {
       float value = mean[r];
@@ -122,7 +140,7 @@ __device__ inline float propagate_particle(const FilterLaunch& p, const SharedLo
       z[r] = value;
     }
   }
-  return log_weight + observation_log_likelihood(p, observed, log_factorial, z);
+  return log_weight + observation_log_likelihood<Rank>(p, observed, log_factorial, z);
 }
 
 }  // namespace lrsmc::kernels

@@ -528,6 +528,26 @@ TEST_F(CudaManyParticles, MoreBlocksThanOneCombineTile) {
   expect_same_filter(*cpu, *gpu, model, batch, options, 11, 1e-4, {}, "K = 70000");
 }
 
+// Ranks 2 and 3 run kernels compiled for that rank (kernels/dispatch.cuh); the others run the
+// generic kernels, checked here in both regimes.
+TEST_F(CudaManyParticles, RanksWithoutASpecialisedKernel) {
+  for (const int rank : {1, 5}) {
+    ModelConfig config = medium_config(Nonlinearity::tanh, NoiseType::full, Observation::gaussian,
+                                       Link::identity);
+    config.rank = rank;
+    const Model model = testing::random_model(config, 40 + std::uint64_t(rank));
+    const SequenceBatch batch = testing::sampled_batch(model, 3, 10, 7);
+    FilterOptions options;
+    options.num_particles = 600;
+    const std::string label = "rank " + std::to_string(rank);
+    auto cpu = cpu_float_backend();
+    auto block = cuda_backend(CudaFilterRegime::block_per_trial);
+    auto many = cuda_backend(CudaFilterRegime::many_particles);
+    expect_same_filter(*cpu, *block, model, batch, options, 13, 1e-4, {}, label + ", block per trial");
+    expect_same_filter(*cpu, *many, model, batch, options, 13, 1e-4, {}, label + ", many particles");
+  }
+}
+
 // Around the threshold the automatic choice runs exactly the forced regime (bitwise).
 TEST_F(CudaManyParticles, AutomaticChoiceFollowsTheThreshold) {
   const Model model = testing::random_model(
