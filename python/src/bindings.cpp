@@ -346,6 +346,7 @@ FixedPointResult fixed_points(const InputArray& m, const InputArray& n, const In
 // --- module ------------------------------------------------------------------------------------
 
 void bind_config(py::module_& module) {
+  const ModelConfig defaults;  // the keyword defaults are the C++ (and command line) defaults
   py::class_<ModelConfig>(module, "ModelConfig",
                           "Architecture and initialisation of a model (config.hpp). Option "
                           "values are the command line's spellings.")
@@ -373,11 +374,17 @@ void bind_config(py::module_& module) {
              validate(config);
              return config;
            }),
-           "rank"_a = 3, "num_hidden"_a = 512, "num_channels"_a = 64, "num_inputs"_a = 0,
-           "nonlinearity"_a = "clipped_relu", "transition_noise"_a = "full",
-           "initial_noise"_a = "full", "observation"_a = "gaussian", "link"_a = "identity",
-           "initial_state"_a = "trainable", "init_decay"_a = 0.9, "init_transition_std"_a = 0.1,
-           "init_initial_std"_a = 1.0, "init_observation_std"_a = 0.1,
+           "rank"_a = defaults.rank, "num_hidden"_a = defaults.num_hidden,
+           "num_channels"_a = defaults.num_channels, "num_inputs"_a = defaults.num_inputs,
+           "nonlinearity"_a = to_string(defaults.nonlinearity),
+           "transition_noise"_a = to_string(defaults.transition_noise),
+           "initial_noise"_a = to_string(defaults.initial_noise),
+           "observation"_a = to_string(defaults.observation), "link"_a = to_string(defaults.link),
+           "initial_state"_a = to_string(defaults.initial_state),
+           "init_decay"_a = defaults.init_decay,
+           "init_transition_std"_a = defaults.init_transition_std,
+           "init_initial_std"_a = defaults.init_initial_std,
+           "init_observation_std"_a = defaults.init_observation_std,
            "Raises InvalidInputError when a value is out of range or an option is unknown.")
       .def_readonly("rank", &ModelConfig::rank)
       .def_readonly("num_hidden", &ModelConfig::num_hidden)
@@ -540,6 +547,7 @@ void bind_training(py::module_& module) {
       .def_readonly("stop_reason", &TrainingResult::stop_reason, "'' when completed");
 
   const TrainingOptions defaults;
+  const FilterOptions filter_defaults;
   module.def(
       "fit",
       [](const Model& model, const Dataset& train, const Dataset& held_out, int epochs,
@@ -571,10 +579,14 @@ void bind_training(py::module_& module) {
       "batch_size"_a = defaults.batch_size, "window"_a = defaults.window,
       "windows_per_epoch"_a = defaults.windows_per_epoch,
       "learning_rate"_a = defaults.learning_rate, "learning_rate_end"_a = defaults.learning_rate_end,
-      "optimizer"_a = "radam", "gradient_clip"_a = defaults.gradient_clip, "particles"_a = 10,
-      "proposal"_a = "auto", "resampling"_a = "systematic", "resample_threshold"_a = 1.0,
-      "eval_particles"_a = 0, "eval_every"_a = 1, "held_out_fraction"_a = 0.0, "seed"_a = 0,
-      "checkpoint_path"_a = "", "checkpoint_every"_a = 0, "resume_from"_a = "",
+      "optimizer"_a = to_string(defaults.optimizer), "gradient_clip"_a = defaults.gradient_clip,
+      "particles"_a = filter_defaults.num_particles, "proposal"_a = "auto",
+      "resampling"_a = to_string(filter_defaults.resampling),
+      "resample_threshold"_a = filter_defaults.resample_threshold,
+      "eval_particles"_a = defaults.eval_particles, "eval_every"_a = defaults.eval_every,
+      "held_out_fraction"_a = defaults.held_out_fraction, "seed"_a = defaults.seed,
+      "checkpoint_path"_a = "", "checkpoint_every"_a = defaults.checkpoint_every,
+      "resume_from"_a = "",
       "device"_a = "cpu", "threads"_a = 0, "callback"_a = py::none(),
       "Trains from `model` (Trainer::fit). Returns (TrainingResult, exception or None): an "
       "exception raised by the callback or by Ctrl-C (KeyboardInterrupt) stops training "

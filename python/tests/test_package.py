@@ -69,3 +69,10 @@ def test_integer_and_float32_data_are_accepted():
     rnn.fit(counts)
     assert rnn.model_.config.link == "softplus"  # link='auto' for Poisson read-outs
     assert np.isfinite(rnn.score(counts.astype(np.float32), particles=16))
+
+
+def test_estimator_defaults_are_the_engines():
+    """LowRankRNN's defaults are the command line's (the paper's EEG setting)."""
+    assert lrsmc.LowRankRNN().model_config(64).to_json() == lrsmc.ModelConfig().to_json()
+    config = lrsmc.LowRankRNN(observation="poisson").model_config(5)
+    assert (config.observation, config.link, config.num_channels) == ("poisson", "softplus", 5)
