@@ -138,3 +138,30 @@ def test_fixed_points_are_the_same(workspace, nonlinearity, numerical):
                                   np.array([p.z for p in points]))
     assert [entry["stability"] for entry in stored] == [p.stability for p in points]
     assert [entry["pattern"] for entry in stored] == [list(p.pattern) for p in points]
+
+
+def test_fit_with_inputs_is_the_same(workspace, demo):
+    inputs = np.sin(np.linspace(0, 6, 40 * 50)).reshape(40, 50, 1) * np.arange(1, 41).reshape(40, 1, 1) / 40
+    np.save(workspace / "inputs.npy", inputs)
+    run("fit", "--data", "data.npy", "--inputs", "inputs.npy", "--rank", 2, "--hidden", 6, "--epochs", 2,
+        "--particles", 4, "--seed", 12, "-q", "--out", "inputs_model.npz", cwd=workspace)
+    python = lrsmc.LowRankRNN(rank=2, num_hidden=6, epochs=2, particles=4, seed=12)
+    python.fit(demo.observations, inputs=inputs)
+    cli_model = lrsmc.load_model(workspace / "inputs_model.npz")
+    assert cli_model.config.num_inputs == 1
+    assert_models_equal(cli_model, python.model_)
+    run("fixed-points", "inputs_model.npz", "--input", 0.5, "--out-json", "inputs_points.json",
+        "--out-npy", "inputs_points.npy", cwd=workspace)
+    points = python.fixed_points(input=[0.5])
+    np.testing.assert_array_equal(np.load(workspace / "inputs_points.npy").reshape(-1, 2),
+                                  np.array([p.z for p in points]).reshape(-1, 2))
+
+
+def test_poisson_fit_is_the_same(workspace):
+    counts = np.random.default_rng(7).poisson(1.5, size=(12, 30, 5)).astype(np.float64)
+    np.save(workspace / "counts.npy", counts)
+    run("fit", "--data", "counts.npy", "--observation", "poisson", "--rank", 1, "--hidden", 5,
+        "--epochs", 2, "--particles", 6, "--seed", 3, "-q", "--out", "poisson_model.npz", cwd=workspace)
+    python = lrsmc.LowRankRNN(rank=1, num_hidden=5, observation="poisson", epochs=2, particles=6, seed=3)
+    python.fit(counts.astype(np.int64))  # integer counts convert to the same float64 values
+    assert_models_equal(lrsmc.load_model(workspace / "poisson_model.npz"), python.model_)
