@@ -16,6 +16,7 @@
 
 #include <cmath>
 
+#include "kernels/dispatch.cuh"
 #include "kernels/launch_check.hpp"
 #include "kernels/training_launch.hpp"
 #include "lrsmc/errors.hpp"
@@ -60,15 +61,19 @@ __device__ float group_sum(float value, int lanes, unsigned mask) {
   return value;
 }
 
+/// Rank > 0 compiles the rank in (kernels/dispatch.cuh: the demo's 2 and the paper's 3), so the
+/// per-particle arrays live in registers; Rank = 0 reads it from the launch.
+template <int Rank>
 __global__ void __launch_bounds__(block_size)
     backward_block_per_trial_kernel(const BackwardLaunch b) {
+  constexpr int capacity = Rank > 0 ? Rank : max_rank;
   extern __shared__ float loadings[];  // m (hidden·rank), n (rank·hidden), h (hidden)
   __shared__ typename BlockReduce::TempStorage reduce_storage;
   __shared__ double broadcast[max_rank + 1];
 
   const FilterLaunch& p = b.forward;
   const int trial = blockIdx.x;
-  const int R = p.rank, N = p.hidden, K = p.num_particles, D = p.channels, T = p.steps,
+  const int R = Rank > 0 ? Rank : p.rank, N = p.hidden, K = p.num_particles, D = p.channels, T = p.steps,
             U = b.num_inputs;
   if (p.failed_step[trial] >= 0) return;  // the host reports the failed forward pass
   float* shared_m = loadings;
@@ -164,8 +169,10 @@ __global__ void __launch_bounds__(block_size)
     __syncthreads();  // grad_pre (multinomial: written by other threads), broadcast reuse
 
     // 1c. Per particle: weight, proposal and transition-mean adjoints, then d z_{t−1}.
-    const float* factor = p.noise_factor[phase];
-    float step_gain_sum[max_rank];
+    // Per-phase constants chosen with a branch: indexing a kernel parameter's array at run
+    // time would copy the whole parameter struct to local memory.
+    const float* factor = first ? p.noise_factor[0] : p.noise_factor[1];
+    float step_gain_sum[capacity];
     for (int r = 0; r < R; ++r) step_gain_sum[r] = 0.f;
     for (int k = thread / lanes; k < K; k += groups) {  // uniform within a group
       const bool writer = lane == 0;
@@ -173,7 +180,7 @@ __global__ void __launch_bounds__(block_size)
       const float* z = particles + std::size_t(k) * R;
       const float* previous =
           first ? nullptr : previous_particles + std::size_t(previous_ancestors[k]) * R;
-      float mean[max_rank], xi[max_rank], grad_z[max_rank], grad_mu[max_rank];
+      float mean[capacity], xi[capacity], grad_z[capacity], grad_mu[capacity];
       if (first) {
         for (int r = 0; r < R; ++r) mean[r] = p.initial_mean[trial * R + r];
       } else {  // the forward kernel's transition, hidden units split over the lanes
@@ -209,9 +216,9 @@ __global__ void __launch_bounds__(block_size)
       if (p.optimal) {
         // Transition density −½‖e‖² − Σ ln L_ii, e = L^{-1}(z − μ), f = L^{-T} e:
         // ∂/∂z = −f, ∂/∂μ = f, ∂/∂L = f eᵀ (lower) − diag(1/L_ii); −log q adds 1/L_q,ii.
-        const float* proposal_factor = p.proposal_factor[phase];
-        const float* alpha = p.alpha[phase];
-        float residual[max_rank], scaled[max_rank];
+        const float* proposal_factor = first ? p.proposal_factor[0] : p.proposal_factor[1];
+        const float* alpha = first ? p.alpha[0] : p.alpha[1];
+        float residual[capacity], scaled[capacity];
         math::whitened_residual(R, factor, z, mean, residual);
         math::whitened_adjoint(R, factor, residual, scaled);
         for (int r = 0; r < R; ++r) {
@@ -252,7 +259,7 @@ __global__ void __launch_bounds__(block_size)
       }
       // μ = a z_{t−1} + n φ(m z_{t−1} + c; h): d z_{t−1}, hidden units split over the lanes
       // (parameter adjoints in phase 2).
-      float grad_previous[max_rank];
+      float grad_previous[capacity];
       for (int r = 0; r < R; ++r) grad_previous[r] = 0.f;
       for (int i = lane; i < N; i += lanes) {
         float current = currents ? currents[i] : 0.f;
@@ -282,11 +289,12 @@ __global__ void __launch_bounds__(block_size)
       }
       for (int e = threadIdx.x; e < R * D; e += block_size) {
         const int r = e / D, i = e % D;
-        accumulator[b.offsets.gain[phase] + e] +=
+        accumulator[(first ? b.offsets.gain[0] : b.offsets.gain[1]) + e] +=
             double(float(broadcast[r]) * (observed[i] - p.readout_bias[i]));
       }
       if (thread < R)
-        accumulator[b.offsets.gain_sum[phase] + thread] += double(float(broadcast[thread]));
+        accumulator[(first ? b.offsets.gain_sum[0] : b.offsets.gain_sum[1]) + thread] +=
+            double(float(broadcast[thread]));
     }
     __syncthreads();  // grad_mean of every particle is written
 
@@ -296,7 +304,7 @@ __global__ void __launch_bounds__(block_size)
     for (int u = threadIdx.x; u < hidden_units + D; u += block_size) {
       if (u < hidden_units) {
         const int i = u;
-        double grad_n[max_rank], grad_m[max_rank];
+        double grad_n[capacity], grad_m[capacity];
         for (int r = 0; r < R; ++r) {
           grad_n[r] = accumulator[b.offsets.n + r * N + i];
           grad_m[r] = accumulator[b.offsets.m + i * R + r];
@@ -336,7 +344,7 @@ __global__ void __launch_bounds__(block_size)
         double grad_noise = b.offsets.observation_noise >= 0
                                 ? accumulator[b.offsets.observation_noise + i]
                                 : 0.0;
-        double grad_readout[max_rank];
+        double grad_readout[capacity];
         for (int r = 0; r < R; ++r) grad_readout[r] = accumulator[b.offsets.readout_weight + r * D + i];
         const float x = observed[i];
         for (int k = 0; k < K; ++k) {
@@ -403,11 +411,14 @@ void backward_block_per_trial(const BackwardLaunch& launch, cudaStream_t stream)
   check(cudaMemsetAsync(launch.accumulators, 0, trials * launch.offsets.stride * sizeof(double), stream),
         "backward: clearing the accumulators");
   const std::size_t shared = filter_shared_bytes(p.rank, p.hidden);
-  if (shared > 48 * 1024)
-    check(cudaFuncSetAttribute(backward_block_per_trial_kernel,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)),
-          "backward: reserving shared memory for the loadings");
-  backward_block_per_trial_kernel<<<p.trials, block_size, shared, stream>>>(launch);
+  dispatch_rank(p.rank, [&](auto rank) {
+    constexpr int Rank = decltype(rank)::value;
+    if (shared > 48 * 1024)
+      check(cudaFuncSetAttribute(backward_block_per_trial_kernel<Rank>,
+                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)),
+            "backward: reserving shared memory for the loadings");
+    backward_block_per_trial_kernel<Rank><<<p.trials, block_size, shared, stream>>>(launch);
+  });
   check_launch("backward_block_per_trial");
 }
 
