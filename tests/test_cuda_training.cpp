@@ -220,6 +220,37 @@ TEST(CudaGradient, FewParticlesSplitUnitsOverLanes) {
   }
 }
 
+TEST(CudaGradient, RanksOtherThanTwoAndThreeUseTheGenericKernel) {
+  if (!cuda_available()) GTEST_SKIP() << no_device;
+  // Ranks 2 and 3 run kernels compiled for their rank; every other rank the generic one.
+  for (const int rank : {1, 5}) {
+    ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                               Observation::gaussian, Link::identity, 1);
+    config.rank = rank;
+    config.num_hidden = 40;
+    config.num_channels = 12;
+    const Model model = testing::random_model(config, 20 + rank);
+    const SequenceBatch batch = testing::sampled_batch(model, 3, 20, 6);
+    for (const Proposal proposal : {Proposal::optimal, Proposal::bootstrap}) {
+      FilterOptions options;
+      options.num_particles = 200;
+      options.proposal = proposal;
+      BackendOptions single;
+      single.single_precision = true;
+      auto cpu = make_backend(BackendKind::cpu, single);
+      auto gpu = make_backend(BackendKind::cuda);
+      const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 3);
+      const std::string label = "rank " + std::to_string(rank) + ", " +
+                                ::testing::PrintToString(proposal) + "; " + paths;
+      const auto reference = cpu->elbo_gradient(model, batch, options, 3);
+      const auto result = gpu->elbo_gradient(model, batch, options, 3);
+      EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << label;
+      expect_blocks_close(config, reference.gradient, result.gradient,
+                          paths == paths_agree ? 1e-3 : 3e-2, label);
+    }
+  }
+}
+
 TEST(CudaGradient, RepeatedRunsAreBitwiseIdentical) {
   if (!cuda_available()) GTEST_SKIP() << no_device;
   const ModelConfig config = testing::small_config(Nonlinearity::clipped_relu, NoiseType::full,
