@@ -71,13 +71,18 @@ def test_ctrl_c_stops_after_the_epoch_and_keeps_the_model(demo):
     # Python's own Ctrl-C handler, also where the test runner started with SIGINT ignored (a
     # background job of a non-interactive shell): then Python installs none.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+
+    def progress(report):
+        if report.epoch == 1:
+            timer.start()  # from inside the fit, so the signal cannot arrive before it
+        # Bounded: were the signal lost, training would stop at epoch 2000 and the test fail.
+        return report.epoch < 2000
+
     rnn = small_estimator(epochs=100_000)
-    timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
-            # Bounded: were the signal lost, training would stop at epoch 2000 and the test fail.
-            rnn.fit(demo.observations, callback=lambda report: report.epoch < 2000)
+            rnn.fit(demo.observations, callback=progress)
     finally:
         timer.cancel()
         signal.signal(signal.SIGINT, previous)
