@@ -248,6 +248,8 @@ class CudaBackend final : public Backend {
     try {
       return filter_on_device(model, batch, options, seed, request, regime);
     } catch (const OutOfMemory& error) {
+      // A failed cudaMalloc is also the last error: the next call's launch check must not see it.
+      (void)cudaGetLastError();
       throw OutOfMemory(detail::concat(
           out_of_memory_message(shape, options_.cuda_filter_regime, memory_available()),
           " (", error.what(), ")"));
