@@ -9,8 +9,8 @@ The estimator :class:`LowRankRNN` is the usual entry point::
     points = rnn.fixed_points()
 
 Functions over :class:`Model` objects (``filter``, ``sample``, ``simulate``, ``fit_model``,
-``fixed_points``, ``load_model``) mirror the command line's subcommands and give the same numbers
-for the same seed and data. Plots are in :mod:`lrsmc.plot` (``pip install lrsmc[plot]``).
+``fixed_points``, ``load_model``, ``load_data``) mirror the command line's subcommands and give
+the same numbers for the same seed and data. Plots are in :mod:`lrsmc.plot` (``pip install lrsmc[plot]``).
 
 Errors raised by the engine carry its message and derive from :class:`Error` (a RuntimeError):
 :class:`InvalidInputError` (also a ValueError), :class:`IoError` (an OSError),
@@ -47,6 +47,7 @@ from ._api import (
     fit_model,
     fixed_points,
     latent_map,
+    load_data,
     load_model,
     sample,
     save_model,
@@ -83,6 +84,7 @@ __all__ = [
     "fit_model",
     "fixed_points",
     "latent_map",
+    "load_data",
     "load_model",
     "sample",
     "save_model",

@@ -61,6 +61,22 @@ def as_dataset(
     return _core.make_dataset(array, _resolve_layout(array, layout), input_array, source)
 
 
+def load_data(
+    path: PathLike,
+    layout: str = "trials,time,channels",
+    field: str = "",
+    inputs: Optional[PathLike] = None,
+    inputs_field: str = "",
+) -> _core.Dataset:
+    """Reads a recording exactly as ``lrsmc fit --data PATH --layout ... --field ... --inputs ...``
+    does: an .npy file, or the entry ``field`` of an .npz (by default the only entry, or one
+    called ``observations`` or ``data``), of any numeric dtype, read as float64. The returned
+    :class:`Dataset` is accepted wherever an array is."""
+    return _core.load_dataset(
+        os.fspath(path), layout, field, "" if inputs is None else os.fspath(inputs), inputs_field
+    )
+
+
 @dataclass
 class DemoData:
     """Data simulated from the demo's teacher network (see :func:`demo_data`)."""

@@ -516,6 +516,18 @@ void bind_data(py::module_& module) {
              "trials,channels,time | time,channels | channels,time. Raises InvalidInputError "
              "(naming source, the shape and the layout) for a wrong rank or a non-finite value.");
   module.def(
+      "load_dataset",
+      [](const std::string& path, const std::string& layout, const std::string& field,
+         const std::string& inputs_path, const std::string& inputs_field) {
+        py::gil_scoped_release release;
+        return load_dataset(path, parse_data_layout(layout, "layout"), field, inputs_path,
+                            inputs_field);
+      },
+      "path"_a, "layout"_a = "trials,time,channels", "field"_a = "", "inputs_path"_a = "",
+      "inputs_field"_a = "",
+      "Reads a recording as `lrsmc fit --data` does (.npy, or an .npz entry; any numeric dtype, "
+      "C or Fortran order). Raises IoError or InvalidInputError naming the file.");
+  module.def(
       "split_held_out",
       [](const Dataset& data, double fraction, int window, std::uint64_t seed) {
         py::gil_scoped_release release;

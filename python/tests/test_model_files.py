@@ -84,3 +84,18 @@ def test_get_and_set_parameter_blocks(random_model):
         random_model.set("m", np.zeros((2, 10)))
     with pytest.raises(lrsmc.InvalidInputError, match="w_u"):
         random_model.get("w_u")  # no inputs, so no input weights
+
+
+def test_load_data_reads_files_as_the_command_line(tmp_path, demo):
+    x = demo.observations
+    np.save(tmp_path / "data.npy", x.astype(np.float32))
+    data = lrsmc.load_data(tmp_path / "data.npy")
+    np.testing.assert_array_equal(data.observations, x.astype(np.float32).astype(np.float64))
+    np.savez(tmp_path / "both.npz", spikes=np.asfortranarray(x[0].T), other=np.zeros(3))
+    recording = lrsmc.load_data(tmp_path / "both.npz", layout="channels,time", field="spikes")
+    assert recording.continuous and recording.num_steps == 50
+    np.testing.assert_array_equal(recording.observations[0], x[0])
+    with pytest.raises(lrsmc.InvalidInputError, match="cannot tell which entry holds the data"):
+        lrsmc.load_data(tmp_path / "both.npz")
+    with pytest.raises(lrsmc.IoError, match="absent.npy"):
+        lrsmc.load_data(tmp_path / "absent.npy")
