@@ -99,10 +99,10 @@ def demo_data(trials: int = 150, steps: int = 75, seed: int = 1, teacher_seed: i
 # --- devices ------------------------------------------------------------------------------------
 
 
-def _device(device: str, operation: str) -> str:
-    """The backend for ``operation``. ``auto`` trains and samples on the CPU, as the command line
-    does until the GPU gradient kernels land, and filters on a GPU when there is one. Asking for
-    ``cuda`` without a usable device raises :class:`CudaError` before any work starts."""
+def _device(device: str) -> str:
+    """The backend to use: ``auto`` is the GPU when one answers and the CPU otherwise,
+    for every operation, as on the command line. Asking for ``cuda`` without a usable device
+    raises :class:`CudaError` before any work starts."""
     if device == "cuda" and not _core.cuda_available():
         reason = (
             "no CUDA device answers"
@@ -110,8 +110,6 @@ def _device(device: str, operation: str) -> str:
             else "lrsmc was built without CUDA (reinstall with nvcc on PATH or LRSMC_ENABLE_CUDA=ON)"
         )
         raise _core.CudaError(f"device 'cuda' is not available: {reason}; use device='cpu' or 'auto'")
-    if device == "auto" and operation in ("fit", "sample"):
-        return "cpu"
     return device
 
 
@@ -160,7 +158,7 @@ def filter(
         resampling=resampling,
         resample_threshold=resample_threshold,
         seed=seed,
-        device=_device(device, "filter"),
+        device=_device(device),
         threads=threads,
         store_particles=return_particles,
     )
@@ -200,7 +198,7 @@ def sample(
         steps + burn_in,
         inputs=None if inputs is None else _as_array(inputs),
         seed=seed,
-        device=_device(device, "sample"),
+        device=_device(device),
         threads=threads,
     )
     # Basic slicing: views of the engine's buffers, no copy.
@@ -306,7 +304,7 @@ def fit_model(
         checkpoint_path=checkpoint_path,
         checkpoint_every=checkpoint_every,
         resume_from=resume_from,
-        device=_device(device, "fit"),
+        device=_device(device),
         threads=threads,
         callback=callback,
     )

@@ -57,9 +57,9 @@ class LowRankRNN:
     epochs, batch_size, window, windows_per_epoch, learning_rate, learning_rate_end, optimizer,
     gradient_clip, held_out, eval_particles, eval_every, seed : training (RAdam or Adam with an
         exponential learning-rate decay; a long recording is trained on random windows).
-    device : ``auto``, ``cpu`` or ``cuda``. ``auto`` trains on the CPU for now (as the command
-        line) and filters on a GPU when one is present; ``cuda`` without a usable GPU raises
-        :class:`CudaError`.
+    device : ``auto``, ``cpu`` or ``cuda``. ``auto`` trains and filters on a GPU when one is
+        present (as the command line) and on the CPU otherwise; ``cuda`` without a usable GPU
+        raises :class:`CudaError`.
     threads : CPU threads (0: all cores).
     warm_start : when True, ``fit`` continues from the fitted model instead of a fresh one.
     verbose : print the command line's progress line to stderr (about 50 lines per run).
