@@ -40,7 +40,11 @@ __global__ void __launch_bounds__(norm_block_size)
   const int any_bad = NormReduce(storage).Reduce(double(bad), MaximumOp()) > 0.0 ? 1 : 0;
   if (threadIdx.x == 0) {
     status[0] = total;
-    status[1] = any_bad || !isfinite(total) ? 1.0 : 0.0;
+    // Only a non-finite entry, ELBO or failed step skips the step. A sum of squares that
+    // overflows to inf from finite entries does not: trainer.cpp's host step applies it (the
+    // clip factor clip / inf is 0), and skipping here would silently drop a step the trainer
+    // counts as applied.
+    status[1] = any_bad ? 1.0 : 0.0;
   }
 }
 

@@ -78,8 +78,9 @@ struct OptimizerLaunch {
   bool rectified = true;       ///< false: RAdam's un-adapted warm-up step
 };
 
-/// status[0] = Σ ascent² (one block, fixed order); status[1] = 1 when it or any of
-/// `elbo_values` (count) is not finite, or a failed_step entry (count) is ≥ 0.
+/// status[0] = Σ ascent² (one block, fixed order); status[1] = 1 when an ascent entry or any
+/// of `elbo_values` (count) is not finite, or a failed_step entry (count) is ≥ 0 (a finite
+/// gradient whose Σ ascent² overflows is stepped, as the host trainer does).
 void gradient_norm(const double* ascent, std::int64_t count, const double* elbo_values,
                    const std::int32_t* failed_steps, int failed_count, double* status,
                    cudaStream_t stream);

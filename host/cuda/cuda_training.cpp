@@ -638,6 +638,21 @@ class CudaTrainingSession final : public TrainingSession {
     check_shared_memory(config, device_index);
     LRSMC_ASSERT(setup_.max_batch_trials >= 1 && setup_.batch_steps >= 1);
     LRSMC_ASSERT(std::int64_t(setup_.parameters.size()) == count_);
+    {
+      // The host loop checks every batch in Backend::elbo_gradient (shapes, finite values,
+      // Poisson counts); the session never builds one, so check the whole training set once
+      // with the same checks and messages. Otherwise a size mismatch would read past the
+      // device copy and NaN or non-count data would train silently or fail as "every
+      // log-weight is nan".
+      SequenceBatch whole;
+      whole.num_trials = data_.num_trials;
+      whole.num_steps = data_.num_steps;
+      whole.num_channels = data_.num_channels;
+      whole.num_inputs = data_.num_inputs;
+      whole.observations = data_.observations;
+      whole.inputs = data_.inputs;
+      validate_batch(config, whole, data_.source.empty() ? "training data" : data_.source);
+    }
     data_observations_.upload(to_float(data_.observations.data(), data_.observations.size()));
     if (config.observation == Observation::poisson) {
       std::vector<float> values(data_.observations.size());
