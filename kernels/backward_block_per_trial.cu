@@ -396,8 +396,12 @@ __global__ void sum_over_trials_kernel(const double* rows, int trials, std::int6
 }
 
 void check(cudaError_t status, const char* what) {
-  if (status != cudaSuccess)
+  if (status != cudaSuccess) {
+    // Clear the last-error state, so that the next launch check (check_launch reads
+    // cudaGetLastError) does not report this failure again as its own.
+    (void)cudaGetLastError();
     throw CudaError(detail::concat(what, " failed (", cudaGetErrorString(status), ")"));
+  }
 }
 
 }  // namespace

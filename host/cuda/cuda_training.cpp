@@ -23,8 +23,10 @@
   do {                                                                                      \
     const cudaError_t lrsmc_status = (expression);                                          \
     if (lrsmc_status != cudaSuccess) {                                                      \
+      /* Clear the last-error state (every failed call sets it), so that a later launch   */ \
+      /* check does not report this error again once the caller has handled the throw.   */ \
+      (void)cudaGetLastError();                                                             \
       if (lrsmc_status == cudaErrorMemoryAllocation) {                                      \
-        (void)cudaGetLastError();                                                           \
         throw ::lrsmc::OutOfMemory(::lrsmc::detail::concat(                                 \
             #expression, " failed: out of GPU memory (", __FILE__, ":", __LINE__, ")"));    \
       }                                                                                     \
