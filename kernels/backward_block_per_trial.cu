@@ -417,7 +417,12 @@ void backward_block_per_trial(const BackwardLaunch& launch, cudaStream_t stream)
   const std::size_t shared = filter_shared_bytes(p.rank, p.hidden);
   dispatch_rank(p.rank, [&](auto rank) {
     constexpr int Rank = decltype(rank)::value;
-    if (shared > 48 * 1024)
+    // Opt in past the default limit, which is 48 KB for static (CUB, broadcast) and dynamic
+    // shared memory together: the loadings alone just under 48 KB fail to launch otherwise.
+    cudaFuncAttributes attributes{};
+    check(cudaFuncGetAttributes(&attributes, backward_block_per_trial_kernel<Rank>),
+          "backward: reading the kernel's attributes");
+    if (shared + attributes.sharedSizeBytes > 48 * 1024)
       check(cudaFuncSetAttribute(backward_block_per_trial_kernel<Rank>,
                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared)),
             "backward: reserving shared memory for the loadings");
