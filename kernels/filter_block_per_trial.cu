@@ -174,14 +174,18 @@ void filter_block_per_trial(const FilterLaunch& launch, cudaStream_t stream) {
   const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
   dispatch_rank(launch.rank, [&](auto rank) {
     constexpr int Rank = decltype(rank)::value;
-    if (shared > 48 * 1024) {  // opt in to more than 48 KB; per device, so on every launch
-      const cudaError_t status =
-          cudaFuncSetAttribute(filter_block_per_trial_kernel<Rank>,
-                               cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
-      if (status != cudaSuccess)
-        throw CudaError(detail::concat("filter_block_per_trial: cannot use ", shared,
-                                       " bytes of shared memory (", cudaGetErrorString(status),
-                                       ")"));
+    // Opt in to more than 48 KB; per device, so on every launch. The default limit on the
+    // dynamic shared memory is 48 KB minus the static (CUB) storage, so their sum decides.
+    cudaFuncAttributes attributes{};
+    cudaError_t status = cudaFuncGetAttributes(&attributes, filter_block_per_trial_kernel<Rank>);
+    if (status == cudaSuccess && shared + attributes.sharedSizeBytes > 48 * 1024)
+      status = cudaFuncSetAttribute(filter_block_per_trial_kernel<Rank>,
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
+    if (status != cudaSuccess) {
+      (void)cudaGetLastError();  // or the launch check below would report this failure
+      throw CudaError(detail::concat("filter_block_per_trial: cannot use ", shared,
+                                     " bytes of shared memory (", cudaGetErrorString(status),
+                                     ")"));
     }
     filter_block_per_trial_kernel<Rank><<<launch.trials, block_size, shared, stream>>>(launch);
   });

@@ -322,15 +322,22 @@ void prepare_filter_many_particles(const FilterLaunch& launch) {
                 "cuda backend: trials per call in the many-particle regime is out of range; got ",
                 launch.trials, ", expected 1 to ", max_many_particle_trials);
   const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  if (shared <= 48 * 1024) return;
-  dispatch_rank(launch.rank, [&](auto rank) {  // opt in to more than 48 KB, per device
-    const cudaError_t status =
-        cudaFuncSetAttribute(propagate_weigh_kernel<decltype(rank)::value>,
-                             cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
-    if (status != cudaSuccess)
+  dispatch_rank(launch.rank, [&](auto rank) {
+    const auto kernel = propagate_weigh_kernel<decltype(rank)::value>;
+    // Without the opt-in, the default limit on the *dynamic* shared memory is 48 KB minus the
+    // kernel's static shared memory (CUB storage), not 48 KB: opt in whenever their sum exceeds
+    // 48 KB, else loadings of just under 48 KB fail to launch.
+    cudaFuncAttributes attributes{};
+    cudaError_t status = cudaFuncGetAttributes(&attributes, kernel);
+    if (status == cudaSuccess && shared + attributes.sharedSizeBytes > 48 * 1024)
+      status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    int(shared));  // per device
+    if (status != cudaSuccess) {
+      (void)cudaGetLastError();  // or the next launch check would report this failure
       throw CudaError(detail::concat("filter_many_particles: cannot use ", shared,
                                      " bytes of shared memory (", cudaGetErrorString(status),
                                      ")"));
+    }
   });
 }
 

@@ -548,6 +548,32 @@ TEST_F(CudaManyParticles, RanksWithoutASpecialisedKernel) {
   }
 }
 
+// Loadings of 4·(2·3·1700 + 1700) = 47,600 bytes: under 48 KB, but over it with the kernels'
+// static CUB storage, so both regimes must opt in to more shared memory (the default dynamic
+// limit is 48 KB minus the static storage) or their launch fails.
+TEST_F(CudaManyParticles, LoadingsJustUnder48KilobytesStillLaunch) {
+  ModelConfig config = medium_config(Nonlinearity::relu, NoiseType::full, Observation::gaussian,
+                                     Link::identity);
+  config.num_hidden = 1700;
+  const Model model = testing::random_model(config, 9);
+  const SequenceBatch batch = testing::sampled_batch(model, 2, 4, 3);
+  FilterOptions options;
+  options.num_particles = 300;
+  auto block = cuda_backend(CudaFilterRegime::block_per_trial);
+  auto many = cuda_backend(CudaFilterRegime::many_particles);
+  const FilterRequest request{true, true};
+  const FilterResult reference = block->filter(model, batch, options, 5, request);
+  const FilterResult result = many->filter(model, batch, options, 5, request);
+  ASSERT_TRUE(std::isfinite(reference.elbo));
+  testing::PathTolerance tight;
+  tight.particle = 1e-6;
+  tight.log_weight = 1e-9;
+  tight.near_tie = 1e-9;
+  testing::expect_close_summaries(reference, result, 1e-9, "hidden 1700");
+  (void)testing::expect_same_paths(reference, result, batch, options, config.rank, 5, tight,
+                                   "hidden 1700");
+}
+
 // Around the threshold the automatic choice runs exactly the forced regime (bitwise).
 TEST_F(CudaManyParticles, AutomaticChoiceFollowsTheThreshold) {
   const Model model = testing::random_model(
