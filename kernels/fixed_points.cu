@@ -248,7 +248,7 @@ void compute_crossings(const ArrangementBatch& batch, cudaStream_t stream) {
 
 std::size_t sort_crossings_scratch_bytes(std::int64_t num_lines, int num_planes) {
   std::size_t bytes = 0;
-  LRSMC_FIXED_POINTS_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(
+  LRSMC_FIXED_POINTS_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairs(
       nullptr, bytes, static_cast<const double*>(nullptr), static_cast<double*>(nullptr),
       static_cast<const std::int32_t*>(nullptr), static_cast<std::int32_t*>(nullptr),
       num_lines * num_planes, num_lines, static_cast<const std::int32_t*>(nullptr),
@@ -259,7 +259,11 @@ std::size_t sort_crossings_scratch_bytes(std::int64_t num_lines, int num_planes)
 void sort_crossings(const ArrangementBatch& batch, cudaStream_t stream) {
   require_batch(batch);
   std::size_t bytes = batch.sort_scratch_bytes;
-  LRSMC_FIXED_POINTS_CUDA_CHECK(cub::DeviceSegmentedSort::SortPairs(
+  // Stable, as the emulated sweep's std::stable_sort: SortPairs may order exactly equal
+  // positions (hyperplanes through one point, e.g. b = 0 on a line through the origin) in any
+  // order, and which crossing ends a tie group decides, through its sine, whether the next
+  // crossing counts as coincident, i.e. whether the GPU or the CPU solves that vertex.
+  LRSMC_FIXED_POINTS_CUDA_CHECK(cub::DeviceSegmentedSort::StableSortPairs(
       batch.sort_scratch, bytes, batch.keys, batch.sorted_keys, batch.values, batch.sorted_values,
       batch.num_lines * batch.view.num_planes, batch.num_lines, batch.segment_offsets,
       batch.segment_offsets + 1, stream));

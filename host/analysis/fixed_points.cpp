@@ -575,14 +575,19 @@ double perturbation_coefficient(const Level& level, const Line& line, int plane,
 /// Sorts crossings by t: LSD radix sort on the order-preserving integer image of the doubles
 /// (8 passes of 8 bits, skipping passes where every key shares the byte), about twice as fast as
 /// std::sort for the hundreds to thousands of crossings of a line.
+/// Stable, with −0.0 and +0.0 equal, as the CUDA sweep's cub::DeviceSegmentedSort::
+/// StableSortPairs and the emulated sweep's std::stable_sort: equal positions (hyperplanes
+/// through one point; t = −0.0 where w·u < 0) keep their hyperplane order, so that every engine
+/// ends a tie group with the same crossing and agrees on which neighbours are coincident.
 void sort_crossings(std::vector<Crossing>& crossings, std::vector<Crossing>& buffer) {
   const std::size_t size = crossings.size();
   if (size < 64) {
-    std::sort(crossings.begin(), crossings.end(),
-              [](const Crossing& a, const Crossing& b) { return a.t < b.t; });
+    std::stable_sort(crossings.begin(), crossings.end(),
+                     [](const Crossing& a, const Crossing& b) { return a.t < b.t; });
     return;
   }
   const auto key = [](double value) {
+    if (value == 0.0) value = 0.0;  // −0.0 sorts as +0.0
     std::uint64_t bits = 0;
     std::memcpy(&bits, &value, sizeof bits);
     return (bits >> 63) != 0 ? ~bits : bits | (std::uint64_t{1} << 63);
