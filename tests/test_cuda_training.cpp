@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <sstream>
 #include <tuple>
@@ -101,6 +102,31 @@ std::string path_agreement(Backend& cpu, Backend& gpu, const Model& model,
   return text.str();
 }
 
+/// Compares a gradient with a reference at 1e-3 per block, and the ELBO at 1e-4, where both
+/// filters followed the same ancestors (`paths` is path_agreement's text); returns whether it
+/// did. Once a float near-tie parts the paths, the two gradients are different Monte Carlo
+/// samples and no bound on them is meaningful: measured on the CPU, float32 against float64 on
+/// parted paths differ by up to 0.35 per block and 2.5e-3 in the ELBO over
+/// CudaGradientTest's cases (3.6e-2 and 0.22 at rank 5, 0.14 under the ESS threshold), so a
+/// fixed loose bound failed at random. Then only the ELBO is checked, at 1e-2, as a sanity
+/// bound on the forward pass.
+bool compare_on_same_paths(const ModelConfig& config, const GradientResult& reference,
+                           const GradientResult& result, const std::string& paths,
+                           const std::string& label) {
+  if (paths != paths_agree) {
+    EXPECT_NEAR(result.elbo, reference.elbo, 1e-2 * std::fabs(reference.elbo))
+        << label << "; " << paths;
+    std::printf("note: %s: %s; gradient blocks not compared\n", label.c_str(), paths.c_str());
+    return false;
+  }
+  EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << label;
+  expect_blocks_close(config, reference.gradient, result.gradient, 1e-3, label + "; " + paths);
+  return true;
+}
+
+constexpr const char* nothing_compared =
+    "every configuration parted from the CPU's ancestors at a near-tie: no gradient was compared";
+
 class CudaGradientTest : public ::testing::TestWithParam<GradientCase> {
  protected:
   void SetUp() override {
@@ -133,15 +159,17 @@ TEST_P(CudaGradientTest, MatchesCpuOnTheSameDraws) {
   const GradientResult reference = cpu->elbo_gradient(model, batch, options, 21);
   const GradientResult reference_double = cpu_double->elbo_gradient(model, batch, options, 21);
   const GradientResult result = gpu->elbo_gradient(model, batch, options, 21);
-  EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << paths;
   // A near-tie in the cumulative weights, resolved the other way by float64 (or by another
-  // float rounding), sends the filters down other particles; then only a loose bound is
-  // meaningful, and the message says so (CudaFilterTest checks the ancestors themselves).
-  expect_blocks_close(config, reference.gradient, result.gradient,
-                      paths == paths_agree ? 1e-3 : 3e-2, "vs cpu float; " + paths);
-  const bool same_paths = double_paths == paths_agree;
-  expect_blocks_close(config, reference_double.gradient, result.gradient, same_paths ? 1e-3 : 3e-2,
-                      "vs cpu float64; " + double_paths);
+  // float rounding), sends the filters down other particles; a reference on other paths is not
+  // compared (CudaFilterTest checks the ancestors themselves), and a case that parts from both
+  // is reported as skipped, so that a run shows how many cases were compared.
+  const bool compared_float =
+      compare_on_same_paths(config, reference, result, paths, "vs cpu float");
+  const bool compared_double =
+      compare_on_same_paths(config, reference_double, result, double_paths, "vs cpu float64");
+  if (!compared_float && !compared_double)
+    GTEST_SKIP() << "the GPU's ancestors part from both CPU references at a near-tie ("
+                 << paths << "); no gradient was compared";
 }
 
 std::string case_name(const ::testing::TestParamInfo<GradientCase>& info) {
@@ -168,6 +196,7 @@ TEST(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
                                                    Observation::gaussian, Link::identity);
   const Model model = testing::random_model(config, 7);
   const SequenceBatch batch = testing::sampled_batch(model, 6, 25, 3);
+  int compared = 0;  // threshold 0 never resamples: its paths cannot part
   for (const double threshold : {0.0, 0.5}) {
     for (const Proposal proposal : {Proposal::bootstrap, Proposal::optimal}) {
       FilterOptions options;
@@ -178,15 +207,15 @@ TEST(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
       single.single_precision = true;
       auto cpu = make_backend(BackendKind::cpu, single);
       auto gpu = make_backend(BackendKind::cuda);
-      const std::string label = ::testing::PrintToString(proposal) + ", threshold " +
-                                std::to_string(threshold) + "; " +
-                                path_agreement(*cpu, *gpu, model, batch, options, 4);
+      const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 4);
+      const std::string label =
+          ::testing::PrintToString(proposal) + ", threshold " + std::to_string(threshold);
       const auto reference = cpu->elbo_gradient(model, batch, options, 4);
       const auto result = gpu->elbo_gradient(model, batch, options, 4);
-      EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << label;
-      expect_blocks_close(config, reference.gradient, result.gradient, 1e-3, label);
+      compared += compare_on_same_paths(config, reference, result, paths, label) ? 1 : 0;
     }
   }
+  EXPECT_GT(compared, 0) << nothing_compared;
 }
 
 TEST(CudaGradient, FewParticlesSplitUnitsOverLanes) {
@@ -200,6 +229,7 @@ TEST(CudaGradient, FewParticlesSplitUnitsOverLanes) {
   config.num_channels = 20;
   const Model model = testing::random_model(config, 14);
   const SequenceBatch batch = testing::sampled_batch(model, 4, 30, 5);
+  int compared = 0;
   for (const int particles : {1, 5, 10, 33}) {
     for (const Proposal proposal : {Proposal::optimal, Proposal::bootstrap}) {
       FilterOptions options;
@@ -209,20 +239,21 @@ TEST(CudaGradient, FewParticlesSplitUnitsOverLanes) {
       single.single_precision = true;
       auto cpu = make_backend(BackendKind::cpu, single);
       auto gpu = make_backend(BackendKind::cuda);
-      const std::string label = std::to_string(particles) + " particles, " +
-                                ::testing::PrintToString(proposal) + "; " +
-                                path_agreement(*cpu, *gpu, model, batch, options, 8);
+      const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 8);
+      const std::string label =
+          std::to_string(particles) + " particles, " + ::testing::PrintToString(proposal);
       const auto reference = cpu->elbo_gradient(model, batch, options, 8);
       const auto result = gpu->elbo_gradient(model, batch, options, 8);
-      EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << label;
-      expect_blocks_close(config, reference.gradient, result.gradient, 1e-3, label);
+      compared += compare_on_same_paths(config, reference, result, paths, label) ? 1 : 0;
     }
   }
+  EXPECT_GT(compared, 0) << nothing_compared;
 }
 
 TEST(CudaGradient, RanksOtherThanTwoAndThreeUseTheGenericKernel) {
   if (!cuda_available()) GTEST_SKIP() << no_device;
   // Ranks 2 and 3 run kernels compiled for their rank; every other rank the generic one.
+  int compared = 0;
   for (const int rank : {1, 5}) {
     ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
                                                Observation::gaussian, Link::identity, 1);
@@ -241,14 +272,13 @@ TEST(CudaGradient, RanksOtherThanTwoAndThreeUseTheGenericKernel) {
       auto gpu = make_backend(BackendKind::cuda);
       const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 3);
       const std::string label = "rank " + std::to_string(rank) + ", " +
-                                ::testing::PrintToString(proposal) + "; " + paths;
+                                ::testing::PrintToString(proposal);
       const auto reference = cpu->elbo_gradient(model, batch, options, 3);
       const auto result = gpu->elbo_gradient(model, batch, options, 3);
-      EXPECT_NEAR(result.elbo, reference.elbo, 1e-4 * std::fabs(reference.elbo)) << label;
-      expect_blocks_close(config, reference.gradient, result.gradient,
-                          paths == paths_agree ? 1e-3 : 3e-2, label);
+      compared += compare_on_same_paths(config, reference, result, paths, label) ? 1 : 0;
     }
   }
+  EXPECT_GT(compared, 0) << nothing_compared;
 }
 
 TEST(CudaGradient, RepeatedRunsAreBitwiseIdentical) {
