@@ -5,8 +5,11 @@
 
 #include <cmath>
 #include <tuple>
+#include <vector>
 
 #include "lrsmc/backend.hpp"
+#include "lrsmc/errors.hpp"
+#include "support/filter_comparison.hpp"
 #include "support/test_models.hpp"
 #include "support/test_names.hpp"
 
@@ -136,6 +139,58 @@ TEST(CudaFilter, RepeatedRunsAreBitwiseIdentical) {
   const auto b = gpu->filter(model, batch, options, 5, {true, false});
   EXPECT_EQ(a.elbo_per_trial, b.elbo_per_trial);
   EXPECT_EQ(a.filtered_mean, b.filtered_mean);
+}
+
+// The backend keeps its device workspace between filter calls (issue 3): calls that grow,
+// shrink and grow again in particles, trials and stored outputs, in both regimes, give bitwise
+// what a fresh backend gives on the same seed; a call refused for memory leaves it usable.
+TEST(CudaFilter, ReusedWorkspaceGivesWhatAFreshBackendGives) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device: workspace-reuse check skipped";
+  ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                             Observation::gaussian, Link::identity, 1);
+  config.num_hidden = 64;
+  config.rank = 3;
+  config.num_channels = 8;
+  const Model model = testing::random_model(config, 17);
+  struct Call {
+    int particles, trials;
+    FilterRequest request;
+  };
+  const std::vector<Call> calls = {
+      {10, 2, {false, true}},   {300, 5, {true, true}},  {10, 3, {false, false}},
+      {40, 1, {true, false}},   {700, 6, {true, true}},  {2500, 2, {false, true}},
+      {20, 4, {true, true}},    {3000, 7, {true, true}}, {10, 10, {false, true}}};
+  for (const auto regime : {CudaFilterRegime::automatic, CudaFilterRegime::block_per_trial,
+                            CudaFilterRegime::many_particles}) {
+    BackendOptions backend_options;
+    backend_options.cuda_filter_regime = regime;
+    auto reused = make_backend(BackendKind::cuda, backend_options);
+    std::uint64_t seed = 40;
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      const Call& call = calls[i];
+      SCOPED_TRACE(::testing::Message()
+                   << "regime " << int(regime) << ", call " << i << ": " << call.particles
+                   << " particles × " << call.trials << " trials");
+      const SequenceBatch batch = testing::sampled_batch(model, call.trials, 12, 100 + i);
+      FilterOptions options;
+      options.num_particles = call.particles;
+      options.proposal = i % 2 == 0 ? Proposal::optimal : Proposal::bootstrap;
+      const FilterResult result = reused->filter(model, batch, options, seed, call.request);
+      auto fresh = make_backend(BackendKind::cuda, backend_options);
+      testing::expect_bitwise_equal(fresh->filter(model, batch, options, seed, call.request), result);
+      ++seed;
+      if (i == 4) {  // refused for memory (terabytes), between a large and a larger call
+        FilterOptions huge = options;
+        huge.num_particles = 100'000'000;
+        const SequenceBatch many_trials = testing::sampled_batch(model, 100, 3, 3);
+        EXPECT_THROW((void)reused->filter(model, many_trials, huge, seed, {true, true}),
+                     OutOfMemory);
+        // The same call again after the refusal.
+        testing::expect_bitwise_equal(
+            result, reused->filter(model, batch, options, seed - 1, call.request));
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include <cmath>
 #include <cstring>
+#include <exception>
+#include <utility>
 
 #include "cpu/cpu_backend.hpp"
 #include "cpu/kalman.hpp"
@@ -89,6 +91,97 @@ void check_cuda(cudaError_t status, const char* call) {
   throw CudaError(detail::concat(call, " failed: ", cudaGetErrorString(status)));
 }
 
+/// Device memory CudaBackend keeps between forward-filter calls (issue 3: a cudaMalloc and
+/// cudaFree per buffer per call cost more than the K = 10 filter itself). One allocation,
+/// grow-only: a call whose buffers fit in it allocates nothing; a larger call frees it first,
+/// then allocates its own size (filter_buffer_bytes, checked against the plan beforehand).
+/// Each call carves its buffers from the start, in order, each rounded up to the plan's 512
+/// bytes, so the buffer list of filter_plan.cpp fits exactly; a buffer that would not fit
+/// (the plan and the buffer list disagreeing) gets its own cudaMalloc, freed when the call
+/// ends. Only workspaces up to `kept_bytes` outlive their call: the small calls whose
+/// allocation cost matters stay allocation-free, while a large call's memory goes back to the
+/// device as before (a training session running beside validation filters allocates its own).
+/// Not thread-safe, like the backend.
+class DeviceArena {
+ public:
+  static constexpr std::size_t kept_bytes = std::size_t(256) << 20;
+
+  DeviceArena() = default;
+  ~DeviceArena() { release(); }
+  DeviceArena(const DeviceArena&) = delete;
+  DeviceArena& operator=(const DeviceArena&) = delete;
+
+  /// Bytes held between calls (counted as available to the next filter call).
+  [[nodiscard]] std::size_t capacity() const { return capacity_; }
+
+  /// Frees the held memory (errors are only cleared: the memory is gone either way).
+  void release() {
+    spill_.clear();
+    if (base_ && cudaFree(base_) != cudaSuccess) (void)cudaGetLastError();
+    base_ = nullptr;
+    capacity_ = 0;
+    offset_ = 0;
+  }
+
+  /// Starts a call needing `bytes`: grows (free, then allocate) only when it holds less. A
+  /// failed allocation leaves the arena empty and throws OutOfMemory (or CudaError).
+  void begin_call(std::size_t bytes) {
+    spill_.clear();
+    offset_ = 0;
+    if (bytes <= capacity_) return;
+    release();
+    void* data = nullptr;
+    LRSMC_CUDA_CHECK(cudaMalloc(&data, bytes));
+    base_ = static_cast<std::uint8_t*>(data);
+    capacity_ = bytes;
+  }
+
+  /// Ends a call: frees any spilled buffers, and the arena itself when over kept_bytes.
+  void end_call() {
+    spill_.clear();
+    offset_ = 0;
+    if (capacity_ > kept_bytes) release();
+  }
+
+  /// `count` uninitialised elements, or nullptr when count is 0 (the kernels test optional
+  /// buffers against nullptr, as with the former per-call allocations).
+  template <typename T>
+  [[nodiscard]] T* take(std::size_t count) {
+    if (count == 0) return nullptr;
+    const std::size_t bytes = (count * sizeof(T) + granularity - 1) / granularity * granularity;
+    if (bytes <= capacity_ - offset_) {
+      T* data = reinterpret_cast<T*>(base_ + offset_);
+      offset_ += bytes;
+      return data;
+    }
+    spill_.emplace_back(count * sizeof(T));
+    return reinterpret_cast<T*>(spill_.back().get());
+  }
+
+  /// A device copy of `host` (nullptr when empty).
+  template <typename T>
+  [[nodiscard]] T* upload(const std::vector<T>& host) {
+    T* data = take<T>(host.size());
+    if (data)
+      LRSMC_CUDA_CHECK(cudaMemcpy(data, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return data;
+  }
+
+ private:
+  static constexpr std::size_t granularity = 512;  // as filter_plan.cpp rounds every buffer
+  std::uint8_t* base_ = nullptr;
+  std::size_t capacity_ = 0, offset_ = 0;
+  std::vector<DeviceBuffer<std::uint8_t>> spill_;
+};
+
+template <typename T>
+std::vector<T> download(const T* data, std::size_t count) {
+  std::vector<T> host(count);
+  if (count > 0)
+    LRSMC_CUDA_CHECK(cudaMemcpy(host.data(), data, count * sizeof(T), cudaMemcpyDeviceToHost));
+  return host;
+}
+
 /// A non-blocking CUDA stream (capturable into a graph), destroyed with its owner.
 class Stream {
  public:
@@ -107,7 +200,11 @@ class Stream {
 /// Captures what `enqueue` puts on `stream` into one CUDA graph, runs it and waits for it
 /// (design.md, "many particles": the time loop is one graph launch with no host
 /// synchronisation inside). Nothing is allocated while capturing. The graph is rebuilt per
-/// call: its kernel arguments hold the call's device pointers.
+/// call: its kernel arguments hold, besides the device pointers (stable between calls of one
+/// shape now that the workspace is kept), the call's seed and constants (decay, log-
+/// determinants, threshold) by value, so a cached executable would need cudaGraphExecUpdate
+/// from a fresh capture each call anyway; at the K ≥ 2048 this regime serves, the kernels
+/// dominate the capture.
 template <typename Enqueue>
 void run_as_graph(cudaStream_t stream, const Enqueue& enqueue) {
   LRSMC_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
@@ -131,9 +228,10 @@ void run_as_graph(cudaStream_t stream, const Enqueue& enqueue) {
   check_cuda(status, "forward filter graph (many-particle regime)");
 }
 
-/// The many-particle regime (kernels/filter_many_particles.cu): allocates its workspace, then
-/// captures the T steps (three kernels each) and the last ancestor search into one graph.
-void run_many_particles(kernels::FilterLaunch& launch, bool filtered_mean) {
+/// The many-particle regime (kernels/filter_many_particles.cu): takes its workspace from the
+/// arena, then captures the T steps (three kernels each) and the last ancestor search into one
+/// graph.
+void run_many_particles(kernels::FilterLaunch& launch, bool filtered_mean, DeviceArena& arena) {
   static_assert(kernels::many_particle_tile == many_particle_tile,
                 "filter_plan.hpp and kernels/launch.hpp disagree on the tile size");
   const std::size_t trials = std::size_t(launch.trials), K = std::size_t(launch.num_particles),
@@ -141,22 +239,18 @@ void run_many_particles(kernels::FilterLaunch& launch, bool filtered_mean) {
   kernels::ManyParticleWorkspace workspace;
   workspace.blocks_per_trial = kernels::many_particle_blocks(launch.num_particles);
   const std::size_t blocks = std::size_t(workspace.blocks_per_trial) * trials;
-  DeviceBuffer<double> cumulative_even(trials * K), cumulative_odd(trials * K),
-      block_maximum(blocks), block_total(blocks), block_squares(blocks), block_start(blocks),
-      block_scale(blocks), block_mean(filtered_mean ? blocks * rank : 0), increment(trials),
-      cumulative_total(trials);
-  DeviceBuffer<std::int32_t> resample(trials);
-  workspace.cumulative[0] = cumulative_even.get();
-  workspace.cumulative[1] = cumulative_odd.get();
-  workspace.block_maximum = block_maximum.get();
-  workspace.block_total = block_total.get();
-  workspace.block_squares = block_squares.get();
-  workspace.block_mean = block_mean.get();
-  workspace.block_start = block_start.get();
-  workspace.block_scale = block_scale.get();
-  workspace.increment = increment.get();
-  workspace.cumulative_total = cumulative_total.get();
-  workspace.resample = resample.get();
+  // In filter_plan.cpp's order.
+  workspace.cumulative[0] = arena.take<double>(trials * K);
+  workspace.cumulative[1] = arena.take<double>(trials * K);
+  workspace.block_maximum = arena.take<double>(blocks);
+  workspace.block_total = arena.take<double>(blocks);
+  workspace.block_squares = arena.take<double>(blocks);
+  workspace.block_start = arena.take<double>(blocks);
+  workspace.block_scale = arena.take<double>(blocks);
+  workspace.block_mean = arena.take<double>(filtered_mean ? blocks * rank : 0);
+  workspace.increment = arena.take<double>(trials);
+  workspace.cumulative_total = arena.take<double>(trials);
+  workspace.resample = arena.take<std::int32_t>(trials);
   kernels::prepare_filter_many_particles(launch);
   const Stream stream;
   LRSMC_CUDA_CHECK(cudaMemsetAsync(launch.failed_step, 0xFF, trials * sizeof(std::int32_t),
@@ -214,21 +308,31 @@ class CudaBackend final : public Backend {
                                choose_filter_regime(num_particles, options_.cuda_filter_regime));
   }
 
+  /// Free device memory plus the filter workspace this backend holds: a filter call reuses
+  /// or frees the workspace before allocating, and gradients and training free it first.
   [[nodiscard]] std::int64_t memory_available() const override {
     LRSMC_CUDA_CHECK(cudaSetDevice(options_.device_index));  // the current device is per thread
     std::size_t free_bytes = 0, total_bytes = 0;
     LRSMC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
-    return static_cast<std::int64_t>(free_bytes);
+    return static_cast<std::int64_t>(free_bytes) + static_cast<std::int64_t>(arena_.capacity());
   }
 
   /// Training with data, parameters and optimizer state on the device (host/cuda/cuda_training).
   [[nodiscard]] std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup) override {
+    release_filter_workspace();
     return cuda::start_training(setup, options_.device_index);
   }
 
  private:
-  /// Checks the call's exact memory plan before allocating anything, and turns an allocation
-  /// failure into the same message: what would fit (design.md, "Errors").
+  /// Frees the filter workspace, so that allocations outside it (gradients, training) see it.
+  void release_filter_workspace() {
+    LRSMC_CUDA_CHECK(cudaSetDevice(options_.device_index));
+    arena_.release();
+  }
+
+  /// Checks the call's exact memory plan before allocating anything (counting the workspace
+  /// already held as available: it is reused, or freed before a larger one is allocated), and
+  /// turns an allocation failure into the same message: what would fit (design.md, "Errors").
   FilterResult do_filter(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
                          const FilterRequest& request) override {
@@ -245,7 +349,22 @@ class CudaBackend final : public Backend {
     const std::int64_t available = memory_available();
     if (filter_device_bytes(shape, regime) > available)
       throw OutOfMemory(out_of_memory_message(shape, options_.cuda_filter_regime, available));
+    // The workspace is free again when a call returns (every path has synchronised by then)
+    // or throws: device work still in flight after a failure is waited for first, as the
+    // former per-call cudaFree did implicitly, so that the next call cannot overwrite its
+    // buffers under it.
+    struct EndCall {
+      DeviceArena& arena;
+      int exceptions = std::uncaught_exceptions();
+      ~EndCall() {
+        if (std::uncaught_exceptions() > exceptions && cudaDeviceSynchronize() != cudaSuccess)
+          (void)cudaGetLastError();
+        arena.end_call();
+      }
+    };
     try {
+      arena_.begin_call(std::size_t(filter_buffer_bytes(shape, regime)));
+      const EndCall end_call{arena_};
       return filter_on_device(model, batch, options, seed, request, regime);
     } catch (const OutOfMemory& error) {
       // A failed cudaMalloc is also the last error: the next call's launch check must not see it.
@@ -278,17 +397,18 @@ class CudaBackend final : public Backend {
                   "cuda backend: the model's loadings do not fit in shared memory; got hidden ",
                   hidden, " × rank ", rank, " (", shared_needed, " bytes), expected at most ",
                   shared_limit, " bytes on this device");
+    // Every device buffer comes from the workspace (arena_), in filter_plan.cpp's order.
     const double* raw = model.parameters.data();
     const auto block = [&](std::int64_t offset, std::int64_t count) {
-      return DeviceBuffer<float>(to_float(raw + offset, std::size_t(count)));
+      return arena_.upload(to_float(raw + offset, std::size_t(count)));
     };
-    DeviceBuffer<float> m = block(layout.m, std::int64_t(hidden) * rank);
-    DeviceBuffer<float> n = block(layout.n, std::int64_t(hidden) * rank);
-    DeviceBuffer<float> h = block(layout.h, hidden);
-    DeviceBuffer<float> readout = block(layout.readout_weight, std::int64_t(rank) * channels);
-    DeviceBuffer<float> readout_bias = block(layout.readout_bias, channels);
-    DeviceBuffer<float> log_variance =
-        layout.observation_noise >= 0 ? block(layout.observation_noise, channels) : DeviceBuffer<float>();
+    float* const m = block(layout.m, std::int64_t(hidden) * rank);
+    float* const n = block(layout.n, std::int64_t(hidden) * rank);
+    float* const h = block(layout.h, hidden);
+    float* const readout = block(layout.readout_weight, std::int64_t(rank) * channels);
+    float* const readout_bias = block(layout.readout_bias, channels);
+    float* const log_variance =
+        layout.observation_noise >= 0 ? block(layout.observation_noise, channels) : nullptr;
 
     kernels::FilterLaunch launch;
     launch.rank = rank;
@@ -305,12 +425,12 @@ class CudaBackend final : public Backend {
     launch.resample_threshold = options.resample_threshold;
     launch.decay = static_cast<float>(std::exp(-std::exp(raw[layout.decay_logit])));
     launch.seed = seed;
-    launch.m = m.get();
-    launch.n = n.get();
-    launch.h = h.get();
-    launch.readout = readout.get();
-    launch.readout_bias = readout_bias.get();
-    launch.log_variance = log_variance.get();
+    launch.m = m;
+    launch.n = n;
+    launch.h = h;
+    launch.readout = readout;
+    launch.readout_bias = readout_bias;
+    launch.log_variance = log_variance;
 
     // Noise factors and optimal-proposal constants, in float like the CPU float path.
     const cpu::Matrix<float> factors[2] = {
@@ -320,45 +440,36 @@ class CudaBackend final : public Backend {
     for (int r = 0; r < rank; ++r)
       for (int i = 0; i < channels; ++i)
         readout_matrix(r, i) = static_cast<float>(raw[layout.readout_weight + r * channels + i]);
-    std::vector<DeviceBuffer<float>> constants;
-    constants.reserve(8);
     for (int phase = 0; phase < 2; ++phase) {
       float log_det = 0.f;
       for (int r = 0; r < rank; ++r) log_det += std::log(factors[phase](r, r));
       launch.noise_log_det[phase] = log_det;
-      constants.emplace_back(flatten(factors[phase]));
-      launch.noise_factor[phase] = constants.back().get();
+      launch.noise_factor[phase] = arena_.upload(flatten(factors[phase]));
       if (!launch.optimal) continue;
       const auto kalman = cpu::kalman_quantities<float>(factors[phase], readout_matrix,
                                                         raw + layout.observation_noise);
       float proposal_log_det = 0.f;
       for (int r = 0; r < rank; ++r) proposal_log_det += std::log(kalman.proposal_factor(r, r));
       launch.proposal_log_det[phase] = proposal_log_det;
-      constants.emplace_back(flatten(kalman.gain));
-      launch.gain[phase] = constants.back().get();
-      constants.emplace_back(flatten(kalman.alpha));
-      launch.alpha[phase] = constants.back().get();
-      constants.emplace_back(flatten(kalman.proposal_factor));
-      launch.proposal_factor[phase] = constants.back().get();
+      launch.gain[phase] = arena_.upload(flatten(kalman.gain));
+      launch.alpha[phase] = arena_.upload(flatten(kalman.alpha));
+      launch.proposal_factor[phase] = arena_.upload(flatten(kalman.proposal_factor));
     }
 
     // Data, input currents W_u u_t and initial means μ_0 = z_init + P_m W_u u_0.
-    const DeviceBuffer<float> observations(to_float(batch.observations.data(), batch.observations.size()));
-    launch.observations = observations.get();
-    DeviceBuffer<float> log_factorial;
+    launch.observations = arena_.upload(to_float(batch.observations.data(), batch.observations.size()));
     if (config.observation == Observation::poisson) {
       std::vector<float> values(batch.observations.size());
       for (std::size_t i = 0; i < values.size(); ++i)
         values[i] = static_cast<float>(std::lgamma(batch.observations[i] + 1.0));
-      log_factorial = DeviceBuffer<float>(values);
-      launch.log_factorial = log_factorial.get();
+      launch.log_factorial = arena_.upload(values);
     }
     std::vector<float> initial_mean(std::size_t(trials) * rank, 0.f);
     if (layout.z_init >= 0)
       for (int trial = 0; trial < trials; ++trial)
         for (int r = 0; r < rank; ++r)
           initial_mean[std::size_t(trial) * rank + r] = static_cast<float>(raw[layout.z_init + r]);
-    DeviceBuffer<float> currents;
+    std::vector<float> currents;
     if (inputs > 0) {
       const auto w_u = to_float(raw + layout.w_u, std::size_t(hidden) * inputs);
       const auto loadings_values = to_float(raw + layout.m, std::size_t(hidden) * rank);
@@ -380,49 +491,44 @@ class CudaBackend final : public Backend {
             (loadings.transpose() * loadings).ldlt().solve(loadings.transpose() * current0);
         for (int r = 0; r < rank; ++r) initial_mean[std::size_t(trial) * rank + r] += projection(r);
       }
-      currents = DeviceBuffer<float>(values);
-      launch.currents = currents.get();
+      currents = std::move(values);
     }
-    const DeviceBuffer<float> initial(initial_mean);
-    launch.initial_mean = initial.get();
+    // Uploaded in the plan's order (currents before the initial means).
+    if (inputs > 0) launch.currents = arena_.upload(currents);
+    launch.initial_mean = arena_.upload(initial_mean);
     std::vector<std::uint32_t> ids(static_cast<std::size_t>(trials));
     for (int trial = 0; trial < trials; ++trial)
       ids[std::size_t(trial)] = batch.trial_ids.empty() ? std::uint32_t(trial) : batch.trial_ids[std::size_t(trial)];
-    const DeviceBuffer<std::uint32_t> trial_ids(ids);
-    launch.trial_ids = trial_ids.get();
+    launch.trial_ids = arena_.upload(ids);
 
     // Workspace and outputs.
     launch.store_all = request.particles;
     const std::size_t slices = request.particles ? std::size_t(steps) : 2;
     const std::size_t weight_slices = request.particles ? std::size_t(steps) : 1;
-    DeviceBuffer<float> particles(std::size_t(trials) * slices * K * rank);
-    DeviceBuffer<double> log_weights(std::size_t(trials) * weight_slices * K);
-    DeviceBuffer<std::int32_t> ancestors(std::size_t(trials) * weight_slices * K);
-    DeviceBuffer<std::uint8_t> resampled(request.particles ? std::size_t(trials) * steps : 0);
-    DeviceBuffer<double> log_evidence(static_cast<std::size_t>(trials));
-    DeviceBuffer<std::int32_t> failed_step(static_cast<std::size_t>(trials));
-    DeviceBuffer<double> filtered_mean(request.filtered_mean ? std::size_t(trials) * steps * rank : 0);
-    launch.particles = particles.get();
-    launch.log_weights = log_weights.get();
-    launch.ancestors = ancestors.get();
-    launch.resampled = resampled.get();
-    launch.log_evidence = log_evidence.get();
-    launch.filtered_mean = filtered_mean.get();
-    launch.failed_step = failed_step.get();
+    const std::size_t particle_count = std::size_t(trials) * slices * K * rank;
+    const std::size_t weight_count = std::size_t(trials) * weight_slices * K;
+    const std::size_t cell_count = request.particles ? std::size_t(trials) * steps : 0;
+    const std::size_t mean_count = request.filtered_mean ? std::size_t(trials) * steps * rank : 0;
+    launch.particles = arena_.take<float>(particle_count);
+    launch.log_weights = arena_.take<double>(weight_count);
+    launch.ancestors = arena_.take<std::int32_t>(weight_count);
+    launch.resampled = arena_.take<std::uint8_t>(cell_count);
+    launch.log_evidence = arena_.take<double>(std::size_t(trials));
+    launch.failed_step = arena_.take<std::int32_t>(std::size_t(trials));
+    launch.filtered_mean = arena_.take<double>(mean_count);
     if (many) {
-      run_many_particles(launch, request.filtered_mean);
+      run_many_particles(launch, request.filtered_mean, arena_);
     } else {
-      DeviceBuffer<double> carried(std::size_t(trials) * K), cumulative(std::size_t(trials) * K);
-      launch.carried = carried.get();
-      launch.cumulative = cumulative.get();
-      LRSMC_CUDA_CHECK(cudaMemset(failed_step.get(), 0xFF, std::size_t(trials) * sizeof(std::int32_t)));
+      launch.carried = arena_.take<double>(std::size_t(trials) * K);
+      launch.cumulative = arena_.take<double>(std::size_t(trials) * K);
+      LRSMC_CUDA_CHECK(cudaMemset(launch.failed_step, 0xFF, std::size_t(trials) * sizeof(std::int32_t)));
       kernels::filter_block_per_trial(launch, nullptr);
       LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
     }
 
     FilterResult result;
-    const auto evidence = log_evidence.download();
-    const auto failures = failed_step.download();
+    const auto evidence = download(launch.log_evidence, std::size_t(trials));
+    const auto failures = download(launch.failed_step, std::size_t(trials));
     for (int trial = 0; trial < trials; ++trial)  // the CPU backend's message, first trial first
       if (failures[std::size_t(trial)] >= 0)
         throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
@@ -436,19 +542,20 @@ class CudaBackend final : public Backend {
       total += result.elbo_per_trial[std::size_t(trial)];
     }
     result.elbo = total / trials;
-    if (request.filtered_mean) result.filtered_mean = filtered_mean.download();
+    if (request.filtered_mean) result.filtered_mean = download(launch.filtered_mean, mean_count);
     if (request.particles) {
-      const auto values = particles.download();
+      const auto values = download(launch.particles, particle_count);
       result.particles.assign(values.begin(), values.end());
-      result.log_weights = log_weights.download();
-      result.ancestors = ancestors.download();
-      result.resampled = resampled.download();
+      result.log_weights = download(launch.log_weights, weight_count);
+      result.ancestors = download(launch.ancestors, weight_count);
+      result.resampled = download(launch.resampled, cell_count);
     }
     return result;
   }
 
   GradientResult do_elbo_gradient(const Model& model, const SequenceBatch& batch,
                                   const FilterOptions& options, std::uint64_t seed) override {
+    release_filter_workspace();
     return cuda::elbo_gradient(model, batch, options, seed, options_.device_index);
   }
 
@@ -460,6 +567,7 @@ class CudaBackend final : public Backend {
 
   BackendOptions options_;
   std::string device_name_;
+  DeviceArena arena_;  // the forward filter's device buffers, kept between calls
 };
 
 }  // namespace

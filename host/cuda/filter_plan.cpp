@@ -109,6 +109,10 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
   return total;
 }
 
+std::int64_t filter_buffer_bytes(const FilterShape& shape, FilterRegime regime) {
+  return filter_device_bytes(shape, regime) - margin;
+}
+
 FilterFit largest_fitting(const FilterShape& shape, CudaFilterRegime requested,
                           std::int64_t available) {
   FilterFit fit;

@@ -43,6 +43,10 @@ struct FilterShape {
 /// allocator slack. Monotone in trials, steps and particles.
 [[nodiscard]] std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime);
 
+/// The buffers' part of filter_device_bytes (the same rounded buffer list, without the fixed
+/// margin): the size of the device workspace CudaBackend keeps between calls for `shape`.
+[[nodiscard]] std::int64_t filter_buffer_bytes(const FilterShape& shape, FilterRegime regime);
+
 /// The largest particle count per trial (at shape.trials trials) and the largest trial count
 /// (at shape.particles particles) whose plan fits in `available` bytes, each at most the
 /// shape's own value and 0 when not even one fits. With `requested` automatic, the regime is

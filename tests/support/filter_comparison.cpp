@@ -187,4 +187,13 @@ void expect_close_summaries(const FilterResult& reference, const FilterResult& r
                                   << ", got " << result.filtered_mean[worst_index];
 }
 
+void expect_bitwise_equal(const FilterResult& reference, const FilterResult& result) {
+  EXPECT_EQ(result.elbo_per_trial, reference.elbo_per_trial);
+  EXPECT_EQ(result.filtered_mean, reference.filtered_mean);
+  EXPECT_EQ(result.particles, reference.particles);
+  EXPECT_EQ(result.log_weights, reference.log_weights);
+  EXPECT_EQ(result.ancestors, reference.ancestors);
+  EXPECT_EQ(result.resampled, reference.resampled);
+}
+
 }  // namespace lrsmc::testing

@@ -42,4 +42,8 @@ PathAgreement expect_same_paths(const FilterResult& reference, const FilterResul
 void expect_close_summaries(const FilterResult& reference, const FilterResult& result,
                             double relative, const std::string& label);
 
+/// Every output bitwise equal: ELBO per trial, filtered means, particles, log-weights,
+/// ancestors and resampling flags (empty where neither result has them).
+void expect_bitwise_equal(const FilterResult& reference, const FilterResult& result);
+
 }  // namespace lrsmc::testing
