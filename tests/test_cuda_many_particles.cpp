@@ -85,6 +85,41 @@ TEST(CudaFilterPlan, PerParticleBytesMatchTheBufferList) {
             std::int64_t(64) * 10 * rank * 8 + 64 * 16 * rank * 8);
 }
 
+TEST(CudaFilterPlan, UploadBytesCountTheUploadedBuffersFirst) {
+  // Rank 3, 128 units, 32 channels, 10 trials × 50 steps, Gaussian, optimal proposal, no
+  // inputs; every buffer rounded up to 512 bytes. Model: m and n 1536 B each, h 512 B, read-out
+  // weight (384 B), bias and log-variances (128 B each) 512 B each. Per phase: noise factor,
+  // gain, α and L_q, 512 B each. Observations 500 × 32 × 4 = 64000 B; initial means and trial
+  // ids 512 B each.
+  const FilterShape shape = plan_shape(3, 10, 50, 10);
+  const std::int64_t model = 2 * 1536 + 4 * 512, constants = 2 * 4 * 512, data = 64000 + 2 * 512;
+  EXPECT_EQ(cuda::filter_upload_bytes(shape), model + constants + data);
+  // The random-walk proposal uploads only the noise factors.
+  FilterShape bootstrap = shape;
+  bootstrap.optimal = false;
+  EXPECT_EQ(cuda::filter_upload_bytes(bootstrap), model + 2 * 512 + data);
+  // Poisson: no log-variances, ln Γ(x + 1) beside the observations.
+  FilterShape poisson = shape;
+  poisson.config.observation = Observation::poisson;
+  EXPECT_EQ(cuda::filter_upload_bytes(poisson), model - 512 + constants + data + 64000);
+  // Inputs: the currents W_u u_t, 500 × 128 × 4 B.
+  FilterShape inputs = shape;
+  inputs.config.num_inputs = 2;
+  EXPECT_EQ(cuda::filter_upload_bytes(inputs), model + constants + data + 256000);
+  // The uploads are part of the workspace and do not depend on the particles, the regime or
+  // what is stored: the buffers after them account for those.
+  for (const FilterRegime regime : {FilterRegime::block_per_trial, FilterRegime::many_particles}) {
+    for (const std::int64_t particles : {10, 4096}) {
+      FilterShape call = shape;
+      call.particles = particles;
+      call.store_all = particles > 10;
+      call.filtered_mean = particles > 10;
+      EXPECT_EQ(cuda::filter_upload_bytes(call), cuda::filter_upload_bytes(shape));
+      EXPECT_GT(cuda::filter_buffer_bytes(call, regime), cuda::filter_upload_bytes(call));
+    }
+  }
+}
+
 TEST(CudaFilterPlan, GrowsWithEveryDimension) {
   const FilterShape base = plan_shape(3, 10, 50, 100'000);
   for (const FilterRegime regime : {FilterRegime::block_per_trial, FilterRegime::many_particles}) {

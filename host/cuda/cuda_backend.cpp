@@ -5,6 +5,7 @@
 #include <cuda_runtime_api.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <exception>
 #include <utility>
@@ -158,13 +159,12 @@ class DeviceArena {
     return reinterpret_cast<T*>(spill_.back().get());
   }
 
-  /// A device copy of `host` (nullptr when empty).
-  template <typename T>
-  [[nodiscard]] T* upload(const std::vector<T>& host) {
-    T* data = take<T>(host.size());
-    if (data)
-      LRSMC_CUDA_CHECK(cudaMemcpy(data, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-    return data;
+  /// Whether [data, data + bytes) lies in the held allocation (not in a spilled buffer).
+  [[nodiscard]] bool holds(const void* data, std::size_t bytes) const {
+    const auto begin = reinterpret_cast<std::uintptr_t>(base_);
+    const auto address = reinterpret_cast<std::uintptr_t>(data);
+    return base_ && address >= begin && address - begin <= capacity_ &&
+           bytes <= capacity_ - (address - begin);
   }
 
  private:
@@ -181,6 +181,134 @@ std::vector<T> download(const T* data, std::size_t count) {
     LRSMC_CUDA_CHECK(cudaMemcpy(host.data(), data, count * sizeof(T), cudaMemcpyDeviceToHost));
   return host;
 }
+
+/// Pinned host memory the forward filter's per-call uploads are staged in (issue 3: about 20
+/// small synchronous cudaMemcpy calls cost more than the K = 10 filter). Grow-only like the
+/// device workspace and released on the same rule (after a call that needed more than
+/// DeviceArena::kept_bytes), and in the destructor. Every filter call has synchronised with
+/// the device before it returns or throws (do_filter's EndCall), so the copy out of this
+/// buffer is complete whenever the next call writes into it or it is freed. Not thread-safe,
+/// like the backend.
+class PinnedStaging {
+ public:
+  PinnedStaging() = default;
+  ~PinnedStaging() { release(); }
+  PinnedStaging(const PinnedStaging&) = delete;
+  PinnedStaging& operator=(const PinnedStaging&) = delete;
+
+  /// At least `bytes` of pinned memory, or nullptr when none can be had (the caller then
+  /// copies from pageable memory, as before).
+  [[nodiscard]] std::uint8_t* reserve(std::size_t bytes) {
+    if (bytes <= capacity_) return data_;
+    release();
+    void* data = nullptr;
+    if (cudaHostAlloc(&data, bytes, cudaHostAllocPortable) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    data_ = static_cast<std::uint8_t*>(data);
+    capacity_ = bytes;
+    return data_;
+  }
+
+  void end_call() {
+    if (capacity_ > DeviceArena::kept_bytes) release();
+  }
+
+  void release() {
+    if (data_ && cudaFreeHost(data_) != cudaSuccess) (void)cudaGetLastError();
+    data_ = nullptr;
+    capacity_ = 0;
+  }
+
+ private:
+  std::uint8_t* data_ = nullptr;
+  std::size_t capacity_ = 0;
+};
+
+/// One call's uploads: each add() takes the next device buffer from the arena (in the plan's
+/// order, so the uploads are the workspace's first filter_upload_bytes bytes) and writes its
+/// values into the pinned staging buffer at the same offset, 512-byte rounded like the arena
+/// (so every sub-buffer is at least 256-byte aligned on both sides); flush() then copies each
+/// run of buffers that is contiguous on both sides with one cudaMemcpyAsync — one copy for the
+/// whole region when the arena holds the plan's buffers. A buffer that finds no room in the
+/// staging buffer (no pinned memory, or the plan and the buffer list disagreeing), or whose
+/// device buffer spilled out of the arena, is copied at once with a synchronous cudaMemcpy,
+/// as all were before; so a merged copy only ever writes inside the arena's allocation.
+class UploadBatch {
+ public:
+  UploadBatch(DeviceArena& arena, PinnedStaging& staging, std::size_t planned_bytes)
+      : arena_(arena),
+        host_(staging.reserve(planned_bytes)),
+        capacity_(host_ ? planned_bytes : 0) {}
+
+  /// A device buffer of `count` values that `fill(T* values)` writes (nullptr when count is
+  /// 0, as DeviceArena::take).
+  template <typename T, typename Fill>
+  [[nodiscard]] T* add(std::size_t count, const Fill& fill) {
+    if (count == 0) return nullptr;
+    T* const device = arena_.take<T>(count);
+    const std::size_t bytes = count * sizeof(T);
+    const std::size_t slot = (bytes + granularity - 1) / granularity * granularity;
+    if (slot <= capacity_ - offset_ && arena_.holds(device, slot)) {
+      fill(reinterpret_cast<T*>(host_ + offset_));
+      std::memset(host_ + offset_ + bytes, 0, slot - bytes);  // the padding is copied too
+      pieces_.push_back(Piece{reinterpret_cast<std::uintptr_t>(device), offset_, bytes});
+      offset_ += slot;
+    } else {
+      std::vector<T> values(count);
+      fill(values.data());
+      LRSMC_CUDA_CHECK(cudaMemcpy(device, values.data(), bytes, cudaMemcpyHostToDevice));
+    }
+    return device;
+  }
+
+  /// A device copy of `host` (nullptr when empty).
+  template <typename T>
+  [[nodiscard]] T* add(const std::vector<T>& host) {
+    return add<T>(host.size(), [&host](T* values) {
+      std::memcpy(values, host.data(), host.size() * sizeof(T));
+    });
+  }
+
+  /// `count` doubles converted to float32 (static_cast, as to_float).
+  [[nodiscard]] float* add_as_float(const double* values, std::size_t count) {
+    return add<float>(count, [values, count](float* out) {
+      for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<float>(values[i]);
+    });
+  }
+
+  /// Enqueues the staged copies on `stream`; work enqueued after them on the same stream sees
+  /// the values.
+  void flush(cudaStream_t stream) {
+    std::size_t first = 0;
+    while (first < pieces_.size()) {
+      std::size_t last = first;
+      while (last + 1 < pieces_.size() &&
+             pieces_[last + 1].device - pieces_[first].device ==
+                 pieces_[last + 1].offset - pieces_[first].offset)
+        ++last;
+      const std::size_t bytes = pieces_[last].offset + pieces_[last].bytes - pieces_[first].offset;
+      LRSMC_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<void*>(pieces_[first].device),
+                                       host_ + pieces_[first].offset, bytes,
+                                       cudaMemcpyHostToDevice, stream));
+      first = last + 1;
+    }
+    pieces_.clear();
+  }
+
+ private:
+  static constexpr std::size_t granularity = 512;  // as DeviceArena and filter_plan.cpp
+  struct Piece {
+    std::uintptr_t device;
+    std::size_t offset, bytes;
+  };
+  DeviceArena& arena_;
+  std::uint8_t* const host_;
+  const std::size_t capacity_;
+  std::size_t offset_ = 0;
+  std::vector<Piece> pieces_;
+};
 
 /// A non-blocking CUDA stream (capturable into a graph), destroyed with its owner.
 class Stream {
@@ -353,19 +481,26 @@ class CudaBackend final : public Backend {
     // or throws: device work still in flight after a failure is waited for first, as the
     // former per-call cudaFree did implicitly, so that the next call cannot overwrite its
     // buffers under it.
+    // The same wait keeps the pinned staging buffer of the uploads (staging_) untouched until
+    // the copy out of it has finished: a call that returns has synchronised after its copy
+    // (cudaDeviceSynchronize after the launch, or before the many-particle graph), and one
+    // that throws after enqueueing it waits here.
     struct EndCall {
       DeviceArena& arena;
+      PinnedStaging& staging;
       int exceptions = std::uncaught_exceptions();
       ~EndCall() {
         if (std::uncaught_exceptions() > exceptions && cudaDeviceSynchronize() != cudaSuccess)
           (void)cudaGetLastError();
         arena.end_call();
+        staging.end_call();
       }
     };
     try {
       arena_.begin_call(std::size_t(filter_buffer_bytes(shape, regime)));
-      const EndCall end_call{arena_};
-      return filter_on_device(model, batch, options, seed, request, regime);
+      const EndCall end_call{arena_, staging_};
+      UploadBatch uploads(arena_, staging_, std::size_t(filter_upload_bytes(shape)));
+      return filter_on_device(model, batch, options, seed, request, regime, uploads);
     } catch (const OutOfMemory& error) {
       // A failed cudaMalloc is also the last error: the next call's launch check must not see it.
       (void)cudaGetLastError();
@@ -377,7 +512,8 @@ class CudaBackend final : public Backend {
 
   FilterResult filter_on_device(const Model& model, const SequenceBatch& batch,
                                 const FilterOptions& options, std::uint64_t seed,
-                                const FilterRequest& request, FilterRegime regime) {
+                                const FilterRequest& request, FilterRegime regime,
+                                UploadBatch& uploads) {
     const bool many = regime == FilterRegime::many_particles;
     const ModelConfig& config = model.config;
     const ParameterLayout layout(config);
@@ -397,10 +533,11 @@ class CudaBackend final : public Backend {
                   "cuda backend: the model's loadings do not fit in shared memory; got hidden ",
                   hidden, " × rank ", rank, " (", shared_needed, " bytes), expected at most ",
                   shared_limit, " bytes on this device");
-    // Every device buffer comes from the workspace (arena_), in filter_plan.cpp's order.
+    // Every device buffer comes from the workspace (arena_), in filter_plan.cpp's order; the
+    // uploaded ones first, staged in pinned memory and copied together (UploadBatch::flush).
     const double* raw = model.parameters.data();
     const auto block = [&](std::int64_t offset, std::int64_t count) {
-      return arena_.upload(to_float(raw + offset, std::size_t(count)));
+      return uploads.add_as_float(raw + offset, std::size_t(count));
     };
     float* const m = block(layout.m, std::int64_t(hidden) * rank);
     float* const n = block(layout.n, std::int64_t(hidden) * rank);
@@ -444,25 +581,27 @@ class CudaBackend final : public Backend {
       float log_det = 0.f;
       for (int r = 0; r < rank; ++r) log_det += std::log(factors[phase](r, r));
       launch.noise_log_det[phase] = log_det;
-      launch.noise_factor[phase] = arena_.upload(flatten(factors[phase]));
+      launch.noise_factor[phase] = uploads.add(flatten(factors[phase]));
       if (!launch.optimal) continue;
       const auto kalman = cpu::kalman_quantities<float>(factors[phase], readout_matrix,
                                                         raw + layout.observation_noise);
       float proposal_log_det = 0.f;
       for (int r = 0; r < rank; ++r) proposal_log_det += std::log(kalman.proposal_factor(r, r));
       launch.proposal_log_det[phase] = proposal_log_det;
-      launch.gain[phase] = arena_.upload(flatten(kalman.gain));
-      launch.alpha[phase] = arena_.upload(flatten(kalman.alpha));
-      launch.proposal_factor[phase] = arena_.upload(flatten(kalman.proposal_factor));
+      launch.gain[phase] = uploads.add(flatten(kalman.gain));
+      launch.alpha[phase] = uploads.add(flatten(kalman.alpha));
+      launch.proposal_factor[phase] = uploads.add(flatten(kalman.proposal_factor));
     }
 
     // Data, input currents W_u u_t and initial means μ_0 = z_init + P_m W_u u_0.
-    launch.observations = arena_.upload(to_float(batch.observations.data(), batch.observations.size()));
+    launch.observations =
+        uploads.add_as_float(batch.observations.data(), batch.observations.size());
     if (config.observation == Observation::poisson) {
-      std::vector<float> values(batch.observations.size());
-      for (std::size_t i = 0; i < values.size(); ++i)
-        values[i] = static_cast<float>(std::lgamma(batch.observations[i] + 1.0));
-      launch.log_factorial = arena_.upload(values);
+      const std::vector<double>& counts = batch.observations;
+      launch.log_factorial = uploads.add<float>(counts.size(), [&counts](float* values) {
+        for (std::size_t i = 0; i < counts.size(); ++i)
+          values[i] = static_cast<float>(std::lgamma(counts[i] + 1.0));
+      });
     }
     std::vector<float> initial_mean(std::size_t(trials) * rank, 0.f);
     if (layout.z_init >= 0)
@@ -494,12 +633,15 @@ class CudaBackend final : public Backend {
       currents = std::move(values);
     }
     // Uploaded in the plan's order (currents before the initial means).
-    if (inputs > 0) launch.currents = arena_.upload(currents);
-    launch.initial_mean = arena_.upload(initial_mean);
+    if (inputs > 0) launch.currents = uploads.add(currents);
+    launch.initial_mean = uploads.add(initial_mean);
     std::vector<std::uint32_t> ids(static_cast<std::size_t>(trials));
     for (int trial = 0; trial < trials; ++trial)
       ids[std::size_t(trial)] = batch.trial_ids.empty() ? std::uint32_t(trial) : batch.trial_ids[std::size_t(trial)];
-    launch.trial_ids = arena_.upload(ids);
+    launch.trial_ids = uploads.add(ids);
+    // One copy on the legacy default stream: the block-per-trial launch below is on it too
+    // (stream nullptr), and the many-particle regime waits for the device before its graph.
+    uploads.flush(nullptr);
 
     // Workspace and outputs.
     launch.store_all = request.particles;
@@ -527,8 +669,26 @@ class CudaBackend final : public Backend {
     }
 
     FilterResult result;
-    const auto evidence = download(launch.log_evidence, std::size_t(trials));
-    const auto failures = download(launch.failed_step, std::size_t(trials));
+    // The log-evidence and the failed steps are neighbours in the workspace (filter_plan.cpp's
+    // order, the evidence rounded to 512 bytes): one copy of both when the arena holds them so.
+    std::vector<double> evidence(static_cast<std::size_t>(trials));
+    std::vector<std::int32_t> failures(static_cast<std::size_t>(trials));
+    const std::size_t evidence_bytes = evidence.size() * sizeof(double);
+    const std::size_t evidence_slot = (evidence_bytes + 511) / 512 * 512;
+    const std::size_t failures_bytes = failures.size() * sizeof(std::int32_t);
+    if (arena_.holds(launch.log_evidence, evidence_slot + failures_bytes) &&
+        reinterpret_cast<std::uintptr_t>(launch.failed_step) -
+                reinterpret_cast<std::uintptr_t>(launch.log_evidence) ==
+            evidence_slot) {
+      std::vector<std::uint8_t> bytes(evidence_slot + failures_bytes);
+      LRSMC_CUDA_CHECK(
+          cudaMemcpy(bytes.data(), launch.log_evidence, bytes.size(), cudaMemcpyDeviceToHost));
+      std::memcpy(evidence.data(), bytes.data(), evidence_bytes);
+      std::memcpy(failures.data(), bytes.data() + evidence_slot, failures_bytes);
+    } else {
+      evidence = download(launch.log_evidence, std::size_t(trials));
+      failures = download(launch.failed_step, std::size_t(trials));
+    }
     for (int trial = 0; trial < trials; ++trial)  // the CPU backend's message, first trial first
       if (failures[std::size_t(trial)] >= 0)
         throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
@@ -568,6 +728,7 @@ class CudaBackend final : public Backend {
   BackendOptions options_;
   std::string device_name_;
   DeviceArena arena_;  // the forward filter's device buffers, kept between calls
+  PinnedStaging staging_;  // the forward filter's uploads, staged for one copy, kept likewise
 };
 
 }  // namespace

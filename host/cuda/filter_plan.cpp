@@ -53,12 +53,12 @@ FilterRegime choose_filter_regime(int num_particles, CudaFilterRegime requested)
                                                   : FilterRegime::block_per_trial;
 }
 
-std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) {
+std::int64_t filter_upload_bytes(const FilterShape& shape) {
   const ModelConfig& config = shape.config;
   const std::int64_t R = config.rank, N = config.num_hidden, D = config.num_channels;
-  const std::int64_t trials = shape.trials, steps = shape.steps, K = shape.particles;
+  const std::int64_t trials = shape.trials, steps = shape.steps;
   const std::int64_t cells = trials * steps;
-  std::int64_t total = margin;
+  std::int64_t total = 0;
   const auto add = [&total](std::int64_t bytes) { total += rounded(bytes); };
   // Model (float32): m, n, h, read-out weight and bias, observation log-variances.
   add(N * R * 4);
@@ -82,6 +82,18 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
   if (config.num_inputs > 0) add(cells * N * 4);
   add(trials * R * 4);
   add(trials * 4);
+  return total;
+}
+
+std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) {
+  const ModelConfig& config = shape.config;
+  const std::int64_t R = config.rank;
+  const std::int64_t trials = shape.trials, steps = shape.steps, K = shape.particles;
+  const std::int64_t cells = trials * steps;
+  // The uploaded buffers come first (one contiguous region, filled by one copy), then the
+  // filter's own buffers.
+  std::int64_t total = margin + filter_upload_bytes(shape);
+  const auto add = [&total](std::int64_t bytes) { total += rounded(bytes); };
   // Particles (float32), normalised log-weights (float64), ancestors (int32): every step when
   // stored, else two particle slices and one weight/ancestor slice reused in place.
   const std::int64_t particle_slices = shape.store_all ? steps : 2;

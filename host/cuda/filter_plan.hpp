@@ -47,6 +47,13 @@ struct FilterShape {
 /// margin): the size of the device workspace CudaBackend keeps between calls for `shape`.
 [[nodiscard]] std::int64_t filter_buffer_bytes(const FilterShape& shape, FilterRegime regime);
 
+/// The leading part of filter_buffer_bytes that CudaBackend::do_filter uploads each call (the
+/// model blocks, per-call constants, observations, ln Γ(x + 1), input currents, initial means
+/// and trial ids, each rounded as in the buffer list): the workspace's first bytes, which one
+/// host-to-device copy from a pinned staging buffer of this size fills. Independent of the
+/// particle count, the regime and what is stored.
+[[nodiscard]] std::int64_t filter_upload_bytes(const FilterShape& shape);
+
 /// The largest particle count per trial (at shape.trials trials) and the largest trial count
 /// (at shape.particles particles) whose plan fits in `available` bytes, each at most the
 /// shape's own value and 0 when not even one fits. With `requested` automatic, the regime is
