@@ -29,12 +29,12 @@ def _resolve_layout(array: np.ndarray, layout: Optional[str]) -> str:
     return "time,channels" if array.ndim == 2 else "trials,time,channels"
 
 
-def _as_array(values) -> np.ndarray:
+def _as_array(values, name: str = "data") -> np.ndarray:
     # np.asarray does not copy a float64 array; the bindings read a C-contiguous one in place.
     array = np.asarray(values)
     if array.dtype == object:
         raise _core.InvalidInputError(
-            f"data: array has dtype object; expected numbers (got {type(values).__name__})"
+            f"{name}: array has dtype object; expected numbers (got {type(values).__name__})"
         )
     return array
 
@@ -56,8 +56,8 @@ def as_dataset(
         if inputs is not None:
             raise _core.InvalidInputError(f"{source}: inputs given with a Dataset; put them in it")
         return observations
-    array = _as_array(observations)
-    input_array = None if inputs is None else _as_array(inputs)
+    array = _as_array(observations, source)
+    input_array = None if inputs is None else _as_array(inputs, f"{source} inputs")
     return _core.make_dataset(array, _resolve_layout(array, layout), input_array, source)
 
 
@@ -196,7 +196,7 @@ def sample(
         model,
         trials,
         steps + burn_in,
-        inputs=None if inputs is None else _as_array(inputs),
+        inputs=None if inputs is None else _as_array(inputs, "inputs"),
         seed=seed,
         device=_device(device),
         threads=threads,
@@ -213,13 +213,20 @@ def simulate(model: _core.Model, trials: int = 100, steps: int = 75, *, inputs=N
 # --- training -----------------------------------------------------------------------------------
 
 
+#: The per-epoch arrays of a training history: EpochReport field and dtype.
+_HISTORY_FIELDS = (
+    ("epoch", np.int64),
+    ("train_elbo", np.float64),
+    ("held_out_elbo", np.float64),
+    ("learning_rate", np.float64),
+    ("elapsed_seconds", np.float64),
+)
+
+
 def _history(reports) -> Dict[str, np.ndarray]:
     return {
-        "epoch": np.array([r.epoch for r in reports], dtype=np.int64),
-        "train_elbo": np.array([r.train_elbo for r in reports], dtype=np.float64),
-        "held_out_elbo": np.array([r.held_out_elbo for r in reports], dtype=np.float64),
-        "learning_rate": np.array([r.learning_rate for r in reports], dtype=np.float64),
-        "elapsed_seconds": np.array([r.elapsed_seconds for r in reports], dtype=np.float64),
+        name: np.array([getattr(report, name) for report in reports], dtype=dtype)
+        for name, dtype in _HISTORY_FIELDS
     }
 
 
@@ -342,7 +349,9 @@ def _constant_current(model: _core.Model, input) -> np.ndarray:
     current = np.zeros(config.num_hidden)
     if config.num_inputs == 0:
         if input is not None and np.size(input) > 0:
-            raise _core.InvalidInputError("input given, but the model has no inputs")
+            raise _core.InvalidInputError(
+                f"input has {np.size(input)} values, but the model has no inputs"
+            )
         return current
     if input is None:
         return current
@@ -395,12 +404,12 @@ def find_fixed_points(
     included, with no guarantee of completeness).
     """
     return _core.find_fixed_points(
-        _as_array(m),
-        _as_array(n),
-        _as_array(h),
+        _as_array(m, "m"),
+        _as_array(n, "n"),
+        _as_array(h, "h"),
         float(decay),
         nonlinearity,
-        None if constant_current is None else _as_array(constant_current),
+        None if constant_current is None else _as_array(constant_current, "constant_current"),
         method=method,
         num_starts=num_starts,
         seed=seed,

@@ -145,9 +145,21 @@ class LowRankRNN:
     # --- scikit-learn conventions ---------------------------------------------------------------
 
     @classmethod
+    def _defaults(cls) -> Dict[str, Any]:
+        """The constructor's parameters and their defaults."""
+        parameters = inspect.signature(cls.__init__).parameters
+        return {name: parameter.default for name, parameter in parameters.items() if name != "self"}
+
+    @classmethod
     def _parameter_names(cls) -> List[str]:
-        signature = inspect.signature(cls.__init__)
-        return [name for name in signature.parameters if name != "self"]
+        return list(cls._defaults())
+
+    @classmethod
+    def _fit_parameter_names(cls) -> List[str]:
+        """The constructor parameters that :func:`lrsmc._api.fit_model` takes under the same name
+        (the training options; the architecture goes into the initial model)."""
+        own = cls._defaults()
+        return [name for name in inspect.signature(_api.fit_model).parameters if name in own]
 
     def get_params(self, deep: bool = True) -> Dict[str, Any]:
         """The constructor's parameters (scikit-learn's convention)."""
@@ -163,10 +175,7 @@ class LowRankRNN:
         return self
 
     def __repr__(self) -> str:
-        defaults = {
-            name: parameter.default
-            for name, parameter in inspect.signature(type(self).__init__).parameters.items()
-        }
+        defaults = self._defaults()
         changed = [f"{name}={value!r}" for name, value in self.get_params().items() if defaults.get(name) != value]
         return f"LowRankRNN({', '.join(changed)})"
 
@@ -231,28 +240,11 @@ class LowRankRNN:
             outcome = _api.fit_model(
                 model,
                 data,
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                window=self.window,
-                windows_per_epoch=self.windows_per_epoch,
-                learning_rate=self.learning_rate,
-                learning_rate_end=self.learning_rate_end,
-                optimizer=self.optimizer,
-                gradient_clip=self.gradient_clip,
-                particles=self.particles,
-                proposal=self.proposal,
-                resampling=self.resampling,
-                resample_threshold=self.resample_threshold,
-                held_out=self.held_out,
-                eval_particles=self.eval_particles,
-                eval_every=self.eval_every,
-                seed=self.seed,
                 checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every,
                 resume=resume,
-                device=self.device,
-                threads=self.threads,
                 callback=self._progress(callback),
+                **{name: getattr(self, name) for name in self._fit_parameter_names()},
             )
         except BaseException as error:
             outcome = getattr(error, "training_outcome", None)

@@ -41,6 +41,12 @@ def _axes(ax, **figure_options):
     return ax
 
 
+def _with_trial_axis(values) -> np.ndarray:
+    """An array of (trials, steps, ·); one (steps, ·) sequence becomes a single trial (a view)."""
+    array = np.asarray(values)
+    return array[None] if array.ndim == 2 else array
+
+
 def elbo(history: Union[Dict[str, np.ndarray], "object"], ax=None):
     """The ELBO per time step against the epoch: training (every epoch) and held-out (where
     evaluated). ``history`` is ``LowRankRNN.history_``, a ``TrainingOutcome.history`` or an
@@ -78,9 +84,7 @@ def latents(
 ):
     """Latent trajectories (trials, steps, rank) in the plane of two latent dimensions, one line
     per trial, with a dot at each start. A rank-1 model is drawn against time instead."""
-    latents = np.asarray(latents)
-    if latents.ndim == 2:
-        latents = latents[None]
+    latents = _with_trial_axis(latents)
     chosen = range(min(trials, latents.shape[0])) if isinstance(trials, int) else list(trials)
     ax = _axes(ax, figsize=(5, 5))
     colours = plt.cm.viridis(np.linspace(0, 0.9, max(1, len(chosen))))
@@ -112,11 +116,7 @@ def samples(
     """Recorded against generated activity: one row per channel, the recording of ``trial`` on
     the left and a generated sequence on the right (both (trials, steps, channels)). Returns the
     axes array."""
-    data, generated = np.asarray(data), np.asarray(generated)
-    if data.ndim == 2:
-        data = data[None]
-    if generated.ndim == 2:
-        generated = generated[None]
+    data, generated = _with_trial_axis(data), _with_trial_axis(generated)
     chosen = list(range(min(channels, data.shape[2]))) if isinstance(channels, int) else list(channels)
     if axes is None:
         _, axes = plt.subplots(len(chosen), 2, figsize=(9, 1.6 * len(chosen) + 0.8), sharex="col", sharey="row", squeeze=False)
@@ -145,7 +145,9 @@ def fixed_points(
     stability, over the flow F(z) − z of the deterministic latent map (rank-2 models) and, when
     given, filtered latent trajectories. ``points`` defaults to :func:`lrsmc.fixed_points`."""
     if model.config.rank < 2:
-        raise _core.InvalidInputError("plot.fixed_points: the model has rank 1; expected rank ≥ 2 for a latent plane")
+        raise _core.InvalidInputError(
+            f"plot.fixed_points: the model has rank {model.config.rank}; expected rank ≥ 2 for a latent plane"
+        )
     points = list(_api.fixed_points(model, input) if points is None else points)
     ax = _axes(ax, figsize=(5.5, 5))
     extent = [np.array([p.z[:2] for p in points]).reshape(-1, 2)]
