@@ -233,7 +233,7 @@ void check_launch() {
 
 void require_batch(const ArrangementBatch& batch) {
   if (batch.num_lines < 1 || batch.num_lines > std::int64_t{2147483647}) {
-    throw Error(detail::concat("fixed-point sweep: batch line count is out of range; got ",
+    throw Error(detail::concat("fixed-point sweep: num_lines is out of range; got ",
                                batch.num_lines, ", expected 1 .. 2^31 - 1"));
   }
 }

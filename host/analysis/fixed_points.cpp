@@ -22,9 +22,9 @@
 // * Lowest vertex. With a fixed generic direction g, every region bounded below along g has a
 //   unique lowest vertex v, and among the 2^r regions around v exactly one lies above it: the one
 //   whose sign on each hyperplane s through v is the sign of λ_s, where g = Σ λ_s w_s. So a region
-//   is emitted exactly once, by its lowest vertex. Regions unbounded below are exactly the regions
-//   that meet a hyperplane {g·y = γ} below every vertex; they are enumerated by the same
-//   algorithm on that hyperplane, one dimension lower, down to dimension 0 (one region).
+//   is emitted exactly once, by its lowest vertex. The 2r faces of a bounding box are added as
+//   hyperplanes (essential_level), so every region that meets the box is bounded there and has
+//   a lowest vertex; dimension 0 (no hyperplane) is one region.
 // * Sweeps. Vertices are visited by sweeping each line of the arrangement (the intersection of
 //   r − 1 independent hyperplanes): crossings are sorted along the line (ties by the ε-order), and
 //   the activation pattern and the sums M, k are updated by one hyperplane per crossing. A vertex
@@ -168,17 +168,9 @@ double current(const PiecewiseLinearNetwork& network, int unit) {
 // ------------------------------------------------------------------------------------------
 // Small dense linear algebra
 
-/// Solves A x = b in place (A row-major n×n, b overwritten by x). Returns false when A is
-/// numerically singular: |det A| ≤ relative_pivot·max|A_ij|^n for n ≤ 3 (Cramer's rule, the hot
-/// path of the sweep), or a pivot ≤ relative_pivot·max|A_ij| in Gaussian elimination with partial
-/// pivoting for larger n. The CUDA sweep runs the same function (include/lrsmc/math/arrangement.hpp).
-bool solve_small(int size, double* matrix, double* rhs, double relative_pivot) {
-  return math::arrangement_solve(size, matrix, rhs, relative_pivot);
-}
-
 double dot(const double* x, const double* y, int size) { return math::arrangement_dot(x, y, size); }
 
-double norm2(const double* x, int size) { return std::sqrt(dot(x, x, size)); }
+double norm2(const double* x, int size) { return math::arrangement_norm2(x, size); }
 
 /// Deterministic pseudo-random numbers (splitmix64), identical on every platform.
 std::uint64_t splitmix64(std::uint64_t& state) {
@@ -345,7 +337,8 @@ class RegionSolver {
       matrix[r * rank + r] += planes_.decay - 1.0;
       vector[r] = -vector[r];
     }
-    return solve_small(rank, matrix, vector, kSingularTolerance);
+    // Cramer's rule for R ≤ 3, partial pivoting above: the function the CUDA sweep runs.
+    return math::arrangement_solve(rank, matrix, vector, kSingularTolerance);
   }
 
   /// Fixed point of the region with activations `active` and affine piece `sums` = (M, k); kept
@@ -442,7 +435,6 @@ struct Scratch {
   std::vector<std::uint8_t> active;
   std::vector<double> sine;       // per crossing hyperplane: (w·u)/‖w‖
   std::vector<double> along;      // per crossing hyperplane: w·u
-  std::vector<double> magnitude;  // per crossing hyperplane: the size that bounds t's rounding
   std::vector<Crossing> crossings;
   std::vector<Crossing> sort_buffer;
   std::vector<double> alpha;  // per crossing in a cluster: dim−1 perturbation coefficients, then β
@@ -460,7 +452,6 @@ struct Scratch {
       : active(static_cast<std::size_t>(num_planes), 0),
         sine(static_cast<std::size_t>(num_planes), 0.0),
         along(static_cast<std::size_t>(num_planes), 0.0),
-        magnitude(static_cast<std::size_t>(num_planes), 0.0),
         state_sums(static_cast<std::size_t>(rank * rank + rank)),
         sums(static_cast<std::size_t>(rank * rank + rank)) {}
 };
@@ -825,8 +816,6 @@ class ArrangementSweep {
         const double b = level.b[static_cast<std::size_t>(p)];
         const double t = (b - dot(w, line.y0.data(), dim)) / wu;
         scratch.crossings.push_back({t, p});
-        scratch.magnitude[static_cast<std::size_t>(p)] =
-            std::abs(t) + (std::abs(b) + w_norm * line.y0_norm) / std::abs(wu);
         scratch.sine[static_cast<std::size_t>(p)] = wu / w_norm;
         scratch.along[static_cast<std::size_t>(p)] = wu;
         active = wu < 0.0;  // g_p → −∞·sign(w·u) as t → −∞
@@ -1357,6 +1346,7 @@ LineSweepResult sweep_lines_emulated(const ArrangementData& data) {
   std::vector<std::int32_t> planes(static_cast<std::size_t>(count));
   std::iota(planes.begin(), planes.end(), 0);
   std::vector<std::pair<double, int>> crossings;
+  std::vector<math::PlaneOnLine> on_line(static_cast<std::size_t>(data.num_planes));
   std::vector<std::uint8_t> clustered;
   std::vector<double> sums(static_cast<std::size_t>(stride));
   do {
@@ -1369,6 +1359,7 @@ LineSweepResult sweep_lines_emulated(const ArrangementData& data) {
     for (int p = 0; p < data.num_planes; ++p) {
       if (std::find(planes.begin(), planes.end(), p) != planes.end()) continue;
       const math::PlaneOnLine crossing = math::arrangement_plane_on_line(view, line, p);
+      on_line[static_cast<std::size_t>(p)] = crossing;
       if (crossing.crosses) crossings.emplace_back(crossing.t, p);
       if (crossing.active) math::arrangement_add_term(view, p, 1.0, sums.data());
     }
@@ -1378,9 +1369,8 @@ LineSweepResult sweep_lines_emulated(const ArrangementData& data) {
     clustered.assign(crossings.size(), 0);
     bool any_clustered = false;
     for (std::size_t i = 0; i + 1 < crossings.size(); ++i) {
-      const double sine_a = math::arrangement_plane_on_line(view, line, crossings[i].second).sine;
-      const double sine_b =
-          math::arrangement_plane_on_line(view, line, crossings[i + 1].second).sine;
+      const double sine_a = on_line[static_cast<std::size_t>(crossings[i].second)].sine;
+      const double sine_b = on_line[static_cast<std::size_t>(crossings[i + 1].second)].sine;
       if (math::arrangement_coincident(view, line, crossings[i].first, sine_a,
                                        crossings[i + 1].first, sine_b)) {
         clustered[i] = 1;
@@ -1395,7 +1385,7 @@ LineSweepResult sweep_lines_emulated(const ArrangementData& data) {
     const int last_on_line = count > 0 ? planes[static_cast<std::size_t>(count - 1)] : -1;
     for (std::size_t i = 0; i < crossings.size(); ++i) {
       const int k = crossings[i].second;
-      const math::PlaneOnLine crossing = math::arrangement_plane_on_line(view, line, k);
+      const math::PlaneOnLine& crossing = on_line[static_cast<std::size_t>(k)];
       if (k > last_on_line && clustered[i] == 0) {
         ++result.solves;
         const math::ArrangementVertex vertex =
