@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cuda_runtime_api.h>
 
+#include "kernels/device_memory.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/arrangement.hpp"
 
@@ -69,24 +70,7 @@ void sort_crossings(const ArrangementBatch& batch, cudaStream_t stream);
 /// `records` in an unspecified order (slots from an integer atomic; the host sorts them).
 void sweep_lines(const ArrangementBatch& batch, cudaStream_t stream);
 
-[[noreturn]] inline void throw_cuda_error(cudaError_t status, const char* expression,
-                                          const char* file, int line) {
-  if (status == cudaErrorMemoryAllocation) {
-    throw OutOfMemory(detail::concat(expression, " failed: out of GPU memory (", file, ":", line,
-                                     ")"));
-  }
-  throw CudaError(detail::concat(expression, " failed at ", file, ":", line, ": ",
-                                 cudaGetErrorString(status)));
-}
-
 }  // namespace lrsmc::kernels
 
-/// Throws lrsmc::CudaError (OutOfMemory for allocation failures) with the expression and place.
-#define LRSMC_FIXED_POINTS_CUDA_CHECK(expression)                                             \
-  do {                                                                                        \
-    const cudaError_t lrsmc_fp_status = (expression);                                         \
-    if (lrsmc_fp_status != cudaSuccess) {                                                     \
-      (void)cudaGetLastError();                                                               \
-      ::lrsmc::kernels::throw_cuda_error(lrsmc_fp_status, #expression, __FILE__, __LINE__);   \
-    }                                                                                         \
-  } while (false)
+/// The shared check of kernels/device_memory.hpp (kept as a name for kernels/fixed_points.cu).
+#define LRSMC_FIXED_POINTS_CUDA_CHECK(expression) LRSMC_CUDA_CHECK(expression)

@@ -15,21 +15,9 @@
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_training.hpp"
 #include "cuda/filter_plan.hpp"
+#include "kernels/device_memory.hpp"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
-
-#define LRSMC_CUDA_CHECK(expression)                                                        \
-  do {                                                                                      \
-    const cudaError_t lrsmc_status = (expression);                                          \
-    if (lrsmc_status != cudaSuccess) {                                                      \
-      if (lrsmc_status == cudaErrorMemoryAllocation)                                        \
-        throw ::lrsmc::OutOfMemory(::lrsmc::detail::concat(                                 \
-            #expression, " failed: out of GPU memory (", __FILE__, ":", __LINE__, ")"));    \
-      throw ::lrsmc::CudaError(::lrsmc::detail::concat(#expression, " failed at ", __FILE__, \
-                                                       ":", __LINE__, ": ",                 \
-                                                       cudaGetErrorString(lrsmc_status)));  \
-    }                                                                                       \
-  } while (false)
 
 namespace lrsmc {
 
@@ -45,52 +33,8 @@ bool cuda_available() {
 namespace cuda {
 namespace {
 
-/// Owning device allocation; freed in the destructor (errors there are only reported).
-template <typename T>
-class DeviceBuffer {
- public:
-  DeviceBuffer() = default;
-  explicit DeviceBuffer(std::size_t count) : count_(count) {
-    if (count > 0) LRSMC_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));
-  }
-  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) {
-    if (!host.empty())
-      LRSMC_CUDA_CHECK(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  ~DeviceBuffer() {
-    if (data_ && cudaFree(data_) != cudaSuccess) (void)cudaGetLastError();
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  DeviceBuffer(DeviceBuffer&& other) noexcept : data_(other.data_), count_(other.count_) {
-    other.data_ = nullptr;
-    other.count_ = 0;
-  }
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
-    std::swap(data_, other.data_);
-    std::swap(count_, other.count_);
-    return *this;
-  }
-  [[nodiscard]] T* get() const { return data_; }
-  [[nodiscard]] std::vector<T> download() const {
-    std::vector<T> host(count_);
-    if (count_ > 0)
-      LRSMC_CUDA_CHECK(cudaMemcpy(host.data(), data_, count_ * sizeof(T), cudaMemcpyDeviceToHost));
-    return host;
-  }
-
- private:
-  T* data_ = nullptr;
-  std::size_t count_ = 0;
-};
-
-void check_cuda(cudaError_t status, const char* call) {
-  if (status == cudaSuccess) return;
-  (void)cudaGetLastError();
-  if (status == cudaErrorMemoryAllocation)
-    throw OutOfMemory(detail::concat(call, " failed: out of GPU memory"));
-  throw CudaError(detail::concat(call, " failed: ", cudaGetErrorString(status)));
-}
+using kernels::DeviceBuffer;
+using kernels::download;
 
 /// Device memory CudaBackend keeps between forward-filter calls (issue 3: a cudaMalloc and
 /// cudaFree per buffer per call cost more than the K = 10 filter itself). One allocation,
@@ -173,14 +117,6 @@ class DeviceArena {
   std::size_t capacity_ = 0, offset_ = 0;
   std::vector<DeviceBuffer<std::uint8_t>> spill_;
 };
-
-template <typename T>
-std::vector<T> download(const T* data, std::size_t count) {
-  std::vector<T> host(count);
-  if (count > 0)
-    LRSMC_CUDA_CHECK(cudaMemcpy(host.data(), data, count * sizeof(T), cudaMemcpyDeviceToHost));
-  return host;
-}
 
 /// Pinned host memory the forward filter's per-call uploads are staged in (issue 3: about 20
 /// small synchronous cudaMemcpy calls cost more than the K = 10 filter). Grow-only like the
@@ -349,11 +285,14 @@ void run_as_graph(cudaStream_t stream, const Enqueue& enqueue) {
   cudaGraphExec_t executable = nullptr;
   const cudaError_t instantiated = cudaGraphInstantiate(&executable, graph, 0);
   (void)cudaGraphDestroy(graph);
-  check_cuda(instantiated, "cudaGraphInstantiate (forward filter, many-particle regime)");
+  if (instantiated != cudaSuccess)
+    kernels::throw_cuda_error(instantiated, "cudaGraphInstantiate (forward filter, many-particle regime)",
+                              __FILE__, __LINE__);
   cudaError_t status = cudaGraphLaunch(executable, stream);
   if (status == cudaSuccess) status = cudaStreamSynchronize(stream);
   (void)cudaGraphExecDestroy(executable);
-  check_cuda(status, "forward filter graph (many-particle regime)");
+  if (status != cudaSuccess)
+    kernels::throw_cuda_error(status, "forward filter graph (many-particle regime)", __FILE__, __LINE__);
 }
 
 /// The many-particle regime (kernels/filter_many_particles.cu): takes its workspace from the
@@ -390,12 +329,6 @@ void run_many_particles(kernels::FilterLaunch& launch, bool filtered_mean, Devic
       kernels::filter_many_particles_step(launch, workspace, step, captured);
     kernels::filter_many_particles_finish(launch, workspace, captured);
   });
-}
-
-std::vector<float> to_float(const double* values, std::size_t count) {
-  std::vector<float> result(count);
-  for (std::size_t i = 0; i < count; ++i) result[i] = static_cast<float>(values[i]);
-  return result;
 }
 
 std::vector<float> flatten(const cpu::Matrix<float>& matrix) {
@@ -548,20 +481,8 @@ class CudaBackend final : public Backend {
         layout.observation_noise >= 0 ? block(layout.observation_noise, channels) : nullptr;
 
     kernels::FilterLaunch launch;
-    launch.rank = rank;
-    launch.hidden = hidden;
-    launch.channels = channels;
-    launch.num_particles = K;
-    launch.steps = steps;
-    launch.trials = trials;
-    launch.nonlinearity = config.nonlinearity;
-    launch.observation = config.observation;
-    launch.link = config.link;
-    launch.optimal = options.proposal == Proposal::optimal;
-    launch.resampling = options.resampling;
-    launch.resample_threshold = options.resample_threshold;
+    set_filter_settings(launch, config, options, steps, trials, seed);
     launch.decay = static_cast<float>(std::exp(-std::exp(raw[layout.decay_logit])));
-    launch.seed = seed;
     launch.m = m;
     launch.n = n;
     launch.h = h;
@@ -603,35 +524,8 @@ class CudaBackend final : public Backend {
           values[i] = static_cast<float>(std::lgamma(counts[i] + 1.0));
       });
     }
-    std::vector<float> initial_mean(std::size_t(trials) * rank, 0.f);
-    if (layout.z_init >= 0)
-      for (int trial = 0; trial < trials; ++trial)
-        for (int r = 0; r < rank; ++r)
-          initial_mean[std::size_t(trial) * rank + r] = static_cast<float>(raw[layout.z_init + r]);
-    std::vector<float> currents;
-    if (inputs > 0) {
-      const auto w_u = to_float(raw + layout.w_u, std::size_t(hidden) * inputs);
-      const auto loadings_values = to_float(raw + layout.m, std::size_t(hidden) * rank);
-      const cpu::Matrix<float> loadings =
-          Eigen::Map<const cpu::Matrix<float>>(loadings_values.data(), hidden, rank);
-      std::vector<float> values(std::size_t(trials) * steps * hidden);
-      for (int trial = 0; trial < trials; ++trial) {
-        for (int step = 0; step < steps; ++step)
-          for (int i = 0; i < hidden; ++i) {
-            float current = 0.f;
-            for (int j = 0; j < inputs; ++j)
-              current += w_u[std::size_t(i) * inputs + j] *
-                         static_cast<float>(batch.inputs[(std::size_t(trial) * steps + step) * inputs + j]);
-            values[(std::size_t(trial) * steps + step) * hidden + i] = current;
-          }
-        const cpu::Vector<float> current0 = Eigen::Map<const cpu::Vector<float>>(
-            values.data() + std::size_t(trial) * steps * hidden, hidden);
-        const cpu::Vector<float> projection =
-            (loadings.transpose() * loadings).ldlt().solve(loadings.transpose() * current0);
-        for (int r = 0; r < rank; ++r) initial_mean[std::size_t(trial) * rank + r] += projection(r);
-      }
-      currents = std::move(values);
-    }
+    std::vector<float> currents, initial_mean;
+    input_terms(config, raw, batch.inputs.data(), trials, steps, currents, initial_mean);
     // Uploaded in the plan's order (currents before the initial means).
     if (inputs > 0) launch.currents = uploads.add(currents);
     launch.initial_mean = uploads.add(initial_mean);
@@ -689,19 +583,8 @@ class CudaBackend final : public Backend {
       evidence = download(launch.log_evidence, std::size_t(trials));
       failures = download(launch.failed_step, std::size_t(trials));
     }
-    for (int trial = 0; trial < trials; ++trial)  // the CPU backend's message, first trial first
-      if (failures[std::size_t(trial)] >= 0)
-        throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
-                                            " at step ", failures[std::size_t(trial)], " is ",
-                                            evidence[std::size_t(trial)],
-                                            " (parameters or data are extreme)"));
-    result.elbo_per_trial.resize(std::size_t(trials));
-    double total = 0;
-    for (int trial = 0; trial < trials; ++trial) {
-      result.elbo_per_trial[std::size_t(trial)] = evidence[std::size_t(trial)] / steps;
-      total += result.elbo_per_trial[std::size_t(trial)];
-    }
-    result.elbo = total / trials;
+    throw_if_failed(failures, evidence);  // the CPU backend's message, first trial first
+    result.elbo = elbo_per_trial(evidence, steps, result.elbo_per_trial);
     if (request.filtered_mean) result.filtered_mean = download(launch.filtered_mean, mean_count);
     if (request.particles) {
       const auto values = download(launch.particles, particle_count);

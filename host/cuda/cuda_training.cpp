@@ -16,25 +16,9 @@
 #include <tuple>
 
 #include "cpu/kalman.hpp"
+#include "kernels/device_memory.hpp"
 #include "kernels/training_launch.hpp"
 #include "lrsmc/errors.hpp"
-
-#define LRSMC_TRAINING_CUDA_CHECK(expression)                                                \
-  do {                                                                                      \
-    const cudaError_t lrsmc_status = (expression);                                          \
-    if (lrsmc_status != cudaSuccess) {                                                      \
-      /* Clear the last-error state (every failed call sets it), so that a later launch   */ \
-      /* check does not report this error again once the caller has handled the throw.   */ \
-      (void)cudaGetLastError();                                                             \
-      if (lrsmc_status == cudaErrorMemoryAllocation) {                                      \
-        throw ::lrsmc::OutOfMemory(::lrsmc::detail::concat(                                 \
-            #expression, " failed: out of GPU memory (", __FILE__, ":", __LINE__, ")"));    \
-      }                                                                                     \
-      throw ::lrsmc::CudaError(::lrsmc::detail::concat(#expression, " failed at ", __FILE__, \
-                                                       ":", __LINE__, ": ",                 \
-                                                       cudaGetErrorString(lrsmc_status)));  \
-    }                                                                                       \
-  } while (false)
 
 namespace lrsmc::cuda {
 namespace {
@@ -42,44 +26,9 @@ namespace {
 using cpu::Matrix;
 using cpu::Vector;
 
-/// Owning device allocation that grows on demand; freed in the destructor.
+/// Grow-only use of the shared buffer: reserve(), upload() and download(host, count, offset).
 template <typename T>
-class Buffer {
- public:
-  Buffer() = default;
-  explicit Buffer(std::size_t count) { reserve(count); }
-  ~Buffer() {
-    if (data_ && cudaFree(data_) != cudaSuccess) (void)cudaGetLastError();
-  }
-  Buffer(const Buffer&) = delete;
-  Buffer& operator=(const Buffer&) = delete;
-  /// Makes room for `count` elements (contents are lost when it grows).
-  void reserve(std::size_t count) {
-    if (count <= capacity_) return;
-    if (data_ && cudaFree(data_) != cudaSuccess) (void)cudaGetLastError();
-    data_ = nullptr;
-    capacity_ = 0;
-    LRSMC_TRAINING_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));
-    capacity_ = count;
-  }
-  void upload(const std::vector<T>& host) {
-    reserve(host.size());
-    if (!host.empty())
-      LRSMC_TRAINING_CUDA_CHECK(
-          cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-  }
-  void download(std::vector<T>& host, std::size_t count, std::size_t offset = 0) const {
-    host.resize(count);
-    if (count > 0)
-      LRSMC_TRAINING_CUDA_CHECK(
-          cudaMemcpy(host.data(), data_ + offset, count * sizeof(T), cudaMemcpyDeviceToHost));
-  }
-  [[nodiscard]] T* get() const { return data_; }
-
- private:
-  T* data_ = nullptr;
-  std::size_t capacity_ = 0;
-};
+using Buffer = kernels::DeviceBuffer<T>;
 
 std::vector<float> to_float(const double* values, std::size_t count) {
   std::vector<float> result(count);
@@ -198,40 +147,6 @@ struct DeviceModel {
   }
 };
 
-/// Input currents W_u u_t (rows, steps, hidden) and initial means μ_0 = z_init + P_m W_u u_0
-/// (rows, rank) of rows of inputs, in float as the CUDA filter's host side computes them.
-void input_terms(const ModelConfig& config, const double* raw, const double* inputs, int rows,
-                 int steps, std::vector<float>& currents, std::vector<float>& initial_mean) {
-  const ParameterLayout layout(config);
-  const int rank = config.rank, hidden = config.num_hidden, num_inputs = config.num_inputs;
-  initial_mean.assign(std::size_t(rows) * rank, 0.f);
-  if (layout.z_init >= 0)
-    for (int row = 0; row < rows; ++row)
-      for (int r = 0; r < rank; ++r)
-        initial_mean[std::size_t(row) * rank + r] = static_cast<float>(raw[layout.z_init + r]);
-  currents.clear();
-  if (num_inputs == 0) return;
-  const auto w_u = to_float(raw + layout.w_u, std::size_t(hidden) * num_inputs);
-  const auto loadings_values = to_float(raw + layout.m, std::size_t(hidden) * rank);
-  const Matrix<float> loadings = Eigen::Map<const Matrix<float>>(loadings_values.data(), hidden, rank);
-  currents.resize(std::size_t(rows) * steps * hidden);
-  for (int row = 0; row < rows; ++row) {
-    for (int step = 0; step < steps; ++step)
-      for (int i = 0; i < hidden; ++i) {
-        float current = 0.f;
-        for (int j = 0; j < num_inputs; ++j)
-          current += w_u[std::size_t(i) * num_inputs + j] *
-                     static_cast<float>(inputs[(std::size_t(row) * steps + step) * num_inputs + j]);
-        currents[(std::size_t(row) * steps + step) * hidden + i] = current;
-      }
-    const Vector<float> current0 = Eigen::Map<const Vector<float>>(
-        currents.data() + std::size_t(row) * steps * hidden, hidden);
-    const Vector<float> projection =
-        (loadings.transpose() * loadings).ldlt().solve(loadings.transpose() * current0);
-    for (int r = 0; r < rank; ++r) initial_mean[std::size_t(row) * rank + r] += projection(r);
-  }
-}
-
 /// Forward paths and backward workspace for chunks of up to `chunk` trials, and accumulator
 /// rows and results for the whole batch.
 struct Workspace {
@@ -304,25 +219,13 @@ DeviceBatch device_batch_of(const ModelConfig& config, int trials, int steps,
 void run_gradient(const ModelConfig& config, const FilterOptions& options, std::uint64_t seed,
                   const DeviceModel& model, const DeviceBatch& batch,
                   const kernels::GradientOffsets& offsets, Workspace& work) {
-  const int K = options.num_particles, R = config.rank, T = batch.steps;
-  LRSMC_TRAINING_CUDA_CHECK(cudaMemset(work.failed_step.get(), 0xFF,
-                                       std::size_t(batch.trials) * sizeof(std::int32_t)));
+  const int R = config.rank, T = batch.steps;
+  LRSMC_CUDA_CHECK(cudaMemset(work.failed_step.get(), 0xFF,
+                              std::size_t(batch.trials) * sizeof(std::int32_t)));
   for (int first = 0; first < batch.trials; first += work.chunk) {
     const int count = std::min(work.chunk, batch.trials - first);
     kernels::FilterLaunch launch;
-    launch.rank = R;
-    launch.hidden = config.num_hidden;
-    launch.channels = config.num_channels;
-    launch.num_particles = K;
-    launch.steps = T;
-    launch.trials = count;
-    launch.nonlinearity = config.nonlinearity;
-    launch.observation = config.observation;
-    launch.link = config.link;
-    launch.optimal = options.proposal == Proposal::optimal;
-    launch.resampling = options.resampling;
-    launch.resample_threshold = options.resample_threshold;
-    launch.seed = seed;
+    set_filter_settings(launch, config, options, T, count, seed);
     model.fill(launch);
     const std::size_t cells = std::size_t(first) * T;
     launch.observations = batch.observations + cells * config.num_channels;
@@ -369,20 +272,11 @@ std::vector<double> initial_mean_rows(const ModelConfig& config,
   const int rank = config.rank;
   std::vector<double> rows(std::size_t(trials) * rank);
   const std::int64_t column = offsets.slots_begin + 6 * std::int64_t(rank) * rank + 1;
-  LRSMC_TRAINING_CUDA_CHECK(cudaMemcpy2D(rows.data(), sizeof(double) * rank,
-                                         work.accumulators.get() + column,
-                                         sizeof(double) * offsets.stride, sizeof(double) * rank,
-                                         std::size_t(trials), cudaMemcpyDeviceToHost));
+  LRSMC_CUDA_CHECK(cudaMemcpy2D(rows.data(), sizeof(double) * rank,
+                                work.accumulators.get() + column,
+                                sizeof(double) * offsets.stride, sizeof(double) * rank,
+                                std::size_t(trials), cudaMemcpyDeviceToHost));
   return rows;
-}
-
-/// The CPU backend's message for a failed forward pass (first failing trial first).
-void throw_if_failed(const std::vector<std::int32_t>& failed, const std::vector<double>& evidence) {
-  for (std::size_t trial = 0; trial < failed.size(); ++trial)
-    if (failed[trial] >= 0)
-      throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
-                                          " at step ", failed[trial], " is ", evidence[trial],
-                                          " (parameters or data are extreme)"));
 }
 
 Matrix<float> block_matrix(const std::vector<double>& values, std::int64_t offset, int rows, int columns) {
@@ -479,7 +373,7 @@ std::vector<double> finish_gradient(const ModelConfig& config, const double* raw
 
 void check_shared_memory(const ModelConfig& config, int device_index) {
   int shared_limit = 0;
-  LRSMC_TRAINING_CUDA_CHECK(cudaDeviceGetAttribute(
+  LRSMC_CUDA_CHECK(cudaDeviceGetAttribute(
       &shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index));
   const std::size_t needed = kernels::filter_shared_bytes(config.rank, config.num_hidden) +
                              kernels::filter_static_shared_bytes();
@@ -493,7 +387,7 @@ void check_shared_memory(const ModelConfig& config, int device_index) {
 
 std::int64_t free_device_memory() {
   std::size_t free_bytes = 0, total_bytes = 0;
-  LRSMC_TRAINING_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  LRSMC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
   return static_cast<std::int64_t>(free_bytes);
 }
 
@@ -532,6 +426,75 @@ std::vector<std::uint32_t> row_ids(const SequenceBatch& batch) {
 }
 
 }  // namespace
+
+void throw_if_failed(const std::vector<std::int32_t>& failed, const std::vector<double>& evidence) {
+  for (std::size_t trial = 0; trial < failed.size(); ++trial)
+    if (failed[trial] >= 0)
+      throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
+                                          " at step ", failed[trial], " is ", evidence[trial],
+                                          " (parameters or data are extreme)"));
+}
+
+double elbo_per_trial(const std::vector<double>& evidence, int steps, std::vector<double>& per_trial) {
+  const std::size_t trials = evidence.size();
+  per_trial.resize(trials);
+  double total = 0;
+  for (std::size_t trial = 0; trial < trials; ++trial) {
+    per_trial[trial] = evidence[trial] / steps;
+    total += per_trial[trial];
+  }
+  return total / double(trials);
+}
+
+void set_filter_settings(kernels::FilterLaunch& launch, const ModelConfig& config,
+                         const FilterOptions& options, int steps, int trials, std::uint64_t seed) {
+  launch.rank = config.rank;
+  launch.hidden = config.num_hidden;
+  launch.channels = config.num_channels;
+  launch.num_particles = options.num_particles;
+  launch.steps = steps;
+  launch.trials = trials;
+  launch.nonlinearity = config.nonlinearity;
+  launch.observation = config.observation;
+  launch.link = config.link;
+  launch.optimal = options.proposal == Proposal::optimal;
+  launch.resampling = options.resampling;
+  launch.resample_threshold = options.resample_threshold;
+  launch.seed = seed;
+}
+
+void input_terms(const ModelConfig& config, const double* raw, const double* inputs, int rows,
+                 int steps, std::vector<float>& currents, std::vector<float>& initial_mean) {
+  const ParameterLayout layout(config);
+  const int rank = config.rank, hidden = config.num_hidden, num_inputs = config.num_inputs;
+  initial_mean.assign(std::size_t(rows) * rank, 0.f);
+  if (layout.z_init >= 0)
+    for (int row = 0; row < rows; ++row)
+      for (int r = 0; r < rank; ++r)
+        initial_mean[std::size_t(row) * rank + r] = static_cast<float>(raw[layout.z_init + r]);
+  currents.clear();
+  if (num_inputs == 0) return;
+  const auto w_u = to_float(raw + layout.w_u, std::size_t(hidden) * num_inputs);
+  const auto loadings_values = to_float(raw + layout.m, std::size_t(hidden) * rank);
+  const Matrix<float> loadings = Eigen::Map<const Matrix<float>>(loadings_values.data(), hidden, rank);
+  currents.resize(std::size_t(rows) * steps * hidden);
+  for (int row = 0; row < rows; ++row) {
+    for (int step = 0; step < steps; ++step)
+      for (int i = 0; i < hidden; ++i) {
+        float current = 0.f;
+        for (int j = 0; j < num_inputs; ++j)
+          current += w_u[std::size_t(i) * num_inputs + j] *
+                     static_cast<float>(inputs[(std::size_t(row) * steps + step) * num_inputs + j]);
+        currents[(std::size_t(row) * steps + step) * hidden + i] = current;
+      }
+    const Vector<float> current0 = Eigen::Map<const Vector<float>>(
+        currents.data() + std::size_t(row) * steps * hidden, hidden);
+    const Vector<float> projection =
+        (loadings.transpose() * loadings).ldlt().solve(loadings.transpose() * current0);
+    for (int r = 0; r < rank; ++r) initial_mean[std::size_t(row) * rank + r] += projection(r);
+  }
+}
+
 
 std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int steps,
                                    int particles, int chunk_trials) {
@@ -572,7 +535,7 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed, int device_index,
                              int max_chunk_trials) {
   const ModelConfig& config = model.config;
-  LRSMC_TRAINING_CUDA_CHECK(cudaSetDevice(device_index));
+  LRSMC_CUDA_CHECK(cudaSetDevice(device_index));
   check_shared_memory(config, device_index);
   const int trials = batch.num_trials, steps = batch.num_steps, K = options.num_particles;
   const double* raw = model.parameters.data();
@@ -604,7 +567,7 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   const DeviceBatch device_batch = device_batch_of(config, trials, steps, observations.get(),
                                                    log_factorial.get(), inputs.get(), work);
   run_gradient(config, options, seed, device_model, device_batch, offsets, work);
-  LRSMC_TRAINING_CUDA_CHECK(cudaDeviceSynchronize());
+  LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
 
   std::vector<double> evidence, totals, initial_rows;
   std::vector<std::int32_t> failed;
@@ -614,13 +577,7 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   work.totals.download(totals, std::size_t(offsets.stride));
   if (config.num_inputs > 0) initial_rows = initial_mean_rows(config, offsets, work, trials);
   GradientResult result;
-  result.elbo_per_trial.resize(std::size_t(trials));
-  double total = 0;
-  for (int trial = 0; trial < trials; ++trial) {
-    result.elbo_per_trial[std::size_t(trial)] = evidence[std::size_t(trial)] / steps;
-    total += result.elbo_per_trial[std::size_t(trial)];
-  }
-  result.elbo = total / trials;
+  result.elbo = elbo_per_trial(evidence, steps, result.elbo_per_trial);
   result.gradient = finish_gradient(config, raw, device_model, offsets, totals, initial_rows,
                                     batch.inputs.data(), trials, steps);
   return result;
@@ -636,7 +593,7 @@ class CudaTrainingSession final : public TrainingSession {
       : setup_(setup), data_(*setup.train), offsets_(make_offsets(setup.config)),
         count_(ParameterLayout(setup.config).total_size()) {
     const ModelConfig& config = setup_.config;
-    LRSMC_TRAINING_CUDA_CHECK(cudaSetDevice(device_index));
+    LRSMC_CUDA_CHECK(cudaSetDevice(device_index));
     check_shared_memory(config, device_index);
     LRSMC_ASSERT(setup_.max_batch_trials >= 1 && setup_.batch_steps >= 1);
     LRSMC_ASSERT(std::int64_t(setup_.parameters.size()) == count_);
@@ -750,9 +707,8 @@ class CudaTrainingSession final : public TrainingSession {
     }
     work_.totals.download(totals, std::size_t(offsets_.stride));
     if (config.num_inputs > 0) initial_rows = initial_mean_rows(config, offsets_, work_, rows);
-    double total = 0;
-    for (int row = 0; row < rows; ++row) total += evidence[std::size_t(row)] / steps;
-    outcome.elbo = total / rows;
+    std::vector<double> elbo_per_row;
+    outcome.elbo = elbo_per_trial(evidence, steps, elbo_per_row);
     const std::vector<double> ascent = finish_gradient(config, host_parameters_.data(), model_,
                                                        offsets_, totals, initial_rows,
                                                        row_inputs.data(), rows, steps);

@@ -9,63 +9,20 @@
 #include <vector>
 
 #include "analysis/arrangement_sweep.hpp"
+#include "kernels/device_memory.hpp"
 #include "kernels/fixed_points_launch.hpp"
 
 namespace lrsmc::detail {
 namespace {
+
+using kernels::DeviceBuffer;
+using kernels::download;
 
 /// Crossing slots per batch of lines: 2^25 slots of (double, int32), twice (the sort's output),
 /// about 0.8 GB; a batch holds at least one line.
 constexpr std::int64_t kBatchSlots = std::int64_t{1} << 25;
 /// Accepted fixed points a sweep launch may write before the host enlarges the buffer and reruns.
 constexpr std::int64_t kInitialRecords = std::int64_t{1} << 14;
-
-/// Owning device array; freed in the destructor (an error there is cleared, not thrown).
-template <typename T>
-class DeviceArray {
- public:
-  DeviceArray() = default;
-  explicit DeviceArray(std::size_t count) { allocate(count); }
-  explicit DeviceArray(const std::vector<T>& host) {
-    allocate(host.size());
-    if (!host.empty()) {
-      LRSMC_FIXED_POINTS_CUDA_CHECK(
-          cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
-    }
-  }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  ~DeviceArray() { release(); }
-
-  void allocate(std::size_t count) {
-    release();
-    if (count > 0) {
-      LRSMC_FIXED_POINTS_CUDA_CHECK(cudaMalloc(reinterpret_cast<void**>(&data_), count * sizeof(T)));
-    }
-    count_ = count;
-  }
-  [[nodiscard]] T* data() const { return data_; }
-  [[nodiscard]] std::size_t size() const { return count_; }
-
- private:
-  void release() {
-    if (data_ != nullptr && cudaFree(data_) != cudaSuccess) (void)cudaGetLastError();
-    data_ = nullptr;
-    count_ = 0;
-  }
-  T* data_ = nullptr;
-  std::size_t count_ = 0;
-};
-
-template <typename T>
-std::vector<T> download(const T* device, std::size_t count) {
-  std::vector<T> host(count);
-  if (count > 0) {
-    LRSMC_FIXED_POINTS_CUDA_CHECK(
-        cudaMemcpy(host.data(), device, count * sizeof(T), cudaMemcpyDeviceToHost));
-  }
-  return host;
-}
 
 /// C(n, k) for the small k of a line (k ≤ 3), saturating far above any batch count.
 std::int64_t binomial(std::int64_t n, int k) {
@@ -84,54 +41,54 @@ LineSweepResult sweep_lines_cuda(const ArrangementData& data) {
   const cudaStream_t stream = nullptr;  // the legacy default stream: copies synchronise with it
 
   // The arrangement, on the device.
-  const DeviceArray<double> w(data.w), b(data.b), norm(data.norm), normal(data.normal),
+  const DeviceBuffer<double> w(data.w), b(data.b), norm(data.norm), normal(data.normal),
       offset(data.offset), abs_sum(data.abs_sum), term(data.term), base(data.base),
       direction(data.direction);
-  const DeviceArray<std::int32_t> order(data.order);
+  const DeviceBuffer<std::int32_t> order(data.order);
   kernels::ArrangementBatch batch;
   batch.view = data.view();
-  batch.view.w = w.data();
-  batch.view.b = b.data();
-  batch.view.norm = norm.data();
-  batch.view.normal = normal.data();
-  batch.view.offset = offset.data();
-  batch.view.abs_sum = abs_sum.data();
-  batch.view.term = term.data();
-  batch.view.base = base.data();
-  batch.view.order = order.data();
-  batch.view.direction = direction.data();
+  batch.view.w = w.get();
+  batch.view.b = b.get();
+  batch.view.norm = norm.get();
+  batch.view.normal = normal.get();
+  batch.view.offset = offset.get();
+  batch.view.abs_sum = abs_sum.get();
+  batch.view.term = term.get();
+  batch.view.base = base.get();
+  batch.view.order = order.get();
+  batch.view.direction = direction.get();
 
   // Working memory for the largest batch.
   const std::int64_t total_lines = count == 0 ? 1 : binomial(num_planes, count);
   const std::int64_t max_lines =
       std::max<std::int64_t>(1, std::min(total_lines, kBatchSlots / num_planes));
   const auto slots = static_cast<std::size_t>(max_lines * num_planes);
-  DeviceArray<double> keys(slots), sorted_keys(slots);
-  DeviceArray<std::int32_t> values(slots), sorted_values(slots);
-  DeviceArray<std::int32_t> num_crossings(static_cast<std::size_t>(max_lines));
+  DeviceBuffer<double> keys(slots), sorted_keys(slots);
+  DeviceBuffer<std::int32_t> values(slots), sorted_values(slots);
+  DeviceBuffer<std::int32_t> num_crossings(static_cast<std::size_t>(max_lines));
   std::vector<std::int32_t> host_offsets(static_cast<std::size_t>(max_lines + 1));
   for (std::int64_t line = 0; line <= max_lines; ++line) {
     host_offsets[static_cast<std::size_t>(line)] = static_cast<std::int32_t>(line * num_planes);
   }
-  const DeviceArray<std::int32_t> offsets(host_offsets);
+  const DeviceBuffer<std::int32_t> offsets(host_offsets);
   const std::size_t scratch_bytes = kernels::sort_crossings_scratch_bytes(max_lines, num_planes);
-  DeviceArray<unsigned char> scratch(std::max<std::size_t>(scratch_bytes, 1));
-  DeviceArray<kernels::FixedPointRecord> records(static_cast<std::size_t>(kInitialRecords));
-  DeviceArray<std::int64_t> host_lines(static_cast<std::size_t>(max_lines));
-  DeviceArray<kernels::FixedPointCounters> counters(1);
-  DeviceArray<std::int32_t> lines(static_cast<std::size_t>(std::max<std::int64_t>(max_lines * count, 1)));
+  DeviceBuffer<unsigned char> scratch(std::max<std::size_t>(scratch_bytes, 1));
+  DeviceBuffer<kernels::FixedPointRecord> records(static_cast<std::size_t>(kInitialRecords));
+  DeviceBuffer<std::int64_t> host_lines(static_cast<std::size_t>(max_lines));
+  DeviceBuffer<kernels::FixedPointCounters> counters(1);
+  DeviceBuffer<std::int32_t> lines(static_cast<std::size_t>(std::max<std::int64_t>(max_lines * count, 1)));
 
-  batch.lines = lines.data();
-  batch.keys = keys.data();
-  batch.values = values.data();
-  batch.sorted_keys = sorted_keys.data();
-  batch.sorted_values = sorted_values.data();
-  batch.num_crossings = num_crossings.data();
-  batch.segment_offsets = offsets.data();
-  batch.sort_scratch = scratch.data();
+  batch.lines = lines.get();
+  batch.keys = keys.get();
+  batch.values = values.get();
+  batch.sorted_keys = sorted_keys.get();
+  batch.sorted_values = sorted_values.get();
+  batch.num_crossings = num_crossings.get();
+  batch.segment_offsets = offsets.get();
+  batch.sort_scratch = scratch.get();
   batch.sort_scratch_bytes = scratch_bytes;
-  batch.host_lines = host_lines.data();
-  batch.counters = counters.data();
+  batch.host_lines = host_lines.get();
+  batch.counters = counters.get();
 
   LineSweepResult result;
   std::vector<std::int32_t> planes(static_cast<std::size_t>(count));
@@ -148,21 +105,21 @@ LineSweepResult sweep_lines_cuda(const ArrangementData& data) {
       more = next_line(planes, num_planes);
     }
     if (count > 0) {
-      LRSMC_FIXED_POINTS_CUDA_CHECK(cudaMemcpy(lines.data(), batch_lines.data(),
-                                               batch_lines.size() * sizeof(std::int32_t),
-                                               cudaMemcpyHostToDevice));
+      LRSMC_CUDA_CHECK(cudaMemcpy(lines.get(), batch_lines.data(),
+                                  batch_lines.size() * sizeof(std::int32_t),
+                                  cudaMemcpyHostToDevice));
     }
     batch.num_lines = num_lines;
     kernels::compute_crossings(batch, stream);
     kernels::sort_crossings(batch, stream);
     kernels::FixedPointCounters totals{};
     for (;;) {
-      batch.records = records.data();
+      batch.records = records.get();
       batch.record_capacity = static_cast<std::int64_t>(records.size());
-      LRSMC_FIXED_POINTS_CUDA_CHECK(
-          cudaMemsetAsync(counters.data(), 0, sizeof(kernels::FixedPointCounters), stream));
+      LRSMC_CUDA_CHECK(
+          cudaMemsetAsync(counters.get(), 0, sizeof(kernels::FixedPointCounters), stream));
       kernels::sweep_lines(batch, stream);
-      totals = download(counters.data(), 1)[0];
+      totals = download(counters.get(), 1)[0];
       if (totals.records <= records.size()) break;
       records.allocate(static_cast<std::size_t>(2 * totals.records));  // and sweep again
     }
@@ -171,7 +128,7 @@ LineSweepResult sweep_lines_cuda(const ArrangementData& data) {
     result.solves += static_cast<std::int64_t>(totals.solves);
     result.singular += static_cast<std::int64_t>(totals.singular);
     for (const kernels::FixedPointRecord& record :
-         download(records.data(), static_cast<std::size_t>(totals.records))) {
+         download(records.get(), static_cast<std::size_t>(totals.records))) {
       SweptFixedPoint point;
       const auto first = batch_lines.begin() + static_cast<std::ptrdiff_t>(record.line * count);
       point.line.assign(first, first + count);
@@ -179,7 +136,7 @@ LineSweepResult sweep_lines_cuda(const ArrangementData& data) {
       point.z.assign(record.z, record.z + data.rank);
       result.points.push_back(std::move(point));
     }
-    std::vector<std::int64_t> left = download(host_lines.data(), static_cast<std::size_t>(totals.host_lines));
+    std::vector<std::int64_t> left = download(host_lines.get(), static_cast<std::size_t>(totals.host_lines));
     std::sort(left.begin(), left.end());
     for (const std::int64_t line : left) {
       const auto first = batch_lines.begin() + static_cast<std::ptrdiff_t>(line * count);
