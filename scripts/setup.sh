@@ -3,6 +3,7 @@
 # The CUDA toolkit is optional: without nvcc the build configures CPU-only.
 set -euo pipefail
 packages=(cmake g++ make pkg-config libeigen3-dev nlohmann-json3-dev libcli11-dev libzip-dev
+          libboost-context-dev
           libgtest-dev libbenchmark-dev
           python3 python3-venv python3-dev)  # the Python package (scripts/test_python.sh)
 missing=()

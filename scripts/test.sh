@@ -7,5 +7,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
 cd "${LRSMC_BUILD_DIR:-$root/build}"
 ctest --output-on-failure -j "$(nproc)" --timeout 1800
+# The CUDA backend once more, on the CPU emulation of the device (tests/cuda_emulation/): its
+# GPU tests run there instead of skipping.
+"$root/scripts/test_cuda_emulation.sh"
 # The Python package: pip-installed into build/python-venv, pytest against the CLI just built.
 "$root/scripts/test_python.sh"

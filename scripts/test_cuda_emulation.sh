@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the CUDA backend (host code and kernels, unchanged) against the CPU emulation of the
+# device in tests/cuda_emulation/ and runs the tests that use it: the GPU tests, which skip in
+# the ordinary build on a machine without a GPU, and the command-line tests, whose default
+# --device auto then takes the CUDA path. See tests/cuda_emulation/README.md for what this
+# checks and what only a real GPU can.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_dir="${LRSMC_EMULATION_BUILD_DIR:-${LRSMC_BUILD_DIR:-$root/build}/cuda-emulation}"
+cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DLRSMC_WERROR=ON \
+      -DLRSMC_CUDA_EMULATION=ON -DLRSMC_BUILD_BENCH=OFF
+cmake --build "$build_dir" -j "$(nproc)"
+cd "$build_dir"
+ctest --output-on-failure -j "$(nproc)" --timeout 1800 -R "${LRSMC_EMULATION_TESTS:-Cuda|Cli}"

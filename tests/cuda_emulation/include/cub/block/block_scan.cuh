@@ -1,0 +1,2 @@
+#pragma once
+#include "lrsmc_emulation/cub.hpp"
