@@ -332,61 +332,6 @@ std::string option_case_name(const ::testing::TestParamInfo<OptionCase>& info) {
   return case_name(info.param);
 }
 
-/// Runs `reference` and `result` with stored paths and the filtered mean on the same draws.
-/// Paths: see testing::expect_same_paths. ELBO: while no ancestor differs the runs follow the
-/// same particles and the ELBO agrees to `elbo_relative`; after a near-tie the runs follow
-/// partly different particles and agree only as two Monte Carlo estimates, so the check then
-/// allows 5/√K more (the exact agreement of c_t is checked by a one-step run, and the regimes
-/// against each other, where near-ties do not happen, to 1e-9).
-void expect_same_filter(Backend& reference_backend, Backend& backend, const Model& model,
-                        const SequenceBatch& batch, const FilterOptions& options,
-                        std::uint64_t seed, double elbo_relative,
-                        const testing::PathTolerance& tolerance, const std::string& label) {
-  const FilterRequest request{true, true};
-  const FilterResult reference = reference_backend.filter(model, batch, options, seed, request);
-  const FilterResult result = backend.filter(model, batch, options, seed, request);
-  const auto agreement = testing::expect_same_paths(reference, result, batch, options,
-                                                    model.config.rank, seed, tolerance, label);
-  const std::string history = label + ": " + std::to_string(agreement.identical_cells) + " of " +
-                              std::to_string(agreement.cells) +
-                              " cells before the first differing ancestor, " +
-                              std::to_string(agreement.same_lineage) + " of " +
-                              std::to_string(agreement.particles) +
-                              " particle slots with the reference's ancestry";
-  if (agreement.identical_cells == agreement.cells) {
-    testing::expect_close_summaries(reference, result, elbo_relative, history);
-  } else {
-    const double allowance = 5.0 / std::sqrt(double(options.num_particles));
-    EXPECT_NEAR(result.elbo, reference.elbo, elbo_relative * std::fabs(reference.elbo) + allowance)
-        << history;
-  }
-  // At least the first resampling must mostly agree: step 0 (all slots) and most of step 1.
-  const double fraction =
-      double(agreement.same_lineage) / double(std::max<std::int64_t>(1, agreement.particles));
-  if (batch.num_steps > 1) {
-    EXPECT_GE(fraction, 1.5 / batch.num_steps) << history;
-  }
-  std::cout << "[ paths    ] " << history << "\n";
-  // One step: c_0 depends on no resampling, so the ELBO agrees tightly whatever the paths.
-  SequenceBatch first = batch;
-  first.num_steps = 1;
-  first.observations.clear();
-  first.inputs.clear();
-  const std::size_t channels = std::size_t(batch.num_channels), inputs = std::size_t(batch.num_inputs);
-  for (int trial = 0; trial < batch.num_trials; ++trial) {
-    const std::size_t row = std::size_t(trial) * batch.num_steps;
-    first.observations.insert(first.observations.end(),
-                              batch.observations.begin() + std::ptrdiff_t(row * channels),
-                              batch.observations.begin() + std::ptrdiff_t((row + 1) * channels));
-    first.inputs.insert(first.inputs.end(), batch.inputs.begin() + std::ptrdiff_t(row * inputs),
-                        batch.inputs.begin() + std::ptrdiff_t((row + 1) * inputs));
-  }
-  const double one_step_reference = reference_backend.filter(model, first, options, seed).elbo;
-  EXPECT_NEAR(backend.filter(model, first, options, seed).elbo, one_step_reference,
-              elbo_relative * std::fabs(one_step_reference))
-      << label << ": one step (log-sum-exp of the first weights)";
-}
-
 // The comparison itself, on the CPU: float against float64 on the same draws is the same
 // situation as CUDA against the CPU float path (the log-weights differ by float rounding, so
 // ancestors differ at near-ties and the runs then follow partly different particles), and a
@@ -403,7 +348,7 @@ TEST(FilterComparison, CpuFloatAgainstFloat64PassesTheSameChecks) {
     FilterOptions options;
     options.num_particles = particles;
     options.resampling = Resampling::multinomial;
-    expect_same_filter(*float64, *float32, model, batch, options, 7, 1e-4, {},
+    testing::expect_same_filter(*float64, *float32, model, batch, options, 7, 1e-4, {},
                        "cpu float against float64, K = " + std::to_string(particles));
   }
 }
@@ -454,7 +399,7 @@ TEST_P(CudaManyParticleOptionsTest, MatchesCpuOnTheSameDraws) {
   options.resampling = c.resampling;
   auto cpu = cpu_float_backend();
   auto gpu = cuda_backend(CudaFilterRegime::many_particles);
-  expect_same_filter(*cpu, *gpu, model, batch, options, 99, 1e-4, {}, case_name(c));
+  testing::expect_same_filter(*cpu, *gpu, model, batch, options, 99, 1e-4, {}, case_name(c));
 }
 
 INSTANTIATE_TEST_SUITE_P(AllOptions, CudaManyParticleOptionsTest, ::testing::ValuesIn(every_option()),
@@ -507,7 +452,7 @@ TEST_P(CudaManyParticleSchemeTest, MatchesCpuWithThousandsOfParticles) {
   options.resampling = c.resampling;
   auto cpu = cpu_float_backend();
   auto gpu = cuda_backend(CudaFilterRegime::automatic);
-  expect_same_filter(*cpu, *gpu, model, batch, options, 7, 1e-4, {}, scheme_name(c));
+  testing::expect_same_filter(*cpu, *gpu, model, batch, options, 7, 1e-4, {}, scheme_name(c));
 }
 
 // The two regimes on the same draws share the per-particle code, so particles agree to
@@ -560,7 +505,7 @@ TEST_F(CudaManyParticles, MoreBlocksThanOneCombineTile) {
   options.num_particles = 70'000;
   auto cpu = cpu_float_backend();
   auto gpu = cuda_backend(CudaFilterRegime::many_particles);
-  expect_same_filter(*cpu, *gpu, model, batch, options, 11, 1e-4, {}, "K = 70000");
+  testing::expect_same_filter(*cpu, *gpu, model, batch, options, 11, 1e-4, {}, "K = 70000");
 }
 
 // Ranks 2 and 3 run kernels compiled for that rank (kernels/dispatch.cuh); the others run the
@@ -578,8 +523,8 @@ TEST_F(CudaManyParticles, RanksWithoutASpecialisedKernel) {
     auto cpu = cpu_float_backend();
     auto block = cuda_backend(CudaFilterRegime::block_per_trial);
     auto many = cuda_backend(CudaFilterRegime::many_particles);
-    expect_same_filter(*cpu, *block, model, batch, options, 13, 1e-4, {}, label + ", block per trial");
-    expect_same_filter(*cpu, *many, model, batch, options, 13, 1e-4, {}, label + ", many particles");
+    testing::expect_same_filter(*cpu, *block, model, batch, options, 13, 1e-4, {}, label + ", block per trial");
+    testing::expect_same_filter(*cpu, *many, model, batch, options, 13, 1e-4, {}, label + ", many particles");
   }
 }
 

@@ -154,22 +154,28 @@ TEST_P(CudaGradientTest, MatchesCpuOnTheSameDraws) {
   auto cpu = make_backend(BackendKind::cpu, single);
   auto cpu_double = make_backend(BackendKind::cpu);
   auto gpu = make_backend(BackendKind::cuda);
-  const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 21);
-  const std::string double_paths = path_agreement(*cpu_double, *gpu, model, batch, options, 21);
-  const GradientResult reference = cpu->elbo_gradient(model, batch, options, 21);
-  const GradientResult reference_double = cpu_double->elbo_gradient(model, batch, options, 21);
-  const GradientResult result = gpu->elbo_gradient(model, batch, options, 21);
   // A near-tie in the cumulative weights, resolved the other way by float64 (or by another
   // float rounding), sends the filters down other particles; a reference on other paths is not
-  // compared (CudaFilterTest checks the ancestors themselves), and a case that parts from both
-  // is reported as skipped, so that a run shows how many cases were compared.
-  const bool compared_float =
-      compare_on_same_paths(config, reference, result, paths, "vs cpu float");
-  const bool compared_double =
-      compare_on_same_paths(config, reference_double, result, double_paths, "vs cpu float64");
-  if (!compared_float && !compared_double)
-    GTEST_SKIP() << "the GPU's ancestors part from both CPU references at a near-tie ("
-                 << paths << "); no gradient was compared";
+  // compared (CudaFilterTest checks the ancestors themselves). Near-ties depend on the draws, so
+  // the next seed is tried until a reference follows the GPU's paths; a case that parts from
+  // both on every seed is reported as skipped, so that a run shows what was not compared.
+  std::string paths;
+  for (std::uint64_t seed = 21; seed < 29; ++seed) {
+    paths = path_agreement(*cpu, *gpu, model, batch, options, seed);
+    const std::string double_paths = path_agreement(*cpu_double, *gpu, model, batch, options, seed);
+    if (paths != paths_agree && double_paths != paths_agree) continue;
+    const GradientResult result = gpu->elbo_gradient(model, batch, options, seed);
+    const std::string label = "seed " + std::to_string(seed) + ", vs cpu ";
+    if (paths == paths_agree)
+      (void)compare_on_same_paths(config, cpu->elbo_gradient(model, batch, options, seed), result,
+                                  paths, label + "float");
+    if (double_paths == paths_agree)
+      (void)compare_on_same_paths(config, cpu_double->elbo_gradient(model, batch, options, seed),
+                                  result, double_paths, label + "float64");
+    return;
+  }
+  GTEST_SKIP() << "on seeds 21 to 28 the GPU's ancestors part from both CPU references at a "
+                  "near-tie (last: " << paths << "); no gradient was compared";
 }
 
 std::string case_name(const ::testing::TestParamInfo<GradientCase>& info) {
@@ -378,7 +384,14 @@ TEST(CudaTraining, StepsMatchTheCpuTrainer) {
                                    TrainingCase{true, Optimizer::adam, 0.5}}) {
     const Dataset data = training_data(model, which.continuous);
     const Dataset none;
-    const TrainingOptions options = training_options(which);
+    TrainingOptions options = training_options(which);
+    // No resampling: both runs then follow the same particles whatever the float rounding. With
+    // it, a near-tie in the cumulative weights (the optimal proposal's constants are rounded
+    // differently on the two sides) sends the runs down partly different paths, and Adam's
+    // first steps of ±lr amplify the Monte Carlo difference into parameters that differ by
+    // more than float tolerance. The resampling's backward pass is compared path by path in
+    // CudaGradient.
+    options.filter.resample_threshold = 0.0;
     BackendOptions single;
     single.single_precision = true;
     auto cpu = make_backend(BackendKind::cpu, single);

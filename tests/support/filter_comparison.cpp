@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
+#include <string>
 #include <vector>
 
 #include "lrsmc/math/resampling.hpp"
@@ -194,6 +196,61 @@ void expect_bitwise_equal(const FilterResult& reference, const FilterResult& res
   EXPECT_EQ(result.log_weights, reference.log_weights);
   EXPECT_EQ(result.ancestors, reference.ancestors);
   EXPECT_EQ(result.resampled, reference.resampled);
+}
+
+/// Runs `reference` and `result` with stored paths and the filtered mean on the same draws.
+/// Paths: see expect_same_paths. ELBO: while no ancestor differs the runs follow the
+/// same particles and the ELBO agrees to `elbo_relative`; after a near-tie the runs follow
+/// partly different particles and agree only as two Monte Carlo estimates, so the check then
+/// allows 5/√K more (the exact agreement of c_t is checked by a one-step run, and the regimes
+/// against each other, where near-ties do not happen, to 1e-9).
+void expect_same_filter(Backend& reference_backend, Backend& backend, const Model& model,
+                        const SequenceBatch& batch, const FilterOptions& options,
+                        std::uint64_t seed, double elbo_relative,
+                        const PathTolerance& tolerance, const std::string& label) {
+  const FilterRequest request{true, true};
+  const FilterResult reference = reference_backend.filter(model, batch, options, seed, request);
+  const FilterResult result = backend.filter(model, batch, options, seed, request);
+  const auto agreement = expect_same_paths(reference, result, batch, options,
+                                                    model.config.rank, seed, tolerance, label);
+  const std::string history = label + ": " + std::to_string(agreement.identical_cells) + " of " +
+                              std::to_string(agreement.cells) +
+                              " cells before the first differing ancestor, " +
+                              std::to_string(agreement.same_lineage) + " of " +
+                              std::to_string(agreement.particles) +
+                              " particle slots with the reference's ancestry";
+  if (agreement.identical_cells == agreement.cells) {
+    expect_close_summaries(reference, result, elbo_relative, history);
+  } else {
+    const double allowance = 5.0 / std::sqrt(double(options.num_particles));
+    EXPECT_NEAR(result.elbo, reference.elbo, elbo_relative * std::fabs(reference.elbo) + allowance)
+        << history;
+  }
+  // At least the first resampling must mostly agree: step 0 (all slots) and most of step 1.
+  const double fraction =
+      double(agreement.same_lineage) / double(std::max<std::int64_t>(1, agreement.particles));
+  if (batch.num_steps > 1) {
+    EXPECT_GE(fraction, 1.5 / batch.num_steps) << history;
+  }
+  std::cout << "[ paths    ] " << history << "\n";
+  // One step: c_0 depends on no resampling, so the ELBO agrees tightly whatever the paths.
+  SequenceBatch first = batch;
+  first.num_steps = 1;
+  first.observations.clear();
+  first.inputs.clear();
+  const std::size_t channels = std::size_t(batch.num_channels), inputs = std::size_t(batch.num_inputs);
+  for (int trial = 0; trial < batch.num_trials; ++trial) {
+    const std::size_t row = std::size_t(trial) * batch.num_steps;
+    first.observations.insert(first.observations.end(),
+                              batch.observations.begin() + std::ptrdiff_t(row * channels),
+                              batch.observations.begin() + std::ptrdiff_t((row + 1) * channels));
+    first.inputs.insert(first.inputs.end(), batch.inputs.begin() + std::ptrdiff_t(row * inputs),
+                        batch.inputs.begin() + std::ptrdiff_t((row + 1) * inputs));
+  }
+  const double one_step_reference = reference_backend.filter(model, first, options, seed).elbo;
+  EXPECT_NEAR(backend.filter(model, first, options, seed).elbo, one_step_reference,
+              elbo_relative * std::fabs(one_step_reference))
+      << label << ": one step (log-sum-exp of the first weights)";
 }
 
 }  // namespace lrsmc::testing

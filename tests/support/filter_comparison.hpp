@@ -46,4 +46,15 @@ void expect_close_summaries(const FilterResult& reference, const FilterResult& r
 /// ancestors and resampling flags (empty where neither result has them).
 void expect_bitwise_equal(const FilterResult& reference, const FilterResult& result);
 
+/// Runs `reference` and `result` with stored paths and the filtered mean on the same draws.
+/// Paths: see testing::expect_same_paths. ELBO: while no ancestor differs the runs follow the
+/// same particles and the ELBO agrees to `elbo_relative`; after a near-tie the runs follow
+/// partly different particles and agree only as two Monte Carlo estimates, so the check then
+/// allows 5/√K more (the exact agreement of c_t is checked by a one-step run, and the regimes
+/// against each other, where near-ties do not happen, to 1e-9).
+void expect_same_filter(Backend& reference_backend, Backend& backend, const Model& model,
+                        const SequenceBatch& batch, const FilterOptions& options,
+                        std::uint64_t seed, double elbo_relative,
+                        const PathTolerance& tolerance, const std::string& label);
+
 }  // namespace lrsmc::testing
