@@ -3,7 +3,8 @@
 //  - device memory is host memory, registered so that copies and memsets are checked against
 //    the allocation they touch (wrong direction, out of bounds, host pointer for a device one),
 //    and filled with 0xFF bytes (NaN) when allocated, as the device gives no zeros either;
-//    LRSMC_EMULATED_DEVICE_MEMORY sets its size in bytes (default 4 GiB);
+//    LRSMC_EMULATED_DEVICE_MEMORY sets its size in bytes (default 4 GiB), and
+//    LRSMC_EMULATED_PROCESSORS the multiprocessors it reports (default 132);
 //  - work on a stream runs at once, in order, on the calling thread; a stream being captured
 //    records it instead and a graph replays it; the calls the device forbids while this thread
 //    captures (synchronous copies and memsets, allocation, synchronisation, the legacy default
@@ -63,7 +64,6 @@ struct CUstream_st {
 namespace lrsmc_emu {
 namespace {
 
-constexpr int emulated_processors = 132;
 constexpr int emulated_threads_per_processor = 2048;
 constexpr std::size_t default_shared_limit = 48 * 1024;
 constexpr std::size_t optin_shared_limit = 227 * 1024;
@@ -80,6 +80,13 @@ std::size_t environment_size(const char* name, std::size_t fallback) {
     return fallback;
   }
   return static_cast<std::size_t>(value);
+}
+
+/// Streaming multiprocessors reported (default an H100's 132); fewer shrink the grids sized
+/// from it, such as the fp32 peak measurement's, for smoke runs of the benchmarks.
+int emulated_processors() {
+  static const int processors = int(environment_size("LRSMC_EMULATED_PROCESSORS", 132));
+  return processors;
 }
 
 std::size_t device_capacity() {
@@ -557,7 +564,7 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* properties, int device) {
   properties->totalGlobalMem = lrsmc_emu::device_capacity();
   properties->sharedMemPerBlock = lrsmc_emu::default_shared_limit;
   properties->sharedMemPerBlockOptin = lrsmc_emu::optin_shared_limit;
-  properties->multiProcessorCount = lrsmc_emu::emulated_processors;
+  properties->multiProcessorCount = lrsmc_emu::emulated_processors();
   properties->maxThreadsPerBlock = 1024;
   properties->maxThreadsPerMultiProcessor = lrsmc_emu::emulated_threads_per_processor;
   properties->warpSize = 32;
@@ -571,7 +578,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int dev
   switch (attribute) {
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlock: *value = int(lrsmc_emu::default_shared_limit); return cudaSuccess;
-    case cudaDevAttrMultiProcessorCount: *value = lrsmc_emu::emulated_processors; return cudaSuccess;
+    case cudaDevAttrMultiProcessorCount: *value = lrsmc_emu::emulated_processors(); return cudaSuccess;
     case cudaDevAttrMaxThreadsPerMultiProcessor:
       *value = lrsmc_emu::emulated_threads_per_processor;
       return cudaSuccess;
