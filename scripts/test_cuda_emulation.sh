@@ -6,9 +6,13 @@
 # checks and what only a real GPU can.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# LRSMC_EMULATION_SANITIZE=1 adds AddressSanitizer and UBSan (about twice as slow): the
+# emulation's stand-in for compute-sanitizer's memcheck.
 build_dir="${LRSMC_EMULATION_BUILD_DIR:-${LRSMC_BUILD_DIR:-$root/build}/cuda-emulation}"
+sanitize=OFF
+[[ "${LRSMC_EMULATION_SANITIZE:-0}" == 1 ]] && sanitize=ON
 cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DLRSMC_WERROR=ON \
-      -DLRSMC_CUDA_EMULATION=ON -DLRSMC_BUILD_BENCH=OFF
+      -DLRSMC_CUDA_EMULATION=ON -DLRSMC_BUILD_BENCH=OFF -DLRSMC_SANITIZE="$sanitize"
 cmake --build "$build_dir" -j "$(nproc)"
 cd "$build_dir"
 ctest --output-on-failure -j "$(nproc)" --timeout 1800 -R "${LRSMC_EMULATION_TESTS:-Cuda|Cli}"

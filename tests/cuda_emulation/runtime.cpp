@@ -37,6 +37,9 @@
 #include <vector>
 
 #include <boost/context/fiber.hpp>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -208,6 +211,14 @@ cudaError_t enqueue(cudaStream_t stream, const char* call, std::function<void()>
 }
 
 // --- fibers -----------------------------------------------------------------------------------
+/// Where a stack lies. AddressSanitizer must be told about every switch between the
+/// scheduler's stack and a fiber's (LRSMC_SANITIZE=ON): start before leaving a stack, finish
+/// after arriving on one.
+struct StackSpan {
+  const void* bottom = nullptr;
+  std::size_t size = 0;
+};
+
 /// Stacks for the kernel threads' fibers, reused from block to block (no system call per
 /// block), each with a guard page below it so that an overflow faults instead of corrupting.
 class StackPool {
@@ -246,11 +257,29 @@ class StackPool {
 /// The allocator boost::context copies into each fiber: a reference to the pool.
 struct PooledStack {
   StackPool* pool;
-  boost::context::stack_context allocate() { return pool->allocate(); }
+  StackSpan* span;  // where the stack's extent is written, for AddressSanitizer
+  boost::context::stack_context allocate() {
+    const boost::context::stack_context stack = pool->allocate();
+    *span = {static_cast<const char*>(stack.sp) - stack.size, stack.size};
+    return stack;
+  }
   void deallocate(boost::context::stack_context& stack) { pool->deallocate(stack); }
 };
 
 enum class Wait { none, block_barrier, warp_barrier, finished };
+
+#if defined(__SANITIZE_ADDRESS__)
+void start_switch(void** fake_stack, const StackSpan& to) {
+  __sanitizer_start_switch_fiber(fake_stack, to.bottom, to.size);
+}
+void finish_switch(void* fake_stack, StackSpan* from) {
+  __sanitizer_finish_switch_fiber(fake_stack, from ? &from->bottom : nullptr,
+                                  from ? &from->size : nullptr);
+}
+#else
+void start_switch(void**, const StackSpan&) {}
+void finish_switch(void*, StackSpan*) {}
+#endif
 
 /// One kernel thread: a fiber, its coordinates and what it waits for.
 struct KernelThread {
@@ -259,6 +288,9 @@ struct KernelThread {
   ThreadState state;
   Wait wait = Wait::none;
   unsigned mask = 0;                 // warp barrier: the lanes it waits for
+  StackSpan stack;                   // this fiber's stack
+  StackSpan scheduler_stack;         // the stack it switches back to
+  void* fake_stack = nullptr;        // AddressSanitizer's state while switched out
 };
 thread_local KernelThread* running_thread = nullptr;
 
@@ -267,7 +299,9 @@ void suspend(Wait wait, unsigned mask) {
   KernelThread& self = *running_thread;
   self.wait = wait;
   self.mask = mask;
+  start_switch(&self.fake_stack, self.scheduler_stack);
   self.scheduler = std::move(self.scheduler).resume();
+  finish_switch(self.fake_stack, &self.scheduler_stack);
 }
 
 /// Scheduling order: a fresh random order of the runnable threads at every barrier, so that
@@ -376,8 +410,9 @@ void run_block(Block& block, const std::string& name, const std::function<void()
   for (KernelThread& thread : block.threads) {
     thread.wait = Wait::none;
     thread.fiber = boost::context::fiber(
-        std::allocator_arg, PooledStack{&stacks},
+        std::allocator_arg, PooledStack{&stacks, &thread.stack},
         [&thread, &body, &failure](boost::context::fiber&& scheduler) {
+          finish_switch(nullptr, &thread.scheduler_stack);
           thread.scheduler = std::move(scheduler);
           try {
             body();
@@ -387,6 +422,7 @@ void run_block(Block& block, const std::string& name, const std::function<void()
             if (failure.empty()) failure = "unknown exception";
           }
           thread.wait = Wait::finished;
+          start_switch(nullptr, thread.scheduler_stack);  // leaves this stack for good
           return std::move(thread.scheduler);
         });
   }
@@ -403,7 +439,10 @@ void run_block(Block& block, const std::string& name, const std::function<void()
         KernelThread& thread = block.threads[std::size_t(t)];
         current_thread = thread.state;
         running_thread = &thread;
+        void* fake_stack = nullptr;
+        start_switch(&fake_stack, thread.stack);
         thread.fiber = std::move(thread.fiber).resume();
+        finish_switch(fake_stack, nullptr);
       }
       running_thread = nullptr;
       continue;
