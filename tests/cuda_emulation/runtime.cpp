@@ -5,14 +5,17 @@
 //    and filled with 0xFF bytes (NaN) when allocated, as the device gives no zeros either;
 //    LRSMC_EMULATED_DEVICE_MEMORY sets its size in bytes (default 4 GiB), and
 //    LRSMC_EMULATED_PROCESSORS the multiprocessors it reports (default 132);
-//  - work on a stream runs at once, in order, on the calling thread; a stream being captured
-//    records it instead and a graph replays it; the calls the device forbids while this thread
-//    captures (synchronous copies and memsets, allocation, synchronisation, the legacy default
-//    stream) fail and invalidate the capture as they do there;
+//  - work on a stream is queued and runs, in order, on the calling thread when the host
+//    synchronises with it (stream, event or device synchronisation, a synchronous copy on the
+//    legacy stream, cudaFree), with the legacy default stream ordered against the blocking
+//    streams only; a host that reads a result or reuses a buffer too early sees what a GPU
+//    would let it see; a stream being captured records work instead and a graph replays it;
+//    the calls the device forbids while this thread captures (synchronous copies and memsets,
+//    allocation, synchronisation, the legacy default stream) fail and invalidate the capture;
 //  - a kernel launch is checked as the device checks it (block size, grid size, dynamic shared
 //    memory against the function's limit: 48 KB unless raised with cudaFuncSetAttribute, up to
-//    227 KB), then its blocks run one after another, each thread of a block a fiber
-//    (Boost.Context) resumed in a random order between barriers.
+//    227 KB), then its blocks run one after another in a random order, each thread of a block
+//    a fiber (Boost.Context) resumed in a random order between barriers.
 // A kernel thread that throws is reported on stderr and fails the launch with
 // cudaErrorLaunchFailure at the next synchronisation; a barrier that cannot complete (some
 // threads wait at __syncthreads while others wait at a shuffle) is reported and aborts.
@@ -52,11 +55,15 @@ struct CUgraph_st {
 struct CUgraphExec_st {
   std::vector<std::function<void()>> work;
 };
+struct CUstream_st;
 struct CUevent_st {
   std::chrono::steady_clock::time_point when{};
   bool recorded = false;
+  CUstream_st* stream = nullptr;  // where it was last recorded
 };
 struct CUstream_st {
+  bool non_blocking = false;                    // cudaStreamNonBlocking: no implicit order
+  std::vector<std::function<void()>> pending;   // enqueued, not yet run
   bool capturing = false;
   bool invalidated = false;
   cudaStreamCaptureMode mode = cudaStreamCaptureModeGlobal;
@@ -192,6 +199,38 @@ cudaError_t refuse_if_capturing(const char* call) {
               "not allowed while this thread captures a stream into a graph");
 }
 
+/// Runs the work queued on `s`, in order (stopping at a failed kernel, as the device does).
+void flush(CUstream_st* s) {
+  std::vector<std::function<void()>> work;
+  work.swap(s->pending);
+  for (const auto& item : work) {
+    if (sticky_error.load() != cudaSuccess) return;
+    item();
+  }
+}
+
+std::vector<CUstream_st*> streams_snapshot() {
+  const std::lock_guard<std::mutex> lock(stream_mutex);
+  return live_streams;
+}
+
+/// What the legacy default stream waits for: the earlier work of every blocking stream.
+void flush_blocking_streams() {
+  for (CUstream_st* s : streams_snapshot())
+    if (!s->non_blocking) flush(s);
+}
+
+void flush_all() {
+  flush(&legacy_stream_object);
+  for (CUstream_st* s : streams_snapshot()) flush(s);
+}
+
+/// Queues work on a stream; it runs when the host synchronises with it (or with the device),
+/// not before: a host that reads results, or reuses a buffer an asynchronous copy still reads,
+/// without synchronising sees what a GPU would let it see. The legacy default stream is
+/// ordered with the blocking streams (each waits for the other's earlier work);
+/// cudaStreamNonBlocking streams are ordered with nothing. On a capturing stream the work is
+/// recorded into the graph instead.
 cudaError_t enqueue(cudaStream_t stream, const char* call, std::function<void()> work) {
   CUstream_st* s = resolve(stream);
   if (s->capturing) {
@@ -206,8 +245,27 @@ cudaError_t enqueue(cudaStream_t stream, const char* call, std::function<void()>
   }
   const cudaError_t sticky = take_sticky();
   if (sticky != cudaSuccess) return sticky;
-  work();
+  if (stream == nullptr)
+    flush_blocking_streams();
+  else if (!s->non_blocking)
+    flush(&legacy_stream_object);
+  s->pending.push_back(std::move(work));
   return cudaSuccess;
+}
+
+/// A synchronous call on the legacy default stream (cudaMemcpy, cudaMemcpy2D): waits for the
+/// work it is ordered after, then runs on the host.
+cudaError_t synchronise_legacy() {
+  flush_blocking_streams();
+  flush(&legacy_stream_object);
+  return take_sticky();
+}
+
+bool is_pageable(const void* pointer) {
+  const std::lock_guard<std::mutex> lock(memory_mutex);
+  bool overflow = false;
+  std::uintptr_t start = 0;
+  return find_allocation(pointer, 1, overflow, start) == nullptr;
 }
 
 // --- fibers -----------------------------------------------------------------------------------
@@ -288,6 +346,7 @@ struct KernelThread {
   ThreadState state;
   Wait wait = Wait::none;
   unsigned mask = 0;                 // warp barrier: the lanes it waits for
+  int vote_calls = 0;                // __syncthreads_or calls so far in this block
   StackSpan stack;                   // this fiber's stack
   StackSpan scheduler_stack;         // the stack it switches back to
   void* fake_stack = nullptr;        // AddressSanitizer's state while switched out
@@ -324,7 +383,7 @@ struct Block {
   explicit Block(int count) : threads(std::size_t(count)), lanes(std::size_t(count)) {}
 
   std::vector<KernelThread> threads;
-  int vote = 0;
+  std::map<int, int> votes;  // __syncthreads_or: call number → any predicate true
   struct Lane {
     alignas(16) unsigned char bytes[16];
   };
@@ -336,13 +395,11 @@ void sync_threads() { suspend(Wait::block_barrier, 0); }
 
 int sync_threads_or(int predicate) {
   Block& block = *current_thread.block;
+  const int call = running_thread->vote_calls++;
+  int& vote = block.votes[call];
+  if (predicate) vote = 1;
   suspend(Wait::block_barrier, 0);
-  if (predicate) block.vote = 1;
-  suspend(Wait::block_barrier, 0);
-  const int result = block.vote;
-  suspend(Wait::block_barrier, 0);
-  if (current_thread.linear == 0) block.vote = 0;  // before any thread's next call
-  return result;
+  return block.votes[call];
 }
 
 void warp_exchange(unsigned mask, const void* value, void* result, std::size_t bytes,
@@ -495,9 +552,17 @@ void run_grid(const LaunchConfig& config, const std::string& name,
   block.shared = &shared;
   std::string failure;
   const ThreadState caller = current_thread;
-  for (long long index = 0; index < blocks && failure.empty(); ++index) {
+  // Blocks in a random order (LRSMC_EMULATED_SCHEDULE_SEED): a GPU runs them concurrently in
+  // any order, so a kernel must not depend on one block finishing before another starts.
+  std::vector<long long> order(static_cast<std::size_t>(blocks));
+  for (long long index = 0; index < blocks; ++index) order[std::size_t(index)] = index;
+  for (std::size_t i = order.size(); i > 1; --i)
+    std::swap(order[i - 1], order[std::size_t(next_random() % i)]);
+  for (const long long index : order) {
+    if (!failure.empty()) break;
     std::fill(shared.begin(), shared.end(), static_cast<unsigned char>(0xFF));
-    block.vote = 0;
+    block.votes.clear();
+    for (KernelThread& thread : block.threads) thread.vote_calls = 0;
     const dim3 block_idx(unsigned(index % config.grid.x),
                          unsigned(index / config.grid.x % config.grid.y),
                          unsigned(index / (static_cast<long long>(config.grid.x) * config.grid.y)));
@@ -555,6 +620,11 @@ void launch_grid(const LaunchConfig& config, const char* name, const void* funct
 
 cudaError_t enqueue_host_work(cudaStream_t stream, const char* name, std::function<void()> work) {
   return enqueue(stream, name, std::move(work));
+}
+
+cudaError_t check_device_range(const char* call, const char* argument, const void* pointer,
+                               std::size_t bytes) {
+  return check_range(call, argument, pointer, bytes, true);
 }
 
 cudaError_t function_attributes(cudaFuncAttributes* attributes, const void* function) {
@@ -628,6 +698,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int dev
 cudaError_t cudaDeviceSynchronize() {
   const cudaError_t refused = lrsmc_emu::refuse_if_capturing("cudaDeviceSynchronize");
   if (refused != cudaSuccess) return refused;
+  lrsmc_emu::flush_all();
   return lrsmc_emu::take_sticky();
 }
 cudaError_t cudaMemGetInfo(std::size_t* free_bytes, std::size_t* total_bytes) {
@@ -711,6 +782,7 @@ cudaError_t release(void* pointer, lrsmc_emu::Space space, const char* call) {
   if (pointer == nullptr) return cudaSuccess;
   const cudaError_t refused = lrsmc_emu::refuse_if_capturing(call);
   if (refused != cudaSuccess) return refused;
+  lrsmc_emu::flush_all();  // cudaFree and cudaFreeHost synchronise the device
   {
     const std::lock_guard<std::mutex> lock(lrsmc_emu::memory_mutex);
     const auto found = lrsmc_emu::allocations.find(reinterpret_cast<std::uintptr_t>(pointer));
@@ -762,7 +834,7 @@ cudaError_t cudaMemcpy(void* destination, const void* source, std::size_t bytes,
   if (refused != cudaSuccess) return refused;
   const cudaError_t checked = check_copy("cudaMemcpy", destination, source, bytes, kind);
   if (checked != cudaSuccess) return checked;
-  const cudaError_t sticky = lrsmc_emu::take_sticky();
+  const cudaError_t sticky = lrsmc_emu::synchronise_legacy();
   if (sticky != cudaSuccess) return sticky;
   if (bytes > 0) std::memmove(destination, source, bytes);
   return cudaSuccess;
@@ -787,7 +859,7 @@ cudaError_t cudaMemcpy2D(void* destination, std::size_t destination_pitch, const
   if (status == cudaSuccess && kind != cudaMemcpyDefault)
     status = lrsmc_emu::check_range("cudaMemcpy2D", "source", source, source_span, source_device);
   if (status != cudaSuccess) return status;
-  const cudaError_t sticky = lrsmc_emu::take_sticky();
+  const cudaError_t sticky = lrsmc_emu::synchronise_legacy();
   if (sticky != cudaSuccess) return sticky;
   for (std::size_t row = 0; row < height; ++row)
     std::memmove(static_cast<unsigned char*>(destination) + row * destination_pitch,
@@ -798,9 +870,21 @@ cudaError_t cudaMemcpyAsync(void* destination, const void* source, std::size_t b
                             cudaMemcpyKind kind, cudaStream_t stream) {
   const cudaError_t checked = check_copy("cudaMemcpyAsync", destination, source, bytes, kind);
   if (checked != cudaSuccess) return checked;
-  return lrsmc_emu::enqueue(stream, "cudaMemcpyAsync", [=] {
-    if (bytes > 0) std::memmove(destination, source, bytes);
-  });
+  if (bytes == 0) return cudaSuccess;
+  const bool capturing = lrsmc_emu::resolve(stream)->capturing;
+  if (!capturing && lrsmc_emu::is_pageable(source)) {
+    // From pageable memory the source is staged at the call: the caller may reuse it at once.
+    auto staged = std::make_shared<std::vector<unsigned char>>(
+        static_cast<const unsigned char*>(source), static_cast<const unsigned char*>(source) + bytes);
+    return lrsmc_emu::enqueue(stream, "cudaMemcpyAsync",
+                              [=] { std::memcpy(destination, staged->data(), bytes); });
+  }
+  const cudaError_t queued = lrsmc_emu::enqueue(
+      stream, "cudaMemcpyAsync", [=] { std::memmove(destination, source, bytes); });
+  if (queued != cudaSuccess || capturing || !lrsmc_emu::is_pageable(destination)) return queued;
+  // Into pageable memory the call returns once the copy is done.
+  lrsmc_emu::flush(lrsmc_emu::resolve(stream));
+  return lrsmc_emu::take_sticky();
 }
 cudaError_t cudaMemset(void* pointer, int value, std::size_t bytes) {
   const cudaError_t refused = lrsmc_emu::refuse_if_capturing("cudaMemset");
@@ -808,10 +892,8 @@ cudaError_t cudaMemset(void* pointer, int value, std::size_t bytes) {
   if (bytes == 0) return cudaSuccess;
   const cudaError_t checked = lrsmc_emu::check_range("cudaMemset", "destination", pointer, bytes, true);
   if (checked != cudaSuccess) return checked;
-  const cudaError_t sticky = lrsmc_emu::take_sticky();
-  if (sticky != cudaSuccess) return sticky;
-  std::memset(pointer, value, bytes);
-  return cudaSuccess;
+  // Asynchronous with respect to the host for device memory: queued on the legacy stream.
+  return lrsmc_emu::enqueue(nullptr, "cudaMemset", [=] { std::memset(pointer, value, bytes); });
 }
 cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
@@ -823,15 +905,17 @@ cudaError_t cudaMemsetAsync(void* pointer, int value, std::size_t bytes, cudaStr
 
 // --- streams ----------------------------------------------------------------------------------
 cudaError_t cudaStreamCreate(cudaStream_t* stream) { return cudaStreamCreateWithFlags(stream, 0); }
-cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int) {
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags) {
   if (stream == nullptr) return fail(cudaErrorInvalidValue, "cudaStreamCreateWithFlags");
   *stream = new CUstream_st{};
+  (*stream)->non_blocking = (flags & cudaStreamNonBlocking) != 0;
   const std::lock_guard<std::mutex> lock(lrsmc_emu::stream_mutex);
   lrsmc_emu::live_streams.push_back(*stream);
   return cudaSuccess;
 }
 cudaError_t cudaStreamDestroy(cudaStream_t stream) {
   if (stream == nullptr) return fail(cudaErrorInvalidResourceHandle, "cudaStreamDestroy");
+  lrsmc_emu::flush(stream);  // its work completes before the stream goes
   {
     const std::lock_guard<std::mutex> lock(lrsmc_emu::stream_mutex);
     auto& streams = lrsmc_emu::live_streams;
@@ -847,6 +931,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
     return fail(cudaErrorStreamCaptureUnsupported, "cudaStreamSynchronize",
                 "not allowed while a stream is being captured");
   }
+  lrsmc_emu::flush(lrsmc_emu::resolve(stream));
   return lrsmc_emu::take_sticky();
 }
 cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode) {
@@ -927,6 +1012,7 @@ cudaError_t cudaEventDestroy(cudaEvent_t event) {
 }
 cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
   if (event == nullptr) return fail(cudaErrorInvalidResourceHandle, "cudaEventRecord");
+  event->stream = lrsmc_emu::resolve(stream);
   return lrsmc_emu::enqueue(stream, "cudaEventRecord", [event] {
     event->when = std::chrono::steady_clock::now();
     event->recorded = true;
@@ -934,6 +1020,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t stream) {
 }
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (event == nullptr) return fail(cudaErrorInvalidResourceHandle, "cudaEventSynchronize");
+  const cudaError_t refused = lrsmc_emu::refuse_if_capturing("cudaEventSynchronize");
+  if (refused != cudaSuccess) return refused;
+  if (event->stream != nullptr) lrsmc_emu::flush(event->stream);
   return lrsmc_emu::take_sticky();
 }
 cudaError_t cudaEventElapsedTime(float* milliseconds, cudaEvent_t start, cudaEvent_t end) {

@@ -1,7 +1,8 @@
 // CPU emulation of the part of the CUDA runtime API that lrsmc uses (tests/cuda_emulation/
 // README.md). Only for the LRSMC_CUDA_EMULATION test build: the same host and kernel sources
-// run on the CPU, with device memory in host memory, every kernel block on its own set of
-// threads, and stream capture recorded and replayed. Signatures follow CUDA 13's headers.
+// run on the CPU, with device memory in host memory, every kernel thread a fiber, stream work
+// queued until the host synchronises, and stream capture recorded and replayed. Signatures
+// follow CUDA 13's headers.
 #pragma once
 
 #include <cstddef>

@@ -1,10 +1,11 @@
 // CPU emulation of the CUB primitives lrsmc's kernels use (tests/cuda_emulation/README.md).
 // Contracts as CUB documents them, kept strict so that misuse shows:
 //  - BlockReduce: the result is defined in thread 0 only; every other thread gets a NaN-filled
-//    value (all bytes 0xFF).
-//  - BlockScan: every thread gets its result and the aggregate; the temporary storage is
-//    written in place, so reusing it without a __syncthreads between two calls races, as on
-//    the device.
+//    value (all bytes 0xFF). Inputs go to permuted slots, as BlockScan's.
+//  - BlockScan: every thread gets its result and the aggregate. Inputs go into the temporary
+//    storage at a permuted slot and results come out of each thread's own slot, and every
+//    thread clears the aggregate on entry, so reusing the storage without a __syncthreads
+//    between two calls corrupts a result, as it can on the device.
 //  - A collective used in a block whose size is not its BLOCK_DIM_X is reported and aborts.
 //  - DeviceSegmentedSort::StableSortPairs orders keys as CUB's radix sort does (by their bits,
 //    -0.0 equal to +0.0) and keeps equal keys in input order.
@@ -19,6 +20,7 @@
 #include <cstring>
 #include <functional>
 #include <numeric>
+#include <tuple>
 #include <type_traits>
 #include <vector>
 
@@ -27,6 +29,10 @@
 namespace lrsmc_emu {
 /// Enqueues host work on a stream (or records it into the stream's capture).
 cudaError_t enqueue_host_work(cudaStream_t stream, const char* name, std::function<void()> work);
+/// cudaSuccess when [pointer, pointer + bytes) lies in one cudaMalloc allocation; otherwise
+/// reports the call and the argument, and returns cudaErrorInvalidValue.
+cudaError_t check_device_range(const char* call, const char* argument, const void* pointer,
+                               std::size_t bytes);
 
 template <typename T>
 T poisoned() {
@@ -90,11 +96,14 @@ class BlockReduce {
   template <typename Op>
   T Reduce(T input, Op op, int num_valid) {
     const int self = lrsmc_emu::checked_linear_thread(threads, "cub::BlockReduce");
-    slots()[self] = input;
+    // Thread t's input goes to slot threads − 1 − t, as in BlockScan: a thread that goes on
+    // into another collective on the same (union) storage without a barrier overwrites a slot
+    // some other thread may not have read yet.
+    slots()[threads - 1 - self] = input;
     __syncthreads();
     if (self != 0) return lrsmc_emu::poisoned<T>();
-    T total = slots()[0];
-    for (int i = 1; i < num_valid && i < threads; ++i) total = op(total, slots()[i]);
+    T total = slots()[threads - 1];
+    for (int i = 1; i < num_valid && i < threads; ++i) total = op(total, slots()[threads - 1 - i]);
     return total;
   }
   T Sum(T input) { return Reduce(input, cub::Sum{}); }
@@ -177,14 +186,28 @@ class BlockScan {
  private:
   T* slots() { return reinterpret_cast<T*>(storage_.bytes); }
 
+  /// Thread t's input goes to slot threads − 1 − t; its result comes from slot t.
+  static int input_slot(int thread) { return threads - 1 - thread; }
+
+  /// Reads the inputs (after the first barrier) in thread order.
+  std::vector<T> gather_inputs() {
+    std::vector<T> inputs(static_cast<std::size_t>(threads));
+    for (int t = 0; t < threads; ++t) inputs[std::size_t(t)] = slots()[input_slot(t)];
+    return inputs;
+  }
+
   template <typename Op>
   void Inclusive(T input, T& output, Op op, T& aggregate) {
     const int self = lrsmc_emu::checked_linear_thread(threads, "cub::BlockScan");
-    slots()[self] = input;
+    slots()[threads] = lrsmc_emu::poisoned<T>();
+    slots()[input_slot(self)] = input;
     __syncthreads();
     if (self == 0) {
-      for (int i = 1; i < threads; ++i) slots()[i] = op(slots()[i - 1], slots()[i]);
-      slots()[threads] = slots()[threads - 1];
+      const std::vector<T> inputs = gather_inputs();
+      T running = inputs[0];
+      slots()[0] = running;
+      for (int i = 1; i < threads; ++i) slots()[i] = running = op(running, inputs[std::size_t(i)]);
+      slots()[threads] = running;
     }
     __syncthreads();
     output = slots()[self];
@@ -194,14 +217,16 @@ class BlockScan {
   template <typename Op>
   void Exclusive(T input, T& output, T initial, bool has_initial, Op op, T& aggregate) {
     const int self = lrsmc_emu::checked_linear_thread(threads, "cub::BlockScan");
-    slots()[self] = input;
+    slots()[threads] = lrsmc_emu::poisoned<T>();
+    slots()[input_slot(self)] = input;
     __syncthreads();
     if (self == 0) {
-      // In place: slot i becomes the combination of inputs 0 … i − 1 (with the initial value).
+      // Slot i becomes the combination of inputs 0 … i − 1 (with the initial value).
+      const std::vector<T> inputs = gather_inputs();
       T running = has_initial ? initial : lrsmc_emu::poisoned<T>();
-      T total = slots()[0];
+      T total = inputs[0];
       for (int i = 0; i < threads; ++i) {
-        const T value = slots()[i];
+        const T value = inputs[std::size_t(i)];
         if (i > 0) total = op(total, value);
         slots()[i] = running;
         running = (i == 0 && !has_initial) ? value : op(running, value);
@@ -243,11 +268,31 @@ struct DeviceSegmentedSort {
                                      Value* values_out, Count num_items, Segments num_segments,
                                      Begin begin_offsets, End end_offsets,
                                      cudaStream_t stream = nullptr) {
+    // CUB's scratch grows with the items; the emulation asks for as many bytes as keys.
+    const std::size_t scratch = std::size_t(num_items) * sizeof(Key) + 1;
     if (d_temp_storage == nullptr) {
-      temp_storage_bytes = 1;
+      temp_storage_bytes = scratch;
       return cudaSuccess;
     }
-    (void)num_items;
+    const char* call = "cub::DeviceSegmentedSort::StableSortPairs";
+    if (temp_storage_bytes < scratch) {
+      std::fprintf(stderr, "lrsmc CUDA emulation: %s: %zu bytes of scratch, %zu needed\n", call,
+                   temp_storage_bytes, scratch);
+      return cudaErrorInvalidValue;
+    }
+    const std::size_t items = std::size_t(num_items), segments = std::size_t(num_segments);
+    for (const auto& [argument, pointer, bytes] :
+         {std::tuple<const char*, const void*, std::size_t>{"d_temp_storage", d_temp_storage, scratch},
+          {"d_keys_in", keys_in, items * sizeof(Key)},
+          {"d_keys_out", keys_out, items * sizeof(Key)},
+          {"d_values_in", values_in, items * sizeof(Value)},
+          {"d_values_out", values_out, items * sizeof(Value)},
+          {"d_begin_offsets", &begin_offsets[0], segments * sizeof(begin_offsets[0])},
+          {"d_end_offsets", &end_offsets[0], segments * sizeof(end_offsets[0])}}) {
+      if (items == 0 || segments == 0) break;
+      const cudaError_t status = lrsmc_emu::check_device_range(call, argument, pointer, bytes);
+      if (status != cudaSuccess) return status;
+    }
     return lrsmc_emu::enqueue_host_work(
         stream, "cub::DeviceSegmentedSort::StableSortPairs",
         [=]() {

@@ -4,11 +4,12 @@
 // `lrsmc_emu::launch(...)` and `extern __shared__ T name[];` into a pointer to the launch's
 // dynamic shared memory.
 //
-// Model: the blocks of a grid run one after another; the threads of a block are real threads
-// (one std::thread each), so __syncthreads is a real barrier, a missing one is a real race, and
-// a barrier that not every thread reaches hangs until the emulation reports it. __shared__
-// variables are function-local statics: one copy, reused block after block, never cleared (as
-// on the device, where shared memory starts with whatever the last block left).
+// Model: the blocks of a grid run one after another in a random order; each thread of a block
+// is a fiber, run until it reaches a barrier (or a warp shuffle) or returns, and the runnable
+// threads are resumed in a fresh random order after each barrier, so a missing __syncthreads
+// changes results; a barrier that cannot complete is reported. __shared__ variables are
+// function-local statics: one copy, reused block after block, never cleared (the device's
+// shared memory starts with whatever the last block left, too).
 #pragma once
 
 #include <cuda_runtime_api.h>
