@@ -28,9 +28,21 @@ endforeach()
 add_library(lrsmc_kernels STATIC ${_lrsmc_emulated_sources})
 target_include_directories(lrsmc_kernels PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include
                                                  ${CMAKE_CURRENT_SOURCE_DIR})
-# cuda_runtime.h is what nvcc includes before every .cu file; no FMA contraction, as the
-# fixed-point sweep is compiled with -fmad=false.
-target_compile_options(lrsmc_kernels PRIVATE -include cuda_runtime.h -ffp-contract=off)
+# cuda_runtime.h is what nvcc includes before every .cu file. nvcc contracts a·b + c into one
+# FMA (-fmad=true) except in the fixed-point sweep (-fmad=false, CMakeLists.txt): the same here
+# when the host has FMA, so the tests meet the device's kind of rounding differences.
+target_compile_options(lrsmc_kernels PRIVATE -include cuda_runtime.h -ffp-contract=fast)
+set(_lrsmc_host_fma OFF)
+if(EXISTS /proc/cpuinfo)
+  file(STRINGS /proc/cpuinfo _lrsmc_cpu_flags REGEX "^flags" LIMIT_COUNT 1)
+  if(_lrsmc_cpu_flags MATCHES " fma ")
+    set(_lrsmc_host_fma ON)
+    target_compile_options(lrsmc_kernels PRIVATE -mfma)
+  endif()
+endif()
+message(STATUS "lrsmc: CUDA emulation, FMA contraction in the kernels: ${_lrsmc_host_fma}")
+set_source_files_properties(${CMAKE_CURRENT_BINARY_DIR}/emulated_kernels/fixed_points.cpp
+                            PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
 target_link_libraries(lrsmc_kernels PUBLIC lrsmc_cuda_emulation)
 # nvcc compiles these sources with -Wall -Wextra (CMakeLists.txt): the same here. __shared__
 # variables become function-local statics, whose anonymous-namespace types GCC remarks on.
