@@ -160,7 +160,7 @@ TEST_P(CudaGradientTest, MatchesCpuOnTheSameDraws) {
   // the next seed is tried until a reference follows the GPU's paths; a case that parts from
   // both on every seed is reported as skipped, so that a run shows what was not compared.
   std::string paths;
-  for (std::uint64_t seed = 21; seed < 29; ++seed) {
+  for (std::uint64_t seed = 21; seed < 61; ++seed) {
     paths = path_agreement(*cpu, *gpu, model, batch, options, seed);
     const std::string double_paths = path_agreement(*cpu_double, *gpu, model, batch, options, seed);
     if (paths != paths_agree && double_paths != paths_agree) continue;
@@ -174,7 +174,7 @@ TEST_P(CudaGradientTest, MatchesCpuOnTheSameDraws) {
                                   result, double_paths, label + "float64");
     return;
   }
-  GTEST_SKIP() << "on seeds 21 to 28 the GPU's ancestors part from both CPU references at a "
+  GTEST_SKIP() << "on seeds 21 to 60 the GPU's ancestors part from both CPU references at a "
                   "near-tie (last: " << paths << "); no gradient was compared";
 }
 
