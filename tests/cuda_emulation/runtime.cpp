@@ -427,11 +427,6 @@ void* dynamic_shared_memory() {
   return shared->empty() ? nullptr : shared->data();
 }
 
-std::mutex& atomic_mutex() {
-  static std::mutex mutex;
-  return mutex;
-}
-
 namespace {
 
 std::mutex attribute_mutex;

@@ -196,12 +196,27 @@ class BlockScan {
     return inputs;
   }
 
-  template <typename Op>
-  void Inclusive(T input, T& output, Op op, T& aggregate) {
+  /// Every scan begins so: the aggregate cleared, this thread's input at its permuted slot, a
+  /// barrier. Returns the thread's index.
+  int enter(T input) {
     const int self = lrsmc_emu::checked_linear_thread(threads, "cub::BlockScan");
     slots()[threads] = lrsmc_emu::poisoned<T>();
     slots()[input_slot(self)] = input;
     __syncthreads();
+    return self;
+  }
+
+  /// And ends so, once thread 0 has written slot i's result and the aggregate: a barrier, then
+  /// this thread's result and the aggregate.
+  void leave(int self, T& output, T& aggregate) {
+    __syncthreads();
+    output = slots()[self];
+    aggregate = slots()[threads];
+  }
+
+  template <typename Op>
+  void Inclusive(T input, T& output, Op op, T& aggregate) {
+    const int self = enter(input);
     if (self == 0) {
       const std::vector<T> inputs = gather_inputs();
       T running = inputs[0];
@@ -209,17 +224,12 @@ class BlockScan {
       for (int i = 1; i < threads; ++i) slots()[i] = running = op(running, inputs[std::size_t(i)]);
       slots()[threads] = running;
     }
-    __syncthreads();
-    output = slots()[self];
-    aggregate = slots()[threads];
+    leave(self, output, aggregate);
   }
 
   template <typename Op>
   void Exclusive(T input, T& output, T initial, bool has_initial, Op op, T& aggregate) {
-    const int self = lrsmc_emu::checked_linear_thread(threads, "cub::BlockScan");
-    slots()[threads] = lrsmc_emu::poisoned<T>();
-    slots()[input_slot(self)] = input;
-    __syncthreads();
+    const int self = enter(input);
     if (self == 0) {
       // Slot i becomes the combination of inputs 0 … i − 1 (with the initial value).
       const std::vector<T> inputs = gather_inputs();
@@ -233,9 +243,7 @@ class BlockScan {
       }
       slots()[threads] = total;
     }
-    __syncthreads();
-    output = slots()[self];
-    aggregate = slots()[threads];
+    leave(self, output, aggregate);
   }
 
   TempStorage& storage_;

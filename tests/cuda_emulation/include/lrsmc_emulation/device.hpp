@@ -19,7 +19,6 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
-#include <mutex>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -100,8 +99,6 @@ void warp_exchange(unsigned mask, const void* value, void* result, std::size_t b
                    int source_lane);
 /// The current block's dynamic shared memory (extern __shared__).
 void* dynamic_shared_memory();
-/// Device atomics: serialised by one lock (the emulation's threads share the host's memory).
-std::mutex& atomic_mutex();
 
 template <typename T>
 T* dynamic_shared() {
@@ -127,7 +124,6 @@ constexpr int warpSize = 32;
 
 inline void __syncthreads() { ::lrsmc_emu::sync_threads(); }
 inline int __syncthreads_or(int predicate) { return ::lrsmc_emu::sync_threads_or(predicate); }
-inline void __syncwarp(unsigned = 0xFFFFFFFFu) {}
 
 template <typename T>
 T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warpSize) {
@@ -140,9 +136,10 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask, int width = warpSize) {
   return result;
 }
 
+/// One grid runs at a time, and its threads are fibers of one host thread that switch only at
+/// barriers: a read-modify-write is already atomic.
 template <typename T>
 T atomicAdd(T* address, T value) {
-  const std::lock_guard<std::mutex> lock(::lrsmc_emu::atomic_mutex());
   const T old = *address;
   *address = old + value;
   return old;
