@@ -17,17 +17,9 @@
 namespace lrsmc {
 namespace {
 
-struct ObservationCase {
-  Observation observation;
-  Link link;
-};
-// Printed as "gaussian/identity" (GoogleTest would print the struct's raw bytes).
-void PrintTo(const ObservationCase& value, std::ostream* os) {
-  *os << to_string(value.observation) << "/" << to_string(value.link);
-}
-using CudaCase = std::tuple<Nonlinearity, Proposal, ObservationCase, NoiseType, Resampling>;
+using testing::ObservationCase;
 
-class CudaFilterTest : public ::testing::TestWithParam<CudaCase> {
+class CudaFilterTest : public ::testing::TestWithParam<testing::OptionCombination> {
  protected:
   void SetUp() override {
     if (!cuda_available())
@@ -40,11 +32,8 @@ TEST_P(CudaFilterTest, MatchesCpuOnTheSameDraws) {
   const auto [nonlinearity, proposal, observation, noise, resampling] = GetParam();
   if (proposal == Proposal::optimal && observation.observation != Observation::gaussian)
     GTEST_SKIP() << "the optimal proposal needs Gaussian observations";
-  ModelConfig config = testing::small_config(nonlinearity, noise, observation.observation,
-                                             observation.link, 1);
-  config.num_hidden = 64;
-  config.rank = 3;
-  config.num_channels = 16;
+  const ModelConfig config =
+      testing::medium_config(nonlinearity, noise, observation.observation, observation.link);
   const Model model = testing::random_model(config, 12);
   const SequenceBatch batch = testing::sampled_batch(model, 5, 20, 4);
   FilterOptions options;
@@ -54,9 +43,7 @@ TEST_P(CudaFilterTest, MatchesCpuOnTheSameDraws) {
   // The CPU float path mirrors the kernel's arithmetic (testing::expect_same_filter: paths
   // step by step, a differing ancestor only at a near-tie, the ELBO to 1e-4 while the paths
   // agree); the float64 reference bounds the ELBO.
-  BackendOptions single;
-  single.single_precision = true;
-  auto cpu = make_backend(BackendKind::cpu, single);
+  auto cpu = testing::cpu_float_backend();
   auto cpu_double = make_backend(BackendKind::cpu);
   auto gpu = make_backend(BackendKind::cuda);
   const std::string label = ::testing::PrintToString(GetParam());
@@ -65,12 +52,6 @@ TEST_P(CudaFilterTest, MatchesCpuOnTheSameDraws) {
   // paths agree.
   testing::expect_same_filter(*cpu_double, *gpu, model, batch, options, 99, 1e-3, {},
                               label + ", against float64");
-}
-
-std::string case_name(const ::testing::TestParamInfo<CudaCase>& info) {
-  const auto [nonlinearity, proposal, observation, noise, resampling] = info.param;
-  return to_string(nonlinearity) + "_" + to_string(proposal) + "_" +
-         to_string(observation.observation) + "_" + to_string(noise) + "_" + to_string(resampling);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -82,7 +63,7 @@ INSTANTIATE_TEST_SUITE_P(
                                          ObservationCase{Observation::poisson, Link::softplus}),
                        ::testing::Values(NoiseType::full, NoiseType::diag),
                        ::testing::Values(Resampling::systematic, Resampling::multinomial)),
-    case_name);
+    testing::combination_name);
 
 TEST(CudaFilter, EffectiveSampleSizeThresholdWithoutStoredPaths) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device: ESS-threshold comparison skipped";
@@ -95,9 +76,7 @@ TEST(CudaFilter, EffectiveSampleSizeThresholdWithoutStoredPaths) {
     options.num_particles = 700;  // more than one block of threads
     options.proposal = Proposal::bootstrap;
     options.resample_threshold = threshold;
-    BackendOptions single;
-    single.single_precision = true;
-    auto cpu = make_backend(BackendKind::cpu, single);
+    auto cpu = testing::cpu_float_backend();
     auto gpu = make_backend(BackendKind::cuda);
     SCOPED_TRACE(::testing::Message() << "threshold " << threshold);
     // Without stored paths the kernel keeps two particle slices instead of every step: the

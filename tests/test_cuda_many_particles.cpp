@@ -282,21 +282,6 @@ std::unique_ptr<Backend> cuda_backend(CudaFilterRegime regime) {
   return make_backend(BackendKind::cuda, options);
 }
 
-std::unique_ptr<Backend> cpu_float_backend() {
-  BackendOptions options;
-  options.single_precision = true;  // mirrors the kernels' float arithmetic
-  return make_backend(BackendKind::cpu, options);
-}
-
-ModelConfig medium_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
-                          Link link) {
-  ModelConfig config = testing::small_config(nonlinearity, noise, observation, link, 1);
-  config.num_hidden = 64;
-  config.rank = 3;
-  config.num_channels = 16;
-  return config;
-}
-
 /// One option combination; printed readably in test names and failure messages.
 struct OptionCase {
   Nonlinearity nonlinearity;
@@ -339,12 +324,12 @@ std::string option_case_name(const ::testing::TestParamInfo<OptionCase>& info) {
 // corrupted ancestor must be reported as what it is.
 TEST(FilterComparison, CpuFloatAgainstFloat64PassesTheSameChecks) {
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::clipped_relu, NoiseType::full, Observation::gaussian,
+      testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full, Observation::gaussian,
                     Link::identity),
       21);
   const SequenceBatch batch = testing::sampled_batch(model, 2, 8, 5);
   auto float64 = make_backend(BackendKind::cpu);
-  auto float32 = cpu_float_backend();
+  auto float32 = testing::cpu_float_backend();
   for (const int particles : {300, 3000}) {
     FilterOptions options;
     options.num_particles = particles;
@@ -356,7 +341,7 @@ TEST(FilterComparison, CpuFloatAgainstFloat64PassesTheSameChecks) {
 
 TEST(FilterComparison, ReportsACorruptedAncestor) {
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::tanh, NoiseType::diag, Observation::gaussian, Link::identity),
+      testing::medium_config(Nonlinearity::tanh, NoiseType::diag, Observation::gaussian, Link::identity),
       3);
   const SequenceBatch batch = testing::sampled_batch(model, 2, 6, 1);
   FilterOptions options;
@@ -392,13 +377,13 @@ class CudaManyParticleOptionsTest : public ::testing::TestWithParam<OptionCase> 
 TEST_P(CudaManyParticleOptionsTest, MatchesCpuOnTheSameDraws) {
   const OptionCase c = GetParam();
   const Model model =
-      testing::random_model(medium_config(c.nonlinearity, c.noise, c.observation, c.link), 12);
+      testing::random_model(testing::medium_config(c.nonlinearity, c.noise, c.observation, c.link), 12);
   const SequenceBatch batch = testing::sampled_batch(model, 5, 20, 4);
   FilterOptions options;
   options.num_particles = 300;
   options.proposal = c.proposal;
   options.resampling = c.resampling;
-  auto cpu = cpu_float_backend();
+  auto cpu = testing::cpu_float_backend();
   auto gpu = cuda_backend(CudaFilterRegime::many_particles);
   testing::expect_same_filter(*cpu, *gpu, model, batch, options, 99, 1e-4, {}, case_name(c));
 }
@@ -441,7 +426,7 @@ class CudaManyParticleSchemeTest : public ::testing::TestWithParam<SchemeCase> {
 TEST_P(CudaManyParticleSchemeTest, MatchesCpuWithThousandsOfParticles) {
   const SchemeCase c = GetParam();
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::clipped_relu, NoiseType::full, Observation::gaussian,
+      testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full, Observation::gaussian,
                     Link::identity),
       21);
   const SequenceBatch batch = testing::sampled_batch(model, 3, 12, 5);
@@ -451,7 +436,7 @@ TEST_P(CudaManyParticleSchemeTest, MatchesCpuWithThousandsOfParticles) {
             FilterRegime::many_particles);
   options.proposal = c.proposal;
   options.resampling = c.resampling;
-  auto cpu = cpu_float_backend();
+  auto cpu = testing::cpu_float_backend();
   auto gpu = cuda_backend(CudaFilterRegime::automatic);
   testing::expect_same_filter(*cpu, *gpu, model, batch, options, 7, 1e-4, {}, scheme_name(c));
 }
@@ -461,7 +446,7 @@ TEST_P(CudaManyParticleSchemeTest, MatchesCpuWithThousandsOfParticles) {
 TEST_P(CudaManyParticleSchemeTest, RegimesAgreeOnTheSameDraws) {
   const SchemeCase c = GetParam();
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::tanh, NoiseType::full, Observation::gaussian, Link::identity), 5);
+      testing::medium_config(Nonlinearity::tanh, NoiseType::full, Observation::gaussian, Link::identity), 5);
   const SequenceBatch batch = testing::sampled_batch(model, 4, 15, 6);
   auto block = cuda_backend(CudaFilterRegime::block_per_trial);
   auto many = cuda_backend(CudaFilterRegime::many_particles);
@@ -500,11 +485,11 @@ class CudaManyParticles : public ::testing::Test {
 // over the blocks' partials and the tiled scan of the block offsets take two rounds.
 TEST_F(CudaManyParticles, MoreBlocksThanOneCombineTile) {
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::relu, NoiseType::full, Observation::gaussian, Link::identity), 8);
+      testing::medium_config(Nonlinearity::relu, NoiseType::full, Observation::gaussian, Link::identity), 8);
   const SequenceBatch batch = testing::sampled_batch(model, 2, 4, 9);
   FilterOptions options;
   options.num_particles = 70'000;
-  auto cpu = cpu_float_backend();
+  auto cpu = testing::cpu_float_backend();
   auto gpu = cuda_backend(CudaFilterRegime::many_particles);
   testing::expect_same_filter(*cpu, *gpu, model, batch, options, 11, 1e-4, {}, "K = 70000");
 }
@@ -513,7 +498,7 @@ TEST_F(CudaManyParticles, MoreBlocksThanOneCombineTile) {
 // generic kernels, checked here in both regimes.
 TEST_F(CudaManyParticles, RanksWithoutASpecialisedKernel) {
   for (const int rank : {1, 5}) {
-    ModelConfig config = medium_config(Nonlinearity::tanh, NoiseType::full, Observation::gaussian,
+    ModelConfig config = testing::medium_config(Nonlinearity::tanh, NoiseType::full, Observation::gaussian,
                                        Link::identity);
     config.rank = rank;
     const Model model = testing::random_model(config, 40 + std::uint64_t(rank));
@@ -521,7 +506,7 @@ TEST_F(CudaManyParticles, RanksWithoutASpecialisedKernel) {
     FilterOptions options;
     options.num_particles = 600;
     const std::string label = "rank " + std::to_string(rank);
-    auto cpu = cpu_float_backend();
+    auto cpu = testing::cpu_float_backend();
     auto block = cuda_backend(CudaFilterRegime::block_per_trial);
     auto many = cuda_backend(CudaFilterRegime::many_particles);
     testing::expect_same_filter(*cpu, *block, model, batch, options, 13, 1e-4, {}, label + ", block per trial");
@@ -540,7 +525,7 @@ TEST_F(CudaManyParticles, RanksWithoutASpecialisedKernel) {
 // kernel, which opts in on its own.
 TEST_F(CudaManyParticles, LoadingsAroundAndOver48KilobytesStillLaunch) {
   for (const auto& [hidden, particles] : {std::pair{1700, 300}, std::pair{2400, 200}}) {
-    ModelConfig config = medium_config(Nonlinearity::relu, NoiseType::full,
+    ModelConfig config = testing::medium_config(Nonlinearity::relu, NoiseType::full,
                                        Observation::gaussian, Link::identity);
     config.num_hidden = hidden;
     const Model model = testing::random_model(config, 9);
@@ -570,7 +555,7 @@ TEST_F(CudaManyParticles, LoadingsAroundAndOver48KilobytesStillLaunch) {
 // Around the threshold the automatic choice runs exactly the forced regime (bitwise).
 TEST_F(CudaManyParticles, AutomaticChoiceFollowsTheThreshold) {
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::clipped_relu, NoiseType::diag, Observation::gaussian,
+      testing::medium_config(Nonlinearity::clipped_relu, NoiseType::diag, Observation::gaussian,
                     Link::identity),
       4);
   const SequenceBatch batch = testing::sampled_batch(model, 3, 10, 2);
@@ -590,7 +575,7 @@ TEST_F(CudaManyParticles, AutomaticChoiceFollowsTheThreshold) {
 
 TEST_F(CudaManyParticles, RepeatedRunsAreBitwiseIdentical) {
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::tanh, NoiseType::full, Observation::poisson, Link::softplus), 6);
+      testing::medium_config(Nonlinearity::tanh, NoiseType::full, Observation::poisson, Link::softplus), 6);
   const SequenceBatch batch = testing::sampled_batch(model, 3, 12, 1);
   FilterOptions options;
   options.num_particles = 9000;
@@ -606,7 +591,7 @@ TEST_F(CudaManyParticles, RepeatedRunsAreBitwiseIdentical) {
 // trials are run again on the CPU float path: trial_ids address the draws, so a batch of just
 // those trials with their ids draws the same numbers.
 TEST_F(CudaManyParticles, TenMillionParticlesInAll) {
-  ModelConfig config = medium_config(Nonlinearity::clipped_relu, NoiseType::full,
+  ModelConfig config = testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full,
                                      Observation::gaussian, Link::identity);
   config.num_inputs = 0;
   config.num_hidden = 128;
@@ -630,7 +615,7 @@ TEST_F(CudaManyParticles, TenMillionParticlesInAll) {
                                batch.observations.begin() + std::ptrdiff_t((trial + 1) * size));
     subset.trial_ids.push_back(std::uint32_t(trial));
   }
-  auto cpu = cpu_float_backend();
+  auto cpu = testing::cpu_float_backend();
   const FilterResult reference = cpu->filter(model, subset, options, 23, {true, false});
   for (std::size_t i = 0; i < picked.size(); ++i) {
     const std::size_t trial = std::size_t(picked[i]);
@@ -652,7 +637,7 @@ TEST_F(CudaManyParticles, TenMillionParticlesInAll) {
 // leaves the backend usable.
 TEST_F(CudaManyParticles, OutOfMemoryIsClearAndTheBackendStaysUsable) {
   const Model model = testing::random_model(
-      medium_config(Nonlinearity::relu, NoiseType::full, Observation::gaussian, Link::identity), 2);
+      testing::medium_config(Nonlinearity::relu, NoiseType::full, Observation::gaussian, Link::identity), 2);
   const SequenceBatch batch = testing::sampled_batch(model, 100, 3, 3);
   FilterOptions options;
   options.num_particles = 100'000'000;  // 10^10 particles: terabytes

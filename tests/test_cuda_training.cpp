@@ -27,14 +27,7 @@ namespace {
 constexpr const char* no_device =
     "no CUDA device (lrsmc built without CUDA, or no GPU answers): CUDA training check skipped";
 
-struct ObservationCase {
-  Observation observation;
-  Link link;
-};
-void PrintTo(const ObservationCase& value, std::ostream* os) {
-  *os << to_string(value.observation) << "/" << to_string(value.link);
-}
-using GradientCase = std::tuple<Nonlinearity, Proposal, ObservationCase, NoiseType, Resampling>;
+using testing::ObservationCase;
 
 /// Compares two gradients block by block: ‖got − expected‖ / ‖expected‖ < tolerance, and on
 /// failure names the block, its norm, and the worst element with both values, so that a run on
@@ -124,10 +117,21 @@ bool compare_on_same_paths(const ModelConfig& config, const GradientResult& refe
   return true;
 }
 
+/// The reference backend's gradient against the GPU's on the same draws, compared where their
+/// paths agree (compare_on_same_paths); returns whether they were.
+bool compare_gradients(Backend& reference, Backend& gpu, const Model& model,
+                       const SequenceBatch& batch, const FilterOptions& options,
+                       std::uint64_t seed, const std::string& label) {
+  const std::string paths = path_agreement(reference, gpu, model, batch, options, seed);
+  const GradientResult expected = reference.elbo_gradient(model, batch, options, seed);
+  const GradientResult got = gpu.elbo_gradient(model, batch, options, seed);
+  return compare_on_same_paths(model.config, expected, got, paths, label);
+}
+
 constexpr const char* nothing_compared =
     "every configuration parted from the CPU's ancestors at a near-tie: no gradient was compared";
 
-class CudaGradientTest : public ::testing::TestWithParam<GradientCase> {
+class CudaGradientTest : public ::testing::TestWithParam<testing::OptionCombination> {
  protected:
   void SetUp() override {
     if (!cuda_available()) GTEST_SKIP() << no_device;
@@ -138,20 +142,15 @@ TEST_P(CudaGradientTest, MatchesCpuOnTheSameDraws) {
   const auto [nonlinearity, proposal, observation, noise, resampling] = GetParam();
   if (proposal == Proposal::optimal && observation.observation != Observation::gaussian)
     GTEST_SKIP() << "the optimal proposal needs Gaussian observations";
-  ModelConfig config = testing::small_config(nonlinearity, noise, observation.observation,
-                                             observation.link, 1);
-  config.num_hidden = 64;
-  config.rank = 3;
-  config.num_channels = 16;
+  const ModelConfig config =
+      testing::medium_config(nonlinearity, noise, observation.observation, observation.link);
   const Model model = testing::random_model(config, 12);
   const SequenceBatch batch = testing::sampled_batch(model, 5, 20, 4);
   FilterOptions options;
   options.num_particles = 300;  // more than one block of threads: strided loops run
   options.proposal = proposal;
   options.resampling = resampling;
-  BackendOptions single;
-  single.single_precision = true;
-  auto cpu = make_backend(BackendKind::cpu, single);
+  auto cpu = testing::cpu_float_backend();
   auto cpu_double = make_backend(BackendKind::cpu);
   auto gpu = make_backend(BackendKind::cuda);
   // A near-tie in the cumulative weights, resolved the other way by float64 (or by another
@@ -178,12 +177,6 @@ TEST_P(CudaGradientTest, MatchesCpuOnTheSameDraws) {
                   "near-tie (last: " << paths << "); no gradient was compared";
 }
 
-std::string case_name(const ::testing::TestParamInfo<GradientCase>& info) {
-  const auto [nonlinearity, proposal, observation, noise, resampling] = info.param;
-  return to_string(nonlinearity) + "_" + to_string(proposal) + "_" +
-         to_string(observation.observation) + "_" + to_string(noise) + "_" + to_string(resampling);
-}
-
 INSTANTIATE_TEST_SUITE_P(
     AllOptions, CudaGradientTest,
     ::testing::Combine(::testing::Values(Nonlinearity::relu, Nonlinearity::clipped_relu,
@@ -194,7 +187,7 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(NoiseType::full, NoiseType::diag),
                        ::testing::Values(Resampling::systematic, Resampling::stratified,
                                          Resampling::multinomial)),
-    case_name);
+    testing::combination_name);
 
 TEST(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
   if (!cuda_available()) GTEST_SKIP() << no_device;
@@ -202,6 +195,8 @@ TEST(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
                                                    Observation::gaussian, Link::identity);
   const Model model = testing::random_model(config, 7);
   const SequenceBatch batch = testing::sampled_batch(model, 6, 25, 3);
+  auto cpu = testing::cpu_float_backend();
+  auto gpu = make_backend(BackendKind::cuda);
   int compared = 0;  // threshold 0 never resamples: its paths cannot part
   for (const double threshold : {0.0, 0.5}) {
     for (const Proposal proposal : {Proposal::bootstrap, Proposal::optimal}) {
@@ -209,16 +204,9 @@ TEST(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
       options.num_particles = 700;  // more than two blocks of threads
       options.proposal = proposal;
       options.resample_threshold = threshold;
-      BackendOptions single;
-      single.single_precision = true;
-      auto cpu = make_backend(BackendKind::cpu, single);
-      auto gpu = make_backend(BackendKind::cuda);
-      const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 4);
       const std::string label =
           ::testing::PrintToString(proposal) + ", threshold " + std::to_string(threshold);
-      const auto reference = cpu->elbo_gradient(model, batch, options, 4);
-      const auto result = gpu->elbo_gradient(model, batch, options, 4);
-      compared += compare_on_same_paths(config, reference, result, paths, label) ? 1 : 0;
+      compared += compare_gradients(*cpu, *gpu, model, batch, options, 4, label) ? 1 : 0;
     }
   }
   EXPECT_GT(compared, 0) << nothing_compared;
@@ -235,22 +223,17 @@ TEST(CudaGradient, FewParticlesSplitUnitsOverLanes) {
   config.num_channels = 20;
   const Model model = testing::random_model(config, 14);
   const SequenceBatch batch = testing::sampled_batch(model, 4, 30, 5);
+  auto cpu = testing::cpu_float_backend();
+  auto gpu = make_backend(BackendKind::cuda);
   int compared = 0;
   for (const int particles : {1, 5, 10, 33}) {
     for (const Proposal proposal : {Proposal::optimal, Proposal::bootstrap}) {
       FilterOptions options;
       options.num_particles = particles;
       options.proposal = proposal;
-      BackendOptions single;
-      single.single_precision = true;
-      auto cpu = make_backend(BackendKind::cpu, single);
-      auto gpu = make_backend(BackendKind::cuda);
-      const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 8);
       const std::string label =
           std::to_string(particles) + " particles, " + ::testing::PrintToString(proposal);
-      const auto reference = cpu->elbo_gradient(model, batch, options, 8);
-      const auto result = gpu->elbo_gradient(model, batch, options, 8);
-      compared += compare_on_same_paths(config, reference, result, paths, label) ? 1 : 0;
+      compared += compare_gradients(*cpu, *gpu, model, batch, options, 8, label) ? 1 : 0;
     }
   }
   EXPECT_GT(compared, 0) << nothing_compared;
@@ -259,6 +242,8 @@ TEST(CudaGradient, FewParticlesSplitUnitsOverLanes) {
 TEST(CudaGradient, RanksOtherThanTwoAndThreeUseTheGenericKernel) {
   if (!cuda_available()) GTEST_SKIP() << no_device;
   // Ranks 2 and 3 run kernels compiled for their rank; every other rank the generic one.
+  auto cpu = testing::cpu_float_backend();
+  auto gpu = make_backend(BackendKind::cuda);
   int compared = 0;
   for (const int rank : {1, 5}) {
     ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
@@ -272,16 +257,9 @@ TEST(CudaGradient, RanksOtherThanTwoAndThreeUseTheGenericKernel) {
       FilterOptions options;
       options.num_particles = 200;
       options.proposal = proposal;
-      BackendOptions single;
-      single.single_precision = true;
-      auto cpu = make_backend(BackendKind::cpu, single);
-      auto gpu = make_backend(BackendKind::cuda);
-      const std::string paths = path_agreement(*cpu, *gpu, model, batch, options, 3);
       const std::string label = "rank " + std::to_string(rank) + ", " +
                                 ::testing::PrintToString(proposal);
-      const auto reference = cpu->elbo_gradient(model, batch, options, 3);
-      const auto result = gpu->elbo_gradient(model, batch, options, 3);
-      compared += compare_on_same_paths(config, reference, result, paths, label) ? 1 : 0;
+      compared += compare_gradients(*cpu, *gpu, model, batch, options, 3, label) ? 1 : 0;
     }
   }
   EXPECT_GT(compared, 0) << nothing_compared;
@@ -392,9 +370,7 @@ TEST(CudaTraining, StepsMatchTheCpuTrainer) {
     // more than float tolerance. The resampling's backward pass is compared path by path in
     // CudaGradient.
     options.filter.resample_threshold = 0.0;
-    BackendOptions single;
-    single.single_precision = true;
-    auto cpu = make_backend(BackendKind::cpu, single);
+    auto cpu = testing::cpu_float_backend();
     auto gpu = make_backend(BackendKind::cuda);
     const TrainingResult reference = Trainer(*cpu, options).fit(model, data, none);
     const TrainingResult result = Trainer(*gpu, options).fit(model, data, none);

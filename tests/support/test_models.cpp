@@ -29,6 +29,21 @@ ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation
   return config;
 }
 
+std::unique_ptr<Backend> cpu_float_backend() {
+  BackendOptions options;
+  options.single_precision = true;
+  return make_backend(BackendKind::cpu, options);
+}
+
+ModelConfig medium_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
+                          Link link) {
+  ModelConfig config = small_config(nonlinearity, noise, observation, link, 1);
+  config.num_hidden = 64;
+  config.rank = 3;
+  config.num_channels = 16;
+  return config;
+}
+
 Model random_model(const ModelConfig& config, std::uint64_t seed) {
   Model model = Model::initialise(config, seed);
   std::mt19937_64 generator(seed * 7919 + 13);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,14 @@ namespace lrsmc::testing {
 /// A small configuration (R = 2, N = 6, D = 4 unless given) with the chosen options.
 ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
                          Link link, int num_inputs = 0);
+
+/// The CPU backend in float32, which mirrors the CUDA kernels' arithmetic.
+std::unique_ptr<Backend> cpu_float_backend();
+
+/// The GPU comparisons' shape: small_config with one input, R = 3, N = 64, D = 16 (more than
+/// one warp of units, rank-specialised kernels).
+ModelConfig medium_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
+                          Link link);
 
 /// Model::initialise plus perturbations that make every parameter matter (non-zero bias,
 /// correlated full covariances, moderate noise).

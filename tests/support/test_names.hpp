@@ -2,7 +2,11 @@
 // messages and in `--gtest_list_tests`, which ctest shows), instead of raw bytes.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <ostream>
+#include <string>
+#include <tuple>
 
 #include "lrsmc/config.hpp"
 
@@ -14,5 +18,29 @@ inline void PrintTo(Observation value, std::ostream* os) { *os << to_string(valu
 inline void PrintTo(Link value, std::ostream* os) { *os << to_string(value); }
 inline void PrintTo(NoiseType value, std::ostream* os) { *os << to_string(value); }
 inline void PrintTo(Resampling value, std::ostream* os) { *os << to_string(value); }
+
+namespace testing {
+
+/// An observation model and its link, as one test parameter.
+struct ObservationCase {
+  Observation observation;
+  Link link;
+};
+// Printed as "gaussian/identity" (GoogleTest would print the struct's raw bytes).
+inline void PrintTo(const ObservationCase& value, std::ostream* os) {
+  *os << to_string(value.observation) << "/" << to_string(value.link);
+}
+
+/// One combination of the options the CPU-vs-CUDA comparisons run over.
+using OptionCombination = std::tuple<Nonlinearity, Proposal, ObservationCase, NoiseType, Resampling>;
+
+/// The combination as a test name: relu_optimal_gaussian_full_systematic.
+inline std::string combination_name(const ::testing::TestParamInfo<OptionCombination>& info) {
+  const auto [nonlinearity, proposal, observation, noise, resampling] = info.param;
+  return to_string(nonlinearity) + "_" + to_string(proposal) + "_" +
+         to_string(observation.observation) + "_" + to_string(noise) + "_" + to_string(resampling);
+}
+
+}  // namespace testing
 
 }  // namespace lrsmc
