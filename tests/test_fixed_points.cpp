@@ -8,14 +8,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <random>
 #include <string>
 #include <vector>
 
 #include "lrsmc/errors.hpp"
+#include "support/fixed_point_networks.hpp"
 
 namespace lrsmc {
 namespace {
+
+using testing::bistable_relu;
+using testing::random_network;
 
 /// F(z) = a z + n φ(m z + c; h), written independently of the library (method.md §1.1-1.2).
 std::vector<double> latent_map(const PiecewiseLinearNetwork& net, const std::vector<double>& z) {
@@ -96,46 +99,6 @@ void expect_same_points(const FixedPointResult& expected, const FixedPointResult
   }
 }
 
-/// A random network: m ~ N(0, 1), n ~ N(0, 9/N), decay in [0.5, 0.9], biases of both signs.
-/// With `multistable`, the units alternate between positive feedback near the origin
-/// (n_i ∝ m_i, low threshold) and negative feedback far from it (n_i ∝ −m_i, high threshold),
-/// as in the bistable network below, so the networks have several fixed points to compare.
-PiecewiseLinearNetwork random_network(Nonlinearity nonlinearity, int rank, int num_hidden,
-                                      std::uint64_t seed, bool with_current = false,
-                                      bool multistable = false) {
-  std::mt19937_64 engine(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  PiecewiseLinearNetwork net;
-  net.rank = rank;
-  net.num_hidden = num_hidden;
-  net.nonlinearity = nonlinearity;
-  net.decay = 0.5 + 0.4 * uniform(engine);
-  const double n_scale = 3.0 / std::sqrt(static_cast<double>(num_hidden));
-  constexpr double alignment = 3.0;
-  for (int i = 0; i < num_hidden * rank; ++i) net.m.push_back(normal(engine));
-  net.n.resize(static_cast<std::size_t>(rank * num_hidden));
-  for (int r = 0; r < rank; ++r) {
-    for (int i = 0; i < num_hidden; ++i) {
-      const double feedback = !multistable ? 0.0 : i % 2 == 0 ? alignment : -alignment;
-      net.n[static_cast<std::size_t>(r * num_hidden + i)] =
-          n_scale * (feedback * net.m[static_cast<std::size_t>(i * rank + r)] + normal(engine));
-    }
-  }
-  for (int i = 0; i < num_hidden; ++i) {
-    double bias = nonlinearity == Nonlinearity::clipped_relu ? 2.0 * uniform(engine) - 1.0
-                                                             : 0.5 * normal(engine);
-    if (multistable && nonlinearity != Nonlinearity::clipped_relu) {
-      bias = i % 2 == 0 ? -0.2 * std::abs(bias) : 1.0 + 2.0 * std::abs(bias);
-    }
-    net.h.push_back(bias);
-  }
-  if (with_current) {
-    for (int i = 0; i < num_hidden; ++i) net.constant_current.push_back(0.3 * normal(engine));
-  }
-  return net;
-}
-
 void expect_matches_brute_force(const PiecewiseLinearNetwork& net, const std::string& label,
                                 std::size_t* count = nullptr) {
   const FixedPointResult fast = find_fixed_points(net);
@@ -203,20 +166,6 @@ TEST(FixedPoints, GeneralPositionCounts) {
   EXPECT_EQ(result_clipped.num_regions, 1 + 10 + 40);
 }
 
-/// F(z) = 0.5 z + relu(z + 1) − relu(z − 1) − relu(1) = 0.5 z + clamp(z, −1, 1): fixed points
-/// −2 (stable), 0 (unstable), 2 (stable).
-PiecewiseLinearNetwork bistable_relu() {
-  PiecewiseLinearNetwork net;
-  net.rank = 1;
-  net.num_hidden = 3;
-  net.decay = 0.5;
-  net.nonlinearity = Nonlinearity::relu;
-  net.m = {1.0, 1.0, 0.0};  // the third unit sees nothing: a constant relu(0 − (−1)) = 1
-  net.h = {-1.0, 1.0, -1.0};
-  net.n = {1.0, -1.0, -1.0};
-  return net;
-}
-
 TEST(FixedPoints, BistableReluHasThreeKnownFixedPoints) {
   for (const bool as_current : {false, true}) {
     PiecewiseLinearNetwork net = bistable_relu();
@@ -246,18 +195,8 @@ TEST(FixedPoints, BistableReluHasThreeKnownFixedPoints) {
 TEST(FixedPoints, ParallelAndCoincidentHyperplanes) {
   for (std::uint64_t seed = 0; seed < 4; ++seed) {
     for (const Nonlinearity nonlinearity : {Nonlinearity::relu, Nonlinearity::clipped_relu}) {
-      const int num_hidden = nonlinearity == Nonlinearity::relu ? 10 : 7;
-      auto net = random_network(nonlinearity, 2, num_hidden, 40 + seed);
-      // Unit 1 duplicates unit 0 (coincident hyperplanes); unit 2 is parallel to unit 0 with
-      // another bias; unit 3 is antiparallel to unit 0 with the same hyperplane.
-      for (int r = 0; r < 2; ++r) {
-        net.m[static_cast<std::size_t>(2 + r)] = net.m[static_cast<std::size_t>(r)];
-        net.m[static_cast<std::size_t>(4 + r)] = 2.0 * net.m[static_cast<std::size_t>(r)];
-        net.m[static_cast<std::size_t>(6 + r)] = -net.m[static_cast<std::size_t>(r)];
-      }
-      net.h[1] = net.h[0];
-      net.h[2] = net.h[0] + 0.7;
-      if (nonlinearity == Nonlinearity::relu) net.h[3] = -net.h[0];
+      // Coincident, parallel and antiparallel hyperplanes.
+      const auto net = testing::parallel_hyperplanes(nonlinearity, seed);
       expect_matches_brute_force(net, "parallel seed " + std::to_string(seed));
     }
   }
@@ -266,19 +205,8 @@ TEST(FixedPoints, ParallelAndCoincidentHyperplanes) {
 TEST(FixedPoints, MoreThanRankHyperplanesThroughAPoint) {
   for (std::uint64_t seed = 0; seed < 4; ++seed) {
     for (int rank = 2; rank <= 3; ++rank) {
-      auto net = random_network(Nonlinearity::relu, rank, 10, 70 + seed);
-      // Units 0..4 all pass through p (five hyperplanes through one point of ℝ^R), and units
-      // 5..7 through q.
-      const std::vector<double> p = {0.3, -0.2, 0.1};
-      const std::vector<double> q = {-0.4, 0.5, 0.2};
-      for (int i = 0; i < 8; ++i) {
-        const auto& point = i < 5 ? p : q;
-        double value = 0.0;
-        for (int r = 0; r < rank; ++r) {
-          value += net.m[static_cast<std::size_t>(i * rank + r)] * point[static_cast<std::size_t>(r)];
-        }
-        net.h[static_cast<std::size_t>(i)] = value;
-      }
+      // Five hyperplanes through one point of ℝ^R, three through another.
+      const auto net = testing::concurrent_hyperplanes(rank, seed);
       expect_matches_brute_force(net, "concurrent R=" + std::to_string(rank) + " seed " +
                                           std::to_string(seed));
     }
@@ -290,8 +218,7 @@ TEST(FixedPoints, EveryHyperplaneThroughTheOrigin) {
   // hyperplane at once; it must be reported exactly once.
   for (std::uint64_t seed = 0; seed < 3; ++seed) {
     for (int rank = 2; rank <= 3; ++rank) {
-      auto net = random_network(Nonlinearity::relu, rank, 9, 90 + seed);
-      std::fill(net.h.begin(), net.h.end(), 0.0);
+      const auto net = testing::central_hyperplanes(rank, seed);
       const FixedPointResult result = find_fixed_points(net);
       expect_matches_brute_force(net, "central R=" + std::to_string(rank));
       int at_origin = 0;
@@ -305,36 +232,23 @@ TEST(FixedPoints, EveryHyperplaneThroughTheOrigin) {
     }
   }
   // Clipped relu with h = 0 for some units: both of their hyperplanes coincide.
-  auto clipped = random_network(Nonlinearity::clipped_relu, 2, 7, 95);
-  clipped.h[0] = 0.0;
-  clipped.h[3] = 0.0;
-  expect_matches_brute_force(clipped, "clipped h = 0");
+  expect_matches_brute_force(testing::clipped_zero_thresholds(), "clipped h = 0");
 }
 
 TEST(FixedPoints, NormalsSpanningFewerDimensions) {
   for (std::uint64_t seed = 0; seed < 4; ++seed) {
     // All rows of m parallel (R = 2): no vertex in the plane, only parallel lines.
-    auto net = random_network(Nonlinearity::relu, 2, 8, 120 + seed);
-    for (int i = 0; i < 8; ++i) {
-      const double scale = net.m[static_cast<std::size_t>(2 * i)];
-      net.m[static_cast<std::size_t>(2 * i)] = scale;
-      net.m[static_cast<std::size_t>(2 * i + 1)] = -0.5 * scale;
-    }
+    const auto net = testing::parallel_rows(seed);
     expect_matches_brute_force(net, "parallel rows seed " + std::to_string(seed));
     const FixedPointResult result = find_fixed_points(net);
     EXPECT_EQ(result.num_regions, 9);  // 8 parallel lines cut the plane into 9 strips
 
     // R = 3 with normals in a plane.
-    auto flat = random_network(Nonlinearity::clipped_relu, 3, 6, 130 + seed);
-    for (int i = 0; i < 6; ++i) {
-      flat.m[static_cast<std::size_t>(3 * i + 2)] =
-          flat.m[static_cast<std::size_t>(3 * i)] - 2.0 * flat.m[static_cast<std::size_t>(3 * i + 1)];
-    }
-    expect_matches_brute_force(flat, "rank-2 normals seed " + std::to_string(seed));
+    expect_matches_brute_force(testing::planar_normals(seed),
+                               "rank-2 normals seed " + std::to_string(seed));
 
     // Fewer units than dimensions.
-    auto few = random_network(Nonlinearity::relu, 3, 2, 140 + seed, true);
-    expect_matches_brute_force(few, "N < R seed " + std::to_string(seed));
+    expect_matches_brute_force(testing::fewer_units_than_rank(seed), "N < R seed " + std::to_string(seed));
   }
 }
 

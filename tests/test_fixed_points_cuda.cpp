@@ -8,7 +8,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
-#include <random>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -19,49 +18,15 @@
 #include "lrsmc/errors.hpp"
 #include "lrsmc/fixed_points.hpp"
 #include "lrsmc/params.hpp"
+#include "support/fixed_point_networks.hpp"
 #include "support/test_models.hpp"
 
 namespace lrsmc {
 namespace {
 
-using detail::SweepEngine;
+using testing::random_network;
 
-/// m ~ N(0, 1), n ~ N(0, 9/N) with alternating positive and negative feedback along m (several
-/// fixed points), decay in [0.5, 0.9], biases of both signs, optionally a constant current.
-PiecewiseLinearNetwork random_network(Nonlinearity nonlinearity, int rank, int num_hidden,
-                                      std::uint64_t seed, bool with_current = false) {
-  std::mt19937_64 engine(seed);
-  std::normal_distribution<double> normal(0.0, 1.0);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
-  PiecewiseLinearNetwork net;
-  net.rank = rank;
-  net.num_hidden = num_hidden;
-  net.nonlinearity = nonlinearity;
-  net.decay = 0.5 + 0.4 * uniform(engine);
-  const double n_scale = 3.0 / std::sqrt(static_cast<double>(num_hidden));
-  for (int i = 0; i < num_hidden * rank; ++i) net.m.push_back(normal(engine));
-  net.n.resize(static_cast<std::size_t>(rank * num_hidden));
-  for (int r = 0; r < rank; ++r) {
-    for (int i = 0; i < num_hidden; ++i) {
-      const double feedback = i % 2 == 0 ? 3.0 : -3.0;
-      net.n[static_cast<std::size_t>(r * num_hidden + i)] =
-          n_scale * (feedback * net.m[static_cast<std::size_t>(i * rank + r)] + normal(engine));
-    }
-  }
-  for (int i = 0; i < num_hidden; ++i) {
-    double bias = 0.0;
-    if (nonlinearity == Nonlinearity::clipped_relu) {
-      bias = 2.0 * uniform(engine) - 1.0;
-    } else {
-      bias = i % 2 == 0 ? -0.1 - 0.2 * std::abs(normal(engine)) : 1.0 + std::abs(normal(engine));
-    }
-    net.h.push_back(bias);
-  }
-  if (with_current) {
-    for (int i = 0; i < num_hidden; ++i) net.constant_current.push_back(0.3 * normal(engine));
-  }
-  return net;
-}
+using detail::SweepEngine;
 
 /// Identical results: counts, and every fixed point's position (to rounding), pattern,
 /// boundary flag and stability, in the same (sorted) order.
@@ -84,74 +49,6 @@ void expect_same_result(const FixedPointResult& expected, const FixedPointResult
     EXPECT_EQ(want.on_boundary, have.on_boundary) << label << ": fixed point " << i;
     EXPECT_EQ(want.stability, have.stability) << label << ": fixed point " << i;
   }
-}
-
-/// The hand-built degenerate networks of test_fixed_points.cpp: coincident, parallel and
-/// antiparallel hyperplanes; more than R hyperplanes through a point; every hyperplane through
-/// the origin; normals spanning fewer dimensions than R; N < R; a 1-D bistable network.
-std::vector<std::pair<std::string, PiecewiseLinearNetwork>> degenerate_networks() {
-  std::vector<std::pair<std::string, PiecewiseLinearNetwork>> cases;
-  for (std::uint64_t seed = 0; seed < 3; ++seed) {
-    for (const Nonlinearity nonlinearity : {Nonlinearity::relu, Nonlinearity::clipped_relu}) {
-      auto net = random_network(nonlinearity, 2, nonlinearity == Nonlinearity::relu ? 10 : 7,
-                                40 + seed);
-      for (int r = 0; r < 2; ++r) {
-        net.m[static_cast<std::size_t>(2 + r)] = net.m[static_cast<std::size_t>(r)];
-        net.m[static_cast<std::size_t>(4 + r)] = 2.0 * net.m[static_cast<std::size_t>(r)];
-        net.m[static_cast<std::size_t>(6 + r)] = -net.m[static_cast<std::size_t>(r)];
-      }
-      net.h[1] = net.h[0];
-      net.h[2] = net.h[0] + 0.7;
-      if (nonlinearity == Nonlinearity::relu) net.h[3] = -net.h[0];
-      cases.emplace_back("parallel " + to_string(nonlinearity) + " seed " + std::to_string(seed),
-                         net);
-    }
-    for (int rank = 2; rank <= 3; ++rank) {
-      auto net = random_network(Nonlinearity::relu, rank, 10, 70 + seed);
-      const std::vector<double> p = {0.3, -0.2, 0.1};
-      const std::vector<double> q = {-0.4, 0.5, 0.2};
-      for (int i = 0; i < 8; ++i) {
-        const auto& point = i < 5 ? p : q;
-        double value = 0.0;
-        for (int r = 0; r < rank; ++r) {
-          value += net.m[static_cast<std::size_t>(i * rank + r)] * point[static_cast<std::size_t>(r)];
-        }
-        net.h[static_cast<std::size_t>(i)] = value;
-      }
-      cases.emplace_back("concurrent R=" + std::to_string(rank) + " seed " + std::to_string(seed),
-                         net);
-      auto central = random_network(Nonlinearity::relu, rank, 9, 90 + seed);
-      for (double& bias : central.h) bias = 0.0;
-      cases.emplace_back("central R=" + std::to_string(rank) + " seed " + std::to_string(seed),
-                         central);
-    }
-    auto strips = random_network(Nonlinearity::relu, 2, 8, 120 + seed);
-    for (int i = 0; i < 8; ++i) {
-      strips.m[static_cast<std::size_t>(2 * i + 1)] = -0.5 * strips.m[static_cast<std::size_t>(2 * i)];
-    }
-    cases.emplace_back("parallel rows seed " + std::to_string(seed), strips);
-    auto flat = random_network(Nonlinearity::clipped_relu, 3, 6, 130 + seed);
-    for (int i = 0; i < 6; ++i) {
-      flat.m[static_cast<std::size_t>(3 * i + 2)] =
-          flat.m[static_cast<std::size_t>(3 * i)] - 2.0 * flat.m[static_cast<std::size_t>(3 * i + 1)];
-    }
-    cases.emplace_back("rank-2 normals seed " + std::to_string(seed), flat);
-    cases.emplace_back("N < R seed " + std::to_string(seed),
-                       random_network(Nonlinearity::relu, 3, 2, 140 + seed, true));
-  }
-  auto clipped = random_network(Nonlinearity::clipped_relu, 2, 7, 95);
-  clipped.h[0] = 0.0;
-  clipped.h[3] = 0.0;
-  cases.emplace_back("clipped h = 0", clipped);
-  PiecewiseLinearNetwork bistable;
-  bistable.rank = 1;
-  bistable.num_hidden = 3;
-  bistable.decay = 0.5;
-  bistable.m = {1.0, 1.0, 0.0};
-  bistable.h = {-1.0, 1.0, -1.0};
-  bistable.n = {1.0, -1.0, -1.0};
-  cases.emplace_back("bistable 1-D", bistable);
-  return cases;
 }
 
 struct RandomCase {
@@ -196,7 +93,7 @@ TEST(FixedPointsLineSweep, EmulationMatchesCpuOnRandomNetworks) {
   for (const RandomCase& c : random_cases(false)) {
     for (std::uint64_t seed = 0; seed < 3; ++seed) {
       const auto net = random_network(c.nonlinearity, c.rank, c.num_hidden, 17 * seed + 5,
-                                      seed == 1);
+                                      seed == 1, /*multistable=*/true);
       const std::string label = describe(c, seed);
       const FixedPointResult cpu = detail::find_fixed_points_with(net, {}, SweepEngine::cpu);
       const FixedPointResult emulated =
@@ -216,7 +113,7 @@ TEST(FixedPointsLineSweep, EmulationMatchesCpuOnRandomNetworks) {
 
 TEST(FixedPointsLineSweep, EmulationMatchesCpuOnDegenerateNetworks) {
   std::int64_t host_lines = 0;
-  for (const auto& [label, net] : degenerate_networks()) {
+  for (const auto& [label, net] : testing::degenerate_networks(3)) {
     const FixedPointResult cpu = detail::find_fixed_points_with(net, {}, SweepEngine::cpu);
     const FixedPointResult emulated =
         detail::find_fixed_points_with(net, {}, SweepEngine::emulated);
@@ -364,7 +261,7 @@ TEST_F(FixedPointsCuda, MatchesCpuOnRandomNetworks) {
   for (const RandomCase& c : random_cases(true)) {
     for (std::uint64_t seed = 0; seed < 3; ++seed) {
       const auto net = random_network(c.nonlinearity, c.rank, c.num_hidden, 17 * seed + 5,
-                                      seed == 1);
+                                      seed == 1, /*multistable=*/true);
       const std::string label = describe(c, seed);
       const FixedPointResult cpu = find_fixed_points(net, on(BackendKind::cpu));
       const FixedPointResult gpu = find_fixed_points(net, on(BackendKind::cuda));
@@ -375,7 +272,7 @@ TEST_F(FixedPointsCuda, MatchesCpuOnRandomNetworks) {
 }
 
 TEST_F(FixedPointsCuda, MatchesCpuOnDegenerateNetworks) {
-  for (const auto& [label, net] : degenerate_networks()) {
+  for (const auto& [label, net] : testing::degenerate_networks(3)) {
     const FixedPointResult cpu = find_fixed_points(net, on(BackendKind::cpu));
     const FixedPointResult gpu = find_fixed_points(net, on(BackendKind::cuda));
     expect_same_result(cpu, gpu, label);
