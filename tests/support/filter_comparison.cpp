@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "lrsmc/math/resampling.hpp"
+#include "lrsmc/math/weights.hpp"
 
 namespace lrsmc::testing {
 namespace {

@@ -1,8 +1,13 @@
-// Read-out link functions g(η) and per-channel observation log-likelihoods, method.md §1.7.
+// Read-out link functions g(η), per-channel observation log-likelihoods and their adjoints
+// (method.md §1.7), and the log-likelihood of a particle summed over channels with the lane
+// split of dynamics.hpp, for every engine.
 #pragma once
+
+#include <cstdint>
 
 #include "lrsmc/config.hpp"
 #include "lrsmc/math/common.hpp"
+#include "lrsmc/math/dynamics.hpp"
 
 namespace lrsmc::math {
 
@@ -55,6 +60,92 @@ LRSMC_HD GaussianTerm<Scalar> gaussian_term(Scalar observed, Scalar mean, Scalar
 template <typename Scalar>
 LRSMC_HD Scalar poisson_log_probability(Scalar count, Scalar rate, Scalar log_factorial) {
   return count * std::log(rate) - rate - log_factorial;
+}
+
+/// d/dλ of the Poisson log-probability: x/λ − 1.
+template <typename Scalar>
+LRSMC_HD Scalar poisson_rate_slope(Scalar count, Scalar rate) {
+  return count / rate - Scalar(1);
+}
+
+/// η_i = b_i + Σ_r B_ri z_r.
+template <typename Scalar>
+LRSMC_HD Scalar readout_value(const ParticleModel<Scalar>& model, const Scalar* z, int i) {
+  Scalar eta = model.readout_bias[i];
+  for (int r = 0; r < model.rank; ++r) eta += model.readout[r * model.channels + i] * z[r];
+  return eta;
+}
+
+/// Lane `lane`'s part of log p(x_t | z) = Σ_i log p(x_i | g(η_i)), over channels lane,
+/// lane + lanes, … (combined with butterfly_sum). `log_factorial` is ln Γ(x + 1) (Poisson).
+template <typename Scalar>
+LRSMC_HD Scalar observation_partial(const ParticleModel<Scalar>& model, const Scalar* observed,
+                                    const Scalar* log_factorial, const Scalar* z, int lane,
+                                    int lanes) {
+  Scalar total = 0;
+  for (int i = lane; i < model.channels; i += lanes) {
+    const auto link = link_response(model.link, readout_value(model, z, i));
+    if (model.observation == Observation::gaussian) {
+      total += gaussian_term(observed[i], link.rate, model.log_variance[i]).log_density;
+    } else {
+      total += poisson_log_probability(observed[i], link.rate, log_factorial[i]);
+    }
+  }
+  return total;
+}
+
+/// log p(x_t | z) on one thread: every lane's part (`scratch`: lanes values), the butterfly.
+template <typename Scalar>
+LRSMC_HD Scalar observation_log_likelihood(const ParticleModel<Scalar>& model,
+                                           const Scalar* observed, const Scalar* log_factorial,
+                                           const Scalar* z, int lanes, Scalar* scratch) {
+  for (int lane = 0; lane < lanes; ++lane)
+    scratch[lane] = observation_partial(model, observed, log_factorial, z, lane, lanes);
+  butterfly_sum(scratch, lanes, 1);
+  return scratch[0];
+}
+
+/// One channel in the reverse sweep, for a particle whose log-weight has adjoint `weight`:
+/// dη_i = weight · dℓ/dλ · g'(η) and weight · dℓ/dρ_x,i (Gaussian; 0 for Poisson).
+template <typename Scalar>
+struct ChannelAdjoint {
+  Scalar grad_eta;
+  Scalar grad_log_variance;
+};
+
+template <typename Scalar>
+LRSMC_HD ChannelAdjoint<Scalar> channel_adjoint(const ParticleModel<Scalar>& model,
+                                                const Scalar* observed, const Scalar* z,
+                                                Scalar weight, int i) {
+  const auto link = link_response(model.link, readout_value(model, z, i));
+  if (model.observation == Observation::gaussian) {
+    const auto term = gaussian_term(observed[i], link.rate, model.log_variance[i]);
+    return {weight * term.d_mean * link.slope, weight * term.d_log_variance};
+  }
+  return {weight * poisson_rate_slope(observed[i], link.rate) * link.slope, Scalar(0)};
+}
+
+/// Lane `lane`'s part of d log p(x_t | z)/dz · weight = Σ_i B_i dη_i (rank values).
+template <typename Scalar>
+LRSMC_HD void observation_adjoint_partial(const ParticleModel<Scalar>& model,
+                                          const Scalar* observed, const Scalar* z, Scalar weight,
+                                          int lane, int lanes, Scalar* partial) {
+  for (int r = 0; r < model.rank; ++r) partial[r] = Scalar(0);
+  for (int i = lane; i < model.channels; i += lanes) {
+    const Scalar grad_eta = channel_adjoint(model, observed, z, weight, i).grad_eta;
+    for (int r = 0; r < model.rank; ++r) partial[r] += model.readout[r * model.channels + i] * grad_eta;
+  }
+}
+
+/// Adds one particle's terms of channel i to the read-out gradients (float64 accumulators):
+/// db_i += dη_i, dρ_x,i += weight · dℓ/dρ_x,i, dB_ri += dη_i z_r (`grad_readout` strided).
+template <typename Scalar>
+LRSMC_HD void add_channel_gradient(const ChannelAdjoint<Scalar>& channel, const Scalar* z,
+                                   int rank, double& grad_bias, double& grad_log_variance,
+                                   double* grad_readout, std::int64_t readout_stride) {
+  grad_bias += double(channel.grad_eta);
+  grad_log_variance += double(channel.grad_log_variance);
+  for (int r = 0; r < rank; ++r) grad_readout[r * readout_stride] += double(channel.grad_eta * z[r]);
 }
 
 }  // namespace lrsmc::math

@@ -61,12 +61,9 @@ LRSMC_HD double uniform_open(std::uint32_t bits) {
   return (static_cast<double>(bits) + 0.5) * 2.3283064365386962890625e-10;  // 2^-32
 }
 
-/// Standard normal number `index` of (seed, trial, step, particle, stream): Box–Muller on the
-/// uniform pair (2j, 2j+1) of block index/4, cosine branch for even, sine for odd index.
-/// Computed in double on both backends so that CPU and CUDA draws agree to rounding.
-LRSMC_HD double standard_normal(std::uint64_t seed, std::uint32_t trial, std::uint32_t step,
-                                std::uint32_t particle, DrawStream stream, std::uint32_t index) {
-  const PhiloxCounter bits = philox_block(seed, trial, step, particle, stream, index / 4u);
+/// Normal number `index` (mod 4) of a Philox block in double: Box–Muller on the uniform pair
+/// (2j, 2j+1) with j = (index mod 4)/2, cosine branch for even, sine for odd index.
+LRSMC_HD double standard_normal_double(const PhiloxCounter& bits, std::uint32_t index) {
   const std::uint32_t pair = (index % 4u) / 2u;
   const double u1 = uniform_open(bits.word[2 * pair]);
   const double u2 = uniform_open(bits.word[2 * pair + 1]);
@@ -75,11 +72,54 @@ LRSMC_HD double standard_normal(std::uint64_t seed, std::uint32_t trial, std::ui
   return (index % 2u == 0u) ? radius * std::cos(angle) : radius * std::sin(angle);
 }
 
+/// Standard normal number `index` of (seed, trial, step, particle, stream), in double: number
+/// index mod 4 of block index/4 (standard_normals gives the float engines' float draws).
+LRSMC_HD double standard_normal(std::uint64_t seed, std::uint32_t trial, std::uint32_t step,
+                                std::uint32_t particle, DrawStream stream, std::uint32_t index) {
+  return standard_normal_double(philox_block(seed, trial, step, particle, stream, index / 4u),
+                                index);
+}
+
 /// Uniform number `index` in (0, 1) of the given address.
 LRSMC_HD double uniform(std::uint64_t seed, std::uint32_t trial, std::uint32_t step,
                         std::uint32_t particle, DrawStream stream, std::uint32_t index) {
   const PhiloxCounter bits = philox_block(seed, trial, step, particle, stream, index / 4u);
   return uniform_open(bits.word[index % 4u]);
+}
+
+/// Maps the top 24 of 32 random bits to a float in the open interval (0, 1), exactly.
+LRSMC_HD float uniform_open_float(std::uint32_t bits) {
+  return (static_cast<float>(bits >> 8) + 0.5f) * 5.9604644775390625e-8f;  // 2^-24
+}
+
+/// The float counterpart of standard_normal, computed in float from the same Philox bits (the
+/// float engines' per-particle arithmetic is float): Box–Muller on uniform_open_float.
+LRSMC_HD float standard_normal_float(const PhiloxCounter& bits, std::uint32_t index) {
+  const std::uint32_t pair = (index % 4u) / 2u;
+  const float u1 = uniform_open_float(bits.word[2 * pair]);
+  const float u2 = uniform_open_float(bits.word[2 * pair + 1]);
+  const float radius = std::sqrt(-2.0f * std::log(u1));
+  const float angle = 6.2831853071795864769f * u2;
+  return (index % 2u == 0u) ? radius * std::cos(angle) : radius * std::sin(angle);
+}
+
+/// Standard normals 0 … count − 1 of (seed, trial, step, particle, stream) in the working
+/// precision: standard_normal for double, standard_normal_float for float; each Philox block
+/// is computed once for its four numbers.
+template <typename Scalar>
+LRSMC_HD void standard_normals(std::uint64_t seed, std::uint32_t trial, std::uint32_t step,
+                               std::uint32_t particle, DrawStream stream, int count,
+                               Scalar* out) {
+  PhiloxCounter bits{};
+  for (int index = 0; index < count; ++index) {
+    const std::uint32_t i = static_cast<std::uint32_t>(index);
+    if (i % 4u == 0u) bits = philox_block(seed, trial, step, particle, stream, i / 4u);
+    if constexpr (sizeof(Scalar) == sizeof(float)) {
+      out[index] = standard_normal_float(bits, i);
+    } else {
+      out[index] = standard_normal_double(bits, i);
+    }
+  }
 }
 
 }  // namespace lrsmc::math

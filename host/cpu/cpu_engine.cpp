@@ -1,0 +1,533 @@
+// The CPU engines: the particle filter and its reverse sweep as loops over trials (OpenMP),
+// steps and particles around the shared particle step (include/lrsmc/math/). Each trial's sums
+// run in the order the CUDA kernels use — particles in index order, a step's weights tile by
+// tile (math/weights.hpp), hidden units and channels split over lanes_per_particle(K) partial
+// sums — so the float engine and the kernels compute the same bits on the same draws.
+#include "cpu/cpu_engine.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <omp.h>
+#include <string>
+
+#include "lrsmc/errors.hpp"
+#include "lrsmc/math/dynamics.hpp"
+#include "lrsmc/math/gradient_row.hpp"
+#include "lrsmc/math/model_constants.hpp"
+#include "lrsmc/math/observation.hpp"
+#include "lrsmc/math/philox.hpp"
+#include "lrsmc/math/proposal.hpp"
+#include "lrsmc/math/weights.hpp"
+#include "model/model_constants.hpp"
+
+namespace lrsmc::cpu {
+namespace {
+
+using math::DrawStream;
+constexpr math::HostRoundedProduct product{};
+
+/// A trial's data in the working precision: observations, ln Γ(x + 1) (Poisson), the input
+/// currents W_u u_t and the initial mean μ_0.
+template <typename Scalar>
+struct TrialData {
+  std::uint32_t id = 0;                 // random-number address
+  std::vector<Scalar> observed;         // (steps, channels)
+  std::vector<Scalar> log_factorial;    // (steps, channels) or empty
+  const double* inputs = nullptr;       // (steps, inputs) or null
+  std::vector<Scalar> currents;         // (steps, hidden) or empty
+  std::vector<Scalar> initial_mean;     // (rank)
+};
+
+/// What the forward pass of one trial keeps, reused across the trials of a worker.
+template <typename Scalar>
+struct TrialStorage {
+  std::vector<Scalar> particles;        // (steps, K, R) before resampling
+  std::vector<double> log_weights;      // (steps, K) normalised, before resampling
+  std::vector<std::int32_t> ancestors;  // (steps, K)
+  std::vector<std::uint8_t> resampled;  // (steps)
+  std::vector<double> filtered_mean;    // (steps, R) when requested
+  double log_evidence = 0;              // Σ_t c_t
+  // Scratch.
+  std::vector<double> carried, cumulative, tile_values, tile_mean;
+};
+
+/// Scratch of one particle: lanes · max(R, 1) values for the split sums, plus its vectors.
+template <typename Scalar>
+struct ParticleScratch {
+  std::vector<Scalar> lanes, mean, xi, z, proposal, gain_term;
+  void resize(int rank, int lanes_per_particle) {
+    lanes.assign(std::size_t(lanes_per_particle) * std::max(rank, 1), Scalar(0));
+    for (auto* vector : {&mean, &xi, &z, &proposal, &gain_term}) vector->assign(std::size_t(rank), Scalar(0));
+  }
+};
+
+template <typename Scalar>
+class Engine {
+ public:
+  Engine(const Model& model, const SequenceBatch& batch, const FilterOptions& options,
+         std::uint64_t seed)
+      : constants_(model, options.proposal),
+        model_(constants_.particle_model()),
+        parameters_(model.parameters.data()),
+        batch_(batch),
+        options_(options),
+        seed_(seed),
+        lanes_(math::lanes_per_particle(options.num_particles)) {
+    phases_[0] = constants_.phase(0);
+    phases_[1] = constants_.phase(1);
+  }
+
+  [[nodiscard]] const math::ModelShape& shape() const { return constants_.shape; }
+
+  TrialData<Scalar> prepare_trial(int trial) const {
+    const math::ModelShape& shape = constants_.shape;
+    const int steps = batch_.num_steps, channels = shape.channels, hidden = shape.hidden;
+    TrialData<Scalar> data;
+    data.id = batch_.trial_ids.empty() ? std::uint32_t(trial) : batch_.trial_ids[std::size_t(trial)];
+    const double* observations = batch_.observations.data() + std::int64_t(trial) * steps * channels;
+    const std::size_t cells = std::size_t(steps) * channels;
+    data.observed.resize(cells);
+    for (std::size_t i = 0; i < cells; ++i) data.observed[i] = static_cast<Scalar>(observations[i]);
+    if (shape.observation == Observation::poisson) {
+      data.log_factorial.resize(cells);
+      for (std::size_t i = 0; i < cells; ++i)
+        data.log_factorial[i] = static_cast<Scalar>(std::lgamma(observations[i] + 1.0));
+    }
+    data.initial_mean.assign(std::size_t(shape.rank), Scalar(0));
+    std::vector<double> projection(std::size_t(shape.rank));
+    if (shape.inputs > 0) {
+      data.inputs = batch_.inputs.data() + std::int64_t(trial) * steps * shape.inputs;
+      data.currents.resize(std::size_t(steps) * hidden);
+      for (int step = 0; step < steps; ++step)
+        for (int i = 0; i < hidden; ++i)
+          data.currents[std::size_t(step) * hidden + i] = math::input_current(
+              shape, constants_.working.data(), data.inputs + std::int64_t(step) * shape.inputs, i);
+    }
+    math::initial_mean(shape, parameters_, constants_.constants.data(),
+                       data.currents.empty() ? nullptr : data.currents.data(),
+                       data.initial_mean.data(), projection.data());
+    return data;
+  }
+
+  const Scalar* currents_at(const TrialData<Scalar>& data, int step) const {
+    return data.currents.empty() ? nullptr
+                                 : data.currents.data() + std::size_t(step) * model_.hidden;
+  }
+  const Scalar* observed_at(const TrialData<Scalar>& data, int step) const {
+    return data.observed.data() + std::size_t(step) * model_.channels;
+  }
+  const Scalar* log_factorial_at(const TrialData<Scalar>& data, int step) const {
+    return data.log_factorial.empty()
+               ? nullptr
+               : data.log_factorial.data() + std::size_t(step) * model_.channels;
+  }
+
+  /// μ of particle k at `step`: μ_0, or the transition from its ancestor at step − 1.
+  void mean_of(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage, int step,
+               int k, ParticleScratch<Scalar>& scratch, const Scalar*& previous) const {
+    const int R = model_.rank, K = options_.num_particles;
+    if (step == 0) {
+      previous = nullptr;
+      std::copy(data.initial_mean.begin(), data.initial_mean.end(), scratch.mean.begin());
+      return;
+    }
+    const std::int32_t ancestor = storage.ancestors[std::size_t(step - 1) * K + k];
+    previous = storage.particles.data() + (std::size_t(step - 1) * K + ancestor) * R;
+    math::transition_mean(model_, previous, currents_at(data, step - 1), lanes_,
+                          scratch.lanes.data(), scratch.mean.data());
+  }
+
+  /// The forward filter of one trial (method.md §3): fills `storage`.
+  void forward_trial(int trial, const TrialData<Scalar>& data, bool filtered_mean,
+                     TrialStorage<Scalar>& storage) const {
+    const int steps = batch_.num_steps, R = model_.rank, K = options_.num_particles;
+    const int tiles = math::weight_tiles(K);
+    const std::size_t slice = std::size_t(K) * R;
+    storage.particles.resize(std::size_t(steps) * slice);
+    storage.log_weights.resize(std::size_t(steps) * K);
+    storage.ancestors.resize(std::size_t(steps) * K);
+    storage.resampled.assign(std::size_t(steps), 0);
+    storage.filtered_mean.assign(filtered_mean ? std::size_t(steps) * R : 0, 0.0);
+    storage.carried.assign(std::size_t(K), -std::log(double(K)));
+    storage.cumulative.resize(std::size_t(K));
+    storage.tile_values.resize(std::size_t(tiles) * 5);  // maximum, total, squares, scale, start
+    storage.tile_mean.assign(filtered_mean ? std::size_t(tiles) * R : 0, 0.0);
+    storage.log_evidence = 0;
+    ParticleScratch<Scalar> scratch;
+    scratch.resize(R, lanes_);
+    double* tile_maximum = storage.tile_values.data();
+    double* tile_total = tile_maximum + tiles;
+    double* tile_squares = tile_total + tiles;
+    double* tile_scale = tile_squares + tiles;
+    double* tile_start = tile_scale + tiles;
+
+    for (int step = 0; step < steps; ++step) {
+      const math::PhaseConstants<Scalar>& phase = phases_[math::phase_of(step)];
+      const Scalar* observed = observed_at(data, step);
+      if (constants_.shape.optimal)
+        math::gain_observation(phase, R, model_.channels, observed, model_.readout_bias,
+                               scratch.gain_term.data());
+      Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
+      double* increments = storage.log_weights.data() + std::size_t(step) * K;
+      for (int k = 0; k < K; ++k) {
+        const Scalar* previous = nullptr;
+        mean_of(data, storage, step, k, scratch, previous);
+        math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
+                               DrawStream::proposal_noise, R, scratch.xi.data());
+        Scalar* z = particles + std::size_t(k) * R;
+        const Scalar proposal_term =
+            math::propose(constants_.shape.optimal, R, phase, scratch.gain_term.data(),
+                          scratch.mean.data(), scratch.xi.data(), scratch.proposal.data(), z);
+        const Scalar log_weight =
+            proposal_term + math::observation_log_likelihood(model_, observed,
+                                                             log_factorial_at(data, step), z,
+                                                             lanes_, scratch.lanes.data());
+        increments[k] = storage.carried[std::size_t(k)] + double(log_weight);
+      }
+      // The tiles' sums, in particle order (math/weights.hpp).
+      for (int b = 0; b < tiles; ++b) {
+        const int begin = b * math::weight_tile, end = std::min(K, begin + math::weight_tile);
+        double maximum = increments[begin];
+        for (int k = begin + 1; k < end; ++k) maximum = math::maximum_ignoring_nan(maximum, increments[k]);
+        const double shift = math::tile_shift(maximum);
+        double running = 0.0, squares = 0.0;
+        for (int k = begin; k < end; ++k) {
+          running += math::tile_weight(increments[k], shift);
+          storage.cumulative[std::size_t(k)] = running;
+          squares += math::tile_square(increments[k], shift);
+        }
+        tile_maximum[b] = maximum;
+        tile_total[b] = running;
+        tile_squares[b] = squares;
+        if (!filtered_mean) continue;
+        for (int r = 0; r < R; ++r) {
+          double sum = 0.0;
+          for (int k = begin; k < end; ++k)
+            sum += product(math::tile_weight(increments[k], shift),
+                           double(particles[std::size_t(k) * R + r]));
+          storage.tile_mean[std::size_t(b) * R + r] = sum;
+        }
+      }
+      const math::StepWeights weights = math::combine_tiles(
+          tiles, tile_maximum, tile_total, tile_squares,
+          filtered_mean ? storage.tile_mean.data() : nullptr, R, tile_scale, tile_start,
+          filtered_mean ? storage.filtered_mean.data() + std::size_t(step) * R : nullptr,
+          product);
+      if (weights.failed)
+        throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
+                                            " at step ", step, " is ", weights.maximum,
+                                            " (parameters or data are extreme)"));
+      storage.log_evidence += weights.increment;
+      for (int k = 0; k < K; ++k) increments[k] -= weights.increment;  // now normalised
+      const bool resample =
+          math::should_resample(options_.resample_threshold, weights.squares, K);
+      std::int32_t* ancestors = storage.ancestors.data() + std::size_t(step) * K;
+      if (!resample) {
+        for (int k = 0; k < K; ++k) {
+          ancestors[k] = k;
+          storage.carried[std::size_t(k)] = increments[k];
+        }
+        continue;
+      }
+      storage.resampled[std::size_t(step)] = 1;
+      for (int k = 0; k < K; ++k) {
+        const int b = k / math::weight_tile;
+        storage.cumulative[std::size_t(k)] = math::normalised_cumulative(
+            tile_start[b], tile_scale[b], storage.cumulative[std::size_t(k)], weights.total,
+            product);
+      }
+      for (int k = 0; k < K; ++k) {
+        const double position =
+            math::resampling_position(options_.resampling, seed_, data.id, std::uint32_t(step),
+                                      std::uint32_t(k), std::uint32_t(K));
+        ancestors[k] = math::lower_bound_index(storage.cumulative.data(), K, position);
+        storage.carried[std::size_t(k)] = -std::log(double(K));
+      }
+    }
+  }
+
+  /// The reverse sweep of one trial (method.md §10.2) into its accumulator row (math/
+  /// gradient_row.hpp): d(ℓ_b · scale)/dθ, ℓ_b = (1/T) Σ_t c_t.
+  void backward_trial(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
+                      double scale, std::vector<double>& row) const {
+    const math::ModelShape& shape = constants_.shape;
+    const math::ParameterOffsets& offsets = shape.parameters;
+    const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
+    const int steps = batch_.num_steps, R = shape.rank, K = options_.num_particles,
+              N = shape.hidden, D = shape.channels, U = shape.inputs;
+    const bool optimal = shape.optimal;
+    const std::size_t slice = std::size_t(K) * R;
+    const double grad_increment = scale / steps;
+    row.assign(std::size_t(slots.row_size), 0.0);
+    std::vector<Scalar> grad_post(slice, Scalar(0)), grad_pre(slice), grad_next(slice);
+    std::vector<double> grad_carried(std::size_t(K), 0.0), grad_log_weight(static_cast<std::size_t>(K));
+    std::vector<Scalar> grad_z(R), grad_mean(R), residual(R), scaled(R), grad_previous(R),
+        current_sum(static_cast<std::size_t>(N));
+    std::vector<double> step_gain_sum(static_cast<std::size_t>(R));
+    ParticleScratch<Scalar> scratch;
+    scratch.resize(R, lanes_);
+    double unused_log_variance = 0.0;  // Poisson read-outs have no ρ_x
+
+    for (int step = steps - 1; step >= 0; --step) {
+      const int phase_index = math::phase_of(step);
+      const math::PhaseConstants<Scalar>& phase = phases_[phase_index];
+      const std::int32_t* ancestors = storage.ancestors.data() + std::size_t(step) * K;
+      const double* normalised = storage.log_weights.data() + std::size_t(step) * K;
+      const bool resampled = storage.resampled[std::size_t(step)] != 0;
+      // Route the adjoint of the particles after resampling to their ancestors.
+      std::fill(grad_pre.begin(), grad_pre.end(), Scalar(0));
+      for (int k = 0; k < K; ++k)
+        for (int r = 0; r < R; ++r)
+          grad_pre[std::size_t(ancestors[k]) * R + r] += grad_post[std::size_t(k) * R + r];
+      // Adjoint of the log-weights through c_t and, without resampling, the carried weights.
+      double carried_total = 0.0;
+      if (!resampled) {
+        for (int begin = 0; begin < K; begin += math::weight_tile) {
+          double tile = 0.0;
+          for (int k = begin; k < std::min(K, begin + math::weight_tile); ++k)
+            tile += grad_carried[std::size_t(k)];
+          carried_total += tile;
+        }
+      }
+      for (int k = 0; k < K; ++k)
+        grad_log_weight[std::size_t(k)] =
+            math::log_weight_adjoint(normalised[k], grad_increment, resampled,
+                                     grad_carried[std::size_t(k)], carried_total, product);
+      const Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
+      const Scalar* observed = observed_at(data, step);
+      const Scalar* currents = step > 0 ? currents_at(data, step - 1) : nullptr;
+      std::fill(step_gain_sum.begin(), step_gain_sum.end(), 0.0);
+      std::fill(current_sum.begin(), current_sum.end(), Scalar(0));
+      for (int k = 0; k < K; ++k) {
+        const Scalar weight = static_cast<Scalar>(grad_log_weight[std::size_t(k)]);
+        const Scalar* z = particles + std::size_t(k) * R;
+        const Scalar* previous = nullptr;
+        mean_of(data, storage, step, k, scratch, previous);
+        const Scalar* mean = scratch.mean.data();
+        math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
+                               DrawStream::proposal_noise, R, scratch.xi.data());
+        const Scalar* xi = scratch.xi.data();
+        // dz: the later steps' adjoint plus the observation's, split over the lanes.
+        for (int lane = 0; lane < lanes_; ++lane)
+          math::observation_adjoint_partial(model_, observed, z, weight, lane, lanes_,
+                                            scratch.lanes.data() + lane * R);
+        math::butterfly_sum(scratch.lanes.data(), lanes_, R);
+        for (int r = 0; r < R; ++r) grad_z[r] = grad_pre[std::size_t(k) * R + r] + scratch.lanes[r];
+        math::propose_adjoint(optimal, R, phase, z, mean, weight,
+                              math::ProposalRecord<Scalar>{grad_z.data(), residual.data(), scaled.data()},
+                              grad_mean.data());
+        // The slots (named accumulators finished once per call).
+        for (int r = 0; r < R; ++r)
+          for (int s = 0; s <= r; ++s) {
+            row[std::size_t(slots.factor[phase_index] + r * R + s)] += math::factor_adjoint_term(
+                optimal, R, phase, weight, grad_z.data(), xi, residual.data(), scaled.data(), r, s);
+            if (optimal)
+              row[std::size_t(slots.proposal_factor[phase_index] + r * R + s)] +=
+                  math::proposal_factor_adjoint_term(R, phase, weight, grad_z.data(), xi, r, s);
+          }
+        if (optimal) {
+          for (int r = 0; r < R; ++r) {
+            for (int s = 0; s < R; ++s)
+              row[std::size_t(slots.mean_product[phase_index] + r * R + s)] +=
+                  math::mean_product_term(grad_z.data(), mean, r, s);
+            step_gain_sum[std::size_t(r)] += double(grad_z[r]);
+          }
+        }
+        // The read-out's parameters, channel by channel.
+        for (int i = 0; i < D; ++i) {
+          const auto channel = math::channel_adjoint(model_, observed, z, weight, i);
+          math::add_channel_gradient(
+              channel, z, R, row[std::size_t(offsets.readout_bias + i)],
+              offsets.observation_noise >= 0 ? row[std::size_t(offsets.observation_noise + i)]
+                                             : unused_log_variance,
+              row.data() + offsets.readout_weight + i, D);
+        }
+        if (step == 0) {
+          for (int r = 0; r < R; ++r) row[std::size_t(slots.initial_mean + r)] += double(grad_mean[r]);
+          continue;
+        }
+        row[std::size_t(slots.decay)] += math::decay_adjoint_term(R, grad_mean.data(), previous);
+        // The transition's parameters, unit by unit, and dz_{t−1} split over the lanes.
+        for (int i = 0; i < N; ++i) {
+          const auto unit = math::unit_adjoint(model_, previous, currents, grad_mean.data(), i);
+          current_sum[std::size_t(i)] += math::add_unit_gradient(
+              unit, grad_mean.data(), previous, R, row.data() + offsets.n + i, N,
+              row[std::size_t(offsets.h + i)], row.data() + offsets.m + std::int64_t(i) * R);
+        }
+        for (int lane = 0; lane < lanes_; ++lane)
+          math::transition_adjoint_partial(model_, previous, currents, grad_mean.data(), lane,
+                                           lanes_, scratch.lanes.data() + lane * R);
+        math::butterfly_sum(scratch.lanes.data(), lanes_, R);
+        math::transition_adjoint_finish(model_, grad_mean.data(), scratch.lanes.data(),
+                                        grad_previous.data());
+        for (int r = 0; r < R; ++r) grad_next[std::size_t(k) * R + r] = grad_previous[r];
+      }
+      if (optimal) {  // dG += (Σ_k dμ_q)(x_t − b)ᵀ and Σ dμ_q, once per step
+        for (int r = 0; r < R; ++r) {
+          for (int i = 0; i < D; ++i)
+            row[std::size_t(slots.gain[phase_index] + r * D + i)] += math::gain_adjoint_term(
+                step_gain_sum[std::size_t(r)], observed[i], model_.readout_bias[i], product);
+          row[std::size_t(slots.gain_sum[phase_index] + r)] += step_gain_sum[std::size_t(r)];
+        }
+      }
+      if (U > 0 && step > 0) {  // X_t = m z + W_u u_{t−1}: dW_u += (Σ_k dX) u_{t−1}ᵀ
+        const double* input = data.inputs + std::int64_t(step - 1) * U;
+        for (int i = 0; i < N; ++i)
+          for (int j = 0; j < U; ++j)
+            row[std::size_t(offsets.w_u + i * U + j)] +=
+                product(double(current_sum[std::size_t(i)]), input[j]);
+      }
+      std::swap(grad_post, grad_next);
+      grad_carried = grad_log_weight;
+    }
+  }
+
+  /// Sums the rows in trial order and finishes the gradient: the once-per-call adjoints, then
+  /// each trial's adjoint through μ_0's projection (inputs), trials in order.
+  std::vector<double> finish(const std::vector<std::vector<double>>& rows,
+                             const std::vector<TrialData<Scalar>>& data) const {
+    const math::ModelShape& shape = constants_.shape;
+    const math::ParameterOffsets& offsets = shape.parameters;
+    const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
+    std::vector<double> totals(std::size_t(slots.row_size), 0.0);
+    for (const auto& row : rows)
+      for (std::size_t i = 0; i < totals.size(); ++i) totals[i] += row[i];
+    std::vector<double> gradient(std::size_t(offsets.total), 0.0);
+    std::vector<double> scratch(std::size_t(math::constants_scratch_size(shape.rank, shape.channels)));
+    math::finish_gradient(shape, parameters_, constants_.constants.data(), totals.data(),
+                          gradient.data(), scratch.data());
+    if (shape.inputs == 0) return gradient;
+    const int R = shape.rank, U = shape.inputs;
+    std::vector<double> projection(static_cast<std::size_t>(R)), grad_source(static_cast<std::size_t>(R));
+    for (std::size_t trial = 0; trial < rows.size(); ++trial) {
+      math::initial_mean_adjoint(shape, parameters_, constants_.constants.data(),
+                                 data[trial].currents.data(),
+                                 rows[trial].data() + slots.initial_mean, projection.data(),
+                                 grad_source.data());
+      for (int i = 0; i < shape.hidden; ++i)
+        math::add_initial_mean_unit_gradient(
+            shape, parameters_, data[trial].currents.data(), data[trial].inputs,
+            projection.data(), grad_source.data(), i,
+            gradient.data() + offsets.m + std::int64_t(i) * R,
+            gradient.data() + offsets.w_u + std::int64_t(i) * U, product);
+    }
+    return gradient;
+  }
+
+ private:
+  model::HostConstants<Scalar> constants_;
+  math::ParticleModel<Scalar> model_;
+  math::PhaseConstants<Scalar> phases_[2];
+  const double* parameters_;
+  const SequenceBatch& batch_;
+  FilterOptions options_;
+  std::uint64_t seed_;
+  int lanes_;
+};
+
+/// Runs `work(trial, storage)` for every trial on `num_threads` OpenMP threads; each thread
+/// reuses one trial's storage. Exceptions are rethrown after the region, first trial first.
+template <typename Scalar, typename Work>
+void run_parallel(int trials, int num_threads, const Work& work) {
+  std::vector<std::string> errors(static_cast<std::size_t>(trials));
+  std::vector<int> error_kind(std::size_t(trials), 0);
+#pragma omp parallel num_threads(num_threads)
+  {
+    TrialStorage<Scalar> storage;
+#pragma omp for schedule(dynamic, 1)
+    for (int trial = 0; trial < trials; ++trial) {
+      try {  // exceptions may not cross an OpenMP region
+        work(trial, storage);
+      } catch (const NumericalError& error) {
+        errors[std::size_t(trial)] = error.what();
+        error_kind[std::size_t(trial)] = 1;
+      } catch (const std::exception& error) {
+        errors[std::size_t(trial)] = error.what();
+        error_kind[std::size_t(trial)] = 2;
+      }
+    }
+  }
+  for (int trial = 0; trial < trials; ++trial) {
+    if (error_kind[std::size_t(trial)] == 1) throw NumericalError(errors[std::size_t(trial)]);
+    if (error_kind[std::size_t(trial)] == 2) throw Error(errors[std::size_t(trial)]);
+  }
+}
+
+double mean_of(const std::vector<double>& values) {
+  double sum = 0;
+  for (const double value : values) sum += value;
+  return values.empty() ? 0.0 : sum / double(values.size());
+}
+
+}  // namespace
+
+template <typename Scalar>
+FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
+                           const FilterOptions& options, std::uint64_t seed,
+                           const FilterRequest& request, int num_threads) {
+  const Engine<Scalar> engine(model, batch, options, seed);
+  const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
+            K = options.num_particles;
+  FilterResult result;
+  result.elbo_per_trial.assign(std::size_t(trials), 0.0);
+  if (request.filtered_mean) result.filtered_mean.assign(std::size_t(trials) * steps * R, 0.0);
+  if (request.particles) {
+    result.particles.assign(std::size_t(trials) * steps * K * R, 0.0);
+    result.log_weights.assign(std::size_t(trials) * steps * K, 0.0);
+    result.ancestors.assign(std::size_t(trials) * steps * K, 0);
+    result.resampled.assign(std::size_t(trials) * steps, 0);
+  }
+  run_parallel<Scalar>(trials, num_threads, [&](int trial, TrialStorage<Scalar>& storage) {
+    const TrialData<Scalar> data = engine.prepare_trial(trial);
+    engine.forward_trial(trial, data, request.filtered_mean, storage);
+    result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
+    if (request.filtered_mean)
+      std::copy(storage.filtered_mean.begin(), storage.filtered_mean.end(),
+                result.filtered_mean.begin() + std::ptrdiff_t(trial) * steps * R);
+    if (!request.particles) return;
+    const std::size_t cells = std::size_t(steps) * K;
+    std::copy(storage.particles.begin(), storage.particles.end(),
+              result.particles.begin() + std::ptrdiff_t(std::size_t(trial) * cells * R));
+    std::copy(storage.log_weights.begin(), storage.log_weights.end(),
+              result.log_weights.begin() + std::ptrdiff_t(std::size_t(trial) * cells));
+    std::copy(storage.ancestors.begin(), storage.ancestors.end(),
+              result.ancestors.begin() + std::ptrdiff_t(std::size_t(trial) * cells));
+    std::copy(storage.resampled.begin(), storage.resampled.end(),
+              result.resampled.begin() + std::ptrdiff_t(trial) * steps);
+  });
+  result.elbo = mean_of(result.elbo_per_trial);
+  return result;
+}
+
+template <typename Scalar>
+GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
+                                  const FilterOptions& options, std::uint64_t seed,
+                                  int num_threads) {
+  const Engine<Scalar> engine(model, batch, options, seed);
+  const int trials = batch.num_trials, steps = batch.num_steps;
+  GradientResult result;
+  result.elbo_per_trial.assign(std::size_t(trials), 0.0);
+  std::vector<std::vector<double>> rows(static_cast<std::size_t>(trials));
+  std::vector<TrialData<Scalar>> data(static_cast<std::size_t>(trials));
+  run_parallel<Scalar>(trials, num_threads, [&](int trial, TrialStorage<Scalar>& storage) {
+    data[std::size_t(trial)] = engine.prepare_trial(trial);
+    engine.forward_trial(trial, data[std::size_t(trial)], false, storage);
+    result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
+    engine.backward_trial(data[std::size_t(trial)], storage, 1.0 / trials, rows[std::size_t(trial)]);
+  });
+  result.elbo = mean_of(result.elbo_per_trial);
+  result.gradient = engine.finish(rows, data);
+  return result;
+}
+
+template FilterResult filter_trials<float>(const Model&, const SequenceBatch&, const FilterOptions&,
+                                           std::uint64_t, const FilterRequest&, int);
+template FilterResult filter_trials<double>(const Model&, const SequenceBatch&,
+                                            const FilterOptions&, std::uint64_t,
+                                            const FilterRequest&, int);
+template GradientResult gradient_of_trials<float>(const Model&, const SequenceBatch&,
+                                                  const FilterOptions&, std::uint64_t, int);
+template GradientResult gradient_of_trials<double>(const Model&, const SequenceBatch&,
+                                                   const FilterOptions&, std::uint64_t, int);
+
+}  // namespace lrsmc::cpu

@@ -1,0 +1,119 @@
+// Sampling from the generative model on the CPU (method.md §1, §6.1 with a prior start): the
+// shared transition and read-out of include/lrsmc/math/, Philox draws of the generative and
+// observation streams, Poisson counts by inversion or transformed rejection.
+#include <cmath>
+
+#include "cpu/cpu_engine.hpp"
+#include "lrsmc/math/dynamics.hpp"
+#include "lrsmc/math/model_constants.hpp"
+#include "lrsmc/math/observation.hpp"
+#include "lrsmc/math/philox.hpp"
+#include "model/model_constants.hpp"
+
+namespace lrsmc::cpu {
+namespace {
+
+using math::DrawStream;
+
+/// Poisson draw by inversion (λ < 30) or the PTRS transformed rejection of Hörmann (1993),
+/// fed by the Philox stream of (trial, step, channel).
+double poisson_draw(double rate, std::uint64_t seed, std::uint32_t trial, std::uint32_t step,
+                    std::uint32_t channel) {
+  std::uint32_t index = 0;
+  const auto next_uniform = [&]() {
+    return math::uniform(seed, trial, step, channel, DrawStream::observation, index++);
+  };
+  if (rate <= 0) return 0;
+  if (rate < 30) {
+    double probability = std::exp(-rate), cumulative = probability, u = next_uniform();
+    double count = 0;
+    while (u > cumulative && count < 1000) {
+      count += 1;
+      probability *= rate / count;
+      cumulative += probability;
+    }
+    return count;
+  }
+  const double slam = std::sqrt(rate), loglam = std::log(rate);
+  const double b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b,
+               inverse_alpha = 1.1239 + 1.1328 / (b - 3.4), v_r = 0.9277 - 3.6224 / (b - 2);
+  for (int attempt = 0; attempt < 10000; ++attempt) {
+    const double u = next_uniform() - 0.5, v = next_uniform(), us = 0.5 - std::fabs(u);
+    const double k = std::floor((2 * a / us + b) * u + rate + 0.43);
+    if (us >= 0.07 && v <= v_r) return k;
+    if (k < 0 || (us < 0.013 && v > us)) continue;
+    if (std::log(v) + std::log(inverse_alpha) - std::log(a / (us * us) + b) <=
+        -rate + k * loglam - std::lgamma(k + 1))
+      return k;
+  }
+  return std::round(rate);
+}
+
+}  // namespace
+
+template <typename Scalar>
+SampleResult sample_trials(const Model& model, int trials, int steps,
+                           const std::vector<double>& inputs, std::uint64_t seed) {
+  const model::HostConstants<Scalar> constants(model, Proposal::bootstrap);
+  const math::ModelShape& shape = constants.shape;
+  const math::ParticleModel<Scalar> particle_model = constants.particle_model();
+  const int R = shape.rank, D = shape.channels, N = shape.hidden, U = shape.inputs;
+  SampleResult result;
+  result.latents.assign(std::size_t(trials) * steps * R, 0.0);
+  result.rates.assign(std::size_t(trials) * steps * D, 0.0);
+  result.observations.assign(std::size_t(trials) * steps * D, 0.0);
+  std::vector<Scalar> z(static_cast<std::size_t>(R)), mean(static_cast<std::size_t>(R)), lanes(static_cast<std::size_t>(R)),
+      currents(std::size_t(U > 0 ? N : 0)), previous_currents(currents.size());
+  std::vector<double> projection(static_cast<std::size_t>(R));
+  for (int trial = 0; trial < trials; ++trial) {
+    for (int step = 0; step < steps; ++step) {
+      if (U > 0) {
+        previous_currents.swap(currents);
+        const double* input = inputs.data() + (std::size_t(trial) * steps + step) * U;
+        for (int i = 0; i < N; ++i)
+          currents[std::size_t(i)] = math::input_current(shape, constants.working.data(), input, i);
+      }
+      if (step == 0) {
+        math::initial_mean(shape, model.parameters.data(), constants.constants.data(),
+                           U > 0 ? currents.data() : nullptr, mean.data(), projection.data());
+      } else {
+        math::transition_mean(particle_model, z.data(), U > 0 ? previous_currents.data() : nullptr,
+                              1, lanes.data(), mean.data());
+      }
+      const Scalar* factor = constants.phase(math::phase_of(step)).factor;
+      for (int r = 0; r < R; ++r) {
+        Scalar value = mean[std::size_t(r)];
+        for (int s = 0; s <= r; ++s)
+          value += factor[r * R + s] * static_cast<Scalar>(math::standard_normal(
+                                           seed, std::uint32_t(trial), std::uint32_t(step), 0,
+                                           DrawStream::generative, std::uint32_t(s)));
+        z[std::size_t(r)] = value;
+      }
+      const std::size_t row = std::size_t(trial) * steps + step;
+      for (int r = 0; r < R; ++r) result.latents[row * R + r] = static_cast<double>(z[std::size_t(r)]);
+      for (int i = 0; i < D; ++i) {
+        const double rate = static_cast<double>(
+            math::link_response(shape.link, math::readout_value(particle_model, z.data(), i)).rate);
+        result.rates[row * D + i] = rate;
+        if (shape.observation == Observation::gaussian) {
+          const double std_dev = std::exp(0.5 * static_cast<double>(particle_model.log_variance[i]));
+          result.observations[row * D + i] =
+              rate + std_dev * math::standard_normal(seed, std::uint32_t(trial),
+                                                     std::uint32_t(step), std::uint32_t(i),
+                                                     DrawStream::observation, 0);
+        } else {
+          result.observations[row * D + i] = poisson_draw(
+              rate, seed, std::uint32_t(trial), std::uint32_t(step), std::uint32_t(i));
+        }
+      }
+    }
+  }
+  return result;
+}
+
+template SampleResult sample_trials<float>(const Model&, int, int, const std::vector<double>&,
+                                           std::uint64_t);
+template SampleResult sample_trials<double>(const Model&, int, int, const std::vector<double>&,
+                                            std::uint64_t);
+
+}  // namespace lrsmc::cpu

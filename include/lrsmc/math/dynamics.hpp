@@ -1,0 +1,160 @@
+// The low-rank transition of one particle, μ = a z + n φ(m z + c; h) (method.md §1.1), and its
+// adjoint, written once for every engine: the CPU engines (float64 reference, float) and the
+// CUDA kernels. Sums over hidden units and channels are split over `lanes` partial sums
+// (lane l takes units l, l + lanes, …) that are combined in the order of a warp-shuffle
+// butterfly, so that a GPU running a particle on a group of lanes and a CPU running the lanes
+// one after another compute the same bits.
+#pragma once
+
+#include <cstdint>
+
+#include "lrsmc/config.hpp"
+#include "lrsmc/math/common.hpp"
+#include "lrsmc/math/nonlinearity.hpp"
+
+namespace lrsmc::math {
+
+/// What the particle step reads of the model, in the working precision (pointers to plain
+/// arrays, host or device memory as the engine runs). Paper symbols: method.md §1.1, §1.7.
+template <typename Scalar>
+struct ParticleModel {
+  int rank = 0, hidden = 0, channels = 0;
+  Nonlinearity nonlinearity = Nonlinearity::relu;
+  Observation observation = Observation::gaussian;
+  Link link = Link::identity;
+  Scalar decay = 0;                       ///< a
+  const Scalar* m = nullptr;              ///< (hidden, rank)
+  const Scalar* n = nullptr;              ///< (rank, hidden)
+  const Scalar* h = nullptr;              ///< (hidden)
+  const Scalar* readout = nullptr;        ///< B (rank, channels)
+  const Scalar* readout_bias = nullptr;   ///< b (channels)
+  const Scalar* log_variance = nullptr;   ///< ρ_x (channels), Gaussian observations only
+};
+
+/// Threads of the GPU block that runs a trial's particles, and the largest lane group.
+constexpr int particle_block_threads = 256;
+constexpr int max_lanes_per_particle = 32;
+
+/// Lanes that split one particle's sums: the largest power of two up to a warp with
+/// lanes · K ≤ particle_block_threads, so that a few particles (the paper trains with K = 10)
+/// still keep a block's threads busy; 1 from K = 129 on. Every engine uses this split, so the
+/// summation order, and with it every bit of the result, depends on K only.
+LRSMC_HD int lanes_per_particle(int num_particles) {
+  int lanes = 1;
+  while (lanes < max_lanes_per_particle && 2 * lanes * num_particles <= particle_block_threads)
+    lanes *= 2;
+  return lanes;
+}
+
+/// Combines `lanes` partial sums of `width` values each (values[lane · width + j]) into
+/// values[0 … width), in the order of the butterfly `value += shfl_xor(value, offset)` for
+/// offset = lanes/2, …, 1: at each level lane l < offset adds lane l + offset. The kernels run
+/// the butterfly with warp shuffles (every lane ends with lane 0's bits, since each level adds
+/// the same two numbers in either order).
+template <typename Scalar>
+LRSMC_HD void butterfly_sum(Scalar* values, int lanes, int width) {
+  for (int offset = lanes / 2; offset > 0; offset /= 2)
+    for (int lane = 0; lane < offset; ++lane)
+      for (int j = 0; j < width; ++j) values[lane * width + j] += values[(lane + offset) * width + j];
+}
+
+/// X_i = c_i + Σ_r m_ir z_r, the input current of hidden unit i (`currents` may be null).
+template <typename Scalar>
+LRSMC_HD Scalar unit_current(const ParticleModel<Scalar>& model, const Scalar* previous,
+                             const Scalar* currents, int i) {
+  Scalar current = currents ? currents[i] : Scalar(0);
+  for (int r = 0; r < model.rank; ++r) current += model.m[i * model.rank + r] * previous[r];
+  return current;
+}
+
+/// Lane `lane`'s part of Σ_i n_i φ(X_i; h_i) (rank values), over units lane, lane + lanes, …
+template <typename Scalar>
+LRSMC_HD void transition_partial(const ParticleModel<Scalar>& model, const Scalar* previous,
+                                 const Scalar* currents, int lane, int lanes, Scalar* partial) {
+  const int rank = model.rank, hidden = model.hidden;
+  for (int r = 0; r < rank; ++r) partial[r] = Scalar(0);
+  for (int i = lane; i < hidden; i += lanes) {
+    const Scalar rate =
+        unit_value(model.nonlinearity, unit_current(model, previous, currents, i), model.h[i]);
+    for (int r = 0; r < rank; ++r) partial[r] += model.n[r * hidden + i] * rate;
+  }
+}
+
+/// μ = a z + Σ_i n_i φ(X_i; h_i), given the lanes' combined sum.
+template <typename Scalar>
+LRSMC_HD void transition_finish(const ParticleModel<Scalar>& model, const Scalar* previous,
+                                const Scalar* summed, Scalar* mean) {
+  for (int r = 0; r < model.rank; ++r) mean[r] = model.decay * previous[r] + summed[r];
+}
+
+/// The transition mean on one thread: every lane's part, the butterfly, the finish.
+/// `scratch` holds lanes · rank values.
+template <typename Scalar>
+LRSMC_HD void transition_mean(const ParticleModel<Scalar>& model, const Scalar* previous,
+                              const Scalar* currents, int lanes, Scalar* scratch, Scalar* mean) {
+  for (int lane = 0; lane < lanes; ++lane)
+    transition_partial(model, previous, currents, lane, lanes, scratch + lane * model.rank);
+  butterfly_sum(scratch, lanes, model.rank);
+  transition_finish(model, previous, scratch, mean);
+}
+
+/// One hidden unit in the reverse sweep: its rate φ and slopes at the particle's ancestor, and
+/// the adjoints dr_i = Σ_r n_ri dμ_r and dX_i = dr_i ∂φ/∂X.
+template <typename Scalar>
+struct UnitAdjoint {
+  Scalar rate;
+  Scalar bias_slope;    ///< ∂φ/∂h
+  Scalar grad_rate;     ///< dr_i
+  Scalar grad_current;  ///< dX_i
+};
+
+template <typename Scalar>
+LRSMC_HD UnitAdjoint<Scalar> unit_adjoint(const ParticleModel<Scalar>& model,
+                                          const Scalar* previous, const Scalar* currents,
+                                          const Scalar* grad_mean, int i) {
+  const auto response =
+      unit_response(model.nonlinearity, unit_current(model, previous, currents, i), model.h[i]);
+  Scalar grad_rate = 0;
+  for (int r = 0; r < model.rank; ++r) grad_rate += model.n[r * model.hidden + i] * grad_mean[r];
+  return {response.value, response.bias_slope, grad_rate, grad_rate * response.slope};
+}
+
+/// Lane `lane`'s part of Σ_i m_i dX_i, the adjoint of the ancestor through the currents.
+template <typename Scalar>
+LRSMC_HD void transition_adjoint_partial(const ParticleModel<Scalar>& model,
+                                         const Scalar* previous, const Scalar* currents,
+                                         const Scalar* grad_mean, int lane, int lanes,
+                                         Scalar* partial) {
+  const int rank = model.rank;
+  for (int r = 0; r < rank; ++r) partial[r] = Scalar(0);
+  for (int i = lane; i < model.hidden; i += lanes) {
+    const Scalar grad_current =
+        unit_adjoint(model, previous, currents, grad_mean, i).grad_current;
+    if (grad_current == Scalar(0)) continue;
+    for (int r = 0; r < rank; ++r) partial[r] += model.m[i * rank + r] * grad_current;
+  }
+}
+
+/// dz_{t−1} = a dμ + Σ_i m_i dX_i, given the lanes' combined sum.
+template <typename Scalar>
+LRSMC_HD void transition_adjoint_finish(const ParticleModel<Scalar>& model,
+                                        const Scalar* grad_mean, const Scalar* summed,
+                                        Scalar* grad_previous) {
+  for (int r = 0; r < model.rank; ++r) grad_previous[r] = model.decay * grad_mean[r] + summed[r];
+}
+
+/// Adds one particle's terms of unit i to the parameter gradients (float64 accumulators):
+/// dn_ri += dμ_r φ_i, dh_i += dr_i ∂φ/∂h, dm_ir += dX_i z_r (skipped when dX_i = 0), and
+/// returns dX_i for the input weights. `grad_n` is strided by `n_stride`.
+template <typename Scalar>
+LRSMC_HD Scalar add_unit_gradient(const UnitAdjoint<Scalar>& unit, const Scalar* grad_mean,
+                                  const Scalar* previous, int rank, double* grad_n,
+                                  std::int64_t n_stride, double& grad_h, double* grad_m) {
+  for (int r = 0; r < rank; ++r) grad_n[r * n_stride] += double(grad_mean[r] * unit.rate);
+  grad_h += double(unit.grad_rate * unit.bias_slope);
+  if (unit.grad_current == Scalar(0)) return unit.grad_current;
+  for (int r = 0; r < rank; ++r) grad_m[r] += double(unit.grad_current * previous[r]);
+  return unit.grad_current;
+}
+
+}  // namespace lrsmc::math
