@@ -12,37 +12,47 @@ target_include_directories(lrsmc_cuda_emulation PUBLIC
 target_link_libraries(lrsmc_cuda_emulation PUBLIC Threads::Threads
                                            PRIVATE Boost::context $<BUILD_INTERFACE:lrsmc_warnings>)
 
+# The kernels' sources, and the headers of kernels/ they include (the generic launcher in
+# kernels/launcher.hpp launches with <<<...>>> too): rewritten copies, found before the
+# originals when the kernels are compiled.
 file(GLOB _lrsmc_kernel_sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/*.cu)
+file(GLOB _lrsmc_kernel_headers CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/kernels/*.hpp
+                                                  ${CMAKE_CURRENT_SOURCE_DIR}/kernels/*.cuh)
+set(_lrsmc_emulated_dir ${CMAKE_CURRENT_BINARY_DIR}/emulated_kernels)
 set(_lrsmc_emulated_sources)
-foreach(_source IN LISTS _lrsmc_kernel_sources)
-  get_filename_component(_name ${_source} NAME_WE)
-  set(_output ${CMAKE_CURRENT_BINARY_DIR}/emulated_kernels/${_name}.cpp)
+set(_lrsmc_emulated_headers)
+foreach(_source IN LISTS _lrsmc_kernel_sources _lrsmc_kernel_headers)
+  get_filename_component(_name ${_source} NAME)
+  get_filename_component(_extension ${_source} LAST_EXT)
+  if(_extension STREQUAL ".cu")
+    get_filename_component(_stem ${_source} NAME_WE)
+    set(_output ${_lrsmc_emulated_dir}/${_stem}.cpp)
+  else()
+    set(_output ${_lrsmc_emulated_dir}/include/kernels/${_name})
+  endif()
+  get_filename_component(_output_dir ${_output} DIRECTORY)
   add_custom_command(OUTPUT ${_output}
-    COMMAND ${CMAKE_COMMAND} -E make_directory ${CMAKE_CURRENT_BINARY_DIR}/emulated_kernels
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${_output_dir}
     COMMAND Python3::Interpreter ${_lrsmc_emulation_dir}/rewrite_launches.py ${_source} ${_output}
     DEPENDS ${_source} ${_lrsmc_emulation_dir}/rewrite_launches.py
-    COMMENT "Rewriting ${_name}.cu for the CUDA emulation" VERBATIM)
-  list(APPEND _lrsmc_emulated_sources ${_output})
+    COMMENT "Rewriting ${_name} for the CUDA emulation" VERBATIM)
+  if(_extension STREQUAL ".cu")
+    list(APPEND _lrsmc_emulated_sources ${_output})
+  else()
+    list(APPEND _lrsmc_emulated_headers ${_output})
+  endif()
 endforeach()
 
-add_library(lrsmc_kernels STATIC ${_lrsmc_emulated_sources})
+add_library(lrsmc_kernels STATIC ${_lrsmc_emulated_sources} ${_lrsmc_emulated_headers})
+target_include_directories(lrsmc_kernels BEFORE PRIVATE ${_lrsmc_emulated_dir}/include)
 target_include_directories(lrsmc_kernels PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/include
                                                  ${CMAKE_CURRENT_SOURCE_DIR})
-# cuda_runtime.h is what nvcc includes before every .cu file. nvcc contracts a·b + c into one
-# FMA (-fmad=true) except in the fixed-point sweep (-fmad=false, CMakeLists.txt): the same here
-# when the host has FMA, so the tests meet the device's kind of rounding differences.
-target_compile_options(lrsmc_kernels PRIVATE -include cuda_runtime.h -ffp-contract=fast)
-set(_lrsmc_host_fma OFF)
-if(EXISTS /proc/cpuinfo)
-  file(STRINGS /proc/cpuinfo _lrsmc_cpu_flags REGEX "^flags" LIMIT_COUNT 1)
-  if(_lrsmc_cpu_flags MATCHES " fma ")
-    set(_lrsmc_host_fma ON)
-    target_compile_options(lrsmc_kernels PRIVATE -mfma)
-  endif()
-endif()
-message(STATUS "lrsmc: CUDA emulation, FMA contraction in the kernels: ${_lrsmc_host_fma}")
-set_source_files_properties(${CMAKE_CURRENT_BINARY_DIR}/emulated_kernels/fixed_points.cpp
-                            PROPERTIES COMPILE_OPTIONS -ffp-contract=off)
+# cuda_runtime.h is what nvcc includes before every .cu file. The kernels are compiled without
+# FMA contraction, as the CPU engines are (ISO C++ mode): the float engine and the kernels run
+# the same maths in the same order, so they agree bit for bit (tests/cuda_emulation/README.md).
+# nvcc contracts on a GPU; what the kernels rely on not being fused is written with rounded
+# products (__dmul_rn), which tests/cuda_emulation/test_rounding.cpp checks under contraction.
+target_compile_options(lrsmc_kernels PRIVATE -include cuda_runtime.h -ffp-contract=off)
 target_link_libraries(lrsmc_kernels PUBLIC lrsmc_cuda_emulation)
 # nvcc compiles these sources with -Wall -Wextra (CMakeLists.txt): the same here. __shared__
 # variables become function-local statics, whose anonymous-namespace types GCC remarks on.

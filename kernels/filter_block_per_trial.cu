@@ -1,152 +1,135 @@
 // Forward particle filter on the GPU, one thread block per trial (method.md §3; design.md,
-// "GPU work shape", few-particles regime): the time loop runs inside the kernel, particles are
-// strided over the block's threads, and the log-sum-exp, the ESS and the float64 prefix sum of
-// the resampling weights are block-level CUB primitives in a fixed order (deterministic).
-// The per-particle maths are the include/lrsmc/math functions the CPU backend runs.
-#include <cub/block/block_reduce.cuh>
-#include <cub/block/block_scan.cuh>
-
+// "GPU work shape", few-particles regime): the time loop runs inside the kernel. Each step
+// propagates, proposes and weighs every particle on a group of lanes (particle_step.cuh),
+// reduces the weights tile by tile with CUB block primitives, combines the tiles on one thread
+// (math::combine_tiles), normalises and resamples. The arithmetic is the CPU engines' own
+// (include/lrsmc/math/), in the same order; every result is deterministic.
 #include <cmath>
 
 #include "kernels/dispatch.cuh"
-#include "kernels/filter_particle.cuh"
 #include "kernels/launch.hpp"
+#include "kernels/launcher.hpp"
+#include "kernels/particle_step.cuh"
 #include "lrsmc/errors.hpp"
-#include "lrsmc/math/resampling.hpp"
 
 namespace lrsmc::kernels {
 namespace {
 
-constexpr int block_size = 256;
+constexpr int block_size = math::particle_block_threads;
+static_assert(block_size == math::weight_tile, "one block reduces one tile of weights at a time");
 
-using BlockReduce = cub::BlockReduce<double, block_size>;
-using BlockScan = cub::BlockScan<double, block_size>;
-
-struct MaximumOp {
-  __device__ double operator()(double a, double b) const { return a > b ? a : b; }
+/// Step `step`'s slices of a trial's particles, weights and ancestors (store_all keeps every
+/// step; otherwise two particle slices alternate and one weight/ancestor slice is reused).
+struct Slices {
+  float* particles;
+  const float* previous;
+  double* log_weights;
+  std::int32_t* ancestors;
+  const std::int32_t* previous_ancestors;
 };
 
+__device__ Slices slices_of(const FilterLaunch& p, int trial, int step) {
+  const std::size_t K = std::size_t(p.num_particles), R = std::size_t(p.model.shape.rank);
+  const std::size_t particle_slices = p.store_all ? std::size_t(p.steps) : 2;
+  const std::size_t weight_slices = p.store_all ? std::size_t(p.steps) : 1;
+  const std::size_t current = p.store_all ? std::size_t(step) : std::size_t(step % 2);
+  const std::size_t previous =
+      p.store_all ? std::size_t(step > 0 ? step - 1 : 0) : std::size_t((step + 1) % 2);
+  const std::size_t weight_current = p.store_all ? std::size_t(step) : 0;
+  const std::size_t weight_previous = p.store_all && step > 0 ? std::size_t(step - 1) : 0;
+  const std::size_t trial_particles = std::size_t(trial) * particle_slices;
+  const std::size_t trial_weights = std::size_t(trial) * weight_slices;
+  return {p.particles + (trial_particles + current) * K * R,
+          p.particles + (trial_particles + previous) * K * R,
+          p.log_weights + (trial_weights + weight_current) * K,
+          p.ancestors + (trial_weights + weight_current) * K,
+          p.ancestors + (trial_weights + weight_previous) * K};
+}
+
 template <int Rank>
-__global__ void __launch_bounds__(block_size)
-    filter_block_per_trial_kernel(const FilterLaunch p) {
-  extern __shared__ float loadings[];  // m (hidden·rank), n (rank·hidden), h (hidden)
-  __shared__ typename BlockReduce::TempStorage reduce_storage;
-  __shared__ typename BlockScan::TempStorage scan_storage;
-  __shared__ double broadcast[2];
+__global__ void __launch_bounds__(block_size) filter_block_per_trial_kernel(const FilterLaunch p) {
+  extern __shared__ float loadings[];  // m, n, h when they fit (DeviceModel::loadings_in_shared)
+  __shared__ TileStorage storage;
+  __shared__ double broadcast[3];
+  __shared__ int decision[2];
+  __shared__ float gain_term[max_rank];
 
   const int trial = blockIdx.x;
-  const int R = rank_of<Rank>(p), K = p.num_particles;
-  const SharedLoadings shared_loadings = load_loadings(p, loadings);
+  const int K = p.num_particles, R = rank_of<Rank>(p), tiles = math::weight_tiles(K);
+  const math::ParticleModel<float> model = load_model<Rank>(p, loadings);
   const std::uint32_t trial_id = p.trial_ids[trial];
+  const LaneGroup group = lane_group(int(threadIdx.x), p.lanes);
+  const int groups = block_size / p.lanes;
+  const TileArrays arrays = tile_arrays(p, trial);
   double* carried = p.carried + std::size_t(trial) * K;
   double* cumulative = p.cumulative + std::size_t(trial) * K;
   for (int k = threadIdx.x; k < K; k += block_size) carried[k] = -log(double(K));
-  const int particle_slices = p.store_all ? p.steps : 2;
-  const int weight_slices = p.store_all ? p.steps : 1;
-  double log_evidence = 0.0;
+  double log_evidence = 0.0;  // thread 0's
+  const DeviceRoundedProduct product;
   __syncthreads();
 
   for (int step = 0; step < p.steps; ++step) {
-    const int current_slice = p.store_all ? step : step % 2;
-    const int previous_slice = p.store_all ? (step > 0 ? step - 1 : 0) : (step + 1) % 2;
-    float* particles = p.particles + (std::size_t(trial) * particle_slices + current_slice) * K * R;
-    const float* previous =
-        p.particles + (std::size_t(trial) * particle_slices + previous_slice) * K * R;
-    const int weight_slice = p.store_all ? step : 0;
-    const int previous_weight_slice = p.store_all && step > 0 ? step - 1 : 0;
-    double* log_weights = p.log_weights + (std::size_t(trial) * weight_slices + weight_slice) * K;
-    std::int32_t* ancestors = p.ancestors + (std::size_t(trial) * weight_slices + weight_slice) * K;
-    const std::int32_t* previous_ancestors =
-        p.ancestors + (std::size_t(trial) * weight_slices + previous_weight_slice) * K;
-    const std::size_t cell = std::size_t(trial) * p.steps + step;
-
-    // 1. Propagate, propose and weigh every particle of this thread.
-    double thread_maximum = -INFINITY;
-    for (int k = threadIdx.x; k < K; k += block_size) {
-      // The particle that survived resampling into slot k at the previous step.
+    const Slices slices = slices_of(p, trial, step);
+    const std::size_t cell = cell_of(p, trial, step);
+    gain_term_of(p, model, trial, step, gain_term);
+    __syncthreads();
+    // 1. Propagate, propose and weigh: particle k on the lanes of group k mod groups.
+    for (int k = int(threadIdx.x) / p.lanes; k < K; k += groups) {  // uniform within a group
       const float* state =
-          step == 0 ? nullptr : previous + std::size_t(previous_ancestors[k]) * R;
-      float z[max_rank];
+          step == 0 ? nullptr : slices.previous + std::size_t(slices.previous_ancestors[k]) * R;
+      float z[Rank > 0 ? Rank : max_rank];
       const float log_weight =
-          propagate_particle<Rank>(p, shared_loadings, trial, trial_id, step, k, state, z);
-      for (int r = 0; r < R; ++r) particles[std::size_t(k) * R + r] = z[r];
-      const double increment = carried[k] + double(log_weight);
-      log_weights[k] = increment;
-      thread_maximum = fmax(thread_maximum, increment);
+          propagate_particle<Rank>(p, model, gain_term, trial, trial_id, step, k, state, group, z);
+      if (group.lane != 0) continue;
+      for (int r = 0; r < R; ++r) slices.particles[std::size_t(k) * R + r] = z[r];
+      slices.log_weights[k] = carried[k] + double(log_weight);
     }
-
-    // 2. c_t = logsumexp_k(log W̄_{t−1} + log w_t), in float64.
-    const double maximum = BlockReduce(reduce_storage).Reduce(thread_maximum, MaximumOp());
-    if (threadIdx.x == 0) broadcast[0] = maximum;
     __syncthreads();
-    const double block_maximum = broadcast[0];
-    if (!isfinite(block_maximum)) {  // uniform across the block: broadcast from shared memory
-      if (threadIdx.x == 0) {
+    // 2. The tiles' sums, then their combination on thread 0 (math/weights.hpp).
+    for (int tile = 0; tile < tiles; ++tile)
+      tile_sums(p, tile, slices.log_weights, p.filtered_mean ? slices.particles : nullptr,
+                cumulative, arrays, storage, broadcast);
+    if (threadIdx.x == 0) {
+      const math::StepWeights weights = math::combine_tiles(
+          tiles, arrays.maximum, arrays.total, arrays.squares,
+          p.filtered_mean ? arrays.mean : nullptr, R, arrays.scale, arrays.start,
+          p.filtered_mean ? p.filtered_mean + cell * R : nullptr, product);
+      const bool resample = !weights.failed &&
+                            math::should_resample(p.resample_threshold, weights.squares, K);
+      decision[0] = weights.failed ? 1 : 0;
+      decision[1] = resample ? 1 : 0;
+      broadcast[1] = weights.increment;
+      broadcast[2] = weights.total;
+      if (weights.failed) {
         p.failed_step[trial] = step;
-        p.log_evidence[trial] = block_maximum;
+        p.log_evidence[trial] = weights.maximum;
+      } else {
+        log_evidence += weights.increment;
+        if (p.resampled) p.resampled[cell] = resample ? 1 : 0;
       }
-      return;
     }
-    double thread_sum = 0.0;
-    for (int k = threadIdx.x; k < K; k += block_size) thread_sum += exp(log_weights[k] - block_maximum);
-    const double sum = BlockReduce(reduce_storage).Sum(thread_sum);
-    if (threadIdx.x == 0) broadcast[1] = block_maximum + log(sum);
     __syncthreads();
-    const double increment = broadcast[1];
-    log_evidence += increment;
-
-    // 3. Normalised weights, effective sample size, filtered mean.
-    double thread_squares = 0.0;
+    if (decision[0] != 0) return;  // uniform: every log-weight is ±inf or NaN
+    const bool resample = decision[1] != 0;
+    // 3. Normalised log-weights and, when resampling, the normalised cumulative weights.
     for (int k = threadIdx.x; k < K; k += block_size) {
-      log_weights[k] -= increment;
-      thread_squares += exp(2.0 * log_weights[k]);
+      slices.log_weights[k] -= broadcast[1];
+      if (!resample) continue;
+      const int tile = k / math::weight_tile;
+      cumulative[k] = math::normalised_cumulative(arrays.start[tile], arrays.scale[tile],
+                                                  cumulative[k], broadcast[2], product);
     }
-    const double squares = BlockReduce(reduce_storage).Sum(thread_squares);
-    if (threadIdx.x == 0) broadcast[0] = squares;
     __syncthreads();
-    const double effective = 1.0 / broadcast[0];
-    if (p.filtered_mean) {
-      for (int r = 0; r < R; ++r) {
-        double thread_mean = 0.0;
-        for (int k = threadIdx.x; k < K; k += block_size)
-          thread_mean += exp(log_weights[k]) * double(particles[std::size_t(k) * R + r]);
-        const double total = BlockReduce(reduce_storage).Sum(thread_mean);
-        if (threadIdx.x == 0) p.filtered_mean[cell * R + r] = total;
-        __syncthreads();
-      }
-    }
-    const bool resample = p.resample_threshold >= 1.0 ||
-                          (p.resample_threshold > 0.0 && effective < p.resample_threshold * K);
-    if (p.resampled && threadIdx.x == 0) p.resampled[cell] = resample ? 1 : 0;
-
-    // 4. Resample: float64 inclusive prefix sum over tiles of block_size, normalised by its
-    //    last value; positions (U + k)/K; left bisection (method.md §3.5).
-    if (resample) {
-      double running = 0.0;
-      for (int base = 0; base < K; base += block_size) {
-        const int k = base + threadIdx.x;
-        const double weight = k < K ? exp(log_weights[k]) : 0.0;
-        double inclusive = 0.0, tile_total = 0.0;
-        BlockScan(scan_storage).InclusiveSum(weight, inclusive, tile_total);
-        if (k < K) cumulative[k] = running + inclusive;
-        running += tile_total;
-        __syncthreads();
-      }
-      (void)running;
-      const double last = cumulative[K - 1];  // normalise by the last value, as method.md §3.5
-      __syncthreads();
-      for (int k = threadIdx.x; k < K; k += block_size) cumulative[k] /= last;
-      __syncthreads();
-      for (int k = threadIdx.x; k < K; k += block_size) {
+    // 4. Ancestors (method.md §3.5) and the weights carried to the next step.
+    for (int k = threadIdx.x; k < K; k += block_size) {
+      if (resample) {
         const double position = math::resampling_position(
             p.resampling, p.seed, trial_id, std::uint32_t(step), std::uint32_t(k), std::uint32_t(K));
-        ancestors[k] = math::lower_bound_index(cumulative, K, position);
+        slices.ancestors[k] = math::lower_bound_index(cumulative, K, position);
         carried[k] = -log(double(K));
-      }
-    } else {
-      for (int k = threadIdx.x; k < K; k += block_size) {
-        ancestors[k] = k;
-        carried[k] = log_weights[k];
+      } else {
+        slices.ancestors[k] = k;
+        carried[k] = slices.log_weights[k];
       }
     }
     __syncthreads();
@@ -156,48 +139,28 @@ __global__ void __launch_bounds__(block_size)
 
 }  // namespace
 
-std::size_t filter_shared_bytes(int rank, int hidden) {
-  return sizeof(float) * (std::size_t(2) * rank * hidden + hidden);
+std::size_t loadings_shared_bytes(const math::ModelShape& shape, bool in_shared) {
+  return in_shared ? sizeof(float) * std::size_t(math::ParticleConstantsLayout(shape).loadings_size)
+                   : 0;
 }
 
-std::size_t filter_static_shared_bytes() {
-  cudaFuncAttributes attributes{};
+std::size_t filter_block_static_shared_bytes() {
   // CUB's storage does not depend on the rank: any specialisation answers.
-  if (cudaFuncGetAttributes(&attributes, filter_block_per_trial_kernel<0>) != cudaSuccess) return 0;
-  return attributes.sharedSizeBytes;
+  return static_shared_bytes(reinterpret_cast<const void*>(filter_block_per_trial_kernel<0>));
 }
 
 void filter_block_per_trial(const FilterLaunch& launch, cudaStream_t stream) {
-  LRSMC_REQUIRE(launch.rank >= 1 && launch.rank <= max_rank,
-                "cuda backend: rank is out of range; got ", launch.rank, ", expected 1 to ",
-                max_rank);
-  const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  dispatch_rank(launch.rank, [&](auto rank) {
-    constexpr int Rank = decltype(rank)::value;
-    // Opt in to more than 48 KB; per device, so on every launch. The default limit on the
-    // dynamic shared memory is 48 KB minus the static (CUB) storage, so their sum decides.
-    cudaFuncAttributes attributes{};
-    cudaError_t status = cudaFuncGetAttributes(&attributes, filter_block_per_trial_kernel<Rank>);
-    if (status == cudaSuccess && shared + attributes.sharedSizeBytes > 48 * 1024)
-      status = cudaFuncSetAttribute(filter_block_per_trial_kernel<Rank>,
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(shared));
-    if (status != cudaSuccess) {
-      (void)cudaGetLastError();  // or the launch check below would report this failure
-      throw CudaError(detail::concat("filter_block_per_trial: cannot use ", shared,
-                                     " bytes of shared memory (", cudaGetErrorString(status),
-                                     ")"));
-    }
-    filter_block_per_trial_kernel<Rank><<<launch.trials, block_size, shared, stream>>>(launch);
+  LRSMC_REQUIRE(launch.model.shape.rank >= 1 && launch.model.shape.rank <= max_rank,
+                "cuda backend: rank is out of range; got ", launch.model.shape.rank,
+                ", expected 1 to ", max_rank);
+  LaunchShape shape;
+  shape.grid = dim3(unsigned(launch.trials));
+  shape.block = dim3(block_size);
+  shape.shared = loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
+  dispatch_rank(launch.model.shape.rank, [&](auto rank) {
+    launch_kernel("filter_block_per_trial", filter_block_per_trial_kernel<decltype(rank)::value>,
+                  shape, stream, launch);
   });
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess)
-    throw CudaError(detail::concat("filter_block_per_trial: launch failed (",
-                                   cudaGetErrorString(status), ")"));
-#ifdef LRSMC_DEBUG_SYNC
-  const cudaError_t synced = cudaStreamSynchronize(stream);
-  if (synced != cudaSuccess)
-    throw CudaError(detail::concat("filter_block_per_trial: ", cudaGetErrorString(synced)));
-#endif
 }
 
 }  // namespace lrsmc::kernels

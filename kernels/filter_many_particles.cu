@@ -1,55 +1,39 @@
 // Forward particle filter on the GPU with each trial's particles spread over many blocks
-// (method.md §3; design.md, "GPU work shape", many-particles regime): one particle per thread,
-// three kernels per time step, enqueued without host synchronisation so that the host captures
-// the whole time loop in one CUDA graph. The per-particle maths are filter_particle.cuh, shared
-// with the block-per-trial kernel, so both regimes draw and weigh identically.
+// (method.md §3; design.md, "GPU work shape", many-particles regime): one block per tile of
+// math::weight_tile particles, three kernels per time step, enqueued without host
+// synchronisation so that the host captures the whole time loop in one CUDA graph. The
+// particle step and the tile sums are particle_step.cuh's, shared with the block-per-trial
+// kernel, and the tiles are combined by math::combine_tiles as there: both regimes, and the CPU
+// float engine, compute the same bits.
 //
-// Determinism: every reduction and scan is a CUB block primitive over a fixed partition (blocks
-// of many_particle_tile particles, then one block per trial over the blocks' partials), and no
-// atomics decide a result, so a repeated run is bitwise identical. cub::DeviceScan is not used
-// for the cumulative weights: its decoupled look-back may sum a tile's prefix from aggregates or
-// from inclusive prefixes depending on timing, which is not reproducible in floating point.
-#include <cub/block/block_reduce.cuh>
-#include <cub/block/block_scan.cuh>
-
+// Determinism: every reduction is a CUB block primitive over one tile, the tiles are combined
+// in order on one thread, and no atomics decide a result, so a repeated run is bitwise
+// identical.
 #include <cmath>
 
 #include "kernels/dispatch.cuh"
-#include "kernels/filter_particle.cuh"
 #include "kernels/launch.hpp"
+#include "kernels/launcher.hpp"
+#include "kernels/particle_step.cuh"
 #include "lrsmc/errors.hpp"
-#include "lrsmc/math/resampling.hpp"
 
 namespace lrsmc::kernels {
 namespace {
 
-constexpr int tile = many_particle_tile;
-
-using BlockReduce = cub::BlockReduce<double, tile>;
-using BlockScan = cub::BlockScan<double, tile>;
-
-union BlockStorage {
-  typename BlockReduce::TempStorage reduce;
-  typename BlockScan::TempStorage scan;
-};
-
-/// fmax ignores NaN as the CPU backend's std::max(maximum, x) does.
-struct MaximumOp {
-  __device__ double operator()(double a, double b) const { return fmax(a, b); }
-};
+constexpr int tile = math::weight_tile;
 
 /// Where step `step` of `trial` reads and writes (store_all keeps every step; otherwise two
 /// particle slices alternate and one weight/ancestor slice is reused in place).
 struct StepSlices {
-  float* particles;                  // (K, rank) of this step
-  const float* previous;             // (K, rank) of step − 1 (step ≥ 1)
-  double* log_weights;               // (K) of this step
+  float* particles;                    // (K, rank) of this step
+  const float* previous;               // (K, rank) of step − 1 (step ≥ 1)
+  double* log_weights;                 // (K) of this step
   const double* previous_log_weights;  // (K) of step − 1, normalised (step ≥ 1)
-  std::int32_t* previous_ancestors;  // (K) ancestors chosen by step − 1's resampling
+  std::int32_t* previous_ancestors;    // (K) ancestors chosen by step − 1's resampling
 };
 
-__device__ __forceinline__ StepSlices step_slices(const FilterLaunch& p, int trial, int step) {
-  const std::size_t K = std::size_t(p.num_particles), R = std::size_t(p.rank);
+__device__ StepSlices step_slices(const FilterLaunch& p, int trial, int step) {
+  const std::size_t K = std::size_t(p.num_particles), R = std::size_t(p.model.shape.rank);
   const std::size_t particle_slices = p.store_all ? std::size_t(p.steps) : 2;
   const std::size_t weight_slices = p.store_all ? std::size_t(p.steps) : 1;
   const std::size_t current = p.store_all ? std::size_t(step) : std::size_t(step % 2);
@@ -66,189 +50,101 @@ __device__ __forceinline__ StepSlices step_slices(const FilterLaunch& p, int tri
           p.ancestors + (trial_weights + weight_previous) * K};
 }
 
+__device__ __forceinline__ double* cumulative_of(const ManyParticleWorkspace& w, int step) {
+  return step % 2 == 0 ? w.cumulative[0] : w.cumulative[1];
+}
+
 /// Ancestor of slot `particle` chosen by the resampling of `step` (the identity when that step
-/// did not resample): left bisection of the position in the normalised float64 cumulative
-/// weights of the whole trial (method.md §3.5), exactly math::lower_bound_index as on the CPU.
-__device__ __forceinline__ std::int32_t choose_ancestor(const FilterLaunch& p, const ManyParticleWorkspace& w,
+/// did not resample): left bisection of the position in the trial's normalised cumulative
+/// weights (method.md §3.5).
+__device__ std::int32_t choose_ancestor(const FilterLaunch& p, const ManyParticleWorkspace& w,
                                         int trial, std::uint32_t trial_id, int step,
                                         int particle) {
   if (w.resample[trial] == 0) return particle;
   const int K = p.num_particles;
-  const double position =
-      math::resampling_position(p.resampling, p.seed, trial_id, std::uint32_t(step),
-                                std::uint32_t(particle), std::uint32_t(K));
-  return math::lower_bound_index(by_phase(w.cumulative, step % 2) + std::size_t(trial) * K, K, position);
+  const double position = math::resampling_position(
+      p.resampling, p.seed, trial_id, std::uint32_t(step), std::uint32_t(particle), std::uint32_t(K));
+  return math::lower_bound_index(cumulative_of(w, step) + std::size_t(trial) * K, K, position);
 }
 
-/// Grid (B, trials). Step t: ancestors of step t − 1, propagate, propose and weigh; then the
-/// block's partials for the log-sum-exp, the ESS and the filtered mean, and the block-local
-/// inclusive prefix sum of exp(x_k − shift_b) into cumulative[t % 2].
+/// Grid (tiles, trials). Step t: the ancestors of step t − 1 and the carried weights, then
+/// propagate, propose and weigh (a particle on a group of lanes), then the tile's sums.
 template <int Rank>
 __global__ void __launch_bounds__(tile)
     propagate_weigh_kernel(const FilterLaunch p, const ManyParticleWorkspace w, const int step) {
-  extern __shared__ float loadings[];  // m (hidden·rank), n (rank·hidden), h (hidden)
-  __shared__ BlockStorage storage;
-  __shared__ double broadcast;
+  extern __shared__ float loadings[];  // m, n, h when they fit
+  __shared__ TileStorage storage;
+  __shared__ double broadcast[1];
+  __shared__ double carried[tile];
+  __shared__ float gain_term[max_rank];
 
   const int trial = int(blockIdx.y);
   if (p.failed_step[trial] >= 0) return;  // the trial stopped at an earlier step (uniform)
   const int K = p.num_particles, R = rank_of<Rank>(p);
-  const int particle = int(blockIdx.x) * tile + int(threadIdx.x);
-  const bool valid = particle < K;
-  const SharedLoadings shared_loadings = load_loadings(p, loadings);
-  __syncthreads();
+  const int first = int(blockIdx.x) * tile, count = min(tile, K - first);
+  const math::ParticleModel<float> model = load_model<Rank>(p, loadings);
   const std::uint32_t trial_id = p.trial_ids[trial];
   const StepSlices slices = step_slices(p, trial, step);
-
-  double increment = -INFINITY;  // log W̄_{t−1} + log w_t
-  float z[max_rank] = {};
-  if (valid) {
-    double carried = -log(double(K));
-    const float* state = nullptr;
+  // The ancestors of step − 1, particle by thread, and the weights they carry. Without
+  // store_all the weight slice is reused in place: read here, written after the barrier.
+  const int k = first + int(threadIdx.x);
+  if (k < K) {
+    double value = -log(double(K));
     if (step > 0) {
-      const std::int32_t ancestor = choose_ancestor(p, w, trial, trial_id, step - 1, particle);
-      // Without store_all the weight slice is reused in place: read before it is written below.
-      if (w.resample[trial] == 0) carried = slices.previous_log_weights[particle];
-      slices.previous_ancestors[particle] = ancestor;
-      state = slices.previous + std::size_t(ancestor) * R;
+      slices.previous_ancestors[k] = choose_ancestor(p, w, trial, trial_id, step - 1, k);
+      if (w.resample[trial] == 0) value = slices.previous_log_weights[k];
     }
-    const float log_weight =
-        propagate_particle<Rank>(p, shared_loadings, trial, trial_id, step, particle, state, z);
+    carried[threadIdx.x] = value;
+  }
+  gain_term_of(p, model, trial, step, gain_term);
+  __syncthreads();
+  // Particle first + j on the lanes of group j (p.lanes > 1 only when all K fit in one tile).
+  const LaneGroup group = lane_group(int(threadIdx.x), p.lanes);
+  for (int j = int(threadIdx.x) / p.lanes; j < count; j += tile / p.lanes) {
+    const int particle = first + j;
+    const float* state = step == 0 ? nullptr
+                                   : slices.previous +
+                                         std::size_t(slices.previous_ancestors[particle]) * R;
+    float z[Rank > 0 ? Rank : max_rank];
+    const float log_weight = propagate_particle<Rank>(p, model, gain_term, trial, trial_id, step,
+                                                      particle, state, group, z);
+    if (group.lane != 0) continue;
     for (int r = 0; r < R; ++r) slices.particles[std::size_t(particle) * R + r] = z[r];
-    increment = carried + double(log_weight);
-    slices.log_weights[particle] = increment;
+    slices.log_weights[particle] = carried[j] + double(log_weight);
   }
-
-  const double maximum = BlockReduce(storage.reduce).Reduce(increment, MaximumOp());
-  if (threadIdx.x == 0) broadcast = maximum;
   __syncthreads();
-  const double block_maximum = broadcast;
-  // A block whose weights are all zero (−inf) contributes nothing; a non-finite global
-  // maximum stops the trial in combine_kernel.
-  const double shift = isfinite(block_maximum) ? block_maximum : 0.0;
-  const double weight = valid ? exp(increment - shift) : 0.0;
-  double inclusive = 0.0;
-  BlockScan(storage.scan).InclusiveSum(weight, inclusive);
-  const std::size_t block_index = std::size_t(trial) * w.blocks_per_trial + blockIdx.x;
-  const int last_thread = min(K - int(blockIdx.x) * tile, tile) - 1;
-  if (valid) by_phase(w.cumulative, step % 2)[std::size_t(trial) * K + particle] = inclusive;
-  // The block's total is its last particle's inclusive sum, bit for bit (normalise_kernel
-  // relies on it to make the trial's last cumulative weight exactly 1).
-  if (int(threadIdx.x) == last_thread) w.block_total[block_index] = inclusive;
-  __syncthreads();
-  const double squares =
-      BlockReduce(storage.reduce).Sum(valid ? exp(2.0 * (increment - shift)) : 0.0);
-  if (threadIdx.x == 0) {
-    w.block_maximum[block_index] = block_maximum;
-    w.block_squares[block_index] = squares;
-  }
-  if (w.block_mean) {
-    for (int r = 0; r < R; ++r) {
-      __syncthreads();
-      const double total = BlockReduce(storage.reduce).Sum(valid ? weight * double(z[r]) : 0.0);
-      if (threadIdx.x == 0) w.block_mean[block_index * R + r] = total;
-    }
-  }
+  tile_sums(p, int(blockIdx.x), slices.log_weights, p.filtered_mean ? slices.particles : nullptr,
+            cumulative_of(w, step) + std::size_t(trial) * K, tile_arrays(p, trial), storage,
+            broadcast);
 }
 
-/// Grid (trials), one block per trial: combines the B partials of `step` in a fixed order into
-/// c_t (log-evidence increment), the ESS and the resampling decision, the filtered mean, and the
-/// offsets of each block in the trial's cumulative weights (a block scan over the blocks).
-__global__ void __launch_bounds__(tile)
-    combine_kernel(const FilterLaunch p, const ManyParticleWorkspace w, const int step) {
-  __shared__ BlockStorage storage;
-  __shared__ double broadcast[2];
-  __shared__ int resample_broadcast;
-
+/// Grid (trials), one thread each: combines the tiles of `step` in order (math::combine_tiles)
+/// into c_t, the ESS and the resampling decision, the filtered mean and the tiles' offsets.
+__global__ void combine_kernel(const FilterLaunch p, const ManyParticleWorkspace w, const int step) {
   const int trial = int(blockIdx.x);
   if (p.failed_step[trial] >= 0) return;
-  const int B = w.blocks_per_trial, R = p.rank, K = p.num_particles;
-  const std::size_t base = std::size_t(trial) * B;
+  const int K = p.num_particles, R = p.model.shape.rank, tiles = math::weight_tiles(K);
   const std::size_t cell = std::size_t(trial) * p.steps + step;
-
-  double thread_maximum = -INFINITY;
-  for (int b = int(threadIdx.x); b < B; b += tile)
-    thread_maximum = fmax(thread_maximum, w.block_maximum[base + b]);
-  const double maximum = BlockReduce(storage.reduce).Reduce(thread_maximum, MaximumOp());
-  if (threadIdx.x == 0) broadcast[0] = maximum;
-  __syncthreads();
-  const double trial_maximum = broadcast[0];
-  if (!isfinite(trial_maximum)) {  // uniform: every log-weight is ±inf or NaN
-    if (threadIdx.x == 0) {
-      p.failed_step[trial] = step;
-      p.log_evidence[trial] = trial_maximum;
-    }
+  const TileArrays arrays = tile_arrays(p, trial);
+  const math::StepWeights weights = math::combine_tiles(
+      tiles, arrays.maximum, arrays.total, arrays.squares,
+      p.filtered_mean ? arrays.mean : nullptr, R, arrays.scale, arrays.start,
+      p.filtered_mean ? p.filtered_mean + cell * R : nullptr, DeviceRoundedProduct());
+  if (weights.failed) {  // every log-weight is ±inf or NaN
+    p.failed_step[trial] = step;
+    p.log_evidence[trial] = weights.maximum;
     return;
   }
-
-  // c_t = M + log Σ_b exp(m_b − M) Σ_{k ∈ b} exp(x_k − m_b), float64.
-  double thread_sum = 0.0;
-  for (int b = int(threadIdx.x); b < B; b += tile)
-    thread_sum += exp(w.block_maximum[base + b] - trial_maximum) * w.block_total[base + b];
-  const double sum = BlockReduce(storage.reduce).Sum(thread_sum);
-  if (threadIdx.x == 0) broadcast[1] = trial_maximum + log(sum);
-  __syncthreads();
-  const double increment = broadcast[1];
-
-  // Σ_k W_k² for the ESS; each block's scale exp(m_b − c_t) turns its partials into normalised
-  // weights (0 for a block of zero weights, whose partials are 0 too).
-  double thread_squares = 0.0;
-  for (int b = int(threadIdx.x); b < B; b += tile) {
-    const double block_maximum = w.block_maximum[base + b];
-    w.block_scale[base + b] = exp(block_maximum - increment);
-    thread_squares += exp(2.0 * (block_maximum - increment)) * w.block_squares[base + b];
-  }
-  const double squares = BlockReduce(storage.reduce).Sum(thread_squares);
-  if (threadIdx.x == 0) {
-    const double effective = 1.0 / squares;
-    const bool resample = p.resample_threshold >= 1.0 ||
-                          (p.resample_threshold > 0.0 && effective < p.resample_threshold * K);
-    resample_broadcast = resample ? 1 : 0;
-    w.resample[trial] = resample ? 1 : 0;
-    w.increment[trial] = increment;
-    if (p.resampled) p.resampled[cell] = resample ? 1 : 0;
-    p.log_evidence[trial] = step == 0 ? increment : p.log_evidence[trial] + increment;
-  }
-  __syncthreads();
-  const bool resample = resample_broadcast != 0;
-
-  if (w.block_mean) {  // filtered mean Σ_k W_k z_k
-    for (int r = 0; r < R; ++r) {
-      double thread_mean = 0.0;
-      for (int b = int(threadIdx.x); b < B; b += tile)
-        thread_mean += w.block_scale[base + b] * w.block_mean[(base + b) * R + r];
-      const double total = BlockReduce(storage.reduce).Sum(thread_mean);
-      if (threadIdx.x == 0) p.filtered_mean[cell * R + r] = total;
-      __syncthreads();
-    }
-  }
-
-  if (resample) {
-    // Exclusive prefix sum of the blocks' weights (scale_b · total_b) over tiles of blocks,
-    // float64; the trial's total is the last particle's cumulative weight computed exactly
-    // as normalise_kernel computes it (explicit roundings: no fused multiply-add).
-    double running = 0.0;
-    for (int first = 0; first < B; first += tile) {
-      const int b = first + int(threadIdx.x);
-      const double block_weight =
-          b < B ? __dmul_rn(w.block_scale[base + b], w.block_total[base + b]) : 0.0;
-      double exclusive = 0.0, tile_total = 0.0;
-      BlockScan(storage.scan).ExclusiveSum(block_weight, exclusive, tile_total);
-      if (b < B) {
-        const double start = running + exclusive;
-        w.block_start[base + b] = start;
-        if (b == B - 1)
-          w.cumulative_total[trial] =
-              __dadd_rn(start, __dmul_rn(w.block_scale[base + b], w.block_total[base + b]));
-      }
-      running += tile_total;
-      __syncthreads();
-    }
-  }
+  const bool resample = math::should_resample(p.resample_threshold, weights.squares, K);
+  w.resample[trial] = resample ? 1 : 0;
+  w.increment[trial] = weights.increment;
+  w.total[trial] = weights.total;
+  if (p.resampled) p.resampled[cell] = resample ? 1 : 0;
+  p.log_evidence[trial] = step == 0 ? weights.increment : p.log_evidence[trial] + weights.increment;
 }
 
-/// Grid (B, trials): normalised log-weights log W_t = x − c_t in place, and when the step
-/// resamples, the normalised cumulative weights (start_b + scale_b · local_k) / total.
+/// Grid (tiles, trials): normalised log-weights log W_t = x − c_t in place, and when the step
+/// resamples, the normalised cumulative weights (math::normalised_cumulative).
 __global__ void __launch_bounds__(tile)
     normalise_kernel(const FilterLaunch p, const ManyParticleWorkspace w, const int step) {
   const int trial = int(blockIdx.y);
@@ -259,15 +155,15 @@ __global__ void __launch_bounds__(tile)
   const StepSlices slices = step_slices(p, trial, step);
   slices.log_weights[particle] -= w.increment[trial];
   if (w.resample[trial] == 0) return;
-  const std::size_t block_index = std::size_t(trial) * w.blocks_per_trial + blockIdx.x;
-  double* cumulative = by_phase(w.cumulative, step % 2) + std::size_t(trial) * K;
-  cumulative[particle] = __ddiv_rn(
-      __dadd_rn(w.block_start[block_index], __dmul_rn(w.block_scale[block_index], cumulative[particle])),
-      w.cumulative_total[trial]);
+  const TileArrays arrays = tile_arrays(p, trial);
+  double* cumulative = cumulative_of(w, step) + std::size_t(trial) * K;
+  cumulative[particle] = math::normalised_cumulative(
+      arrays.start[blockIdx.x], arrays.scale[blockIdx.x], cumulative[particle], w.total[trial],
+      DeviceRoundedProduct());
 }
 
-/// Grid (B, trials): the last step's ancestors (the earlier ones are chosen by the next step's
-/// propagate_weigh_kernel).
+/// Grid (tiles, trials): the last step's ancestors (the earlier ones are chosen by the next
+/// step's propagate_weigh_kernel).
 __global__ void __launch_bounds__(tile)
     last_ancestors_kernel(const FilterLaunch p, const ManyParticleWorkspace w) {
   const int trial = int(blockIdx.y);
@@ -281,85 +177,57 @@ __global__ void __launch_bounds__(tile)
       choose_ancestor(p, w, trial, p.trial_ids[trial], step, particle);
 }
 
-void check_launch(const char* kernel, cudaStream_t stream) {
-  const cudaError_t status = cudaGetLastError();
-  if (status != cudaSuccess)
-    throw CudaError(detail::concat("filter_many_particles: launch of ", kernel, " failed (",
-                                   cudaGetErrorString(status), ")"));
-#ifdef LRSMC_DEBUG_SYNC
-  // Synchronising is illegal while the stream is being captured into a graph.
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream, &capture) == cudaSuccess &&
-      capture == cudaStreamCaptureStatusNone) {
-    const cudaError_t synced = cudaStreamSynchronize(stream);
-    if (synced != cudaSuccess)
-      throw CudaError(detail::concat("filter_many_particles: ", kernel, ": ",
-                                     cudaGetErrorString(synced)));
-  }
-#else
-  (void)stream;
-#endif
-}
-
-dim3 particle_grid(const FilterLaunch& launch, const ManyParticleWorkspace& workspace) {
-  return dim3(unsigned(workspace.blocks_per_trial), unsigned(launch.trials));
+/// One block per tile and trial. Launched inside a stream capture: prepare_filter_many_particles
+/// opted propagate_weigh_kernel in to its shared memory beforehand.
+LaunchShape particle_shape(const FilterLaunch& launch, std::size_t shared) {
+  LaunchShape shape;
+  shape.grid = dim3(unsigned(math::weight_tiles(launch.num_particles)), unsigned(launch.trials));
+  shape.block = dim3(tile);
+  shape.shared = shared;
+  shape.opted_in = true;
+  return shape;
 }
 
 }  // namespace
 
 std::size_t many_particle_static_shared_bytes() {
-  cudaFuncAttributes attributes{};
   // CUB's storage does not depend on the rank: any specialisation answers.
-  if (cudaFuncGetAttributes(&attributes, propagate_weigh_kernel<0>) != cudaSuccess) return 0;
-  return attributes.sharedSizeBytes;
+  return static_shared_bytes(reinterpret_cast<const void*>(propagate_weigh_kernel<0>));
 }
 
 void prepare_filter_many_particles(const FilterLaunch& launch) {
-  LRSMC_REQUIRE(launch.rank >= 1 && launch.rank <= max_rank,
-                "cuda backend: rank is out of range; got ", launch.rank, ", expected 1 to ",
-                max_rank);
+  LRSMC_REQUIRE(launch.model.shape.rank >= 1 && launch.model.shape.rank <= max_rank,
+                "cuda backend: rank is out of range; got ", launch.model.shape.rank,
+                ", expected 1 to ", max_rank);
   LRSMC_REQUIRE(launch.trials >= 1 && launch.trials <= max_many_particle_trials,
                 "cuda backend: trials per call in the many-particle regime is out of range; got ",
                 launch.trials, ", expected 1 to ", max_many_particle_trials);
-  const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  dispatch_rank(launch.rank, [&](auto rank) {
-    const auto kernel = propagate_weigh_kernel<decltype(rank)::value>;
-    // Without the opt-in, the default limit on the *dynamic* shared memory is 48 KB minus the
-    // kernel's static shared memory (CUB storage), not 48 KB: opt in whenever their sum exceeds
-    // 48 KB, else loadings of just under 48 KB fail to launch.
-    cudaFuncAttributes attributes{};
-    cudaError_t status = cudaFuncGetAttributes(&attributes, kernel);
-    if (status == cudaSuccess && shared + attributes.sharedSizeBytes > 48 * 1024)
-      status = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                    int(shared));  // per device
-    if (status != cudaSuccess) {
-      (void)cudaGetLastError();  // or the next launch check would report this failure
-      throw CudaError(detail::concat("filter_many_particles: cannot use ", shared,
-                                     " bytes of shared memory (", cudaGetErrorString(status),
-                                     ")"));
-    }
+  const std::size_t shared = loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
+  dispatch_rank(launch.model.shape.rank, [&](auto rank) {
+    reserve_shared_memory("propagate_weigh_kernel",
+                          reinterpret_cast<const void*>(propagate_weigh_kernel<decltype(rank)::value>),
+                          shared);
   });
 }
 
 void filter_many_particles_step(const FilterLaunch& launch, const ManyParticleWorkspace& workspace,
                                 int step, cudaStream_t stream) {
-  const dim3 grid = particle_grid(launch, workspace);
-  const std::size_t shared = filter_shared_bytes(launch.rank, launch.hidden);
-  dispatch_rank(launch.rank, [&](auto rank) {
-    propagate_weigh_kernel<decltype(rank)::value><<<grid, tile, shared, stream>>>(launch, workspace,
-                                                                                 step);
+  const std::size_t shared = loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
+  dispatch_rank(launch.model.shape.rank, [&](auto rank) {
+    launch_kernel("propagate_weigh_kernel", propagate_weigh_kernel<decltype(rank)::value>,
+                  particle_shape(launch, shared), stream, launch, workspace, step);
   });
-  check_launch("propagate_weigh_kernel", stream);
-  combine_kernel<<<unsigned(launch.trials), tile, 0, stream>>>(launch, workspace, step);
-  check_launch("combine_kernel", stream);
-  normalise_kernel<<<grid, tile, 0, stream>>>(launch, workspace, step);
-  check_launch("normalise_kernel", stream);
+  LaunchShape combine;
+  combine.grid = dim3(unsigned(launch.trials));
+  launch_kernel("combine_kernel", combine_kernel, combine, stream, launch, workspace, step);
+  launch_kernel("normalise_kernel", normalise_kernel, particle_shape(launch, 0), stream, launch,
+                workspace, step);
 }
 
 void filter_many_particles_finish(const FilterLaunch& launch,
                                   const ManyParticleWorkspace& workspace, cudaStream_t stream) {
-  last_ancestors_kernel<<<particle_grid(launch, workspace), tile, 0, stream>>>(launch, workspace);
-  check_launch("last_ancestors_kernel", stream);
+  launch_kernel("last_ancestors_kernel", last_ancestors_kernel, particle_shape(launch, 0), stream,
+                launch, workspace);
 }
 
 }  // namespace lrsmc::kernels

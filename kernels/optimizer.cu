@@ -1,71 +1,62 @@
 // The optimizer on the GPU (method.md §5.1): the global gradient norm and the NaN guard in one
-// block (fixed-order sum, deterministic), then one Adam / RAdam step over the flat float64
-// parameter vector, element for element the arithmetic of trainer.cpp's optimizer_step; and
-// the gather of a batch's trials or windows from device-resident data.
-#include <cub/block/block_reduce.cuh>
-
+// block, then one Adam / RAdam step over the flat float64 parameter vector — the order of sums
+// and the update of include/lrsmc/math/optimizer.hpp, which the host trainer runs too — and the
+// gather of a batch's trials or windows from device-resident data.
 #include <cmath>
 
-#include "kernels/launch_check.hpp"
+#include "kernels/launcher.hpp"
+#include "kernels/particle_step.cuh"
 #include "kernels/training_launch.hpp"
 #include "lrsmc/errors.hpp"
+#include "lrsmc/math/model_constants.hpp"
+#include "lrsmc/math/optimizer.hpp"
 
 namespace lrsmc::kernels {
 namespace {
 
-constexpr int norm_block_size = 512;
-using NormReduce = cub::BlockReduce<double, norm_block_size>;
-
-struct MaximumOp {
-  __device__ double operator()(double a, double b) const { return a > b ? a : b; }
-};
+constexpr int norm_block_size = math::norm_chunks;
 
 __global__ void __launch_bounds__(norm_block_size)
     gradient_norm_kernel(const double* ascent, std::int64_t count, const double* elbo_values,
-                         const std::int32_t* failed_steps, int failed_count, double* status) {
-  __shared__ typename NormReduce::TempStorage storage;
-  double squares = 0.0;
-  int bad = 0;
-  for (std::int64_t i = threadIdx.x; i < count; i += norm_block_size) {
-    const double value = ascent[i];
-    squares += value * value;
-    if (!isfinite(value)) bad = 1;
+                         const std::int32_t* failed_steps, int failed_count,
+                         const double* constants_status, double* status) {
+  __shared__ double chunk_sums[norm_block_size];
+  __shared__ int bad[norm_block_size];
+  const int thread = int(threadIdx.x);
+  chunk_sums[thread] =
+      math::chunk_sum_of_squares(ascent, count, thread, DeviceRoundedProduct());
+  int flag = 0;
+  for (std::int64_t i = thread; i < count; i += norm_block_size)
+    if (!isfinite(ascent[i])) flag = 1;
+  for (int i = thread; i < failed_count; i += norm_block_size) {
+    if (failed_steps && failed_steps[i] >= 0) flag = 1;
+    if (elbo_values && !isfinite(elbo_values[i])) flag = 1;
   }
-  for (int i = threadIdx.x; i < failed_count; i += norm_block_size) {
-    if (failed_steps && failed_steps[i] >= 0) bad = 1;
-    if (elbo_values && !isfinite(elbo_values[i])) bad = 1;
-  }
-  const double total = NormReduce(storage).Sum(squares);
+  if (thread == 0 && constants_status && *constants_status != 0.0) flag = 1;
+  bad[thread] = flag;
   __syncthreads();
-  const int any_bad = NormReduce(storage).Reduce(double(bad), MaximumOp()) > 0.0 ? 1 : 0;
-  if (threadIdx.x == 0) {
-    status[0] = total;
-    // Only a non-finite entry, ELBO or failed step skips the step. A sum of squares that
-    // overflows to inf from finite entries does not: trainer.cpp's host step applies it (the
-    // clip factor clip / inf is 0), and skipping here would silently drop a step the trainer
-    // counts as applied.
-    status[1] = any_bad ? 1.0 : 0.0;
+  if (thread != 0) return;
+  double total = 0.0;
+  int any_bad = 0;
+  for (int chunk = 0; chunk < norm_block_size; ++chunk) {
+    total += chunk_sums[chunk];
+    any_bad |= bad[chunk];
   }
+  status[0] = total;
+  status[2] = constants_status ? *constants_status : 0.0;
+  // Only a non-finite entry, ELBO or failed step skips the step. A sum of squares that
+  // overflows to inf from finite entries does not: the host trainer applies it (the clip factor
+  // clip / inf is 0), and skipping here would silently drop a step the trainer counts as applied.
+  status[1] = any_bad ? 1.0 : 0.0;
 }
 
 __global__ void optimizer_step_kernel(const OptimizerLaunch p) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.count || p.status[1] != 0.0) return;  // the NaN guard: keep the last good state
-  constexpr double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
-  const double norm = sqrt(p.status[0]);
-  double g = -p.ascent[i];
-  if (p.gradient_clip > 0 && norm > p.gradient_clip) g *= p.gradient_clip / norm;
-  const double first = beta1 * p.first_moment[i] + (1 - beta1) * g;
-  const double second = beta2 * p.second_moment[i] + (1 - beta2) * g * g;
-  p.first_moment[i] = first;
-  p.second_moment[i] = second;
-  const double corrected_mean = first / p.bias1;
-  if (p.rectified) {
-    const double denominator = sqrt(second / p.bias2) + epsilon;
-    p.parameters[i] -= p.learning_rate * p.rectification * corrected_mean / denominator;
-  } else {
-    p.parameters[i] -= p.learning_rate * corrected_mean;
-  }
+  if (p.evaluated) p.evaluated[i] = p.parameters[i];  // where this step's gradient was taken
+  const double clip_scale = math::clip_factor(sqrt(p.status[0]), p.gradient_clip);
+  math::adam_update(p.ascent[i], clip_scale, p.coefficients, p.parameters[i], p.first_moment[i],
+                    p.second_moment[i], DeviceRoundedProduct());
 }
 
 __global__ void gather_batch_kernel(const GatherLaunch p) {
@@ -91,19 +82,21 @@ __global__ void gather_batch_kernel(const GatherLaunch p) {
 }  // namespace
 
 void gradient_norm(const double* ascent, std::int64_t count, const double* elbo_values,
-                   const std::int32_t* failed_steps, int failed_count, double* status,
-                   cudaStream_t stream) {
-  gradient_norm_kernel<<<1, norm_block_size, 0, stream>>>(ascent, count, elbo_values,
-                                                           failed_steps, failed_count, status);
-  check_launch("gradient_norm");
+                   const std::int32_t* failed_steps, int failed_count,
+                   const double* constants_status, double* status, cudaStream_t stream) {
+  LaunchShape shape;
+  shape.block = dim3(norm_block_size);
+  launch_kernel("gradient_norm", gradient_norm_kernel, shape, stream, ascent, count, elbo_values,
+                failed_steps, failed_count, constants_status, status);
 }
 
 void optimizer_step(const OptimizerLaunch& launch, cudaStream_t stream) {
   constexpr int threads = 256;
-  const auto blocks = unsigned((launch.count + threads - 1) / threads);
-  if (blocks == 0) return;
-  optimizer_step_kernel<<<blocks, threads, 0, stream>>>(launch);
-  check_launch("optimizer_step");
+  LaunchShape shape;
+  shape.grid = dim3(unsigned((launch.count + threads - 1) / threads));
+  shape.block = dim3(threads);
+  if (shape.grid.x == 0) return;
+  launch_kernel("optimizer_step", optimizer_step_kernel, shape, stream, launch);
 }
 
 void gather_batch(const GatherLaunch& launch, cudaStream_t stream) {
@@ -111,8 +104,10 @@ void gather_batch(const GatherLaunch& launch, cudaStream_t stream) {
   constexpr int threads = 256;
   const std::int64_t cells = std::int64_t(launch.length) * launch.channels;
   const unsigned columns = unsigned(std::min<std::int64_t>((cells + threads - 1) / threads, 1024));
-  gather_batch_kernel<<<dim3(columns > 0 ? columns : 1, unsigned(launch.batch)), threads, 0, stream>>>(launch);
-  check_launch("gather_batch");
+  LaunchShape shape;
+  shape.grid = dim3(columns > 0 ? columns : 1, unsigned(launch.batch));
+  shape.block = dim3(threads);
+  launch_kernel("gather_batch", gather_batch_kernel, shape, stream, launch);
 }
 
 }  // namespace lrsmc::kernels

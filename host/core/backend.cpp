@@ -8,7 +8,7 @@
 #include "cpu/cpu_backend.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "lrsmc/errors.hpp"
-#include "lrsmc/training_session.hpp"
+#include "core/training_session.hpp"
 
 namespace lrsmc {
 
@@ -151,10 +151,26 @@ SampleResult Backend::sample(const Model& model, int num_trials, int num_steps,
 
 std::unique_ptr<TrainingSession> Backend::start_training(const TrainingSetup&) { return nullptr; }
 
+std::string Backend::cannot_run(const ModelConfig&, const FilterOptions&) const { return {}; }
+
 std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& options) {
   if (kind == BackendKind::cpu || (kind == BackendKind::automatic && !cuda_available()))
     return std::make_unique<cpu::CpuBackend>(options);
   return cuda::make_cuda_backend(options);
+}
+
+std::unique_ptr<Backend> make_backend_for(BackendKind kind, const BackendOptions& options,
+                                          const ModelConfig& config, const FilterOptions& filter,
+                                          std::string* note) {
+  std::unique_ptr<Backend> backend = make_backend(kind, options);
+  const std::string reason = backend->cannot_run(config, filter);
+  if (reason.empty()) return backend;
+  LRSMC_REQUIRE(kind == BackendKind::automatic, backend->name(), ": ", reason,
+                "; use --device cpu (or auto)");
+  if (note != nullptr)
+    *note = detail::concat("device auto: ", backend->name(), " cannot run this model (", reason,
+                           "); running on the CPU");
+  return make_backend(BackendKind::cpu, options);
 }
 
 }  // namespace lrsmc

@@ -12,7 +12,9 @@
 
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
-#include "lrsmc/training_session.hpp"
+#include "core/training_session.hpp"
+#include "lrsmc/math/common.hpp"
+#include "lrsmc/math/optimizer.hpp"
 
 namespace lrsmc {
 
@@ -79,14 +81,14 @@ struct OptimizerState {
 };
 
 /// The step-dependent scalars of step `step` (1-based); shared by the host step below and
-/// device-resident sessions, so both run the same arithmetic.
-OptimizerCoefficients optimizer_coefficients(Optimizer optimizer, double learning_rate,
-                                             std::int64_t step) {
-  constexpr double beta1 = 0.9, beta2 = 0.999;
+/// device-resident sessions, so both run the same arithmetic (math/optimizer.hpp).
+math::AdamCoefficients optimizer_coefficients(Optimizer optimizer, double learning_rate,
+                                              std::int64_t step) {
+  const double beta2 = math::adam_beta2;
   const double t = double(step);
-  OptimizerCoefficients coefficients;
+  math::AdamCoefficients coefficients;
   coefficients.learning_rate = learning_rate;
-  coefficients.bias1 = 1 - std::pow(beta1, t);
+  coefficients.bias1 = 1 - std::pow(math::adam_beta1, t);
   coefficients.bias2 = 1 - std::pow(beta2, t);
   const double rho_infinity = 2 / (1 - beta2) - 1;
   const double rho = rho_infinity - 2 * t * std::pow(beta2, t) / coefficients.bias2;
@@ -100,27 +102,23 @@ OptimizerCoefficients optimizer_coefficients(Optimizer optimizer, double learnin
   return coefficients;
 }
 
-void optimizer_step(Optimizer optimizer, double learning_rate, const std::vector<double>& loss_gradient,
-                    OptimizerState& state, std::vector<double>& parameters) {
-  constexpr double beta1 = 0.9, beta2 = 0.999, epsilon = 1e-8;
+/// One optimizer step on the host for the ascent direction `gradient`, clipped to a global
+/// norm of `clip` (0: off): the norm and the update of math/optimizer.hpp, as on the device.
+void optimizer_step(Optimizer optimizer, double learning_rate, double clip,
+                    const std::vector<double>& gradient, OptimizerState& state,
+                    std::vector<double>& parameters) {
+  constexpr math::HostRoundedProduct product{};
   state.step += 1;
-  const OptimizerCoefficients coefficients =
+  const math::AdamCoefficients coefficients =
       optimizer_coefficients(optimizer, learning_rate, state.step);
-  const double bias1 = coefficients.bias1, bias2 = coefficients.bias2,
-               rectification = coefficients.rectification;
-  const bool rectified = coefficients.rectified;
-  for (std::size_t i = 0; i < parameters.size(); ++i) {
-    const double g = loss_gradient[i];
-    state.first_moment[i] = beta1 * state.first_moment[i] + (1 - beta1) * g;
-    state.second_moment[i] = beta2 * state.second_moment[i] + (1 - beta2) * g * g;
-    const double corrected_mean = state.first_moment[i] / bias1;
-    if (rectified) {
-      const double denominator = std::sqrt(state.second_moment[i] / bias2) + epsilon;
-      parameters[i] -= learning_rate * rectification * corrected_mean / denominator;
-    } else {
-      parameters[i] -= learning_rate * corrected_mean;  // RAdam's un-adapted warm-up steps
-    }
-  }
+  const auto count = std::int64_t(gradient.size());
+  double squares = 0.0;
+  for (int chunk = 0; chunk < math::norm_chunks; ++chunk)
+    squares += math::chunk_sum_of_squares(gradient.data(), count, chunk, product);
+  const double clip_scale = math::clip_factor(std::sqrt(squares), clip);
+  for (std::size_t i = 0; i < parameters.size(); ++i)
+    math::adam_update(gradient[i], clip_scale, coefficients, parameters[i],
+                      state.first_moment[i], state.second_moment[i], product);
 }
 
 bool all_finite(const std::vector<double>& values) {
@@ -383,9 +381,9 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
         if (failure.empty()) {
           state.state.step += 1;
           elbo_sum += outcome.elbo;
-          last_good = session->evaluated_parameters();
           continue;
         }
+        session->read_evaluated(last_good);
       } else {
         const SequenceBatch batch = train.continuous
                                         ? windows_batch(train, batch_starts[index], options_.window)
@@ -403,17 +401,8 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
         if (failure.empty()) {
           elbo_sum += gradient.elbo;
           last_good = state.model.parameters;
-          std::vector<double> loss_gradient(gradient.gradient.size());
-          double norm = 0;
-          for (std::size_t i = 0; i < loss_gradient.size(); ++i) {
-            loss_gradient[i] = -gradient.gradient[i];
-            norm += loss_gradient[i] * loss_gradient[i];
-          }
-          norm = std::sqrt(norm);
-          if (options_.gradient_clip > 0 && norm > options_.gradient_clip)
-            for (auto& value : loss_gradient) value *= options_.gradient_clip / norm;
-          optimizer_step(options_.optimizer, state.learning_rate, loss_gradient, state.state,
-                         state.model.parameters);
+          optimizer_step(options_.optimizer, state.learning_rate, options_.gradient_clip,
+                         gradient.gradient, state.state, state.model.parameters);
           continue;
         }
       }

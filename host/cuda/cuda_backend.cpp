@@ -1,7 +1,7 @@
-// Host side of the CUDA backend: device memory, per-call constants (Kalman quantities, input
-// currents, initial means, computed in float exactly as the CPU float path does), launches and
-// copies. The filter runs on the GPU; gradients arrive with the training kernels (issue 4),
-// and sampling is delegated to the CPU reference (it is sequential and cheap).
+// The CUDA backend (design.md, "Backends share one interface", "GPU work shape"): the forward
+// filter's device memory, one packed upload of a call's parameters and data, the per-call
+// constants built on the device, the launches and the copies back; gradients and training in
+// cuda_training.cpp. Sampling is delegated to the CPU reference (it is sequential and cheap).
 #include <cuda_runtime_api.h>
 
 #include <cmath>
@@ -11,13 +11,16 @@
 #include <utility>
 
 #include "cpu/cpu_backend.hpp"
-#include "cpu/kalman.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_training.hpp"
+#include "cuda/device_model.hpp"
+#include "cuda/device_workspace.hpp"
 #include "cuda/filter_plan.hpp"
 #include "kernels/device_memory.hpp"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
+#include "lrsmc/math/model_constants.hpp"
+#include "model/model_constants.hpp"
 
 namespace lrsmc {
 
@@ -35,231 +38,6 @@ namespace {
 
 using kernels::DeviceBuffer;
 using kernels::download;
-
-/// Device memory CudaBackend keeps between forward-filter calls (issue 3: a cudaMalloc and
-/// cudaFree per buffer per call cost more than the K = 10 filter itself). One allocation,
-/// grow-only: a call whose buffers fit in it allocates nothing; a larger call frees it first,
-/// then allocates its own size (filter_buffer_bytes, checked against the plan beforehand).
-/// Each call carves its buffers from the start, in order, each rounded up to the plan's 512
-/// bytes, so the buffer list of filter_plan.cpp fits exactly; a buffer that would not fit
-/// (the plan and the buffer list disagreeing) gets its own cudaMalloc, freed when the call
-/// ends. Only workspaces up to `kept_bytes` outlive their call: the small calls whose
-/// allocation cost matters stay allocation-free, while a large call's memory goes back to the
-/// device as before (a training session running beside validation filters allocates its own).
-/// Not thread-safe, like the backend.
-class DeviceArena {
- public:
-  static constexpr std::size_t kept_bytes = std::size_t(256) << 20;
-
-  DeviceArena() = default;
-  ~DeviceArena() { release(); }
-  DeviceArena(const DeviceArena&) = delete;
-  DeviceArena& operator=(const DeviceArena&) = delete;
-
-  /// Bytes held between calls (counted as available to the next filter call).
-  [[nodiscard]] std::size_t capacity() const { return capacity_; }
-
-  /// Frees the held memory (errors are only cleared: the memory is gone either way).
-  void release() {
-    spill_.clear();
-    if (base_ && cudaFree(base_) != cudaSuccess) (void)cudaGetLastError();
-    base_ = nullptr;
-    capacity_ = 0;
-    offset_ = 0;
-  }
-
-  /// Starts a call needing `bytes`: grows (free, then allocate) only when it holds less. A
-  /// failed allocation leaves the arena empty and throws OutOfMemory (or CudaError).
-  void begin_call(std::size_t bytes) {
-    spill_.clear();
-    offset_ = 0;
-    if (bytes <= capacity_) return;
-    release();
-    void* data = nullptr;
-    LRSMC_CUDA_CHECK(cudaMalloc(&data, bytes));
-    base_ = static_cast<std::uint8_t*>(data);
-    capacity_ = bytes;
-  }
-
-  /// Ends a call: frees any spilled buffers, and the arena itself when over kept_bytes.
-  void end_call() {
-    spill_.clear();
-    offset_ = 0;
-    if (capacity_ > kept_bytes) release();
-  }
-
-  /// `count` uninitialised elements, or nullptr when count is 0 (the kernels test optional
-  /// buffers against nullptr, as with the former per-call allocations).
-  template <typename T>
-  [[nodiscard]] T* take(std::size_t count) {
-    if (count == 0) return nullptr;
-    const std::size_t bytes = (count * sizeof(T) + granularity - 1) / granularity * granularity;
-    if (bytes <= capacity_ - offset_) {
-      T* data = reinterpret_cast<T*>(base_ + offset_);
-      offset_ += bytes;
-      return data;
-    }
-    spill_.emplace_back(count * sizeof(T));
-    return reinterpret_cast<T*>(spill_.back().get());
-  }
-
-  /// Whether [data, data + bytes) lies in the held allocation (not in a spilled buffer).
-  [[nodiscard]] bool holds(const void* data, std::size_t bytes) const {
-    const auto begin = reinterpret_cast<std::uintptr_t>(base_);
-    const auto address = reinterpret_cast<std::uintptr_t>(data);
-    return base_ && address >= begin && address - begin <= capacity_ &&
-           bytes <= capacity_ - (address - begin);
-  }
-
- private:
-  static constexpr std::size_t granularity = 512;  // as filter_plan.cpp rounds every buffer
-  std::uint8_t* base_ = nullptr;
-  std::size_t capacity_ = 0, offset_ = 0;
-  std::vector<DeviceBuffer<std::uint8_t>> spill_;
-};
-
-/// Pinned host memory the forward filter's per-call uploads are staged in (issue 3: about 20
-/// small synchronous cudaMemcpy calls cost more than the K = 10 filter). Grow-only like the
-/// device workspace and released on the same rule (after a call that needed more than
-/// DeviceArena::kept_bytes), and in the destructor. Every filter call has synchronised with
-/// the device before it returns or throws (do_filter's EndCall), so the copy out of this
-/// buffer is complete whenever the next call writes into it or it is freed. Not thread-safe,
-/// like the backend.
-class PinnedStaging {
- public:
-  PinnedStaging() = default;
-  ~PinnedStaging() { release(); }
-  PinnedStaging(const PinnedStaging&) = delete;
-  PinnedStaging& operator=(const PinnedStaging&) = delete;
-
-  /// At least `bytes` of pinned memory, or nullptr when none can be had (the caller then
-  /// copies from pageable memory, as before).
-  [[nodiscard]] std::uint8_t* reserve(std::size_t bytes) {
-    if (bytes <= capacity_) return data_;
-    release();
-    void* data = nullptr;
-    if (cudaHostAlloc(&data, bytes, cudaHostAllocPortable) != cudaSuccess) {
-      (void)cudaGetLastError();
-      return nullptr;
-    }
-    data_ = static_cast<std::uint8_t*>(data);
-    capacity_ = bytes;
-    return data_;
-  }
-
-  void end_call() {
-    if (capacity_ > DeviceArena::kept_bytes) release();
-  }
-
-  void release() {
-    if (data_ && cudaFreeHost(data_) != cudaSuccess) (void)cudaGetLastError();
-    data_ = nullptr;
-    capacity_ = 0;
-  }
-
- private:
-  std::uint8_t* data_ = nullptr;
-  std::size_t capacity_ = 0;
-};
-
-/// One call's uploads: each add() takes the next device buffer from the arena (in the plan's
-/// order, so the uploads are the workspace's first filter_upload_bytes bytes) and writes its
-/// values into the pinned staging buffer at the same offset, 512-byte rounded like the arena
-/// (so every sub-buffer is at least 256-byte aligned on both sides); flush() then copies each
-/// run of buffers that is contiguous on both sides with one cudaMemcpyAsync — one copy for the
-/// whole region when the arena holds the plan's buffers. A buffer that finds no room in the
-/// staging buffer (no pinned memory, or the plan and the buffer list disagreeing), or whose
-/// device buffer spilled out of the arena, is copied at once with a synchronous cudaMemcpy,
-/// as all were before; so a merged copy only ever writes inside the arena's allocation.
-class UploadBatch {
- public:
-  UploadBatch(DeviceArena& arena, PinnedStaging& staging, std::size_t planned_bytes)
-      : arena_(arena),
-        host_(staging.reserve(planned_bytes)),
-        capacity_(host_ ? planned_bytes : 0) {}
-
-  /// A device buffer of `count` values that `fill(T* values)` writes (nullptr when count is
-  /// 0, as DeviceArena::take).
-  template <typename T, typename Fill>
-  [[nodiscard]] T* add(std::size_t count, const Fill& fill) {
-    if (count == 0) return nullptr;
-    T* const device = arena_.take<T>(count);
-    const std::size_t bytes = count * sizeof(T);
-    const std::size_t slot = (bytes + granularity - 1) / granularity * granularity;
-    if (slot <= capacity_ - offset_ && arena_.holds(device, slot)) {
-      fill(reinterpret_cast<T*>(host_ + offset_));
-      std::memset(host_ + offset_ + bytes, 0, slot - bytes);  // the padding is copied too
-      pieces_.push_back(Piece{reinterpret_cast<std::uintptr_t>(device), offset_, bytes});
-      offset_ += slot;
-    } else {
-      std::vector<T> values(count);
-      fill(values.data());
-      LRSMC_CUDA_CHECK(cudaMemcpy(device, values.data(), bytes, cudaMemcpyHostToDevice));
-    }
-    return device;
-  }
-
-  /// A device copy of `host` (nullptr when empty).
-  template <typename T>
-  [[nodiscard]] T* add(const std::vector<T>& host) {
-    return add<T>(host.size(), [&host](T* values) {
-      std::memcpy(values, host.data(), host.size() * sizeof(T));
-    });
-  }
-
-  /// `count` doubles converted to float32 (static_cast, as to_float).
-  [[nodiscard]] float* add_as_float(const double* values, std::size_t count) {
-    return add<float>(count, [values, count](float* out) {
-      for (std::size_t i = 0; i < count; ++i) out[i] = static_cast<float>(values[i]);
-    });
-  }
-
-  /// Enqueues the staged copies on `stream`; work enqueued after them on the same stream sees
-  /// the values.
-  void flush(cudaStream_t stream) {
-    std::size_t first = 0;
-    while (first < pieces_.size()) {
-      std::size_t last = first;
-      while (last + 1 < pieces_.size() &&
-             pieces_[last + 1].device - pieces_[first].device ==
-                 pieces_[last + 1].offset - pieces_[first].offset)
-        ++last;
-      const std::size_t bytes = pieces_[last].offset + pieces_[last].bytes - pieces_[first].offset;
-      LRSMC_CUDA_CHECK(cudaMemcpyAsync(reinterpret_cast<void*>(pieces_[first].device),
-                                       host_ + pieces_[first].offset, bytes,
-                                       cudaMemcpyHostToDevice, stream));
-      first = last + 1;
-    }
-    pieces_.clear();
-  }
-
- private:
-  static constexpr std::size_t granularity = 512;  // as DeviceArena and filter_plan.cpp
-  struct Piece {
-    std::uintptr_t device;
-    std::size_t offset, bytes;
-  };
-  DeviceArena& arena_;
-  std::uint8_t* const host_;
-  const std::size_t capacity_;
-  std::size_t offset_ = 0;
-  std::vector<Piece> pieces_;
-};
-
-/// A non-blocking CUDA stream (capturable into a graph), destroyed with its owner.
-class Stream {
- public:
-  Stream() { LRSMC_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
-  ~Stream() {
-    if (stream_ && cudaStreamDestroy(stream_) != cudaSuccess) (void)cudaGetLastError();
-  }
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  [[nodiscard]] cudaStream_t get() const { return stream_; }
-
- private:
-  cudaStream_t stream_ = nullptr;
-};
 
 /// Captures what `enqueue` puts on `stream` into one CUDA graph, runs it and waits for it
 /// (design.md, "many particles": the time loop is one graph launch with no host
@@ -298,41 +76,27 @@ void run_as_graph(cudaStream_t stream, const Enqueue& enqueue) {
 /// The many-particle regime (kernels/filter_many_particles.cu): takes its workspace from the
 /// arena, then captures the T steps (three kernels each) and the last ancestor search into one
 /// graph.
-void run_many_particles(kernels::FilterLaunch& launch, bool filtered_mean, DeviceArena& arena) {
-  static_assert(kernels::many_particle_tile == many_particle_tile,
-                "filter_plan.hpp and kernels/launch.hpp disagree on the tile size");
-  const std::size_t trials = std::size_t(launch.trials), K = std::size_t(launch.num_particles),
-                    rank = std::size_t(launch.rank);
+void run_many_particles(kernels::FilterLaunch& launch, DeviceArena& arena) {
+  const std::size_t trials = std::size_t(launch.trials), K = std::size_t(launch.num_particles);
   kernels::ManyParticleWorkspace workspace;
-  workspace.blocks_per_trial = kernels::many_particle_blocks(launch.num_particles);
-  const std::size_t blocks = std::size_t(workspace.blocks_per_trial) * trials;
   // In filter_plan.cpp's order.
   workspace.cumulative[0] = arena.take<double>(trials * K);
   workspace.cumulative[1] = arena.take<double>(trials * K);
-  workspace.block_maximum = arena.take<double>(blocks);
-  workspace.block_total = arena.take<double>(blocks);
-  workspace.block_squares = arena.take<double>(blocks);
-  workspace.block_start = arena.take<double>(blocks);
-  workspace.block_scale = arena.take<double>(blocks);
-  workspace.block_mean = arena.take<double>(filtered_mean ? blocks * rank : 0);
   workspace.increment = arena.take<double>(trials);
-  workspace.cumulative_total = arena.take<double>(trials);
+  workspace.total = arena.take<double>(trials);
   workspace.resample = arena.take<std::int32_t>(trials);
   kernels::prepare_filter_many_particles(launch);
   const Stream stream;
+  // The uploads and the constants ran on the legacy default stream, which a non-blocking
+  // stream does not wait for.
+  LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
   LRSMC_CUDA_CHECK(cudaMemsetAsync(launch.failed_step, 0xFF, trials * sizeof(std::int32_t),
                                    stream.get()));
-  // The uploads ran on the legacy default stream, which a non-blocking stream does not wait for.
-  LRSMC_CUDA_CHECK(cudaDeviceSynchronize());
   run_as_graph(stream.get(), [&](cudaStream_t captured) {
     for (int step = 0; step < launch.steps; ++step)
       kernels::filter_many_particles_step(launch, workspace, step, captured);
     kernels::filter_many_particles_finish(launch, workspace, captured);
   });
-}
-
-std::vector<float> flatten(const cpu::Matrix<float>& matrix) {
-  return std::vector<float>(matrix.data(), matrix.data() + matrix.size());
 }
 
 class CudaBackend final : public Backend {
@@ -376,6 +140,14 @@ class CudaBackend final : public Backend {
     std::size_t free_bytes = 0, total_bytes = 0;
     LRSMC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
     return static_cast<std::int64_t>(free_bytes) + static_cast<std::int64_t>(arena_.capacity());
+  }
+
+  [[nodiscard]] std::string cannot_run(const ModelConfig& config,
+                                       const FilterOptions&) const override {
+    if (config.rank > kernels::max_rank)
+      return detail::concat("the CUDA kernels run ranks up to ", kernels::max_rank, "; got rank ",
+                            config.rank);
+    return {};
   }
 
   /// Training with data, parameters and optimizer state on the device (host/cuda/cuda_training).
@@ -447,76 +219,20 @@ class CudaBackend final : public Backend {
                                 const FilterOptions& options, std::uint64_t seed,
                                 const FilterRequest& request, FilterRegime regime,
                                 UploadBatch& uploads) {
-    const bool many = regime == FilterRegime::many_particles;
     const ModelConfig& config = model.config;
-    const ParameterLayout layout(config);
-    const int rank = config.rank, hidden = config.num_hidden, channels = config.num_channels,
-              inputs = config.num_inputs, trials = batch.num_trials, steps = batch.num_steps,
-              K = options.num_particles;
+    const math::ModelShape shape = model::model_shape(config, options.proposal);
+    const int rank = config.rank, hidden = config.num_hidden, trials = batch.num_trials,
+              steps = batch.num_steps, K = options.num_particles;
     LRSMC_REQUIRE(rank <= kernels::max_rank, "cuda backend: rank is out of range; got ", rank,
                   ", expected at most ", kernels::max_rank);
     LRSMC_CUDA_CHECK(cudaSetDevice(options_.device_index));
-    int shared_limit = 0;
-    LRSMC_CUDA_CHECK(cudaDeviceGetAttribute(&shared_limit, cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                            options_.device_index));
-    const std::size_t shared_needed =
-        kernels::filter_shared_bytes(rank, hidden) +
-        (many ? kernels::many_particle_static_shared_bytes() : kernels::filter_static_shared_bytes());
-    LRSMC_REQUIRE(shared_needed <= std::size_t(shared_limit),
-                  "cuda backend: the model's loadings do not fit in shared memory; got hidden ",
-                  hidden, " × rank ", rank, " (", shared_needed, " bytes), expected at most ",
-                  shared_limit, " bytes on this device");
+    const std::size_t cells = std::size_t(trials) * steps;
     // Every device buffer comes from the workspace (arena_), in filter_plan.cpp's order; the
     // uploaded ones first, staged in pinned memory and copied together (UploadBatch::flush).
-    const double* raw = model.parameters.data();
-    const auto block = [&](std::int64_t offset, std::int64_t count) {
-      return uploads.add_as_float(raw + offset, std::size_t(count));
-    };
-    float* const m = block(layout.m, std::int64_t(hidden) * rank);
-    float* const n = block(layout.n, std::int64_t(hidden) * rank);
-    float* const h = block(layout.h, hidden);
-    float* const readout = block(layout.readout_weight, std::int64_t(rank) * channels);
-    float* const readout_bias = block(layout.readout_bias, channels);
-    float* const log_variance =
-        layout.observation_noise >= 0 ? block(layout.observation_noise, channels) : nullptr;
-
+    const double* parameters = uploads.add(model.parameters);
     kernels::FilterLaunch launch;
-    set_filter_settings(launch, config, options, steps, trials, seed);
-    launch.decay = static_cast<float>(std::exp(-std::exp(raw[layout.decay_logit])));
-    launch.m = m;
-    launch.n = n;
-    launch.h = h;
-    launch.readout = readout;
-    launch.readout_bias = readout_bias;
-    launch.log_variance = log_variance;
-
-    // Noise factors and optimal-proposal constants, in float like the CPU float path.
-    const cpu::Matrix<float> factors[2] = {
-        cpu::noise_factor<float>(raw + layout.initial_noise, config.initial_noise, rank),
-        cpu::noise_factor<float>(raw + layout.transition_noise, config.transition_noise, rank)};
-    cpu::Matrix<float> readout_matrix(rank, channels);
-    for (int r = 0; r < rank; ++r)
-      for (int i = 0; i < channels; ++i)
-        readout_matrix(r, i) = static_cast<float>(raw[layout.readout_weight + r * channels + i]);
-    for (int phase = 0; phase < 2; ++phase) {
-      float log_det = 0.f;
-      for (int r = 0; r < rank; ++r) log_det += std::log(factors[phase](r, r));
-      launch.noise_log_det[phase] = log_det;
-      launch.noise_factor[phase] = uploads.add(flatten(factors[phase]));
-      if (!launch.optimal) continue;
-      const auto kalman = cpu::kalman_quantities<float>(factors[phase], readout_matrix,
-                                                        raw + layout.observation_noise);
-      float proposal_log_det = 0.f;
-      for (int r = 0; r < rank; ++r) proposal_log_det += std::log(kalman.proposal_factor(r, r));
-      launch.proposal_log_det[phase] = proposal_log_det;
-      launch.gain[phase] = uploads.add(flatten(kalman.gain));
-      launch.alpha[phase] = uploads.add(flatten(kalman.alpha));
-      launch.proposal_factor[phase] = uploads.add(flatten(kalman.proposal_factor));
-    }
-
-    // Data, input currents W_u u_t and initial means μ_0 = z_init + P_m W_u u_0.
-    launch.observations =
-        uploads.add_as_float(batch.observations.data(), batch.observations.size());
+    set_filter_settings(launch, options, steps, trials, seed);
+    launch.observations = uploads.add_as_float(batch.observations.data(), batch.observations.size());
     if (config.observation == Observation::poisson) {
       const std::vector<double>& counts = batch.observations;
       launch.log_factorial = uploads.add<float>(counts.size(), [&counts](float* values) {
@@ -524,18 +240,29 @@ class CudaBackend final : public Backend {
           values[i] = static_cast<float>(std::lgamma(counts[i] + 1.0));
       });
     }
-    std::vector<float> currents, initial_mean;
-    input_terms(config, raw, batch.inputs.data(), trials, steps, currents, initial_mean);
-    // Uploaded in the plan's order (currents before the initial means).
-    if (inputs > 0) launch.currents = uploads.add(currents);
-    launch.initial_mean = uploads.add(initial_mean);
+    const double* inputs = config.num_inputs > 0 ? uploads.add(batch.inputs) : nullptr;
     std::vector<std::uint32_t> ids(static_cast<std::size_t>(trials));
     for (int trial = 0; trial < trials; ++trial)
-      ids[std::size_t(trial)] = batch.trial_ids.empty() ? std::uint32_t(trial) : batch.trial_ids[std::size_t(trial)];
+      ids[std::size_t(trial)] =
+          batch.trial_ids.empty() ? std::uint32_t(trial) : batch.trial_ids[std::size_t(trial)];
     launch.trial_ids = uploads.add(ids);
-    // One copy on the legacy default stream: the block-per-trial launch below is on it too
-    // (stream nullptr), and the many-particle regime waits for the device before its graph.
+    // One copy on the legacy default stream: the constants and the block-per-trial launch
+    // below are on it too (stream nullptr), and the many-particle regime waits for the device
+    // before its graph.
     uploads.flush(nullptr);
+
+    // The per-call constants, input currents and initial means, built on the device.
+    double* constants = arena_.take<double>(std::size_t(math::ConstantsLayout(shape).size));
+    float* working = arena_.take<float>(std::size_t(math::ParticleConstantsLayout(shape).size));
+    double* scratch =
+        arena_.take<double>(std::size_t(math::constants_scratch_size(shape.rank, shape.channels)));
+    float* currents = arena_.take<float>(config.num_inputs > 0 ? cells * hidden : 0);
+    float* initial_mean = arena_.take<float>(std::size_t(trials) * rank);
+    launch.model = device_model(shape, parameters, constants, working, options_.device_index);
+    kernels::build_constants(launch.model, scratch, nullptr);
+    kernels::input_terms(launch.model, inputs, trials, steps, currents, initial_mean, nullptr);
+    launch.currents = currents;
+    launch.initial_mean = initial_mean;
 
     // Workspace and outputs.
     launch.store_all = request.particles;
@@ -543,8 +270,8 @@ class CudaBackend final : public Backend {
     const std::size_t weight_slices = request.particles ? std::size_t(steps) : 1;
     const std::size_t particle_count = std::size_t(trials) * slices * K * rank;
     const std::size_t weight_count = std::size_t(trials) * weight_slices * K;
-    const std::size_t cell_count = request.particles ? std::size_t(trials) * steps : 0;
-    const std::size_t mean_count = request.filtered_mean ? std::size_t(trials) * steps * rank : 0;
+    const std::size_t cell_count = request.particles ? cells : 0;
+    const std::size_t mean_count = request.filtered_mean ? cells * rank : 0;
     launch.particles = arena_.take<float>(particle_count);
     launch.log_weights = arena_.take<double>(weight_count);
     launch.ancestors = arena_.take<std::int32_t>(weight_count);
@@ -552,8 +279,9 @@ class CudaBackend final : public Backend {
     launch.log_evidence = arena_.take<double>(std::size_t(trials));
     launch.failed_step = arena_.take<std::int32_t>(std::size_t(trials));
     launch.filtered_mean = arena_.take<double>(mean_count);
-    if (many) {
-      run_many_particles(launch, request.filtered_mean, arena_);
+    launch.tiles = arena_.take<double>(std::size_t(trials) * kernels::filter_tile_values(K, rank));
+    if (regime == FilterRegime::many_particles) {
+      run_many_particles(launch, arena_);
     } else {
       launch.carried = arena_.take<double>(std::size_t(trials) * K);
       launch.cumulative = arena_.take<double>(std::size_t(trials) * K);
@@ -583,7 +311,10 @@ class CudaBackend final : public Backend {
       evidence = download(launch.log_evidence, std::size_t(trials));
       failures = download(launch.failed_step, std::size_t(trials));
     }
-    throw_if_failed(failures, evidence);  // the CPU backend's message, first trial first
+    const double constants_status =
+        download(constants + math::ConstantsLayout(shape).status, 1).front();
+    const std::string failure = failure_of(constants_status, failures, evidence);
+    if (!failure.empty()) throw NumericalError(failure);  // the CPU backend's message
     result.elbo = elbo_per_trial(evidence, steps, result.elbo_per_trial);
     if (request.filtered_mean) result.filtered_mean = download(launch.filtered_mean, mean_count);
     if (request.particles) {

@@ -5,6 +5,8 @@
 #include <algorithm>
 
 #include "lrsmc/errors.hpp"
+#include "lrsmc/math/model_constants.hpp"
+#include "model/model_constants.hpp"
 
 namespace lrsmc::cuda {
 namespace {
@@ -55,45 +57,34 @@ FilterRegime choose_filter_regime(int num_particles, CudaFilterRegime requested)
 
 std::int64_t filter_upload_bytes(const FilterShape& shape) {
   const ModelConfig& config = shape.config;
-  const std::int64_t R = config.rank, N = config.num_hidden, D = config.num_channels;
-  const std::int64_t trials = shape.trials, steps = shape.steps;
-  const std::int64_t cells = trials * steps;
+  const std::int64_t D = config.num_channels, U = config.num_inputs;
+  const std::int64_t trials = shape.trials, cells = trials * shape.steps;
   std::int64_t total = 0;
   const auto add = [&total](std::int64_t bytes) { total += rounded(bytes); };
-  // Model (float32): m, n, h, read-out weight and bias, observation log-variances.
-  add(N * R * 4);
-  add(N * R * 4);
-  add(N * 4);
-  add(R * D * 4);
-  add(D * 4);
-  if (config.observation == Observation::gaussian) add(D * 4);
-  // Per-call constants, two phases: noise factor; with the optimal proposal gain, α, L_q.
-  for (int phase = 0; phase < 2; ++phase) {
-    add(R * R * 4);
-    if (shape.optimal) {
-      add(R * D * 4);
-      add(R * R * 4);
-      add(R * R * 4);
-    }
-  }
-  // Data: observations, ln Γ(x + 1) (Poisson), input currents, initial means, trial ids.
-  add(cells * D * 4);
-  if (config.observation == Observation::poisson) add(cells * D * 4);
-  if (config.num_inputs > 0) add(cells * N * 4);
-  add(trials * R * 4);
-  add(trials * 4);
+  add(ParameterLayout(config).total_size() * 8);  // the flat float64 parameters
+  add(cells * D * 4);                              // observations
+  if (config.observation == Observation::poisson) add(cells * D * 4);  // ln Γ(x + 1)
+  if (U > 0) add(cells * U * 8);                   // inputs
+  add(trials * 4);                                 // trial ids
   return total;
 }
 
 std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) {
   const ModelConfig& config = shape.config;
-  const std::int64_t R = config.rank;
+  const std::int64_t R = config.rank, N = config.num_hidden;
   const std::int64_t trials = shape.trials, steps = shape.steps, K = shape.particles;
   const std::int64_t cells = trials * steps;
-  // The uploaded buffers come first (one contiguous region, filled by one copy), then the
-  // filter's own buffers.
+  const math::ModelShape model =
+      model::model_shape(config, shape.optimal ? Proposal::optimal : Proposal::bootstrap);
+  // The uploaded buffers come first (one contiguous region, filled by one copy), then what the
+  // device computes from them, then the filter's own buffers.
   std::int64_t total = margin + filter_upload_bytes(shape);
   const auto add = [&total](std::int64_t bytes) { total += rounded(bytes); };
+  add(math::ConstantsLayout(model).size * 8);              // float64 constants
+  add(math::ParticleConstantsLayout(model).size * 4);      // their float copy
+  add(math::constants_scratch_size(model.rank, model.channels) * 8);
+  if (config.num_inputs > 0) add(cells * N * 4);           // input currents
+  add(trials * R * 4);                                     // initial means
   // Particles (float32), normalised log-weights (float64), ancestors (int32): every step when
   // stored, else two particle slices and one weight/ancestor slice reused in place.
   const std::int64_t particle_slices = shape.store_all ? steps : 2;
@@ -105,15 +96,13 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
   add(trials * 8);                  // log-evidence
   add(trials * 4);                  // failed step
   if (shape.filtered_mean) add(cells * R * 8);
+  add(trials * std::int64_t((K + many_particle_tile - 1) / many_particle_tile) * (5 + R) * 8);  // tiles
   if (regime == FilterRegime::block_per_trial) {
     add(trials * K * 8);  // carried log-weights
     add(trials * K * 8);  // cumulative weights
   } else {
-    const std::int64_t blocks = trials * ((K + many_particle_tile - 1) / many_particle_tile);
     add(trials * K * 8);  // cumulative weights, two step parities
     add(trials * K * 8);
-    for (int partial = 0; partial < 5; ++partial) add(blocks * 8);  // max, total, squares, start, scale
-    if (shape.filtered_mean) add(blocks * R * 8);
     add(trials * 8);  // c_t
     add(trials * 8);  // cumulative total
     add(trials * 4);  // resampling decision

@@ -8,6 +8,7 @@
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/config.hpp"
+#include "lrsmc/math/weights.hpp"
 
 namespace lrsmc::cuda {
 
@@ -19,9 +20,8 @@ namespace lrsmc::cuda {
 /// regime cost less than that serial work. A starting value to be tuned on the device with
 /// bench/bench_cuda_filter (both regimes are timed at every K there).
 constexpr int many_particle_threshold = 2048;
-/// Particles per block of the many-particle kernels (kernels::many_particle_tile; checked by a
-/// static_assert where both are visible).
-constexpr int many_particle_tile = 256;
+/// Particles per block of the many-particle kernels: one tile of the weight sums.
+constexpr int many_particle_tile = math::weight_tile;
 
 enum class FilterRegime { block_per_trial, many_particles };
 [[nodiscard]] std::string to_string(FilterRegime regime);
@@ -48,10 +48,10 @@ struct FilterShape {
 [[nodiscard]] std::int64_t filter_buffer_bytes(const FilterShape& shape, FilterRegime regime);
 
 /// The leading part of filter_buffer_bytes that CudaBackend::do_filter uploads each call (the
-/// model blocks, per-call constants, observations, ln Γ(x + 1), input currents, initial means
-/// and trial ids, each rounded as in the buffer list): the workspace's first bytes, which one
-/// host-to-device copy from a pinned staging buffer of this size fills. Independent of the
-/// particle count, the regime and what is stored.
+/// flat float64 parameters, observations, ln Γ(x + 1), inputs and trial ids, each rounded as in
+/// the buffer list): the workspace's first bytes, which one host-to-device copy from a pinned
+/// staging buffer of this size fills. Independent of the particle count, the regime and what
+/// is stored.
 [[nodiscard]] std::int64_t filter_upload_bytes(const FilterShape& shape);
 
 /// The largest particle count per trial (at shape.trials trials) and the largest trial count

@@ -12,7 +12,7 @@
 
 namespace lrsmc {
 
-class TrainingSession;  // lrsmc/training_session.hpp
+class TrainingSession;  // internal: device-resident training (not installed)
 struct TrainingSetup;
 
 /// A batch of equally long sequences, time-major within a trial.
@@ -108,9 +108,14 @@ class Backend {
                                                      bool with_gradient) const = 0;
   /// Bytes this backend may use (free device memory, or available host memory).
   [[nodiscard]] virtual std::int64_t memory_available() const = 0;
-  /// Device-resident training (lrsmc/training_session.hpp): data, parameters and optimizer
-  /// state stay on the device and Trainer only draws batches, launches, logs and checkpoints.
-  /// The default (CPU) returns null, and Trainer runs its host loop on elbo_gradient.
+  /// Why this backend cannot run a model of this configuration with these options (for
+  /// example a rank above the CUDA kernels' limit), or "" when it can. make_backend_for falls
+  /// back to the CPU when an automatic choice cannot run the model.
+  [[nodiscard]] virtual std::string cannot_run(const ModelConfig& config,
+                                               const FilterOptions& options) const;
+  /// Internal hook of Trainer: device-resident training, where data, parameters and optimizer
+  /// state stay on the device and Trainer only draws batches, logs and checkpoints. The
+  /// default (CPU) returns null, and Trainer runs its host loop on elbo_gradient.
   [[nodiscard]] virtual std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup);
 
  private:
@@ -131,6 +136,14 @@ class Backend {
 /// for but lrsmc was built without it or no device answers.
 [[nodiscard]] std::unique_ptr<Backend> make_backend(BackendKind kind,
                                                     const BackendOptions& options = {});
+/// make_backend for a model: `automatic` falls back to the CPU when the GPU cannot run this
+/// configuration (Backend::cannot_run), and `note` (when given) receives one line saying why;
+/// an explicit `cuda` that cannot run it throws InvalidInput with that reason.
+[[nodiscard]] std::unique_ptr<Backend> make_backend_for(BackendKind kind,
+                                                        const BackendOptions& options,
+                                                        const ModelConfig& config,
+                                                        const FilterOptions& filter,
+                                                        std::string* note = nullptr);
 
 /// Throws InvalidInput when the batch does not match the model (shapes, finiteness, counts).
 void validate_batch(const ModelConfig& config, const SequenceBatch& batch,

@@ -6,7 +6,9 @@ Two rewrites, everything else left as written:
       -> ::lrsmc_emu::launch(::lrsmc_emu::LaunchConfig(grid, block, ...), "kernel", kernel, args)
   extern __shared__ T name[];
       -> T* const name = ::lrsmc_emu::dynamic_shared<T>();
-A #line directive keeps compiler messages pointing at the original file and line.
+A #line directive keeps compiler messages pointing at the original file and line. In the one
+generic launcher (kernels/launcher.hpp: `kernel<<<...>>>` inside launch_kernel(name, kernel, ...)),
+the kernel's name is the launcher's `name` argument instead of the literal "kernel".
 
 Usage: rewrite_launches.py SOURCE.cu OUTPUT.cpp
 """
@@ -24,8 +26,9 @@ DYNAMIC_SHARED = re.compile(
 def rewrite(text):
     def launch(match):
         kernel = match.group("kernel")
+        name = "name" if kernel == "kernel" else f'"{kernel}"'
         head = (f'::lrsmc_emu::launch(::lrsmc_emu::LaunchConfig({match.group("config")}), '
-                f'"{kernel}", {kernel}')
+                f'{name}, {kernel}')
         return head + ")" if match.group("close") else head + ", "
 
     def shared(match):

@@ -24,7 +24,7 @@ namespace lrsmc::math {
 /// Particles per tile (the threads of one GPU block in the weight reductions).
 constexpr int weight_tile = 256;
 
-LRSMC_HD int weight_tiles(int num_particles) {
+LRSMC_HD constexpr int weight_tiles(int num_particles) {
   return (num_particles + weight_tile - 1) / weight_tile;
 }
 

@@ -145,8 +145,30 @@ T atomicAdd(T* address, T value) {
   return old;
 }
 
-// Correctly rounded double arithmetic without contraction: the host's ordinary operations,
-// as the emulation build compiles without FMA contraction (-ffp-contract=off).
-inline double __dadd_rn(double a, double b) { return a + b; }
-inline double __dmul_rn(double a, double b) { return a * b; }
-inline double __ddiv_rn(double a, double b) { return a / b; }
+// Correctly rounded double arithmetic that is never fused with its neighbours, as the device's
+// intrinsics are: the kernels are compiled with FMA contraction (-ffp-contract=fast, as nvcc's
+// -fmad=true), so the operands and the result pass through an empty asm barrier — a __dmul_rn
+// product is never fused into the addition that uses it, nor does __dadd_rn absorb a product.
+// A kernel that loses one where it matters rounds differently from the CPU engines.
+namespace lrsmc_emu {
+inline double rounded(double value) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+x"(value));
+#elif defined(__aarch64__)
+  __asm__("" : "+w"(value));
+#else
+  volatile double copy = value;
+  value = copy;
+#endif
+  return value;
+}
+}  // namespace lrsmc_emu
+inline double __dadd_rn(double a, double b) {
+  return lrsmc_emu::rounded(lrsmc_emu::rounded(a) + lrsmc_emu::rounded(b));
+}
+inline double __dmul_rn(double a, double b) {
+  return lrsmc_emu::rounded(lrsmc_emu::rounded(a) * lrsmc_emu::rounded(b));
+}
+inline double __ddiv_rn(double a, double b) {
+  return lrsmc_emu::rounded(lrsmc_emu::rounded(a) / lrsmc_emu::rounded(b));
+}

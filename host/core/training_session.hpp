@@ -1,7 +1,7 @@
-// Device-resident training (method.md §5.1 on a GPU): the hook a backend offers so that Trainer
-// keeps the training data, the parameters and the optimizer state on the device and only
-// draws batches, launches, logs and checkpoints. Backends without it (the CPU) return none
-// from Backend::start_training, and Trainer runs its host loop.
+// Internal: device-resident training (method.md §5.1 on a GPU), the hook a backend offers so
+// that Trainer keeps the training data, the parameters and the optimizer state on the device
+// and only draws batches, reads each step's outcome, logs and checkpoints. Backends without it
+// (the CPU) return none from Backend::start_training, and Trainer runs its host loop.
 #pragma once
 
 #include <cstdint>
@@ -10,17 +10,9 @@
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/dataset.hpp"
+#include "lrsmc/math/optimizer.hpp"
 
 namespace lrsmc {
-
-/// The step-dependent scalars of one Adam / RAdam step (PyTorch's formulas, computed by Trainer
-/// from the step count so that host and device steps agree).
-struct OptimizerCoefficients {
-  double learning_rate = 0.0;
-  double bias1 = 1.0, bias2 = 1.0;  ///< 1 − β₁ᵗ, 1 − β₂ᵗ
-  double rectification = 1.0;       ///< RAdam's r_t (1 for Adam)
-  bool rectified = true;            ///< false: RAdam's un-adapted warm-up step
-};
 
 /// What a session starts from.
 struct TrainingSetup {
@@ -43,14 +35,16 @@ class TrainingSession {
   virtual ~TrainingSession() = default;
   /// ELBO gradient at the current parameters on rows (trials[b], from step starts[b]) of the
   /// training data, then, when the ELBO and the gradient are finite, one optimizer step (with
-  /// gradient clipping). Otherwise nothing changes and `failure` says why.
+  /// gradient clipping). Otherwise nothing changes and `failure` says why, in the words of the
+  /// host loop.
   virtual StepOutcome step(const std::vector<int>& trials, const std::vector<int>& starts,
-                           std::uint64_t seed, const OptimizerCoefficients& coefficients) = 0;
+                           std::uint64_t seed, const math::AdamCoefficients& coefficients) = 0;
   /// Current parameters and optimizer moments (copied from the device).
   virtual void read_state(std::vector<double>& parameters, std::vector<double>& first_moment,
                           std::vector<double>& second_moment) = 0;
-  /// The parameters at which the last step evaluated its gradient (host copy).
-  [[nodiscard]] virtual const std::vector<double>& evaluated_parameters() const = 0;
+  /// The parameters at which the last applied step evaluated its gradient (the initial
+  /// parameters before any step), copied from the device.
+  virtual void read_evaluated(std::vector<double>& parameters) = 0;
 };
 
 }  // namespace lrsmc

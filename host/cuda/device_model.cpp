@@ -1,0 +1,69 @@
+// Host side of the CUDA backend shared by the filter and training; see device_model.hpp.
+#include "cuda/device_model.hpp"
+
+#include <algorithm>
+
+#include "kernels/device_memory.hpp"
+#include "kernels/training_launch.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/math/dynamics.hpp"
+#include "model/model_constants.hpp"
+
+namespace lrsmc::cuda {
+
+bool loadings_fit_in_shared(const math::ModelShape& shape, int device_index) {
+  int limit = 0;
+  LRSMC_CUDA_CHECK(
+      cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index));
+  const std::size_t static_bytes =
+      std::max({kernels::filter_block_static_shared_bytes(),
+                kernels::many_particle_static_shared_bytes(), kernels::backward_static_shared_bytes()});
+  return kernels::loadings_shared_bytes(shape, true) + static_bytes <= std::size_t(limit);
+}
+
+kernels::DeviceModel device_model(const math::ModelShape& shape, const double* parameters,
+                                  double* constants, float* working, int device_index) {
+  kernels::DeviceModel model;
+  model.shape = shape;
+  model.parameters = parameters;
+  model.constants = constants;
+  model.working = working;
+  model.loadings_in_shared = loadings_fit_in_shared(shape, device_index);
+  return model;
+}
+
+void set_filter_settings(kernels::FilterLaunch& launch, const FilterOptions& options, int steps,
+                         int trials, std::uint64_t seed) {
+  launch.num_particles = options.num_particles;
+  launch.steps = steps;
+  launch.trials = trials;
+  launch.lanes = math::lanes_per_particle(options.num_particles);
+  launch.resampling = options.resampling;
+  launch.resample_threshold = options.resample_threshold;
+  launch.seed = seed;
+}
+
+std::string failure_of(double constants_status, const std::vector<std::int32_t>& failed,
+                       const std::vector<double>& evidence) {
+  if (constants_status != 0.0) return model::constants_error(int(constants_status));
+  for (std::size_t trial = 0; trial < failed.size(); ++trial)
+    if (failed[trial] >= 0)
+      return detail::concat("particle filter: every log-weight of trial ", trial, " at step ",
+                            failed[trial], " is ", evidence[trial],
+                            " (parameters or data are extreme)");
+  return {};
+}
+
+double elbo_per_trial(const std::vector<double>& evidence, int steps,
+                      std::vector<double>& per_trial) {
+  const std::size_t trials = evidence.size();
+  per_trial.resize(trials);
+  double total = 0;
+  for (std::size_t trial = 0; trial < trials; ++trial) {
+    per_trial[trial] = evidence[trial] / steps;
+    total += per_trial[trial];
+  }
+  return total / double(trials);
+}
+
+}  // namespace lrsmc::cuda
