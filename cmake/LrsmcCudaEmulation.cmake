@@ -53,6 +53,13 @@ target_include_directories(lrsmc_kernels PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/inc
 # nvcc contracts on a GPU; what the kernels rely on not being fused is written with rounded
 # products (__dmul_rn), which tests/cuda_emulation/test_rounding.cpp checks under contraction.
 target_compile_options(lrsmc_kernels PRIVATE -include cuda_runtime.h -ffp-contract=off)
+set(_lrsmc_host_fma OFF)
+if(EXISTS /proc/cpuinfo)
+  file(STRINGS /proc/cpuinfo _lrsmc_cpu_flags REGEX "^flags" LIMIT_COUNT 1)
+  if(_lrsmc_cpu_flags MATCHES " fma ")
+    set(_lrsmc_host_fma ON)
+  endif()
+endif()
 target_link_libraries(lrsmc_kernels PUBLIC lrsmc_cuda_emulation)
 # nvcc compiles these sources with -Wall -Wextra (CMakeLists.txt): the same here. __shared__
 # variables become function-local statics, whose anonymous-namespace types GCC remarks on.
@@ -63,3 +70,4 @@ endif()
 target_link_libraries(lrsmc PRIVATE lrsmc_kernels)
 target_include_directories(lrsmc PRIVATE ${_lrsmc_emulation_dir}/include)
 target_compile_definitions(lrsmc PUBLIC LRSMC_WITH_CUDA=1 LRSMC_CUDA_EMULATION=1)
+

@@ -54,10 +54,11 @@ struct TrialStorage {
 /// Scratch of one particle: lanes · max(R, 1) values for the split sums, plus its vectors.
 template <typename Scalar>
 struct ParticleScratch {
-  std::vector<Scalar> lanes, mean, xi, z, proposal, gain_term;
+  std::vector<Scalar> lanes, mean, xi, z, proposal, gain_term, state;
   void resize(int rank, int lanes_per_particle) {
     lanes.assign(std::size_t(lanes_per_particle) * std::max(rank, 1), Scalar(0));
-    for (auto* vector : {&mean, &xi, &z, &proposal, &gain_term}) vector->assign(std::size_t(rank), Scalar(0));
+    for (auto* vector : {&mean, &xi, &z, &proposal, &gain_term, &state})
+      vector->assign(std::size_t(rank), Scalar(0));
   }
 };
 
@@ -122,9 +123,11 @@ class Engine {
                : data.log_factorial.data() + std::size_t(step) * model_.channels;
   }
 
-  /// μ of particle k at `step`: μ_0, or the transition from its ancestor at step − 1.
+  /// μ of particle k at `step`: μ_0, or the transition from its ancestor at step − 1 (the
+  /// forced run's state with forced particles, copied into `scratch.state`).
   void mean_of(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage, int step,
-               int k, ParticleScratch<Scalar>& scratch, const Scalar*& previous) const {
+               int k, ParticleScratch<Scalar>& scratch, const Scalar*& previous,
+               const double* forced_particles = nullptr) const {
     const int R = model_.rank, K = options_.num_particles;
     if (step == 0) {
       previous = nullptr;
@@ -133,13 +136,19 @@ class Engine {
     }
     const std::int32_t ancestor = storage.ancestors[std::size_t(step - 1) * K + k];
     previous = storage.particles.data() + (std::size_t(step - 1) * K + ancestor) * R;
+    if (forced_particles != nullptr) {
+      const double* state = forced_particles + (std::size_t(step - 1) * K + ancestor) * R;
+      for (int r = 0; r < R; ++r) scratch.state[std::size_t(r)] = static_cast<Scalar>(state[r]);
+      previous = scratch.state.data();
+    }
     math::transition_mean(model_, previous, currents_at(data, step - 1), lanes_,
                           scratch.lanes.data(), scratch.mean.data());
   }
 
-  /// The forward filter of one trial (method.md §3): fills `storage`.
+  /// The forward filter of one trial (method.md §3): fills `storage`. With `forced`, the
+  /// resampling decisions and ancestors are taken from it.
   void forward_trial(int trial, const TrialData<Scalar>& data, bool filtered_mean,
-                     TrialStorage<Scalar>& storage) const {
+                     TrialStorage<Scalar>& storage, const ForcedPaths* forced) const {
     const int steps = batch_.num_steps, R = model_.rank, K = options_.num_particles;
     const int tiles = math::weight_tiles(K);
     const std::size_t slice = std::size_t(K) * R;
@@ -169,9 +178,15 @@ class Engine {
                                scratch.gain_term.data());
       Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
       double* increments = storage.log_weights.data() + std::size_t(step) * K;
+      const std::size_t trial_cells = std::size_t(trial) * steps;
+      const double* forced_particles =
+          forced && forced->particles ? forced->particles + trial_cells * slice : nullptr;
+      if (forced && forced->log_weights && step > 0 && !storage.resampled[std::size_t(step - 1)])
+        for (int k = 0; k < K; ++k)
+          storage.carried[std::size_t(k)] = forced->log_weights[(trial_cells + step - 1) * K + k];
       for (int k = 0; k < K; ++k) {
         const Scalar* previous = nullptr;
-        mean_of(data, storage, step, k, scratch, previous);
+        mean_of(data, storage, step, k, scratch, previous, forced_particles);
         math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
                                DrawStream::proposal_noise, R, scratch.xi.data());
         Scalar* z = particles + std::size_t(k) * R;
@@ -219,8 +234,10 @@ class Engine {
                                             " (parameters or data are extreme)"));
       storage.log_evidence += weights.increment;
       for (int k = 0; k < K; ++k) increments[k] -= weights.increment;  // now normalised
-      const bool resample =
-          math::should_resample(options_.resample_threshold, weights.squares, K);
+      const std::size_t cell = trial_cells + step;
+      const bool resample = forced ? forced->resampled[cell] != 0
+                                   : math::should_resample(options_.resample_threshold,
+                                                           weights.squares, K);
       std::int32_t* ancestors = storage.ancestors.data() + std::size_t(step) * K;
       if (!resample) {
         for (int k = 0; k < K; ++k) {
@@ -230,6 +247,13 @@ class Engine {
         continue;
       }
       storage.resampled[std::size_t(step)] = 1;
+      if (forced) {
+        for (int k = 0; k < K; ++k) {
+          ancestors[k] = forced->ancestors[cell * K + k];
+          storage.carried[std::size_t(k)] = -std::log(double(K));
+        }
+        continue;
+      }
       for (int k = 0; k < K; ++k) {
         const int b = k / math::weight_tile;
         storage.cumulative[std::size_t(k)] = math::normalised_cumulative(
@@ -247,9 +271,9 @@ class Engine {
   }
 
   /// The reverse sweep of one trial (method.md §10.2) into its accumulator row (math/
-  /// gradient_row.hpp): d(ℓ_b · scale)/dθ, ℓ_b = (1/T) Σ_t c_t.
+  /// gradient_row.hpp), given dℓ/dc_t (math::increment_adjoint).
   void backward_trial(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
-                      double scale, std::vector<double>& row) const {
+                      double grad_increment, std::vector<double>& row) const {
     const math::ModelShape& shape = constants_.shape;
     const math::ParameterOffsets& offsets = shape.parameters;
     const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
@@ -257,7 +281,6 @@ class Engine {
               N = shape.hidden, D = shape.channels, U = shape.inputs;
     const bool optimal = shape.optimal;
     const std::size_t slice = std::size_t(K) * R;
-    const double grad_increment = scale / steps;
     row.assign(std::size_t(slots.row_size), 0.0);
     std::vector<Scalar> grad_post(slice, Scalar(0)), grad_pre(slice), grad_next(slice);
     std::vector<double> grad_carried(std::size_t(K), 0.0), grad_log_weight(static_cast<std::size_t>(K));
@@ -464,7 +487,8 @@ double mean_of(const std::vector<double>& values) {
 template <typename Scalar>
 FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
                            const FilterOptions& options, std::uint64_t seed,
-                           const FilterRequest& request, int num_threads) {
+                           const FilterRequest& request, int num_threads,
+                           const ForcedPaths* forced) {
   const Engine<Scalar> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles;
@@ -479,7 +503,7 @@ FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
   }
   run_parallel<Scalar>(trials, num_threads, [&](int trial, TrialStorage<Scalar>& storage) {
     const TrialData<Scalar> data = engine.prepare_trial(trial);
-    engine.forward_trial(trial, data, request.filtered_mean, storage);
+    engine.forward_trial(trial, data, request.filtered_mean, storage, forced);
     result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
     if (request.filtered_mean)
       std::copy(storage.filtered_mean.begin(), storage.filtered_mean.end(),
@@ -502,7 +526,7 @@ FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
 template <typename Scalar>
 GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
                                   const FilterOptions& options, std::uint64_t seed,
-                                  int num_threads) {
+                                  int num_threads, const ForcedPaths* forced) {
   const Engine<Scalar> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps;
   GradientResult result;
@@ -511,9 +535,10 @@ GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch
   std::vector<TrialData<Scalar>> data(static_cast<std::size_t>(trials));
   run_parallel<Scalar>(trials, num_threads, [&](int trial, TrialStorage<Scalar>& storage) {
     data[std::size_t(trial)] = engine.prepare_trial(trial);
-    engine.forward_trial(trial, data[std::size_t(trial)], false, storage);
+    engine.forward_trial(trial, data[std::size_t(trial)], false, storage, forced);
     result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
-    engine.backward_trial(data[std::size_t(trial)], storage, 1.0 / trials, rows[std::size_t(trial)]);
+    engine.backward_trial(data[std::size_t(trial)], storage,
+                          math::increment_adjoint(trials, steps), rows[std::size_t(trial)]);
   });
   result.elbo = mean_of(result.elbo_per_trial);
   result.gradient = engine.finish(rows, data);
@@ -521,13 +546,16 @@ GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch
 }
 
 template FilterResult filter_trials<float>(const Model&, const SequenceBatch&, const FilterOptions&,
-                                           std::uint64_t, const FilterRequest&, int);
+                                           std::uint64_t, const FilterRequest&, int,
+                                           const ForcedPaths*);
 template FilterResult filter_trials<double>(const Model&, const SequenceBatch&,
                                             const FilterOptions&, std::uint64_t,
-                                            const FilterRequest&, int);
+                                            const FilterRequest&, int, const ForcedPaths*);
 template GradientResult gradient_of_trials<float>(const Model&, const SequenceBatch&,
-                                                  const FilterOptions&, std::uint64_t, int);
+                                                  const FilterOptions&, std::uint64_t, int,
+                                                  const ForcedPaths*);
 template GradientResult gradient_of_trials<double>(const Model&, const SequenceBatch&,
-                                                   const FilterOptions&, std::uint64_t, int);
+                                                   const FilterOptions&, std::uint64_t, int,
+                                                   const ForcedPaths*);
 
 }  // namespace lrsmc::cpu

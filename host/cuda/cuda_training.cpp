@@ -22,6 +22,7 @@
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/gradient_row.hpp"
 #include "lrsmc/math/model_constants.hpp"
+#include "lrsmc/math/weights.hpp"
 #include "model/model_constants.hpp"
 
 namespace lrsmc::cuda {
@@ -159,7 +160,7 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
     kernels::BackwardLaunch backward;
     backward.forward = launch;
     backward.inputs = batch.inputs ? batch.inputs + cells * shape.inputs : nullptr;
-    backward.grad_increment = 1.0 / (double(batch.rows) * T);  // ℓ = mean_b (1/T) Σ_t c_t
+    backward.grad_increment = math::increment_adjoint(batch.rows, T);
     backward.grad_post = work.grad_post.get();
     backward.grad_next = work.grad_next.get();
     backward.grad_pre = work.grad_pre.get();

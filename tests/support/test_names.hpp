@@ -7,6 +7,7 @@
 #include <ostream>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "lrsmc/config.hpp"
 
@@ -39,6 +40,26 @@ inline std::string combination_name(const ::testing::TestParamInfo<OptionCombina
   const auto [nonlinearity, proposal, observation, noise, resampling] = info.param;
   return to_string(nonlinearity) + "_" + to_string(proposal) + "_" +
          to_string(observation.observation) + "_" + to_string(noise) + "_" + to_string(resampling);
+}
+
+/// Every combination of nonlinearity, proposal, observation (Gaussian with the identity link,
+/// Poisson with softplus), noise and the given resampling schemes that the engine runs: the
+/// optimal proposal needs Gaussian observations, so it is not combined with Poisson ones.
+inline std::vector<OptionCombination> runnable_combinations(
+    const std::vector<Resampling>& schemes) {
+  std::vector<OptionCombination> combinations;
+  for (const auto nonlinearity : {Nonlinearity::relu, Nonlinearity::clipped_relu,
+                                  Nonlinearity::tanh, Nonlinearity::identity})
+    for (const auto proposal : {Proposal::bootstrap, Proposal::optimal})
+      for (const auto observation : {ObservationCase{Observation::gaussian, Link::identity},
+                                     ObservationCase{Observation::poisson, Link::softplus}})
+        for (const auto noise : {NoiseType::full, NoiseType::diag})
+          for (const auto resampling : schemes) {
+            if (proposal == Proposal::optimal && observation.observation != Observation::gaussian)
+              continue;
+            combinations.emplace_back(nonlinearity, proposal, observation, noise, resampling);
+          }
+  return combinations;
 }
 
 }  // namespace testing

@@ -140,6 +140,10 @@ LRSMC_HD std::int32_t lower_bound_index(const double* cumulative, std::int32_t c
   return low;
 }
 
+/// dℓ/dc_t of the objective ℓ = (1/B) Σ_b (1/T) Σ_t c_t (method.md §2), the same for every
+/// trial and step.
+LRSMC_HD double increment_adjoint(int trials, int steps) { return 1.0 / (double(trials) * steps); }
+
 /// Adjoint of a_t^k = log W̄_{t−1}^k + log w_t^k, given dℓ/dc_t (`grad_increment`), W_t^k =
 /// exp(normalised) and, when the step did not resample, the adjoint of the carried normalised
 /// weights log W̄_t = a_t − c_t (`grad_carried` for this particle, `carried_total` = Σ_k of it).
