@@ -567,9 +567,9 @@ double perturbation_coefficient(const Level& level, const Line& line, int plane,
 /// (8 passes of 8 bits, skipping passes where every key shares the byte), about twice as fast as
 /// std::sort for the hundreds to thousands of crossings of a line.
 /// Stable, with −0.0 and +0.0 equal, as the CUDA sweep's cub::DeviceSegmentedSort::
-/// StableSortPairs and the emulated sweep's std::stable_sort: equal positions (hyperplanes
-/// through one point; t = −0.0 where w·u < 0) keep their hyperplane order, so that every engine
-/// ends a tie group with the same crossing and agrees on which neighbours are coincident.
+/// StableSortPairs: equal positions (hyperplanes through one point; t = −0.0 where w·u < 0) keep
+/// their hyperplane order, so that both engines end a tie group with the same crossing and agree
+/// on which neighbours are coincident.
 void sort_crossings(std::vector<Crossing>& crossings, std::vector<Crossing>& buffer) {
   const std::size_t size = crossings.size();
   if (size < 64) {
@@ -1273,7 +1273,7 @@ FixedPointResult finish(const PiecewiseLinearNetwork& network, const RegionSolve
 }
 
 // ------------------------------------------------------------------------------------------
-// The line-parallel sweep (CUDA, or its emulation): what it needs, and its results back
+// The line-parallel sweep (CUDA): what it needs, and its results back
 
 detail::ArrangementData arrangement_data(const Level& level, const Hyperplanes& planes,
                                          const RegionSolver& solver, double tolerance) {
@@ -1338,92 +1338,16 @@ Tally merge_line_sweep(const detail::ArrangementData& data, const Level& level,
 
 namespace detail {
 
-LineSweepResult sweep_lines_emulated(const ArrangementData& data) {
-  const math::ArrangementView view = data.view();
-  const int count = data.dim - 1;
-  const int stride = data.rank * data.rank + data.rank;
-  LineSweepResult result;
-  std::vector<std::int32_t> planes(static_cast<std::size_t>(count));
-  std::iota(planes.begin(), planes.end(), 0);
-  std::vector<std::pair<double, int>> crossings;
-  std::vector<math::PlaneOnLine> on_line(static_cast<std::size_t>(data.num_planes));
-  std::vector<std::uint8_t> clustered;
-  std::vector<double> sums(static_cast<std::size_t>(stride));
-  do {
-    math::ArrangementLine line;
-    for (int j = 0; j < count; ++j) line.planes[j] = planes[static_cast<std::size_t>(j)];
-    if (!math::build_arrangement_line(view, line)) continue;
-    // The kernels: crossings, then their sort (stable: ties are caught below), then the scan.
-    std::copy(data.base.begin(), data.base.end(), sums.begin());
-    crossings.clear();
-    for (int p = 0; p < data.num_planes; ++p) {
-      if (std::find(planes.begin(), planes.end(), p) != planes.end()) continue;
-      const math::PlaneOnLine crossing = math::arrangement_plane_on_line(view, line, p);
-      on_line[static_cast<std::size_t>(p)] = crossing;
-      if (crossing.crosses) crossings.emplace_back(crossing.t, p);
-      if (crossing.active) math::arrangement_add_term(view, p, 1.0, sums.data());
-    }
-    std::stable_sort(crossings.begin(), crossings.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
-    // Crossings coinciding with a neighbour form clusters; their vertices are the CPU's.
-    clustered.assign(crossings.size(), 0);
-    bool any_clustered = false;
-    for (std::size_t i = 0; i + 1 < crossings.size(); ++i) {
-      const double sine_a = on_line[static_cast<std::size_t>(crossings[i].second)].sine;
-      const double sine_b = on_line[static_cast<std::size_t>(crossings[i + 1].second)].sine;
-      if (math::arrangement_coincident(view, line, crossings[i].first, sine_a,
-                                       crossings[i + 1].first, sine_b)) {
-        clustered[i] = 1;
-        clustered[i + 1] = 1;
-        any_clustered = true;
-      }
-    }
-    if (any_clustered) {
-      ++result.num_host_lines;
-      result.host_lines.insert(result.host_lines.end(), planes.begin(), planes.end());
-    }
-    const int last_on_line = count > 0 ? planes[static_cast<std::size_t>(count - 1)] : -1;
-    for (std::size_t i = 0; i < crossings.size(); ++i) {
-      const int k = crossings[i].second;
-      const math::PlaneOnLine& crossing = on_line[static_cast<std::size_t>(k)];
-      if (k > last_on_line && clustered[i] == 0) {
-        ++result.solves;
-        const math::ArrangementVertex vertex =
-            math::arrangement_vertex(view, line, k, crossing.t, crossing.along);
-        const math::VertexOutcome outcome =
-            math::arrangement_solve_vertex(view, line, vertex, crossing.active, sums.data());
-        if (outcome.in_box) {
-          ++result.regions;
-          ++result.solves;
-        }
-        if (outcome.vertex) ++result.vertices;
-        if (outcome.singular) ++result.singular;
-        if (outcome.accepted) {
-          SweptFixedPoint point;
-          point.line = planes;
-          point.plane = k;
-          point.z.assign(outcome.z, outcome.z + data.rank);
-          result.points.push_back(std::move(point));
-        }
-      }
-      math::arrangement_add_term(view, k, crossing.active ? -1.0 : 1.0, sums.data());
-    }
-  } while (next_line(planes, data.num_planes));
-  return result;
-}
-
 FixedPointResult find_fixed_points_with(const PiecewiseLinearNetwork& network,
                                         const FixedPointOptions& options, SweepEngine engine) {
   const std::string source = "find_fixed_points";
   validate_network(network, source);
   validate_options(options, source);
   require_piecewise_linear(network, source);
-  if (engine != SweepEngine::cpu) {
+  if (engine == SweepEngine::cuda) {
     LRSMC_REQUIRE(network.rank <= math::arrangement_max_rank, source,
                   ": rank is too large for the CUDA sweep; got ", network.rank, ", expected <= ",
                   math::arrangement_max_rank, " (use device cpu)");
-  }
-  if (engine == SweepEngine::cuda) {
 #if defined(LRSMC_WITH_CUDA)
     if (!cuda_available()) {
       throw Error(source + ": device cuda is not available: no CUDA device answers "
@@ -1445,18 +1369,15 @@ FixedPointResult find_fixed_points_with(const PiecewiseLinearNetwork& network,
     return finish(network, solver, std::move(tally), options.tolerance);
   }
   const ArrangementData data = arrangement_data(level, planes, solver, options.tolerance);
+  // Engine cuda: without CUDA compiled in it threw above.
   LineSweepResult swept;
-  if (engine == SweepEngine::cuda) {
 #if defined(LRSMC_WITH_CUDA)
-    swept = sweep_lines_cuda(data);
+  swept = sweep_lines_cuda(data);
 #endif
-  } else {
-    swept = sweep_lines_emulated(data);
-  }
   const Index num_host_lines = swept.num_host_lines;
   Tally tally = merge_line_sweep(data, level, sweep, std::move(swept));
   FixedPointResult result = finish(network, solver, std::move(tally), options.tolerance);
-  result.device = engine == SweepEngine::cuda ? BackendKind::cuda : BackendKind::cpu;
+  result.device = BackendKind::cuda;
   result.num_host_lines = num_host_lines;
   return result;
 }

@@ -1,7 +1,7 @@
 // Per-line and per-vertex maths of the hyperplane-arrangement sweep that finds the fixed points of
 // piecewise-linear networks (method.md §7.2, §7.5), as LRSMC_HD functions on plain arrays: the CUDA
 // enumeration (kernels/fixed_points.cu) runs them per line and per vertex, and
-// host/analysis/fixed_points.cpp runs the same functions to finish its results and to emulate it.
+// host/analysis/fixed_points.cpp runs the same functions to finish its results.
 //
 // They restate, operation for operation, the CPU sweep of host/analysis/fixed_points.cpp (which
 // documents the method: essential space, box, simulation of simplicity, lowest vertex along a
