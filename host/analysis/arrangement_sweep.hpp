@@ -1,6 +1,6 @@
 // Internal: the line-parallel sweep of the hyperplane arrangement (method.md §7.2) that the CUDA
 // fixed-point enumeration runs (host/cuda/fixed_points_sweep.cpp, kernels/fixed_points.cu), and
-// what host/analysis/fixed_points.cpp exchanges with it.
+// what host/analysis/arrangement_sweep.cpp exchanges with it.
 #pragma once
 
 #include <cstdint>
