@@ -259,7 +259,7 @@ std::size_t sort_crossings_scratch_bytes(std::int64_t num_lines, int num_planes)
 void sort_crossings(const ArrangementBatch& batch, cudaStream_t stream) {
   require_batch(batch);
   std::size_t bytes = batch.sort_scratch_bytes;
-  // Stable, as the emulated sweep's std::stable_sort: SortPairs may order exactly equal
+  // Stable, as the CPU sweep's sort_crossings: SortPairs may order exactly equal
   // positions (hyperplanes through one point, e.g. b = 0 on a line through the origin) in any
   // order, and which crossing ends a tie group decides, through its sine, whether the next
   // crossing counts as coincident, i.e. whether the GPU or the CPU solves that vertex.

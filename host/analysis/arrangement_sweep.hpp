@@ -1,7 +1,6 @@
 // Internal: the line-parallel sweep of the hyperplane arrangement (method.md §7.2) that the CUDA
-// fixed-point enumeration runs (host/cuda/fixed_points_sweep.cpp, kernels/fixed_points.cu), its
-// emulation on the host with the same per-line maths (include/lrsmc/math/arrangement.hpp), and
-// what host/analysis/fixed_points.cpp exchanges with them.
+// fixed-point enumeration runs (host/cuda/fixed_points_sweep.cpp, kernels/fixed_points.cu), and
+// what host/analysis/arrangement_sweep.cpp exchanges with it.
 #pragma once
 
 #include <cstdint>
@@ -90,19 +89,15 @@ inline bool next_line(std::vector<std::int32_t>& planes, int num_planes) {
 [[nodiscard]] LineSweepResult sweep_lines_cuda(const ArrangementData& data);
 #endif
 
-/// The same sweep on the host, one line after another, with the kernels' per-line maths and a
-/// sequential scan in place of the block scan (tests run it where there is no GPU).
-[[nodiscard]] LineSweepResult sweep_lines_emulated(const ArrangementData& data);
-
 /// Who sweeps the lines in find_fixed_points_with.
 enum class SweepEngine {
-  cpu,       ///< the CPU sweep (find_fixed_points with device cpu)
-  cuda,      ///< sweep_lines_cuda, degenerate lines on the CPU
-  emulated,  ///< sweep_lines_emulated, degenerate lines on the CPU
+  cpu,   ///< the CPU sweep (find_fixed_points with device cpu)
+  cuda,  ///< sweep_lines_cuda, degenerate lines on the CPU
 };
 
 /// find_fixed_points with the line sweep run by `engine` (no device dispatch). Throws as
-/// find_fixed_points; cuda and emulated also throw InvalidInput for rank > arrangement_max_rank.
+/// find_fixed_points; cuda also throws InvalidInput for rank > arrangement_max_rank, and Error
+/// when no CUDA device answers or CUDA is not compiled in.
 [[nodiscard]] FixedPointResult find_fixed_points_with(const PiecewiseLinearNetwork& network,
                                                       const FixedPointOptions& options,
                                                       SweepEngine engine);

@@ -1,14 +1,15 @@
 // Per-line and per-vertex maths of the hyperplane-arrangement sweep that finds the fixed points of
 // piecewise-linear networks (method.md §7.2, §7.5), as LRSMC_HD functions on plain arrays: the CUDA
 // enumeration (kernels/fixed_points.cu) runs them per line and per vertex, and
-// host/analysis/fixed_points.cpp runs the same functions to finish its results and to emulate it.
+// host/analysis/arrangement_sweep.cpp runs the same functions to finish its results.
 //
-// They restate, operation for operation, the CPU sweep of host/analysis/fixed_points.cpp (which
-// documents the method: essential space, box, simulation of simplicity, lowest vertex along a
-// generic direction), so that with the kernels compiled without FMA contraction (-fmad=false) a
-// line's crossing positions, and therefore its order and its degeneracy test, are bitwise those
-// of the CPU. What is not restated is the ordering of a cluster of coincident crossings by the
-// symbolic perturbation: the vertices inside such a cluster are left to the CPU code.
+// They restate, operation for operation, the CPU sweep of host/analysis/cpu_sweep.cpp
+// (host/analysis/fixed_points_internal.hpp documents the method: essential space, box, simulation
+// of simplicity, lowest vertex along a generic direction), so that with the kernels compiled
+// without FMA contraction (-fmad=false) a line's crossing positions, and therefore its order and
+// its degeneracy test, are bitwise those of the CPU. What is not restated is the ordering of a
+// cluster of coincident crossings by the symbolic perturbation: the vertices inside such a
+// cluster are left to the CPU code.
 #pragma once
 
 #include <cmath>
