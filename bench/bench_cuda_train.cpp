@@ -1,9 +1,9 @@
 // One CUDA training step (forward filter with stored paths, backward sweep, RAdam update on the
 // device) for the paper's EEG shape (64 channels, rank 3, 512 clipped-relu units, optimal
 // proposal): 10 trials × 50 steps at K = 10 … 10^4, and 64 trials × 100 steps at K = 10^3 and
-// 10^4 (issue 4; the reference's figures on an H100: 320 ms at 10 × 50 × 10, 0.9 s at
-// 64 × 100 × 1000, out of 80 GB at 64 × 100 × 10^4). Wall clock per step over many steps of one
-// device-resident session (the step's tail overlaps the next step's first copy, as in a fit).
+// 10^4 (the reference's figures on an H100: 320 ms at 10 × 50 × 10, 0.9 s at 64 × 100 × 1000,
+// out of 80 GB at 64 × 100 × 10^4). Wall clock per step over many steps of one device-resident
+// session: each step uploads its rows, runs on the device and downloads its outcome.
 // Counter device_bytes: what the session holds on the device after its first step (free
 // memory before minus after, cudaMemGetInfo): data, parameters, moments and every workspace,
 // which is the training's peak (nothing is allocated inside a step). Without a device every
@@ -15,7 +15,7 @@
 #include "lrsmc/backend.hpp"
 #include "lrsmc/dataset.hpp"
 #include "lrsmc/params.hpp"
-#include "lrsmc/training_session.hpp"
+#include "core/training_session.hpp"
 
 namespace {
 
@@ -59,7 +59,7 @@ void BM_CudaTrainingStep(benchmark::State& state) {
   }
   std::vector<int> rows(static_cast<std::size_t>(trials)), starts(rows.size(), 0);
   for (int trial = 0; trial < trials; ++trial) rows[std::size_t(trial)] = trial;
-  lrsmc::OptimizerCoefficients coefficients;
+  lrsmc::math::AdamCoefficients coefficients;
   coefficients.learning_rate = 1e-6;  // small steps: the model stays where it started
   coefficients.rectified = false;
   std::uint64_t seed = 0;
@@ -76,7 +76,7 @@ void BM_CudaTrainingStep(benchmark::State& state) {
   std::vector<double> parameters, first, second;
   session->read_state(parameters, first, second);  // waits for the last step
   state.counters["device_bytes"] = double(held);
-  // The reference's step time on an H100 where issue 4 gives one (PyTorch, milliseconds).
+  // The reference's step time on an H100 where one is known (PyTorch, milliseconds).
   if (particles == 10 && trials == 10 && steps == 50) state.counters["reference_ms"] = 320;
   if (particles == 1000 && trials == 64 && steps == 100) state.counters["reference_ms"] = 900;
   state.counters["particle_steps_per_second"] = benchmark::Counter(

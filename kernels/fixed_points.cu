@@ -1,4 +1,4 @@
-// Fixed points of piecewise-linear networks on the GPU (method.md §7.2, issue 5 item 3): the
+// Fixed points of piecewise-linear networks on the GPU (method.md §7.2): the
 // CPU's sweep along every line of the hyperplane arrangement, one thread block per line. A line's
 // crossings are computed per hyperplane, sorted per line with cub::DeviceSegmentedSort, then a
 // cub::BlockScan of the activation changes gives every segment's affine piece (M, k) and each
@@ -18,6 +18,7 @@
 #include <limits>
 
 #include "kernels/fixed_points_launch.hpp"
+#include "kernels/launcher.hpp"
 
 namespace lrsmc::kernels {
 namespace {
@@ -224,13 +225,6 @@ __global__ void __launch_bounds__(sweep_block_size) sweep_lines_kernel(Arrangeme
 
 namespace {
 
-void check_launch() {
-  LRSMC_FIXED_POINTS_CUDA_CHECK(cudaGetLastError());
-#if defined(LRSMC_DEBUG_SYNC)
-  LRSMC_FIXED_POINTS_CUDA_CHECK(cudaDeviceSynchronize());
-#endif
-}
-
 void require_batch(const ArrangementBatch& batch) {
   if (batch.num_lines < 1 || batch.num_lines > std::int64_t{2147483647}) {
     throw Error(detail::concat("fixed-point sweep: num_lines is out of range; got ",
@@ -242,8 +236,10 @@ void require_batch(const ArrangementBatch& batch) {
 
 void compute_crossings(const ArrangementBatch& batch, cudaStream_t stream) {
   require_batch(batch);
-  compute_crossings_kernel<<<static_cast<unsigned>(batch.num_lines), 256, 0, stream>>>(batch);
-  check_launch();
+  LaunchShape shape;
+  shape.grid = dim3(static_cast<unsigned>(batch.num_lines));
+  shape.block = dim3(256);
+  launch_kernel("compute_crossings", compute_crossings_kernel, shape, stream, batch);
 }
 
 std::size_t sort_crossings_scratch_bytes(std::int64_t num_lines, int num_planes) {
@@ -267,31 +263,24 @@ void sort_crossings(const ArrangementBatch& batch, cudaStream_t stream) {
       batch.sort_scratch, bytes, batch.keys, batch.sorted_keys, batch.values, batch.sorted_values,
       batch.num_lines * batch.view.num_planes, batch.num_lines, batch.segment_offsets,
       batch.segment_offsets + 1, stream));
-  check_launch();
+  check_launch("sort_crossings", stream);
 }
 
 void sweep_lines(const ArrangementBatch& batch, cudaStream_t stream) {
   require_batch(batch);
-  const auto blocks = static_cast<unsigned>(batch.num_lines);
+  LaunchShape shape;
+  shape.grid = dim3(static_cast<unsigned>(batch.num_lines));
+  shape.block = dim3(sweep_block_size);
   switch (batch.view.rank) {
-    case 1:
-      sweep_lines_kernel<1><<<blocks, sweep_block_size, 0, stream>>>(batch);
-      break;
-    case 2:
-      sweep_lines_kernel<2><<<blocks, sweep_block_size, 0, stream>>>(batch);
-      break;
-    case 3:
-      sweep_lines_kernel<3><<<blocks, sweep_block_size, 0, stream>>>(batch);
-      break;
-    case 4:
-      sweep_lines_kernel<4><<<blocks, sweep_block_size, 0, stream>>>(batch);
-      break;
+    case 1: launch_kernel("sweep_lines", sweep_lines_kernel<1>, shape, stream, batch); break;
+    case 2: launch_kernel("sweep_lines", sweep_lines_kernel<2>, shape, stream, batch); break;
+    case 3: launch_kernel("sweep_lines", sweep_lines_kernel<3>, shape, stream, batch); break;
+    case 4: launch_kernel("sweep_lines", sweep_lines_kernel<4>, shape, stream, batch); break;
     default:
       throw Error(detail::concat("fixed-point sweep: rank is not supported on the GPU; got ",
                                  batch.view.rank, ", expected 1 .. ",
                                  math::arrangement_max_rank));
   }
-  check_launch();
 }
 
 }  // namespace lrsmc::kernels

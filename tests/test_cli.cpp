@@ -7,6 +7,8 @@
 #include <fstream>
 #include <sstream>
 
+#include <nlohmann/json.hpp>
+
 #include "lrsmc/demo.hpp"
 #include "lrsmc/io.hpp"
 #include "lrsmc/params.hpp"
@@ -199,12 +201,40 @@ TEST_F(CliTest, FixedPointsOfTheTeacher) {
       << output_;
 }
 
-TEST_F(CliTest, ShortDemoRuns) {
-  const int status = run("demo --epochs 3 --eval-particles 50 --quiet --out-dir " + path("demo"));
-  EXPECT_TRUE(status == 0 || status == 1) << output_;  // 1: not (yet) within 2% after 3 epochs
-  EXPECT_NE(output_.find("teacher (true parameters)"), std::string::npos) << output_;
+// The README's headline: the demo's student, fitted with the demo's defaults, comes within 2%
+// of the teacher's held-out ELBO (on the CPU: the claim is about the fit, not the device).
+TEST_F(CliTest, DemoStudentComesWithinTwoPercentOfTheTeacher) {
+  ASSERT_EQ(run("demo --device cpu --quiet --out-dir " + path("demo")), 0) << output_;
+  EXPECT_NE(output_.find("(within 2%)"), std::string::npos) << output_;
   for (const char* file : {"teacher.npz", "student.npz", "data.npz", "summary.json"})
     EXPECT_TRUE(std::filesystem::exists(path("demo/") + file)) << file;
+  const auto summary = nlohmann::json::parse(read_file(path("demo/summary.json")));
+  const double teacher = summary.at("teacher_held_out_elbo").get<double>();
+  const double student = summary.at("student_held_out_elbo").get<double>();
+  EXPECT_LE(std::fabs(teacher - student) / std::fabs(teacher), 0.02)
+      << "teacher " << teacher << ", student " << student;
+  EXPECT_DOUBLE_EQ(summary.at("relative_gap").get<double>(), (teacher - student) / std::fabs(teacher));
+}
+
+// --device auto runs a model the GPU cannot run (rank above the kernels' 16) on the CPU and says
+// so; --device cuda refuses it with the reason. Without a GPU auto is the CPU anyway.
+TEST_F(CliTest, AutoFallsBackToTheCpuForModelsTheGpuCannotRun) {
+  write_teacher_data(4, 6);
+  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 17 --hidden 24 "
+                "--epochs 1 --particles 4 --quiet --out " + path("rank17.npz")),
+            0)
+      << output_;
+  const bool gpu = output_.find("device auto:") != std::string::npos;
+  if (gpu) {
+    EXPECT_NE(output_.find("cannot run this model (the CUDA kernels run ranks up to 16; got rank "
+                           "17); running on the CPU"),
+              std::string::npos)
+        << output_;
+    expect_bad_input("filter --model " + path("rank17.npz") + " --data " + path("data.npz") +
+                         " --field observations --device cuda --out-latents " + path("z.npy") +
+                         " --out-elbo " + path("elbo.npy"),
+                     "the CUDA kernels run ranks up to 16; got rank 17");
+  }
 }
 
 }  // namespace

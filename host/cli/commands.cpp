@@ -92,7 +92,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   validate(options.training, "options");
   // "auto" trains on the GPU when there is one (device-resident: data, parameters and
   // optimizer state stay on it), on the CPU otherwise.
-  auto backend = make_device_backend(options.device);
+  auto backend = make_device_backend(options.device, model.config, options.training.filter);
   const auto [train, held_out] = split_held_out(data, options.training.held_out_fraction,
                                                 options.training.window, options.training.seed);
   if (!options.quiet)
@@ -123,7 +123,7 @@ int run_filter(const FilterCommandOptions& options) {
   const Model model = load_model(options.model_path);
   const Dataset data = load_data(options.data);
   const FilterOptions filter_options = make_filter_options(options.inference, model.config);
-  auto backend = make_device_backend(options.device);
+  auto backend = make_device_backend(options.device, model.config, filter_options);
   const SequenceBatch batch = trials_batch(data, 0, data.num_trials);
   FilterRequest request;
   request.filtered_mean = true;
@@ -271,10 +271,10 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   fs::create_directories(options.out_dir, error);
   LRSMC_REQUIRE(!error, options.out_dir, ": cannot create the output folder (", error.message(), ")");
   const auto path = [&](const std::string& name) { return (fs::path(options.out_dir) / name).string(); };
-  auto backend = make_device_backend(options.device);
+  const Model teacher = oscillator_teacher();
+  auto backend = make_device_backend(options.device, teacher.config, FilterOptions{});
 
   // 1. Data from the teacher: 150 trials of 75 steps, a fifth held out.
-  const Model teacher = oscillator_teacher();
   const int trials = 150, steps = 75;
   const SampleResult samples = backend->sample(teacher, trials, steps, {}, options.seed);
   save_model(path("teacher.npz"), teacher);

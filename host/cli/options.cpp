@@ -112,10 +112,16 @@ FilterOptions make_filter_options(const InferenceOptions& options, const ModelCo
   return filter;
 }
 
-std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options) {
+std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,
+                                             const ModelConfig& config,
+                                             const FilterOptions& filter) {
   BackendOptions backend_options;
   backend_options.num_threads = options.threads;
-  return make_backend(parse_backend_kind(options.device, "--device"), backend_options);
+  std::string note;
+  auto backend = make_backend_for(parse_backend_kind(options.device, "--device"), backend_options,
+                                  config, filter, &note);
+  if (!note.empty()) std::fprintf(stderr, "lrsmc: %s\n", note.c_str());
+  return backend;
 }
 
 std::string format_duration(double seconds) {

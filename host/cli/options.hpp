@@ -59,7 +59,11 @@ void add_device_options(CLI::App& app, DeviceOptions& options);
 [[nodiscard]] ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs);
 [[nodiscard]] FilterOptions make_filter_options(const InferenceOptions& options,
                                                 const ModelConfig& config);
-[[nodiscard]] std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options);
+/// The backend of --device for this model; "auto" falls back to the CPU, saying so on stderr,
+/// where the GPU cannot run it (Backend::cannot_run).
+[[nodiscard]] std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,
+                                                           const ModelConfig& config,
+                                                           const FilterOptions& filter);
 
 /// "1h 02m 03s", "4m 05s" or "12s".
 [[nodiscard]] std::string format_duration(double seconds);

@@ -330,10 +330,19 @@ class Engine {
         math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
                                DrawStream::proposal_noise, R, scratch.xi.data());
         const Scalar* xi = scratch.xi.data();
-        // dz: the later steps' adjoint plus the observation's, split over the lanes.
-        for (int lane = 0; lane < lanes_; ++lane)
-          math::observation_adjoint_partial(model_, observed, z, weight, lane, lanes_,
-                                            scratch.lanes.data() + lane * R);
+        // The read-out's parameters, channel by channel, and dz: the later steps' adjoint plus
+        // the observation's, whose channels are split over the lanes (channel i in lane
+        // i mod lanes, in order: observation_adjoint_partial's sums).
+        std::fill(scratch.lanes.begin(), scratch.lanes.end(), Scalar(0));
+        for (int i = 0; i < D; ++i) {
+          const auto channel = math::channel_adjoint(model_, observed, z, weight, i);
+          math::add_channel_gradient(
+              channel, z, R, row[std::size_t(offsets.readout_bias + i)],
+              offsets.observation_noise >= 0 ? row[std::size_t(offsets.observation_noise + i)]
+                                             : unused_log_variance,
+              row.data() + offsets.readout_weight + i, D);
+          math::add_eta_adjoint(model_, i, channel.grad_eta, scratch.lanes.data() + (i % lanes_) * R);
+        }
         math::butterfly_sum(scratch.lanes.data(), lanes_, R);
         for (int r = 0; r < R; ++r) grad_z[r] = grad_pre[std::size_t(k) * R + r] + scratch.lanes[r];
         math::propose_adjoint(optimal, R, phase, z, mean, weight,
@@ -356,30 +365,22 @@ class Engine {
             step_gain_sum[std::size_t(r)] += double(grad_z[r]);
           }
         }
-        // The read-out's parameters, channel by channel.
-        for (int i = 0; i < D; ++i) {
-          const auto channel = math::channel_adjoint(model_, observed, z, weight, i);
-          math::add_channel_gradient(
-              channel, z, R, row[std::size_t(offsets.readout_bias + i)],
-              offsets.observation_noise >= 0 ? row[std::size_t(offsets.observation_noise + i)]
-                                             : unused_log_variance,
-              row.data() + offsets.readout_weight + i, D);
-        }
         if (step == 0) {
           for (int r = 0; r < R; ++r) row[std::size_t(slots.initial_mean + r)] += double(grad_mean[r]);
           continue;
         }
         row[std::size_t(slots.decay)] += math::decay_adjoint_term(R, grad_mean.data(), previous);
-        // The transition's parameters, unit by unit, and dz_{t−1} split over the lanes.
+        // The transition's parameters, unit by unit, and dz_{t−1}, whose units are split over the
+        // lanes (unit i in lane i mod lanes, in order: transition_adjoint_partial's sums).
+        std::fill(scratch.lanes.begin(), scratch.lanes.end(), Scalar(0));
         for (int i = 0; i < N; ++i) {
           const auto unit = math::unit_adjoint(model_, previous, currents, grad_mean.data(), i);
           current_sum[std::size_t(i)] += math::add_unit_gradient(
               unit, grad_mean.data(), previous, R, row.data() + offsets.n + i, N,
               row[std::size_t(offsets.h + i)], row.data() + offsets.m + std::int64_t(i) * R);
+          math::add_current_adjoint(model_, i, unit.grad_current,
+                                    scratch.lanes.data() + (i % lanes_) * R);
         }
-        for (int lane = 0; lane < lanes_; ++lane)
-          math::transition_adjoint_partial(model_, previous, currents, grad_mean.data(), lane,
-                                           lanes_, scratch.lanes.data() + lane * R);
         math::butterfly_sum(scratch.lanes.data(), lanes_, R);
         math::transition_adjoint_finish(model_, grad_mean.data(), scratch.lanes.data(),
                                         grad_previous.data());

@@ -1,6 +1,8 @@
 // Host side of the CUDA backend shared by the filter and training; see device_model.hpp.
 #include "cuda/device_model.hpp"
 
+#include "cuda/cuda_backend.hpp"
+
 #include <algorithm>
 
 #include "kernels/device_memory.hpp"
@@ -11,14 +13,18 @@
 
 namespace lrsmc::cuda {
 
+std::size_t particle_kernels_static_shared_bytes() {
+  return std::max({kernels::filter_block_static_shared_bytes(),
+                   kernels::many_particle_static_shared_bytes(),
+                   kernels::backward_static_shared_bytes()});
+}
+
 bool loadings_fit_in_shared(const math::ModelShape& shape, int device_index) {
   int limit = 0;
   LRSMC_CUDA_CHECK(
       cudaDeviceGetAttribute(&limit, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_index));
-  const std::size_t static_bytes =
-      std::max({kernels::filter_block_static_shared_bytes(),
-                kernels::many_particle_static_shared_bytes(), kernels::backward_static_shared_bytes()});
-  return kernels::loadings_shared_bytes(shape, true) + static_bytes <= std::size_t(limit);
+  return kernels::loadings_shared_bytes(shape, true) + particle_kernels_static_shared_bytes() <=
+         std::size_t(limit);
 }
 
 kernels::DeviceModel device_model(const math::ModelShape& shape, const double* parameters,

@@ -8,6 +8,7 @@
 
 #include <complex>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <memory>
 #include <optional>
@@ -164,10 +165,18 @@ void register_exceptions(py::module_& module) {
 
 // --- engine helpers ----------------------------------------------------------------------------
 
-std::unique_ptr<Backend> make_device_backend(const std::string& device, int threads) {
+/// The backend of `device` for this model: "auto" falls back to the CPU (with a warning on
+/// stderr) where the GPU cannot run it, as the command line does.
+std::unique_ptr<Backend> make_device_backend(const std::string& device, int threads,
+                                             const ModelConfig& config,
+                                             const FilterOptions& filter) {
   BackendOptions options;
   options.num_threads = threads;
-  return make_backend(parse_backend_kind(device, "device"), options);
+  std::string note;
+  auto backend =
+      make_backend_for(parse_backend_kind(device, "device"), options, config, filter, &note);
+  if (!note.empty()) std::fprintf(stderr, "lrsmc: %s\n", note.c_str());
+  return backend;
 }
 
 /// Filter options as the command line builds them (host/cli/options.cpp): "auto" picks the
@@ -222,7 +231,7 @@ py::dict filter(const Model& model, const Dataset& data, int particles,
     const FilterOptions options =
         make_filter_options(model.config, particles, proposal, resampling, resample_threshold);
     num_particles = options.num_particles;
-    auto backend = make_device_backend(device, threads);
+    auto backend = make_device_backend(device, threads, model.config, options);
     FilterRequest request;
     request.filtered_mean = true;
     request.particles = store_particles;
@@ -257,7 +266,7 @@ py::dict sample(const Model& model, int trials, int steps, const std::optional<I
   SampleResult result;
   {
     py::gil_scoped_release release;
-    auto backend = make_device_backend(device, threads);
+    auto backend = make_device_backend(device, threads, model.config, FilterOptions{});
     result = backend->sample(model, trials, steps, input_values, seed);
   }
   const py::ssize_t t = trials, s = steps;
@@ -300,7 +309,7 @@ py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
     options.filter =
         make_filter_options(model.config, particles, proposal, resampling, resample_threshold);
     options.optimizer = parse_optimizer(optimizer, "optimizer");
-    auto backend = make_device_backend(device, threads);
+    auto backend = make_device_backend(device, threads, model.config, options.filter);
     Trainer trainer(*backend, options);
     result = trainer.fit(model, train, held_out, progress, resume_from);
   }

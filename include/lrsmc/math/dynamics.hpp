@@ -119,20 +119,24 @@ LRSMC_HD UnitAdjoint<Scalar> unit_adjoint(const ParticleModel<Scalar>& model,
   return {response.value, response.bias_slope, grad_rate, grad_rate * response.slope};
 }
 
+/// Adds unit i's term m_i dX_i to a partial sum of the ancestor's adjoint (nothing for dX_i = 0).
+template <typename Scalar>
+LRSMC_HD void add_current_adjoint(const ParticleModel<Scalar>& model, int i, Scalar grad_current,
+                                  Scalar* partial) {
+  if (grad_current == Scalar(0)) return;
+  for (int r = 0; r < model.rank; ++r) partial[r] += model.m[i * model.rank + r] * grad_current;
+}
+
 /// Lane `lane`'s part of Σ_i m_i dX_i, the adjoint of the ancestor through the currents.
 template <typename Scalar>
 LRSMC_HD void transition_adjoint_partial(const ParticleModel<Scalar>& model,
                                          const Scalar* previous, const Scalar* currents,
                                          const Scalar* grad_mean, int lane, int lanes,
                                          Scalar* partial) {
-  const int rank = model.rank;
-  for (int r = 0; r < rank; ++r) partial[r] = Scalar(0);
-  for (int i = lane; i < model.hidden; i += lanes) {
-    const Scalar grad_current =
-        unit_adjoint(model, previous, currents, grad_mean, i).grad_current;
-    if (grad_current == Scalar(0)) continue;
-    for (int r = 0; r < rank; ++r) partial[r] += model.m[i * rank + r] * grad_current;
-  }
+  for (int r = 0; r < model.rank; ++r) partial[r] = Scalar(0);
+  for (int i = lane; i < model.hidden; i += lanes)
+    add_current_adjoint(model, i, unit_adjoint(model, previous, currents, grad_mean, i).grad_current,
+                        partial);
 }
 
 /// dz_{t−1} = a dμ + Σ_i m_i dX_i, given the lanes' combined sum.

@@ -125,16 +125,21 @@ LRSMC_HD ChannelAdjoint<Scalar> channel_adjoint(const ParticleModel<Scalar>& mod
   return {weight * poisson_rate_slope(observed[i], link.rate) * link.slope, Scalar(0)};
 }
 
+/// Adds channel i's term B_i dη_i to a partial sum of d log p(x_t | z)/dz · weight.
+template <typename Scalar>
+LRSMC_HD void add_eta_adjoint(const ParticleModel<Scalar>& model, int i, Scalar grad_eta,
+                              Scalar* partial) {
+  for (int r = 0; r < model.rank; ++r) partial[r] += model.readout[r * model.channels + i] * grad_eta;
+}
+
 /// Lane `lane`'s part of d log p(x_t | z)/dz · weight = Σ_i B_i dη_i (rank values).
 template <typename Scalar>
 LRSMC_HD void observation_adjoint_partial(const ParticleModel<Scalar>& model,
                                           const Scalar* observed, const Scalar* z, Scalar weight,
                                           int lane, int lanes, Scalar* partial) {
   for (int r = 0; r < model.rank; ++r) partial[r] = Scalar(0);
-  for (int i = lane; i < model.channels; i += lanes) {
-    const Scalar grad_eta = channel_adjoint(model, observed, z, weight, i).grad_eta;
-    for (int r = 0; r < model.rank; ++r) partial[r] += model.readout[r * model.channels + i] * grad_eta;
-  }
+  for (int i = lane; i < model.channels; i += lanes)
+    add_eta_adjoint(model, i, channel_adjoint(model, observed, z, weight, i).grad_eta, partial);
 }
 
 /// Adds one particle's terms of channel i to the read-out gradients (float64 accumulators):
