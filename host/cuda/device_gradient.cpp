@@ -1,0 +1,255 @@
+// A gradient on the device (method.md §3.6; device_gradient.hpp): the pipeline of kernels, the
+// memory plan of a gradient and its split over trials, and the CUDA backend's elbo_gradient.
+#include "cuda/device_gradient.hpp"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <tuple>
+
+#include "cuda/cuda_training.hpp"
+#include "cuda/device_model.hpp"
+#include "kernels/training_launch.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/math/gradient_row.hpp"
+#include "lrsmc/math/weights.hpp"
+#include "model/model_constants.hpp"
+
+namespace lrsmc::cuda {
+
+std::vector<float> to_float(const double* values, std::size_t count) {
+  std::vector<float> result(count);
+  for (std::size_t i = 0; i < count; ++i) result[i] = static_cast<float>(values[i]);
+  return result;
+}
+
+std::vector<float> log_factorials(const std::vector<double>& counts) {
+  std::vector<float> values(counts.size());
+  for (std::size_t i = 0; i < values.size(); ++i)
+    values[i] = static_cast<float>(std::lgamma(counts[i] + 1.0));
+  return values;
+}
+
+std::size_t outcome_doubles(int rows) {
+  return outcome_status_values + std::size_t(rows) + (std::size_t(rows) + 1) / 2;
+}
+
+void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int steps,
+                                 int particles_per_trial, int chunk_trials) {
+  shape = model;
+  chunk = chunk_trials;
+  rows = max_rows;
+  const std::size_t c = std::size_t(chunk_trials), T = std::size_t(steps),
+                    K = std::size_t(particles_per_trial), R = std::size_t(model.rank),
+                    B = std::size_t(max_rows);
+  const math::GradientSlots slots(model.parameters.total, model.rank, model.channels);
+  constants.reserve(std::size_t(math::ConstantsLayout(model).size));
+  working.reserve(std::size_t(math::ParticleConstantsLayout(model).size));
+  scratch.reserve(std::size_t(math::constants_scratch_size(model.rank, model.channels)) + 2 * B * R);
+  if (model.inputs > 0) currents.reserve(B * T * std::size_t(model.hidden));
+  initial_mean.reserve(B * R);
+  std::vector<std::uint32_t> ids(B);
+  for (std::size_t row = 0; row < B; ++row) ids[row] = std::uint32_t(row);
+  trial_ids.upload(ids);
+  accumulator_rows.reserve(B * std::size_t(slots.row_size));
+  totals.reserve(std::size_t(slots.row_size));
+  gradient.reserve(std::size_t(model.parameters.total));
+  outcome.reserve(outcome_doubles(max_rows));
+  particles.reserve(c * T * K * R);
+  log_weights.reserve(c * T * K);
+  ancestors.reserve(c * T * K);
+  resampled.reserve(c * T);
+  carried.reserve(c * K);
+  cumulative.reserve(c * K);
+  tiles.reserve(c * std::size_t(kernels::filter_tile_values(particles_per_trial, model.rank)));
+  for (Buffer<float>* buffer : {&grad_post, &grad_next, &grad_pre}) buffer->reserve(c * K * R);
+  records.reserve(c * std::size_t(kernels::backward_record_values(particles_per_trial, model.rank)));
+  grad_carried.reserve(c * K);
+  grad_log_weight.reserve(c * K);
+}
+void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& options,
+                      std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work) {
+  const math::ModelShape& shape = model.shape;
+  const int R = shape.rank, T = batch.steps;
+  const math::GradientSlots slots(shape.parameters.total, shape.rank, shape.channels);
+  kernels::build_constants(model, work.scratch.get(), nullptr);
+  kernels::input_terms(model, batch.inputs, batch.rows, T, work.currents.get(),
+                       work.initial_mean.get(), nullptr);
+  LRSMC_CUDA_CHECK(cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
+  for (int first = 0; first < batch.rows; first += work.chunk) {
+    const int count = std::min(work.chunk, batch.rows - first);
+    kernels::FilterLaunch launch;
+    launch.model = model;
+    set_filter_settings(launch, options, T, count, seed);
+    const std::size_t cells = std::size_t(first) * T;
+    launch.observations = batch.observations + cells * shape.channels;
+    launch.log_factorial = batch.log_factorial ? batch.log_factorial + cells * shape.channels : nullptr;
+    launch.currents = batch.inputs ? work.currents.get() + cells * shape.hidden : nullptr;
+    launch.initial_mean = work.initial_mean.get() + std::size_t(first) * R;
+    launch.trial_ids = batch.trial_ids + first;
+    launch.store_all = true;
+    launch.particles = work.particles.get();
+    launch.log_weights = work.log_weights.get();
+    launch.ancestors = work.ancestors.get();
+    launch.resampled = work.resampled.get();
+    launch.carried = work.carried.get();
+    launch.cumulative = work.cumulative.get();
+    launch.tiles = work.tiles.get();
+    launch.log_evidence = work.log_evidence() + first;
+    launch.failed_step = work.failed_step() + first;
+    kernels::filter_block_per_trial(launch, nullptr);
+
+    kernels::BackwardLaunch backward;
+    backward.forward = launch;
+    backward.inputs = batch.inputs ? batch.inputs + cells * shape.inputs : nullptr;
+    backward.grad_increment = math::increment_adjoint(batch.rows, T);
+    backward.grad_post = work.grad_post.get();
+    backward.grad_next = work.grad_next.get();
+    backward.grad_pre = work.grad_pre.get();
+    backward.records = work.records.get();
+    backward.grad_carried = work.grad_carried.get();
+    backward.grad_log_weight = work.grad_log_weight.get();
+    backward.rows = work.accumulator_rows.get() + std::size_t(first) * slots.row_size;
+    kernels::backward_block_per_trial(backward, nullptr);
+  }
+  kernels::sum_over_trials(work.accumulator_rows.get(), batch.rows, slots.row_size,
+                           work.totals.get(), nullptr);
+  kernels::finish_gradient(model, work.totals.get(), work.accumulator_rows.get(), batch.rows, T,
+                           work.currents.get(), batch.inputs, work.gradient.get(),
+                           work.scratch.get(), nullptr);
+}
+
+namespace {
+
+std::int64_t free_device_memory() {
+  std::size_t free_bytes = 0, total_bytes = 0;
+  LRSMC_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total_bytes));
+  return static_cast<std::int64_t>(free_bytes);
+}
+
+}  // namespace
+
+int plan_chunks(const ModelConfig& config, int trials, int steps, int particles,
+                int max_chunk_trials) {
+  // Leave 10% of the free memory for the CUDA runtime and other allocations.
+  const std::int64_t available = free_device_memory() / 10 * 9;
+  int chunk = gradient_chunk_trials(config, trials, steps, particles, available);
+  if (max_chunk_trials > 0) chunk = std::min(chunk, max_chunk_trials);
+  // Said once per problem shape and chunk size (a fit would otherwise repeat it every step).
+  static std::mutex said_mutex;
+  static std::set<std::tuple<int, int, int, int>> said;
+  bool first_time = false;
+  if (chunk < trials && max_chunk_trials <= 0) {
+    const std::lock_guard<std::mutex> lock(said_mutex);
+    first_time = said.insert({trials, steps, particles, chunk}).second;
+  }
+  if (first_time)
+    std::fprintf(stderr,
+                 "lrsmc: cuda: the gradient of %d trials × %d steps × %d particles needs %lld MiB "
+                 "but %lld MiB are free; running it in %d chunks of at most %d trials "
+                 "(gradients accumulated, same result)\n",
+                 trials, steps, particles,
+                 static_cast<long long>(gradient_memory_bytes(config, trials, steps, particles, trials) >> 20),
+                 static_cast<long long>(available >> 20), (trials + chunk - 1) / chunk, chunk);
+  return chunk;
+}
+
+Outcome download_outcome(const GradientWorkspace& work, int rows) {
+  std::vector<double> values(outcome_doubles(rows));
+  LRSMC_CUDA_CHECK(cudaMemcpy(values.data(), work.outcome.get(), values.size() * sizeof(double),
+                              cudaMemcpyDeviceToHost));
+  Outcome outcome;
+  outcome.status.assign(values.begin(), values.begin() + outcome_status_values);
+  outcome.evidence.assign(values.begin() + outcome_status_values,
+                          values.begin() + std::ptrdiff_t(outcome_status_values + rows));
+  outcome.failed.resize(std::size_t(rows));
+  std::memcpy(outcome.failed.data(), values.data() + outcome_status_values + rows,
+              std::size_t(rows) * sizeof(std::int32_t));
+  return outcome;
+}
+
+std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int steps,
+                                   int particles, int chunk_trials) {
+  const math::ModelShape shape = model::model_shape(config, Proposal::optimal);
+  const std::int64_t B = trials, c = std::max(1, std::min(chunk_trials, trials)), T = steps,
+                     K = particles, R = config.rank, D = config.num_channels,
+                     N = config.num_hidden, U = config.num_inputs;
+  const std::int64_t row =
+      math::GradientSlots(shape.parameters.total, config.rank, config.num_channels).row_size;
+  // Per chunk trial: every step's particles (float), log-weights (float64), ancestors (int32)
+  // and resampling flag; carried and cumulative weights and the tile sums; the reverse sweep's
+  // three K×R float adjoints, its records and two K float64 adjoints.
+  const std::int64_t per_chunk_trial =
+      T * K * (R * 4 + 8 + 4) + T + K * 16 + kernels::filter_tile_values(particles, config.rank) * 8 +
+      K * R * 12 + kernels::backward_record_values(particles, config.rank) * 4 + K * 16;
+  // Per batch trial: data (observations, log-factorials, inputs, currents), μ_0, accumulator
+  // row, outcome, id and the finishing scratch.
+  const std::int64_t per_trial = T * D * 8 + T * U * 8 + (U > 0 ? T * N * 4 : 0) + R * 4 +
+                                 row * 8 + 8 + 4 + 4 + 2 * R * 8;
+  const std::int64_t model = shape.parameters.total * 8 * 5 +  // parameters, moments, gradient, evaluated
+                             math::ConstantsLayout(shape).size * 8 +
+                             math::ParticleConstantsLayout(shape).size * 4 +
+                             math::constants_scratch_size(config.rank, config.num_channels) * 8 + row * 8;
+  return c * per_chunk_trial + B * per_trial + model + (std::int64_t(64) << 20);
+}
+
+int gradient_chunk_trials(const ModelConfig& config, int trials, int steps, int particles,
+                          std::int64_t available) {
+  int low = 1, high = std::max(1, trials);
+  while (low < high) {  // the largest chunk that fits (the need grows with the chunk)
+    const int middle = low + (high - low + 1) / 2;
+    if (gradient_memory_bytes(config, trials, steps, particles, middle) <= available) {
+      low = middle;
+    } else {
+      high = middle - 1;
+    }
+  }
+  return low;
+}
+
+GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
+                             const FilterOptions& options, std::uint64_t seed, int device_index,
+                             int max_chunk_trials) {
+  const ModelConfig& config = model.config;
+  LRSMC_REQUIRE(config.rank <= kernels::max_rank, "cuda backend: rank is out of range; got ",
+                config.rank, ", expected at most ", kernels::max_rank);
+  LRSMC_CUDA_CHECK(cudaSetDevice(device_index));
+  const int trials = batch.num_trials, steps = batch.num_steps, K = options.num_particles;
+  const math::ModelShape shape = model::model_shape(config, options.proposal);
+  Buffer<double> parameters(model.parameters), inputs;
+  Buffer<float> observations(to_float(batch.observations.data(), batch.observations.size())),
+      log_factorial;
+  if (config.observation == Observation::poisson) log_factorial.upload(log_factorials(batch.observations));
+  if (config.num_inputs > 0) inputs.upload(batch.inputs);
+  GradientWorkspace work;
+  work.reserve(shape, trials, steps, K, plan_chunks(config, trials, steps, K, max_chunk_trials));
+  if (!batch.trial_ids.empty()) work.trial_ids.upload(batch.trial_ids);
+  DeviceBatch device_batch;
+  device_batch.rows = trials;
+  device_batch.steps = steps;
+  device_batch.observations = observations.get();
+  device_batch.log_factorial = log_factorial.get();
+  device_batch.inputs = inputs.get();
+  device_batch.trial_ids = work.trial_ids.get();
+  const kernels::DeviceModel device = device_model(shape, parameters.get(), work.constants.get(),
+                                                   work.working.get(), device_index);
+  enqueue_gradient(device, options, seed, device_batch, work);
+  // The constants' status into the outcome, beside the evidence and the failed steps.
+  LRSMC_CUDA_CHECK(cudaMemcpy(work.outcome.get() + 2, work.constants_status(), sizeof(double),
+                              cudaMemcpyDeviceToDevice));
+  const Outcome outcome = download_outcome(work, trials);
+  const std::string failure = failure_of(outcome.status[2], outcome.failed, outcome.evidence);
+  if (!failure.empty()) throw NumericalError(failure);  // the CPU backend's message
+  GradientResult result;
+  result.elbo = elbo_per_trial(outcome.evidence, steps, result.elbo_per_trial);
+  result.gradient = work.gradient.download();
+  result.gradient.resize(std::size_t(shape.parameters.total));
+  return result;
+}
+
+}  // namespace lrsmc::cuda
