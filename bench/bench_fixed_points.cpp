@@ -1,8 +1,8 @@
-// Fixed-point analysis time against the number of units N (method.md §7, issue 5): the
+// Fixed-point analysis time against the number of units N (method.md §7): the
 // polynomial hyperplane-arrangement algorithm for R = 1, 2, 3 and, for small N, exhaustive
 // enumeration of the 2^N activation patterns beside it. bench/fit_exponent.py fits the growth
 // exponent from the JSON output. BM_FixedPointsArrangementCuda runs the same networks on a CUDA
-// device (issue 5 item 3) up to larger N, and is skipped without one. Results: bench/RESULTS.md.
+// device up to larger N, and is skipped without one. Results: bench/RESULTS.md.
 #include <benchmark/benchmark.h>
 
 #include <cmath>

@@ -1,5 +1,5 @@
-// End-to-end tests of the lrsmc command: the main workflow, and every bad input of the
-// foundation issue giving a clear message, a non-zero exit and no damage to existing files.
+// End-to-end tests of the lrsmc command: the main workflow, the demo's headline, and bad input
+// giving a clear message, a non-zero exit and no damage to existing files.
 #include <gtest/gtest.h>
 
 #include <cmath>

@@ -265,7 +265,7 @@ TEST_F(CudaFilter, LoadingsInAndBeyondSharedMemory) {
   // past 48 KB (the emulation reports LRSMC_EMULATED_STATIC_SHARED, 4096 bytes by default).
   const std::size_t static_bytes = cuda::particle_kernels_static_shared_bytes();
   EXPECT_GT(47'600 + static_bytes, std::size_t(48 * 1024))
-      << "static shared memory " << static_bytes << " bytes: N = 1700 no longer needs the opt-in";
+      << "static shared memory " << static_bytes << " bytes: N = 1700 does not need the opt-in";
 #endif
   for (const auto& [hidden, rank] : {std::pair{1700, 3}, std::pair{2400, 3}, std::pair{2400, 12}}) {
     ModelConfig config = testing::medium_config(Nonlinearity::relu, NoiseType::full,

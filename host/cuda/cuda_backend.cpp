@@ -183,9 +183,8 @@ class CudaBackend final : public Backend {
     if (filter_device_bytes(shape, regime) > available)
       throw OutOfMemory(out_of_memory_message(shape, options_.cuda_filter_regime, available));
     // The workspace is free again when a call returns (every path has synchronised by then)
-    // or throws: device work still in flight after a failure is waited for first, as the
-    // former per-call cudaFree did implicitly, so that the next call cannot overwrite its
-    // buffers under it.
+    // or throws: device work still in flight after a failure is waited for first, so that the
+    // next call cannot overwrite its buffers under it.
     // The same wait keeps the pinned staging buffer of the uploads (staging_) untouched until
     // the copy out of it has finished: a call that returns has synchronised after its copy
     // (cudaDeviceSynchronize after the launch, or before the many-particle graph), and one

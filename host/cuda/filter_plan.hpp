@@ -1,6 +1,6 @@
 // Regime choice and device-memory plan of the CUDA forward filter (design.md, "GPU work shape"
 // and "Errors"): pure arithmetic with no CUDA types, compiled in every build so that its unit
-// tests (tests/test_cuda_many_particles.cpp) run on machines without a GPU.
+// tests (tests/test_cuda_plan.cpp) run on machines without a GPU.
 #pragma once
 
 #include <cstdint>

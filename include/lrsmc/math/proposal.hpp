@@ -84,7 +84,7 @@ LRSMC_HD Scalar propose(bool optimal, int rank, const PhaseConstants<Scalar>& ph
     for (int s = 0; s <= r; ++s) value += phase.proposal_factor[r * rank + s] * xi[s];
     z[r] = value;
   }
-  Scalar* residual = scratch;  // μ_q is no longer needed
+  Scalar* residual = scratch;  // over μ_q, which z has used
   whitened_residual(rank, phase.factor, z, mean, residual);
   Scalar squared = 0, noise_squared = 0;
   for (int r = 0; r < rank; ++r) {
