@@ -8,6 +8,7 @@
 #include "lrsmc/math/model_constants.hpp"
 #include "lrsmc/math/observation.hpp"
 #include "lrsmc/math/philox.hpp"
+#include "lrsmc/math/proposal.hpp"
 #include "model/model_constants.hpp"
 
 namespace lrsmc::cpu {
@@ -62,7 +63,8 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
   result.latents.assign(std::size_t(trials) * steps * R, 0.0);
   result.rates.assign(std::size_t(trials) * steps * D, 0.0);
   result.observations.assign(std::size_t(trials) * steps * D, 0.0);
-  std::vector<Scalar> z(static_cast<std::size_t>(R)), mean(static_cast<std::size_t>(R)), lanes(static_cast<std::size_t>(R)),
+  std::vector<Scalar> z(static_cast<std::size_t>(R)), mean(static_cast<std::size_t>(R)),
+      noise(static_cast<std::size_t>(R)), lanes(static_cast<std::size_t>(R)),
       currents(std::size_t(U > 0 ? N : 0)), previous_currents(currents.size());
   std::vector<double> projection(static_cast<std::size_t>(R));
   for (int trial = 0; trial < trials; ++trial) {
@@ -80,15 +82,13 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
         math::transition_mean(particle_model, z.data(), U > 0 ? previous_currents.data() : nullptr,
                               1, lanes.data(), mean.data());
       }
-      const Scalar* factor = constants.phase(math::phase_of(step)).factor;
-      for (int r = 0; r < R; ++r) {
-        Scalar value = mean[std::size_t(r)];
-        for (int s = 0; s <= r; ++s)
-          value += factor[r * R + s] * static_cast<Scalar>(math::standard_normal(
-                                           seed, std::uint32_t(trial), std::uint32_t(step), 0,
-                                           DrawStream::generative, std::uint32_t(s)));
-        z[std::size_t(r)] = value;
-      }
+      // z = μ + L ξ, the bootstrap proposal's draw, on the generative stream's normals.
+      for (int r = 0; r < R; ++r)
+        noise[std::size_t(r)] = static_cast<Scalar>(math::standard_normal(
+            seed, std::uint32_t(trial), std::uint32_t(step), 0, DrawStream::generative,
+            std::uint32_t(r)));
+      (void)math::propose<Scalar>(false, R, constants.phase(math::phase_of(step)), nullptr,
+                                  mean.data(), noise.data(), lanes.data(), z.data());
       const std::size_t row = std::size_t(trial) * steps + step;
       for (int r = 0; r < R; ++r) result.latents[row * R + r] = static_cast<double>(z[std::size_t(r)]);
       for (int i = 0; i < D; ++i) {
