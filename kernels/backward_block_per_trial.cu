@@ -121,10 +121,13 @@ __global__ void __launch_bounds__(block_size)
     const double* normalised = log_weights_all + std::size_t(step) * K;
     const bool resampled = p.resampled[cell] != 0;
     const float* particles = particles_all + std::size_t(step) * slice;
-    const float* previous_particles = first ? nullptr : particles_all + std::size_t(step - 1) * slice;
-    const std::int32_t* previous_ancestors = first ? nullptr : ancestors_all + std::size_t(step - 1) * K;
+    const float* previous_particles =
+        first ? nullptr : particles_all + std::size_t(step - 1) * slice;
+    const std::int32_t* previous_ancestors =
+        first ? nullptr : ancestors_all + std::size_t(step - 1) * K;
     const float* observed = p.observations + cell * D;
-    const float* currents = p.currents && !first ? p.currents + (cell - 1) * std::size_t(N) : nullptr;
+    const float* currents =
+        p.currents && !first ? p.currents + (cell - 1) * std::size_t(N) : nullptr;
 
     // 1a. Route the adjoint of the post-resampling particles to their ancestors. Systematic
     //     and stratified ancestors (and the identity of a step that did not resample) are
@@ -136,10 +139,12 @@ __global__ void __launch_bounds__(block_size)
       __syncthreads();
       if (int(threadIdx.x) < R)
         for (int k = 0; k < K; ++k)
-          grad_pre[std::size_t(ancestors[k]) * R + threadIdx.x] += grad_post[std::size_t(k) * R + threadIdx.x];
+          grad_pre[std::size_t(ancestors[k]) * R + threadIdx.x] +=
+              grad_post[std::size_t(k) * R + threadIdx.x];
     } else {
       for (int j = threadIdx.x; j < K; j += block_size) {
-        const int low = lower_bound_int(ancestors, K, j), high = lower_bound_int(ancestors, K, j + 1);
+        const int low = lower_bound_int(ancestors, K, j),
+                  high = lower_bound_int(ancestors, K, j + 1);
         for (int r = 0; r < R; ++r) {
           float sum = 0.f;
           for (int k = low; k < high; ++k) sum += grad_post[std::size_t(k) * R + r];
@@ -169,8 +174,8 @@ __global__ void __launch_bounds__(block_size)
       const float weight = float(grad_log_weight[k]);
       const float* z = particles + std::size_t(k) * R;
       float previous[capacity] = {}, mean[capacity], xi[capacity], partial[capacity],
-          grad_z[capacity], residual[capacity] = {}, scaled[capacity] = {}, grad_mean[capacity],
-          grad_previous[capacity] = {};
+            grad_z[capacity], residual[capacity] = {}, scaled[capacity] = {}, grad_mean[capacity],
+            grad_previous[capacity] = {};
       if (first) {
         for (int r = 0; r < R; ++r) mean[r] = p.initial_mean[std::size_t(trial) * R + r];
       } else {  // the forward kernels' transition, bit for bit
@@ -182,7 +187,8 @@ __global__ void __launch_bounds__(block_size)
       }
       math::standard_normals(p.seed, trial_id, std::uint32_t(step), std::uint32_t(k),
                              math::DrawStream::proposal_noise, R, xi);
-      math::observation_adjoint_partial(model, observed, z, weight, group.lane, group.lanes, partial);
+      math::observation_adjoint_partial(model, observed, z, weight, group.lane, group.lanes,
+                                        partial);
       for (int r = 0; r < R; ++r)
         grad_z[r] = grad_pre[std::size_t(k) * R + r] + group_sum(partial[r], group);
       math::propose_adjoint(optimal, R, phase, z, mean, weight,
@@ -225,8 +231,8 @@ __global__ void __launch_bounds__(block_size)
           const float* previous = previous_particles + std::size_t(previous_ancestors[k]) * R;
           const float* grad_mean = records.grad_mean + std::size_t(k) * R;
           const auto unit = math::unit_adjoint(model, previous, currents, grad_mean, i);
-          current_sum += math::add_unit_gradient(unit, grad_mean, previous, R, grad_n, 1,
-                                                 grad_h, grad_m);
+          current_sum +=
+              math::add_unit_gradient(unit, grad_mean, previous, R, grad_n, 1, grad_h, grad_m);
         }
         for (int r = 0; r < R; ++r) {
           row[offsets.n + r * N + i] = grad_n[r];
@@ -286,27 +292,29 @@ __global__ void __launch_bounds__(block_size)
           const float weight = float(grad_log_weight[k]);
           switch (kind) {
             case 0:
-              value += math::factor_adjoint_term(optimal, R, phase, weight,
-                                                 records.grad_z + particle, records.xi + particle,
-                                                 records.residual + particle,
-                                                 records.scaled + particle, r, s);
+              value += math::factor_adjoint_term(
+                  optimal, R, phase, weight, records.grad_z + particle, records.xi + particle,
+                  records.residual + particle, records.scaled + particle, r, s);
               break;
             case 1:
-              value += math::proposal_factor_adjoint_term(R, phase, weight,
-                                                          records.grad_z + particle,
-                                                          records.xi + particle, r, s);
+              value += math::proposal_factor_adjoint_term(
+                  R, phase, weight, records.grad_z + particle, records.xi + particle, r, s);
               break;
             case 2:
-              value += math::mean_product_term(records.grad_z + particle, records.mean + particle,
-                                               r, s);
+              value +=
+                  math::mean_product_term(records.grad_z + particle, records.mean + particle, r, s);
               break;
-            case 3: value += double(records.grad_z[particle + r]); break;
+            case 3:
+              value += double(records.grad_z[particle + r]);
+              break;
             case 4:
               value += math::decay_adjoint_term(
                   R, records.grad_mean + particle,
                   previous_particles + std::size_t(previous_ancestors[k]) * R);
               break;
-            default: value += double(records.grad_mean[particle + r]); break;
+            default:
+              value += double(records.grad_mean[particle + r]);
+              break;
           }
         }
         if (kind == 3) {  // Σ_k dμ_q of the step: its slot, and dG below
@@ -322,8 +330,8 @@ __global__ void __launch_bounds__(block_size)
     if (optimal)
       for (int e = threadIdx.x; e < R * D; e += block_size) {
         const int r = e / D, i = e % D;
-        row[slots.gain[phase_index] + e] += math::gain_adjoint_term(
-            step_gain_sum[r], observed[i], model.readout_bias[i], product);
+        row[slots.gain[phase_index] + e] +=
+            math::gain_adjoint_term(step_gain_sum[r], observed[i], model.readout_bias[i], product);
       }
     // Hand the adjoints to step t − 1.
     for (int k = threadIdx.x; k < K; k += block_size) grad_carried[k] = grad_log_weight[k];
@@ -353,18 +361,20 @@ void backward_block_per_trial(const BackwardLaunch& launch, cudaStream_t stream)
   const FilterLaunch& p = launch.forward;
   const math::ModelShape& shape = p.model.shape;
   LRSMC_REQUIRE(shape.rank >= 1 && shape.rank <= max_rank,
-                "cuda backend: rank is out of range; got ", shape.rank, ", expected 1 to ", max_rank);
+                "cuda backend: rank is out of range; got ", shape.rank, ", expected 1 to ",
+                max_rank);
   LRSMC_ASSERT(p.store_all && p.resampled && p.failed_step);
   const math::GradientSlots slots(shape.parameters.total, shape.rank, shape.channels);
-  LRSMC_CUDA_CHECK(cudaMemsetAsync(launch.rows, 0,
-                                   std::size_t(p.trials) * slots.row_size * sizeof(double), stream));
+  LRSMC_CUDA_CHECK(cudaMemsetAsync(
+      launch.rows, 0, std::size_t(p.trials) * slots.row_size * sizeof(double), stream));
   LaunchShape launch_shape;
   launch_shape.grid = dim3(unsigned(p.trials));
   launch_shape.block = dim3(block_size);
   launch_shape.shared = loadings_shared_bytes(shape, p.model.loadings_in_shared);
   dispatch_rank(shape.rank, [&](auto rank) {
-    launch_kernel("backward_block_per_trial", backward_block_per_trial_kernel<decltype(rank)::value>,
-                  launch_shape, stream, launch);
+    launch_kernel("backward_block_per_trial",
+                  backward_block_per_trial_kernel<decltype(rank)::value>, launch_shape, stream,
+                  launch);
   });
 }
 
@@ -375,7 +385,8 @@ void sum_over_trials(const double* rows, int trials, std::int64_t stride, double
   shape.grid = dim3(unsigned((stride + threads - 1) / threads));
   shape.block = dim3(threads);
   if (shape.grid.x == 0) return;
-  launch_kernel("sum_over_trials", sum_over_trials_kernel, shape, stream, rows, trials, stride, total);
+  launch_kernel("sum_over_trials", sum_over_trials_kernel, shape, stream, rows, trials, stride,
+                total);
 }
 
 }  // namespace lrsmc::kernels

@@ -94,8 +94,8 @@ __global__ void __launch_bounds__(block_size) filter_block_per_trial_kernel(cons
           tiles, arrays.maximum, arrays.total, arrays.squares,
           p.filtered_mean ? arrays.mean : nullptr, R, arrays.scale, arrays.start,
           p.filtered_mean ? p.filtered_mean + cell * R : nullptr, product);
-      const bool resample = !weights.failed &&
-                            math::should_resample(p.resample_threshold, weights.squares, K);
+      const bool resample =
+          !weights.failed && math::should_resample(p.resample_threshold, weights.squares, K);
       decision[0] = weights.failed ? 1 : 0;
       decision[1] = resample ? 1 : 0;
       broadcast[1] = weights.increment;
@@ -123,8 +123,9 @@ __global__ void __launch_bounds__(block_size) filter_block_per_trial_kernel(cons
     // 4. Ancestors (method.md §3.5) and the weights carried to the next step.
     for (int k = threadIdx.x; k < K; k += block_size) {
       if (resample) {
-        const double position = math::resampling_position(
-            p.resampling, p.seed, trial_id, std::uint32_t(step), std::uint32_t(k), std::uint32_t(K));
+        const double position =
+            math::resampling_position(p.resampling, p.seed, trial_id, std::uint32_t(step),
+                                      std::uint32_t(k), std::uint32_t(K));
         slices.ancestors[k] = math::lower_bound_index(cumulative, K, position);
         carried[k] = -log(double(K));
       } else {

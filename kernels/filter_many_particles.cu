@@ -58,12 +58,12 @@ __device__ __forceinline__ double* cumulative_of(const ManyParticleWorkspace& w,
 /// did not resample): left bisection of the position in the trial's normalised cumulative
 /// weights (method.md §3.5).
 __device__ std::int32_t choose_ancestor(const FilterLaunch& p, const ManyParticleWorkspace& w,
-                                        int trial, std::uint32_t trial_id, int step,
-                                        int particle) {
+                                        int trial, std::uint32_t trial_id, int step, int particle) {
   if (w.resample[trial] == 0) return particle;
   const int K = p.num_particles;
-  const double position = math::resampling_position(
-      p.resampling, p.seed, trial_id, std::uint32_t(step), std::uint32_t(particle), std::uint32_t(K));
+  const double position =
+      math::resampling_position(p.resampling, p.seed, trial_id, std::uint32_t(step),
+                                std::uint32_t(particle), std::uint32_t(K));
   return math::lower_bound_index(cumulative_of(w, step) + std::size_t(trial) * K, K, position);
 }
 
@@ -102,9 +102,9 @@ __global__ void __launch_bounds__(tile)
   const LaneGroup group = lane_group(int(threadIdx.x), p.lanes);
   for (int j = int(threadIdx.x) / p.lanes; j < count; j += tile / p.lanes) {
     const int particle = first + j;
-    const float* state = step == 0 ? nullptr
-                                   : slices.previous +
-                                         std::size_t(slices.previous_ancestors[particle]) * R;
+    const float* state =
+        step == 0 ? nullptr
+                  : slices.previous + std::size_t(slices.previous_ancestors[particle]) * R;
     float z[Rank > 0 ? Rank : max_rank];
     const float log_weight = propagate_particle<Rank>(p, model, gain_term, trial, trial_id, step,
                                                       particle, state, group, z);
@@ -120,16 +120,17 @@ __global__ void __launch_bounds__(tile)
 
 /// Grid (trials), one thread each: combines the tiles of `step` in order (math::combine_tiles)
 /// into c_t, the ESS and the resampling decision, the filtered mean and the tiles' offsets.
-__global__ void combine_kernel(const FilterLaunch p, const ManyParticleWorkspace w, const int step) {
+__global__ void combine_kernel(const FilterLaunch p, const ManyParticleWorkspace w,
+                               const int step) {
   const int trial = int(blockIdx.x);
   if (p.failed_step[trial] >= 0) return;
   const int K = p.num_particles, R = p.model.shape.rank, tiles = math::weight_tiles(K);
   const std::size_t cell = std::size_t(trial) * p.steps + step;
   const TileArrays arrays = tile_arrays(p, trial);
   const math::StepWeights weights = math::combine_tiles(
-      tiles, arrays.maximum, arrays.total, arrays.squares,
-      p.filtered_mean ? arrays.mean : nullptr, R, arrays.scale, arrays.start,
-      p.filtered_mean ? p.filtered_mean + cell * R : nullptr, DeviceRoundedProduct());
+      tiles, arrays.maximum, arrays.total, arrays.squares, p.filtered_mean ? arrays.mean : nullptr,
+      R, arrays.scale, arrays.start, p.filtered_mean ? p.filtered_mean + cell * R : nullptr,
+      DeviceRoundedProduct());
   if (weights.failed) {  // every log-weight is ±inf or NaN
     p.failed_step[trial] = step;
     p.log_evidence[trial] = weights.maximum;
@@ -157,9 +158,9 @@ __global__ void __launch_bounds__(tile)
   if (w.resample[trial] == 0) return;
   const TileArrays arrays = tile_arrays(p, trial);
   double* cumulative = cumulative_of(w, step) + std::size_t(trial) * K;
-  cumulative[particle] = math::normalised_cumulative(
-      arrays.start[blockIdx.x], arrays.scale[blockIdx.x], cumulative[particle], w.total[trial],
-      DeviceRoundedProduct());
+  cumulative[particle] =
+      math::normalised_cumulative(arrays.start[blockIdx.x], arrays.scale[blockIdx.x],
+                                  cumulative[particle], w.total[trial], DeviceRoundedProduct());
 }
 
 /// Grid (tiles, trials): the last step's ancestors (the earlier ones are chosen by the next
@@ -202,17 +203,19 @@ void prepare_filter_many_particles(const FilterLaunch& launch) {
   LRSMC_REQUIRE(launch.trials >= 1 && launch.trials <= max_many_particle_trials,
                 "cuda backend: trials per call in the many-particle regime is out of range; got ",
                 launch.trials, ", expected 1 to ", max_many_particle_trials);
-  const std::size_t shared = loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
+  const std::size_t shared =
+      loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
   dispatch_rank(launch.model.shape.rank, [&](auto rank) {
-    reserve_shared_memory("propagate_weigh_kernel",
-                          reinterpret_cast<const void*>(propagate_weigh_kernel<decltype(rank)::value>),
-                          shared);
+    reserve_shared_memory(
+        "propagate_weigh_kernel",
+        reinterpret_cast<const void*>(propagate_weigh_kernel<decltype(rank)::value>), shared);
   });
 }
 
 void filter_many_particles_step(const FilterLaunch& launch, const ManyParticleWorkspace& workspace,
                                 int step, cudaStream_t stream) {
-  const std::size_t shared = loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
+  const std::size_t shared =
+      loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
   dispatch_rank(launch.model.shape.rank, [&](auto rank) {
     launch_kernel("propagate_weigh_kernel", propagate_weigh_kernel<decltype(rank)::value>,
                   particle_shape(launch, shared), stream, launch, workspace, step);

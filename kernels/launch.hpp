@@ -3,9 +3,9 @@
 // except cudaStream_t).
 #pragma once
 
+#include <cuda_runtime_api.h>
 #include <cstddef>
 #include <cstdint>
-#include <cuda_runtime_api.h>
 
 #include "lrsmc/config.hpp"
 #include "lrsmc/math/model_constants.hpp"
@@ -36,24 +36,24 @@ struct FilterLaunch {
   double resample_threshold = 1.0;
   std::uint64_t seed = 0;
   // Data.
-  const float* observations = nullptr;   ///< (trials, steps, channels)
-  const float* log_factorial = nullptr;  ///< (trials, steps, channels), Poisson only
-  const float* currents = nullptr;       ///< (trials, steps, hidden) W_u u_t, or null
-  const float* initial_mean = nullptr;   ///< (trials, rank)
+  const float* observations = nullptr;       ///< (trials, steps, channels)
+  const float* log_factorial = nullptr;      ///< (trials, steps, channels), Poisson only
+  const float* currents = nullptr;           ///< (trials, steps, hidden) W_u u_t, or null
+  const float* initial_mean = nullptr;       ///< (trials, rank)
   const std::uint32_t* trial_ids = nullptr;  ///< (trials)
   // Workspace and outputs. With store_all every step is kept (filter outputs, backward pass);
   // otherwise two particle slices and one weight/ancestor slice per trial are reused.
   bool store_all = false;
-  float* particles = nullptr;            ///< (trials, store_all ? steps : 2, particles, rank)
-  double* log_weights = nullptr;         ///< (trials, store_all ? steps : 1, particles)
-  std::int32_t* ancestors = nullptr;     ///< (trials, store_all ? steps : 1, particles)
-  std::uint8_t* resampled = nullptr;     ///< (trials, steps) or null
-  double* carried = nullptr;             ///< (trials, particles): block-per-trial regime
-  double* cumulative = nullptr;          ///< (trials, particles): block-per-trial regime
-  double* tiles = nullptr;               ///< (trials, filter_tile_values): tile partials
-  double* log_evidence = nullptr;        ///< (trials): Σ_t c_t, or the non-finite maximum
-  std::int32_t* failed_step = nullptr;   ///< (trials): −1, or the step whose weights all failed
-  double* filtered_mean = nullptr;       ///< (trials, steps, rank) or null
+  float* particles = nullptr;           ///< (trials, store_all ? steps : 2, particles, rank)
+  double* log_weights = nullptr;        ///< (trials, store_all ? steps : 1, particles)
+  std::int32_t* ancestors = nullptr;    ///< (trials, store_all ? steps : 1, particles)
+  std::uint8_t* resampled = nullptr;    ///< (trials, steps) or null
+  double* carried = nullptr;            ///< (trials, particles): block-per-trial regime
+  double* cumulative = nullptr;         ///< (trials, particles): block-per-trial regime
+  double* tiles = nullptr;              ///< (trials, filter_tile_values): tile partials
+  double* log_evidence = nullptr;       ///< (trials): Σ_t c_t, or the non-finite maximum
+  std::int32_t* failed_step = nullptr;  ///< (trials): −1, or the step whose weights all failed
+  double* filtered_mean = nullptr;      ///< (trials, steps, rank) or null
 };
 
 /// Doubles of FilterLaunch::tiles per trial: maximum, total, squares, scale and start of each
@@ -99,8 +99,8 @@ void filter_block_per_trial(const FilterLaunch& launch, cudaStream_t stream);
 struct ManyParticleWorkspace {
   double* cumulative[2] = {nullptr, nullptr};  ///< (trials, K) each: step parity t % 2
   double* increment = nullptr;                 ///< (trials): c_t of the current step
-  double* total = nullptr;                     ///< (trials): the last unnormalised cumulative weight
-  std::int32_t* resample = nullptr;            ///< (trials): 1 when the current step resamples
+  double* total = nullptr;           ///< (trials): the last unnormalised cumulative weight
+  std::int32_t* resample = nullptr;  ///< (trials): 1 when the current step resamples
 };
 
 /// Many-particle regime, per step: enqueues on `stream`, without synchronising, (1) the

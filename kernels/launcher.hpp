@@ -39,8 +39,8 @@ inline void reserve_shared_memory(const char* name, const void* function, std::s
   cudaFuncAttributes attributes{};
   cudaError_t status = cudaFuncGetAttributes(&attributes, function);
   if (status == cudaSuccess && dynamic + attributes.sharedSizeBytes > 48 * 1024)
-    status = cudaFuncSetAttribute(function, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                  int(dynamic));
+    status =
+        cudaFuncSetAttribute(function, cudaFuncAttributeMaxDynamicSharedMemorySize, int(dynamic));
   if (status != cudaSuccess) {
     (void)cudaGetLastError();  // or the launch check would report this failure
     throw CudaError(detail::concat(name, ": cannot use ", dynamic, " bytes of shared memory (",
@@ -70,8 +70,9 @@ struct LaunchShape {
 /// Launches `kernel` (called `name` in errors) on `stream`, opted in to its shared memory.
 template <typename... Parameters, typename... Arguments>
 void launch_kernel(const char* name, void (*kernel)(Parameters...), const LaunchShape& shape,
-            cudaStream_t stream, Arguments&&... arguments) {
-  if (!shape.opted_in) reserve_shared_memory(name, reinterpret_cast<const void*>(kernel), shape.shared);
+                   cudaStream_t stream, Arguments&&... arguments) {
+  if (!shape.opted_in)
+    reserve_shared_memory(name, reinterpret_cast<const void*>(kernel), shape.shared);
   kernel<<<shape.grid, shape.block, shape.shared, stream>>>(std::forward<Arguments>(arguments)...);
   check_launch(name, stream);
 }

@@ -45,7 +45,8 @@ __global__ void initial_mean_kernel(const DeviceModel model, int rows, int steps
   const int row = int(blockIdx.x) * blockDim.x + int(threadIdx.x);
   if (row >= rows) return;
   double projection[max_rank];
-  const float* first = currents ? currents + std::size_t(row) * steps * model.shape.hidden : nullptr;
+  const float* first =
+      currents ? currents + std::size_t(row) * steps * model.shape.hidden : nullptr;
   math::initial_mean(model.shape, model.parameters, model.constants, first,
                      initial_mean + std::size_t(row) * model.shape.rank, projection);
 }
@@ -96,7 +97,8 @@ void input_terms(const DeviceModel& model, const double* inputs, int rows, int s
   if (inputs != nullptr) {
     const std::int64_t count = std::int64_t(rows) * steps * model.shape.hidden;
     LaunchShape shape;
-    shape.grid = dim3(unsigned(std::min<std::int64_t>((count + block_size - 1) / block_size, 4096)));
+    shape.grid =
+        dim3(unsigned(std::min<std::int64_t>((count + block_size - 1) / block_size, 4096)));
     shape.block = dim3(block_size);
     launch_kernel("input_currents", input_currents_kernel, shape, stream, model, inputs, rows,
                   steps, currents);
@@ -108,9 +110,9 @@ void input_terms(const DeviceModel& model, const double* inputs, int rows, int s
                 inputs != nullptr ? static_cast<const float*>(currents) : nullptr, initial_mean);
 }
 
-void finish_gradient(const DeviceModel& model, const double* totals, const double* rows,
-                     int trials, int steps, const float* currents, const double* inputs,
-                     double* gradient, double* scratch, cudaStream_t stream) {
+void finish_gradient(const DeviceModel& model, const double* totals, const double* rows, int trials,
+                     int steps, const float* currents, const double* inputs, double* gradient,
+                     double* scratch, cudaStream_t stream) {
   LaunchShape shape;
   shape.block = dim3(block_size);
   launch_kernel("finish_gradient", finish_gradient_kernel, shape, stream, model, totals, rows,

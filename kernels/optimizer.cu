@@ -23,8 +23,7 @@ __global__ void __launch_bounds__(norm_block_size)
   __shared__ double chunk_sums[norm_block_size];
   __shared__ int bad[norm_block_size];
   const int thread = int(threadIdx.x);
-  chunk_sums[thread] =
-      math::chunk_sum_of_squares(ascent, count, thread, DeviceRoundedProduct());
+  chunk_sums[thread] = math::chunk_sum_of_squares(ascent, count, thread, DeviceRoundedProduct());
   int flag = 0;
   for (std::int64_t i = thread; i < count; i += norm_block_size)
     if (!isfinite(ascent[i])) flag = 1;
@@ -52,7 +51,7 @@ __global__ void __launch_bounds__(norm_block_size)
 
 __global__ void optimizer_step_kernel(const OptimizerLaunch p) {
   const std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i >= p.count || p.status[1] != 0.0) return;  // the NaN guard: keep the last good state
+  if (i >= p.count || p.status[1] != 0.0) return;     // the NaN guard: keep the last good state
   if (p.evaluated) p.evaluated[i] = p.parameters[i];  // where this step's gradient was taken
   const double clip_scale = math::clip_factor(sqrt(p.status[0]), p.gradient_clip);
   math::adam_update(p.ascent[i], clip_scale, p.coefficients, p.parameters[i], p.first_moment[i],

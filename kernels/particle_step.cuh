@@ -86,8 +86,8 @@ __device__ __forceinline__ std::size_t cell_of(const FilterLaunch& p, int trial,
 
 /// G (x_t − b) of `step` into `gain_term` (rank floats, shared), by thread 0; the caller syncs.
 __device__ __forceinline__ void gain_term_of(const FilterLaunch& p,
-                                              const math::ParticleModel<float>& model, int trial,
-                                              int step, float* gain_term) {
+                                             const math::ParticleModel<float>& model, int trial,
+                                             int step, float* gain_term) {
   if (!p.model.shape.optimal || threadIdx.x != 0) return;
   const float* observed = p.observations + cell_of(p, trial, step) * model.channels;
   math::gain_observation(phase_at(p, step), model.rank, model.channels, observed,
@@ -111,15 +111,16 @@ __device__ float propagate_particle(const FilterLaunch& p, const math::ParticleM
   } else {
     float previous[capacity] = {};  // read from global memory once, not once per hidden unit
     for (int r = 0; r < R; ++r) previous[r] = state[r];
-    const float* currents = p.currents ? p.currents + (cell - 1) * std::size_t(model.hidden) : nullptr;
+    const float* currents =
+        p.currents ? p.currents + (cell - 1) * std::size_t(model.hidden) : nullptr;
     math::transition_partial(model, previous, currents, group.lane, group.lanes, scratch);
     for (int r = 0; r < R; ++r) scratch[r] = group_sum(scratch[r], group);
     math::transition_finish(model, previous, scratch, mean);
   }
   math::standard_normals(p.seed, trial_id, std::uint32_t(step), std::uint32_t(particle),
                          math::DrawStream::proposal_noise, R, xi);
-  const float proposal_term = math::propose(p.model.shape.optimal, R, phase_at(p, step),
-                                            gain_term, mean, xi, scratch, z);
+  const float proposal_term =
+      math::propose(p.model.shape.optimal, R, phase_at(p, step), gain_term, mean, xi, scratch, z);
   const float* observed = p.observations + cell * model.channels;
   const float* log_factorial = p.log_factorial ? p.log_factorial + cell * model.channels : nullptr;
   const float observation = group_sum(
@@ -137,7 +138,9 @@ union TileStorage {
 };
 
 struct MaximumIgnoringNan {
-  __device__ double operator()(double a, double b) const { return math::maximum_ignoring_nan(a, b); }
+  __device__ double operator()(double a, double b) const {
+    return math::maximum_ignoring_nan(a, b);
+  }
 };
 
 /// The per-trial arrays of the tile partials (FilterLaunch::tiles: maximum, total, squares,
@@ -149,8 +152,8 @@ struct TileArrays {
 __device__ __forceinline__ TileArrays tile_arrays(const FilterLaunch& p, int trial) {
   const int tiles = math::weight_tiles(p.num_particles), R = p.model.shape.rank;
   double* base = p.tiles + std::size_t(trial) * tiles * (5 + R);
-  return {base, base + tiles, base + 2 * tiles, base + 3 * tiles, base + 4 * tiles,
-          base + 5 * tiles};
+  return {
+      base, base + tiles, base + 2 * tiles, base + 3 * tiles, base + 4 * tiles, base + 5 * tiles};
 }
 
 /// The sums of tile `tile` of a trial's increments x = log W̄_{t−1} + log w_t (math/weights.hpp),
@@ -158,8 +161,9 @@ __device__ __forceinline__ TileArrays tile_arrays(const FilterLaunch& p, int tri
 /// into `cumulative`, their total, Σ exp(2 (x − shift)) and with `particles` Σ exp(x − shift) z.
 /// Every thread of the block calls it; it ends with a barrier.
 __device__ inline void tile_sums(const FilterLaunch& p, int tile, const double* increments,
-                          const float* particles, double* cumulative, const TileArrays& arrays,
-                          TileStorage& storage, double* broadcast) {
+                                 const float* particles, double* cumulative,
+                                 const TileArrays& arrays, TileStorage& storage,
+                                 double* broadcast) {
   const int K = p.num_particles, R = p.model.shape.rank;
   const int k = tile * math::weight_tile + int(threadIdx.x);
   const int last = min(K, (tile + 1) * math::weight_tile) - 1;
@@ -175,8 +179,7 @@ __device__ inline void tile_sums(const FilterLaunch& p, int tile, const double* 
   if (valid) cumulative[k] = local;
   if (k == last) arrays.total[tile] = local;
   __syncthreads();
-  const double squares =
-      TileReduce(storage.reduce).Sum(valid ? math::tile_square(x, shift) : 0.0);
+  const double squares = TileReduce(storage.reduce).Sum(valid ? math::tile_square(x, shift) : 0.0);
   if (threadIdx.x == 0) {
     arrays.maximum[tile] = broadcast[0];
     arrays.squares[tile] = squares;
@@ -184,8 +187,9 @@ __device__ inline void tile_sums(const FilterLaunch& p, int tile, const double* 
   const DeviceRoundedProduct product;
   for (int r = 0; particles != nullptr && r < R; ++r) {
     __syncthreads();
-    const double sum = TileReduce(storage.reduce).Sum(
-        valid ? product(weight, double(particles[std::size_t(k) * R + r])) : 0.0);
+    const double sum =
+        TileReduce(storage.reduce)
+            .Sum(valid ? product(weight, double(particles[std::size_t(k) * R + r])) : 0.0);
     if (threadIdx.x == 0) arrays.mean[std::size_t(tile) * R + r] = sum;
   }
   __syncthreads();

@@ -3,8 +3,8 @@
 // Only pointers, sizes, parameter structs and cudaStream_t cross here.
 #pragma once
 
-#include <cstdint>
 #include <cuda_runtime_api.h>
+#include <cstdint>
 
 #include "kernels/launch.hpp"
 #include "lrsmc/math/optimizer.hpp"
@@ -24,10 +24,10 @@ struct BackwardLaunch {
   const double* inputs = nullptr;  ///< (trials, steps, inputs), or null
   double grad_increment = 0.0;     ///< d objective / d c_t = 1 / (batch trials · steps)
   // Workspace: (trials, K, R) floats, (trials, K) doubles, (trials, backward_record_values).
-  float* grad_post = nullptr;   ///< adjoint of the particles after resampling at step t
-  float* grad_next = nullptr;   ///< the same for step t − 1, being filled
-  float* grad_pre = nullptr;    ///< adjoint of the particles before resampling
-  float* records = nullptr;     ///< per-particle records of a step
+  float* grad_post = nullptr;         ///< adjoint of the particles after resampling at step t
+  float* grad_next = nullptr;         ///< the same for step t − 1, being filled
+  float* grad_pre = nullptr;          ///< adjoint of the particles before resampling
+  float* records = nullptr;           ///< per-particle records of a step
   double* grad_carried = nullptr;     ///< adjoint of the carried normalised log-weights
   double* grad_log_weight = nullptr;  ///< adjoint of log W̄_{t−1} + log w_t
   /// (trials, math::GradientSlots::row_size): each trial's accumulator row, cleared by the
@@ -51,9 +51,9 @@ void sum_over_trials(const double* rows, int trials, std::int64_t stride, double
 /// μ_0's projection, trials in order: `rows` are the trials' accumulator rows, `currents`
 /// (trials, steps, hidden) and `inputs` (trials, steps, inputs). `scratch` holds
 /// math::constants_scratch_size + 2 · trials · rank doubles.
-void finish_gradient(const DeviceModel& model, const double* totals, const double* rows,
-                     int trials, int steps, const float* currents, const double* inputs,
-                     double* gradient, double* scratch, cudaStream_t stream);
+void finish_gradient(const DeviceModel& model, const double* totals, const double* rows, int trials,
+                     int steps, const float* currents, const double* inputs, double* gradient,
+                     double* scratch, cudaStream_t stream);
 
 /// One Adam / RAdam step over the flat parameter vector (math::adam_update), unless the status
 /// says the step must be skipped. `ascent` is d ELBO / d θ.

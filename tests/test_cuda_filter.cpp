@@ -37,9 +37,12 @@ std::unique_ptr<Backend> cuda_backend(CudaFilterRegime regime) {
 
 const char* regime_name(CudaFilterRegime regime) {
   switch (regime) {
-    case CudaFilterRegime::block_per_trial: return "block per trial";
-    case CudaFilterRegime::many_particles: return "many particles";
-    case CudaFilterRegime::automatic: break;
+    case CudaFilterRegime::block_per_trial:
+      return "block per trial";
+    case CudaFilterRegime::many_particles:
+      return "many particles";
+    case CudaFilterRegime::automatic:
+      break;
   }
   return "automatic";
 }
@@ -60,7 +63,8 @@ TEST_P(CudaFilterTest, MatchesTheCpuInBothRegimes) {
   const Model model = testing::random_model(config, 12);
   const SequenceBatch batch = testing::sampled_batch(model, 5, 20, 4);
   for (const int particles : {300, 10}) {
-    for (const auto regime : {CudaFilterRegime::block_per_trial, CudaFilterRegime::many_particles}) {
+    for (const auto regime :
+         {CudaFilterRegime::block_per_trial, CudaFilterRegime::many_particles}) {
       FilterOptions options;
       options.num_particles = particles;
       options.proposal = proposal;
@@ -73,11 +77,11 @@ TEST_P(CudaFilterTest, MatchesTheCpuInBothRegimes) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllOptions, CudaFilterTest,
-    ::testing::ValuesIn(testing::runnable_combinations(
-        {Resampling::systematic, Resampling::stratified, Resampling::multinomial})),
-    testing::combination_name);
+INSTANTIATE_TEST_SUITE_P(AllOptions, CudaFilterTest,
+                         ::testing::ValuesIn(testing::runnable_combinations(
+                             {Resampling::systematic, Resampling::stratified,
+                              Resampling::multinomial})),
+                         testing::combination_name);
 
 class CudaFilter : public ::testing::Test {
  protected:
@@ -89,19 +93,19 @@ class CudaFilter : public ::testing::Test {
 // Every particle count from 1 to 129 splits a particle over its own number of lanes
 // (math::lanes_per_particle: 32 down to 1).
 TEST_F(CudaFilter, EveryLaneSplit) {
-  const Model model = testing::random_model(
-      testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full, Observation::gaussian,
-                             Link::identity),
-      14);
+  const Model model =
+      testing::random_model(testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity),
+                            14);
   const SequenceBatch batch = testing::sampled_batch(model, 3, 8, 5);
   auto gpu = cuda_backend(CudaFilterRegime::automatic);
   for (const int particles : {1, 5, 8, 9, 16, 17, 33, 64, 65, 128, 129}) {
     FilterOptions options;
     options.num_particles = particles;
-    (void)testing::expect_same_filter(
-        *gpu, model, batch, options, 8,
-        "K = " + std::to_string(particles) + ", " +
-            std::to_string(math::lanes_per_particle(particles)) + " lanes");
+    (void)testing::expect_same_filter(*gpu, model, batch, options, 8,
+                                      "K = " + std::to_string(particles) + ", " +
+                                          std::to_string(math::lanes_per_particle(particles)) +
+                                          " lanes");
   }
 }
 
@@ -159,9 +163,9 @@ TEST_F(CudaFilter, ReusedWorkspaceGivesWhatAFreshBackendGives) {
     FilterRequest request;
   };
   const std::vector<Call> calls = {
-      {10, 2, {false, true}},   {300, 5, {true, true}},  {10, 3, {false, false}},
-      {40, 1, {true, false}},   {700, 6, {true, true}},  {2500, 2, {false, true}},
-      {20, 4, {true, true}},    {3000, 7, {true, true}}, {10, 10, {false, true}}};
+      {10, 2, {false, true}}, {300, 5, {true, true}},  {10, 3, {false, false}},
+      {40, 1, {true, false}}, {700, 6, {true, true}},  {2500, 2, {false, true}},
+      {20, 4, {true, true}},  {3000, 7, {true, true}}, {10, 10, {false, true}}};
   for (const auto regime : {CudaFilterRegime::automatic, CudaFilterRegime::block_per_trial,
                             CudaFilterRegime::many_particles}) {
     auto reused = cuda_backend(regime);
@@ -186,9 +190,9 @@ TEST_F(CudaFilter, ReusedWorkspaceGivesWhatAFreshBackendGives) {
         const SequenceBatch many_trials = testing::sampled_batch(model, 100, 3, 3);
         EXPECT_THROW((void)reused->filter(model, many_trials, huge, seed, {true, true}),
                      OutOfMemory);
-        testing::expect_identical(
-            result, reused->filter(model, batch, options, seed - 1, call.request),
-            label + ", again after the refusal");
+        testing::expect_identical(result,
+                                  reused->filter(model, batch, options, seed - 1, call.request),
+                                  label + ", again after the refusal");
       }
     }
   }
@@ -197,10 +201,10 @@ TEST_F(CudaFilter, ReusedWorkspaceGivesWhatAFreshBackendGives) {
 // Thousands of particles per trial (20 tiles, the last partly empty), every proposal and
 // resampling scheme, in the automatic choice (the many-particle regime).
 TEST_F(CudaFilter, ThousandsOfParticlesInEveryScheme) {
-  const Model model = testing::random_model(
-      testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full, Observation::gaussian,
-                             Link::identity),
-      21);
+  const Model model =
+      testing::random_model(testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity),
+                            21);
   const SequenceBatch batch = testing::sampled_batch(model, 3, 12, 5);
   auto gpu = cuda_backend(CudaFilterRegime::automatic);
   for (const auto proposal : {Proposal::bootstrap, Proposal::optimal})
@@ -220,10 +224,10 @@ TEST_F(CudaFilter, ThousandsOfParticlesInEveryScheme) {
 // More tiles per trial (274) than a block has threads (256): the tiles' combination runs over
 // all of them in order, in both regimes.
 TEST_F(CudaFilter, MoreTilesThanABlockHasThreads) {
-  const Model model = testing::random_model(
-      testing::medium_config(Nonlinearity::relu, NoiseType::full, Observation::gaussian,
-                             Link::identity),
-      8);
+  const Model model =
+      testing::random_model(testing::medium_config(Nonlinearity::relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity),
+                            8);
   const SequenceBatch batch = testing::sampled_batch(model, 2, 4, 9);
   FilterOptions options;
   options.num_particles = 70'000;
@@ -288,10 +292,10 @@ TEST_F(CudaFilter, LoadingsInAndBeyondSharedMemory) {
 
 // Around the threshold the automatic choice runs exactly the forced regime.
 TEST_F(CudaFilter, AutomaticChoiceFollowsTheThreshold) {
-  const Model model = testing::random_model(
-      testing::medium_config(Nonlinearity::clipped_relu, NoiseType::diag, Observation::gaussian,
-                             Link::identity),
-      4);
+  const Model model =
+      testing::random_model(testing::medium_config(Nonlinearity::clipped_relu, NoiseType::diag,
+                                                   Observation::gaussian, Link::identity),
+                            4);
   const SequenceBatch batch = testing::sampled_batch(model, 3, 10, 2);
   auto automatic = cuda_backend(CudaFilterRegime::automatic);
   for (const auto& [particles, regime] :
@@ -358,10 +362,10 @@ TEST_F(CudaFilter, TenMillionParticlesInAll) {
 // A request far beyond the device's memory fails before allocating, says what would fit, and
 // leaves the backend usable.
 TEST_F(CudaFilter, OutOfMemoryIsClearAndTheBackendStaysUsable) {
-  const Model model = testing::random_model(
-      testing::medium_config(Nonlinearity::relu, NoiseType::full, Observation::gaussian,
-                             Link::identity),
-      2);
+  const Model model =
+      testing::random_model(testing::medium_config(Nonlinearity::relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity),
+                            2);
   const SequenceBatch batch = testing::sampled_batch(model, 100, 3, 3);
   FilterOptions options;
   options.num_particles = 100'000'000;  // 10^10 particles: terabytes

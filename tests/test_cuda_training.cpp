@@ -48,17 +48,17 @@ TEST_P(CudaGradientTest, MatchesTheCpu) {
     options.num_particles = particles;
     options.proposal = proposal;
     options.resampling = resampling;
-    testing::expect_same_gradient(*gpu, model, batch, options, 21,
-                                  ::testing::PrintToString(GetParam()) + ", K = " +
-                                      std::to_string(particles));
+    testing::expect_same_gradient(
+        *gpu, model, batch, options, 21,
+        ::testing::PrintToString(GetParam()) + ", K = " + std::to_string(particles));
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllOptions, CudaGradientTest,
-    ::testing::ValuesIn(testing::runnable_combinations(
-        {Resampling::systematic, Resampling::stratified, Resampling::multinomial})),
-    testing::combination_name);
+INSTANTIATE_TEST_SUITE_P(AllOptions, CudaGradientTest,
+                         ::testing::ValuesIn(testing::runnable_combinations(
+                             {Resampling::systematic, Resampling::stratified,
+                              Resampling::multinomial})),
+                         testing::combination_name);
 
 class CudaGradient : public ::testing::Test {
  protected:
@@ -101,9 +101,9 @@ TEST_F(CudaGradient, EveryLaneSplit) {
       FilterOptions options;
       options.num_particles = particles;
       options.proposal = proposal;
-      testing::expect_same_gradient(*gpu, model, batch, options, 8,
-                                    std::to_string(particles) + " particles, " +
-                                        to_string(proposal));
+      testing::expect_same_gradient(
+          *gpu, model, batch, options, 8,
+          std::to_string(particles) + " particles, " + to_string(proposal));
     }
   }
 }
@@ -154,7 +154,8 @@ TEST_F(CudaGradient, SplittingABatchOverTrialsGivesTheSameBits) {
   options.num_particles = 64;
   const auto whole = cuda::elbo_gradient(model, batch, options, 9, 0);
   for (const int chunk : {1, 2, 3})
-    testing::expect_identical(config, whole, cuda::elbo_gradient(model, batch, options, 9, 0, chunk),
+    testing::expect_identical(config, whole,
+                              cuda::elbo_gradient(model, batch, options, 9, 0, chunk),
                               "chunks of " + std::to_string(chunk));
 }
 
@@ -224,9 +225,9 @@ TEST(CudaTraining, StepsMatchTheHostTrainer) {
                                              Observation::gaussian, Link::identity, 1);
   config.num_hidden = 32;
   const Model model = testing::random_model(config, 5);
-  for (const TrainingCase which : {TrainingCase{false, Optimizer::radam, 0.0},
-                                   TrainingCase{true, Optimizer::adam, 0.5},
-                                   TrainingCase{true, Optimizer::radam, 0.05}}) {
+  for (const TrainingCase which :
+       {TrainingCase{false, Optimizer::radam, 0.0}, TrainingCase{true, Optimizer::adam, 0.5},
+        TrainingCase{true, Optimizer::radam, 0.05}}) {
     const Dataset data = training_data(model, which.continuous);
     const Dataset none;
     const TrainingOptions options = training_options(which);
@@ -240,8 +241,9 @@ TEST(CudaTraining, StepsMatchTheHostTrainer) {
     ASSERT_TRUE(result.completed) << label << ": " << result.stop_reason;
     ASSERT_EQ(result.history.size(), reference.history.size());
     if (!testing::emulated_device) {
-      EXPECT_NEAR(result.history[0].train_elbo, reference.history[0].train_elbo,
-                  testing::device_tolerance(config) * (1 + std::fabs(reference.history[0].train_elbo)))
+      EXPECT_NEAR(
+          result.history[0].train_elbo, reference.history[0].train_elbo,
+          testing::device_tolerance(config) * (1 + std::fabs(reference.history[0].train_elbo)))
           << label << ": the first step's ELBO";
       continue;
     }
@@ -293,8 +295,10 @@ TEST(CudaTraining, ResumeGivesTheUninterruptedResult) {
   const std::string directory = testing::make_temp_dir("lrsmc_cuda_resume");
   options.checkpoint_path = directory + "/run.checkpoint.npz";
   options.checkpoint_every = 1;
-  const TrainingResult first = Trainer(*gpu, options).fit(
-      model, data, none, [](const EpochReport& report) { return report.epoch < 2; });
+  const TrainingResult first =
+      Trainer(*gpu, options).fit(model, data, none, [](const EpochReport& report) {
+        return report.epoch < 2;
+      });
   ASSERT_FALSE(first.completed);
   const TrainingResult resumed =
       Trainer(*gpu, options).fit(model, data, none, {}, options.checkpoint_path);

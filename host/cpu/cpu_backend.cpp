@@ -40,20 +40,19 @@ int CpuBackend::threads() const {
   return std::max(1, int(std::thread::hardware_concurrency()));
 }
 
-std::int64_t CpuBackend::memory_estimate(const ModelConfig& config, int num_trials,
-                                         int num_steps, int num_particles,
-                                         bool with_gradient) const {
+std::int64_t CpuBackend::memory_estimate(const ModelConfig& config, int num_trials, int num_steps,
+                                         int num_particles, bool with_gradient) const {
   // Each worker holds one trial: particles (R scalars), weights and ancestors per step; the
   // gradient adds every trial's data and float64 accumulator row.
   const std::int64_t scalar = options_.single_precision ? 4 : 8;
-  const std::int64_t per_trial = std::int64_t(num_steps) * num_particles *
-                                 (config.rank * scalar + 8 + 4);
+  const std::int64_t per_trial =
+      std::int64_t(num_steps) * num_particles * (config.rank * scalar + 8 + 4);
   const std::int64_t workers = std::min<std::int64_t>(threads(), num_trials);
   std::int64_t total = workers * per_trial;
   if (with_gradient) {
-    const std::int64_t data = std::int64_t(num_steps) *
-                              (config.num_channels * 2 + config.num_hidden * (config.num_inputs > 0)) *
-                              scalar;
+    const std::int64_t data =
+        std::int64_t(num_steps) *
+        (config.num_channels * 2 + config.num_hidden * (config.num_inputs > 0)) * scalar;
     total += std::int64_t(num_trials) * (ParameterLayout(config).total_size() * 8 + data);
   }
   return total;

@@ -5,9 +5,9 @@
 // sums — so the float engine and the kernels compute the same bits on the same draws.
 #include "cpu/cpu_engine.hpp"
 
+#include <omp.h>
 #include <algorithm>
 #include <cmath>
-#include <omp.h>
 #include <string>
 
 #include "lrsmc/errors.hpp"
@@ -30,12 +30,12 @@ constexpr math::HostRoundedProduct product{};
 /// currents W_u u_t and the initial mean μ_0.
 template <typename Scalar>
 struct TrialData {
-  std::uint32_t id = 0;                 // random-number address
-  std::vector<Scalar> observed;         // (steps, channels)
-  std::vector<Scalar> log_factorial;    // (steps, channels) or empty
-  const double* inputs = nullptr;       // (steps, inputs) or null
-  std::vector<Scalar> currents;         // (steps, hidden) or empty
-  std::vector<Scalar> initial_mean;     // (rank)
+  std::uint32_t id = 0;               // random-number address
+  std::vector<Scalar> observed;       // (steps, channels)
+  std::vector<Scalar> log_factorial;  // (steps, channels) or empty
+  const double* inputs = nullptr;     // (steps, inputs) or null
+  std::vector<Scalar> currents;       // (steps, hidden) or empty
+  std::vector<Scalar> initial_mean;   // (rank)
 };
 
 /// What the forward pass of one trial keeps, reused across the trials of a worker.
@@ -84,8 +84,10 @@ class Engine {
     const math::ModelShape& shape = constants_.shape;
     const int steps = batch_.num_steps, channels = shape.channels, hidden = shape.hidden;
     TrialData<Scalar> data;
-    data.id = batch_.trial_ids.empty() ? std::uint32_t(trial) : batch_.trial_ids[std::size_t(trial)];
-    const double* observations = batch_.observations.data() + std::int64_t(trial) * steps * channels;
+    data.id =
+        batch_.trial_ids.empty() ? std::uint32_t(trial) : batch_.trial_ids[std::size_t(trial)];
+    const double* observations =
+        batch_.observations.data() + std::int64_t(trial) * steps * channels;
     const std::size_t cells = std::size_t(steps) * channels;
     data.observed.resize(cells);
     for (std::size_t i = 0; i < cells; ++i) data.observed[i] = static_cast<Scalar>(observations[i]);
@@ -125,8 +127,8 @@ class Engine {
 
   /// μ of particle k at `step`: μ_0, or the transition from its ancestor at step − 1 (the
   /// forced run's state with forced particles, copied into `scratch.state`).
-  void mean_of(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage, int step,
-               int k, ParticleScratch<Scalar>& scratch, const Scalar*& previous,
+  void mean_of(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage, int step, int k,
+               ParticleScratch<Scalar>& scratch, const Scalar*& previous,
                const double* forced_particles = nullptr) const {
     const int R = model_.rank, K = options_.num_particles;
     if (step == 0) {
@@ -203,7 +205,8 @@ class Engine {
       for (int b = 0; b < tiles; ++b) {
         const int begin = b * math::weight_tile, end = std::min(K, begin + math::weight_tile);
         double maximum = increments[begin];
-        for (int k = begin + 1; k < end; ++k) maximum = math::maximum_ignoring_nan(maximum, increments[k]);
+        for (int k = begin + 1; k < end; ++k)
+          maximum = math::maximum_ignoring_nan(maximum, increments[k]);
         const double shift = math::tile_shift(maximum);
         double running = 0.0, squares = 0.0;
         for (int k = begin; k < end; ++k) {
@@ -226,8 +229,7 @@ class Engine {
       const math::StepWeights weights = math::combine_tiles(
           tiles, tile_maximum, tile_total, tile_squares,
           filtered_mean ? storage.tile_mean.data() : nullptr, R, tile_scale, tile_start,
-          filtered_mean ? storage.filtered_mean.data() + std::size_t(step) * R : nullptr,
-          product);
+          filtered_mean ? storage.filtered_mean.data() + std::size_t(step) * R : nullptr, product);
       if (weights.failed)
         throw NumericalError(detail::concat("particle filter: every log-weight of trial ", trial,
                                             " at step ", step, " is ", weights.maximum,
@@ -235,9 +237,9 @@ class Engine {
       storage.log_evidence += weights.increment;
       for (int k = 0; k < K; ++k) increments[k] -= weights.increment;  // now normalised
       const std::size_t cell = trial_cells + step;
-      const bool resample = forced ? forced->resampled[cell] != 0
-                                   : math::should_resample(options_.resample_threshold,
-                                                           weights.squares, K);
+      const bool resample =
+          forced ? forced->resampled[cell] != 0
+                 : math::should_resample(options_.resample_threshold, weights.squares, K);
       std::int32_t* ancestors = storage.ancestors.data() + std::size_t(step) * K;
       if (!resample) {
         for (int k = 0; k < K; ++k) {
@@ -256,9 +258,9 @@ class Engine {
       }
       for (int k = 0; k < K; ++k) {
         const int b = k / math::weight_tile;
-        storage.cumulative[std::size_t(k)] = math::normalised_cumulative(
-            tile_start[b], tile_scale[b], storage.cumulative[std::size_t(k)], weights.total,
-            product);
+        storage.cumulative[std::size_t(k)] =
+            math::normalised_cumulative(tile_start[b], tile_scale[b],
+                                        storage.cumulative[std::size_t(k)], weights.total, product);
       }
       for (int k = 0; k < K; ++k) {
         const double position =
@@ -283,7 +285,8 @@ class Engine {
     const std::size_t slice = std::size_t(K) * R;
     row.assign(std::size_t(slots.row_size), 0.0);
     std::vector<Scalar> grad_post(slice, Scalar(0)), grad_pre(slice), grad_next(slice);
-    std::vector<double> grad_carried(std::size_t(K), 0.0), grad_log_weight(static_cast<std::size_t>(K));
+    std::vector<double> grad_carried(std::size_t(K), 0.0),
+        grad_log_weight(static_cast<std::size_t>(K));
     std::vector<Scalar> grad_z(R), grad_mean(R), residual(R), scaled(R), grad_previous(R),
         current_sum(static_cast<std::size_t>(N));
     std::vector<double> step_gain_sum(static_cast<std::size_t>(R));
@@ -336,18 +339,20 @@ class Engine {
         std::fill(scratch.lanes.begin(), scratch.lanes.end(), Scalar(0));
         for (int i = 0; i < D; ++i) {
           const auto channel = math::channel_adjoint(model_, observed, z, weight, i);
-          math::add_channel_gradient(
-              channel, z, R, row[std::size_t(offsets.readout_bias + i)],
-              offsets.observation_noise >= 0 ? row[std::size_t(offsets.observation_noise + i)]
-                                             : unused_log_variance,
-              row.data() + offsets.readout_weight + i, D);
-          math::add_eta_adjoint(model_, i, channel.grad_eta, scratch.lanes.data() + (i % lanes_) * R);
+          math::add_channel_gradient(channel, z, R, row[std::size_t(offsets.readout_bias + i)],
+                                     offsets.observation_noise >= 0
+                                         ? row[std::size_t(offsets.observation_noise + i)]
+                                         : unused_log_variance,
+                                     row.data() + offsets.readout_weight + i, D);
+          math::add_eta_adjoint(model_, i, channel.grad_eta,
+                                scratch.lanes.data() + (i % lanes_) * R);
         }
         math::butterfly_sum(scratch.lanes.data(), lanes_, R);
         for (int r = 0; r < R; ++r) grad_z[r] = grad_pre[std::size_t(k) * R + r] + scratch.lanes[r];
-        math::propose_adjoint(optimal, R, phase, z, mean, weight,
-                              math::ProposalRecord<Scalar>{grad_z.data(), residual.data(), scaled.data()},
-                              grad_mean.data());
+        math::propose_adjoint(
+            optimal, R, phase, z, mean, weight,
+            math::ProposalRecord<Scalar>{grad_z.data(), residual.data(), scaled.data()},
+            grad_mean.data());
         // The slots (named accumulators finished once per call).
         for (int r = 0; r < R; ++r)
           for (int s = 0; s <= r; ++s) {
@@ -366,7 +371,8 @@ class Engine {
           }
         }
         if (step == 0) {
-          for (int r = 0; r < R; ++r) row[std::size_t(slots.initial_mean + r)] += double(grad_mean[r]);
+          for (int r = 0; r < R; ++r)
+            row[std::size_t(slots.initial_mean + r)] += double(grad_mean[r]);
           continue;
         }
         row[std::size_t(slots.decay)] += math::decay_adjoint_term(R, grad_mean.data(), previous);
@@ -417,22 +423,22 @@ class Engine {
     for (const auto& row : rows)
       for (std::size_t i = 0; i < totals.size(); ++i) totals[i] += row[i];
     std::vector<double> gradient(std::size_t(offsets.total), 0.0);
-    std::vector<double> scratch(std::size_t(math::constants_scratch_size(shape.rank, shape.channels)));
+    std::vector<double> scratch(
+        std::size_t(math::constants_scratch_size(shape.rank, shape.channels)));
     math::finish_gradient(shape, parameters_, constants_.constants.data(), totals.data(),
                           gradient.data(), scratch.data());
     if (shape.inputs == 0) return gradient;
     const int R = shape.rank, U = shape.inputs;
-    std::vector<double> projection(static_cast<std::size_t>(R)), grad_source(static_cast<std::size_t>(R));
+    std::vector<double> projection(static_cast<std::size_t>(R)),
+        grad_source(static_cast<std::size_t>(R));
     for (std::size_t trial = 0; trial < rows.size(); ++trial) {
-      math::initial_mean_adjoint(shape, parameters_, constants_.constants.data(),
-                                 data[trial].currents.data(),
-                                 rows[trial].data() + slots.initial_mean, projection.data(),
-                                 grad_source.data());
+      math::initial_mean_adjoint(
+          shape, parameters_, constants_.constants.data(), data[trial].currents.data(),
+          rows[trial].data() + slots.initial_mean, projection.data(), grad_source.data());
       for (int i = 0; i < shape.hidden; ++i)
         math::add_initial_mean_unit_gradient(
-            shape, parameters_, data[trial].currents.data(), data[trial].inputs,
-            projection.data(), grad_source.data(), i,
-            gradient.data() + offsets.m + std::int64_t(i) * R,
+            shape, parameters_, data[trial].currents.data(), data[trial].inputs, projection.data(),
+            grad_source.data(), i, gradient.data() + offsets.m + std::int64_t(i) * R,
             gradient.data() + offsets.w_u + std::int64_t(i) * U, product);
     }
     return gradient;
@@ -526,8 +532,8 @@ FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
 
 template <typename Scalar>
 GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
-                                  const FilterOptions& options, std::uint64_t seed,
-                                  int num_threads, const ForcedPaths* forced) {
+                                  const FilterOptions& options, std::uint64_t seed, int num_threads,
+                                  const ForcedPaths* forced) {
   const Engine<Scalar> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps;
   GradientResult result;
@@ -538,8 +544,8 @@ GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch
     data[std::size_t(trial)] = engine.prepare_trial(trial);
     engine.forward_trial(trial, data[std::size_t(trial)], false, storage, forced);
     result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
-    engine.backward_trial(data[std::size_t(trial)], storage,
-                          math::increment_adjoint(trials, steps), rows[std::size_t(trial)]);
+    engine.backward_trial(data[std::size_t(trial)], storage, math::increment_adjoint(trials, steps),
+                          rows[std::size_t(trial)]);
   });
   result.elbo = mean_of(result.elbo_per_trial);
   result.gradient = engine.finish(rows, data);

@@ -14,10 +14,10 @@ namespace lrsmc::cpu {
 /// particles and normalised log-weights as the states and carried weights each step starts
 /// from. Tests compare a GPU, whose rounding differs, with the CPU one step at a time this way.
 struct ForcedPaths {
-  const std::int32_t* ancestors = nullptr;   ///< (trials, steps, K)
-  const std::uint8_t* resampled = nullptr;   ///< (trials, steps)
-  const double* particles = nullptr;         ///< (trials, steps, K, R) or null
-  const double* log_weights = nullptr;       ///< (trials, steps, K) or null
+  const std::int32_t* ancestors = nullptr;  ///< (trials, steps, K)
+  const std::uint8_t* resampled = nullptr;  ///< (trials, steps)
+  const double* particles = nullptr;        ///< (trials, steps, K, R) or null
+  const double* log_weights = nullptr;      ///< (trials, steps, K) or null
 };
 
 /// The forward filter of every trial, `num_threads` trials at a time.
@@ -31,8 +31,8 @@ template <typename Scalar>
 /// rows summed in trial order, then finished once (results do not depend on the thread count).
 template <typename Scalar>
 [[nodiscard]] GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
-                                                const FilterOptions& options,
-                                                std::uint64_t seed, int num_threads,
+                                                const FilterOptions& options, std::uint64_t seed,
+                                                int num_threads,
                                                 const ForcedPaths* forced = nullptr);
 
 /// Draws from the generative model (method.md §6.1, prior start).

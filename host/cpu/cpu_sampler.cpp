@@ -84,26 +84,28 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
       }
       // z = μ + L ξ, the bootstrap proposal's draw, on the generative stream's normals.
       for (int r = 0; r < R; ++r)
-        noise[std::size_t(r)] = static_cast<Scalar>(math::standard_normal(
-            seed, std::uint32_t(trial), std::uint32_t(step), 0, DrawStream::generative,
-            std::uint32_t(r)));
+        noise[std::size_t(r)] = static_cast<Scalar>(
+            math::standard_normal(seed, std::uint32_t(trial), std::uint32_t(step), 0,
+                                  DrawStream::generative, std::uint32_t(r)));
       (void)math::propose<Scalar>(false, R, constants.phase(math::phase_of(step)), nullptr,
                                   mean.data(), noise.data(), lanes.data(), z.data());
       const std::size_t row = std::size_t(trial) * steps + step;
-      for (int r = 0; r < R; ++r) result.latents[row * R + r] = static_cast<double>(z[std::size_t(r)]);
+      for (int r = 0; r < R; ++r)
+        result.latents[row * R + r] = static_cast<double>(z[std::size_t(r)]);
       for (int i = 0; i < D; ++i) {
         const double rate = static_cast<double>(
             math::link_response(shape.link, math::readout_value(particle_model, z.data(), i)).rate);
         result.rates[row * D + i] = rate;
         if (shape.observation == Observation::gaussian) {
-          const double std_dev = std::exp(0.5 * static_cast<double>(particle_model.log_variance[i]));
+          const double std_dev =
+              std::exp(0.5 * static_cast<double>(particle_model.log_variance[i]));
           result.observations[row * D + i] =
               rate + std_dev * math::standard_normal(seed, std::uint32_t(trial),
                                                      std::uint32_t(step), std::uint32_t(i),
                                                      DrawStream::observation, 0);
         } else {
-          result.observations[row * D + i] = poisson_draw(
-              rate, seed, std::uint32_t(trial), std::uint32_t(step), std::uint32_t(i));
+          result.observations[row * D + i] =
+              poisson_draw(rate, seed, std::uint32_t(trial), std::uint32_t(step), std::uint32_t(i));
         }
       }
     }

@@ -57,7 +57,8 @@ class CudaTrainingSession final : public TrainingSession {
     evaluated_.upload(setup_.parameters);
     first_moment_.upload(setup_.first_moment);
     second_moment_.upload(setup_.second_moment);
-    const std::size_t rows = std::size_t(setup_.max_batch_trials), T = std::size_t(setup_.batch_steps);
+    const std::size_t rows = std::size_t(setup_.max_batch_trials),
+                      T = std::size_t(setup_.batch_steps);
     rows_.reserve(2 * rows);
     batch_observations_.reserve(rows * T * config.num_channels);
     if (config.observation == Observation::poisson)
@@ -166,4 +167,3 @@ std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup, int 
 }
 
 }  // namespace lrsmc::cuda
-

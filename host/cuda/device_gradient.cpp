@@ -40,7 +40,7 @@ std::size_t outcome_doubles(int rows) {
 }
 
 void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int steps,
-                                 int particles_per_trial, int chunk_trials) {
+                                int particles_per_trial, int chunk_trials) {
   shape = model;
   chunk = chunk_trials;
   rows = max_rows;
@@ -50,7 +50,8 @@ void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int
   const math::GradientSlots slots(model.parameters.total, model.rank, model.channels);
   constants.reserve(std::size_t(math::ConstantsLayout(model).size));
   working.reserve(std::size_t(math::ParticleConstantsLayout(model).size));
-  scratch.reserve(std::size_t(math::constants_scratch_size(model.rank, model.channels)) + 2 * B * R);
+  scratch.reserve(std::size_t(math::constants_scratch_size(model.rank, model.channels)) +
+                  2 * B * R);
   if (model.inputs > 0) currents.reserve(B * T * std::size_t(model.hidden));
   initial_mean.reserve(B * R);
   std::vector<std::uint32_t> ids(B);
@@ -68,7 +69,8 @@ void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int
   cumulative.reserve(c * K);
   tiles.reserve(c * std::size_t(kernels::filter_tile_values(particles_per_trial, model.rank)));
   for (Buffer<float>* buffer : {&grad_post, &grad_next, &grad_pre}) buffer->reserve(c * K * R);
-  records.reserve(c * std::size_t(kernels::backward_record_values(particles_per_trial, model.rank)));
+  records.reserve(c *
+                  std::size_t(kernels::backward_record_values(particles_per_trial, model.rank)));
   grad_carried.reserve(c * K);
   grad_log_weight.reserve(c * K);
 }
@@ -80,7 +82,8 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
   kernels::build_constants(model, work.scratch.get(), nullptr);
   kernels::input_terms(model, batch.inputs, batch.rows, T, work.currents.get(),
                        work.initial_mean.get(), nullptr);
-  LRSMC_CUDA_CHECK(cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
+  LRSMC_CUDA_CHECK(
+      cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
   for (int first = 0; first < batch.rows; first += work.chunk) {
     const int count = std::min(work.chunk, batch.rows - first);
     kernels::FilterLaunch launch;
@@ -88,7 +91,8 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
     set_filter_settings(launch, options, T, count, seed);
     const std::size_t cells = std::size_t(first) * T;
     launch.observations = batch.observations + cells * shape.channels;
-    launch.log_factorial = batch.log_factorial ? batch.log_factorial + cells * shape.channels : nullptr;
+    launch.log_factorial =
+        batch.log_factorial ? batch.log_factorial + cells * shape.channels : nullptr;
     launch.currents = batch.inputs ? work.currents.get() + cells * shape.hidden : nullptr;
     launch.initial_mean = work.initial_mean.get() + std::size_t(first) * R;
     launch.trial_ids = batch.trial_ids + first;
@@ -154,7 +158,8 @@ int plan_chunks(const ModelConfig& config, int trials, int steps, int particles,
                  "but %lld MiB are free; running it in %d chunks of at most %d trials "
                  "(gradients accumulated, same result)\n",
                  trials, steps, particles,
-                 static_cast<long long>(gradient_memory_bytes(config, trials, steps, particles, trials) >> 20),
+                 static_cast<long long>(
+                     gradient_memory_bytes(config, trials, steps, particles, trials) >> 20),
                  static_cast<long long>(available >> 20), (trials + chunk - 1) / chunk, chunk);
   return chunk;
 }
@@ -173,28 +178,29 @@ Outcome download_outcome(const GradientWorkspace& work, int rows) {
   return outcome;
 }
 
-std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int steps,
-                                   int particles, int chunk_trials) {
+std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int steps, int particles,
+                                   int chunk_trials) {
   const math::ModelShape shape = model::model_shape(config, Proposal::optimal);
   const std::int64_t B = trials, c = std::max(1, std::min(chunk_trials, trials)), T = steps,
-                     K = particles, R = config.rank, D = config.num_channels,
-                     N = config.num_hidden, U = config.num_inputs;
+                     K = particles, R = config.rank, D = config.num_channels, N = config.num_hidden,
+                     U = config.num_inputs;
   const std::int64_t row =
       math::GradientSlots(shape.parameters.total, config.rank, config.num_channels).row_size;
   // Per chunk trial: every step's particles (float), log-weights (float64), ancestors (int32)
   // and resampling flag; carried and cumulative weights and the tile sums; the reverse sweep's
   // three K×R float adjoints, its records and two K float64 adjoints.
   const std::int64_t per_chunk_trial =
-      T * K * (R * 4 + 8 + 4) + T + K * 16 + kernels::filter_tile_values(particles, config.rank) * 8 +
-      K * R * 12 + kernels::backward_record_values(particles, config.rank) * 4 + K * 16;
+      T * K * (R * 4 + 8 + 4) + T + K * 16 +
+      kernels::filter_tile_values(particles, config.rank) * 8 + K * R * 12 +
+      kernels::backward_record_values(particles, config.rank) * 4 + K * 16;
   // Per batch trial: data (observations, log-factorials, inputs, currents), μ_0, accumulator
   // row, outcome, id and the finishing scratch.
-  const std::int64_t per_trial = T * D * 8 + T * U * 8 + (U > 0 ? T * N * 4 : 0) + R * 4 +
-                                 row * 8 + 8 + 4 + 4 + 2 * R * 8;
-  const std::int64_t model = shape.parameters.total * 8 * 5 +  // parameters, moments, gradient, evaluated
-                             math::ConstantsLayout(shape).size * 8 +
-                             math::ParticleConstantsLayout(shape).size * 4 +
-                             math::constants_scratch_size(config.rank, config.num_channels) * 8 + row * 8;
+  const std::int64_t per_trial =
+      T * D * 8 + T * U * 8 + (U > 0 ? T * N * 4 : 0) + R * 4 + row * 8 + 8 + 4 + 4 + 2 * R * 8;
+  const std::int64_t model =
+      shape.parameters.total * 8 * 5 +  // parameters, moments, gradient, evaluated
+      math::ConstantsLayout(shape).size * 8 + math::ParticleConstantsLayout(shape).size * 4 +
+      math::constants_scratch_size(config.rank, config.num_channels) * 8 + row * 8;
   return c * per_chunk_trial + B * per_trial + model + (std::int64_t(64) << 20);
 }
 
@@ -224,7 +230,8 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   Buffer<double> parameters(model.parameters), inputs;
   Buffer<float> observations(to_float(batch.observations.data(), batch.observations.size())),
       log_factorial;
-  if (config.observation == Observation::poisson) log_factorial.upload(log_factorials(batch.observations));
+  if (config.observation == Observation::poisson)
+    log_factorial.upload(log_factorials(batch.observations));
   if (config.num_inputs > 0) inputs.upload(batch.inputs);
   GradientWorkspace work;
   work.reserve(shape, trials, steps, K, plan_chunks(config, trials, steps, K, max_chunk_trials));
@@ -236,8 +243,8 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   device_batch.log_factorial = log_factorial.get();
   device_batch.inputs = inputs.get();
   device_batch.trial_ids = work.trial_ids.get();
-  const kernels::DeviceModel device = device_model(shape, parameters.get(), work.constants.get(),
-                                                   work.working.get(), device_index);
+  const kernels::DeviceModel device =
+      device_model(shape, parameters.get(), work.constants.get(), work.working.get(), device_index);
   enqueue_gradient(device, options, seed, device_batch, work);
   // The constants' status into the outcome, beside the evidence and the failed steps.
   LRSMC_CUDA_CHECK(cudaMemcpy(work.outcome.get() + 2, work.constants_status(), sizeof(double),

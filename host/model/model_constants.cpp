@@ -42,7 +42,8 @@ std::string constants_error(int status) {
     case math::loadings_degenerate:
       return "initial state: mᵀm is singular, so the input's projection onto the latent space "
              "is undefined (the loadings m have collapsed)";
-    default: break;
+    default:
+      break;
   }
   return detail::concat("model constants: build failed with status ", status);
 }
@@ -58,8 +59,8 @@ HostConstants<Scalar>::HostConstants(const Model& model, Proposal proposal)
       math::build_constants(shape, model.parameters.data(), constants.data(), scratch.data());
   if (status != math::constants_ok) throw NumericalError(constants_error(status));
   working.assign(std::size_t(math::ParticleConstantsLayout(shape).size), Scalar(0));
-  math::fill_particle_constants(shape, model.parameters.data(), constants.data(), working.data(),
-                                0, 1);
+  math::fill_particle_constants(shape, model.parameters.data(), constants.data(), working.data(), 0,
+                                1);
 }
 
 template struct HostConstants<float>;

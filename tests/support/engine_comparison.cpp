@@ -122,7 +122,8 @@ double device_tolerance(const ModelConfig& config) {
   // loadings scaled to O(1) units whose contributions cancel by at most that factor.
   const double u = 5.9604644775390625e-8, kappa = 16.0;
   const double n = double(config.num_hidden) * config.rank + config.rank +
-                   double(config.rank) * config.rank + double(config.num_channels) * (config.rank + 4);
+                   double(config.rank) * config.rank +
+                   double(config.num_channels) * (config.rank + 4);
   const double gamma = n * u / (1.0 - n * u);
   return 2.0 * gamma * kappa;
 }
@@ -130,7 +131,8 @@ double device_tolerance(const ModelConfig& config) {
 void expect_identical(const FilterResult& reference, const FilterResult& result,
                       const std::string& label) {
   const auto index = [](std::size_t i) { return "flat index " + std::to_string(i); };
-  expect_same_values(reference.elbo_per_trial, result.elbo_per_trial, "ELBO per trial", index, label);
+  expect_same_values(reference.elbo_per_trial, result.elbo_per_trial, "ELBO per trial", index,
+                     label);
   expect_same_values(reference.filtered_mean, result.filtered_mean, "filtered means", index, label);
   expect_same_values(reference.particles, result.particles, "particle components", index, label);
   expect_same_values(reference.log_weights, result.log_weights, "log-weights", index, label);
@@ -147,8 +149,9 @@ void expect_identical(const ModelConfig& config, const GradientResult& reference
         return block.name + "[" + std::to_string(std::int64_t(i) - block.offset) + "]";
     return "flat index " + std::to_string(i);
   };
-  expect_same_values(reference.elbo_per_trial, result.elbo_per_trial, "ELBO per trial",
-                     [](std::size_t i) { return "trial " + std::to_string(i); }, label);
+  expect_same_values(
+      reference.elbo_per_trial, result.elbo_per_trial, "ELBO per trial",
+      [](std::size_t i) { return "trial " + std::to_string(i); }, label);
   expect_same_values(reference.gradient, result.gradient, "gradient entries", place, label);
 }
 
@@ -195,7 +198,8 @@ void expect_same_gradient(Backend& backend, const Model& model, const SequenceBa
     expect_identical(model.config, followed, result, label + " (the CPU following the run)");
     return;
   }
-  EXPECT_NEAR(result.elbo, followed.elbo, device_tolerance(model.config) * (1 + std::fabs(followed.elbo)))
+  EXPECT_NEAR(result.elbo, followed.elbo,
+              device_tolerance(model.config) * (1 + std::fabs(followed.elbo)))
       << label;
   const ParameterLayout layout(model.config);
   for (const ParameterBlock& block : layout.blocks()) {
@@ -205,7 +209,8 @@ void expect_same_gradient(Backend& backend, const Model& model, const SequenceBa
       difference += delta * delta;
       reference += followed.gradient[std::size_t(i)] * followed.gradient[std::size_t(i)];
     }
-    const double relative = reference > 1e-20 ? std::sqrt(difference / reference) : std::sqrt(difference);
+    const double relative =
+        reference > 1e-20 ? std::sqrt(difference / reference) : std::sqrt(difference);
     EXPECT_LT(relative, 1e-3) << label << ": block '" << block.name << "' relative error "
                               << relative;
   }

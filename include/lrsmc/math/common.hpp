@@ -16,7 +16,9 @@ namespace lrsmc::math {
 constexpr double log_two_pi = 1.8378770664093454835606594728112;
 
 template <typename Scalar>
-LRSMC_HD Scalar max_of(Scalar a, Scalar b) { return a > b ? a : b; }
+LRSMC_HD Scalar max_of(Scalar a, Scalar b) {
+  return a > b ? a : b;
+}
 
 /// fmax: the larger of a and b, the other one when either is NaN. Exact, so every order of a
 /// reduction gives the same result.

@@ -22,13 +22,13 @@ struct ParticleModel {
   Nonlinearity nonlinearity = Nonlinearity::relu;
   Observation observation = Observation::gaussian;
   Link link = Link::identity;
-  Scalar decay = 0;                       ///< a
-  const Scalar* m = nullptr;              ///< (hidden, rank)
-  const Scalar* n = nullptr;              ///< (rank, hidden)
-  const Scalar* h = nullptr;              ///< (hidden)
-  const Scalar* readout = nullptr;        ///< B (rank, channels)
-  const Scalar* readout_bias = nullptr;   ///< b (channels)
-  const Scalar* log_variance = nullptr;   ///< ρ_x (channels), Gaussian observations only
+  Scalar decay = 0;                      ///< a
+  const Scalar* m = nullptr;             ///< (hidden, rank)
+  const Scalar* n = nullptr;             ///< (rank, hidden)
+  const Scalar* h = nullptr;             ///< (hidden)
+  const Scalar* readout = nullptr;       ///< B (rank, channels)
+  const Scalar* readout_bias = nullptr;  ///< b (channels)
+  const Scalar* log_variance = nullptr;  ///< ρ_x (channels), Gaussian observations only
 };
 
 /// Threads of the GPU block that runs a trial's particles, and the largest lane group.
@@ -55,7 +55,8 @@ template <typename Scalar>
 LRSMC_HD void butterfly_sum(Scalar* values, int lanes, int width) {
   for (int offset = lanes / 2; offset > 0; offset /= 2)
     for (int lane = 0; lane < offset; ++lane)
-      for (int j = 0; j < width; ++j) values[lane * width + j] += values[(lane + offset) * width + j];
+      for (int j = 0; j < width; ++j)
+        values[lane * width + j] += values[(lane + offset) * width + j];
 }
 
 /// X_i = c_i + Σ_r m_ir z_r, the input current of hidden unit i (`currents` may be null).
@@ -129,21 +130,19 @@ LRSMC_HD void add_current_adjoint(const ParticleModel<Scalar>& model, int i, Sca
 
 /// Lane `lane`'s part of Σ_i m_i dX_i, the adjoint of the ancestor through the currents.
 template <typename Scalar>
-LRSMC_HD void transition_adjoint_partial(const ParticleModel<Scalar>& model,
-                                         const Scalar* previous, const Scalar* currents,
-                                         const Scalar* grad_mean, int lane, int lanes,
-                                         Scalar* partial) {
+LRSMC_HD void transition_adjoint_partial(const ParticleModel<Scalar>& model, const Scalar* previous,
+                                         const Scalar* currents, const Scalar* grad_mean, int lane,
+                                         int lanes, Scalar* partial) {
   for (int r = 0; r < model.rank; ++r) partial[r] = Scalar(0);
   for (int i = lane; i < model.hidden; i += lanes)
-    add_current_adjoint(model, i, unit_adjoint(model, previous, currents, grad_mean, i).grad_current,
-                        partial);
+    add_current_adjoint(
+        model, i, unit_adjoint(model, previous, currents, grad_mean, i).grad_current, partial);
 }
 
 /// dz_{t−1} = a dμ + Σ_i m_i dX_i, given the lanes' combined sum.
 template <typename Scalar>
-LRSMC_HD void transition_adjoint_finish(const ParticleModel<Scalar>& model,
-                                        const Scalar* grad_mean, const Scalar* summed,
-                                        Scalar* grad_previous) {
+LRSMC_HD void transition_adjoint_finish(const ParticleModel<Scalar>& model, const Scalar* grad_mean,
+                                        const Scalar* summed, Scalar* grad_previous) {
   for (int r = 0; r < model.rank; ++r) grad_previous[r] = model.decay * grad_mean[r] + summed[r];
 }
 

@@ -33,7 +33,7 @@ struct ModelShape {
   Observation observation = Observation::gaussian;
   Link link = Link::identity;
   NoiseType noise[2] = {NoiseType::full, NoiseType::full};  ///< [0] Σ_z0, [1] Σ_z
-  bool optimal = false;                                      ///< optimal-proposal constants
+  bool optimal = false;                                     ///< optimal-proposal constants
   ParameterOffsets parameters;
 };
 
@@ -49,8 +49,8 @@ enum ConstantsStatus : int {
 
 /// Offsets of the float64 constants of one call.
 struct ConstantsLayout {
-  std::int64_t factor[2] = {}, log_det[2] = {}, precision[2] = {}, covariance[2] = {},
-               gain[2] = {}, alpha[2] = {}, proposal_factor[2] = {}, proposal_log_det[2] = {};
+  std::int64_t factor[2] = {}, log_det[2] = {}, precision[2] = {}, covariance[2] = {}, gain[2] = {},
+               alpha[2] = {}, proposal_factor[2] = {}, proposal_log_det[2] = {};
   std::int64_t variance = 0;     ///< S = max(exp ρ_x, 1e-8) (channels), optimal only
   std::int64_t decay = 0;        ///< a = exp(−exp θ_a)
   std::int64_t gram_factor = 0;  ///< Cholesky factor of mᵀm (rank × rank), with inputs
@@ -145,8 +145,8 @@ LRSMC_HD void noise_factor(const double* rho, NoiseType type, int rank, double* 
 }
 
 /// Adds dρ for a given dL (only the lower triangle of dL is read).
-LRSMC_HD void noise_factor_backward(const double* factor, const double* grad_factor,
-                                    NoiseType type, int rank, double* grad_rho) {
+LRSMC_HD void noise_factor_backward(const double* factor, const double* grad_factor, NoiseType type,
+                                    int rank, double* grad_rho) {
   for (int row = 0; row < rank; ++row) {
     const double diagonal = 0.5 * grad_factor[row * rank + row] * factor[row * rank + row];
     if (type == NoiseType::diag) {
@@ -171,8 +171,8 @@ LRSMC_HD int kalman_quantities(const ModelShape& shape, const double* readout, i
   double* precision = constants + layout.precision[phase];
   double* covariance = constants + layout.covariance[phase];
   double* gain = constants + layout.gain[phase];
-  double* scaled_readout = scratch;         // B S^{-1} (R × D)
-  double* work = scaled_readout + R * D;    // R × R each
+  double* scaled_readout = scratch;       // B S^{-1} (R × D)
+  double* work = scaled_readout + R * D;  // R × R each
   double* information = work + R * R;
   double* information_factor = information + R * R;
   lower_inverse(factor, R, work);
@@ -192,7 +192,8 @@ LRSMC_HD int kalman_quantities(const ModelShape& shape, const double* readout, i
   matrix_product_transposed(gain, readout, R, D, R, constants + layout.alpha[phase]);
   for (int r = 0; r < R; ++r)
     for (int s = 0; s < R; ++s)
-      work[r * R + s] = 0.5 * (covariance[r * R + s] + covariance[s * R + r]) + (r == s ? 1e-8 : 0.0);
+      work[r * R + s] =
+          0.5 * (covariance[r * R + s] + covariance[s * R + r]) + (r == s ? 1e-8 : 0.0);
   double* proposal_factor = constants + layout.proposal_factor[phase];
   if (!cholesky(work, R, proposal_factor)) return proposal_not_positive_definite;
   double log_det = 0.0;
@@ -223,8 +224,8 @@ LRSMC_HD int build_constants(const ModelShape& shape, const double* parameters, 
       constants[layout.variance + i] =
           std::fmax(std::exp(parameters[offsets.observation_noise + i]), 1e-8);
     for (int phase = 0; phase < 2 && status == constants_ok; ++phase)
-      status = kalman_quantities(shape, parameters + offsets.readout_weight, phase, constants,
-                                 scratch);
+      status =
+          kalman_quantities(shape, parameters + offsets.readout_weight, phase, constants, scratch);
   }
   if (status == constants_ok && shape.inputs > 0) {
     // mᵀm for μ_0 = z_init + (mᵀm)^{-1} mᵀ c_0 (method.md §1.5).
@@ -428,12 +429,12 @@ LRSMC_HD void kalman_quantities_backward(const ModelShape& shape, const double* 
   const double* covariance = constants + layout.covariance[phase];
   const double* precision = constants + layout.precision[phase];
   const double* gain = constants + layout.gain[phase];
-  double* scaled_readout = scratch;                     // B S^{-1}, R × D
-  double* grad_variance = scaled_readout + R * D;       // D
-  double* grad_covariance = grad_variance + D;          // R × R
-  double* grad_information = grad_covariance + R * R;   // R × R
-  double* work = grad_information + R * R;              // R × R
-  double* cholesky_scratch = work + R * R;              // 3 R × R
+  double* scaled_readout = scratch;                    // B S^{-1}, R × D
+  double* grad_variance = scaled_readout + R * D;      // D
+  double* grad_covariance = grad_variance + D;         // R × R
+  double* grad_information = grad_covariance + R * R;  // R × R
+  double* work = grad_information + R * R;             // R × R
+  double* cholesky_scratch = work + R * R;             // 3 R × R
   for (int r = 0; r < R; ++r)
     for (int i = 0; i < D; ++i) scaled_readout[r * D + i] = readout[r * D + i] / variance[i];
   // L_q = chol(½(C + Cᵀ) + εI): dC = sym(dΣ_q), already symmetric.
@@ -465,7 +466,8 @@ LRSMC_HD void kalman_quantities_backward(const ModelShape& shape, const double* 
     for (int i = 0; i < D; ++i) {
       double sum = 0.0;
       for (int s = 0; s < R; ++s)
-        sum += (grad_information[r * R + s] + grad_information[s * R + r]) * scaled_readout[s * D + i];
+        sum +=
+            (grad_information[r * R + s] + grad_information[s * R + r]) * scaled_readout[s * D + i];
       grad_readout[r * D + i] += sum;
     }
   for (int i = 0; i < D; ++i) {
@@ -509,14 +511,15 @@ LRSMC_HD void finish_gradient(const ModelShape& shape, const double* parameters,
   for (std::int64_t i = 0; i < offsets.total; ++i) gradient[i] = totals[i];
   // a = exp(−exp(θ_a)) ⇒ da/dθ = −a exp(θ).
   const double theta = parameters[offsets.decay_logit];
-  gradient[offsets.decay_logit] += totals[slots.decay] * -std::exp(-std::exp(theta)) * std::exp(theta);
+  gradient[offsets.decay_logit] +=
+      totals[slots.decay] * -std::exp(-std::exp(theta)) * std::exp(theta);
   double* grad_factor[2] = {scratch, scratch + R * R};
   for (int phase = 0; phase < 2; ++phase)
     for (int i = 0; i < R * R; ++i) grad_factor[phase][i] = totals[slots.factor[phase] + i];
   double* rest = scratch + 2 * R * R;
   if (shape.optimal) {
     const double* readout = parameters + offsets.readout_weight;
-    double* grad_readout = rest;           // R × D
+    double* grad_readout = rest;               // R × D
     double* grad_gain = grad_readout + R * D;  // R × D
     double* kalman_scratch = grad_gain + R * D;
     for (int i = 0; i < R * D; ++i) grad_readout[i] = 0.0;
@@ -541,10 +544,9 @@ LRSMC_HD void finish_gradient(const ModelShape& shape, const double* parameters,
         for (int r = 0; r < R; ++r) sum += gain[r * D + i] * gain_sum[r];
         gradient[offsets.readout_bias + i] += -sum;
       }
-      kalman_quantities_backward(shape, parameters, constants, phase, grad_gain,
-                                 totals + slots.proposal_factor[phase], grad_factor[phase],
-                                 grad_readout, gradient + offsets.observation_noise,
-                                 kalman_scratch);
+      kalman_quantities_backward(
+          shape, parameters, constants, phase, grad_gain, totals + slots.proposal_factor[phase],
+          grad_factor[phase], grad_readout, gradient + offsets.observation_noise, kalman_scratch);
     }
     for (int i = 0; i < R * D; ++i) gradient[offsets.readout_weight + i] += grad_readout[i];
   }

@@ -32,7 +32,8 @@ LRSMC_HD LinkResponse<Scalar> link_response(Link link, Scalar eta) {
       const Scalar value = std::log1p(std::exp(eta));
       return {value + Scalar(1e-6), Scalar(1) / (Scalar(1) + std::exp(-eta))};
     }
-    case Link::identity: break;
+    case Link::identity:
+      break;
   }
   return {eta, Scalar(1)};
 }
@@ -129,7 +130,8 @@ LRSMC_HD ChannelAdjoint<Scalar> channel_adjoint(const ParticleModel<Scalar>& mod
 template <typename Scalar>
 LRSMC_HD void add_eta_adjoint(const ParticleModel<Scalar>& model, int i, Scalar grad_eta,
                               Scalar* partial) {
-  for (int r = 0; r < model.rank; ++r) partial[r] += model.readout[r * model.channels + i] * grad_eta;
+  for (int r = 0; r < model.rank; ++r)
+    partial[r] += model.readout[r * model.channels + i] * grad_eta;
 }
 
 /// Lane `lane`'s part of d log p(x_t | z)/dz · weight = Σ_i B_i dη_i (rank values).
@@ -145,12 +147,13 @@ LRSMC_HD void observation_adjoint_partial(const ParticleModel<Scalar>& model,
 /// Adds one particle's terms of channel i to the read-out gradients (float64 accumulators):
 /// db_i += dη_i, dρ_x,i += weight · dℓ/dρ_x,i, dB_ri += dη_i z_r (`grad_readout` strided).
 template <typename Scalar>
-LRSMC_HD void add_channel_gradient(const ChannelAdjoint<Scalar>& channel, const Scalar* z,
-                                   int rank, double& grad_bias, double& grad_log_variance,
+LRSMC_HD void add_channel_gradient(const ChannelAdjoint<Scalar>& channel, const Scalar* z, int rank,
+                                   double& grad_bias, double& grad_log_variance,
                                    double* grad_readout, std::int64_t readout_stride) {
   grad_bias += double(channel.grad_eta);
   grad_log_variance += double(channel.grad_log_variance);
-  for (int r = 0; r < rank; ++r) grad_readout[r * readout_stride] += double(channel.grad_eta * z[r]);
+  for (int r = 0; r < rank; ++r)
+    grad_readout[r * readout_stride] += double(channel.grad_eta * z[r]);
 }
 
 }  // namespace lrsmc::math

@@ -29,8 +29,8 @@ LRSMC_HD PhiloxCounter philox4x32_10(PhiloxCounter counter, std::uint32_t key0,
     std::uint32_t high0, low0, high1, low1;
     philox_mulhilo(multiplier0, counter.word[0], high0, low0);
     philox_mulhilo(multiplier1, counter.word[2], high1, low1);
-    counter = PhiloxCounter{{high1 ^ counter.word[1] ^ key0, low1,
-                             high0 ^ counter.word[3] ^ key1, low0}};
+    counter =
+        PhiloxCounter{{high1 ^ counter.word[1] ^ key0, low1, high0 ^ counter.word[3] ^ key1, low0}};
     key0 += weyl0;
     key1 += weyl1;
   }
@@ -39,10 +39,10 @@ LRSMC_HD PhiloxCounter philox4x32_10(PhiloxCounter counter, std::uint32_t key0,
 
 /// What a draw is for; part of its address so streams never overlap.
 enum class DrawStream : std::uint32_t {
-  proposal_noise = 0,   ///< standard normals ξ of the proposal, per particle
-  resampling = 1,       ///< uniforms of the resampler
-  generative = 2,       ///< latent noise when simulating from the model
-  observation = 3,      ///< observation noise / Poisson counts when simulating
+  proposal_noise = 0,  ///< standard normals ξ of the proposal, per particle
+  resampling = 1,      ///< uniforms of the resampler
+  generative = 2,      ///< latent noise when simulating from the model
+  observation = 3,     ///< observation noise / Poisson counts when simulating
 };
 
 /// Address of a block of four 32-bit draws: (seed, trial, step, particle, stream, block).
@@ -50,8 +50,8 @@ enum class DrawStream : std::uint32_t {
 LRSMC_HD PhiloxCounter philox_block(std::uint64_t seed, std::uint32_t trial, std::uint32_t step,
                                     std::uint32_t particle, DrawStream stream,
                                     std::uint32_t block) {
-  const PhiloxCounter counter{{particle, step, trial,
-                               (static_cast<std::uint32_t>(stream) << 24) | block}};
+  const PhiloxCounter counter{
+      {particle, step, trial, (static_cast<std::uint32_t>(stream) << 24) | block}};
   return philox4x32_10(counter, static_cast<std::uint32_t>(seed),
                        static_cast<std::uint32_t>(seed >> 32));
 }
@@ -108,8 +108,7 @@ LRSMC_HD float standard_normal_float(const PhiloxCounter& bits, std::uint32_t in
 /// is computed once for its four numbers.
 template <typename Scalar>
 LRSMC_HD void standard_normals(std::uint64_t seed, std::uint32_t trial, std::uint32_t step,
-                               std::uint32_t particle, DrawStream stream, int count,
-                               Scalar* out) {
+                               std::uint32_t particle, DrawStream stream, int count, Scalar* out) {
   PhiloxCounter bits{};
   for (int index = 0; index < count; ++index) {
     const std::uint32_t i = static_cast<std::uint32_t>(index);

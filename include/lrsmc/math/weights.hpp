@@ -15,9 +15,9 @@
 
 #include <cstdint>
 
+#include "lrsmc/config.hpp"
 #include "lrsmc/math/common.hpp"
 #include "lrsmc/math/philox.hpp"
-#include "lrsmc/config.hpp"
 
 namespace lrsmc::math {
 
@@ -34,20 +34,18 @@ LRSMC_HD constexpr int weight_tiles(int num_particles) {
 LRSMC_HD double tile_shift(double maximum) { return std::isfinite(maximum) ? maximum : 0.0; }
 
 /// A particle's terms in its tile's sums: exp(x − shift) and exp(2 (x − shift)).
-LRSMC_HD double tile_weight(double increment, double shift) {
-  return std::exp(increment - shift);
-}
+LRSMC_HD double tile_weight(double increment, double shift) { return std::exp(increment - shift); }
 LRSMC_HD double tile_square(double increment, double shift) {
   return std::exp(2.0 * (increment - shift));
 }
 
 /// What combine_tiles computes of a step.
 struct StepWeights {
-  bool failed = false;    ///< every log-weight is ±inf or NaN: the step has no increment
-  double maximum = 0.0;   ///< M = max_b m_b (the failure's value when failed)
-  double increment = 0.0; ///< c_t = M + log Σ_b std::exp(m_b − M) s_b
-  double squares = 0.0;   ///< Σ_k W_k² = Σ_b std::exp(2 (m_b − c_t)) q_b
-  double total = 0.0;     ///< Σ_b std::exp(m_b − c_t) s_b: the last unnormalised cumulative weight
+  bool failed = false;     ///< every log-weight is ±inf or NaN: the step has no increment
+  double maximum = 0.0;    ///< M = max_b m_b (the failure's value when failed)
+  double increment = 0.0;  ///< c_t = M + log Σ_b std::exp(m_b − M) s_b
+  double squares = 0.0;    ///< Σ_k W_k² = Σ_b std::exp(2 (m_b − c_t)) q_b
+  double total = 0.0;  ///< Σ_b std::exp(m_b − c_t) s_b: the last unnormalised cumulative weight
 };
 
 /// Combines the tiles of a step, in tile order. `tile_maximum`, `tile_total` (s_b) and
@@ -119,7 +117,8 @@ LRSMC_HD double resampling_position(Resampling scheme, std::uint64_t seed, std::
     case Resampling::stratified:
       return (uniform(seed, trial, step, particle, DrawStream::resampling, 0) + particle) /
              num_particles;
-    case Resampling::multinomial: break;
+    case Resampling::multinomial:
+      break;
   }
   return uniform(seed, trial, step, particle, DrawStream::resampling, 0);
 }
