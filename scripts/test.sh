@@ -10,5 +10,6 @@ ctest --output-on-failure -j "$(nproc)" --timeout 1800
 # The CUDA backend once more, on the CPU emulation of the device (tests/cuda_emulation/): its
 # GPU tests run there instead of skipping.
 "$root/scripts/test_cuda_emulation.sh"
-# The Python package: pip-installed into build/python-venv, pytest against the CLI just built.
+# The Python package: pip-installed into build/python-venv, its module linking the engine just
+# built; pytest against the CLI just built.
 "$root/scripts/test_python.sh"

@@ -16,8 +16,13 @@ cmake -S "$root" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DLRSMC_WERROR=ON \
 cmake --build "$build_dir" -j "$(nproc)"
 cd "$build_dir"
 ctest --output-on-failure -j "$(nproc)" --timeout 1800 -R "${LRSMC_EMULATION_TESTS:-Cuda|Cli}"
-# The Python package built against the emulation too: device="auto" then takes the CUDA path,
-# and its results must equal this build's command line, as in the ordinary build.
+# The Python package on this build's engine too: device="auto" then takes the CUDA path, and
+# its results must equal this build's command line, as in the ordinary build. An instrumented
+# engine cannot be loaded into an uninstrumented Python, so under the sanitizers pip compiles
+# an engine of its own (without them).
 if [[ "${LRSMC_EMULATION_PYTHON:-1}" == 1 ]]; then
-  LRSMC_BUILD_DIR="$build_dir" LRSMC_CUDA_EMULATION=ON "$root/scripts/test_python.sh"
+  python_engine=build
+  [[ "$sanitize" == ON ]] && python_engine=own
+  LRSMC_BUILD_DIR="$build_dir" LRSMC_PYTHON_ENGINE="$python_engine" LRSMC_CUDA_EMULATION=ON \
+    "$root/scripts/test_python.sh"
 fi
