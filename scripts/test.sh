@@ -7,8 +7,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
 cd "${LRSMC_BUILD_DIR:-$root/build}"
 ctest --output-on-failure -j "$(nproc)" --timeout 1800
-# The CUDA backend once more, on the CPU emulation of the device (tests/cuda_emulation/): its
-# GPU tests run there instead of skipping.
+# The CUDA backend once more, on the CPU emulation of the device (tests/cuda_emulation/): the
+# tests labelled gpu run there instead of skipping (tests/test_labels.cmake).
 "$root/scripts/test_cuda_emulation.sh"
-# The Python package: pip-installed into build/python-venv, pytest against the CLI just built.
+# The Python package: pip-installed into build/python-venv, its module linking the engine just
+# built; pytest against the CLI just built.
 "$root/scripts/test_python.sh"

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Python package into a virtual environment under the build folder and runs its
 # pytest suite against the CMake-built command line (LRSMC_CLI), after scripts/build.sh.
+# The extension module is compiled alone and links the engine of that build folder
+# (LRSMC_ENGINE_BUILD_DIR: its libraries and command line), so the engine is compiled once and
+# the module and the command line compared by the tests are the same engine.
+# LRSMC_PYTHON_ENGINE=own has pip compile the engine itself, as `pip install ./python` does
+# (LRSMC_ENABLE_CUDA and LRSMC_CUDA_EMULATION then decide as for scripts/build.sh).
 # The environment and pip's CMake build folder are kept, so a second run rebuilds only what
-# changed. LRSMC_ENABLE_CUDA decides CUDA as for scripts/build.sh (default: on when nvcc is found).
+# changed. Arguments are passed to pytest (default: all of python/tests).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_dir="${LRSMC_BUILD_DIR:-$root/build}"
@@ -15,8 +20,11 @@ fi
 # an isolated build environment lives in a new temporary folder each time, which would make
 # CMake reconfigure the kept build folder.
 "$venv/bin/python" -m pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12"
+engine_build_dir="$build_dir"
+[[ "${LRSMC_PYTHON_ENGINE:-build}" == own ]] && engine_build_dir=""
 start=$(date +%s)
-LRSMC_WERROR=ON "$venv/bin/python" -m pip install --quiet --no-build-isolation \
+LRSMC_WERROR=ON LRSMC_ENGINE_BUILD_DIR="$engine_build_dir" \
+  "$venv/bin/python" -m pip install --quiet --no-build-isolation \
   --config-settings=build-dir="$build_dir/python-build" "$root/python[plot,test]"
 echo "test_python: pip install took $(( $(date +%s) - start )) s"
 # The command-line comparisons need the CLI that scripts/build.sh builds; without it they skip.
@@ -26,4 +34,5 @@ else
   echo "test_python: $build_dir/lrsmc not found; the command-line comparisons will skip"
 fi
 cd "$build_dir"  # not the source folder: tests must import the installed package
-OMP_WAIT_POLICY=PASSIVE MPLBACKEND=Agg "$venv/bin/pytest" -ra -p no:cacheprovider "$root/python/tests"
+(($#)) || set -- "$root/python/tests"
+OMP_WAIT_POLICY=PASSIVE MPLBACKEND=Agg "$venv/bin/pytest" -ra -p no:cacheprovider "$@"
