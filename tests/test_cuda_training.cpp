@@ -198,13 +198,14 @@ Dataset training_data(const Model& model, bool continuous) {
   return data;
 }
 
-/// Batches of 4 rows: one window batch per epoch, or three of the 12 trials.
+/// Batches of 5 rows: one window batch per epoch, or three of the 12 trials, the last of 2 (a
+/// batch smaller than the session's largest).
 TrainingOptions training_options(const TrainingCase& which) {
   TrainingOptions options;
   options.epochs = 6;
-  options.batch_size = 4;
+  options.batch_size = 5;
   options.window = 25;
-  options.windows_per_epoch = 4;
+  options.windows_per_epoch = 5;
   options.learning_rate = 1e-3;
   options.learning_rate_end = 5e-4;
   options.optimizer = which.optimizer;

@@ -165,7 +165,8 @@ int plan_chunks(const ModelConfig& config, int trials, int steps, int particles,
 }
 
 Outcome download_outcome(const GradientWorkspace& work, int rows) {
-  std::vector<double> values(outcome_doubles(rows));
+  // The layout is the workspace's (its most rows); the batch uses the first `rows` of each part.
+  std::vector<double> values(outcome_doubles(work.rows));
   LRSMC_CUDA_CHECK(cudaMemcpy(values.data(), work.outcome.get(), values.size() * sizeof(double),
                               cudaMemcpyDeviceToHost));
   Outcome outcome;
@@ -173,7 +174,7 @@ Outcome download_outcome(const GradientWorkspace& work, int rows) {
   outcome.evidence.assign(values.begin() + outcome_status_values,
                           values.begin() + std::ptrdiff_t(outcome_status_values + rows));
   outcome.failed.resize(std::size_t(rows));
-  std::memcpy(outcome.failed.data(), values.data() + outcome_status_values + rows,
+  std::memcpy(outcome.failed.data(), values.data() + outcome_status_values + work.rows,
               std::size_t(rows) * sizeof(std::int32_t));
   return outcome;
 }

@@ -74,7 +74,8 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
 [[nodiscard]] int plan_chunks(const ModelConfig& config, int trials, int steps, int particles,
                               int max_chunk_trials);
 
-/// The host's view of a batch's outcome (GradientWorkspace::outcome), one copy.
+/// The host's view of the outcome of a batch of `rows` rows (GradientWorkspace::outcome, laid
+/// out for the workspace's most rows), one copy.
 struct Outcome {
   std::vector<double> status, evidence;
   std::vector<std::int32_t> failed;
