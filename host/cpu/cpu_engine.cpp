@@ -42,6 +42,7 @@ struct TrialData {
 template <typename Scalar>
 struct TrialStorage {
   std::vector<Scalar> particles;        // (steps, K, R) before resampling
+  std::vector<Scalar> noise;            // (steps, K, R) the proposal's standard normals ξ
   std::vector<double> log_weights;      // (steps, K) normalised, before resampling
   std::vector<std::int32_t> ancestors;  // (steps, K)
   std::vector<std::uint8_t> resampled;  // (steps)
@@ -54,10 +55,10 @@ struct TrialStorage {
 /// Scratch of one particle: lanes · max(R, 1) values for the split sums, plus its vectors.
 template <typename Scalar>
 struct ParticleScratch {
-  std::vector<Scalar> lanes, mean, xi, z, proposal, gain_term, state;
+  std::vector<Scalar> lanes, mean, z, proposal, gain_term, state;
   void resize(int rank, int lanes_per_particle) {
     lanes.assign(std::size_t(lanes_per_particle) * std::max(rank, 1), Scalar(0));
-    for (auto* vector : {&mean, &xi, &z, &proposal, &gain_term, &state})
+    for (auto* vector : {&mean, &z, &proposal, &gain_term, &state})
       vector->assign(std::size_t(rank), Scalar(0));
   }
 };
@@ -155,6 +156,7 @@ class Engine {
     const int tiles = math::weight_tiles(K);
     const std::size_t slice = std::size_t(K) * R;
     storage.particles.resize(std::size_t(steps) * slice);
+    storage.noise.resize(std::size_t(steps) * slice);
     storage.log_weights.resize(std::size_t(steps) * K);
     storage.ancestors.resize(std::size_t(steps) * K);
     storage.resampled.assign(std::size_t(steps), 0);
@@ -189,12 +191,13 @@ class Engine {
       for (int k = 0; k < K; ++k) {
         const Scalar* previous = nullptr;
         mean_of(data, storage, step, k, scratch, previous, forced_particles);
+        Scalar* xi = storage.noise.data() + std::size_t(step) * slice + std::size_t(k) * R;
         math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
-                               DrawStream::proposal_noise, R, scratch.xi.data());
+                               DrawStream::proposal_noise, R, xi);
         Scalar* z = particles + std::size_t(k) * R;
         const Scalar proposal_term =
             math::propose(constants_.shape.optimal, R, phase, scratch.gain_term.data(),
-                          scratch.mean.data(), scratch.xi.data(), scratch.proposal.data(), z);
+                          scratch.mean.data(), xi, scratch.proposal.data(), z);
         const Scalar log_weight =
             proposal_term + math::observation_log_likelihood(model_, observed,
                                                              log_factorial_at(data, step), z,
@@ -330,9 +333,7 @@ class Engine {
         const Scalar* previous = nullptr;
         mean_of(data, storage, step, k, scratch, previous);
         const Scalar* mean = scratch.mean.data();
-        math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
-                               DrawStream::proposal_noise, R, scratch.xi.data());
-        const Scalar* xi = scratch.xi.data();
+        const Scalar* xi = storage.noise.data() + std::size_t(step) * slice + std::size_t(k) * R;
         // The read-out's parameters, channel by channel, and dz: the later steps' adjoint plus
         // the observation's, whose channels are split over the lanes (channel i in lane
         // i mod lanes, in order: observation_adjoint_partial's sums).

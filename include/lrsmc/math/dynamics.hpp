@@ -68,17 +68,22 @@ LRSMC_HD Scalar unit_current(const ParticleModel<Scalar>& model, const Scalar* p
   return current;
 }
 
+/// Adds unit i's term n_i φ(X_i; h_i) to a partial sum of the transition (rank values).
+template <typename Scalar>
+LRSMC_HD void add_unit_rate(const ParticleModel<Scalar>& model, const Scalar* previous,
+                            const Scalar* currents, int i, Scalar* partial) {
+  const Scalar rate =
+      unit_value(model.nonlinearity, unit_current(model, previous, currents, i), model.h[i]);
+  for (int r = 0; r < model.rank; ++r) partial[r] += model.n[r * model.hidden + i] * rate;
+}
+
 /// Lane `lane`'s part of Σ_i n_i φ(X_i; h_i) (rank values), over units lane, lane + lanes, …
 template <typename Scalar>
 LRSMC_HD void transition_partial(const ParticleModel<Scalar>& model, const Scalar* previous,
                                  const Scalar* currents, int lane, int lanes, Scalar* partial) {
-  const int rank = model.rank, hidden = model.hidden;
-  for (int r = 0; r < rank; ++r) partial[r] = Scalar(0);
-  for (int i = lane; i < hidden; i += lanes) {
-    const Scalar rate =
-        unit_value(model.nonlinearity, unit_current(model, previous, currents, i), model.h[i]);
-    for (int r = 0; r < rank; ++r) partial[r] += model.n[r * hidden + i] * rate;
-  }
+  for (int r = 0; r < model.rank; ++r) partial[r] = Scalar(0);
+  for (int i = lane; i < model.hidden; i += lanes)
+    add_unit_rate(model, previous, currents, i, partial);
 }
 
 /// μ = a z + Σ_i n_i φ(X_i; h_i), given the lanes' combined sum.
@@ -88,13 +93,15 @@ LRSMC_HD void transition_finish(const ParticleModel<Scalar>& model, const Scalar
   for (int r = 0; r < model.rank; ++r) mean[r] = model.decay * previous[r] + summed[r];
 }
 
-/// The transition mean on one thread: every lane's part, the butterfly, the finish.
+/// The transition mean on one thread: every lane's part in one pass over the units (unit i
+/// into lane i mod lanes, in order: transition_partial's sums), the butterfly, the finish.
 /// `scratch` holds lanes · rank values.
 template <typename Scalar>
 LRSMC_HD void transition_mean(const ParticleModel<Scalar>& model, const Scalar* previous,
                               const Scalar* currents, int lanes, Scalar* scratch, Scalar* mean) {
-  for (int lane = 0; lane < lanes; ++lane)
-    transition_partial(model, previous, currents, lane, lanes, scratch + lane * model.rank);
+  for (int j = 0; j < lanes * model.rank; ++j) scratch[j] = Scalar(0);
+  for (int i = 0; i < model.hidden; ++i)
+    add_unit_rate(model, previous, currents, i, scratch + (i % lanes) * model.rank);
   butterfly_sum(scratch, lanes, model.rank);
   transition_finish(model, previous, scratch, mean);
 }

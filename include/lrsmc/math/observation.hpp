@@ -77,31 +77,38 @@ LRSMC_HD Scalar readout_value(const ParticleModel<Scalar>& model, const Scalar* 
   return eta;
 }
 
+/// log p(x_i | g(η_i)) of channel i. `log_factorial` is ln Γ(x + 1) (Poisson).
+template <typename Scalar>
+LRSMC_HD Scalar channel_log_likelihood(const ParticleModel<Scalar>& model, const Scalar* observed,
+                                       const Scalar* log_factorial, const Scalar* z, int i) {
+  const auto link = link_response(model.link, readout_value(model, z, i));
+  if (model.observation == Observation::gaussian)
+    return gaussian_term(observed[i], link.rate, model.log_variance[i]).log_density;
+  return poisson_log_probability(observed[i], link.rate, log_factorial[i]);
+}
+
 /// Lane `lane`'s part of log p(x_t | z) = Σ_i log p(x_i | g(η_i)), over channels lane,
-/// lane + lanes, … (combined with butterfly_sum). `log_factorial` is ln Γ(x + 1) (Poisson).
+/// lane + lanes, … (combined with butterfly_sum).
 template <typename Scalar>
 LRSMC_HD Scalar observation_partial(const ParticleModel<Scalar>& model, const Scalar* observed,
                                     const Scalar* log_factorial, const Scalar* z, int lane,
                                     int lanes) {
   Scalar total = 0;
-  for (int i = lane; i < model.channels; i += lanes) {
-    const auto link = link_response(model.link, readout_value(model, z, i));
-    if (model.observation == Observation::gaussian) {
-      total += gaussian_term(observed[i], link.rate, model.log_variance[i]).log_density;
-    } else {
-      total += poisson_log_probability(observed[i], link.rate, log_factorial[i]);
-    }
-  }
+  for (int i = lane; i < model.channels; i += lanes)
+    total += channel_log_likelihood(model, observed, log_factorial, z, i);
   return total;
 }
 
-/// log p(x_t | z) on one thread: every lane's part (`scratch`: lanes values), the butterfly.
+/// log p(x_t | z) on one thread: every lane's part in one pass over the channels (channel i
+/// into lane i mod lanes, in order: observation_partial's sums), the butterfly. `scratch`
+/// holds lanes values.
 template <typename Scalar>
 LRSMC_HD Scalar observation_log_likelihood(const ParticleModel<Scalar>& model,
                                            const Scalar* observed, const Scalar* log_factorial,
                                            const Scalar* z, int lanes, Scalar* scratch) {
-  for (int lane = 0; lane < lanes; ++lane)
-    scratch[lane] = observation_partial(model, observed, log_factorial, z, lane, lanes);
+  for (int lane = 0; lane < lanes; ++lane) scratch[lane] = Scalar(0);
+  for (int i = 0; i < model.channels; ++i)
+    scratch[i % lanes] += channel_log_likelihood(model, observed, log_factorial, z, i);
   butterfly_sum(scratch, lanes, 1);
   return scratch[0];
 }
