@@ -133,8 +133,17 @@ __global__ void __launch_bounds__(block_size)
     //     and stratified ancestors (and the identity of a step that did not resample) are
     //     non-decreasing, so the children of j are one range, summed in index order.
     //     Multinomial ancestors are unordered: one thread per rank dimension adds them in
-    //     particle order, exactly as the CPU's scatter-add.
-    if (resampled && p.resampling == Resampling::multinomial) {
+    //     particle order, exactly as the CPU's scatter-add. So are, on a GPU, systematic ones
+    //     whose cumulative weights dipped by a rounding step where CUB's scan trees meet (two
+    //     positions in the dip): checked, not assumed.
+    bool unordered = false;
+    if (resampled) {
+      bool descent = false;
+      for (int k = threadIdx.x; k + 1 < K; k += block_size)
+        descent = descent || ancestors[k] > ancestors[k + 1];
+      unordered = __syncthreads_or(descent) != 0;
+    }
+    if (unordered) {
       for (std::size_t i = threadIdx.x; i < slice; i += block_size) grad_pre[i] = 0.f;
       __syncthreads();
       if (int(threadIdx.x) < R)

@@ -2,6 +2,7 @@
 // block, then one Adam / RAdam step over the flat float64 parameter vector — the order of sums
 // and the update of include/lrsmc/math/optimizer.hpp, which the host trainer runs too — and the
 // gather of a batch's trials or windows from device-resident data.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/launcher.hpp"
@@ -58,24 +59,26 @@ __global__ void optimizer_step_kernel(const OptimizerLaunch p) {
                     p.second_moment[i], DeviceRoundedProduct());
 }
 
+/// Grid (columns, min(batch, 65535)): rows strided over the grid's second dimension.
 __global__ void gather_batch_kernel(const GatherLaunch p) {
-  const int row = blockIdx.y;
-  const std::int64_t cells = std::int64_t(p.length) * p.channels;
-  const std::size_t source =
-      (std::size_t(p.trials[row]) * p.data_steps + std::size_t(p.starts[row])) * p.channels;
-  const std::size_t target = std::size_t(row) * cells;
-  for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < cells;
-       e += std::int64_t(gridDim.x) * blockDim.x) {
-    p.out_observations[target + e] = p.observations[source + e];
-    if (p.log_factorial) p.out_log_factorial[target + e] = p.log_factorial[source + e];
+  for (int row = int(blockIdx.y); row < p.batch; row += int(gridDim.y)) {
+    const std::int64_t cells = std::int64_t(p.length) * p.channels;
+    const std::size_t source =
+        (std::size_t(p.trials[row]) * p.data_steps + std::size_t(p.starts[row])) * p.channels;
+    const std::size_t target = std::size_t(row) * cells;
+    for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < cells;
+         e += std::int64_t(gridDim.x) * blockDim.x) {
+      p.out_observations[target + e] = p.observations[source + e];
+      if (p.log_factorial) p.out_log_factorial[target + e] = p.log_factorial[source + e];
+    }
+    if (!p.inputs) continue;
+    const std::int64_t input_cells = std::int64_t(p.length) * p.num_inputs;
+    const std::size_t input_source =
+        (std::size_t(p.trials[row]) * p.data_steps + std::size_t(p.starts[row])) * p.num_inputs;
+    for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < input_cells;
+         e += std::int64_t(gridDim.x) * blockDim.x)
+      p.out_inputs[std::size_t(row) * input_cells + e] = p.inputs[input_source + e];
   }
-  if (!p.inputs) return;
-  const std::int64_t input_cells = std::int64_t(p.length) * p.num_inputs;
-  const std::size_t input_source =
-      (std::size_t(p.trials[row]) * p.data_steps + std::size_t(p.starts[row])) * p.num_inputs;
-  for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < input_cells;
-       e += std::int64_t(gridDim.x) * blockDim.x)
-    p.out_inputs[std::size_t(row) * input_cells + e] = p.inputs[input_source + e];
 }
 
 }  // namespace
@@ -104,7 +107,7 @@ void gather_batch(const GatherLaunch& launch, cudaStream_t stream) {
   const std::int64_t cells = std::int64_t(launch.length) * launch.channels;
   const unsigned columns = unsigned(std::min<std::int64_t>((cells + threads - 1) / threads, 1024));
   LaunchShape shape;
-  shape.grid = dim3(columns > 0 ? columns : 1, unsigned(launch.batch));
+  shape.grid = dim3(columns > 0 ? columns : 1, unsigned(std::min(launch.batch, 65535)));
   shape.block = dim3(threads);
   launch_kernel("gather_batch", gather_batch_kernel, shape, stream, launch);
 }
