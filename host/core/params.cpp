@@ -1,8 +1,13 @@
 // Parameter layout, initialisation (method.md §1.9) and model files (config JSON + arrays).
 #include "lrsmc/params.hpp"
 
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
+
+#include "core/json_input.hpp"
 
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
@@ -161,54 +166,68 @@ std::string config_to_json(const ModelConfig& config) {
 }
 
 ModelConfig config_from_json(const std::string& json_text, const std::string& source) {
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(json_text);
-  } catch (const nlohmann::json::exception& error) {
-    throw InvalidInput(detail::concat(source, ": config is not valid JSON (", error.what(), ")"));
-  }
-  LRSMC_REQUIRE(json.is_object(), source, ": config must be a JSON object; got ", json.dump());
+  // A config is a flat object of a dozen fields, a few hundred bytes long.
+  constexpr std::size_t max_config_bytes = 64 * 1024;
+  constexpr int max_config_depth = 2;
+  const nlohmann::json json =
+      detail::parse_bounded_json(json_text, source + ": config", max_config_bytes, max_config_depth);
+  LRSMC_REQUIRE(json.is_object(), source, ": config must be a JSON object; got ",
+                detail::excerpt(json.dump()));
+  constexpr std::array<const char*, 12> required{
+      "format",        "version",     "rank", "hidden", "channels", "inputs", "nonlinearity",
+      "transition_noise", "initial_noise", "observation", "link", "initial_state"};
+  for (const char* key : required)
+    LRSMC_REQUIRE(json.contains(key), source, ": config field '", key,
+                  "' is missing; expected every field of a model's config (see README, 'Model "
+                  "files')");
   ModelConfig config;
   for (const auto& [key, value] : json.items()) {
-    const auto integer = [&, &key = key, &value = value]() {
-      LRSMC_REQUIRE(value.is_number_integer(), source, ": config field '", key,
-                    "' must be an integer; got ", value.dump());
-      return value.get<int>();
+    const std::string label = source + ": config";
+    const auto integer = [&, &key = key, &value = value](std::int64_t minimum,
+                                                          std::int64_t maximum) {
+      return int(detail::bounded_integer(value, label, key, minimum, maximum));
     };
     const auto text = [&, &key = key, &value = value]() {
       LRSMC_REQUIRE(value.is_string(), source, ": config field '", key,
-                    "' must be a string; got ", value.dump());
+                    "' must be a string; got ", detail::excerpt(value.dump()));
       return value.get<std::string>();
     };
     const std::string field = source + ": config field '" + key + "'";
+    // Counts are read as any 32-bit integer and then checked by validate() below, which names
+    // each one's own range.
+    constexpr std::int64_t int_min = std::numeric_limits<int>::min();
+    constexpr std::int64_t int_max = std::numeric_limits<int>::max();
     if (key == "format") {
-      LRSMC_REQUIRE(text() == "lrsmc-model", source, ": config field 'format' is wrong; got '",
-                    text(), "', expected 'lrsmc-model'");
+      const std::string format = text();
+      LRSMC_REQUIRE(format == "lrsmc-model", source, ": config field 'format' is wrong; got '",
+                    detail::excerpt(format), "', expected 'lrsmc-model'");
     } else if (key == "version") {
-      LRSMC_REQUIRE(integer() == 1, source, ": config field 'version' is not supported; got ",
-                    integer(), ", expected 1");
+      LRSMC_REQUIRE(value.is_number_integer() && value.get<std::int64_t>() == 1, source,
+                    ": config field 'version' is not supported; got ",
+                    detail::excerpt(value.dump()), ", expected 1");
     } else if (key == "rank") {
-      config.rank = integer();
+      config.rank = integer(int_min, int_max);
     } else if (key == "hidden") {
-      config.num_hidden = integer();
+      config.num_hidden = integer(int_min, int_max);
     } else if (key == "channels") {
-      config.num_channels = integer();
+      config.num_channels = integer(int_min, int_max);
     } else if (key == "inputs") {
-      config.num_inputs = integer();
+      config.num_inputs = integer(int_min, int_max);
     } else if (key == "nonlinearity") {
-      config.nonlinearity = parse_nonlinearity(text(), field);
+      config.nonlinearity = parse_nonlinearity(detail::excerpt(text()), field);
     } else if (key == "transition_noise") {
-      config.transition_noise = parse_noise_type(text(), field);
+      config.transition_noise = parse_noise_type(detail::excerpt(text()), field);
     } else if (key == "initial_noise") {
-      config.initial_noise = parse_noise_type(text(), field);
+      config.initial_noise = parse_noise_type(detail::excerpt(text()), field);
     } else if (key == "observation") {
-      config.observation = parse_observation(text(), field);
+      config.observation = parse_observation(detail::excerpt(text()), field);
     } else if (key == "link") {
-      config.link = parse_link(text(), field);
+      config.link = parse_link(detail::excerpt(text()), field);
     } else if (key == "initial_state") {
-      config.initial_state = parse_initial_state(text(), field);
+      config.initial_state = parse_initial_state(detail::excerpt(text()), field);
     } else {
-      throw InvalidInput(detail::concat(source, ": config has an unknown field '", key, "'"));
+      throw InvalidInput(detail::concat(source, ": config has an unknown field '",
+                                        detail::excerpt(key), "'"));
     }
   }
   validate(config, source);

@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
+#include "core/json_input.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
 #include "core/training_session.hpp"
@@ -174,31 +176,67 @@ Checkpoint load_checkpoint(const std::string& path, const Model& expected,
   const auto training_text = contents.strings.find("checkpoint_training");
   LRSMC_REQUIRE(training_text != contents.strings.end(), path,
                 ": entry 'checkpoint_training' is missing; this is a model file, not a checkpoint");
-  nlohmann::json training;
-  try {
-    training = nlohmann::json::parse(training_text->second);
-    checkpoint.epoch = training.at("epoch").get<int>();
-    checkpoint.state.step = training.at("optimizer_step").get<std::int64_t>();
-    checkpoint.learning_rate = training.at("learning_rate").get<double>();
-    LRSMC_REQUIRE(training.at("seed").get<std::uint64_t>() == options.seed, path,
-                  ": checkpoint was made with seed ", training.at("seed").get<std::uint64_t>(),
-                  "; got --seed ", options.seed, ", expected the same seed to resume");
-    LRSMC_REQUIRE(training.at("optimizer").get<std::string>() == to_string(options.optimizer),
-                  path, ": checkpoint optimizer is ", training.at("optimizer").get<std::string>(),
-                  "; got ", to_string(options.optimizer));
-    for (const auto& row : training.at("history")) {
-      EpochReport report;
-      report.epoch = row.at(0).get<int>();
-      report.epochs = options.epochs;
-      report.train_elbo = row.at(1).get<double>();
-      if (!row.at(2).is_null()) report.held_out_elbo = row.at(2).get<double>();
-      report.learning_rate = row.at(3).get<double>();
-      report.elapsed_seconds = row.at(4).get<double>();
-      checkpoint.history.push_back(report);
-    }
-  } catch (const nlohmann::json::exception& error) {
-    throw InvalidInput(detail::concat(path, ": entry 'checkpoint_training' is malformed (",
-                                      error.what(), ")"));
+  // A checkpoint of this run holds at most options.epochs history rows of five numbers.
+  const std::string label = path + ": entry 'checkpoint_training'";
+  const std::size_t max_bytes = 4096 + 256 * std::size_t(options.epochs);
+  constexpr int max_depth = 3;  // {"history": [[...]]}
+  const nlohmann::json training =
+      detail::parse_bounded_json(training_text->second, label, max_bytes, max_depth);
+  LRSMC_REQUIRE(training.is_object(), label, " must be a JSON object; got ",
+                detail::excerpt(training.dump()));
+  for (const char* key : {"epoch", "optimizer_step", "learning_rate", "seed", "optimizer",
+                          "epochs", "history"})
+    LRSMC_REQUIRE(training.contains(key), label, ": field '", key, "' is missing");
+  constexpr std::int64_t int_max = std::numeric_limits<int>::max();
+  checkpoint.epoch = int(detail::bounded_integer(training["epoch"], label, "epoch", 0, int_max));
+  LRSMC_REQUIRE(checkpoint.epoch <= options.epochs, path, ": checkpoint epoch ", checkpoint.epoch,
+                " is beyond --epochs ", options.epochs);
+  checkpoint.state.step =
+      detail::bounded_integer(training["optimizer_step"], label, "optimizer_step", 0,
+                              std::numeric_limits<std::int64_t>::max());
+  const nlohmann::json& rate = training["learning_rate"];
+  LRSMC_REQUIRE(rate.is_number() && std::isfinite(rate.get<double>()) && rate.get<double>() > 0 &&
+                    rate.get<double>() <= options.learning_rate,
+                label, ": field 'learning_rate' is out of range; got ", detail::excerpt(rate.dump()),
+                ", expected a number in (0, lr = ", options.learning_rate, "]");
+  checkpoint.learning_rate = rate.get<double>();
+  const nlohmann::json& seed = training["seed"];
+  LRSMC_REQUIRE(seed.is_number_unsigned(), label, ": field 'seed' must be an integer from 0 to ",
+                std::numeric_limits<std::uint64_t>::max(), "; got ", detail::excerpt(seed.dump()));
+  LRSMC_REQUIRE(seed.get<std::uint64_t>() == options.seed, path, ": checkpoint was made with seed ",
+                seed.get<std::uint64_t>(), "; got --seed ", options.seed,
+                ", expected the same seed to resume");
+  const nlohmann::json& optimizer = training["optimizer"];
+  LRSMC_REQUIRE(optimizer.is_string() && optimizer.get<std::string>() == to_string(options.optimizer),
+                path, ": checkpoint optimizer is ", detail::excerpt(optimizer.dump()), "; got ",
+                to_string(options.optimizer));
+  const nlohmann::json& history = training["history"];
+  LRSMC_REQUIRE(history.is_array() && history.size() == std::size_t(checkpoint.epoch), label,
+                ": field 'history' must hold one row per completed epoch; got ",
+                history.is_array() ? detail::concat(history.size(), " rows")
+                                   : detail::excerpt(history.dump()),
+                ", expected ", checkpoint.epoch);
+  for (std::size_t row_index = 0; row_index < history.size(); ++row_index) {
+    const nlohmann::json& row = history[row_index];
+    const std::string row_label = detail::concat("history[", row_index, "]");
+    LRSMC_REQUIRE(row.is_array() && row.size() == 5, label, ": field '", row_label,
+                  "' must be [epoch, train_elbo, held_out_elbo, learning_rate, seconds]; got ",
+                  detail::excerpt(row.dump()));
+    EpochReport report;
+    report.epoch = int(detail::bounded_integer(row[0], label, row_label + "[0]", 1, options.epochs));
+    report.epochs = options.epochs;
+    const auto number = [&](std::size_t column, bool allow_null) {
+      const nlohmann::json& value = row[column];
+      if (allow_null && value.is_null()) return std::numeric_limits<double>::quiet_NaN();
+      LRSMC_REQUIRE(value.is_number(), label, ": field '", row_label, "[", column,
+                    "]' must be a number; got ", detail::excerpt(value.dump()));
+      return value.get<double>();
+    };
+    report.train_elbo = number(1, false);
+    report.held_out_elbo = number(2, true);
+    report.learning_rate = number(3, false);
+    report.elapsed_seconds = number(4, false);
+    checkpoint.history.push_back(report);
   }
   const std::size_t size = checkpoint.model.parameters.size();
   for (const char* name : {"checkpoint_first_moment", "checkpoint_second_moment"}) {
@@ -206,11 +244,15 @@ Checkpoint load_checkpoint(const std::string& path, const Model& expected,
     LRSMC_REQUIRE(found != contents.arrays.end() && found->second.data.size() == size, path,
                   ": entry '", name, "' is missing or has the wrong size; expected ", size,
                   " values");
+    const bool second = std::string(name) == "checkpoint_second_moment";
+    const std::vector<double>& values = found->second.data;
+    for (std::size_t i = 0; i < values.size(); ++i)
+      LRSMC_REQUIRE(std::isfinite(values[i]) && (!second || values[i] >= 0), path, ": entry '",
+                    name, "' is ", second ? "not finite and non-negative" : "not finite",
+                    " at element ", i, "; got ", values[i]);
   }
   checkpoint.state.first_moment = contents.arrays.at("checkpoint_first_moment").data;
   checkpoint.state.second_moment = contents.arrays.at("checkpoint_second_moment").data;
-  LRSMC_REQUIRE(checkpoint.epoch >= 0 && checkpoint.epoch <= options.epochs, path,
-                ": checkpoint epoch ", checkpoint.epoch, " is beyond --epochs ", options.epochs);
   return checkpoint;
 }
 

@@ -138,7 +138,7 @@ ElementType parse_descr(const NpyHeader& header, const std::string& label, bool 
   }
   const std::string& descr = header.descr;
   const auto unsupported = [&]() {
-    return InvalidInput(concat(label, ": dtype '", quoted_excerpt(descr),
+    return InvalidInput(concat(label, ": dtype '", lrsmc::detail::excerpt(descr),
                                "' is not supported; expected ", expected));
   };
   std::size_t position = 0;

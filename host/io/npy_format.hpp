@@ -17,9 +17,6 @@ inline constexpr std::size_t magic_length = 6;
 
 // --- shapes, messages and bytes (npy_header.cpp) ----------------------------------------------
 
-/// `text` as an error message quotes it: bytes outside printable ASCII as '?', cut after 40.
-[[nodiscard]] std::string quoted_excerpt(const std::string& text);
-
 inline bool is_digit(char character) { return character >= '0' && character <= '9'; }
 
 /// numpy's repr of a shape tuple: "()", "(5,)", "(2, 3)".

@@ -20,8 +20,6 @@ constexpr int max_header_nesting = 16;
 constexpr std::size_t array_alignment = 64;
 /// numpy reserves room in the header for the first axis to grow to this many digits.
 constexpr std::size_t growth_axis_max_digits = 21;
-/// Longest descr quoted back in an error message.
-constexpr std::size_t max_quoted_length = 40;
 
 /// A Python literal from an .npy header.
 struct HeaderValue {
@@ -159,7 +157,7 @@ class HeaderParser {
       value.kind = HeaderValue::Kind::none;
     } else {
       position_ = start;
-      fail("unknown name '" + quoted_excerpt(name) + "'");
+      fail("unknown name '" + lrsmc::detail::excerpt(name) + "'");
     }
     return value;
   }
@@ -224,16 +222,6 @@ class HeaderParser {
 };
 
 }  // namespace
-
-std::string quoted_excerpt(const std::string& text) {
-  std::string excerpt;
-  for (const char character : text.substr(0, max_quoted_length)) {
-    const auto byte = static_cast<unsigned char>(character);
-    excerpt += (byte >= 0x20 && byte < 0x7f) ? character : '?';
-  }
-  if (text.size() > max_quoted_length) excerpt += "...";
-  return excerpt;
-}
 
 std::string shape_text(const std::vector<std::int64_t>& shape) {
   std::string text = "(";

@@ -2,6 +2,7 @@
 // the offending value: "<source>: <field> <problem>; got <value>, expected <constraint>".
 #pragma once
 
+#include <cstddef>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -45,6 +46,19 @@ class NumericalError : public Error {
 };
 
 namespace detail {
+
+/// Untrusted text as a message quotes it: bytes outside printable ASCII as '?', cut after
+/// `limit` characters, saying how long the whole was ("abc... (8388608 bytes)").
+inline std::string excerpt(const std::string& text, std::size_t limit = 40) {
+  std::string quoted;
+  for (const char character : text.substr(0, limit)) {
+    const auto byte = static_cast<unsigned char>(character);
+    quoted += (byte >= 0x20 && byte < 0x7f) ? character : '?';
+  }
+  if (text.size() > limit) quoted += "... (" + std::to_string(text.size()) + " bytes)";
+  return quoted;
+}
+
 template <typename... Parts>
 std::string concat(const Parts&... parts) {
   std::ostringstream stream;

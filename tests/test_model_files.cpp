@@ -1,0 +1,211 @@
+// Model files and checkpoints read from untrusted text: the config's JSON is bounded in size and
+// nesting, quoted only in excerpts, every field is required, integers never wrap, and a
+// checkpoint's training state is range-checked and blamed on the entry at fault.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "lrsmc/demo.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
+#include "lrsmc/params.hpp"
+#include "lrsmc/trainer.hpp"
+#include "support/test_models.hpp"
+
+namespace lrsmc {
+namespace {
+
+/// Messages quote untrusted text in excerpts only; no message needs more than this.
+constexpr std::size_t longest_message = 600;
+
+class ModelFiles : public ::testing::Test {
+ protected:
+  void SetUp() override { folder_ = testing::make_temp_dir("lrsmc-model-files"); }
+  void TearDown() override { std::filesystem::remove_all(folder_); }
+
+  /// A valid model's arrays with `config` as its config entry.
+  std::string write_model(const std::string& config) {
+    const Model model = oscillator_teacher();
+    std::map<std::string, Array> arrays;
+    const ParameterLayout layout = model.layout();
+    for (const auto& block : layout.blocks())
+      arrays[block.name] = Array(block.shape, model.get(block.name));
+    const std::string path = folder_ + "/model.npz";
+    io::write_npz(path, arrays, {{"config", config}});
+    return path;
+  }
+
+  /// The message of the InvalidInput that loading `path` throws ("" when it loads).
+  static std::string load_error(const std::string& path) {
+    try {
+      (void)load_model(path);
+    } catch (const InvalidInput& error) {
+      return error.what();
+    }
+    return "";
+  }
+
+  static nlohmann::ordered_json teacher_config() {
+    return nlohmann::ordered_json::parse(config_to_json(oscillator_teacher().config));
+  }
+
+  std::string folder_;
+};
+
+TEST_F(ModelFiles, DeeplyNestedConfigIsRefusedWithoutOverflowingTheStack) {
+  // Within the config's length limit, but nested far deeper than any config.
+  const int depth = 32000;
+  for (const std::string& config :
+       {std::string(depth, '[') + std::string(depth, ']'), std::string(depth, '['),
+        "{\"rank\": " + std::string(depth, '[') + std::string(depth, ']') + "}"}) {
+    const std::string message = load_error(write_model(config));
+    EXPECT_NE(message.find("nested too deeply"), std::string::npos) << message.substr(0, 300);
+    EXPECT_LT(message.size(), longest_message);
+  }
+  // 80000 levels are refused by their length alone.
+  const std::string message =
+      load_error(write_model(std::string(80000, '[') + std::string(80000, ']')));
+  EXPECT_NE(message.find("config is too long"), std::string::npos) << message.substr(0, 300);
+}
+
+TEST_F(ModelFiles, LongValuesAreQuotedInExcerpts) {
+  auto config = teacher_config();
+  config["rank"] = std::string(10000, '7');
+  std::string message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("'rank' must be an integer"), std::string::npos) << message;
+  EXPECT_NE(message.find("(10002 bytes)"), std::string::npos) << message;
+  EXPECT_LT(message.size(), longest_message);
+
+  config = teacher_config();
+  config["nonlinearity"] = std::string(10000, 'x');
+  message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("'nonlinearity'"), std::string::npos) << message;
+  EXPECT_LT(message.size(), longest_message);
+
+  // A config far longer than any model's is refused by its length alone.
+  config = teacher_config();
+  config["rank"] = std::string(8 << 20, '7');
+  message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("config is too long"), std::string::npos) << message;
+  EXPECT_LT(message.size(), longest_message);
+}
+
+TEST_F(ModelFiles, IntegersOutsideTheirRangeAreRefusedNotWrapped) {
+  for (const std::int64_t value : {std::int64_t{4294967298}, std::int64_t{-4294967294}}) {
+    auto config = teacher_config();
+    config["rank"] = value;  // wraps to rank 2 through a 32-bit conversion
+    const std::string message = load_error(write_model(config.dump()));
+    EXPECT_NE(message.find("'rank' is out of range"), std::string::npos) << message;
+  }
+  auto config = teacher_config();
+  config["hidden"] = std::numeric_limits<std::uint64_t>::max();
+  EXPECT_NE(load_error(write_model(config.dump())).find("'hidden' is out of range"),
+            std::string::npos);
+}
+
+TEST_F(ModelFiles, EveryConfigFieldIsRequired) {
+  const auto complete = teacher_config();
+  ASSERT_EQ(load_error(write_model(complete.dump())), "");
+  for (const auto& [key, value] : complete.items()) {
+    auto config = complete;
+    config.erase(key);
+    const std::string message = load_error(write_model(config.dump()));
+    EXPECT_NE(message.find("config field '" + key + "' is missing"), std::string::npos)
+        << key << ": " << message;
+  }
+}
+
+/// A checkpoint of a short run, whose training entry and moments the tests then corrupt.
+class Checkpoints : public ModelFiles {
+ protected:
+  void SetUp() override {
+    ModelFiles::SetUp();
+    const Model teacher = oscillator_teacher();
+    auto backend = make_backend(BackendKind::cpu);
+    const auto samples = backend->sample(teacher, 8, 10, {}, 5);
+    data_ = dataset_from_array(Array({8, 10, teacher.config.num_channels}, samples.observations),
+                               DataLayout::trials_time_channels, "teacher");
+    options_.epochs = 2;
+    options_.batch_size = 8;
+    options_.filter.num_particles = 4;
+    options_.checkpoint_path = folder_ + "/run.checkpoint.npz";
+    start_ = Model::initialise(teacher.config, 9);
+    ASSERT_TRUE(Trainer(*backend, options_).fit(start_, data_, Dataset{}).completed);
+    contents_ = io::read_npz(options_.checkpoint_path);
+  }
+
+  /// Rewrites the checkpoint with `edit` applied to its contents; returns the resume error.
+  template <typename Edit>
+  std::string resume_error(Edit edit) {
+    io::NpzContents contents = contents_;
+    edit(contents);
+    io::write_npz(options_.checkpoint_path, contents.arrays, contents.strings);
+    auto backend = make_backend(BackendKind::cpu);
+    try {
+      (void)Trainer(*backend, options_).fit(start_, data_, Dataset{}, {}, options_.checkpoint_path);
+    } catch (const InvalidInput& error) {
+      return error.what();
+    }
+    return "";
+  }
+
+  std::string with_training_field(const std::string& field, const nlohmann::json& value) {
+    return resume_error([&](io::NpzContents& contents) {
+      auto training = nlohmann::json::parse(contents.strings.at("checkpoint_training"));
+      training[field] = value;
+      contents.strings["checkpoint_training"] = training.dump();
+    });
+  }
+
+  Dataset data_;
+  TrainingOptions options_;
+  Model start_;
+  io::NpzContents contents_;
+};
+
+TEST_F(Checkpoints, UntouchedCheckpointResumes) {
+  EXPECT_EQ(resume_error([](io::NpzContents&) {}), "");
+}
+
+TEST_F(Checkpoints, EpochThatWouldWrapIsRefused) {
+  const std::string message = with_training_field("epoch", std::int64_t{1} << 40);
+  EXPECT_NE(message.find("'epoch' is out of range"), std::string::npos) << message;
+}
+
+TEST_F(Checkpoints, NonPositiveLearningRateIsRefused) {
+  for (const double rate : {-1e-3, 0.0}) {
+    const std::string message = with_training_field("learning_rate", rate);
+    EXPECT_NE(message.find("'learning_rate' is out of range"), std::string::npos) << message;
+  }
+}
+
+TEST_F(Checkpoints, NegativeSeedIsRefused) {
+  const std::string message = with_training_field("seed", -1);
+  EXPECT_NE(message.find("'seed' must be an integer"), std::string::npos) << message;
+}
+
+TEST_F(Checkpoints, NonFiniteMomentsAreBlamedOnTheirEntry) {
+  for (const char* name : {"checkpoint_first_moment", "checkpoint_second_moment"}) {
+    const std::string message = resume_error([&](io::NpzContents& contents) {
+      contents.arrays.at(name).data[3] = std::numeric_limits<double>::quiet_NaN();
+    });
+    EXPECT_NE(message.find(std::string("entry '") + name + "' is not finite"), std::string::npos)
+        << message;
+    EXPECT_EQ(message.find("parameter 'm'"), std::string::npos) << message;
+  }
+}
+
+TEST_F(Checkpoints, NestedTrainingStateIsRefused) {
+  const std::string message = resume_error([](io::NpzContents& contents) {
+    contents.strings["checkpoint_training"] = std::string(1000, '[') + std::string(1000, ']');
+  });
+  EXPECT_NE(message.find("nested too deeply"), std::string::npos) << message.substr(0, 300);
+}
+
+}  // namespace
+}  // namespace lrsmc
