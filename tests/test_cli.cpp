@@ -182,6 +182,56 @@ TEST_F(CliTest, FailedRunLeavesExistingFilesUntouched) {
   EXPECT_NE(output_.find("s.npz"), std::string::npos) << output_;
 }
 
+TEST_F(CliTest, OutputOnAnInputIsRefusedBeforeAnyWork) {
+  write_teacher_data(4, 10);
+  const std::string model = path("teacher.npz"), data = path("data.npz");
+  const std::string model_bytes = read_file(model), data_bytes = read_file(data);
+  // The same file under another spelling, and through a symbolic link.
+  const std::string data_again = folder_ + "/./data.npz";
+  std::filesystem::create_symlink(model, path("link.npz"));
+  const std::pair<std::string, std::string> cases[] = {
+      {"fit --epochs 1 --data " + data + " --out " + data_again, "--out '" + data_again +
+                                                                     "' is the same file as --data"},
+      {"fit --epochs 1 --data " + data + " --checkpoint " + path("x.npz") + " --out " + path("x.npz"),
+       "--checkpoint '" + path("x.npz") + "' is the same file as --out"},
+      {"fit --epochs 1 --data " + data + " --init " + model + " --out " + path("link.npz"),
+       "is the same file as --init"},
+      {"filter --model " + model + " --data " + data + " --out-elbo " + data,
+       "--out-elbo '" + data + "' is the same file as --data"},
+      {"filter --model " + model + " --data " + data + " --out-latents " + path("a.npy") +
+           " --out-elbo " + path("a.npy"),
+       "--out-elbo '" + path("a.npy") + "' is the same file as --out-latents"},
+      {"sample --model " + model + " --out " + model, "--out '" + model + "' is the same file as --model"},
+      {"simulate --model " + model + " --out " + path("link.npz"), "is the same file as --model"},
+      {"fixed-points " + model + " --out-npy " + model, "is the same file as model"}};
+  for (const auto& [arguments, expected] : cases) expect_bad_input(arguments, expected);
+  EXPECT_EQ(read_file(model), model_bytes);
+  EXPECT_EQ(read_file(data), data_bytes);
+  EXPECT_FALSE(std::filesystem::exists(path("a.npy")));
+}
+
+TEST_F(CliTest, SampleCountsAndSeedsAreRangeChecked) {
+  save_model(path("teacher.npz"), oscillator_teacher());
+  const std::string sample = "sample --model " + path("teacher.npz") + " --out " + path("s.npz");
+  expect_bad_input(sample + " --steps -5 --burn-in 10", "--steps must be at least 1; got -5");
+  expect_bad_input(sample + " --steps 0", "--steps must be at least 1; got 0");
+  expect_bad_input(sample + " --trials 0", "--trials must be at least 1; got 0");
+  expect_bad_input(sample + " --steps 2147483647 --burn-in 10", "is too long");
+  expect_bad_input(sample + " --trials 10000000", "--trials 10000000 of 100 steps needs about");
+  expect_bad_input("simulate --model " + path("teacher.npz") + " --trials 10000000 --out " +
+                       path("s.npz"),
+                   "needs about");
+  EXPECT_FALSE(std::filesystem::exists(path("s.npz")));
+  for (const char* seed : {"-1", "18446744073709551616", "1e3", "3.5"}) {
+    SCOPED_TRACE(seed);
+    EXPECT_EQ(run(sample + " --seed " + seed), 2) << output_;
+    EXPECT_NE(output_.find("--seed: expected an integer from 0 to 18446744073709551615"),
+              std::string::npos)
+        << output_;
+  }
+  EXPECT_EQ(run(sample + " --trials 1 --steps 2 --seed 18446744073709551615"), 0) << output_;
+}
+
 TEST_F(CliTest, FixedPointsOfTheTeacher) {
   save_model(path("teacher.npz"), oscillator_teacher());
   ASSERT_EQ(run("fixed-points " + path("teacher.npz") + " --out-json " + path("fp.json") +

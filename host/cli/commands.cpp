@@ -44,8 +44,7 @@ void add_training_options(CLI::App& app, FitOptions& options) {
       ->capture_default_str();
   app.add_option("--eval-every", training.eval_every, "Evaluate every this many epochs")
       ->capture_default_str();
-  app.add_option("--seed", training.seed, "Random seed (same seed, same result)")
-      ->capture_default_str();
+  add_seed_option(app, training.seed, "Random seed (same seed, same result)");
   app.add_option("--checkpoint", options.checkpoint,
                  "Checkpoint file (default: <out>.checkpoint.npz when checkpointing)");
   app.add_option("--checkpoint-every", training.checkpoint_every,
@@ -56,6 +55,13 @@ void add_training_options(CLI::App& app, FitOptions& options) {
 }
 
 int run_fit(FitOptions& options, const ProgressCallback& progress) {
+  if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
+    options.training.checkpoint_path =
+        options.checkpoint.empty() ? options.out + ".checkpoint.npz" : options.checkpoint;
+  require_distinct_paths({{"--data", options.data.path},
+                          {"--inputs", options.data.inputs_path},
+                          {"--init", options.init_path}},
+                         {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
   const Dataset data = load_data(options.data);
   Model model;
   if (!options.init_path.empty()) {
@@ -75,9 +81,6 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   }
   options.training.filter = make_filter_options(options.inference, model.config);
   options.training.optimizer = parse_optimizer(options.optimizer, "--optimizer");
-  if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
-    options.training.checkpoint_path =
-        options.checkpoint.empty() ? options.out + ".checkpoint.npz" : options.checkpoint;
   std::string resume_from;
   if (options.resume) {
     LRSMC_REQUIRE(std::filesystem::exists(options.training.checkpoint_path),
@@ -120,6 +123,12 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
 }
 
 int run_filter(const FilterCommandOptions& options) {
+  require_distinct_paths({{"--model", options.model_path},
+                          {"--data", options.data.path},
+                          {"--inputs", options.data.inputs_path}},
+                         {{"--out-latents", options.latents_path},
+                          {"--out-elbo", options.elbo_path},
+                          {"--out-particles", options.particles_path}});
   const Model model = load_model(options.model_path);
   const Dataset data = load_data(options.data);
   const FilterOptions filter_options = make_filter_options(options.inference, model.config);
@@ -160,7 +169,7 @@ void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options) {
   app.add_option("--numerical", options.numerical_starts,
                  "Numerical root search from this many starts (any nonlinearity, e.g. tanh)")
       ->capture_default_str();
-  app.add_option("--seed", options.seed, "Seed of the numerical search")->capture_default_str();
+  add_seed_option(app, options.seed, "Seed of the numerical search");
   app.add_option("--device", options.device,
                  "cpu | cuda | auto: where the exact method sweeps the arrangement (auto: the GPU "
                  "when there is one and the arrangement is large)")
@@ -201,6 +210,8 @@ PiecewiseLinearNetwork latent_map(const Model& model, const std::vector<double>&
 int run_fixed_points(const FixedPointCommandOptions& options) {
   FixedPointOptions fixed_point_options;
   fixed_point_options.device = parse_backend_kind(options.device, "--device");
+  require_distinct_paths({{"model", options.model_path}},
+                         {{"--out-json", options.json_path}, {"--out-npy", options.npy_path}});
   const Model model = load_model(options.model_path);
   const ModelConfig& config = model.config;
   const PiecewiseLinearNetwork network = latent_map(model, options.input);
@@ -260,7 +271,7 @@ void add_demo_options(CLI::App& app, DemoOptions& options) {
   app.add_option("--eval-particles", options.eval_particles,
                  "Particles for the teacher/student comparison")
       ->capture_default_str();
-  app.add_option("--seed", options.seed, "Random seed")->capture_default_str();
+  add_seed_option(app, options.seed, "Random seed");
   add_device_options(app, options.device);
   app.add_flag("--quiet,-q", options.quiet, "No progress display");
 }

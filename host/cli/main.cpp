@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <limits>
 #include <unistd.h>
 
 #include "cli/commands.hpp"
@@ -76,10 +77,29 @@ std::vector<double> read_inputs(const std::string& path, const std::string& fiel
   return inputs.observations;
 }
 
+/// Refuses counts out of range, and a draw larger than memory, before anything is allocated.
+void require_sample_size(int trials, int steps, int burn_in, const ModelConfig& config) {
+  LRSMC_REQUIRE(trials >= 1, "--trials must be at least 1; got ", trials);
+  LRSMC_REQUIRE(steps >= 1, "--steps must be at least 1; got ", steps);
+  LRSMC_REQUIRE(burn_in >= 0, "--burn-in must be ≥ 0; got ", burn_in);
+  const std::int64_t total = std::int64_t(steps) + burn_in;
+  LRSMC_REQUIRE(total <= std::numeric_limits<int>::max(), "--steps ", steps, " plus --burn-in ",
+                burn_in, " is too long; expected at most ", std::numeric_limits<int>::max(),
+                " steps in all");
+  // Latents, rates and observations in float64, their copy without the burn-in, and the
+  // float32 file written from it.
+  const double values =
+      double(trials) * double(total) * (config.rank + 2.0 * config.num_channels);
+  require_fits_in_memory(values * (8 + 8 + 4),
+                         detail::concat("--trials ", trials, " of ", total, " steps"));
+}
+
 int run_simulate(const std::string& model_path, int trials, int steps, std::uint64_t seed,
                  const std::string& inputs_path, const std::string& inputs_field,
                  const std::string& out) {
+  require_distinct_paths({{"--model", model_path}, {"--inputs", inputs_path}}, {{"--out", out}});
   const Model model = load_model(model_path);
+  require_sample_size(trials, steps, 0, model.config);
   auto backend = make_backend(BackendKind::cpu);
   const auto inputs = read_inputs(inputs_path, inputs_field, trials, steps, model.config);
   const SampleResult samples = backend->sample(model, trials, steps, inputs, seed);
@@ -106,7 +126,7 @@ int main_with_exceptions(int argc, char** argv) {
   simulate->add_option("--model", simulate_model, "Model file (.npz)")->required();
   simulate->add_option("--trials", simulate_trials, "Trials to draw")->capture_default_str();
   simulate->add_option("--steps", simulate_steps, "Time steps per trial")->capture_default_str();
-  simulate->add_option("--seed", simulate_seed, "Random seed")->capture_default_str();
+  add_seed_option(*simulate, simulate_seed, "Random seed");
   simulate->add_option("--inputs", simulate_inputs, "Inputs (trials, steps, inputs)");
   simulate->add_option("--inputs-field", simulate_inputs_field, "Entry of an .npz inputs file");
   simulate->add_option("--out,-o", simulate_out,
@@ -130,7 +150,7 @@ int main_with_exceptions(int argc, char** argv) {
   add_inference_options(*filter, filter_options.inference);
   add_device_options(*filter, filter_options.device);
   filter_options.inference.particles = 1000;
-  filter->add_option("--seed", filter_options.seed, "Random seed")->capture_default_str();
+  add_seed_option(*filter, filter_options.seed, "Random seed");
   filter->add_option("--out-latents", filter_options.latents_path,
                      "Posterior-mean latents (trials, steps, rank) .npy")
       ->capture_default_str();
@@ -150,7 +170,7 @@ int main_with_exceptions(int argc, char** argv) {
       ->capture_default_str();
   sample->add_option("--burn-in", sample_burn_in, "Steps generated and dropped first")
       ->capture_default_str();
-  sample->add_option("--seed", sample_seed, "Random seed")->capture_default_str();
+  add_seed_option(*sample, sample_seed, "Random seed");
   sample->add_option("--inputs", sample_inputs, "Inputs (trials, burn-in + steps, inputs)");
   sample->add_option("--inputs-field", sample_inputs_field, "Entry of an .npz inputs file");
   sample->add_option("--out,-o", sample_out, "Output .npz: observations, rates, latents")
@@ -183,9 +203,11 @@ int main_with_exceptions(int argc, char** argv) {
   if (*fit) return run_fit(fit_options, progress);
   if (*filter) return run_filter(filter_options);
   if (*sample) {
+    require_distinct_paths({{"--model", sample_model}, {"--inputs", sample_inputs}},
+                           {{"--out", sample_out}});
     const Model model = load_model(sample_model);
+    require_sample_size(sample_trials, sample_steps, sample_burn_in, model.config);
     auto backend = make_backend(BackendKind::cpu);
-    LRSMC_REQUIRE(sample_burn_in >= 0, "--burn-in must be ≥ 0; got ", sample_burn_in);
     const int total = sample_steps + sample_burn_in;
     const auto inputs =
         read_inputs(sample_inputs, sample_inputs_field, sample_trials, total, model.config);

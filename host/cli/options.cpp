@@ -3,6 +3,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <system_error>
+#include <unistd.h>
 
 #include "lrsmc/errors.hpp"
 
@@ -122,6 +125,62 @@ std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,
                                   config, filter, &note);
   if (!note.empty()) std::fprintf(stderr, "lrsmc: %s\n", note.c_str());
   return backend;
+}
+
+CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& description) {
+  const CLI::Validator decimal_seed(
+      [](std::string& text) -> std::string {
+        const bool digits = !text.empty() && text.size() <= 20 &&
+                            text.find_first_not_of("0123456789") == std::string::npos;
+        // 2^64 - 1 has 20 digits; a 20-digit text above it does not fit.
+        if (digits && (text.size() < 20 || text <= "18446744073709551615")) return "";
+        return "expected an integer from 0 to 18446744073709551615; got '" +
+               lrsmc::detail::excerpt(text) + "'";
+      },
+      "SEED");
+  return app.add_option("--seed", seed, description)->check(decimal_seed)->capture_default_str();
+}
+
+void require_fits_in_memory(double bytes, const std::string& what) {
+  const double memory = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGESIZE));
+  LRSMC_REQUIRE(memory <= 0 || bytes <= memory, what, " needs about ", bytes / double(1 << 30),
+                " GiB; expected at most this machine's ", memory / double(1 << 30),
+                " GiB of memory (ask for fewer)");
+}
+
+namespace {
+
+/// Whether `a` and `b` name one file: the same device and inode when both exist, else the same
+/// absolute path with symbolic links, "." and ".." resolved.
+bool same_file(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  if (fs::exists(a, error) && fs::exists(b, error)) {
+    const bool equivalent = fs::equivalent(a, b, error);
+    if (!error) return equivalent;
+  }
+  const fs::path resolved_a = fs::weakly_canonical(fs::absolute(a, error), error);
+  const fs::path resolved_b = fs::weakly_canonical(fs::absolute(b, error), error);
+  return !error && resolved_a == resolved_b;
+}
+
+}  // namespace
+
+void require_distinct_paths(const std::vector<NamedPath>& inputs,
+                            const std::vector<NamedPath>& outputs) {
+  for (std::size_t o = 0; o < outputs.size(); ++o) {
+    const NamedPath& output = outputs[o];
+    if (output.path.empty()) continue;
+    for (const NamedPath& input : inputs)
+      LRSMC_REQUIRE(input.path.empty() || !same_file(output.path, input.path), output.option,
+                    " '", output.path, "' is the same file as ", input.option, " '", input.path,
+                    "'; expected a different path (writing it would destroy the input)");
+    for (std::size_t other = 0; other < o; ++other)
+      LRSMC_REQUIRE(outputs[other].path.empty() || !same_file(output.path, outputs[other].path),
+                    output.option, " '", output.path, "' is the same file as ",
+                    outputs[other].option, " '", outputs[other].path,
+                    "'; expected a different path for each output");
+  }
 }
 
 std::string format_duration(double seconds) {

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/config.hpp"
@@ -64,6 +65,25 @@ void add_device_options(CLI::App& app, DeviceOptions& options);
 [[nodiscard]] std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,
                                                            const ModelConfig& config,
                                                            const FilterOptions& filter);
+
+/// A seed option: a decimal integer from 0 to 2^64 - 1 (CLI11 alone would take "-1" as 2^64 - 1).
+CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::string& description);
+
+/// Refuses a sampled output whose `bytes` exceed the machine's physical memory, naming `what`
+/// and the options that size it, before anything is allocated.
+void require_fits_in_memory(double bytes, const std::string& what);
+
+/// An option's name and the file it names.
+struct NamedPath {
+  std::string option;
+  std::string path;
+};
+
+/// Refuses, before any work, an output that is the same file as an input or as another output
+/// (compared by file identity where the file exists, by the resolved path where it does not),
+/// naming both options; empty paths are ignored.
+void require_distinct_paths(const std::vector<NamedPath>& inputs,
+                            const std::vector<NamedPath>& outputs);
 
 /// "1h 02m 03s", "4m 05s" or "12s".
 [[nodiscard]] std::string format_duration(double seconds);
