@@ -232,6 +232,23 @@ TEST_F(CliTest, SampleCountsAndSeedsAreRangeChecked) {
   EXPECT_EQ(run(sample + " --trials 1 --steps 2 --seed 18446744073709551615"), 0) << output_;
 }
 
+TEST_F(CliTest, UnwritableOutputsAreRefusedBeforeTraining) {
+  write_teacher_data(4, 10);
+  const std::string fit = "fit --epochs 200 --hidden 8 --data " + path("data.npz");
+  expect_bad_input(fit + " --out " + path("no/such/dir/m.npz"),
+                   "--out '" + path("no/such/dir/m.npz") + "': the folder '" +
+                       path("no/such/dir") + "' does not exist");
+  EXPECT_EQ(output_.find("epoch"), std::string::npos) << "training started: " << output_;
+  expect_bad_input(fit + " --out " + path("m.npz") + " --checkpoint " + path("none/c.npz"),
+                   "--checkpoint '" + path("none/c.npz") + "': the folder");
+  EXPECT_EQ(output_.find("epoch"), std::string::npos) << "training started: " << output_;
+  expect_bad_input(fit + " --out " + folder_, "--out '" + folder_ + "' is a folder");
+  expect_bad_input("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
+                       " --out-particles " + path("none/p.npz"),
+                   "--out-particles '" + path("none/p.npz") + "': the folder");
+  EXPECT_FALSE(std::filesystem::exists(path("m.npz")));
+}
+
 TEST_F(CliTest, FixedPointsOfTheTeacher) {
   save_model(path("teacher.npz"), oscillator_teacher());
   ASSERT_EQ(run("fixed-points " + path("teacher.npz") + " --out-json " + path("fp.json") +

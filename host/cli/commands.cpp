@@ -62,6 +62,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                           {"--inputs", options.data.inputs_path},
                           {"--init", options.init_path}},
                          {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
+  require_writable_outputs(
+      {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
   const Dataset data = load_data(options.data);
   Model model;
   if (!options.init_path.empty()) {
@@ -129,6 +131,9 @@ int run_filter(const FilterCommandOptions& options) {
                          {{"--out-latents", options.latents_path},
                           {"--out-elbo", options.elbo_path},
                           {"--out-particles", options.particles_path}});
+  require_writable_outputs({{"--out-latents", options.latents_path},
+                            {"--out-elbo", options.elbo_path},
+                            {"--out-particles", options.particles_path}});
   const Model model = load_model(options.model_path);
   const Dataset data = load_data(options.data);
   const FilterOptions filter_options = make_filter_options(options.inference, model.config);
@@ -212,6 +217,7 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
   fixed_point_options.device = parse_backend_kind(options.device, "--device");
   require_distinct_paths({{"model", options.model_path}},
                          {{"--out-json", options.json_path}, {"--out-npy", options.npy_path}});
+  require_writable_outputs({{"--out-json", options.json_path}, {"--out-npy", options.npy_path}});
   const Model model = load_model(options.model_path);
   const ModelConfig& config = model.config;
   const PiecewiseLinearNetwork network = latent_map(model, options.input);

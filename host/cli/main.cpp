@@ -98,6 +98,7 @@ int run_simulate(const std::string& model_path, int trials, int steps, std::uint
                  const std::string& inputs_path, const std::string& inputs_field,
                  const std::string& out) {
   require_distinct_paths({{"--model", model_path}, {"--inputs", inputs_path}}, {{"--out", out}});
+  require_writable_outputs({{"--out", out}});
   const Model model = load_model(model_path);
   require_sample_size(trials, steps, 0, model.config);
   auto backend = make_backend(BackendKind::cpu);
@@ -205,6 +206,7 @@ int main_with_exceptions(int argc, char** argv) {
   if (*sample) {
     require_distinct_paths({{"--model", sample_model}, {"--inputs", sample_inputs}},
                            {{"--out", sample_out}});
+    require_writable_outputs({{"--out", sample_out}});
     const Model model = load_model(sample_model);
     require_sample_size(sample_trials, sample_steps, sample_burn_in, model.config);
     auto backend = make_backend(BackendKind::cpu);

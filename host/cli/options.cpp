@@ -183,6 +183,21 @@ void require_distinct_paths(const std::vector<NamedPath>& inputs,
   }
 }
 
+void require_writable_outputs(const std::vector<NamedPath>& outputs) {
+  namespace fs = std::filesystem;
+  for (const NamedPath& output : outputs) {
+    if (output.path.empty()) continue;
+    std::error_code error;
+    LRSMC_REQUIRE(!fs::is_directory(output.path, error), output.option, " '", output.path,
+                  "' is a folder; expected a file name");
+    const fs::path parent = fs::absolute(output.path, error).parent_path();
+    LRSMC_REQUIRE(fs::is_directory(parent, error), output.option, " '", output.path,
+                  "': the folder '", parent.string(), "' does not exist; expected an existing folder");
+    LRSMC_REQUIRE(::access(parent.c_str(), W_OK | X_OK) == 0, output.option, " '", output.path,
+                  "': the folder '", parent.string(), "' is not writable");
+  }
+}
+
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "?";
   const long total = std::lround(seconds);

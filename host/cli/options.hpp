@@ -85,6 +85,10 @@ struct NamedPath {
 void require_distinct_paths(const std::vector<NamedPath>& inputs,
                             const std::vector<NamedPath>& outputs);
 
+/// Refuses, before any work, outputs that cannot be written: a folder that does not exist or is
+/// not writable, or a path that is a folder. Empty paths are ignored.
+void require_writable_outputs(const std::vector<NamedPath>& outputs);
+
 /// "1h 02m 03s", "4m 05s" or "12s".
 [[nodiscard]] std::string format_duration(double seconds);
 
