@@ -210,7 +210,7 @@ TEST_F(CliTest, OutputOnAnInputIsRefusedBeforeAnyWork) {
   EXPECT_FALSE(std::filesystem::exists(path("a.npy")));
 }
 
-TEST_F(CliTest, SampleCountsAndSeedsAreRangeChecked) {
+TEST_F(CliTest, CountsAndSeedsAreRangeChecked) {
   save_model(path("teacher.npz"), oscillator_teacher());
   const std::string sample = "sample --model " + path("teacher.npz") + " --out " + path("s.npz");
   expect_bad_input(sample + " --steps -5 --burn-in 10", "--steps must be at least 1; got -5");
@@ -230,6 +230,8 @@ TEST_F(CliTest, SampleCountsAndSeedsAreRangeChecked) {
         << output_;
   }
   EXPECT_EQ(run(sample + " --trials 1 --steps 2 --seed 18446744073709551615"), 0) << output_;
+  expect_bad_input("fixed-points " + path("teacher.npz") + " --numerical -1",
+                   "--numerical is out of range; got -1");
 }
 
 TEST_F(CliTest, UnwritableOutputsAreRefusedBeforeTraining) {

@@ -218,6 +218,9 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
   require_distinct_paths({{"model", options.model_path}},
                          {{"--out-json", options.json_path}, {"--out-npy", options.npy_path}});
   require_writable_outputs({{"--out-json", options.json_path}, {"--out-npy", options.npy_path}});
+  LRSMC_REQUIRE(options.numerical_starts >= 0 && options.numerical_starts <= 10'000'000,
+                "--numerical is out of range; got ", options.numerical_starts,
+                ", expected 0 (the exact method) to 10000000 starts");
   const Model model = load_model(options.model_path);
   const ModelConfig& config = model.config;
   const PiecewiseLinearNetwork network = latent_map(model, options.input);

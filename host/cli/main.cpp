@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <new>
 #include <unistd.h>
 
 #include "cli/commands.hpp"
@@ -247,8 +248,16 @@ int main(int argc, char** argv) {
   } catch (const lrsmc::IoError& error) {
     std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
     return 2;
-  } catch (const std::exception& error) {
+  } catch (const lrsmc::Error& error) {
     std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "lrsmc: error: out of memory; ask for less (fewer trials, steps, "
+                         "particles or units)\n");
+    return 1;
+  } catch (const std::exception& error) {
+    // Not one of lrsmc's own errors: a bug, reported as such.
+    std::fprintf(stderr, "lrsmc: error: internal error, please report it (%s)\n", error.what());
     return 1;
   }
 }
