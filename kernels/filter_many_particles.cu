@@ -33,21 +33,10 @@ struct StepSlices {
 };
 
 __device__ StepSlices step_slices(const FilterLaunch& p, int trial, int step) {
-  const std::size_t K = std::size_t(p.num_particles), R = std::size_t(p.model.shape.rank);
-  const std::size_t particle_slices = p.store_all ? std::size_t(p.steps) : 2;
-  const std::size_t weight_slices = p.store_all ? std::size_t(p.steps) : 1;
-  const std::size_t current = p.store_all ? std::size_t(step) : std::size_t(step % 2);
-  const std::size_t previous =
-      p.store_all ? std::size_t(step > 0 ? step - 1 : 0) : std::size_t((step + 1) % 2);
-  const std::size_t weight_current = p.store_all ? std::size_t(step) : 0;
-  const std::size_t weight_previous = p.store_all && step > 0 ? std::size_t(step - 1) : 0;
-  const std::size_t trial_particles = std::size_t(trial) * particle_slices;
-  const std::size_t trial_weights = std::size_t(trial) * weight_slices;
-  return {p.particles + (trial_particles + current) * K * R,
-          p.particles + (trial_particles + previous) * K * R,
-          p.log_weights + (trial_weights + weight_current) * K,
-          p.log_weights + (trial_weights + weight_previous) * K,
-          p.ancestors + (trial_weights + weight_previous) * K};
+  const StepOffsets at = step_offsets(p, trial, step);
+  return {p.particles + at.particles, p.particles + at.previous_particles,
+          p.log_weights + at.weights, p.log_weights + at.previous_weights,
+          p.ancestors + at.previous_weights};
 }
 
 __device__ __forceinline__ double* cumulative_of(const ManyParticleWorkspace& w, int step) {

@@ -8,6 +8,7 @@
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels/launch.hpp"
@@ -25,6 +26,29 @@ namespace lrsmc::kernels {
 struct DeviceRoundedProduct {
   __device__ double operator()(double a, double b) const { return __dmul_rn(a, b); }
 };
+
+/// Where step `step` of trial `trial` lives in a filter's stored slices, in elements: every
+/// step's slice when the launch stores all, else two alternating particle slices and one weight
+/// slice per trial.
+struct StepOffsets {
+  std::size_t particles, previous_particles;  ///< into FilterLaunch::particles
+  std::size_t weights, previous_weights;      ///< into FilterLaunch::log_weights and ::ancestors
+};
+
+__device__ inline StepOffsets step_offsets(const FilterLaunch& p, int trial, int step) {
+  const std::size_t K = std::size_t(p.num_particles), R = std::size_t(p.model.shape.rank);
+  const std::size_t particle_slices = p.store_all ? std::size_t(p.steps) : 2;
+  const std::size_t weight_slices = p.store_all ? std::size_t(p.steps) : 1;
+  const std::size_t current = p.store_all ? std::size_t(step) : std::size_t(step % 2);
+  const std::size_t previous =
+      p.store_all ? std::size_t(step > 0 ? step - 1 : 0) : std::size_t((step + 1) % 2);
+  const std::size_t weight_current = p.store_all ? std::size_t(step) : 0;
+  const std::size_t weight_previous = p.store_all && step > 0 ? std::size_t(step - 1) : 0;
+  const std::size_t trial_particles = std::size_t(trial) * particle_slices;
+  const std::size_t trial_weights = std::size_t(trial) * weight_slices;
+  return {(trial_particles + current) * K * R, (trial_particles + previous) * K * R,
+          (trial_weights + weight_current) * K, (trial_weights + weight_previous) * K};
+}
 
 /// The rank as the kernel sees it: a compile-time constant in the specialisations that
 /// kernels/dispatch.cuh selects (per-particle arrays then live in registers), else the
