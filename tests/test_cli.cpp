@@ -210,6 +210,25 @@ TEST_F(CliTest, OutputOnAnInputIsRefusedBeforeAnyWork) {
   EXPECT_FALSE(std::filesystem::exists(path("a.npy")));
 }
 
+TEST_F(CliTest, OutputsIntoDevicesAndThroughLinks) {
+  write_teacher_data(4, 10);
+  // Every output of a run may be /dev/null; it stays the device it is.
+  ASSERT_EQ(run("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
+                " --out-latents /dev/null --out-elbo /dev/null --out-particles /dev/null"),
+            0)
+      << output_;
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/null"));
+  // An output through a symbolic link is written into the link's target.
+  std::filesystem::create_directory(path("store"));
+  std::filesystem::create_symlink(path("store/latents.npy"), path("latents.npy"));
+  ASSERT_EQ(run("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
+                " --out-latents " + path("latents.npy") + " --out-elbo " + path("elbo.npy")),
+            0)
+      << output_;
+  EXPECT_TRUE(std::filesystem::is_symlink(path("latents.npy")));
+  EXPECT_EQ(io::read_npy(path("store/latents.npy")).shape.size(), 3u);
+}
+
 TEST_F(CliTest, CountsAndSeedsAreRangeChecked) {
   save_model(path("teacher.npz"), oscillator_teacher());
   const std::string sample = "sample --model " + path("teacher.npz") + " --out " + path("s.npz");
@@ -244,7 +263,7 @@ TEST_F(CliTest, UnwritableOutputsAreRefusedBeforeTraining) {
   expect_bad_input(fit + " --out " + path("m.npz") + " --checkpoint " + path("none/c.npz"),
                    "--checkpoint '" + path("none/c.npz") + "': the folder");
   EXPECT_EQ(output_.find("epoch"), std::string::npos) << "training started: " << output_;
-  expect_bad_input(fit + " --out " + folder_, "--out '" + folder_ + "' is a folder");
+  expect_bad_input(fit + " --out " + folder_, "--out '" + folder_ + "': it is a folder");
   expect_bad_input("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
                        " --out-particles " + path("none/p.npz"),
                    "--out-particles '" + path("none/p.npz") + "': the folder");

@@ -1,10 +1,14 @@
 // Tests of lrsmc::io: .npy/.npz round trips, hand-built numpy files (Fortran order, integer,
 // bool, float16 and big-endian dtypes, deflated archives), error reporting and atomic writes.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zip.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -15,6 +19,7 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -784,19 +789,19 @@ TEST(NpyIoAtomicWrite, ParentThatIsAFileIsIoError) {
   EXPECT_EQ(folder.listing(), std::vector<std::string>{"plain"});
 }
 
-TEST(NpyIoAtomicWrite, FailedRenameLeavesTargetAndNoTemporary) {
-  // The target is a non-empty folder: the temporary file is written, the rename fails.
+TEST(NpyIoAtomicWrite, FolderTargetIsRefusedAndLeftAlone) {
   const ScratchFolder folder;
   const std::string target = folder.file("target");
   fs::create_directories(target);
   write_text_file(target + "/inside.txt", "keep me");
-  expect_error<IoError>([&] { write_npy(target, Array({1}, {1.0})); }, {target, "rename"});
+  expect_error<IoError>([&] { write_npy(target, Array({1}, {1.0})); }, {target, "is a folder"});
   expect_error<IoError>(
       [&] {
         write_npz(target, {{"a", Array({1}, {1.0})}}, {{"s", "x"}});
       },
-      {target, "rename"});
-  expect_error<IoError>([&] { write_text_file(target, "text"); }, {target, "rename"});
+      {target, "is a folder"});
+  expect_error<IoError>([&] { write_text_file(target, "text"); }, {target, "is a folder"});
+  EXPECT_NE(output_problem(target).find("is a folder"), std::string::npos);
   EXPECT_EQ(folder.listing(), std::vector<std::string>{"target"});
   EXPECT_EQ(read_bytes(target + "/inside.txt"), "keep me");
 }
@@ -823,6 +828,136 @@ TEST(NpyIoAtomicWrite, TextFileRoundTrip) {
   write_text_file(folder.file("out.json"), "");
   EXPECT_EQ(read_bytes(folder.file("out.json")), "");
   EXPECT_EQ(folder.listing(), std::vector<std::string>{"out.json"});
+}
+
+TEST(NpyIoOutputs, SymbolicLinkIsFollowedToItsTarget) {
+  const ScratchFolder folder;
+  fs::create_directories(folder.file("real"));
+  const std::string target = folder.file("real/model.npz");
+  write_text_file(target, "old");
+  fs::create_symlink("real/model.npz", folder.file("link.npz"));
+  fs::create_symlink(folder.file("link.npz"), folder.file("link_to_link.npz"));
+  write_npz(folder.file("link_to_link.npz"), {{"a", Array({2}, {1.0, 2.0})}});
+  EXPECT_TRUE(fs::is_symlink(folder.file("link.npz")));
+  EXPECT_TRUE(fs::is_symlink(folder.file("link_to_link.npz")));
+  EXPECT_EQ(read_npz(target).arrays.at("a").data, (std::vector<double>{1.0, 2.0}));
+  // A link to a name that does not exist yet creates that name.
+  fs::create_symlink("real/new.npy", folder.file("dangling.npy"));
+  write_npy(folder.file("dangling.npy"), Array({1}, {3.0}));
+  EXPECT_TRUE(fs::is_symlink(folder.file("dangling.npy")));
+  EXPECT_EQ(read_npy(folder.file("real/new.npy")).data, std::vector<double>{3.0});
+  EXPECT_EQ(folder.listing(),
+            (std::vector<std::string>{"dangling.npy", "link.npz", "link_to_link.npz", "real"}));
+  // A loop of links is refused, naming the path.
+  fs::create_symlink("loop_b", folder.file("loop_a"));
+  fs::create_symlink("loop_a", folder.file("loop_b"));
+  expect_error<IoError>([&] { write_text_file(folder.file("loop_a"), "x"); },
+                        {"loop_a", "symbolic link"});
+}
+
+/// Everything one writer sends through the FIFO at `path`; gives up after 20 s without data so
+/// that a writer that never opens the FIFO fails the test instead of hanging it.
+std::string read_fifo(const std::string& path) {
+  const int descriptor = ::open(path.c_str(), O_RDONLY | O_NONBLOCK);
+  if (descriptor < 0) return "cannot open the FIFO";
+  std::string bytes;
+  char buffer[4096];
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (std::chrono::steady_clock::now() < deadline) {
+    const ssize_t got = ::read(descriptor, buffer, sizeof buffer);
+    if (got > 0) {
+      bytes.append(buffer, static_cast<std::size_t>(got));
+    } else if (got == 0 && !bytes.empty()) {
+      break;  // the writer closed its end
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+  ::close(descriptor);
+  return bytes;
+}
+
+TEST(NpyIoOutputs, FifoIsWrittenIntoAndStaysAFifo) {
+  const ScratchFolder folder;
+  const Array array({2, 3}, {1, 2, 3, 4, 5, 6});
+  write_npy(folder.file("expected.npy"), array);
+  write_npz(folder.file("expected.npz"), {{"a", array}});
+  for (const std::string name : {"npy", "npz"}) {
+    const std::string fifo = folder.file("pipe_" + name);
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    std::string received;
+    std::thread reader([&] { received = read_fifo(fifo); });
+    if (name == "npy") {
+      write_npy(fifo, array);
+    } else {
+      write_npz(fifo, {{"a", array}});
+    }
+    reader.join();
+    EXPECT_TRUE(fs::is_fifo(fifo)) << name;
+    EXPECT_EQ(received, read_bytes(folder.file("expected." + name))) << name;
+    EXPECT_TRUE(output_problem(fifo).empty()) << output_problem(fifo);
+  }
+  EXPECT_EQ(folder.listing(),
+            (std::vector<std::string>{"expected.npy", "expected.npz", "pipe_npy", "pipe_npz"}));
+}
+
+TEST(NpyIoOutputs, CharacterDeviceIsWrittenIntoAndStaysADevice) {
+  ASSERT_TRUE(fs::is_character_file("/dev/null"));
+  write_npy("/dev/null", Array({2}, {1.0, 2.0}));
+  write_npz("/dev/null", {{"a", Array({1}, {1.0})}});
+  write_text_file("/dev/null", "{}");
+  EXPECT_TRUE(fs::is_character_file("/dev/null"));
+  EXPECT_TRUE(output_problem("/dev/null").empty()) << output_problem("/dev/null");
+}
+
+TEST(NpyIoOutputs, ProblemsAreNamedBeforeWriting) {
+  const ScratchFolder folder;
+  EXPECT_TRUE(output_problem(folder.file("fine.npz")).empty());
+  EXPECT_NE(output_problem(folder.file("missing/out.npz")).find("does not exist"),
+            std::string::npos);
+  EXPECT_NE(output_problem(folder.file(std::string(256, 'a'))).find("256 characters"),
+            std::string::npos);
+  EXPECT_EQ(folder.listing(), std::vector<std::string>{});
+}
+
+TEST(NpyIoOutputs, LongestNamesAreWritten) {
+  // The temporary file's name is shortened to fit, not the output's.
+  const ScratchFolder folder;
+  for (const std::size_t length : {240, 241, 250, 255}) {
+    const std::string name = std::string(length - 4, 'n') + ".npz";
+    write_npz(folder.file(name), {{"a", Array({1}, {double(length)})}});
+    EXPECT_EQ(read_npz(folder.file(name)).arrays.at("a").data, std::vector<double>{double(length)});
+    write_npy(folder.file(name), Array({1}, {1.0}));
+    EXPECT_EQ(read_npy(folder.file(name)).data, std::vector<double>{1.0});
+  }
+  EXPECT_EQ(folder.listing().size(), 4u);
+}
+
+/// The id of a process that has exited and been reaped.
+pid_t finished_process() {
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  return child;
+}
+
+TEST(NpyIoOutputs, StaleTemporariesOfAKilledRunAreRemoved) {
+  const ScratchFolder folder;
+  const pid_t dead = finished_process();
+  const std::string live = std::to_string(::getppid());
+  const std::string stale = "out.npz.tmp-" + std::to_string(dead);
+  for (const std::string& name : std::vector<std::string>{
+           stale + "-0", stale + "-7.Ab3xYz", "other.npz.tmp-" + std::to_string(dead) + "-0",
+           "out.npz.tmp-" + live + "-0", "out.npz.tmp-x-0", stale + "-1.toolongsuffix"}) {
+    write_text_file(folder.file(name), "left over");
+  }
+  write_npz(folder.file("out.npz"), {{"a", Array({1}, {1.0})}});
+  std::vector<std::string> kept{"other.npz.tmp-" + std::to_string(dead) + "-0", "out.npz",
+                                "out.npz.tmp-" + live + "-0", stale + "-1.toolongsuffix",
+                                "out.npz.tmp-x-0"};
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(folder.listing(), kept);
 }
 
 // --- has_extension ----------------------------------------------------------------------------

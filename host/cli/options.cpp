@@ -5,9 +5,11 @@
 #include <cstdio>
 #include <filesystem>
 #include <system_error>
+
 #include <unistd.h>
 
 #include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
 
 namespace lrsmc::cli {
 
@@ -151,10 +153,12 @@ void require_fits_in_memory(double bytes, const std::string& what) {
 namespace {
 
 /// Whether `a` and `b` name one file: the same device and inode when both exist, else the same
-/// absolute path with symbolic links, "." and ".." resolved.
+/// absolute path with symbolic links, "." and ".." resolved. A character device such as
+/// /dev/null is never a conflict: what is written into it is not stored.
 bool same_file(const std::string& a, const std::string& b) {
   namespace fs = std::filesystem;
   std::error_code error;
+  if (fs::is_character_file(a, error)) return false;
   if (fs::exists(a, error) && fs::exists(b, error)) {
     const bool equivalent = fs::equivalent(a, b, error);
     if (!error) return equivalent;
@@ -184,17 +188,10 @@ void require_distinct_paths(const std::vector<NamedPath>& inputs,
 }
 
 void require_writable_outputs(const std::vector<NamedPath>& outputs) {
-  namespace fs = std::filesystem;
   for (const NamedPath& output : outputs) {
     if (output.path.empty()) continue;
-    std::error_code error;
-    LRSMC_REQUIRE(!fs::is_directory(output.path, error), output.option, " '", output.path,
-                  "' is a folder; expected a file name");
-    const fs::path parent = fs::absolute(output.path, error).parent_path();
-    LRSMC_REQUIRE(fs::is_directory(parent, error), output.option, " '", output.path,
-                  "': the folder '", parent.string(), "' does not exist; expected an existing folder");
-    LRSMC_REQUIRE(::access(parent.c_str(), W_OK | X_OK) == 0, output.option, " '", output.path,
-                  "': the folder '", parent.string(), "' is not writable");
+    const std::string problem = io::output_problem(output.path);
+    LRSMC_REQUIRE(problem.empty(), output.option, " '", output.path, "': ", problem);
   }
 }
 

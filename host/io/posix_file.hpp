@@ -16,6 +16,12 @@ namespace lrsmc::io::detail {
 /// The most bytes passed to one read or write call.
 inline constexpr std::size_t max_io_chunk = std::size_t{1} << 30;
 
+/// The folder part of `path` ("." when it has none, "/" for a name in the root folder).
+[[nodiscard]] std::string folder_of(const std::string& path);
+
+/// The last component of `path`.
+[[nodiscard]] std::string name_of(const std::string& path);
+
 /// The system's message for the errno value `error_number`.
 [[nodiscard]] std::string error_text(int error_number);
 
@@ -70,8 +76,28 @@ void sync_file(const std::string& file_path, const std::string& label);
 void write_new_file(const std::string& temporary, const std::string& bytes,
                     const std::string& label);
 
-/// Runs `produce(temporary)` to create and fill a new file next to `path`, then renames it over
-/// `path`. On any failure the temporary file is removed and `path` is left untouched.
+/// What an output path names, once symbolic links are followed.
+enum class OutputKind {
+  new_file,      ///< nothing exists there yet
+  regular_file,  ///< an existing regular file, replaced atomically
+  stream,        ///< a character device or a FIFO, written into as a stream
+};
+
+struct OutputTarget {
+  std::string path;  ///< the path with every symbolic link followed
+  OutputKind kind;
+};
+
+/// Follows the symbolic links from `path` to what it names; throws IoError naming `path` when
+/// that is a folder, a block device, a socket, or a link that cannot be followed.
+[[nodiscard]] OutputTarget resolve_output(const std::string& path);
+
+/// Writes an output at `path`, never half of one: for a regular file or a missing name,
+/// `produce(temporary)` creates and fills a new file next to it (named by temporary_path_for,
+/// `path`'s name + ".tmp-PID-N"), which is renamed over it; for a character device or a FIFO the
+/// bytes produced are written into it; a symbolic link is followed to its target, which is
+/// written the same way. Temporary files of this naming left by a killed process are removed
+/// first. On any failure the temporary file is removed and `path` is left untouched.
 void commit_atomically(const std::string& path,
                        const std::function<void(const std::string&)>& produce);
 

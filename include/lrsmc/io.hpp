@@ -1,5 +1,6 @@
 // Reading and writing numpy .npy and .npz files (NumPy format 1.0-3.0), the data and model
-// file formats of lrsmc. Writes are atomic: a temporary file in the same folder, fsync, rename.
+// file formats of lrsmc. Writes are atomic: a temporary file in the same folder, fsync, rename
+// (a character device or a FIFO is written into; a symbolic link is followed to its target).
 #pragma once
 
 #include <map>
@@ -41,6 +42,12 @@ void write_npz(const std::string& path, const std::map<std::string, Array>& arra
 
 /// Writes a text file atomically (JSON outputs, for example).
 void write_text_file(const std::string& path, const std::string& text);
+
+/// Why an output could not be written at `path`, or an empty string when it can: the folder is
+/// missing or not writable, the name is too long, or the path (after symbolic links) is a folder,
+/// a block device or a socket. Checked by the command line before any work; the writers write
+/// regular files atomically and write straight into character devices and FIFOs.
+[[nodiscard]] std::string output_problem(const std::string& path);
 
 /// True when `path` ends with the given extension (case-insensitive), e.g. ".npz".
 [[nodiscard]] bool has_extension(const std::string& path, const std::string& extension);
