@@ -85,16 +85,16 @@ TEST_F(CliTest, SimulateFitFilterSampleWorkflow) {
       << output_;
   EXPECT_EQ(io::read_npz(path("samples.npz")).arrays.at("observations").shape,
             (std::vector<std::int64_t>{3, 40, 20}));
-  // Resume from a checkpoint continues to the requested epochs.
+  // A checkpoint resumes only its own run (the full-disk test below resumes one).
   ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
                 "--epochs 2 --particles 4 --checkpoint-every 1 --quiet --out " + path("m2.npz")),
             0)
       << output_;
   ASSERT_TRUE(std::filesystem::exists(path("m2.npz.checkpoint.npz")));
-  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
-                "--epochs 4 --particles 4 --resume --quiet --out " + path("m2.npz")),
-            0)
-      << output_;
+  expect_bad_input("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
+                   "--epochs 4 --particles 4 --resume --quiet --out " + path("m2.npz"),
+                   "the checkpoint belongs to another run: it was made with --epochs 2, this run "
+                   "has 4");
 }
 
 TEST_F(CliTest, HelpListsEveryCommand) {
@@ -229,6 +229,33 @@ TEST_F(CliTest, OutputsIntoDevicesAndThroughLinks) {
   EXPECT_EQ(io::read_npy(path("store/latents.npy")).shape.size(), 3u);
 }
 
+TEST_F(CliTest, CheckpointOnAFullDiskStillSavesTheModelAndAResumableCheckpoint) {
+  if (!std::filesystem::is_character_file("/dev/full"))
+    GTEST_SKIP() << "/dev/full is absent here: it stands in for a full disk";
+  write_teacher_data(4, 10);
+  const std::string fit = "fit --epochs 3 --hidden 8 --particles 4 --data " + path("data.npz");
+  ASSERT_EQ(run(fit + " --out " + path("full.npz")), 0) << output_;
+  // Every checkpoint write fails (ENOSPC): the run ends after epoch 1 with its model in --out and
+  // its checkpoint beside it, and --resume from there finishes as the uninterrupted run did.
+  EXPECT_EQ(run(fit + " --out " + path("m.npz") + " --checkpoint /dev/full --checkpoint-every 1"),
+            1)
+      << output_;
+  EXPECT_NE(output_.find("training failed after epoch 1 of 3"), std::string::npos) << output_;
+  EXPECT_NE(output_.find("saved the model to " + path("m.npz")), std::string::npos) << output_;
+  const std::string saved = "saved a checkpoint of epoch 1 to " + folder_ + "/lrsmc-rescued-";
+  const std::size_t at = output_.find(saved);
+  ASSERT_NE(at, std::string::npos) << output_;
+  const std::size_t start = at + saved.size() - (folder_.size() + 15);
+  const std::string rescued = output_.substr(start, output_.find(';', start) - start);
+  EXPECT_EQ(rescued.substr(rescued.size() - 9), "-full.npz") << rescued;
+  EXPECT_NE(output_.find("; continue with --resume --checkpoint " + rescued), std::string::npos)
+      << output_;
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/full"));
+  ASSERT_EQ(run(fit + " --out " + path("m.npz") + " --resume --checkpoint " + rescued), 0)
+      << output_;
+  EXPECT_TRUE(load_model(path("m.npz")).parameters == load_model(path("full.npz")).parameters);
+}
+
 TEST_F(CliTest, CountsAndSeedsAreRangeChecked) {
   save_model(path("teacher.npz"), oscillator_teacher());
   const std::string sample = "sample --model " + path("teacher.npz") + " --out " + path("s.npz");
@@ -251,6 +278,21 @@ TEST_F(CliTest, CountsAndSeedsAreRangeChecked) {
   EXPECT_EQ(run(sample + " --trials 1 --steps 2 --seed 18446744073709551615"), 0) << output_;
   expect_bad_input("fixed-points " + path("teacher.npz") + " --numerical -1",
                    "--numerical is out of range; got -1");
+}
+
+TEST_F(CliTest, TrainingLargerThanMemoryIsRefusedBeforeTheFirstEpoch) {
+  write_teacher_data(4, 1000);
+  const std::string fit = "fit --epochs 2 --hidden 8 --data " + path("data.npz") + " --out " +
+                          path("m.npz");
+  expect_bad_input(fit + " --windows-per-epoch 2000000000",
+                   "windows per epoch is out of range; got 2000000000");
+  expect_bad_input(fit + " --particles 100000000",
+                   "training (--batch-size 10, --particles 100000000) needs about");
+  expect_bad_input(fit + " --held-out 0.5 --eval-particles 100000000",
+                   "the held-out evaluation (--eval-particles 100000000, 2 trials of 1000 steps) "
+                   "needs about");
+  EXPECT_EQ(output_.find("epoch 1"), std::string::npos) << output_;
+  EXPECT_FALSE(std::filesystem::exists(path("m.npz")));
 }
 
 TEST_F(CliTest, UnwritableOutputsAreRefusedBeforeTraining) {

@@ -145,9 +145,14 @@ class Checkpoints : public ModelFiles {
     io::NpzContents contents = contents_;
     edit(contents);
     io::write_npz(options_.checkpoint_path, contents.arrays, contents.strings);
+    return resume_error_with(options_, data_);
+  }
+
+  /// The error of resuming the untouched checkpoint with other options or data ("" if none).
+  std::string resume_error_with(const TrainingOptions& options, const Dataset& data) {
     auto backend = make_backend(BackendKind::cpu);
     try {
-      (void)Trainer(*backend, options_).fit(start_, data_, Dataset{}, {}, options_.checkpoint_path);
+      (void)Trainer(*backend, options).fit(start_, data, Dataset{}, {}, options_.checkpoint_path);
     } catch (const InvalidInput& error) {
       return error.what();
     }
@@ -184,9 +189,56 @@ TEST_F(Checkpoints, NonPositiveLearningRateIsRefused) {
   }
 }
 
-TEST_F(Checkpoints, NegativeSeedIsRefused) {
-  const std::string message = with_training_field("seed", -1);
-  EXPECT_NE(message.find("'seed' must be an integer"), std::string::npos) << message;
+TEST_F(Checkpoints, AnotherRunIsRefusedNamingTheOptionAndBothValues) {
+  struct Change {
+    const char* expected;
+    void (*apply)(TrainingOptions&);
+  };
+  const Change changes[] = {
+      {"--epochs 2, this run has 3", [](TrainingOptions& o) { o.epochs = 3; }},
+      {"--particles 4, this run has 5", [](TrainingOptions& o) { o.filter.num_particles = 5; }},
+      {"--batch-size 8, this run has 4", [](TrainingOptions& o) { o.batch_size = 4; }},
+      {"--lr 0.001, this run has 0.002", [](TrainingOptions& o) { o.learning_rate = 2e-3; }},
+      {"--clip 0.0, this run has 1.0", [](TrainingOptions& o) { o.gradient_clip = 1; }},
+      {"--proposal \"optimal\", this run has \"bootstrap\"",
+       [](TrainingOptions& o) { o.filter.proposal = Proposal::bootstrap; }},
+      {"--held-out 0.0, this run has 0.25", [](TrainingOptions& o) { o.held_out_fraction = 0.25; }},
+      {"--seed 0, this run has 18446744073709551615",
+       [](TrainingOptions& o) { o.seed = ~std::uint64_t{0}; }},
+      {"--optimizer \"radam\", this run has \"adam\"",
+       [](TrainingOptions& o) { o.optimizer = Optimizer::adam; }},
+  };
+  for (const Change& change : changes) {
+    TrainingOptions options = options_;
+    change.apply(options);
+    // --held-out changes the data the run trains on as well as the option.
+    const std::string message = resume_error_with(options, data_);
+    EXPECT_NE(message.find("checkpoint belongs to another run: it was made with " +
+                           std::string(change.expected)),
+              std::string::npos)
+        << message;
+  }
+  // Where checkpoints go does not change the run.
+  TrainingOptions moved = options_;
+  moved.checkpoint_every = 1;
+  EXPECT_EQ(resume_error_with(moved, data_), "");
+  // The same shape with other values, and another shape.
+  Dataset other = data_;
+  other.observations[7] += 1e-9;
+  EXPECT_NE(resume_error_with(options_, other).find("it was made with data digest"),
+            std::string::npos);
+  Dataset fewer = data_;
+  fewer.num_trials = 7;
+  fewer.observations.resize(fewer.observations.size() / 8 * 7);
+  EXPECT_NE(resume_error_with(options_, fewer)
+                .find("training data \"8 trials, 10 steps, 20 channels\", this run has \"7 trials"),
+            std::string::npos)
+      << resume_error_with(options_, fewer);
+}
+
+TEST_F(Checkpoints, RunDefinitionThatIsNotAnObjectIsRefused) {
+  const std::string message = with_training_field("run", -1);
+  EXPECT_NE(message.find("field 'run' must be a JSON object"), std::string::npos) << message;
 }
 
 TEST_F(Checkpoints, NonFiniteMomentsAreBlamedOnTheirEntry) {

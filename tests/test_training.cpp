@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <memory>
 
 #include "lrsmc/demo.hpp"
 #include "lrsmc/errors.hpp"
@@ -78,13 +79,21 @@ TEST(Training, RadamAndClippingRun) {
                          << last;
 }
 
-TEST(Training, SameSeedSameResultAndResumeMatchesUninterrupted) {
+/// A six-epoch run on the teacher's data, its uninterrupted result, and a scratch folder.
+class ResumableRun : public ::testing::Test {
+ protected:
+  void SetUp() override { folder = testing::make_temp_dir("lrsmc-resume"); }
+  void TearDown() override { std::filesystem::remove_all(folder); }
+
   const Dataset data = teacher_dataset(24, 20);
-  auto backend = make_backend(BackendKind::cpu);
-  const std::string folder = testing::make_temp_dir("lrsmc-resume");
+  std::unique_ptr<Backend> backend = make_backend(BackendKind::cpu);
+  std::string folder;
   TrainingOptions options = quick_options(6);
   const Model start = student();
   const TrainingResult full = Trainer(*backend, options).fit(start, data, Dataset{});
+};
+
+TEST_F(ResumableRun, SameSeedSameResultAndResumeMatchesUninterrupted) {
   const TrainingResult again = Trainer(*backend, options).fit(start, data, Dataset{});
   EXPECT_EQ(full.model.parameters, again.model.parameters);
 
@@ -105,7 +114,41 @@ TEST(Training, SameSeedSameResultAndResumeMatchesUninterrupted) {
   options.seed = 4;
   EXPECT_THROW((void)Trainer(*backend, options).fit(start, data, Dataset{}, {}, options.checkpoint_path),
                InvalidInput);
-  std::filesystem::remove_all(folder);
+}
+
+TEST_F(ResumableRun, ErrorAfterTrainingStartedKeepsTheModelAndAResumableState) {
+  // The checkpoint's folder disappears after epoch 2: the checkpoint of epoch 3 cannot be
+  // written. The run returns epoch 3's model and state instead of throwing them away.
+  options.checkpoint_path = folder + "/gone/run.checkpoint.npz";
+  options.checkpoint_every = 1;
+  std::filesystem::create_directories(folder + "/gone");
+  const TrainingResult failed =
+      Trainer(*backend, options).fit(start, data, Dataset{}, [&](const EpochReport& report) {
+        if (report.epoch == 2) std::filesystem::remove_all(folder + "/gone");
+        return true;
+      });
+  ASSERT_FALSE(failed.completed);
+  EXPECT_TRUE(failed.failed);
+  EXPECT_NE(failed.stop_reason.find("training failed after epoch 3 of 6"), std::string::npos)
+      << failed.stop_reason;
+  EXPECT_NE(failed.stop_reason.find("gone/run.checkpoint.npz"), std::string::npos)
+      << failed.stop_reason;
+  EXPECT_EQ(failed.history.size(), 3u);
+  // Its state, checkpointed elsewhere, continues to the uninterrupted result.
+  save_checkpoint(folder + "/rescued.npz", failed);
+  options.checkpoint_path.clear();
+  options.checkpoint_every = 0;
+  const TrainingResult resumed =
+      Trainer(*backend, options).fit(start, data, Dataset{}, {}, folder + "/rescued.npz");
+  ASSERT_TRUE(resumed.completed) << resumed.stop_reason;
+  EXPECT_EQ(resumed.model.parameters, full.model.parameters);
+  // A checkpoint that cannot be written at the first epoch keeps that epoch.
+  options.checkpoint_path = folder + "/gone/run.checkpoint.npz";
+  options.checkpoint_every = 1;
+  const TrainingResult first = Trainer(*backend, options).fit(start, data, Dataset{});
+  EXPECT_TRUE(first.failed);
+  EXPECT_EQ(first.history.size(), 1u);
+  EXPECT_NE(first.stop_reason.find("after epoch 1 of 6"), std::string::npos) << first.stop_reason;
 }
 
 TEST(Training, NanGuardStopsAndKeepsLastGoodParameters) {

@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <nlohmann/json.hpp>
+
+#include <unistd.h>
 
 #include "lrsmc/demo.hpp"
 #include "lrsmc/errors.hpp"
@@ -54,14 +57,119 @@ void add_training_options(CLI::App& app, FitOptions& options) {
   app.add_flag("--quiet,-q", options.quiet, "No progress display");
 }
 
+namespace {
+
+/// Writes with `write` to the first of `candidates` where that works; returns that path, or ""
+/// when none worked, after saying on stderr why each failed.
+std::string write_first_possible(const std::vector<std::string>& candidates, const char* what,
+                                 const std::function<void(const std::string&)>& write) {
+  for (const std::string& candidate : candidates) {
+    try {
+      write(candidate);
+      return candidate;
+    } catch (const Error& error) {
+      std::fprintf(stderr, "lrsmc: could not write the %s to %s: %s\n", what, candidate.c_str(),
+                   error.what());
+    }
+  }
+  return {};
+}
+
+/// Where a stopped run's files go when their own paths cannot be written: the folder of the
+/// other output, the working folder, the system's temporary folder.
+std::vector<std::string> rescue_paths(const std::string& path, const std::string& other) {
+  namespace fs = std::filesystem;
+  std::string name =
+      detail::concat("lrsmc-rescued-", ::getpid(), "-", fs::path(path).filename().string());
+  if (!io::has_extension(name, ".npz")) name += ".npz";
+  std::vector<std::string> paths{path};
+  std::error_code error;
+  for (const fs::path& folder : {fs::absolute(other, error).parent_path(), fs::current_path(error),
+                                 fs::temp_directory_path(error)}) {
+    if (!folder.empty()) paths.push_back((folder / name).string());
+  }
+  return paths;
+}
+
+/// Refuses a fit whose largest allocations exceed this machine's memory, before the first
+/// epoch: an epoch's batch plan, a batch's stored particles (states, proposal noise, weights
+/// and ancestors for every step, kept for the backward pass) and the held-out evaluation's.
+void require_training_fits(const TrainingOptions& training, const ModelConfig& config,
+                           const Dataset& train, const Dataset& held_out) {
+  const double per_particle_step = 8.0 * (2.0 * config.rank + 2.0);
+  const double rows_per_epoch =
+      train.continuous ? double(training.windows_per_epoch) : double(train.num_trials);
+  const double batch_rows = std::min(double(training.batch_size), rows_per_epoch);
+  const double steps = train.continuous ? double(training.window) : double(train.num_steps);
+  // Each row: its start, its trial, and its slot in the batch lists.
+  require_fits_in_memory(
+      rows_per_epoch * 16.0 +
+          batch_rows * steps * training.filter.num_particles * per_particle_step,
+      detail::concat("training (--batch-size ", training.batch_size,
+                     train.continuous
+                         ? detail::concat(", --windows-per-epoch ", training.windows_per_epoch)
+                         : std::string(),
+                     ", --particles ", training.filter.num_particles, ")"));
+  if (held_out.num_trials == 0) return;
+  const int particles =
+      training.eval_particles > 0 ? training.eval_particles : training.filter.num_particles;
+  require_fits_in_memory(
+      double(held_out.num_trials) * held_out.num_steps * particles * per_particle_step,
+      detail::concat("the held-out evaluation (--eval-particles ", particles, ", ",
+                     held_out.num_trials, " trials of ", held_out.num_steps, " steps)"));
+}
+
+/// The checkpoint path of a fit: --checkpoint, else <out>.checkpoint.npz.
+std::string checkpoint_path_of(const FitOptions& options) {
+  return options.training.checkpoint_path.empty() ? options.out + ".checkpoint.npz"
+                                                  : options.training.checkpoint_path;
+}
+
+/// Saves a fit's model to --out, or beside it when that cannot be written (saying so); returns
+/// where it went ("" when nowhere).
+std::string save_fitted_model(const FitOptions& options, const TrainingResult& result) {
+  const std::string model_at =
+      write_first_possible(rescue_paths(options.out, checkpoint_path_of(options)), "model",
+                           [&](const std::string& path) { save_model(path, result.model); });
+  if (!model_at.empty() && model_at != options.out)
+    std::fprintf(stderr, "lrsmc: saved the model to %s instead\n", model_at.c_str());
+  return model_at;
+}
+
+/// A run that stopped early (a request, a NaN, or an error after training started): its model
+/// goes to --out (or beside it); a checkpoint of its last completed epoch goes to the checkpoint
+/// path (or beside it), unless it stopped on a NaN, where resuming would meet the same NaN. Says
+/// where each went.
+int save_stopped_fit(const FitOptions& options, const TrainingResult& result) {
+  const bool requested = result.stop_reason.rfind("stopped by request", 0) == 0;
+  const std::string model_at = save_fitted_model(options, result);
+  if (model_at == options.out) std::fprintf(stderr, "saved the model to %s\n", model_at.c_str());
+  if (requested || result.failed) {
+    const std::string checkpoint = checkpoint_path_of(options);
+    const std::string checkpoint_at =
+        write_first_possible(rescue_paths(checkpoint, options.out), "checkpoint",
+                             [&](const std::string& path) { save_checkpoint(path, result); });
+    const bool default_path = checkpoint_at == options.out + ".checkpoint.npz";
+    if (!checkpoint_at.empty()) {
+      std::fprintf(stderr, "saved a checkpoint of epoch %d to %s; continue with --resume%s%s\n",
+                   result.history.empty() ? 0 : result.history.back().epoch, checkpoint_at.c_str(),
+                   default_path ? "" : " --checkpoint ", default_path ? "" : checkpoint_at.c_str());
+    }
+  }
+  return requested ? 130 : 1;
+}
+
+}  // namespace
+
 int run_fit(FitOptions& options, const ProgressCallback& progress) {
   if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
     options.training.checkpoint_path =
         options.checkpoint.empty() ? options.out + ".checkpoint.npz" : options.checkpoint;
-  require_distinct_paths({{"--data", options.data.path},
-                          {"--inputs", options.data.inputs_path},
-                          {"--init", options.init_path}},
-                         {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
+  require_distinct_paths(
+      {{"--data", options.data.path},
+       {"--inputs", options.data.inputs_path},
+       {"--init", options.init_path}},
+      {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
   require_writable_outputs(
       {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
   const Dataset data = load_data(options.data);
@@ -70,15 +178,17 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     model = load_model(options.init_path);
     for (const char* name : {"--rank", "--hidden", "--nonlinearity", "--observation"})
       LRSMC_REQUIRE(options.app == nullptr || options.app->count(name) == 0, options.init_path,
-                    ": ", name, " cannot be combined with --init (the model file fixes the "
+                    ": ", name,
+                    " cannot be combined with --init (the model file fixes the "
                     "architecture)");
-    LRSMC_REQUIRE(model.config.num_channels == data.num_channels, options.init_path,
-                  ": model has ", model.config.num_channels, " channels; got data ", data.source,
-                  " with ", data.num_channels, " channels");
-    LRSMC_REQUIRE(model.config.num_inputs == data.num_inputs, options.init_path,
-                  ": model takes ", model.config.num_inputs, " inputs; got ", data.num_inputs);
+    LRSMC_REQUIRE(model.config.num_channels == data.num_channels, options.init_path, ": model has ",
+                  model.config.num_channels, " channels; got data ", data.source, " with ",
+                  data.num_channels, " channels");
+    LRSMC_REQUIRE(model.config.num_inputs == data.num_inputs, options.init_path, ": model takes ",
+                  model.config.num_inputs, " inputs; got ", data.num_inputs);
   } else {
-    const ModelConfig config = make_config(options.architecture, data.num_channels, data.num_inputs);
+    const ModelConfig config =
+        make_config(options.architecture, data.num_channels, data.num_inputs);
     model = Model::initialise(config, options.training.seed);
   }
   options.training.filter = make_filter_options(options.inference, model.config);
@@ -86,7 +196,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   std::string resume_from;
   if (options.resume) {
     LRSMC_REQUIRE(std::filesystem::exists(options.training.checkpoint_path),
-                  options.training.checkpoint_path, ": --resume given but the checkpoint does not "
+                  options.training.checkpoint_path,
+                  ": --resume given but the checkpoint does not "
                   "exist");
     resume_from = options.training.checkpoint_path;
   }
@@ -100,6 +211,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   auto backend = make_device_backend(options.device, model.config, options.training.filter);
   const auto [train, held_out] = split_held_out(data, options.training.held_out_fraction,
                                                 options.training.window, options.training.seed);
+  require_training_fits(options.training, model.config, train, held_out);
   if (!options.quiet)
     std::fprintf(stderr,
                  "lrsmc fit: %s, %d %s × %d steps × %d channels; rank %d, %d units, %s; %d "
@@ -111,12 +223,11 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                  to_string(options.training.filter.proposal).c_str(), backend->name().c_str());
   Trainer trainer(*backend, options.training);
   const TrainingResult result = trainer.fit(model, train, held_out, progress, resume_from);
-  save_model(options.out, result.model);
   if (!result.completed) {
-    std::fprintf(stderr, "lrsmc: %s\nsaved the model to %s\n", result.stop_reason.c_str(),
-                 options.out.c_str());
-    return result.stop_reason.rfind("stopped by request", 0) == 0 ? 130 : 1;
+    std::fprintf(stderr, "lrsmc: %s\n", result.stop_reason.c_str());
+    return save_stopped_fit(options, result);
   }
+  if (save_fitted_model(options, result) != options.out) return 1;
   const auto& last = result.history.back();
   std::printf("fitted %s: final training ELBO %.4f per step", options.out.c_str(), last.train_elbo);
   if (std::isfinite(last.held_out_elbo)) std::printf(", held-out ELBO %.4f", last.held_out_elbo);
@@ -196,8 +307,8 @@ PiecewiseLinearNetwork latent_map(const Model& model, const std::vector<double>&
   network.h = model.get("h");
   network.constant_current.assign(std::size_t(config.num_hidden), 0.0);
   if (config.num_inputs > 0) {
-    LRSMC_REQUIRE(input.empty() || int(input.size()) == config.num_inputs,
-                  "--input has ", input.size(), " values; expected ", config.num_inputs,
+    LRSMC_REQUIRE(input.empty() || int(input.size()) == config.num_inputs, "--input has ",
+                  input.size(), " values; expected ", config.num_inputs,
                   " (the model's input dimension)");
     const auto w_u = model.get("w_u");
     for (int i = 0; i < config.num_hidden; ++i)
@@ -273,7 +384,8 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
 }
 
 void add_demo_options(CLI::App& app, DemoOptions& options) {
-  app.add_option("--out-dir", options.out_dir, "Folder for the demo's files")->capture_default_str();
+  app.add_option("--out-dir", options.out_dir, "Folder for the demo's files")
+      ->capture_default_str();
   app.add_option("--epochs", options.epochs, "Training epochs")->capture_default_str();
   app.add_option("--hidden", options.hidden, "Units of the student network")->capture_default_str();
   app.add_option("--particles", options.particles, "Training particles")->capture_default_str();
@@ -289,8 +401,11 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   namespace fs = std::filesystem;
   std::error_code error;
   fs::create_directories(options.out_dir, error);
-  LRSMC_REQUIRE(!error, options.out_dir, ": cannot create the output folder (", error.message(), ")");
-  const auto path = [&](const std::string& name) { return (fs::path(options.out_dir) / name).string(); };
+  LRSMC_REQUIRE(!error, options.out_dir, ": cannot create the output folder (", error.message(),
+                ")");
+  const auto path = [&](const std::string& name) {
+    return (fs::path(options.out_dir) / name).string();
+  };
   const Model teacher = oscillator_teacher();
   auto backend = make_device_backend(options.device, teacher.config, FilterOptions{});
 
@@ -298,18 +413,20 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   const int trials = 150, steps = 75;
   const SampleResult samples = backend->sample(teacher, trials, steps, {}, options.seed);
   save_model(path("teacher.npz"), teacher);
-  io::write_npz(path("data.npz"),
-                {{"observations", Array({trials, steps, teacher.config.num_channels}, samples.observations)},
-                 {"latents", Array({trials, steps, teacher.config.rank}, samples.latents)}},
-                {}, io::StoredType::float32);
-  Dataset data = dataset_from_array(
-      Array({trials, steps, teacher.config.num_channels}, samples.observations),
-      DataLayout::trials_time_channels, path("data.npz"));
+  io::write_npz(
+      path("data.npz"),
+      {{"observations", Array({trials, steps, teacher.config.num_channels}, samples.observations)},
+       {"latents", Array({trials, steps, teacher.config.rank}, samples.latents)}},
+      {}, io::StoredType::float32);
+  Dataset data =
+      dataset_from_array(Array({trials, steps, teacher.config.num_channels}, samples.observations),
+                         DataLayout::trials_time_channels, path("data.npz"));
   const auto [train, held_out] = split_held_out(data, 0.2, steps, options.seed);
-  std::printf("lrsmc demo: teacher = rank-2 oscillator (20 relu units), %d training and %d "
-              "held-out trials of %d steps × %d channels in %s\n",
-              train.num_trials, held_out.num_trials, steps, teacher.config.num_channels,
-              options.out_dir.c_str());
+  std::printf(
+      "lrsmc demo: teacher = rank-2 oscillator (20 relu units), %d training and %d "
+      "held-out trials of %d steps × %d channels in %s\n",
+      train.num_trials, held_out.num_trials, steps, teacher.config.num_channels,
+      options.out_dir.c_str());
   std::fflush(stdout);  // before the progress display on stderr
 
   // 2. Fit a student of the same rank.
@@ -343,7 +460,8 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   evaluation.num_particles = options.eval_particles;
   evaluation.proposal = Proposal::optimal;
   const std::uint64_t eval_seed = options.seed + 999;
-  const double teacher_elbo = evaluate_elbo(*backend, teacher, held_out, evaluation, steps, eval_seed);
+  const double teacher_elbo =
+      evaluate_elbo(*backend, teacher, held_out, evaluation, steps, eval_seed);
   const double student_elbo =
       evaluate_elbo(*backend, result.model, held_out, evaluation, steps, eval_seed);
   const double gap = (teacher_elbo - student_elbo) / std::fabs(teacher_elbo);
@@ -357,24 +475,27 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   summary["teacher_decay"] = teacher.decay();
   summary["student_decay"] = result.model.decay();
   io::write_text_file(path("summary.json"), summary.dump(2) + "\n");
-  std::printf("\nheld-out ELBO per time step (%d particles, same draws):\n"
-              "  teacher (true parameters)  %.4f\n"
-              "  student (fitted)           %.4f\n"
-              "  relative gap               %.2f%%  %s\n"
-              "decay a: teacher %.3f, student %.3f; training took %s\n"
-              "wrote teacher.npz, student.npz, data.npz, summary.json in %s\n",
-              options.eval_particles, teacher_elbo, student_elbo, 100 * gap,
-              std::fabs(gap) <= 0.02 ? "(within 2%)" : "(NOT within 2%)", teacher.decay(),
-              result.model.decay(), format_duration(result.history.back().elapsed_seconds).c_str(),
-              options.out_dir.c_str());
+  std::printf(
+      "\nheld-out ELBO per time step (%d particles, same draws):\n"
+      "  teacher (true parameters)  %.4f\n"
+      "  student (fitted)           %.4f\n"
+      "  relative gap               %.2f%%  %s\n"
+      "decay a: teacher %.3f, student %.3f; training took %s\n"
+      "wrote teacher.npz, student.npz, data.npz, summary.json in %s\n",
+      options.eval_particles, teacher_elbo, student_elbo, 100 * gap,
+      std::fabs(gap) <= 0.02 ? "(within 2%)" : "(NOT within 2%)", teacher.decay(),
+      result.model.decay(), format_duration(result.history.back().elapsed_seconds).c_str(),
+      options.out_dir.c_str());
   // The fitted dynamics, read through their fixed points (method.md §7).
-  for (const auto& [label, fitted] : {std::pair<const char*, const Model*>{"teacher", &teacher},
-                                      std::pair<const char*, const Model*>{"student", &result.model}}) {
+  for (const auto& [label, fitted] :
+       {std::pair<const char*, const Model*>{"teacher", &teacher},
+        std::pair<const char*, const Model*>{"student", &result.model}}) {
     const FixedPointResult points = find_fixed_points(latent_map(*fitted, {}));
     std::printf("%s fixed points:", label);
     for (const auto& point : points.fixed_points) {
       std::printf(" (");
-      for (std::size_t r = 0; r < point.z.size(); ++r) std::printf("%s%.3f", r ? ", " : "", point.z[r]);
+      for (std::size_t r = 0; r < point.z.size(); ++r)
+        std::printf("%s%.3f", r ? ", " : "", point.z[r]);
       std::printf(") %s;", to_string(point.stability).c_str());
     }
     std::printf("\n");

@@ -12,9 +12,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_input.hpp"
+#include "core/training_session.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
-#include "core/training_session.hpp"
 #include "lrsmc/math/common.hpp"
 #include "lrsmc/math/optimizer.hpp"
 
@@ -27,9 +27,25 @@ std::string to_string(Optimizer optimizer) {
 Optimizer parse_optimizer(const std::string& text, const std::string& field) {
   if (text == "radam") return Optimizer::radam;
   if (text == "adam") return Optimizer::adam;
-  throw InvalidInput(detail::concat(field, " is not recognised; got '", text,
-                                    "', expected one of radam, adam"));
+  throw InvalidInput(
+      detail::concat(field, " is not recognised; got '", text, "', expected one of radam, adam"));
 }
+
+/// Optimizer state over the flat parameter vector (PyTorch's Adam and RAdam, β = (0.9, 0.999),
+/// ε = 1e-8, no weight decay).
+struct OptimizerState {
+  std::vector<double> first_moment, second_moment;
+  std::int64_t step = 0;
+};
+
+struct ResumeState {
+  Model model;
+  OptimizerState state;
+  int epoch = 0;  // epochs completed
+  double learning_rate = 0;
+  std::vector<EpochReport> history;
+  nlohmann::json run;  // run_definition: the options and data the state belongs to
+};
 
 void validate(const TrainingOptions& options, const std::string& source) {
   LRSMC_REQUIRE(options.epochs >= 1 && options.epochs <= 10'000'000, source,
@@ -39,8 +55,9 @@ void validate(const TrainingOptions& options, const std::string& source) {
                 ", expected 1 to 1000000");
   LRSMC_REQUIRE(options.window >= 1, source, ": window must be at least 1 step; got ",
                 options.window);
-  LRSMC_REQUIRE(options.windows_per_epoch >= 1, source,
-                ": windows per epoch must be at least 1; got ", options.windows_per_epoch);
+  LRSMC_REQUIRE(options.windows_per_epoch >= 1 && options.windows_per_epoch <= 100'000'000, source,
+                ": windows per epoch is out of range; got ", options.windows_per_epoch,
+                ", expected 1 to 100000000");
   LRSMC_REQUIRE(std::isfinite(options.learning_rate) && options.learning_rate > 0 &&
                     options.learning_rate < 10,
                 source, ": learning rate must lie in (0, 10); got ", options.learning_rate);
@@ -74,13 +91,6 @@ std::uint64_t mix(std::uint64_t value) {
 std::uint64_t derive_seed(std::uint64_t seed, std::uint64_t a, std::uint64_t b) {
   return mix(mix(mix(seed) ^ a) ^ (b * 0xD1B54A32D192ED03ull));
 }
-
-/// Optimizer state over the flat parameter vector (PyTorch's Adam and RAdam, β = (0.9, 0.999),
-/// ε = 1e-8, no weight decay).
-struct OptimizerState {
-  std::vector<double> first_moment, second_moment;
-  std::int64_t step = 0;
-};
 
 /// The step-dependent scalars of step `step` (1-based); shared by the host step below and
 /// device-resident sessions, so both run the same arithmetic (math/optimizer.hpp).
@@ -119,24 +129,92 @@ void optimizer_step(Optimizer optimizer, double learning_rate, double clip,
     squares += math::chunk_sum_of_squares(gradient.data(), count, chunk, product);
   const double clip_scale = math::clip_factor(std::sqrt(squares), clip);
   for (std::size_t i = 0; i < parameters.size(); ++i)
-    math::adam_update(gradient[i], clip_scale, coefficients, parameters[i],
-                      state.first_moment[i], state.second_moment[i], product);
+    math::adam_update(gradient[i], clip_scale, coefficients, parameters[i], state.first_moment[i],
+                      state.second_moment[i], product);
 }
 
 bool all_finite(const std::vector<double>& values) {
   return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
 }
 
-struct Checkpoint {
-  Model model;
-  OptimizerState state;
-  int epoch = 0;  // epochs completed
-  double learning_rate = 0;
-  std::vector<EpochReport> history;
-};
+/// FNV-1a over the bytes of `values`, continuing from `hash`.
+std::uint64_t digest(const std::vector<double>& values, std::uint64_t hash) {
+  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
+  for (std::size_t i = 0; i < values.size() * sizeof(double); ++i)
+    hash = (hash ^ bytes[i]) * 0x100000001B3ull;
+  return hash;
+}
 
-void save_checkpoint(const std::string& path, const Checkpoint& checkpoint,
-                     const TrainingOptions& options) {
+std::string describe_shape(const Dataset& data) {
+  return detail::concat(
+      data.num_trials, data.continuous ? " recording, " : " trials, ", data.num_steps, " steps, ",
+      data.num_channels, " channels",
+      data.num_inputs > 0 ? detail::concat(", ", data.num_inputs, " inputs") : std::string());
+}
+
+/// What defines a run, under the command line's option names: every option that changes its
+/// result, and the data it trains and evaluates on (shapes and a digest of the values). Where
+/// checkpoints are written (--checkpoint, --checkpoint-every) does not change the result.
+nlohmann::json run_definition(const TrainingOptions& options, const Dataset& train,
+                              const Dataset& held_out) {
+  char data_digest[17];
+  std::snprintf(
+      data_digest, sizeof data_digest, "%016llx",
+      static_cast<unsigned long long>(
+          digest(held_out.inputs,
+                 digest(held_out.observations,
+                        digest(train.inputs, digest(train.observations, 0xCBF29CE484222325ull))))));
+  nlohmann::json run = nlohmann::json::object();
+  run["--epochs"] = options.epochs;
+  run["--batch-size"] = options.batch_size;
+  run["--window"] = train.continuous ? nlohmann::json(options.window) : nlohmann::json(nullptr);
+  run["--windows-per-epoch"] =
+      train.continuous ? nlohmann::json(options.windows_per_epoch) : nlohmann::json(nullptr);
+  run["--lr"] = options.learning_rate;
+  run["--lr-end"] = options.learning_rate_end;
+  run["--optimizer"] = to_string(options.optimizer);
+  run["--clip"] = options.gradient_clip;
+  run["--particles"] = options.filter.num_particles;
+  run["--proposal"] = to_string(options.filter.proposal);
+  run["--resampling"] = to_string(options.filter.resampling);
+  run["--resample-threshold"] = options.filter.resample_threshold;
+  run["--eval-particles"] = options.eval_particles;
+  run["--eval-every"] = options.eval_every;
+  run["--held-out"] = options.held_out_fraction;
+  run["--seed"] = options.seed;
+  run["training data"] = describe_shape(train);
+  run["held-out data"] = describe_shape(held_out);
+  run["data digest"] = data_digest;
+  return run;
+}
+
+/// Refuses a checkpoint whose run definition differs from this run's, naming the first option
+/// (or data property) that differs with its stored and given values.
+void require_same_run(const std::string& path, const nlohmann::json& stored,
+                      const nlohmann::json& given) {
+  const std::string label = path + ": entry 'checkpoint_training'";
+  LRSMC_REQUIRE(stored.is_object(), label, ": field 'run' must be a JSON object; got ",
+                detail::excerpt(stored.dump()));
+  // The options first, then the data's shapes, then its values.
+  std::vector<std::string> names;
+  for (const auto& item : given.items())
+    if (item.key().rfind("--", 0) == 0) names.push_back(item.key());
+  for (const char* name : {"training data", "held-out data", "data digest"}) names.push_back(name);
+  for (const std::string& name : names) {
+    const nlohmann::json& value = given.at(name);
+    const auto found = stored.find(name);
+    LRSMC_REQUIRE(found != stored.end(), label, ": field 'run' lacks '", name, "'");
+    LRSMC_REQUIRE(*found == value, path,
+                  ": the checkpoint belongs to another run: it was made with ", name, " ",
+                  detail::excerpt(found->dump()), ", this run has ", value.dump(),
+                  name.rfind("--", 0) == 0
+                      ? "; resume with the options it was made with, or start a new run without "
+                        "--resume"
+                      : "; resume with the data it was made with");
+  }
+}
+
+void write_checkpoint_file(const std::string& path, const ResumeState& checkpoint) {
   std::map<std::string, Array> arrays;
   const ParameterLayout layout = checkpoint.model.layout();
   for (const auto& block : layout.blocks())
@@ -148,9 +226,7 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint,
   training["epoch"] = checkpoint.epoch;
   training["optimizer_step"] = checkpoint.state.step;
   training["learning_rate"] = checkpoint.learning_rate;
-  training["seed"] = options.seed;
-  training["optimizer"] = to_string(options.optimizer);
-  training["epochs"] = options.epochs;
+  training["run"] = checkpoint.run;
   nlohmann::json history = nlohmann::json::array();
   for (const auto& report : checkpoint.history)
     history.push_back({report.epoch, report.train_elbo,
@@ -164,9 +240,9 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint,
                 io::StoredType::float64);
 }
 
-Checkpoint load_checkpoint(const std::string& path, const Model& expected,
-                           const TrainingOptions& options) {
-  Checkpoint checkpoint;
+ResumeState load_checkpoint(const std::string& path, const Model& expected,
+                            const TrainingOptions& options, const nlohmann::json& run) {
+  ResumeState checkpoint;
   checkpoint.model = load_model(path);
   LRSMC_REQUIRE(config_to_json(checkpoint.model.config) == config_to_json(expected.config), path,
                 ": checkpoint configuration does not match this run; got ",
@@ -179,14 +255,15 @@ Checkpoint load_checkpoint(const std::string& path, const Model& expected,
   // A checkpoint of this run holds at most options.epochs history rows of five numbers.
   const std::string label = path + ": entry 'checkpoint_training'";
   const std::size_t max_bytes = 4096 + 256 * std::size_t(options.epochs);
-  constexpr int max_depth = 3;  // {"history": [[...]]}
+  constexpr int max_depth = 3;  // {"history": [[...]]}, {"run": {...}}
   const nlohmann::json training =
       detail::parse_bounded_json(training_text->second, label, max_bytes, max_depth);
   LRSMC_REQUIRE(training.is_object(), label, " must be a JSON object; got ",
                 detail::excerpt(training.dump()));
-  for (const char* key : {"epoch", "optimizer_step", "learning_rate", "seed", "optimizer",
-                          "epochs", "history"})
+  for (const char* key : {"epoch", "optimizer_step", "learning_rate", "run", "history"})
     LRSMC_REQUIRE(training.contains(key), label, ": field '", key, "' is missing");
+  require_same_run(path, training["run"], run);
+  checkpoint.run = run;
   constexpr std::int64_t int_max = std::numeric_limits<int>::max();
   checkpoint.epoch = int(detail::bounded_integer(training["epoch"], label, "epoch", 0, int_max));
   LRSMC_REQUIRE(checkpoint.epoch <= options.epochs, path, ": checkpoint epoch ", checkpoint.epoch,
@@ -197,19 +274,10 @@ Checkpoint load_checkpoint(const std::string& path, const Model& expected,
   const nlohmann::json& rate = training["learning_rate"];
   LRSMC_REQUIRE(rate.is_number() && std::isfinite(rate.get<double>()) && rate.get<double>() > 0 &&
                     rate.get<double>() <= options.learning_rate,
-                label, ": field 'learning_rate' is out of range; got ", detail::excerpt(rate.dump()),
+                label, ": field 'learning_rate' is out of range; got ",
+                detail::excerpt(rate.dump()),
                 ", expected a number in (0, lr = ", options.learning_rate, "]");
   checkpoint.learning_rate = rate.get<double>();
-  const nlohmann::json& seed = training["seed"];
-  LRSMC_REQUIRE(seed.is_number_unsigned(), label, ": field 'seed' must be an integer from 0 to ",
-                std::numeric_limits<std::uint64_t>::max(), "; got ", detail::excerpt(seed.dump()));
-  LRSMC_REQUIRE(seed.get<std::uint64_t>() == options.seed, path, ": checkpoint was made with seed ",
-                seed.get<std::uint64_t>(), "; got --seed ", options.seed,
-                ", expected the same seed to resume");
-  const nlohmann::json& optimizer = training["optimizer"];
-  LRSMC_REQUIRE(optimizer.is_string() && optimizer.get<std::string>() == to_string(options.optimizer),
-                path, ": checkpoint optimizer is ", detail::excerpt(optimizer.dump()), "; got ",
-                to_string(options.optimizer));
   const nlohmann::json& history = training["history"];
   LRSMC_REQUIRE(history.is_array() && history.size() == std::size_t(checkpoint.epoch), label,
                 ": field 'history' must hold one row per completed epoch; got ",
@@ -223,7 +291,8 @@ Checkpoint load_checkpoint(const std::string& path, const Model& expected,
                   "' must be [epoch, train_elbo, held_out_elbo, learning_rate, seconds]; got ",
                   detail::excerpt(row.dump()));
     EpochReport report;
-    report.epoch = int(detail::bounded_integer(row[0], label, row_label + "[0]", 1, options.epochs));
+    report.epoch =
+        int(detail::bounded_integer(row[0], label, row_label + "[0]", 1, options.epochs));
     report.epochs = options.epochs;
     const auto number = [&](std::size_t column, bool allow_null) {
       const nlohmann::json& value = row[column];
@@ -276,8 +345,8 @@ std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
   if (data.continuous) {
     // The recording's last fraction, at least one window long, is held out.
     const int held_steps = std::max(window, int(std::lround(fraction * data.num_steps)));
-    LRSMC_REQUIRE(data.num_steps - held_steps >= window, data.source,
-                  ": held-out fraction ", fraction, " leaves ", data.num_steps - held_steps,
+    LRSMC_REQUIRE(data.num_steps - held_steps >= window, data.source, ": held-out fraction ",
+                  fraction, " leaves ", data.num_steps - held_steps,
                   " training steps; expected at least one window of ", window);
     const int split = data.num_steps - held_steps;
     const auto cut = [&](int from, int to) {
@@ -328,6 +397,13 @@ double evaluate_elbo(Backend& backend, const Model& model, const Dataset& data,
   return backend.filter(model, batch, options, seed).elbo;
 }
 
+void save_checkpoint(const std::string& path, const TrainingResult& result) {
+  LRSMC_REQUIRE(result.resume_state != nullptr, path,
+                ": the training result holds no state to checkpoint (it did not come from "
+                "Trainer::fit)");
+  write_checkpoint_file(path, *result.resume_state);
+}
+
 Trainer::Trainer(Backend& backend, TrainingOptions options)
     : backend_(backend), options_(std::move(options)) {
   validate(options_);
@@ -338,24 +414,30 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
   initial.validate();
   validate(options_.filter, initial.config);
   LRSMC_REQUIRE(train.num_channels == initial.config.num_channels, train.source,
-                ": channel count does not match the model; got ", train.num_channels,
-                ", expected ", initial.config.num_channels);
+                ": channel count does not match the model; got ", train.num_channels, ", expected ",
+                initial.config.num_channels);
   LRSMC_REQUIRE(train.num_inputs == initial.config.num_inputs, train.source,
-                ": input dimension does not match the model; got ", train.num_inputs,
-                ", expected ", initial.config.num_inputs);
+                ": input dimension does not match the model; got ", train.num_inputs, ", expected ",
+                initial.config.num_inputs);
   if (train.continuous)
-    LRSMC_REQUIRE(options_.window <= train.num_steps, train.source, ": window of ",
-                  options_.window, " steps is longer than the recording; got ", train.num_steps,
+    LRSMC_REQUIRE(options_.window <= train.num_steps, train.source, ": window of ", options_.window,
+                  " steps is longer than the recording; got ", train.num_steps,
                   " steps, expected a window of at most ", train.num_steps);
-  Checkpoint state;
+  const nlohmann::json run = run_definition(options_, train, held_out);
+  ResumeState state;
   state.model = initial;
   state.state.first_moment.assign(initial.parameters.size(), 0.0);
   state.state.second_moment.assign(initial.parameters.size(), 0.0);
   state.learning_rate = options_.learning_rate;
-  if (!resume_from.empty()) state = load_checkpoint(resume_from, initial, options_);
+  state.run = run;
+  if (!resume_from.empty()) state = load_checkpoint(resume_from, initial, options_, run);
 
   TrainingResult result;
   result.history = state.history;
+  // The state at the last completed epoch: what a checkpoint holds, and what is kept when an
+  // error ends the run.
+  auto boundary = std::make_shared<ResumeState>(state);
+  result.resume_state = boundary;
   const double decay_factor =
       std::exp(std::log(options_.learning_rate_end / options_.learning_rate) / options_.epochs);
   FilterOptions eval_options = options_.filter;
@@ -365,135 +447,156 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
   const int first_epoch = state.epoch;
   std::vector<double> last_good = state.model.parameters;  // last parameters evaluated finite
   const auto write_checkpoint = [&]() {
-    if (!options_.checkpoint_path.empty()) save_checkpoint(options_.checkpoint_path, state, options_);
+    if (!options_.checkpoint_path.empty()) write_checkpoint_file(options_.checkpoint_path, state);
   };
 
-  // Device-resident training when the backend offers it (CUDA: data, parameters and moments
-  // stay on the device); otherwise the host loop on elbo_gradient. Both draw the same batches
-  // and seeds and run the same optimizer arithmetic (optimizer_coefficients).
-  std::unique_ptr<TrainingSession> session;
-  {
-    TrainingSetup setup;
-    setup.train = &train;
-    setup.config = state.model.config;
-    setup.filter = options_.filter;
-    setup.gradient_clip = options_.gradient_clip;
-    setup.max_batch_trials = std::min(options_.batch_size, train.continuous
-                                                               ? options_.windows_per_epoch
-                                                               : train.num_trials);
-    setup.batch_steps = train.continuous ? options_.window : train.num_steps;
-    setup.parameters = state.model.parameters;
-    setup.first_moment = state.state.first_moment;
-    setup.second_moment = state.state.second_moment;
-    session = backend_.start_training(setup);
-  }
+  try {
+    // Device-resident training when the backend offers it (CUDA: data, parameters and moments
+    // stay on the device); otherwise the host loop on elbo_gradient. Both draw the same batches
+    // and seeds and run the same optimizer arithmetic (optimizer_coefficients).
+    std::unique_ptr<TrainingSession> session;
+    {
+      TrainingSetup setup;
+      setup.train = &train;
+      setup.config = state.model.config;
+      setup.filter = options_.filter;
+      setup.gradient_clip = options_.gradient_clip;
+      setup.max_batch_trials = std::min(
+          options_.batch_size, train.continuous ? options_.windows_per_epoch : train.num_trials);
+      setup.batch_steps = train.continuous ? options_.window : train.num_steps;
+      setup.parameters = state.model.parameters;
+      setup.first_moment = state.state.first_moment;
+      setup.second_moment = state.state.second_moment;
+      session = backend_.start_training(setup);
+    }
 
-  for (int epoch = first_epoch; epoch < options_.epochs; ++epoch) {
-    // The epoch's batches depend only on (seed, epoch): resuming reproduces them. Each batch is
-    // rows (trial, first step): windows of the recording, or whole trials from step 0.
-    std::vector<std::vector<int>> batch_trials, batch_starts;
-    if (train.continuous) {
-      const auto starts = window_starts(options_.windows_per_epoch, train.num_steps,
-                                        options_.window, derive_seed(options_.seed, 1, std::uint64_t(epoch)));
-      for (std::size_t first = 0; first < starts.size(); first += std::size_t(options_.batch_size)) {
-        const auto last = std::min(starts.size(), first + std::size_t(options_.batch_size));
-        batch_starts.emplace_back(starts.begin() + std::ptrdiff_t(first), starts.begin() + std::ptrdiff_t(last));
-        batch_trials.emplace_back(last - first, 0);
-      }
-    } else {
-      std::vector<int> order(static_cast<std::size_t>(train.num_trials));
-      std::iota(order.begin(), order.end(), 0);
-      std::shuffle(order.begin(), order.end(),
-                   std::mt19937_64(derive_seed(options_.seed, 2, std::uint64_t(epoch))));
-      for (std::size_t first = 0; first < order.size(); first += std::size_t(options_.batch_size)) {
-        const auto last = std::min(order.size(), first + std::size_t(options_.batch_size));
-        batch_trials.emplace_back(order.begin() + std::ptrdiff_t(first), order.begin() + std::ptrdiff_t(last));
-        batch_starts.emplace_back(last - first, 0);
-      }
-    }
-    double elbo_sum = 0;
-    for (std::size_t index = 0; index < batch_trials.size(); ++index) {
-      const std::uint64_t step_seed = derive_seed(options_.seed, 3 + std::uint64_t(epoch), index);
-      std::string failure;
-      if (session) {
-        const StepOutcome outcome = session->step(
-            batch_trials[index], batch_starts[index], step_seed,
-            optimizer_coefficients(options_.optimizer, state.learning_rate, state.state.step + 1));
-        failure = outcome.failure;
-        if (failure.empty()) {
-          state.state.step += 1;
-          elbo_sum += outcome.elbo;
-          continue;
+    for (int epoch = first_epoch; epoch < options_.epochs; ++epoch) {
+      // The epoch's batches depend only on (seed, epoch): resuming reproduces them. Each batch is
+      // rows (trial, first step): windows of the recording, or whole trials from step 0.
+      std::vector<std::vector<int>> batch_trials, batch_starts;
+      if (train.continuous) {
+        const auto starts =
+            window_starts(options_.windows_per_epoch, train.num_steps, options_.window,
+                          derive_seed(options_.seed, 1, std::uint64_t(epoch)));
+        for (std::size_t first = 0; first < starts.size();
+             first += std::size_t(options_.batch_size)) {
+          const auto last = std::min(starts.size(), first + std::size_t(options_.batch_size));
+          batch_starts.emplace_back(starts.begin() + std::ptrdiff_t(first),
+                                    starts.begin() + std::ptrdiff_t(last));
+          batch_trials.emplace_back(last - first, 0);
         }
-        session->read_evaluated(last_good);
       } else {
-        const SequenceBatch batch = train.continuous
-                                        ? windows_batch(train, batch_starts[index], options_.window)
-                                        : trials_batch(train, batch_trials[index]);
-        GradientResult gradient;
+        std::vector<int> order(static_cast<std::size_t>(train.num_trials));
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(),
+                     std::mt19937_64(derive_seed(options_.seed, 2, std::uint64_t(epoch))));
+        for (std::size_t first = 0; first < order.size();
+             first += std::size_t(options_.batch_size)) {
+          const auto last = std::min(order.size(), first + std::size_t(options_.batch_size));
+          batch_trials.emplace_back(order.begin() + std::ptrdiff_t(first),
+                                    order.begin() + std::ptrdiff_t(last));
+          batch_starts.emplace_back(last - first, 0);
+        }
+      }
+      double elbo_sum = 0;
+      for (std::size_t index = 0; index < batch_trials.size(); ++index) {
+        const std::uint64_t step_seed = derive_seed(options_.seed, 3 + std::uint64_t(epoch), index);
+        std::string failure;
+        if (session) {
+          const StepOutcome outcome =
+              session->step(batch_trials[index], batch_starts[index], step_seed,
+                            optimizer_coefficients(options_.optimizer, state.learning_rate,
+                                                   state.state.step + 1));
+          failure = outcome.failure;
+          if (failure.empty()) {
+            state.state.step += 1;
+            elbo_sum += outcome.elbo;
+            continue;
+          }
+          session->read_evaluated(last_good);
+        } else {
+          const SequenceBatch batch =
+              train.continuous ? windows_batch(train, batch_starts[index], options_.window)
+                               : trials_batch(train, batch_trials[index]);
+          GradientResult gradient;
+          try {
+            gradient = backend_.elbo_gradient(state.model, batch, options_.filter, step_seed);
+            if (!std::isfinite(gradient.elbo))
+              failure = detail::concat("the ELBO is ", gradient.elbo);
+            else if (!all_finite(gradient.gradient))
+              failure = "the gradient contains NaN or Inf";
+          } catch (const NumericalError& error) {
+            failure = error.what();
+          }
+          if (failure.empty()) {
+            elbo_sum += gradient.elbo;
+            last_good = state.model.parameters;
+            optimizer_step(options_.optimizer, state.learning_rate, options_.gradient_clip,
+                           gradient.gradient, state.state, state.model.parameters);
+            continue;
+          }
+        }
+        // Keep the last parameters whose objective and gradient were finite.
+        result.model = state.model;
+        result.model.parameters = last_good;
+        result.stop_reason = detail::concat("training stopped at epoch ", epoch + 1, ", batch ",
+                                            index + 1, ": ", failure,
+                                            "; kept the last good parameters (try a lower "
+                                            "learning rate or --clip)");
+        return result;
+      }
+      if (session)  // the epoch's parameters and moments, for evaluation and checkpoints
+        session->read_state(state.model.parameters, state.state.first_moment,
+                            state.state.second_moment);
+      EpochReport report;
+      report.epoch = epoch + 1;
+      report.epochs = options_.epochs;
+      report.train_elbo = elbo_sum / double(batch_trials.size());
+      report.learning_rate = state.learning_rate;
+      const bool last = epoch + 1 == options_.epochs;
+      if (held_out.num_trials > 0 && ((epoch + 1) % options_.eval_every == 0 || last)) {
         try {
-          gradient = backend_.elbo_gradient(state.model, batch, options_.filter, step_seed);
-          if (!std::isfinite(gradient.elbo))
-            failure = detail::concat("the ELBO is ", gradient.elbo);
-          else if (!all_finite(gradient.gradient))
-            failure = "the gradient contains NaN or Inf";
-        } catch (const NumericalError& error) {
-          failure = error.what();
-        }
-        if (failure.empty()) {
-          elbo_sum += gradient.elbo;
-          last_good = state.model.parameters;
-          optimizer_step(options_.optimizer, state.learning_rate, options_.gradient_clip,
-                         gradient.gradient, state.state, state.model.parameters);
-          continue;
+          report.held_out_elbo =
+              evaluate_elbo(backend_, state.model, held_out, eval_options, options_.window,
+                            derive_seed(options_.seed, 0xE7A1, 0));
+        } catch (const NumericalError&) {
+          report.held_out_elbo = -std::numeric_limits<double>::infinity();
         }
       }
-      // Keep the last parameters whose objective and gradient were finite.
-      result.model = state.model;
-      result.model.parameters = last_good;
-      result.stop_reason = detail::concat("training stopped at epoch ", epoch + 1, ", batch ",
-                                          index + 1, ": ", failure,
-                                          "; kept the last good parameters (try a lower "
-                                          "learning rate or --clip)");
-      return result;
-    }
-    if (session)  // the epoch's parameters and moments, for evaluation and checkpoints
-      session->read_state(state.model.parameters, state.state.first_moment,
-                          state.state.second_moment);
-    EpochReport report;
-    report.epoch = epoch + 1;
-    report.epochs = options_.epochs;
-    report.train_elbo = elbo_sum / double(batch_trials.size());
-    report.learning_rate = state.learning_rate;
-    const bool last = epoch + 1 == options_.epochs;
-    if (held_out.num_trials > 0 && ((epoch + 1) % options_.eval_every == 0 || last)) {
-      try {
-        report.held_out_elbo = evaluate_elbo(backend_, state.model, held_out, eval_options,
-                                             options_.window, derive_seed(options_.seed, 0xE7A1, 0));
-      } catch (const NumericalError&) {
-        report.held_out_elbo = -std::numeric_limits<double>::infinity();
+      // γ = exp(ln(lr_end/lr)/epochs), stepped while lr > lr_end (method.md §5.1).
+      if (state.learning_rate > options_.learning_rate_end) state.learning_rate *= decay_factor;
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
+      report.elapsed_seconds = earlier_seconds + seconds;
+      report.remaining_seconds =
+          seconds / double(epoch + 1 - first_epoch) * double(options_.epochs - epoch - 1);
+      state.epoch = epoch + 1;
+      state.history.push_back(report);
+      result.history.push_back(report);
+      *boundary = state;
+      if (options_.checkpoint_every > 0 && (epoch + 1) % options_.checkpoint_every == 0)
+        write_checkpoint();
+      if (progress && !progress(report)) {
+        result.model = state.model;
+        result.stop_reason = detail::concat("stopped by request after epoch ", epoch + 1);
+        write_checkpoint();
+        return result;
       }
     }
-    // γ = exp(ln(lr_end/lr)/epochs), stepped while lr > lr_end (method.md §5.1).
-    if (state.learning_rate > options_.learning_rate_end) state.learning_rate *= decay_factor;
-    const double seconds =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
-    report.elapsed_seconds = earlier_seconds + seconds;
-    report.remaining_seconds =
-        seconds / double(epoch + 1 - first_epoch) * double(options_.epochs - epoch - 1);
-    state.epoch = epoch + 1;
-    state.history.push_back(report);
-    result.history.push_back(report);
-    if (options_.checkpoint_every > 0 && (epoch + 1) % options_.checkpoint_every == 0)
-      write_checkpoint();
-    if (progress && !progress(report)) {
-      result.model = state.model;
-      result.stop_reason = detail::concat("stopped by request after epoch ", epoch + 1);
-      write_checkpoint();
-      return result;
-    }
+    write_checkpoint();
+  } catch (const std::exception& error) {
+    // The last completed epoch is kept: the caller saves its model and checkpoint. Before this
+    // run completed an epoch there is nothing to keep, and the error is the caller's.
+    if (boundary->epoch == first_epoch) throw;
+    const bool memory = dynamic_cast<const std::bad_alloc*>(&error) != nullptr;
+    result.model = boundary->model;
+    result.failed = true;
+    result.stop_reason =
+        detail::concat("training failed after epoch ", boundary->epoch, " of ", options_.epochs,
+                       ": ", memory ? std::string("out of memory") : std::string(error.what()),
+                       "; kept the model of epoch ", boundary->epoch);
+    return result;
   }
-  write_checkpoint();
   result.model = state.model;
   result.completed = true;
   return result;

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -55,12 +56,26 @@ struct EpochReport {
 /// Called after every epoch; return false to stop training cleanly.
 using ProgressCallback = std::function<bool(const EpochReport&)>;
 
+/// A run at its last completed epoch: parameters, optimizer moments, learning rate, history,
+/// and what defines the run (its options and data). What a checkpoint holds.
+struct ResumeState;
+
 struct TrainingResult {
   Model model;                       ///< the last good parameters
   std::vector<EpochReport> history;
   bool completed = false;            ///< all epochs ran
-  std::string stop_reason;           ///< why training stopped early ("" when completed)
+  /// Why training stopped early ("" when completed): a NaN objective, a request to stop, or an
+  /// error after training started (an output that cannot be written, memory exhausted), which
+  /// ends the run with its model kept instead of being thrown.
+  std::string stop_reason;
+  bool failed = false;               ///< stopped by an error (stop_reason says which)
+  std::shared_ptr<const ResumeState> resume_state;  ///< the state at the last completed epoch
 };
+
+/// Writes `result`'s resume state as a checkpoint at `path` (atomically): Trainer::fit with
+/// `resume_from = path`, the same options and the same data continues the run as if it had never
+/// stopped. Throws InvalidInput when the result holds no state (it did not come from fit).
+void save_checkpoint(const std::string& path, const TrainingResult& result);
 
 /// Held-out split: trials by a seeded shuffle, or the end of a continuous recording cut into
 /// windows. Returns {train, held_out}; held_out is empty (0 trials) when fraction is 0.
@@ -75,7 +90,10 @@ class Trainer {
  public:
   Trainer(Backend& backend, TrainingOptions options);
   /// Trains from `model`. When `resume_from` names a checkpoint, its parameters, optimizer
-  /// state and epoch replace the starting point (its configuration must match).
+  /// state and epoch replace the starting point; its model configuration, every option that
+  /// changes the result and the data (shape and content) must match this run's, or InvalidInput
+  /// names the first that differs with its stored and its given value. Errors after the first
+  /// epoch starts do not throw: the result is returned with `failed` set.
   [[nodiscard]] TrainingResult fit(const Model& model, const Dataset& train, const Dataset& held_out,
                                    const ProgressCallback& progress = {},
                                    const std::string& resume_from = "");

@@ -565,7 +565,9 @@ void bind_training(py::module_& module) {
       .def_readonly("model", &TrainingResult::model, "the last good parameters")
       .def_readonly("history", &TrainingResult::history, "one EpochReport per epoch")
       .def_readonly("completed", &TrainingResult::completed, "all epochs ran")
-      .def_readonly("stop_reason", &TrainingResult::stop_reason, "'' when completed");
+      .def_readonly("stop_reason", &TrainingResult::stop_reason, "'' when completed")
+      .def_readonly("failed", &TrainingResult::failed,
+                    "stopped by an error after training started (stop_reason says which)");
 
   const TrainingOptions defaults;
   const FilterOptions filter_defaults;
