@@ -67,10 +67,31 @@ TEST_F(ModelFiles, DeeplyNestedConfigIsRefusedWithoutOverflowingTheStack) {
     EXPECT_NE(message.find("nested too deeply"), std::string::npos) << message.substr(0, 300);
     EXPECT_LT(message.size(), longest_message);
   }
-  // 80000 levels are refused by their length alone.
+  // 80000 levels are refused by their declared length alone, before they are decoded.
   const std::string message =
       load_error(write_model(std::string(80000, '[') + std::string(80000, ']')));
-  EXPECT_NE(message.find("config is too long"), std::string::npos) << message.substr(0, 300);
+  EXPECT_NE(message.find("entry 'config': text of 640000 bytes declared; expected at most"),
+            std::string::npos)
+      << message.substr(0, 300);
+}
+
+TEST_F(ModelFiles, ConfigIsCheckedBeforeAnyParameterIsDecoded) {
+  const std::string path = write_model(teacher_config().dump());
+  io::NpzContents contents = io::read_npz(path);
+  contents.strings["config"] = "{\"rank\": \"two\"}";
+  // A parameter entry far larger than the configuration allows (8 MB of zeros).
+  contents.arrays["m"] = Array({1'000'000}, std::vector<double>(1'000'000, 0.0));
+  io::write_npz(path, contents.arrays, contents.strings);
+  std::string message = load_error(path);
+  EXPECT_NE(message.find("config"), std::string::npos) << message;
+  EXPECT_EQ(message.find("entry 'm'"), std::string::npos) << message;
+  // With a valid config the oversized entry is refused by its declared size, not decoded.
+  contents.strings["config"] = config_to_json(oscillator_teacher().config);
+  io::write_npz(path, contents.arrays, contents.strings);
+  message = load_error(path);
+  EXPECT_NE(message.find("entry 'm': shape (1000000,) declares 1000000 values; expected at most"),
+            std::string::npos)
+      << message;
 }
 
 TEST_F(ModelFiles, LongValuesAreQuotedInExcerpts) {
@@ -87,11 +108,11 @@ TEST_F(ModelFiles, LongValuesAreQuotedInExcerpts) {
   EXPECT_NE(message.find("'nonlinearity'"), std::string::npos) << message;
   EXPECT_LT(message.size(), longest_message);
 
-  // A config far longer than any model's is refused by its length alone.
+  // A config far longer than any model's is refused by the size the archive declares for it.
   config = teacher_config();
   config["rank"] = std::string(8 << 20, '7');
   message = load_error(write_model(config.dump()));
-  EXPECT_NE(message.find("config is too long"), std::string::npos) << message;
+  EXPECT_NE(message.find("entry 'config': the archive declares"), std::string::npos) << message;
   EXPECT_LT(message.size(), longest_message);
 }
 

@@ -546,6 +546,51 @@ TEST(NpzIo, ReadsDeflatedArchive) {
             (std::map<std::string, std::string>{{"label", "abc"}, {"title", "N\u00f6"}}));
 }
 
+TEST(NpzIo, SelectionDecodesOnlyTheNamedEntries) {
+  const ScratchFolder folder;
+  write_zip(folder.file("a.npz"),
+            {{"broken.npy", "this entry is not an .npy stream"},
+             {"good.npy", npy_file("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+                                   float64_bytes({1.5, 2.5}))}},
+            ZIP_CM_DEFLATE);
+  expect_error<InvalidInput>([&] { (void)read_npz(folder.file("a.npz")); }, {"entry 'broken'"});
+  NpzSelection selection;
+  selection.entries = {"good", "absent"};
+  const NpzContents contents = read_npz(folder.file("a.npz"), selection);
+  EXPECT_EQ(contents.names, (std::vector<std::string>{"broken", "good"}));
+  EXPECT_EQ(contents.arrays.size(), 1u);
+  EXPECT_EQ(contents.arrays.at("good").data, (std::vector<double>{1.5, 2.5}));
+  EXPECT_EQ(list_npz(folder.file("a.npz")), (std::vector<std::string>{"broken", "good"}));
+}
+
+TEST(NpzIo, DeclaredSizesAreCheckedBeforeDecoding) {
+  const ScratchFolder folder;
+  // 4 million zeros (32 MB) deflate to a few tens of kB: the entry's header declares them.
+  const std::string zeros(std::size_t{4'000'000} * 8, '\0');
+  write_zip(folder.file("bomb.npz"),
+            {{"x.npy", npy_file("{'descr': '<f8', 'fortran_order': False, 'shape': (4000000,), }",
+                                zeros)}},
+            ZIP_CM_DEFLATE);
+  NpzSelection selection;
+  selection.max_values = 1000;
+  selection.max_text_bytes = 1000;
+  expect_error<InvalidInput>([&] { (void)read_npz(folder.file("bomb.npz"), selection); },
+                             {"entry 'x': the archive declares 32000128 bytes for it; expected "
+                              "at most 1056592"});
+  // The header's shape is checked even where the archive's size is within the limit.
+  selection.max_values = 4'000'000 - 1;
+  expect_error<InvalidInput>(
+      [&] { (void)read_npz(folder.file("bomb.npz"), selection); },
+      {"entry 'x': shape (4000000,) declares 4000000 values; expected at most 3999999"});
+  write_zip(folder.file("text.npz"),
+            {{"t.npy", npy_file("{'descr': '<U100', 'fortran_order': False, 'shape': (), }",
+                                std::string(400, '\0'))}},
+            ZIP_CM_STORE);
+  selection.max_text_bytes = 399;
+  expect_error<InvalidInput>([&] { (void)read_npz(folder.file("text.npz"), selection); },
+                             {"entry 't': text of 400 bytes declared; expected at most 399"});
+}
+
 TEST(NpzIo, RejectsLongerTextArray) {
   const ScratchFolder folder;
   write_zip(folder.file("s.npz"),

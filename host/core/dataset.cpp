@@ -1,7 +1,12 @@
 // Loading recordings in the layouts of design.md and slicing them into batches.
 #include "lrsmc/dataset.hpp"
 
+#include <algorithm>
 #include <cmath>
+#include <utility>
+#include <vector>
+
+#include <unistd.h>
 
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
@@ -75,29 +80,40 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
 
 namespace {
 
+/// The entry of `path` that holds the data: `field`, else the only entry, else one called
+/// "observations" or "data". Only that entry is decompressed.
+std::string data_entry(const std::string& path, const std::string& field) {
+  const std::vector<std::string> names = io::list_npz(path);
+  std::string listing;
+  for (const std::string& name : names) listing += (listing.empty() ? "" : ", ") + name;
+  if (!field.empty()) {
+    LRSMC_REQUIRE(std::find(names.begin(), names.end(), field) != names.end(), path, ": entry '",
+                  field, "' is missing; the archive holds ",
+                  names.empty() ? std::string("no arrays") : listing);
+    return field;
+  }
+  if (names.size() == 1) return names.front();
+  for (const char* name : {"observations", "data"})
+    if (std::find(names.begin(), names.end(), name) != names.end()) return name;
+  throw InvalidInput(detail::concat(path, ": cannot tell which entry holds the data (", listing,
+                                    "); name one with --field"));
+}
+
 Array read_entry(const std::string& path, const std::string& field) {
   if (!io::has_extension(path, ".npz")) {
     LRSMC_REQUIRE(field.empty(), path, ": --field '", field, "' given, but the file is not an .npz");
     return io::read_npy(path);
   }
-  const io::NpzContents contents = io::read_npz(path);
-  if (!field.empty()) {
-    const auto found = contents.arrays.find(field);
-    if (found != contents.arrays.end()) return found->second;
-    std::string names;
-    for (const auto& [name, array] : contents.arrays) names += (names.empty() ? "" : ", ") + name;
-    throw InvalidInput(detail::concat(path, ": entry '", field, "' is missing; the archive holds ",
-                                      names.empty() ? "no arrays" : names));
-  }
-  if (contents.arrays.size() == 1) return contents.arrays.begin()->second;
-  for (const char* name : {"observations", "data"}) {
-    const auto found = contents.arrays.find(name);
-    if (found != contents.arrays.end()) return found->second;
-  }
-  std::string names;
-  for (const auto& [name, array] : contents.arrays) names += (names.empty() ? "" : ", ") + name;
-  throw InvalidInput(detail::concat(path, ": cannot tell which entry holds the data (", names,
-                                    "); name one with --field"));
+  io::NpzSelection selection;
+  selection.entries = {data_entry(path, field)};
+  // The data, its copy as a dataset and the batches made from it must fit in memory.
+  const double memory = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGESIZE));
+  if (memory > 0) selection.max_values = std::size_t(memory / 24);
+  io::NpzContents contents = io::read_npz(path, selection);
+  const auto found = contents.arrays.find(selection.entries.front());
+  LRSMC_REQUIRE(found != contents.arrays.end(), path, ": entry '", selection.entries.front(),
+                "' is text; expected a numeric array");
+  return std::move(found->second);
 }
 
 }  // namespace

@@ -165,9 +165,14 @@ std::string config_to_json(const ModelConfig& config) {
   return json.dump(2);
 }
 
+namespace {
+
+/// A config is a flat object of a dozen fields, a few hundred bytes long.
+constexpr std::size_t max_config_bytes = 64 * 1024;
+
+}  // namespace
+
 ModelConfig config_from_json(const std::string& json_text, const std::string& source) {
-  // A config is a flat object of a dozen fields, a few hundred bytes long.
-  constexpr std::size_t max_config_bytes = 64 * 1024;
   constexpr int max_config_depth = 2;
   const nlohmann::json json =
       detail::parse_bounded_json(json_text, source + ": config", max_config_bytes, max_config_depth);
@@ -245,14 +250,30 @@ void save_model(const std::string& path, const Model& model) {
 }
 
 Model load_model(const std::string& path) {
-  const io::NpzContents contents = io::read_npz(path);
-  const auto config_entry = contents.strings.find("config");
-  LRSMC_REQUIRE(config_entry != contents.strings.end(), path,
+  // The configuration first: it says which entries to read and how large each may be, so
+  // nothing else is decoded before it is checked.
+  io::NpzSelection config_only;
+  config_only.entries = {"config"};
+  config_only.max_values = 0;
+  config_only.max_text_bytes = 4 * max_config_bytes;  // numpy stores text as UTF-32
+  const io::NpzContents header = io::read_npz(path, config_only);
+  const auto config_entry = header.strings.find("config");
+  LRSMC_REQUIRE(config_entry != header.strings.end(), path,
                 ": entry 'config' is missing; expected a JSON text entry (see README, "
                 "'Model files')");
   Model model;
   model.config = config_from_json(config_entry->second, path);
   const ParameterLayout layout(model.config);
+  // An entry may be larger than its block (the shape check below names the mismatch), but
+  // not by more than a model of another size would explain.
+  io::NpzSelection parameters;
+  std::size_t largest = 0;
+  for (const auto& block : layout.blocks()) {
+    parameters.entries.push_back(block.name);
+    largest = std::max(largest, std::size_t(Array::element_count(block.shape)));
+  }
+  parameters.max_values = 16 * largest + 4096;
+  const io::NpzContents contents = io::read_npz(path, parameters);
   model.parameters.assign(static_cast<std::size_t>(layout.total_size()), 0.0);
   for (const auto& block : layout.blocks()) {
     const auto found = contents.arrays.find(block.name);
@@ -265,11 +286,10 @@ Model load_model(const std::string& path) {
                   ", hidden ", model.config.num_hidden, ", channels ", model.config.num_channels);
     model.set(block.name, stored.data);
   }
-  for (const auto& [name, array] : contents.arrays) {
-    if (name.rfind("checkpoint_", 0) == 0) continue;  // training state of a checkpoint
+  for (const std::string& name : contents.names) {
+    if (name == "config" || name.rfind("checkpoint_", 0) == 0) continue;  // a checkpoint's state
     LRSMC_REQUIRE(layout.has(name), path, ": entry '", name,
                   "' is not a parameter of this configuration");
-    (void)array;
   }
   model.validate(path);
   return model;

@@ -248,13 +248,19 @@ ResumeState load_checkpoint(const std::string& path, const Model& expected,
                 ": checkpoint configuration does not match this run; got ",
                 config_to_json(checkpoint.model.config), ", expected ",
                 config_to_json(expected.config));
-  const io::NpzContents contents = io::read_npz(path);
+  // A checkpoint of this run holds at most options.epochs history rows of five numbers, and two
+  // moments per parameter.
+  const std::size_t max_bytes = 4096 + 256 * std::size_t(options.epochs);
+  io::NpzSelection selection;
+  selection.entries = {"checkpoint_training", "checkpoint_first_moment",
+                       "checkpoint_second_moment"};
+  selection.max_values = checkpoint.model.parameters.size();
+  selection.max_text_bytes = 4 * max_bytes;  // numpy stores text as UTF-32
+  const io::NpzContents contents = io::read_npz(path, selection);
   const auto training_text = contents.strings.find("checkpoint_training");
   LRSMC_REQUIRE(training_text != contents.strings.end(), path,
                 ": entry 'checkpoint_training' is missing; this is a model file, not a checkpoint");
-  // A checkpoint of this run holds at most options.epochs history rows of five numbers.
   const std::string label = path + ": entry 'checkpoint_training'";
-  const std::size_t max_bytes = 4096 + 256 * std::size_t(options.epochs);
   constexpr int max_depth = 3;  // {"history": [[...]]}, {"run": {...}}
   const nlohmann::json training =
       detail::parse_bounded_json(training_text->second, label, max_bytes, max_depth);

@@ -25,7 +25,6 @@ namespace {
 using lrsmc::detail::concat;
 
 /// Largest header accepted when reading; numpy itself refuses more than 10000 bytes by default.
-constexpr std::size_t max_header_length = std::size_t{1} << 20;
 constexpr std::size_t read_chunk_bytes = std::size_t{1} << 20;
 
 /// Reads exactly `count` bytes (growing the buffer as data arrives, so a hostile size in a header
@@ -48,7 +47,8 @@ std::string read_exactly(ByteSource& source, std::size_t count, const std::strin
 
 }  // namespace
 
-ParsedEntry read_npy_stream(ByteSource& source, const std::string& label, bool allow_text) {
+ParsedEntry read_npy_stream(ByteSource& source, const std::string& label, bool allow_text,
+                            std::size_t max_values, std::size_t max_text_bytes) {
   unsigned char prefix[12] = {};
   const std::size_t prefix_read = source.read(prefix, 8);
   if (prefix_read < magic_length || std::memcmp(prefix, npy_magic, magic_length) != 0) {
@@ -84,6 +84,8 @@ ParsedEntry read_npy_stream(ByteSource& source, const std::string& label, bool a
     LRSMC_REQUIRE(header.shape.empty() || (header.shape.size() == 1 && header.shape[0] == 1), label,
                   ": text array of shape ", shape_text(header.shape),
                   " is not supported; expected a 0-d or 1-element 1-d array");
+    LRSMC_REQUIRE(type.item_size <= max_text_bytes, label, ": text of ", type.item_size,
+                  " bytes declared; expected at most ", max_text_bytes);
     entry.is_text = true;
     entry.text =
         decode_text_element(read_exactly(source, type.item_size, label, "data"), type, label);
@@ -93,6 +95,8 @@ ParsedEntry read_npy_stream(ByteSource& source, const std::string& label, bool a
   const std::size_t item_size = type.item_size;
   LRSMC_REQUIRE(count <= std::numeric_limits<std::size_t>::max() / item_size, label, ": shape ",
                 shape_text(header.shape), " is too large");
+  LRSMC_REQUIRE(count <= max_values, label, ": shape ", shape_text(header.shape), " declares ",
+                count, " values; expected at most ", max_values);
   const std::size_t chunk_elements = std::max<std::size_t>(1, read_chunk_bytes / item_size);
   std::vector<unsigned char> buffer(std::min(count, chunk_elements) * item_size);
   std::vector<double> values;

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -107,9 +108,15 @@ struct ParsedEntry {
   std::string text;
 };
 
+/// The largest .npy header read.
+inline constexpr std::size_t max_header_length = std::size_t{1} << 20;
+
 /// Reads one .npy stream from `source`; throws InvalidInput naming `label` for a malformed or
-/// unsupported one (text only with `allow_text`).
-[[nodiscard]] ParsedEntry read_npy_stream(ByteSource& source, const std::string& label,
-                                          bool allow_text);
+/// unsupported one (text only with `allow_text`), or one whose header declares more than
+/// `max_values` values or a text longer than `max_text_bytes`.
+[[nodiscard]] ParsedEntry read_npy_stream(
+    ByteSource& source, const std::string& label, bool allow_text,
+    std::size_t max_values = std::numeric_limits<std::size_t>::max(),
+    std::size_t max_text_bytes = std::numeric_limits<std::size_t>::max());
 
 }  // namespace lrsmc::io::detail

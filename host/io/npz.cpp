@@ -2,8 +2,11 @@
 // (numeric arrays and text), and uncompressed archives written atomically, as numpy.savez does.
 #include <zip.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <limits>
 #include <memory>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -115,7 +118,10 @@ void write_new_zip(const std::string& temporary,
 
 }  // namespace
 
-NpzContents read_npz(const std::string& path) {
+namespace {
+
+/// Lists the archive's entries and, when `decode`, reads the selected ones.
+NpzContents read_archive(const std::string& path, const NpzSelection& selection, bool decode) {
   off_t size = 0;
   FileDescriptor file = open_for_reading(path, &size);
   LRSMC_REQUIRE(size > 0, path, ": not a .npz (zip) archive (the file is empty)");
@@ -127,7 +133,22 @@ NpzContents read_npz(const std::string& path) {
   }
   static_cast<void>(file.release());  // the archive owns the descriptor now
 
+  // The most bytes a selected entry may expand to: its header, then its values (at most 8
+  // bytes each) or its text.
+  const std::size_t data_limit =
+      std::max(selection.max_values > std::numeric_limits<std::size_t>::max() / 8
+                   ? std::numeric_limits<std::size_t>::max() / 2
+                   : selection.max_values * 8,
+               selection.max_text_bytes);
+  const std::size_t entry_limit = data_limit + detail::max_header_length + 16;
+  const auto selected = [&](const std::string& key) {
+    return selection.entries.empty() ||
+           std::find(selection.entries.begin(), selection.entries.end(), key) !=
+               selection.entries.end();
+  };
+
   NpzContents contents;
+  std::set<std::string> seen;
   const zip_int64_t entry_count = zip_get_num_entries(archive.get(), 0);
   LRSMC_REQUIRE(entry_count >= 0, path, ": not a valid .npz (zip) archive");
   for (zip_uint64_t index = 0; index < static_cast<zip_uint64_t>(entry_count); ++index) {
@@ -143,15 +164,20 @@ NpzContents read_npz(const std::string& path) {
     const std::string key =
         ends_with(entry_name, ".npy") ? entry_name.substr(0, entry_name.size() - 4) : entry_name;
     const std::string label = concat(path, ": entry '", key, "'");
-    LRSMC_REQUIRE(contents.arrays.count(key) == 0 && contents.strings.count(key) == 0, label,
-                  " appears more than once");
+    LRSMC_REQUIRE(seen.insert(key).second, label, " appears more than once");
+    contents.names.push_back(key);
+    if (!decode || !selected(key)) continue;
+    LRSMC_REQUIRE((information.valid & ZIP_STAT_SIZE) == 0 || information.size <= entry_limit,
+                  label, ": the archive declares ", information.size,
+                  " bytes for it; expected at most ", entry_limit);
     ZipFile entry_file(zip_fopen_index(archive.get(), index, 0));
     if (!entry_file) {
       throw InvalidInput(
           concat(label, ": cannot open the entry (", zip_strerror(archive.get()), ")"));
     }
     ZipEntrySource source(entry_file.get(), label);
-    ParsedEntry entry = read_npy_stream(source, label, true);
+    ParsedEntry entry =
+        read_npy_stream(source, label, true, selection.max_values, selection.max_text_bytes);
     source.drain();
     if (entry.is_text) {
       contents.strings.emplace(key, std::move(entry.text));
@@ -160,6 +186,18 @@ NpzContents read_npz(const std::string& path) {
     }
   }
   return contents;
+}
+
+}  // namespace
+
+NpzContents read_npz(const std::string& path) { return read_archive(path, NpzSelection{}, true); }
+
+NpzContents read_npz(const std::string& path, const NpzSelection& selection) {
+  return read_archive(path, selection, true);
+}
+
+std::vector<std::string> list_npz(const std::string& path) {
+  return read_archive(path, NpzSelection{}, false).names;
 }
 
 void write_npz(const std::string& path, const std::map<std::string, Array>& arrays,

@@ -3,6 +3,8 @@
 // (a character device or a FIFO is written into; a symbolic link is followed to its target).
 #pragma once
 
+#include <cstddef>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -19,6 +21,16 @@ enum class StoredType { float32, float64 };
 struct NpzContents {
   std::map<std::string, Array> arrays;
   std::map<std::string, std::string> strings;
+  std::vector<std::string> names;  ///< every entry of the archive, read or not, in its order
+};
+
+/// Which entries of an .npz archive to read, and how large they may be. The limits are checked
+/// against the sizes the archive and each entry's header declare, before anything is decoded.
+struct NpzSelection {
+  std::vector<std::string> entries;  ///< names to read (without ".npy"); empty: every entry
+  /// The most values one numeric entry may hold (the product of its shape).
+  std::size_t max_values = std::numeric_limits<std::size_t>::max() / 16;
+  std::size_t max_text_bytes = std::size_t{16} << 20;  ///< the longest text entry, in bytes
 };
 
 /// Reads an .npy file of dtype float16/32/64, (u)int8..64 or bool, C or Fortran order, into a
@@ -29,6 +41,15 @@ struct NpzContents {
 /// Reads every entry of an .npz archive (stored or deflated, as numpy.savez and
 /// numpy.savez_compressed write). Entry names drop the ".npy" suffix.
 [[nodiscard]] NpzContents read_npz(const std::string& path);
+
+/// Reads only the selected entries of an .npz archive (the others are listed in `names` but
+/// never decompressed); an entry larger than the selection's limits is refused by name before
+/// it is decoded. A selected entry that the archive lacks is simply absent from the result.
+[[nodiscard]] NpzContents read_npz(const std::string& path, const NpzSelection& selection);
+
+/// The names of an .npz archive's entries (without ".npy"), in the archive's order; nothing is
+/// decompressed.
+[[nodiscard]] std::vector<std::string> list_npz(const std::string& path);
 
 /// Writes one array as .npy (little-endian, C order), atomically.
 void write_npy(const std::string& path, const Array& array,
