@@ -1,6 +1,7 @@
 // End-to-end tests of the lrsmc command: the main workflow, the demo's headline, and bad input
 // giving a clear message, a non-zero exit and no damage to existing files.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <cmath>
 #include <filesystem>
@@ -77,6 +78,11 @@ TEST_F(CliTest, SimulateFitFilterSampleWorkflow) {
       << output_;
   EXPECT_EQ(io::read_npy(path("latents.npy")).shape, (std::vector<std::int64_t>{20, 25, 2}));
   EXPECT_EQ(io::read_npy(path("elbo.npy")).shape, (std::vector<std::int64_t>{20}));
+  // Ancestor indices are stored as integers (float32 is exact only up to 2^24).
+  const std::string archive = read_file(path("particles.npz"));
+  const std::size_t ancestors_entry = archive.find("ancestors.npy\x93NUMPY");
+  ASSERT_NE(ancestors_entry, std::string::npos);
+  EXPECT_EQ(archive.compare(archive.find("'descr': '", ancestors_entry) + 10, 3, "<i4"), 0);
   EXPECT_EQ(io::read_npz(path("particles.npz")).arrays.at("particles").shape,
             (std::vector<std::int64_t>{20, 25, 50, 2}));
   ASSERT_EQ(run("sample --model " + path("model.npz") + " --trials 3 --steps 40 --burn-in 10 "
@@ -254,6 +260,129 @@ TEST_F(CliTest, CheckpointOnAFullDiskStillSavesTheModelAndAResumableCheckpoint) 
   ASSERT_EQ(run(fit + " --out " + path("m.npz") + " --resume --checkpoint " + rescued), 0)
       << output_;
   EXPECT_TRUE(load_model(path("m.npz")).parameters == load_model(path("full.npz")).parameters);
+}
+
+/// Starts `arguments` in the background, sends SIGINT after `delay` seconds, and returns the
+/// shell's report: "status=<exit status> ms=<milliseconds from the signal to the exit>". A
+/// command still running 5 s after the signal is killed (status 137).
+std::string interrupt_after(const std::string& arguments, double delay, const std::string& env) {
+  std::string output;
+  testing::run_command("bash -c '" + env + " " + std::string(LRSMC_CLI_PATH) + " " + arguments +
+                           " >/dev/null 2>&1 & pid=$!; sleep " + std::to_string(delay) +
+                           "; start=$(date +%s%N); kill -INT $pid; for i in $(seq 50); do "
+                           "kill -0 $pid 2>/dev/null || break; sleep 0.1; done; "
+                           "kill -KILL $pid 2>/dev/null; wait $pid; status=$?; "
+                           "echo status=$status ms=$(( ($(date +%s%N) - start) / 1000000 ))'",
+                       output);
+  return output;
+}
+
+TEST_F(CliTest, CtrlCStopsEveryCommandWithinASecondLeavingNoOutput) {
+  // fixed-points with ten million numerical starts would run for minutes.
+  ModelConfig config = oscillator_teacher().config;
+  config.nonlinearity = Nonlinearity::tanh;
+  save_model(path("tanh.npz"), Model::initialise(config, 1));
+  std::string report = interrupt_after("fixed-points " + path("tanh.npz") +
+                                           " --numerical 10000000 --out-json " + path("fp.json") +
+                                           " --out-npy " + path("fp.npy"),
+                                       1.0, "");
+  EXPECT_NE(report.find("status=130"), std::string::npos) << report;
+  const auto milliseconds = [](const std::string& text) {
+    const std::size_t at = text.find("ms=");
+    return at == std::string::npos ? 1e9 : std::stod(text.substr(at + 3));
+  };
+  EXPECT_LT(milliseconds(report), 1000) << report;
+  EXPECT_FALSE(std::filesystem::exists(path("fp.json")));
+  // filter writing into a FIFO that nobody reads waits in the middle of writing its output.
+  write_teacher_data(4, 10);
+  ASSERT_EQ(::mkfifo(path("pipe").c_str(), 0600), 0);
+  std::filesystem::create_directory(path("tmp"));
+  report = interrupt_after("filter --model " + path("teacher.npz") + " --data " +
+                               path("data.npz") + " --out-latents " + path("pipe") +
+                               " --out-elbo " + path("elbo.npy"),
+                           1.0, "TMPDIR=" + path("tmp"));
+  EXPECT_NE(report.find("status=130"), std::string::npos) << report;
+  EXPECT_LT(milliseconds(report), 1000) << report;
+  EXPECT_TRUE(std::filesystem::is_fifo(path("pipe")));
+  EXPECT_TRUE(std::filesystem::is_empty(path("tmp"))) << "a temporary file was left behind";
+  EXPECT_FALSE(std::filesystem::exists(path("elbo.npy")));
+}
+
+TEST_F(CliTest, FixedPointsAnnounceTheirWorkAndRefuseTooMuch) {
+  ModelConfig config = oscillator_teacher().config;
+  config.rank = 3;
+  config.num_hidden = 2000;
+  save_model(path("big.npz"), Model::initialise(config, 1));
+  // Σ_{k ≤ 3} C(2000, k) = 1 + 2000 + 1999000 + 1331334000.
+  expect_bad_input("fixed-points " + path("big.npz") + " --max-regions 1000000",
+                   "rank 3, 2000 relu units give 1333335001 candidate regions to test; expected at "
+                   "most --max-regions 1000000");
+  EXPECT_FALSE(std::filesystem::exists("fixed_points.json"));
+  save_model(path("teacher.npz"), oscillator_teacher());
+  ASSERT_EQ(run("fixed-points " + path("teacher.npz") + " --out-json " + path("fp.json") +
+                " --out-npy " + path("fp.npy")),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("lrsmc fixed-points: rank 2, 20 relu units: 211 candidate regions on cpu"),
+            std::string::npos)
+      << output_;
+}
+
+TEST_F(CliTest, FixedPointsOfANetworkWithoutRecurrence) {
+  // m = 0: no unit depends on z, the map is affine everywhere; one region to test.
+  Model model = oscillator_teacher();
+  model.set("m", std::vector<double>(model.get("m").size(), 0.0));
+  save_model(path("flat.npz"), model);
+  ASSERT_EQ(run("fixed-points " + path("flat.npz") + " --out-json " + path("fp.json") +
+                " --out-npy " + path("fp.npy")),
+            0)
+      << output_;
+  EXPECT_EQ(io::read_npy(path("fp.npy")).shape, (std::vector<std::int64_t>{1, 2}));
+}
+
+TEST_F(CliTest, DivergentDrawsAreRefusedNotWrittenAsInf) {
+  // Identity units with large loadings: z grows by a factor of about 100 per step.
+  Model model = oscillator_teacher();
+  model.config.nonlinearity = Nonlinearity::identity;
+  model.set("m", std::vector<double>(model.get("m").size(), 3.0));
+  model.set("n", std::vector<double>(model.get("n").size(), 3.0));
+  save_model(path("divergent.npz"), model);
+  expect_bad_input("sample --model " + path("divergent.npz") + " --trials 2 --steps 200 --out " +
+                       path("s.npz"),
+                   ": the draw diverges: latents at trial 0, step ");
+  expect_bad_input("simulate --model " + path("divergent.npz") + " --trials 2 --steps 200 --out " +
+                       path("s.npz"),
+                   "this model's dynamics grow without bound; nothing written");
+  EXPECT_FALSE(std::filesystem::exists(path("s.npz")));
+}
+
+TEST_F(CliTest, FixedPointsWarnWhenTheInputSwampsTheNetwork) {
+  ModelConfig config = oscillator_teacher().config;
+  config.nonlinearity = Nonlinearity::clipped_relu;
+  config.num_inputs = 1;
+  save_model(path("driven.npz"), Model::initialise(config, 1));
+  const std::string command = "fixed-points " + path("driven.npz") + " --out-json " +
+                              path("fp.json") + " --out-npy " + path("fp.npy") + " --input ";
+  ASSERT_EQ(run(command + "1"), 0) << output_;
+  EXPECT_EQ(output_.find("warning"), std::string::npos) << output_;
+  ASSERT_EQ(run(command + "1e50"), 0) << output_;
+  EXPECT_NE(output_.find("lrsmc: warning: the input makes currents of up to"), std::string::npos)
+      << output_;
+}
+
+TEST_F(CliTest, NumericalFailureOnAbsurdDataIsBadInput) {
+  save_model(path("teacher.npz"), oscillator_teacher());
+  io::write_npy(path("absurd.npy"), Array({2, 10, 20}, std::vector<double>(400, 1e300)),
+                io::StoredType::float64);
+  expect_bad_input("filter --model " + path("teacher.npz") + " --data " + path("absurd.npy") +
+                       " --out-latents " + path("l.npy") + " --out-elbo " + path("e.npy"),
+                   "every log-weight of trial 0 at step 0 is -inf");
+}
+
+TEST_F(CliTest, DemoChecksItsOptionsBeforeTraining) {
+  expect_bad_input("demo --device cpu --eval-particles 0 --out-dir " + path("demo"),
+                   "--eval-particles: particles must be at least 1; got 0");
+  EXPECT_FALSE(std::filesystem::exists(path("demo")));
 }
 
 TEST_F(CliTest, CountsAndSeedsAreRangeChecked) {

@@ -546,6 +546,19 @@ TEST(NpzIo, ReadsDeflatedArchive) {
             (std::map<std::string, std::string>{{"label", "abc"}, {"title", "N\u00f6"}}));
 }
 
+TEST(NpzIo, Int32EntriesStoreIntegersExactly) {
+  const ScratchFolder folder;
+  const Array indices({3}, {0.0, 16777217.0, -2147483648.0});  // 2^24 + 1 is not a float32
+  write_npz(folder.file("i.npz"), {{"indices", indices}, {"values", Array({1}, {0.5})}}, {},
+            StoredType::float32, {{"indices", StoredType::int32}});
+  EXPECT_EQ(read_npz(folder.file("i.npz")).arrays.at("indices").data, indices.data);
+  EXPECT_NE(read_bytes(folder.file("i.npz")).find("'descr': '<i4'"), std::string::npos);
+  expect_error<InvalidInput>(
+      [&] { write_npy(folder.file("bad.npy"), Array({2}, {1.0, 2.5}), StoredType::int32); },
+      {"bad.npy: value 2.5 at element 1 is not an integer that int32 holds"});
+  EXPECT_FALSE(fs::exists(folder.file("bad.npy")));
+}
+
 TEST(NpzIo, SelectionDecodesOnlyTheNamedEntries) {
   const ScratchFolder folder;
   write_zip(folder.file("a.npz"),

@@ -266,7 +266,8 @@ int run_filter(const FilterCommandOptions& options) {
                    {"log_weights", Array({trials, steps, particles}, result.log_weights)},
                    {"ancestors", Array({trials, steps, particles}, ancestors)},
                    {"resampled", Array({trials, steps}, resampled)}},
-                  {}, io::StoredType::float32);
+                  {}, io::StoredType::float32,
+                  {{"ancestors", io::StoredType::int32}, {"resampled", io::StoredType::int32}});
   }
   std::printf("ELBO %.6f per step (mean of %d trials, %d particles, %s proposal); wrote %s, %s\n",
               result.elbo, data.num_trials, filter_options.num_particles,
@@ -290,6 +291,12 @@ void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options) {
                  "cpu | cuda | auto: where the exact method sweeps the arrangement (auto: the GPU "
                  "when there is one and the arrangement is large)")
       ->capture_default_str();
+  app.add_option("--max-regions", options.max_regions,
+                 "The exact method refuses an arrangement of more candidate regions (about "
+                 "10^7 per second on the CPU)")
+      ->check(CLI::Range(1.0, 1e30))
+      ->capture_default_str();
+  app.add_flag("--quiet,-q", options.quiet, "No announcement of the work before it starts");
 }
 
 namespace {
@@ -323,6 +330,28 @@ PiecewiseLinearNetwork latent_map(const Model& model, const std::vector<double>&
 
 }  // namespace
 
+/// Warns when the constant current dwarfs every other term of the units' currents: the kinks'
+/// positions then differ by less than float64 resolves, and fixed points may be missed or
+/// misplaced.
+void warn_if_unresolvable(const PiecewiseLinearNetwork& network) {
+  double current = 0.0, scale = 1.0;
+  for (const double c : network.constant_current) current = std::max(current, std::fabs(c));
+  for (const double h : network.h) scale = std::max(scale, 1.0 + std::fabs(h));
+  for (int i = 0; i < network.num_hidden; ++i) {
+    double row = 0.0;
+    for (int r = 0; r < network.rank; ++r)
+      row += std::fabs(network.m[std::size_t(i) * std::size_t(network.rank) + std::size_t(r)]);
+    scale = std::max(scale, 1.0 + row);
+  }
+  constexpr double resolvable = 1e12;  // about 2^-52 · 1e12 ≈ 2e-4 of a unit's scale is lost
+  if (current > resolvable * scale)
+    std::fprintf(stderr,
+                 "lrsmc: warning: the input makes currents of up to %.3g, %.3g times the scale of "
+                 "the recurrent terms and biases (%.3g); float64 cannot place the units' kinks "
+                 "at that size, so fixed points may be missed or misplaced\n",
+                 current, current / scale, scale);
+}
+
 int run_fixed_points(const FixedPointCommandOptions& options) {
   FixedPointOptions fixed_point_options;
   fixed_point_options.device = parse_backend_kind(options.device, "--device");
@@ -335,6 +364,25 @@ int run_fixed_points(const FixedPointCommandOptions& options) {
   const Model model = load_model(options.model_path);
   const ModelConfig& config = model.config;
   const PiecewiseLinearNetwork network = latent_map(model, options.input);
+  warn_if_unresolvable(network);
+  if (options.numerical_starts == 0) {
+    // The exact method's work: the regions of the arrangement, tested one by one.
+    const double regions = count_candidate_regions(network);
+    LRSMC_REQUIRE(regions <= options.max_regions, options.model_path, ": rank ", config.rank, ", ",
+                  config.num_hidden, " ", to_string(config.nonlinearity), " units give ", regions,
+                  " candidate regions to test; expected at most --max-regions ",
+                  options.max_regions,
+                  " (raise it to run anyway, at about 10^7 regions per "
+                  "second on the CPU, or use --numerical)");
+    if (!options.quiet)
+      std::fprintf(stderr,
+                   "lrsmc fixed-points: rank %d, %d %s units: %.3g candidate regions on %s\n",
+                   config.rank, config.num_hidden, to_string(config.nonlinearity).c_str(), regions,
+                   to_string(choose_fixed_point_device(network, fixed_point_options)).c_str());
+  } else if (!options.quiet) {
+    std::fprintf(stderr, "lrsmc fixed-points: numerical search from %d starts\n",
+                 options.numerical_starts);
+  }
   const auto start = std::chrono::steady_clock::now();
   const FixedPointResult result =
       options.numerical_starts > 0
@@ -399,6 +447,13 @@ void add_demo_options(CLI::App& app, DemoOptions& options) {
 
 int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   namespace fs = std::filesystem;
+  // Every option is checked before the teacher's data is drawn and the student trained.
+  const Model checked = oscillator_teacher();
+  FilterOptions check;
+  check.num_particles = options.eval_particles;
+  validate(check, checked.config, "--eval-particles");
+  check.num_particles = options.particles;
+  validate(check, checked.config, "--particles");
   std::error_code error;
   fs::create_directories(options.out_dir, error);
   LRSMC_REQUIRE(!error, options.out_dir, ": cannot create the output folder (", error.message(),
@@ -406,7 +461,7 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   const auto path = [&](const std::string& name) {
     return (fs::path(options.out_dir) / name).string();
   };
-  const Model teacher = oscillator_teacher();
+  const Model& teacher = checked;
   auto backend = make_device_backend(options.device, teacher.config, FilterOptions{});
 
   // 1. Data from the teacher: 150 trials of 75 steps, a fifth held out.

@@ -46,6 +46,8 @@ struct FixedPointCommandOptions {
   int numerical_starts = 0;   ///< > 0: numerical search (any nonlinearity, e.g. tanh)
   std::uint64_t seed = 0;
   std::string device = "auto";  ///< cpu | cuda | auto: where the exact method sweeps
+  double max_regions = 1e10;    ///< the exact method refuses a larger arrangement
+  bool quiet = false;
 };
 void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options);
 int run_fixed_points(const FixedPointCommandOptions& options);

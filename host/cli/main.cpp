@@ -1,5 +1,6 @@
 // The lrsmc command line: simulate, fit, filter, sample, fixed-points and demo. Errors print
 // "lrsmc: error: …" and exit 2 for bad input or usage, 1 for anything else.
+#include <unistd.h>
 #include <CLI/CLI.hpp>
 #include <cmath>
 #include <csignal>
@@ -8,7 +9,6 @@
 #include <iostream>
 #include <limits>
 #include <new>
-#include <unistd.h>
 
 #include "cli/commands.hpp"
 #include "cli/options.hpp"
@@ -20,7 +20,32 @@ namespace lrsmc::cli {
 namespace {
 
 volatile std::sig_atomic_t interrupted = 0;
-void on_interrupt(int) { interrupted = 1; }
+
+/// Ends the process now: the temporary files of outputs being written are removed, so no
+/// partial output is left, and the exit status says which signal ended it (128 + signal).
+void stop_now(int signal_number) {
+  lrsmc::io::remove_unfinished_outputs();
+  constexpr char message[] = "\nlrsmc: interrupted; no output written by this step\n";
+  static_cast<void>(::write(STDERR_FILENO, message, sizeof message - 1));
+  ::_exit(128 + signal_number);
+}
+
+/// fit and demo: the first Ctrl-C stops after the current epoch (the model and a checkpoint are
+/// saved); a second one stops at once.
+void on_interrupt(int signal_number) {
+  if (interrupted != 0) stop_now(signal_number);
+  interrupted = 1;
+}
+
+/// Every command stops at once on SIGTERM, and every command but fit and demo on SIGINT.
+void install_signal_handlers(bool stops_after_epoch) {
+  struct sigaction action {};
+  sigemptyset(&action.sa_mask);
+  action.sa_handler = stop_now;
+  sigaction(SIGTERM, &action, nullptr);
+  if (stops_after_epoch) action.sa_handler = on_interrupt;
+  sigaction(SIGINT, &action, nullptr);
+}
 
 /// One line per epoch; on a terminal the line is rewritten in place.
 class ProgressPrinter {
@@ -53,8 +78,25 @@ class ProgressPrinter {
   bool quiet_, terminal_;
 };
 
+/// The arrays of a draw, written as float32; a value that float32 cannot hold (the draw of a
+/// model whose dynamics diverge) is refused, naming where it first appears, instead of written as
+/// Inf.
 std::map<std::string, Array> sample_arrays(const SampleResult& samples, int trials, int steps,
-                                           const ModelConfig& config) {
+                                           const ModelConfig& config, const std::string& model) {
+  const auto require_finite = [&](const std::vector<double>& values, int width, const char* name) {
+    for (std::size_t i = 0; i < values.size(); ++i) {
+      if (std::isfinite(values[i]) && std::fabs(values[i]) <= std::numeric_limits<float>::max())
+        continue;
+      const std::size_t row = i / std::size_t(width);
+      throw NumericalError(detail::concat(
+          model, ": the draw diverges: ", name, " at trial ", row / std::size_t(steps), ", step ",
+          row % std::size_t(steps), " is ", values[i],
+          " (beyond float32); this model's dynamics grow without bound; nothing written"));
+    }
+  };
+  require_finite(samples.latents, config.rank, "latents");
+  require_finite(samples.rates, config.num_channels, "rates");
+  require_finite(samples.observations, config.num_channels, "observations");
   const std::int64_t t = trials, s = steps;
   return {{"latents", Array({t, s, config.rank}, samples.latents)},
           {"rates", Array({t, s, config.num_channels}, samples.rates)},
@@ -89,8 +131,7 @@ void require_sample_size(int trials, int steps, int burn_in, const ModelConfig& 
                 " steps in all");
   // Latents, rates and observations in float64, their copy without the burn-in, and the
   // float32 file written from it.
-  const double values =
-      double(trials) * double(total) * (config.rank + 2.0 * config.num_channels);
+  const double values = double(trials) * double(total) * (config.rank + 2.0 * config.num_channels);
   require_fits_in_memory(values * (8 + 8 + 4),
                          detail::concat("--trials ", trials, " of ", total, " steps"));
 }
@@ -105,7 +146,7 @@ int run_simulate(const std::string& model_path, int trials, int steps, std::uint
   auto backend = make_backend(BackendKind::cpu);
   const auto inputs = read_inputs(inputs_path, inputs_field, trials, steps, model.config);
   const SampleResult samples = backend->sample(model, trials, steps, inputs, seed);
-  io::write_npz(out, sample_arrays(samples, trials, steps, model.config), {},
+  io::write_npz(out, sample_arrays(samples, trials, steps, model.config, model_path), {},
                 io::StoredType::float32);
   std::printf("wrote %s: observations (%d, %d, %d), latents (%d, %d, %d), rates\n", out.c_str(),
               trials, steps, model.config.num_channels, trials, steps, model.config.rank);
@@ -115,14 +156,17 @@ int run_simulate(const std::string& model_path, int trials, int steps, std::uint
 }  // namespace
 
 int main_with_exceptions(int argc, char** argv) {
-  CLI::App app{"lrsmc: fit stochastic low-rank RNNs to neural recordings with variational "
-               "sequential Monte Carlo"};
+  CLI::App app{
+      "lrsmc: fit stochastic low-rank RNNs to neural recordings with variational "
+      "sequential Monte Carlo"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lrsmc 0.1.0");
 
   // --- simulate ---
-  auto* simulate = app.add_subcommand("simulate", "Draw latents and observations from a model file");
-  std::string simulate_model, simulate_out = "simulated.npz", simulate_inputs, simulate_inputs_field;
+  auto* simulate =
+      app.add_subcommand("simulate", "Draw latents and observations from a model file");
+  std::string simulate_model, simulate_out = "simulated.npz", simulate_inputs,
+                              simulate_inputs_field;
   int simulate_trials = 100, simulate_steps = 75;
   std::uint64_t simulate_seed = 0;
   simulate->add_option("--model", simulate_model, "Model file (.npz)")->required();
@@ -131,8 +175,9 @@ int main_with_exceptions(int argc, char** argv) {
   add_seed_option(*simulate, simulate_seed, "Random seed");
   simulate->add_option("--inputs", simulate_inputs, "Inputs (trials, steps, inputs)");
   simulate->add_option("--inputs-field", simulate_inputs_field, "Entry of an .npz inputs file");
-  simulate->add_option("--out,-o", simulate_out,
-                       "Output .npz: observations, latents, rates (trials, steps, ·)")
+  simulate
+      ->add_option("--out,-o", simulate_out,
+                   "Output .npz: observations, latents, rates (trials, steps, ·)")
       ->capture_default_str();
 
   // --- fit ---
@@ -153,8 +198,9 @@ int main_with_exceptions(int argc, char** argv) {
   add_device_options(*filter, filter_options.device);
   filter_options.inference.particles = 1000;
   add_seed_option(*filter, filter_options.seed, "Random seed");
-  filter->add_option("--out-latents", filter_options.latents_path,
-                     "Posterior-mean latents (trials, steps, rank) .npy")
+  filter
+      ->add_option("--out-latents", filter_options.latents_path,
+                   "Posterior-mean latents (trials, steps, rank) .npy")
       ->capture_default_str();
   filter->add_option("--out-elbo", filter_options.elbo_path, "Per-trial ELBO (trials) .npy")
       ->capture_default_str();
@@ -185,7 +231,8 @@ int main_with_exceptions(int argc, char** argv) {
   add_fixed_point_options(*fixed, fixed_options);
 
   // --- demo ---
-  auto* demo = app.add_subcommand("demo", "Fit a student to data from a built-in oscillator teacher");
+  auto* demo =
+      app.add_subcommand("demo", "Fit a student to data from a built-in oscillator teacher");
   DemoOptions demo_options;
   add_demo_options(*demo, demo_options);
 
@@ -195,9 +242,11 @@ int main_with_exceptions(int argc, char** argv) {
     const int code = app.exit(error);
     return code == 0 ? 0 : 2;
   }
-  std::signal(SIGINT, on_interrupt);
-  ProgressPrinter printer(fit_options.quiet);
-  const ProgressCallback progress = [&printer](const EpochReport& report) { return printer(report); };
+  install_signal_handlers(*fit || *demo);
+  ProgressPrinter printer(*demo ? demo_options.quiet : fit_options.quiet);
+  const ProgressCallback progress = [&printer](const EpochReport& report) {
+    return printer(report);
+  };
 
   if (*simulate)
     return run_simulate(simulate_model, simulate_trials, simulate_steps, simulate_seed,
@@ -219,14 +268,17 @@ int main_with_exceptions(int argc, char** argv) {
     const auto drop = [&](const std::vector<double>& values, int width) {
       std::vector<double> kept;
       for (int trial = 0; trial < sample_trials; ++trial)
-        kept.insert(kept.end(),
-                    values.begin() + std::ptrdiff_t((std::size_t(trial) * total + sample_burn_in) * width),
-                    values.begin() + std::ptrdiff_t(std::size_t(trial + 1) * total * width));
+        kept.insert(
+            kept.end(),
+            values.begin() + std::ptrdiff_t((std::size_t(trial) * total + sample_burn_in) * width),
+            values.begin() + std::ptrdiff_t(std::size_t(trial + 1) * total * width));
       return kept;
     };
-    SampleResult kept{drop(all.latents, model.config.rank), drop(all.rates, model.config.num_channels),
+    SampleResult kept{drop(all.latents, model.config.rank),
+                      drop(all.rates, model.config.num_channels),
                       drop(all.observations, model.config.num_channels)};
-    io::write_npz(sample_out, sample_arrays(kept, sample_trials, sample_steps, model.config), {},
+    io::write_npz(sample_out,
+                  sample_arrays(kept, sample_trials, sample_steps, model.config, sample_model), {},
                   io::StoredType::float32);
     std::printf("wrote %s: %d sequences of %d steps (after %d burn-in steps)\n", sample_out.c_str(),
                 sample_trials, sample_steps, sample_burn_in);
@@ -248,12 +300,18 @@ int main(int argc, char** argv) {
   } catch (const lrsmc::IoError& error) {
     std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
     return 2;
+  } catch (const lrsmc::NumericalError& error) {
+    // The data or the model make the computation fail (overflow, a singular matrix): the input
+    // is at fault, as with any other bad input.
+    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
+    return 2;
   } catch (const lrsmc::Error& error) {
     std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
     return 1;
   } catch (const std::bad_alloc&) {
-    std::fprintf(stderr, "lrsmc: error: out of memory; ask for less (fewer trials, steps, "
-                         "particles or units)\n");
+    std::fprintf(stderr,
+                 "lrsmc: error: out of memory; ask for less (fewer trials, steps, "
+                 "particles or units)\n");
     return 1;
   } catch (const std::exception& error) {
     // Not one of lrsmc's own errors: a bug, reported as such.

@@ -315,18 +315,31 @@ std::string encode_array(const Array& array, StoredType stored_type, const std::
   const std::size_t count = checked_element_count(array.shape, label);
   LRSMC_REQUIRE(count == array.data.size(), label, ": array data has ", array.data.size(),
                 " values; shape ", shape_text(array.shape), " needs ", count);
-  const bool as_float32 = stored_type == StoredType::float32;
-  std::string bytes = npy_header(as_float32 ? "<f4" : "<f8", array.shape);
+  const char* descr = stored_type == StoredType::float32 ? "<f4"
+                      : stored_type == StoredType::int32 ? "<i4"
+                                                         : "<f8";
+  std::string bytes = npy_header(descr, array.shape);
   const std::size_t header_size = bytes.size();
-  const std::size_t item_size = as_float32 ? 4 : 8;
+  const std::size_t item_size = stored_type == StoredType::float64 ? 8 : 4;
   bytes.resize(header_size + count * item_size);
   char* output = &bytes[header_size];
   for (std::size_t index = 0; index < count; ++index) {
-    if (as_float32) {
-      const auto value = static_cast<float>(array.data[index]);
-      store_little_endian(reinterpret_bits<std::uint32_t>(value), output + 4 * index);
-    } else {
-      store_little_endian(reinterpret_bits<std::uint64_t>(array.data[index]), output + 8 * index);
+    const double value = array.data[index];
+    switch (stored_type) {
+      case StoredType::float32:
+        store_little_endian(reinterpret_bits<std::uint32_t>(static_cast<float>(value)),
+                            output + 4 * index);
+        break;
+      case StoredType::int32:
+        LRSMC_REQUIRE(value == std::floor(value) && value >= -2147483648.0 && value <= 2147483647.0,
+                      label, ": value ", value, " at element ", index,
+                      " is not an integer that int32 holds");
+        store_little_endian(static_cast<std::uint32_t>(static_cast<std::int32_t>(value)),
+                            output + 4 * index);
+        break;
+      case StoredType::float64:
+        store_little_endian(reinterpret_bits<std::uint64_t>(value), output + 8 * index);
+        break;
     }
   }
   return bytes;

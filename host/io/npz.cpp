@@ -201,12 +201,16 @@ std::vector<std::string> list_npz(const std::string& path) {
 }
 
 void write_npz(const std::string& path, const std::map<std::string, Array>& arrays,
-               const std::map<std::string, std::string>& strings, StoredType stored_type) {
+               const std::map<std::string, std::string>& strings, StoredType stored_type,
+               const std::map<std::string, StoredType>& stored_types) {
   std::vector<std::pair<std::string, std::string>> members;
   members.reserve(arrays.size() + strings.size());
   for (const auto& [name, array] : arrays) {
-    members.emplace_back(name + ".npy",
-                         encode_array(array, stored_type, concat(path, ": entry '", name, "'")));
+    const auto type = stored_types.find(name);
+    members.emplace_back(
+        name + ".npy",
+        encode_array(array, type == stored_types.end() ? stored_type : type->second,
+                     concat(path, ": entry '", name, "'")));
   }
   for (const auto& [name, text] : strings) {
     const std::string label = concat(path, ": entry '", name, "'");

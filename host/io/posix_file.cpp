@@ -51,6 +51,53 @@ constexpr const char* temporary_marker = ".tmp-";
 
 std::atomic<unsigned long> temporary_counter{0};
 
+/// The temporary files being written now, for remove_unfinished_outputs (a signal handler): a
+/// fixed table of NUL-terminated paths, each slot claimed and released through its flag.
+constexpr int max_unfinished = 64;
+struct UnfinishedSlot {
+  std::atomic<int> state{0};  // 0 free, 1 being filled, 2 holds a path
+  char path[PATH_MAX] = {};
+};
+UnfinishedSlot unfinished[max_unfinished];
+
+/// Records `path` as a temporary being written until the returned slot is released (-1 when the
+/// table is full or the path too long: such a file is left for remove_stale_temporaries).
+int register_unfinished(const std::string& path) {
+  if (path.size() >= PATH_MAX) return -1;
+  for (int slot = 0; slot < max_unfinished; ++slot) {
+    int expected = 0;
+    if (unfinished[slot].state.compare_exchange_strong(expected, 1)) {
+      std::copy(path.begin(), path.end(), unfinished[slot].path);
+      unfinished[slot].path[path.size()] = '\0';
+      unfinished[slot].state.store(2);
+      return slot;
+    }
+  }
+  return -1;
+}
+
+void release_unfinished(int slot) {
+  if (slot >= 0) unfinished[slot].state.store(0);
+}
+
+/// Holds a temporary's slot in the table from the moment it is created until the output is
+/// complete (renamed, or copied into its device).
+class UnfinishedOutput {
+ public:
+  UnfinishedOutput() = default;
+  UnfinishedOutput(const UnfinishedOutput&) = delete;
+  UnfinishedOutput& operator=(const UnfinishedOutput&) = delete;
+  ~UnfinishedOutput() { release_unfinished(slot_); }
+
+  void track(const std::string& path) {
+    release_unfinished(slot_);
+    slot_ = register_unfinished(path);
+  }
+
+ private:
+  int slot_ = -1;
+};
+
 std::string join(const std::string& folder, const std::string& name) {
   return folder == "/" ? "/" + name : folder + "/" + name;
 }
@@ -157,9 +204,11 @@ void copy_into(const std::string& source_path, int target, const std::string& pa
 /// Runs `produce` on a fresh temporary name next to `beside` (another name when one is taken)
 /// and returns that name; on failure removes the temporary file and rethrows. Errors name `path`.
 std::string produce_temporary(const std::string& beside, const std::string& path,
-                              const std::function<void(const std::string&)>& produce) {
+                              const std::function<void(const std::string&)>& produce,
+                              UnfinishedOutput& tracker) {
   for (int attempt = 0;; ++attempt) {
     const std::string temporary = temporary_path_for(beside);
+    tracker.track(temporary);
     try {
       produce(temporary);
       return temporary;
@@ -178,8 +227,10 @@ std::string produce_temporary(const std::string& beside, const std::string& path
 void write_into_stream(const std::string& path,
                        const std::function<void(const std::string&)>& produce) {
   const char* folder = std::getenv("TMPDIR");
+  UnfinishedOutput tracker;
   const std::string temporary = produce_temporary(
-      join(folder != nullptr && *folder != '\0' ? folder : "/tmp", "lrsmc-stream"), path, produce);
+      join(folder != nullptr && *folder != '\0' ? folder : "/tmp", "lrsmc-stream"), path, produce,
+      tracker);
   try {
     FileDescriptor target(open_retrying(path, O_WRONLY | O_CLOEXEC));
     if (target.get() < 0) {
@@ -314,7 +365,8 @@ void commit_atomically(const std::string& requested_path,
   }
   const std::string& path = target.path;
   remove_stale_temporaries(path);
-  const std::string temporary = produce_temporary(path, path, produce);
+  UnfinishedOutput tracker;
+  const std::string temporary = produce_temporary(path, path, produce, tracker);
   if (std::rename(temporary.c_str(), path.c_str()) != 0) {
     const int rename_error = errno;
     static_cast<void>(::unlink(temporary.c_str()));
@@ -329,6 +381,12 @@ void commit_atomically(const std::string& requested_path,
 namespace lrsmc::io {
 
 using lrsmc::detail::concat;
+
+void remove_unfinished_outputs() noexcept {
+  for (auto& slot : detail::unfinished) {
+    if (slot.state.load() == 2) static_cast<void>(::unlink(slot.path));
+  }
+}
 
 namespace {
 

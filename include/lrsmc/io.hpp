@@ -13,8 +13,9 @@
 
 namespace lrsmc::io {
 
-/// Element type written to disk. Arrays are always float64 in memory.
-enum class StoredType { float32, float64 };
+/// Element type written to disk. Arrays are always float64 in memory; int32 stores integers
+/// (indices, counts) exactly and refuses any other value.
+enum class StoredType { float32, float64, int32 };
 
 /// Contents of an .npz archive: numeric arrays, plus text entries (numpy unicode '<U' or bytes
 /// '|S' arrays of zero or one dimension, decoded to UTF-8).
@@ -57,9 +58,11 @@ void write_npy(const std::string& path, const Array& array,
 
 /// Writes an uncompressed .npz (like numpy.savez), atomically. Text entries are written as
 /// 0-d numpy unicode ('<U') arrays, so Python reads them with str(archive["name"]).
+/// `stored_types` gives some arrays another element type than `stored_type`.
 void write_npz(const std::string& path, const std::map<std::string, Array>& arrays,
                const std::map<std::string, std::string>& strings = {},
-               StoredType stored_type = StoredType::float64);
+               StoredType stored_type = StoredType::float64,
+               const std::map<std::string, StoredType>& stored_types = {});
 
 /// Writes a text file atomically (JSON outputs, for example).
 void write_text_file(const std::string& path, const std::string& text);
@@ -69,6 +72,11 @@ void write_text_file(const std::string& path, const std::string& text);
 /// a block device or a socket. Checked by the command line before any work; the writers write
 /// regular files atomically and write straight into character devices and FIFOs.
 [[nodiscard]] std::string output_problem(const std::string& path);
+
+/// Removes the temporary files of the writes in progress, which would otherwise be left behind
+/// when the process ends before they complete. Async-signal-safe: for a handler of SIGINT or
+/// SIGTERM that then ends the process.
+void remove_unfinished_outputs() noexcept;
 
 /// True when `path` ends with the given extension (case-insensitive), e.g. ".npz".
 [[nodiscard]] bool has_extension(const std::string& path, const std::string& extension);

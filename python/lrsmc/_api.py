@@ -4,6 +4,9 @@ seed and data. The estimator in ``_estimator.py`` is built on them."""
 
 from __future__ import annotations
 
+import functools
+import inspect
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Union
@@ -16,6 +19,61 @@ PathLike = Union[str, "os.PathLike[str]"]
 
 #: The data layouts of design.md, as the command line's ``--layout`` spells them.
 LAYOUTS = ("trials,time,channels", "trials,channels,time", "time,channels", "channels,time")
+
+
+# --- arguments ----------------------------------------------------------------------------------
+
+_INT_MAX = 2**31 - 1
+#: Integer arguments and their ranges, checked before the engine sees them, so that a bad one is
+#: an InvalidInputError naming it instead of the bindings' TypeError.
+_INTEGER_RANGES = {
+    "seed": (0, 2**64 - 1),
+    "teacher_seed": (0, 2**64 - 1),
+    "epochs": (1, _INT_MAX),
+    "trials": (1, _INT_MAX),
+    "steps": (1, _INT_MAX),
+    "particles": (1, _INT_MAX),
+    "batch_size": (1, _INT_MAX),
+    "window": (1, _INT_MAX),
+    "windows_per_epoch": (1, _INT_MAX),
+    "eval_every": (1, _INT_MAX),
+    "eval_particles": (0, _INT_MAX),
+    "checkpoint_every": (0, _INT_MAX),
+    "burn_in": (0, _INT_MAX),
+    "threads": (0, _INT_MAX),
+    "numerical": (0, _INT_MAX),
+    "num_starts": (1, _INT_MAX),
+}
+
+
+def _check_integer(value, name: str) -> None:
+    low, high = _INTEGER_RANGES[name]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise _core.InvalidInputError(
+            f"{name} must be an integer from {low} to {high}; "
+            f"got {value!r} ({type(value).__name__})"
+        )
+    if not low <= int(value) <= high:
+        raise _core.InvalidInputError(
+            f"{name} is out of range; got {int(value)}, expected {low} to {high}"
+        )
+
+
+def _checked_arguments(function):
+    """Checks the integer arguments of `function` named in _INTEGER_RANGES (None is left to the
+    function: it means a default)."""
+    signature = inspect.signature(function)
+    checked = [name for name in signature.parameters if name in _INTEGER_RANGES]
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        for name in checked:
+            if name in bound.arguments and bound.arguments[name] is not None:
+                _check_integer(bound.arguments[name], name)
+        return function(*args, **kwargs)
+
+    return wrapper
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -35,6 +93,10 @@ def _as_array(values, name: str = "data") -> np.ndarray:
     if array.dtype == object:
         raise _core.InvalidInputError(
             f"{name}: array has dtype object; expected numbers (got {type(values).__name__})"
+        )
+    if array.dtype.kind not in "biuf":
+        raise _core.InvalidInputError(
+            f"{name}: array has dtype {array.dtype}; expected real numbers (bool, integer or float)"
         )
     return array
 
@@ -87,6 +149,7 @@ class DemoData:
     teacher: _core.Model  #: the teacher (rank 2, 20 relu units)
 
 
+@_checked_arguments
 def demo_data(trials: int = 150, steps: int = 75, seed: int = 1, teacher_seed: int = 7) -> DemoData:
     """The built-in demonstration data of ``lrsmc demo``: a rank-2 teacher RNN of 20 relu units
     whose latent state follows a noisy limit cycle, observed through 20 Gaussian channels.
@@ -129,6 +192,7 @@ class FilterResult:
     resampled: Optional[np.ndarray] = None  #: (trials, steps) bool
 
 
+@_checked_arguments
 def filter(
     model: _core.Model,
     observations,
@@ -176,6 +240,7 @@ class Samples:
     latents: np.ndarray  #: (trials, steps, rank)
 
 
+@_checked_arguments
 def sample(
     model: _core.Model,
     trials: int = 10,
@@ -205,6 +270,7 @@ def sample(
     return Samples(**{name: values[:, burn_in:] for name, values in drawn.items()})
 
 
+@_checked_arguments
 def simulate(model: _core.Model, trials: int = 100, steps: int = 75, *, inputs=None, seed: int = 0) -> Samples:
     """Draws latents, rates and observations from a model file's model (``lrsmc simulate``)."""
     return sample(model, trials, steps, inputs=inputs, seed=seed, device="cpu")
@@ -240,6 +306,7 @@ class TrainingOutcome:
     stop_reason: str  #: why training stopped early ('' when completed)
 
 
+@_checked_arguments
 def fit_model(
     model: _core.Model,
     observations,
@@ -383,6 +450,7 @@ def latent_map(model: _core.Model, z, input=None) -> np.ndarray:
     return model.decay * z + _phi(model.config.nonlinearity, currents, h) @ n.T
 
 
+@_checked_arguments
 def find_fixed_points(
     m,
     n,
@@ -417,6 +485,7 @@ def find_fixed_points(
     )
 
 
+@_checked_arguments
 def fixed_points(
     model: _core.Model,
     input=None,

@@ -231,6 +231,7 @@ class LowRankRNN:
         The same data, seed and options give the same parameters as ``lrsmc fit`` (bit for bit).
         """
         del y
+        _api._check_integer(self.seed, "seed")
         data = _api.as_dataset(X, layout, inputs)
         if self.warm_start and hasattr(self, "model_"):
             model = self.model_

@@ -96,3 +96,41 @@ def test_sample_inputs_shape_is_checked(demo):
         lrsmc.sample(model, 4, 10, inputs=np.zeros((4, 10, 3)))
     drawn = lrsmc.sample(model, 4, 10, inputs=np.ones((4, 10, 2)), seed=3)
     assert drawn.observations.shape == (4, 10, 3)
+
+
+@pytest.mark.parametrize(
+    "values, dtype",
+    [
+        (np.zeros((2, 5, 3), dtype=np.complex128), "complex128"),
+        (np.full((2, 5, 3), "a"), "<U1"),
+        (np.zeros((2, 5, 3), dtype="datetime64[s]"), "datetime64"),
+    ],
+)
+def test_arrays_that_are_not_real_numbers_are_refused(values, dtype):
+    with pytest.raises(lrsmc.InvalidInputError, match=f"X: array has dtype {dtype}"):
+        lrsmc.as_dataset(values)
+    with pytest.raises(lrsmc.InvalidInputError, match="expected real numbers"):
+        small_estimator().fit(values)
+
+
+@pytest.mark.parametrize(
+    "option, value, message",
+    [
+        ("seed", -1, "seed is out of range; got -1"),
+        ("seed", 2**64, "seed is out of range"),
+        ("seed", 1.5, "seed must be an integer"),
+        ("epochs", 2**31, "epochs is out of range; got 2147483648"),
+        ("particles", "10", "particles must be an integer"),
+    ],
+)
+def test_integers_out_of_range_are_invalid_input_not_type_errors(demo, option, value, message):
+    with pytest.raises(lrsmc.InvalidInputError, match=message):
+        small_estimator(**{option: value}).fit(demo.observations)
+
+
+
+def test_sampling_arguments_are_checked(fitted):
+    with pytest.raises(lrsmc.InvalidInputError, match="seed is out of range; got -1"):
+        lrsmc.simulate(fitted.model_, 1, 5, seed=-1)
+    with pytest.raises(lrsmc.InvalidInputError, match="trials is out of range; got 0"):
+        lrsmc.sample(fitted.model_, 0, 5)
