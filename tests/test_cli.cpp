@@ -379,6 +379,33 @@ TEST_F(CliTest, NumericalFailureOnAbsurdDataIsBadInput) {
                    "every log-weight of trial 0 at step 0 is -inf");
 }
 
+TEST_F(CliTest, FilterShowsProgressOnATerminalWithTheSameNumbers) {
+  if (testing::run_command("script --version", output_) != 0)
+    GTEST_SKIP() << "util-linux's script, which gives the command a terminal, is absent";
+  write_teacher_data(40, 10);
+  const std::string filter = std::string(LRSMC_CLI_PATH) + " filter --model " +
+                             path("teacher.npz") + " --data " + path("data.npz") +
+                             " --particles 50 --out-particles ";
+  ASSERT_EQ(testing::run_command(filter + path("plain.npz") + " --out-latents " +
+                                     path("plain.npy") + " --out-elbo " + path("plain_elbo.npy"),
+                                 output_),
+            0)
+      << output_;
+  EXPECT_EQ(output_.find("lrsmc filter: trial"), std::string::npos) << output_;
+  ASSERT_EQ(testing::run_command("script -qec '" + filter + path("tty.npz") + " --out-latents " +
+                                     path("tty.npy") + " --out-elbo " + path("tty_elbo.npy") +
+                                     "' /dev/null",
+                                 output_),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("lrsmc filter: trial 40/40"), std::string::npos) << output_;
+  EXPECT_EQ(read_file(path("tty.npy")), read_file(path("plain.npy")));
+  EXPECT_EQ(read_file(path("tty_elbo.npy")), read_file(path("plain_elbo.npy")));
+  const auto plain = io::read_npz(path("plain.npz")), tty = io::read_npz(path("tty.npz"));
+  for (const char* name : {"particles", "log_weights", "ancestors", "resampled"})
+    EXPECT_TRUE(plain.arrays.at(name).data == tty.arrays.at(name).data) << name;
+}
+
 TEST_F(CliTest, DemoChecksItsOptionsBeforeTraining) {
   expect_bad_input("demo --device cpu --eval-particles 0 --out-dir " + path("demo"),
                    "--eval-particles: particles must be at least 1; got 0");

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <numeric>
 
 #include <unistd.h>
 
@@ -235,6 +236,51 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   return 0;
 }
 
+namespace {
+
+/// Filters every trial of `data`; with `progress`, in about twenty parts with a progress line
+/// between them. Each trial keeps its own random-number address (SequenceBatch::trial_ids), so
+/// the parts give the same numbers as one call.
+FilterResult filter_in_parts(Backend& backend, const Model& model, const Dataset& data,
+                             const FilterOptions& options, std::uint64_t seed,
+                             const FilterRequest& request, bool progress) {
+  constexpr int parts = 20;
+  if (!progress || data.num_trials < parts)
+    return backend.filter(model, trials_batch(data, 0, data.num_trials), options, seed, request);
+  const auto start = std::chrono::steady_clock::now();
+  FilterResult result;
+  const auto append = [](auto& into, const auto& from) {
+    into.insert(into.end(), from.begin(), from.end());
+  };
+  double elbo_sum = 0.0;
+  for (int part = 0; part < parts; ++part) {
+    const int first = int(std::int64_t(data.num_trials) * part / parts);
+    const int last = int(std::int64_t(data.num_trials) * (part + 1) / parts);
+    SequenceBatch batch = trials_batch(data, first, last - first);
+    batch.trial_ids.resize(std::size_t(last - first));
+    std::iota(batch.trial_ids.begin(), batch.trial_ids.end(), std::uint32_t(first));
+    const FilterResult piece = backend.filter(model, batch, options, seed, request);
+    append(result.elbo_per_trial, piece.elbo_per_trial);
+    append(result.filtered_mean, piece.filtered_mean);
+    append(result.particles, piece.particles);
+    append(result.log_weights, piece.log_weights);
+    append(result.ancestors, piece.ancestors);
+    append(result.resampled, piece.resampled);
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::fprintf(stderr, "\rlrsmc filter: trial %d/%d | %s elapsed | %s left   ", last,
+                 data.num_trials, format_duration(seconds).c_str(),
+                 format_duration(seconds / last * (data.num_trials - last)).c_str());
+    std::fflush(stderr);
+  }
+  std::fprintf(stderr, "\n");
+  for (const double elbo : result.elbo_per_trial) elbo_sum += elbo;
+  result.elbo = elbo_sum / double(data.num_trials);
+  return result;
+}
+
+}  // namespace
+
 int run_filter(const FilterCommandOptions& options) {
   require_distinct_paths({{"--model", options.model_path},
                           {"--data", options.data.path},
@@ -249,11 +295,12 @@ int run_filter(const FilterCommandOptions& options) {
   const Dataset data = load_data(options.data);
   const FilterOptions filter_options = make_filter_options(options.inference, model.config);
   auto backend = make_device_backend(options.device, model.config, filter_options);
-  const SequenceBatch batch = trials_batch(data, 0, data.num_trials);
   FilterRequest request;
   request.filtered_mean = true;
   request.particles = !options.particles_path.empty();
-  const FilterResult result = backend->filter(model, batch, filter_options, options.seed, request);
+  const bool progress = !options.quiet && isatty(fileno(stderr)) != 0;
+  const FilterResult result =
+      filter_in_parts(*backend, model, data, filter_options, options.seed, request, progress);
   const std::int64_t trials = data.num_trials, steps = data.num_steps, rank = model.config.rank,
                      particles = filter_options.num_particles;
   io::write_npy(options.latents_path, Array({trials, steps, rank}, result.filtered_mean));

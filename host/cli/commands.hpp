@@ -35,6 +35,7 @@ struct FilterCommandOptions {
   std::string latents_path = "latents.npy";
   std::string elbo_path = "elbo.npy";
   std::string particles_path;
+  bool quiet = false;
 };
 int run_filter(const FilterCommandOptions& options);
 

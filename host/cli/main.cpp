@@ -204,6 +204,7 @@ int main_with_exceptions(int argc, char** argv) {
       ->capture_default_str();
   filter->add_option("--out-elbo", filter_options.elbo_path, "Per-trial ELBO (trials) .npy")
       ->capture_default_str();
+  filter->add_flag("--quiet,-q", filter_options.quiet, "No progress display");
   filter->add_option("--out-particles", filter_options.particles_path,
                      "Optional .npz with particles, log_weights, ancestors, resampled");
 
