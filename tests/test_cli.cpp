@@ -306,6 +306,16 @@ TEST_F(CliTest, CtrlCStopsEveryCommandWithinASecondLeavingNoOutput) {
   EXPECT_TRUE(std::filesystem::is_fifo(path("pipe")));
   EXPECT_TRUE(std::filesystem::is_empty(path("tmp"))) << "a temporary file was left behind";
   EXPECT_FALSE(std::filesystem::exists(path("elbo.npy")));
+  // fit stops after the current epoch and keeps the model and a checkpoint to resume from,
+  // without --checkpoint or --checkpoint-every.
+  report = interrupt_after("fit --data " + path("data.npz") + " --hidden 8 --particles 4 " +
+                               "--epochs 1000000 --out " + path("m.npz"),
+                           1.0, "");
+  EXPECT_NE(report.find("status=130"), std::string::npos) << report;
+  EXPECT_LT(milliseconds(report), 1000) << report;
+  EXPECT_EQ(load_model(path("m.npz")).config.num_hidden, 8);
+  EXPECT_EQ(load_model(path("m.npz.checkpoint.npz")).parameters,
+            load_model(path("m.npz")).parameters);
 }
 
 TEST_F(CliTest, FixedPointsAnnounceTheirWorkAndRefuseTooMuch) {
