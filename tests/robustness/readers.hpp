@@ -3,10 +3,14 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
 namespace lrsmc::robustness {
+
+/// The longest error message a reader may give (a message quotes only excerpts of a file).
+inline constexpr std::size_t message_limit = 2000;
 
 enum class Reader { npy, npz, model, dataset };
 inline constexpr std::array<Reader, 4> all_readers = {Reader::npy, Reader::npz, Reader::model,

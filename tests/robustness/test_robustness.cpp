@@ -32,11 +32,10 @@ namespace {
 
 using robustness::all_readers;
 using robustness::call_reader;
+using robustness::message_limit;
 using robustness::Mutator;
 using robustness::Reader;
 using robustness::reader_name;
-
-constexpr std::size_t message_limit = 2000;
 
 std::uint64_t environment_number(const char* name, std::uint64_t fallback) {
   const char* text = std::getenv(name);
@@ -128,7 +127,9 @@ class Robustness : public ::testing::Test {
     std::vector<Snapshot> before;
     for (const auto& input : inputs) before.push_back(snapshot(input));
     std::string output;
-    const int status = testing::run_command(std::string(LRSMC_CLI_PATH) + " " + arguments, output);
+    // In the test's folder: no default output name lands anywhere else.
+    const int status = testing::run_command(
+        "cd '" + folder_ + "' && " + std::string(LRSMC_CLI_PATH) + " " + arguments, output);
     EXPECT_TRUE(status == 0 || status == 2 || (status == 1 && numerical_failure_allowed))
         << "exit code " << status << "\n" << output;
     if (status != 0) {
@@ -255,7 +256,8 @@ TEST_F(Robustness, CommandLineOnBadFiles) {
         "filter --model " + model_file + " --data " + data_file + " --particles 4 --device cpu "
             "--threads 1 --out-latents " + path("latents.npy") + " --out-elbo " + path("elbo.npy"),
         "sample --model " + model_file + " --trials 1 --steps 5 --out " + path("samples.npz"),
-        "fixed-points " + model_file + " --out-json " + path("fixed.json")};
+        "fixed-points " + model_file + " --out-json " + path("fixed.json") + " --out-npy " +
+            path("fixed.npy")};
   };
   // Each file goes through one command in turn: bad models through all three, bad data
   // through filter.
