@@ -10,3 +10,13 @@ if(LRSMC_SANITIZE)
   target_compile_options(lrsmc_warnings INTERFACE -fsanitize=address,undefined -fno-omit-frame-pointer)
   target_link_options(lrsmc_warnings INTERFACE -fsanitize=address,undefined)
 endif()
+if(LRSMC_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "LRSMC_FUZZ needs clang (libFuzzer); got ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  # Coverage for libFuzzer in every lrsmc target; the fuzz target itself links -fsanitize=fuzzer.
+  target_compile_options(lrsmc_warnings INTERFACE -fsanitize=fuzzer-no-link,address,undefined
+                                                  -fno-sanitize-recover=undefined
+                                                  -fno-omit-frame-pointer)
+  target_link_options(lrsmc_warnings INTERFACE -fsanitize=address,undefined)
+endif()

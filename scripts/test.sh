@@ -7,6 +7,9 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 "$root/scripts/build.sh"
 cd "${LRSMC_BUILD_DIR:-$root/build}"
 ctest --output-on-failure -j "$(nproc)" --timeout 1800
+# The CPU tests once more, built with address and undefined-behaviour sanitizers
+# (build-sanitize): any report fails.
+"$root/scripts/test_sanitizers.sh"
 # The CUDA backend once more, on the CPU emulation of the device (tests/cuda_emulation/): the
 # tests labelled gpu run there instead of skipping (tests/test_labels.cmake).
 "$root/scripts/test_cuda_emulation.sh"

@@ -323,7 +323,8 @@ TEST(FixedPoints, StabilityLabels) {
 
   // Jacobian [[1.5, −1], [1, 1.5]]: an unstable spiral; diag(1, 0.5) is non-hyperbolic.
   const auto unstable = origin_fixed_point({1.0, -1.0, 1.0, 1.0});
-  point = find_point(find_fixed_points(unstable), 0.0, 0.0);
+  const FixedPointResult unstable_result = find_fixed_points(unstable);
+  point = find_point(unstable_result, 0.0, 0.0);
   ASSERT_NE(point, nullptr);
   EXPECT_EQ(point->stability, Stability::unstable_spiral);
 

@@ -36,9 +36,10 @@ DataLayout parse_data_layout(const std::string& text, const std::string& field) 
 Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source) {
   const bool continuous = layout == DataLayout::time_channels || layout == DataLayout::channels_time;
   const int expected_rank = continuous ? 2 : 3;
+  // The shape cut short: a file may claim thousands of axes.
   LRSMC_REQUIRE(array.ndim() == expected_rank, source, ": array has ", array.ndim(),
-                " dimension(s), shape ", array.shape_string(), "; expected ", expected_rank,
-                " for layout (", to_string(layout), ")",
+                " dimension(s), shape ", detail::excerpt(array.shape_string(), 200), "; expected ",
+                expected_rank, " for layout (", to_string(layout), ")",
                 array.ndim() == 2 ? " (for one long recording use --layout time,channels)" : "",
                 array.ndim() == 3 ? " (for trials use --layout trials,time,channels)" : "");
   for (const auto extent : array.shape)

@@ -281,8 +281,8 @@ Model load_model(const std::string& path) {
                   "' is missing; expected an array of shape ", Array(block.shape).shape_string());
     const Array& stored = found->second;
     LRSMC_REQUIRE(stored.shape == block.shape, path, ": entry '", block.name,
-                  "' has the wrong shape; got ", stored.shape_string(), ", expected ",
-                  Array(block.shape).shape_string(), " for rank ", model.config.rank,
+                  "' has the wrong shape; got ", detail::excerpt(stored.shape_string(), 200),
+                  ", expected ", Array(block.shape).shape_string(), " for rank ", model.config.rank,
                   ", hidden ", model.config.num_hidden, ", channels ", model.config.num_channels);
     model.set(block.name, stored.data);
   }
