@@ -56,6 +56,34 @@ void BM_CpuTrainingStep(benchmark::State& state) {
 }
 BENCHMARK(BM_CpuTrainingStep)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+/// One step of either engine at a fixed thread count, for bench/cpu_vs_pytorch.py: arguments
+/// (particles, threads, float32 engine, forward + backward).
+void BM_CpuEngineStep(benchmark::State& state) {
+  const int particles = int(state.range(0));
+  lrsmc::BackendOptions backend_options;
+  backend_options.num_threads = int(state.range(1));
+  backend_options.single_precision = state.range(2) != 0;
+  const bool backward = state.range(3) != 0;
+  const auto model = eeg_model();
+  const auto batch = eeg_shaped_batch(10, 50);
+  lrsmc::FilterOptions options;
+  options.num_particles = particles;
+  auto backend = lrsmc::make_backend(lrsmc::BackendKind::cpu, backend_options);
+  std::uint64_t seed = 0;
+  for (auto _ : state) {
+    if (backward) {
+      benchmark::DoNotOptimize(backend->elbo_gradient(model, batch, options, seed++).elbo);
+    } else {
+      benchmark::DoNotOptimize(backend->filter(model, batch, options, seed++).elbo);
+    }
+  }
+}
+BENCHMARK(BM_CpuEngineStep)
+    ->ArgsProduct({{10, 100, 1000, 10000}, {1, 2}, {0, 1}, {0, 1}})
+    ->ArgNames({"particles", "threads", "float32", "backward"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 }  // namespace
 
 BENCHMARK_MAIN();

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# lrsmc's CPU engines against a minimal PyTorch implementation of the same training step
+# (bench/cpu_vs_pytorch.py): builds lrsmc (scripts/build.sh), makes a virtual environment with
+# numpy and PyTorch from PyPI in build/bench-venv, and runs the comparison. Raw timings go to
+# bench/results/cpu_vs_pytorch_<date>_<commit>.json; the table is printed. Takes about 15
+# minutes on two cores, most of it at K = 10^4.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_dir="${LRSMC_BUILD_DIR:-$root/build}"
+"$root/scripts/build.sh"
+venv="$build_dir/bench-venv"
+if [[ ! -x "$venv/bin/python" ]]; then
+  python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install --quiet --upgrade pip
+fi
+# PyTorch without its CUDA runtime packages (several GB that a CPU comparison never loads).
+"$venv/bin/python" -m pip install --quiet numpy filelock typing-extensions sympy networkx jinja2 fsspec
+"$venv/bin/python" -m pip install --quiet --no-deps torch
+stamp="$(date -u +%F)_$(git -C "$root" rev-parse --short HEAD)"
+OMP_WAIT_POLICY=PASSIVE "$venv/bin/python" "$root/bench/cpu_vs_pytorch.py" \
+  --bench "$build_dir/bench/bench_cpu_filter" \
+  --out "$root/bench/results/cpu_vs_pytorch_$stamp.json" "$@"
