@@ -242,7 +242,9 @@ Level essential_level(const PiecewiseLinearNetwork& network, Hyperplanes& planes
       level.w[static_cast<std::size_t>(p * dim + j)] =
           dim == rank ? normals(p, j) : normals.row(p).dot(svd.matrixV().col(j));
     }
-    level.norm[static_cast<std::size_t>(p)] = norm2(&level.w[static_cast<std::size_t>(p * dim)], dim);
+    // level.w is empty when every normal is zero (dim = 0): data() + 0, never w[0].
+    level.norm[static_cast<std::size_t>(p)] =
+        norm2(level.w.data() + static_cast<std::size_t>(p) * static_cast<std::size_t>(dim), dim);
     largest_norm = std::max(largest_norm, level.norm[static_cast<std::size_t>(p)]);
   }
   if (dim == 0) return level;
