@@ -416,6 +416,25 @@ TEST_F(CliTest, FilterShowsProgressOnATerminalWithTheSameNumbers) {
     EXPECT_TRUE(plain.arrays.at(name).data == tty.arrays.at(name).data) << name;
 }
 
+TEST_F(CliTest, FitKeepsTheBestModelStopsEarlyAndWritesItsHistory) {
+  write_teacher_data(24, 20);
+  // Adam at 0.5 overshoots: the held-out ELBO rises, collapses and recovers only in part.
+  const std::string fit = "fit --data " + path("data.npz") +
+                          " --hidden 12 --particles 8 --epochs 12 --lr 0.5 --lr-end 0.5 "
+                          "--optimizer adam --held-out 0.25 --quiet --out ";
+  ASSERT_EQ(run(fit + path("best.npz") + " --keep best --patience 2"), 0) << output_;
+  EXPECT_NE(output_.find("lrsmc: early stopping after epoch"), std::string::npos) << output_;
+  EXPECT_NE(output_.find("kept the model of epoch"), std::string::npos) << output_;
+  const std::string history = read_file(path("best.npz.history.csv"));
+  EXPECT_EQ(history.rfind("epoch,train_elbo,held_out_elbo,learning_rate,elapsed_seconds\n1,", 0),
+            0u)
+      << history;
+  expect_bad_input(fit + path("x.npz") + " --keep first", "--keep is not recognised; got 'first'");
+  expect_bad_input("fit --data " + path("data.npz") + " --epochs 2 --keep best --out " +
+                       path("x.npz"),
+                   "need a held-out set");
+}
+
 TEST_F(CliTest, DemoChecksItsOptionsBeforeTraining) {
   expect_bad_input("demo --device cpu --eval-particles 0 --out-dir " + path("demo"),
                    "--eval-particles: particles must be at least 1; got 0");

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
 
 #include "lrsmc/demo.hpp"
@@ -149,6 +150,101 @@ TEST_F(ResumableRun, ErrorAfterTrainingStartedKeepsTheModelAndAResumableState) {
   EXPECT_TRUE(first.failed);
   EXPECT_EQ(first.history.size(), 1u);
   EXPECT_NE(first.stop_reason.find("after epoch 1 of 6"), std::string::npos) << first.stop_reason;
+}
+
+/// A run with a held-out quarter, evaluated every epoch, at a learning rate (Adam at 0.5) so
+/// high that it overshoots: the held-out ELBO rises, collapses and recovers only in part.
+class HeldOutRun : public ::testing::Test {
+ protected:
+  HeldOutRun() {
+    options.epochs = 12;
+    options.learning_rate = 0.5;
+    options.learning_rate_end = 0.5;
+    options.held_out_fraction = 0.25;
+  }
+  TrainingResult fit(const TrainingOptions& with, const ProgressCallback& progress = {},
+                     const std::string& resume = "") {
+    return Trainer(*backend, with).fit(start, train, held_out, progress, resume);
+  }
+
+  const Dataset data = teacher_dataset(24, 20);
+  const std::pair<Dataset, Dataset> split = split_held_out(data, 0.25, 20, 3);
+  const Dataset& train = split.first;
+  const Dataset& held_out = split.second;
+  std::unique_ptr<Backend> backend = make_backend(BackendKind::cpu);
+  TrainingOptions options = quick_options(12);
+  const Model start = student();
+};
+
+TEST_F(HeldOutRun, KeepBestReturnsTheModelOfTheBestHeldOutEpoch) {
+  options.keep_best = true;
+  const TrainingResult best = fit(options);
+  ASSERT_TRUE(best.completed) << best.stop_reason;
+  // The best epoch, found independently from the history.
+  int expected = 0;
+  double highest = -std::numeric_limits<double>::infinity();
+  for (const EpochReport& report : best.history)
+    if (report.held_out_elbo > highest) {
+      highest = report.held_out_elbo;
+      expected = report.epoch;
+    }
+  ASSERT_LT(expected, options.epochs)
+      << "the held-out ELBO rose to the end: the test shows nothing";
+  ASSERT_EQ(best.best_epoch, expected);
+  EXPECT_EQ(best.best_held_out_elbo, highest);
+  // The same run keeping the last model, stopped at that epoch, holds the same parameters.
+  options.keep_best = false;
+  const TrainingResult until_best =
+      fit(options, [&](const EpochReport& report) { return report.epoch < expected; });
+  EXPECT_EQ(best.model.parameters, until_best.model.parameters);
+  // A run interrupted before its end and resumed keeps the same best model.
+  const std::string folder = testing::make_temp_dir("lrsmc-keep-best");
+  options.keep_best = true;
+  options.checkpoint_path = folder + "/run.checkpoint.npz";
+  (void)fit(options, [](const EpochReport& report) { return report.epoch < 5; });
+  options.checkpoint_path.clear();
+  const TrainingResult resumed = fit(options, {}, folder + "/run.checkpoint.npz");
+  ASSERT_TRUE(resumed.completed) << resumed.stop_reason;
+  EXPECT_EQ(resumed.model.parameters, best.model.parameters);
+  std::filesystem::remove_all(folder);
+}
+
+TEST_F(HeldOutRun, PatienceStopsAtTheFirstStretchWithoutImprovement) {
+  options.patience = 2;
+  const TrainingResult result = fit(options);
+  ASSERT_TRUE(result.completed) << result.stop_reason;
+  // Where the full run's history first has two evaluations without a new best.
+  int stop = 0, since = 0;
+  double highest = -std::numeric_limits<double>::infinity();
+  TrainingOptions all = options;
+  all.patience = 0;
+  const TrainingResult full = fit(all);
+  for (const EpochReport& report : full.history) {
+    if (report.held_out_elbo > highest) {
+      highest = report.held_out_elbo;
+      since = 0;
+    } else if (++since >= 2 && report.epoch < all.epochs) {
+      stop = report.epoch;
+      break;
+    }
+  }
+  ASSERT_GT(stop, 0) << "the held-out ELBO kept improving: the test shows nothing";
+  EXPECT_EQ(result.stopped_early, stop > 0);
+  EXPECT_EQ(int(result.history.size()), stop > 0 ? stop : all.epochs);
+  if (stop > 0) {
+    EXPECT_NE(result.stop_reason.find("early stopping after epoch " + std::to_string(stop)),
+              std::string::npos)
+        << result.stop_reason;
+  }
+}
+
+TEST_F(HeldOutRun, KeepBestAndPatienceNeedAHeldOutSet) {
+  options.held_out_fraction = 0;
+  options.keep_best = true;
+  EXPECT_THROW(Trainer(*backend, options), InvalidInput);
+  options.keep_best = false;
+  options.patience = 3;
+  EXPECT_THROW(Trainer(*backend, options), InvalidInput);
 }
 
 TEST(Training, NanGuardStopsAndKeepsLastGoodParameters) {

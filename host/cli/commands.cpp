@@ -55,6 +55,14 @@ void add_training_options(CLI::App& app, FitOptions& options) {
                  "Write a checkpoint every this many epochs (0: only at the end with --checkpoint)")
       ->capture_default_str();
   app.add_flag("--resume", options.resume, "Resume from the checkpoint");
+  app.add_option("--keep", options.keep,
+                 "last | best: the model of the last epoch, or of the best held-out ELBO "
+                 "(needs --held-out)")
+      ->capture_default_str();
+  app.add_option("--patience", training.patience,
+                 "Stop after this many held-out evaluations without improvement (0: never; "
+                 "needs --held-out)")
+      ->capture_default_str();
   app.add_flag("--quiet,-q", options.quiet, "No progress display");
 }
 
@@ -134,6 +142,22 @@ std::string save_fitted_model(const FitOptions& options, const TrainingResult& r
                            [&](const std::string& path) { save_model(path, result.model); });
   if (!model_at.empty() && model_at != options.out)
     std::fprintf(stderr, "lrsmc: saved the model to %s instead\n", model_at.c_str());
+  // The history beside a model file (not beside /dev/null or a FIFO).
+  std::error_code error;
+  if (!model_at.empty() && std::filesystem::is_regular_file(model_at, error)) {
+    std::string csv = "epoch,train_elbo,held_out_elbo,learning_rate,elapsed_seconds\n";
+    char line[160], held_out[40] = "";
+    for (const EpochReport& report : result.history) {
+      held_out[0] = '\0';  // empty: not evaluated at this epoch
+      if (!std::isnan(report.held_out_elbo))
+        std::snprintf(held_out, sizeof held_out, "%.17g", report.held_out_elbo);
+      std::snprintf(line, sizeof line, "%d,%.17g,%s,%.17g,%.3f\n", report.epoch, report.train_elbo,
+                    held_out, report.learning_rate, report.elapsed_seconds);
+      csv += line;
+    }
+    write_first_possible({model_at + ".history.csv"}, "training history",
+                         [&](const std::string& path) { io::write_text_file(path, csv); });
+  }
   return model_at;
 }
 
@@ -194,6 +218,9 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   }
   options.training.filter = make_filter_options(options.inference, model.config);
   options.training.optimizer = parse_optimizer(options.optimizer, "--optimizer");
+  LRSMC_REQUIRE(options.keep == "last" || options.keep == "best", "--keep is not recognised; got '",
+                options.keep, "', expected last or best");
+  options.training.keep_best = options.keep == "best";
   std::string resume_from;
   if (options.resume) {
     LRSMC_REQUIRE(std::filesystem::exists(options.training.checkpoint_path),
@@ -229,10 +256,14 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     return save_stopped_fit(options, result);
   }
   if (save_fitted_model(options, result) != options.out) return 1;
+  if (result.stopped_early) std::fprintf(stderr, "lrsmc: %s\n", result.stop_reason.c_str());
   const auto& last = result.history.back();
   std::printf("fitted %s: final training ELBO %.4f per step", options.out.c_str(), last.train_elbo);
   if (std::isfinite(last.held_out_elbo)) std::printf(", held-out ELBO %.4f", last.held_out_elbo);
   std::printf(" (%s)\n", format_duration(last.elapsed_seconds).c_str());
+  if (options.training.keep_best && result.best_epoch > 0)
+    std::printf("kept the model of epoch %d, the best held-out ELBO %.4f\n", result.best_epoch,
+                result.best_held_out_elbo);
   return 0;
 }
 

@@ -18,6 +18,7 @@ struct FitOptions {
   std::string out = "model.npz";
   TrainingOptions training;
   std::string optimizer = "radam";
+  std::string keep = "last";  ///< last | best: which epoch's model --out receives
   std::string checkpoint;
   bool resume = false;
   bool quiet = false;

@@ -45,7 +45,33 @@ struct ResumeState {
   double learning_rate = 0;
   std::vector<EpochReport> history;
   nlohmann::json run;  // run_definition: the options and data the state belongs to
+  std::vector<double> best_parameters;  // with keep_best: the parameters of the best epoch
 };
+
+namespace {
+
+/// The best held-out ELBO of a history (the first epoch that reached it) and the evaluations
+/// since then.
+struct BestEpoch {
+  int epoch = 0;
+  double elbo = -std::numeric_limits<double>::infinity();
+  int evaluations_since = 0;
+};
+
+BestEpoch best_epoch(const std::vector<EpochReport>& history) {
+  BestEpoch best;
+  for (const EpochReport& report : history) {
+    if (std::isnan(report.held_out_elbo)) continue;  // not evaluated
+    if (report.held_out_elbo > best.elbo) {
+      best = BestEpoch{report.epoch, report.held_out_elbo, 0};
+    } else {
+      ++best.evaluations_since;
+    }
+  }
+  return best;
+}
+
+}  // namespace
 
 void validate(const TrainingOptions& options, const std::string& source) {
   LRSMC_REQUIRE(options.epochs >= 1 && options.epochs <= 10'000'000, source,
@@ -76,6 +102,11 @@ void validate(const TrainingOptions& options, const std::string& source) {
                 ": held-out fraction must lie in [0, 1); got ", options.held_out_fraction);
   LRSMC_REQUIRE(options.checkpoint_every >= 0, source, ": checkpoint-every must be ≥ 0; got ",
                 options.checkpoint_every);
+  LRSMC_REQUIRE(options.patience >= 0, source,
+                ": patience must be ≥ 0 (0: no early stopping); got ", options.patience);
+  LRSMC_REQUIRE((!options.keep_best && options.patience == 0) || options.held_out_fraction > 0,
+                source, ": keeping the best model and early stopping need a held-out set; got "
+                "held-out fraction 0, expected --held-out > 0");
 }
 
 namespace {
@@ -182,6 +213,8 @@ nlohmann::json run_definition(const TrainingOptions& options, const Dataset& tra
   run["--eval-every"] = options.eval_every;
   run["--held-out"] = options.held_out_fraction;
   run["--seed"] = options.seed;
+  run["--keep"] = options.keep_best ? "best" : "last";
+  run["--patience"] = options.patience;
   run["training data"] = describe_shape(train);
   run["held-out data"] = describe_shape(held_out);
   run["data digest"] = data_digest;
@@ -222,6 +255,8 @@ void write_checkpoint_file(const std::string& path, const ResumeState& checkpoin
   const auto count = std::int64_t(checkpoint.state.first_moment.size());
   arrays["checkpoint_first_moment"] = Array({count}, checkpoint.state.first_moment);
   arrays["checkpoint_second_moment"] = Array({count}, checkpoint.state.second_moment);
+  if (!checkpoint.best_parameters.empty())
+    arrays["checkpoint_best_parameters"] = Array({count}, checkpoint.best_parameters);
   nlohmann::json training;
   training["epoch"] = checkpoint.epoch;
   training["optimizer_step"] = checkpoint.state.step;
@@ -253,7 +288,7 @@ ResumeState load_checkpoint(const std::string& path, const Model& expected,
   const std::size_t max_bytes = 4096 + 256 * std::size_t(options.epochs);
   io::NpzSelection selection;
   selection.entries = {"checkpoint_training", "checkpoint_first_moment",
-                       "checkpoint_second_moment"};
+                       "checkpoint_second_moment", "checkpoint_best_parameters"};
   selection.max_values = checkpoint.model.parameters.size();
   selection.max_text_bytes = 4 * max_bytes;  // numpy stores text as UTF-32
   const io::NpzContents contents = io::read_npz(path, selection);
@@ -328,6 +363,21 @@ ResumeState load_checkpoint(const std::string& path, const Model& expected,
   }
   checkpoint.state.first_moment = contents.arrays.at("checkpoint_first_moment").data;
   checkpoint.state.second_moment = contents.arrays.at("checkpoint_second_moment").data;
+  // With keep_best, the best epoch's parameters once an evaluation has happened.
+  const bool needs_best = options.keep_best && best_epoch(checkpoint.history).epoch > 0;
+  const auto best = contents.arrays.find("checkpoint_best_parameters");
+  LRSMC_REQUIRE((best != contents.arrays.end()) == needs_best, path,
+                ": entry 'checkpoint_best_parameters' is ",
+                needs_best ? "missing; expected the best epoch's parameters for --keep best"
+                           : "present, but this run keeps no best model");
+  if (needs_best) {
+    LRSMC_REQUIRE(best->second.data.size() == size &&
+                      std::all_of(best->second.data.begin(), best->second.data.end(),
+                                  [](double v) { return std::isfinite(v); }),
+                  path, ": entry 'checkpoint_best_parameters' must hold ", size,
+                  " finite values");
+    checkpoint.best_parameters = best->second.data;
+  }
   return checkpoint;
 }
 
@@ -444,6 +494,16 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
   // error ends the run.
   auto boundary = std::make_shared<ResumeState>(state);
   result.resume_state = boundary;
+  // The model a stopped or finished run returns: its best held-out epoch's with keep_best (once
+  // one was evaluated), else the given state's; the result says which epoch was best.
+  const auto kept = [&](const ResumeState& at) {
+    const BestEpoch best = best_epoch(at.history);
+    result.best_epoch = best.epoch;
+    if (best.epoch > 0) result.best_held_out_elbo = best.elbo;
+    Model model = at.model;
+    if (options_.keep_best && !at.best_parameters.empty()) model.parameters = at.best_parameters;
+    return model;
+  };
   const double decay_factor =
       std::exp(std::log(options_.learning_rate_end / options_.learning_rate) / options_.epochs);
   FilterOptions eval_options = options_.filter;
@@ -545,6 +605,8 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
         // Keep the last parameters whose objective and gradient were finite.
         result.model = state.model;
         result.model.parameters = last_good;
+        if (options_.keep_best && !state.best_parameters.empty())
+          result.model.parameters = state.best_parameters;
         result.stop_reason = detail::concat("training stopped at epoch ", epoch + 1, ", batch ",
                                             index + 1, ": ", failure,
                                             "; kept the last good parameters (try a lower "
@@ -579,13 +641,26 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
       state.epoch = epoch + 1;
       state.history.push_back(report);
       result.history.push_back(report);
+      const BestEpoch best = best_epoch(state.history);
+      if (options_.keep_best && best.epoch == epoch + 1)
+        state.best_parameters = state.model.parameters;
       *boundary = state;
       if (options_.checkpoint_every > 0 && (epoch + 1) % options_.checkpoint_every == 0)
         write_checkpoint();
       if (progress && !progress(report)) {
-        result.model = state.model;
+        result.model = kept(state);
         result.stop_reason = detail::concat("stopped by request after epoch ", epoch + 1);
         write_checkpoint();
+        return result;
+      }
+      if (options_.patience > 0 && best.evaluations_since >= options_.patience && !last) {
+        write_checkpoint();
+        result.model = kept(state);
+        result.completed = true;
+        result.stopped_early = true;
+        result.stop_reason = detail::concat(
+            "early stopping after epoch ", epoch + 1, ": ", options_.patience,
+            " held-out evaluations without improving on epoch ", best.epoch, "'s ", best.elbo);
         return result;
       }
     }
@@ -595,7 +670,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
     // run completed an epoch there is nothing to keep, and the error is the caller's.
     if (boundary->epoch == first_epoch) throw;
     const bool memory = dynamic_cast<const std::bad_alloc*>(&error) != nullptr;
-    result.model = boundary->model;
+    result.model = kept(*boundary);
     result.failed = true;
     result.stop_reason =
         detail::concat("training failed after epoch ", boundary->epoch, " of ", options_.epochs,
@@ -603,7 +678,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
                        "; kept the model of epoch ", boundary->epoch);
     return result;
   }
-  result.model = state.model;
+  result.model = kept(state);
   result.completed = true;
   return result;
 }

@@ -38,6 +38,11 @@ struct TrainingOptions {
   std::uint64_t seed = 0;
   std::string checkpoint_path;       ///< "" = no checkpoints
   int checkpoint_every = 0;          ///< epochs between checkpoints; 0 = only at the end
+  /// With a held-out set: the result's model is the one of the best held-out ELBO, not the last.
+  bool keep_best = false;
+  /// With a held-out set: stop when this many held-out evaluations in a row have not improved on
+  /// the best (0: never).
+  int patience = 0;
 };
 
 /// Throws InvalidInput naming the option and value when an option is absurd.
@@ -63,12 +68,15 @@ struct ResumeState;
 struct TrainingResult {
   Model model;                       ///< the last good parameters
   std::vector<EpochReport> history;
-  bool completed = false;            ///< all epochs ran
+  bool completed = false;            ///< all epochs ran, or early stopping ended the run
   /// Why training stopped early ("" when completed): a NaN objective, a request to stop, or an
   /// error after training started (an output that cannot be written, memory exhausted), which
   /// ends the run with its model kept instead of being thrown.
   std::string stop_reason;
   bool failed = false;               ///< stopped by an error (stop_reason says which)
+  bool stopped_early = false;        ///< completed by early stopping (stop_reason says when)
+  int best_epoch = 0;                ///< the epoch of the best held-out ELBO (0: none evaluated)
+  double best_held_out_elbo = std::numeric_limits<double>::quiet_NaN();
   std::shared_ptr<const ResumeState> resume_state;  ///< the state at the last completed epoch
 };
 

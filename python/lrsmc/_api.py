@@ -39,6 +39,7 @@ _INTEGER_RANGES = {
     "eval_every": (1, _INT_MAX),
     "eval_particles": (0, _INT_MAX),
     "checkpoint_every": (0, _INT_MAX),
+    "patience": (0, _INT_MAX),
     "burn_in": (0, _INT_MAX),
     "threads": (0, _INT_MAX),
     "numerical": (0, _INT_MAX),
@@ -332,6 +333,8 @@ def fit_model(
     checkpoint: Optional[PathLike] = None,
     checkpoint_every: int = 0,
     resume: bool = False,
+    keep: str = "last",
+    patience: int = 0,
     device: str = "auto",
     threads: int = 0,
     callback: Optional[Callable[[_core.EpochReport], Optional[bool]]] = None,
@@ -343,7 +346,9 @@ def fit_model(
     why). Ctrl-C stops training after the current epoch; the KeyboardInterrupt — like any
     exception the callback raises — is then re-raised, with the model trained so far attached
     to it as ``error.training_outcome``. Checkpoints: as ``--checkpoint``, ``--checkpoint-every``
-    and ``--resume``.
+    and ``--resume``. With a held-out set, ``keep="best"`` returns the model of the best held-out
+    ELBO instead of the last, and ``patience`` stops after that many held-out evaluations
+    without improvement (``--keep``, ``--patience``).
     """
     data = as_dataset(observations, layout, inputs)
     train, held = _core.split_held_out(data, held_out, window, seed)
@@ -377,6 +382,8 @@ def fit_model(
         seed=seed,
         checkpoint_path=checkpoint_path,
         checkpoint_every=checkpoint_every,
+        keep=keep,
+        patience=patience,
         resume_from=resume_from,
         device=_device(device),
         threads=threads,

@@ -566,6 +566,10 @@ void bind_training(py::module_& module) {
       .def_readonly("history", &TrainingResult::history, "one EpochReport per epoch")
       .def_readonly("completed", &TrainingResult::completed, "all epochs ran")
       .def_readonly("stop_reason", &TrainingResult::stop_reason, "'' when completed")
+      .def_readonly("stopped_early", &TrainingResult::stopped_early,
+                    "completed by early stopping (stop_reason says when)")
+      .def_readonly("best_epoch", &TrainingResult::best_epoch,
+                    "the epoch of the best held-out ELBO (0: none evaluated)")
       .def_readonly("failed", &TrainingResult::failed,
                     "stopped by an error after training started (stop_reason says which)");
 
@@ -579,9 +583,13 @@ void bind_training(py::module_& module) {
          int particles, const std::string& proposal, const std::string& resampling,
          double resample_threshold, int eval_particles, int eval_every, double held_out_fraction,
          std::uint64_t seed, const std::string& checkpoint_path, int checkpoint_every,
-         const std::string& resume_from, const std::string& device, int threads,
-         const py::object& callback) {
+         const std::string& keep, int patience, const std::string& resume_from,
+         const std::string& device, int threads, const py::object& callback) {
+        LRSMC_REQUIRE(keep == "last" || keep == "best", "keep is not recognised; got '", keep,
+                      "', expected 'last' or 'best'");
         TrainingOptions options;
+        options.keep_best = keep == "best";
+        options.patience = patience;
         options.epochs = epochs;
         options.batch_size = batch_size;
         options.window = window;
@@ -609,7 +617,7 @@ void bind_training(py::module_& module) {
       "eval_particles"_a = defaults.eval_particles, "eval_every"_a = defaults.eval_every,
       "held_out_fraction"_a = defaults.held_out_fraction, "seed"_a = defaults.seed,
       "checkpoint_path"_a = "", "checkpoint_every"_a = defaults.checkpoint_every,
-      "resume_from"_a = "",
+      "keep"_a = "last", "patience"_a = defaults.patience, "resume_from"_a = "",
       "device"_a = "cpu", "threads"_a = 0, "callback"_a = py::none(),
       "Trains from `model` (Trainer::fit). Returns (TrainingResult, exception or None): an "
       "exception raised by the callback or by Ctrl-C (KeyboardInterrupt) stops training "

@@ -134,3 +134,17 @@ def test_sample_shapes_and_burn_in(fitted):
     assert drawn.observations.shape == (3, 20, 20) and drawn.latents.shape == (3, 20, 2)
     full = fitted.sample(trials=3, steps=25, seed=2)
     np.testing.assert_array_equal(full.latents[:, 5:], drawn.latents)
+
+
+def test_keep_best_and_patience_need_a_held_out_set_and_valid_values(demo):
+    model = lrsmc.LowRankRNN(rank=2, num_hidden=8).model_config(20, 0)
+    start = lrsmc.Model.initialise(model, 1)
+    with pytest.raises(lrsmc.InvalidInputError, match="keep is not recognised; got 'middle'"):
+        lrsmc.fit_model(start, demo.observations, epochs=1, held_out=0.2, keep="middle")
+    with pytest.raises(lrsmc.InvalidInputError, match="patience is out of range; got -1"):
+        lrsmc.fit_model(start, demo.observations, epochs=1, held_out=0.2, patience=-1)
+    with pytest.raises(lrsmc.InvalidInputError, match="need a held-out set"):
+        lrsmc.fit_model(start, demo.observations, epochs=1, keep="best")
+    outcome = lrsmc.fit_model(start, demo.observations[:40], epochs=3, held_out=0.25, keep="best",
+                              patience=5, particles=4, device="cpu")
+    assert outcome.completed
