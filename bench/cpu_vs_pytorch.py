@@ -162,7 +162,7 @@ def time_torch(repeats: int) -> list:
 def time_lrsmc(bench: str, min_time: float) -> list:
     result = subprocess.run(
         [bench, "--benchmark_filter=BM_CpuEngineStep", "--benchmark_format=json",
-         f"--benchmark_min_time={min_time}s", "--benchmark_repetitions=3",
+         f"--benchmark_min_time={min_time}", "--benchmark_repetitions=3",
          "--benchmark_report_aggregates_only=true"],
         check=True, capture_output=True, text=True)
     rows = []
@@ -212,13 +212,20 @@ def table(rows: list) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bench", required=True, help="the bench_cpu_filter binary")
+    parser.add_argument("--bench", help="the bench_cpu_filter binary")
     parser.add_argument("--min-time", type=float, default=0.5,
                         help="Google Benchmark's minimum time per configuration, seconds")
     parser.add_argument("--torch-repeats", type=int, default=3)
     parser.add_argument("--out", help="write every timing as JSON here")
+    parser.add_argument("--lrsmc-from", help="take lrsmc's timings from this earlier --out file "
+                        "instead of running the benchmark again")
     arguments = parser.parse_args()
-    rows = time_lrsmc(arguments.bench, arguments.min_time) + time_torch(arguments.torch_repeats)
+    if arguments.lrsmc_from:
+        with open(arguments.lrsmc_from) as file:
+            lrsmc_rows = [row for row in json.load(file) if row["engine"].startswith("lrsmc")]
+    else:
+        lrsmc_rows = time_lrsmc(arguments.bench, arguments.min_time)
+    rows = lrsmc_rows + time_torch(arguments.torch_repeats)
     if arguments.out:
         with open(arguments.out, "w") as file:
             json.dump(rows, file, indent=1)

@@ -13,9 +13,10 @@ if [[ ! -x "$venv/bin/python" ]]; then
   python3 -m venv "$venv"
   "$venv/bin/python" -m pip install --quiet --upgrade pip
 fi
-# PyTorch without its CUDA runtime packages (several GB that a CPU comparison never loads).
-"$venv/bin/python" -m pip install --quiet numpy filelock typing-extensions sympy networkx jinja2 fsspec
-"$venv/bin/python" -m pip install --quiet --no-deps torch
+# PyPI's torch with its dependencies: its CPU code loads some of the CUDA runtime packages
+# (libcufile) even without a GPU, and PyTorch's CPU-only index is not reachable from every
+# machine.
+"$venv/bin/python" -m pip install --quiet numpy torch
 stamp="$(date -u +%F)_$(git -C "$root" rev-parse --short HEAD)"
 OMP_WAIT_POLICY=PASSIVE "$venv/bin/python" "$root/bench/cpu_vs_pytorch.py" \
   --bench "$build_dir/bench/bench_cpu_filter" \
