@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <thread>
+#include <chrono>
 #include <filesystem>
 #include <limits>
 #include <memory>
@@ -236,6 +238,25 @@ TEST_F(HeldOutRun, PatienceStopsAtTheFirstStretchWithoutImprovement) {
               std::string::npos)
         << result.stop_reason;
   }
+}
+
+TEST(Training, TimeLeftFollowsTheRecentPace) {
+  // The first ten epochs take 300 ms longer (the callback sleeps); the next fifteen do not. From
+  // the whole run's pace, 5 epochs would take about 3 s / 25 · 5 = 0.6 s; from the last ten
+  // epochs' pace, a few times an unslowed epoch (a few ms here).
+  const Dataset data = teacher_dataset(8, 10);
+  auto backend = make_backend(BackendKind::cpu);
+  TrainingOptions options = quick_options(30);
+  double left_at_25 = -1;
+  const TrainingResult result =
+      Trainer(*backend, options).fit(student(), data, Dataset{}, [&](const EpochReport& report) {
+        if (report.epoch <= 10) std::this_thread::sleep_for(std::chrono::milliseconds(300));
+        if (report.epoch == 25) left_at_25 = report.remaining_seconds;
+        return true;
+      });
+  ASSERT_TRUE(result.completed) << result.stop_reason;
+  EXPECT_GE(left_at_25, 0.0);
+  EXPECT_LT(left_at_25, 0.25) << "the time left still carries the slow first epochs";
 }
 
 TEST_F(HeldOutRun, KeepBestAndPatienceNeedAHeldOutSet) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <deque>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -509,6 +510,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
   FilterOptions eval_options = options_.filter;
   if (options_.eval_particles > 0) eval_options.num_particles = options_.eval_particles;
   const auto start_time = std::chrono::steady_clock::now();
+  std::deque<double> recent_ends{0.0};  // seconds since start_time: the start, then epoch ends
   const double earlier_seconds = state.history.empty() ? 0.0 : state.history.back().elapsed_seconds;
   const int first_epoch = state.epoch;
   std::vector<double> last_good = state.model.parameters;  // last parameters evaluated finite
@@ -636,8 +638,15 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
       report.elapsed_seconds = earlier_seconds + seconds;
-      report.remaining_seconds =
-          seconds / double(epoch + 1 - first_epoch) * double(options_.epochs - epoch - 1);
+      // The time left from the recent epochs' pace: the last max(10, 2·eval_every) epochs, so
+      // that the held-out evaluations are in the average in their proportion and an early
+      // slow or fast stretch is forgotten.
+      recent_ends.push_back(seconds);
+      const std::size_t window =
+          std::max<std::size_t>(10, 2 * static_cast<std::size_t>(options_.eval_every));
+      while (recent_ends.size() > window + 1) recent_ends.pop_front();
+      report.remaining_seconds = (seconds - recent_ends.front()) / double(recent_ends.size() - 1) *
+                                 double(options_.epochs - epoch - 1);
       state.epoch = epoch + 1;
       state.history.push_back(report);
       result.history.push_back(report);

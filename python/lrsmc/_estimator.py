@@ -57,6 +57,9 @@ class LowRankRNN:
     epochs, batch_size, window, windows_per_epoch, learning_rate, learning_rate_end, optimizer,
     gradient_clip, held_out, eval_particles, eval_every, seed : training (RAdam or Adam with an
         exponential learning-rate decay; a long recording is trained on random windows).
+    keep, patience : with ``held_out`` > 0, ``keep="best"`` keeps the model of the best held-out
+        ELBO instead of the last; ``patience`` stops after that many held-out evaluations
+        without improvement (0: never), as ``--keep`` and ``--patience``.
     device : ``auto``, ``cpu`` or ``cuda``. ``auto`` trains and filters on a GPU when one is
         present (as the command line) and on the CPU otherwise; ``cuda`` without a usable GPU
         raises :class:`CudaError`.
@@ -103,6 +106,8 @@ class LowRankRNN:
         held_out: float = 0.0,
         eval_particles: int = 0,
         eval_every: int = 1,
+        keep: str = "last",
+        patience: int = 0,
         seed: int = 0,
         device: str = "auto",
         threads: int = 0,
@@ -136,6 +141,8 @@ class LowRankRNN:
         self.held_out = held_out
         self.eval_particles = eval_particles
         self.eval_every = eval_every
+        self.keep = keep
+        self.patience = patience
         self.seed = seed
         self.device = device
         self.threads = threads

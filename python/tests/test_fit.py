@@ -148,3 +148,12 @@ def test_keep_best_and_patience_need_a_held_out_set_and_valid_values(demo):
     outcome = lrsmc.fit_model(start, demo.observations[:40], epochs=3, held_out=0.25, keep="best",
                               patience=5, particles=4, device="cpu")
     assert outcome.completed
+
+
+def test_estimator_keeps_the_best_model_like_the_command_line(demo):
+    rnn = small_estimator(epochs=6, held_out=0.25, keep="best", patience=4)
+    assert rnn.get_params()["keep"] == "best" and rnn.get_params()["patience"] == 4
+    rnn.fit(demo.observations[:40])
+    assert rnn.completed_
+    with pytest.raises(lrsmc.InvalidInputError, match="need a held-out set"):
+        small_estimator(epochs=1, keep="best").fit(demo.observations[:40])
