@@ -128,10 +128,12 @@ void require_training_fits(const TrainingOptions& training, const ModelConfig& c
                      held_out.num_trials, " trials of ", held_out.num_steps, " steps)"));
 }
 
-/// The checkpoint path of a fit: --checkpoint, else <out>.checkpoint.npz.
+/// The checkpoint path of a fit without --checkpoint.
+std::string default_checkpoint_path(const std::string& out) { return out + ".checkpoint.npz"; }
+
+/// The checkpoint path of a fit: --checkpoint, else the default.
 std::string checkpoint_path_of(const FitOptions& options) {
-  return options.training.checkpoint_path.empty() ? options.out + ".checkpoint.npz"
-                                                  : options.training.checkpoint_path;
+  return options.checkpoint.empty() ? default_checkpoint_path(options.out) : options.checkpoint;
 }
 
 /// Saves a fit's model to --out, or beside it when that cannot be written (saying so); returns
@@ -174,7 +176,7 @@ int save_stopped_fit(const FitOptions& options, const TrainingResult& result) {
     const std::string checkpoint_at =
         write_first_possible(rescue_paths(checkpoint, options.out), "checkpoint",
                              [&](const std::string& path) { save_checkpoint(path, result); });
-    const bool default_path = checkpoint_at == options.out + ".checkpoint.npz";
+    const bool default_path = checkpoint_at == default_checkpoint_path(options.out);
     if (!checkpoint_at.empty()) {
       std::fprintf(stderr, "saved a checkpoint of epoch %d to %s; continue with --resume%s%s\n",
                    result.history.empty() ? 0 : result.history.back().epoch, checkpoint_at.c_str(),
@@ -188,8 +190,7 @@ int save_stopped_fit(const FitOptions& options, const TrainingResult& result) {
 
 int run_fit(FitOptions& options, const ProgressCallback& progress) {
   if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
-    options.training.checkpoint_path =
-        options.checkpoint.empty() ? options.out + ".checkpoint.npz" : options.checkpoint;
+    options.training.checkpoint_path = checkpoint_path_of(options);
   require_distinct_paths(
       {{"--data", options.data.path},
        {"--inputs", options.data.inputs_path},
@@ -283,7 +284,6 @@ FilterResult filter_in_parts(Backend& backend, const Model& model, const Dataset
   const auto append = [](auto& into, const auto& from) {
     into.insert(into.end(), from.begin(), from.end());
   };
-  double elbo_sum = 0.0;
   for (int part = 0; part < parts; ++part) {
     const int first = int(std::int64_t(data.num_trials) * part / parts);
     const int last = int(std::int64_t(data.num_trials) * (part + 1) / parts);
@@ -305,8 +305,8 @@ FilterResult filter_in_parts(Backend& backend, const Model& model, const Dataset
     std::fflush(stderr);
   }
   std::fprintf(stderr, "\n");
-  for (const double elbo : result.elbo_per_trial) elbo_sum += elbo;
-  result.elbo = elbo_sum / double(data.num_trials);
+  result.elbo = std::accumulate(result.elbo_per_trial.begin(), result.elbo_per_trial.end(), 0.0) /
+                double(data.num_trials);
   return result;
 }
 

@@ -6,8 +6,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include <unistd.h>
-
+#include "core/system_memory.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
 
@@ -144,7 +143,7 @@ CLI::Option* add_seed_option(CLI::App& app, std::uint64_t& seed, const std::stri
 }
 
 void require_fits_in_memory(double bytes, const std::string& what) {
-  const double memory = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGESIZE));
+  const double memory = detail::physical_memory_bytes();
   LRSMC_REQUIRE(memory <= 0 || bytes <= memory, what, " needs about ", bytes / double(1 << 30),
                 " GiB; expected at most this machine's ", memory / double(1 << 30),
                 " GiB of memory (ask for fewer)");

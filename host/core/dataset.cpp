@@ -6,8 +6,7 @@
 #include <utility>
 #include <vector>
 
-#include <unistd.h>
-
+#include "core/system_memory.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
 
@@ -108,7 +107,7 @@ Array read_entry(const std::string& path, const std::string& field) {
   io::NpzSelection selection;
   selection.entries = {data_entry(path, field)};
   // The data, its copy as a dataset and the batches made from it must fit in memory.
-  const double memory = double(::sysconf(_SC_PHYS_PAGES)) * double(::sysconf(_SC_PAGESIZE));
+  const double memory = detail::physical_memory_bytes();
   if (memory > 0) selection.max_values = std::size_t(memory / 24);
   io::NpzContents contents = io::read_npz(path, selection);
   const auto found = contents.arrays.find(selection.entries.front());

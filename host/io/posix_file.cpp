@@ -188,16 +188,9 @@ void copy_into(const std::string& source_path, int target, const std::string& pa
                            error_text(errno), ")"));
     }
     if (got == 0) return;
-    std::size_t written = 0;
-    while (written < static_cast<std::size_t>(got)) {
-      const ssize_t result =
-          ::write(target, buffer.data() + written, static_cast<std::size_t>(got) - written);
-      if (result < 0) {
-        if (errno == EINTR) continue;
-        throw IoError(concat(path, ": cannot write (", error_text(errno), ")"));
-      }
-      written += static_cast<std::size_t>(result);
-    }
+    const int write_error = write_all(target, buffer.data(), static_cast<std::size_t>(got));
+    if (write_error != 0)
+      throw IoError(concat(path, ": cannot write (", error_text(write_error), ")"));
   }
 }
 
@@ -290,6 +283,20 @@ OutputTarget resolve_output(const std::string& path) {
 
 std::string error_text(int error_number) { return std::generic_category().message(error_number); }
 
+int write_all(int descriptor, const char* data, std::size_t size) {
+  std::size_t written = 0;
+  while (written < size) {
+    const ssize_t result =
+        ::write(descriptor, data + written, std::min(size - written, max_io_chunk));
+    if (result < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    written += static_cast<std::size_t>(result);
+  }
+  return 0;
+}
+
 int open_retrying(const std::string& path, int flags, mode_t mode) {
   int descriptor = -1;
   do {
@@ -334,16 +341,10 @@ void write_new_file(const std::string& temporary, const std::string& bytes,
                          error_text(errno), ")"));
   }
   FileDescriptor file(descriptor);
-  std::size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t result =
-        ::write(file.get(), bytes.data() + written, std::min(bytes.size() - written, max_io_chunk));
-    if (result < 0) {
-      if (errno == EINTR) continue;
-      throw IoError(concat(label, ": cannot write the temporary file '", temporary, "' (",
-                           error_text(errno), ")"));
-    }
-    written += static_cast<std::size_t>(result);
+  const int write_error = write_all(file.get(), bytes.data(), bytes.size());
+  if (write_error != 0) {
+    throw IoError(concat(label, ": cannot write the temporary file '", temporary, "' (",
+                         error_text(write_error), ")"));
   }
   if (::fsync(file.get()) != 0) {
     throw IoError(concat(label, ": cannot sync the temporary file '", temporary, "' (",

@@ -25,6 +25,10 @@ inline constexpr std::size_t max_io_chunk = std::size_t{1} << 30;
 /// The system's message for the errno value `error_number`.
 [[nodiscard]] std::string error_text(int error_number);
 
+/// write(2) of all `size` bytes, in chunks of max_io_chunk, retried when interrupted; returns 0,
+/// or the errno of the write that failed.
+[[nodiscard]] int write_all(int descriptor, const char* data, std::size_t size);
+
 /// Owns a POSIX file descriptor.
 class FileDescriptor {
  public:
