@@ -56,13 +56,17 @@ void BM_CpuTrainingStep(benchmark::State& state) {
 }
 BENCHMARK(BM_CpuTrainingStep)->Arg(10)->Arg(100)->Arg(1000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-/// One step of either engine at a fixed thread count, for bench/cpu_vs_pytorch.py: arguments
-/// (particles, threads, float32 engine, forward + backward).
+/// One step of an engine at a fixed thread count, for bench/cpu_vs_pytorch.py: arguments
+/// (particles, threads, engine, forward + backward) with engine 0 = float64 (the reference),
+/// 1 = float32 in the kernels' order, 2 = packed float32 (the default).
 void BM_CpuEngineStep(benchmark::State& state) {
   const int particles = int(state.range(0));
   lrsmc::BackendOptions backend_options;
   backend_options.num_threads = int(state.range(1));
-  backend_options.single_precision = state.range(2) != 0;
+  constexpr lrsmc::CpuPrecision engines[] = {lrsmc::CpuPrecision::float64,
+                                             lrsmc::CpuPrecision::device_float32,
+                                             lrsmc::CpuPrecision::packed_float32};
+  backend_options.cpu_precision = engines[state.range(2)];
   const bool backward = state.range(3) != 0;
   const auto model = eeg_model();
   const auto batch = eeg_shaped_batch(10, 50);
@@ -79,8 +83,8 @@ void BM_CpuEngineStep(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_CpuEngineStep)
-    ->ArgsProduct({{10, 100, 1000, 10000}, {1, 2}, {0, 1}, {0, 1}})
-    ->ArgNames({"particles", "threads", "float32", "backward"})
+    ->ArgsProduct({{10, 100, 1000, 10000}, {1, 2}, {0, 1, 2}, {0, 1}})
+    ->ArgNames({"particles", "threads", "engine", "backward"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -3,8 +3,9 @@
 The shape is the paper's EEG setting: 64 channels, rank 3, 512 clipped-relu units, 10 trials of
 50 steps, the optimal proposal for a linear-Gaussian read-out with full transition noise,
 systematic resampling at every step. lrsmc is timed by bench_cpu_filter's BM_CpuEngineStep
-(float64 and float32 engines); PyTorch by the code below, written as a framework user would:
-batched matrix products over all particles, float32, autograd for the backward pass.
+(the packed float32 engine, lrsmc's default, and the float64 reference); PyTorch by the code
+below, written as a framework user would: batched matrix products over all particles, float32,
+autograd for the backward pass.
 
 Each configuration (particles K, threads, forward or forward + backward) reports the median wall
 time of one training step; with one thread, wall time is CPU time. A PyTorch configuration whose
@@ -159,9 +160,13 @@ def time_torch(repeats: int) -> list:
     return rows
 
 
+# BM_CpuEngineStep's engine argument: 0 = float64, 1 = float32 in the kernels' order, 2 = packed.
+ENGINES = {"0": "lrsmc float64", "2": "lrsmc float32"}
+
+
 def time_lrsmc(bench: str, min_time: float) -> list:
     result = subprocess.run(
-        [bench, "--benchmark_filter=BM_CpuEngineStep", "--benchmark_format=json",
+        [bench, "--benchmark_filter=BM_CpuEngineStep/.*/engine:[02]/", "--benchmark_format=json",
          f"--benchmark_min_time={min_time}", "--benchmark_repetitions=3",
          "--benchmark_report_aggregates_only=true"],
         check=True, capture_output=True, text=True)
@@ -170,7 +175,7 @@ def time_lrsmc(bench: str, min_time: float) -> list:
         if entry.get("aggregate_name") != "median":
             continue
         fields = dict(part.split(":") for part in entry["run_name"].split("/") if ":" in part)
-        rows.append(dict(engine="lrsmc float32" if fields["float32"] == "1" else "lrsmc float64",
+        rows.append(dict(engine=ENGINES[fields["engine"]],
                          particles=int(fields["particles"]), threads=int(fields["threads"]),
                          backward=fields["backward"] == "1", ms=entry["real_time"]))
     return rows

@@ -118,11 +118,13 @@ TEST(Filter, ElboApproachesExactLikelihoodOfLinearGaussianModel) {
     FilterOptions options;
     options.proposal = proposal;
     options.num_particles = proposal == Proposal::optimal ? 2000 : 20000;
-    auto backend = make_backend(BackendKind::cpu);
-    const double estimate = backend->filter(model, batch, options, 1).elbo;
-    SCOPED_TRACE(to_string(proposal));
-    EXPECT_NEAR(estimate, exact, 0.01 * std::fabs(exact) + 0.01);
-    EXPECT_LT(estimate, exact + 0.01);  // a lower bound (up to Monte Carlo error)
+    // The float64 reference and the default packed float32 engine.
+    for (const auto& backend : {testing::reference_backend(), make_backend(BackendKind::cpu)}) {
+      const double estimate = backend->filter(model, batch, options, 1).elbo;
+      SCOPED_TRACE(to_string(proposal) + ", " + backend->name());
+      EXPECT_NEAR(estimate, exact, 0.01 * std::fabs(exact) + 0.01);
+      EXPECT_LT(estimate, exact + 0.01);  // a lower bound (up to Monte Carlo error)
+    }
   }
 }
 
@@ -154,19 +156,20 @@ TEST(Filter, FloatBackendAgreesWithDouble) {
   const SequenceBatch batch = testing::sampled_batch(model, 3, 10, 2);
   FilterOptions options;
   options.num_particles = 50;
-  BackendOptions single;
-  single.single_precision = true;
-  auto reference = make_backend(BackendKind::cpu);
-  auto reduced = make_backend(BackendKind::cpu, single);
+  auto reference = testing::reference_backend();
   const auto a = reference->elbo_gradient(model, batch, options, 3);
-  const auto b = reduced->elbo_gradient(model, batch, options, 3);
-  EXPECT_NEAR(a.elbo, b.elbo, 1e-4 * std::fabs(a.elbo));
-  double norm = 0, difference = 0;
-  for (std::size_t i = 0; i < a.gradient.size(); ++i) {
-    norm += a.gradient[i] * a.gradient[i];
-    difference += (a.gradient[i] - b.gradient[i]) * (a.gradient[i] - b.gradient[i]);
+  // Both float32 engines: the kernels' order and the packed default.
+  for (const auto& reduced : {testing::cpu_float_backend(), make_backend(BackendKind::cpu)}) {
+    const auto b = reduced->elbo_gradient(model, batch, options, 3);
+    SCOPED_TRACE(reduced->name());
+    EXPECT_NEAR(a.elbo, b.elbo, 1e-4 * std::fabs(a.elbo));
+    double norm = 0, difference = 0;
+    for (std::size_t i = 0; i < a.gradient.size(); ++i) {
+      norm += a.gradient[i] * a.gradient[i];
+      difference += (a.gradient[i] - b.gradient[i]) * (a.gradient[i] - b.gradient[i]);
+    }
+    EXPECT_LT(std::sqrt(difference / norm), 1e-3);
   }
-  EXPECT_LT(std::sqrt(difference / norm), 1e-3);
 }
 
 TEST(Filter, OutputsHaveConsistentShapesAndWeights) {

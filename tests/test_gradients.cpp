@@ -27,7 +27,7 @@ using GradientCase = std::tuple<Nonlinearity, Proposal, ObservationCase, NoiseTy
 /// finite-difference entry so that entries that are ~0 are judged against the gradient's size.
 void expect_gradient_matches(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, double tolerance) {
-  auto backend = make_backend(BackendKind::cpu);
+  auto backend = testing::reference_backend();
   const std::uint64_t seed = 4242;
   const GradientResult analytic = backend->elbo_gradient(model, batch, options, seed);
   const double elbo = backend->filter(model, batch, options, seed).elbo;

@@ -70,6 +70,11 @@ void add_device_options(CLI::App& app, DeviceOptions& options) {
       ->capture_default_str();
   app.add_option("--threads", options.threads, "CPU threads (0: all cores)")
       ->capture_default_str();
+  app.add_option("--precision", options.precision,
+                 "CPU arithmetic: float32 (16 particles per SIMD register; float64 weight and "
+                 "gradient sums) | float64 (the reference, about 10x slower) | float32-device "
+                 "(the CUDA kernels' order of operations)")
+      ->capture_default_str();
 }
 
 Dataset load_data(const DataOptions& options) {
@@ -121,6 +126,7 @@ std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,
                                              const FilterOptions& filter) {
   BackendOptions backend_options;
   backend_options.num_threads = options.threads;
+  backend_options.cpu_precision = parse_cpu_precision(options.precision, "--precision");
   std::string note;
   auto backend = make_backend_for(parse_backend_kind(options.device, "--device"), backend_options,
                                   config, filter, &note);

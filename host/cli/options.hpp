@@ -49,6 +49,7 @@ struct InferenceOptions {
 struct DeviceOptions {
   std::string device = "auto";
   int threads = 0;
+  std::string precision = "float32";
 };
 
 void add_data_options(CLI::App& app, DataOptions& options, bool required);

@@ -29,6 +29,23 @@ BackendKind parse_backend_kind(const std::string& text, const std::string& field
                                     "', expected one of cpu, cuda, auto"));
 }
 
+std::string to_string(CpuPrecision precision) {
+  switch (precision) {
+    case CpuPrecision::float64: return "float64";
+    case CpuPrecision::device_float32: return "float32-device";
+    case CpuPrecision::packed_float32: break;
+  }
+  return "float32";
+}
+
+CpuPrecision parse_cpu_precision(const std::string& text, const std::string& field) {
+  if (text == "float32") return CpuPrecision::packed_float32;
+  if (text == "float64") return CpuPrecision::float64;
+  if (text == "float32-device") return CpuPrecision::device_float32;
+  throw InvalidInput(detail::concat(field, " is not recognised; got '", text,
+                                    "', expected one of float32, float64, float32-device"));
+}
+
 void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
                     const std::string& source) {
   LRSMC_REQUIRE(batch.num_trials >= 1, source, ": trial count must be at least 1; got ",

@@ -1,5 +1,6 @@
-// The CPU backend (design.md, "Backends share one interface"): the engines of cpu_engine.cpp in
-// float64 (the reference) or float, multithreaded over trials.
+// The CPU backend (design.md, "Backends share one interface"): the engines of cpu_engine.cpp,
+// packed float32 (the default), float64 (the reference) or float32 in the kernels' order,
+// multithreaded over trials.
 #include "cpu/cpu_backend.hpp"
 
 #include <algorithm>
@@ -32,7 +33,7 @@ CpuBackend::CpuBackend(const BackendOptions& options) : options_(options) {
 }
 
 std::string CpuBackend::name() const {
-  return options_.single_precision ? "cpu (float32)" : "cpu (float64)";
+  return "cpu (" + to_string(options_.cpu_precision) + ")";
 }
 
 int CpuBackend::threads() const {
@@ -44,7 +45,7 @@ std::int64_t CpuBackend::memory_estimate(const ModelConfig& config, int num_tria
                                          int num_particles, bool with_gradient) const {
   // Each worker holds one trial: particles (R scalars), weights and ancestors per step; the
   // gradient adds every trial's data and float64 accumulator row.
-  const std::int64_t scalar = options_.single_precision ? 4 : 8;
+  const std::int64_t scalar = options_.cpu_precision == CpuPrecision::float64 ? 8 : 4;
   const std::int64_t per_trial =
       std::int64_t(num_steps) * num_particles * (config.rank * scalar + 8 + 4);
   const std::int64_t workers = std::min<std::int64_t>(threads(), num_trials);
@@ -63,21 +64,33 @@ std::int64_t CpuBackend::memory_available() const { return available_host_memory
 FilterResult CpuBackend::do_filter(const Model& model, const SequenceBatch& batch,
                                    const FilterOptions& options, std::uint64_t seed,
                                    const FilterRequest& request) {
-  if (options_.single_precision)
-    return filter_trials<float>(model, batch, options, seed, request, threads());
-  return filter_trials<double>(model, batch, options, seed, request, threads());
+  switch (options_.cpu_precision) {
+    case CpuPrecision::float64:
+      return filter_trials<double>(model, batch, options, seed, request, threads());
+    case CpuPrecision::device_float32:
+      return filter_trials<float>(model, batch, options, seed, request, threads());
+    case CpuPrecision::packed_float32: break;
+  }
+  return filter_trials_packed(model, batch, options, seed, request, threads());
 }
 
 GradientResult CpuBackend::do_elbo_gradient(const Model& model, const SequenceBatch& batch,
                                             const FilterOptions& options, std::uint64_t seed) {
-  if (options_.single_precision)
-    return gradient_of_trials<float>(model, batch, options, seed, threads());
-  return gradient_of_trials<double>(model, batch, options, seed, threads());
+  switch (options_.cpu_precision) {
+    case CpuPrecision::float64:
+      return gradient_of_trials<double>(model, batch, options, seed, threads());
+    case CpuPrecision::device_float32:
+      return gradient_of_trials<float>(model, batch, options, seed, threads());
+    case CpuPrecision::packed_float32: break;
+  }
+  return gradient_of_trials_packed(model, batch, options, seed, threads());
 }
 
 SampleResult CpuBackend::do_sample(const Model& model, int num_trials, int num_steps,
                                    const std::vector<double>& inputs, std::uint64_t seed) {
-  if (options_.single_precision)
+  // Generation is one particle per trial, cheap at any precision: float32 only where the
+  // kernels' bits are asked for, float64 otherwise (long generated runs keep their accuracy).
+  if (options_.cpu_precision == CpuPrecision::device_float32)
     return sample_trials<float>(model, num_trials, num_steps, inputs, seed);
   return sample_trials<double>(model, num_trials, num_steps, inputs, seed);
 }

@@ -9,7 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <type_traits>
+#include <utility>
 
+#include "cpu/particle_pack.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/dynamics.hpp"
 #include "lrsmc/math/gradient_row.hpp"
@@ -24,6 +27,7 @@ namespace lrsmc::cpu {
 namespace {
 
 using math::DrawStream;
+using math::widen;
 constexpr math::HostRoundedProduct product{};
 
 /// A trial's data in the working precision: observations, ln Γ(x + 1) (Poisson), the input
@@ -52,20 +56,30 @@ struct TrialStorage {
   std::vector<double> carried, cumulative, tile_values, tile_mean;
 };
 
-/// Scratch of one particle: lanes · max(R, 1) values for the split sums, plus its vectors.
-template <typename Scalar>
+/// Scratch of one particle, or of one pack of particles (Value = Pack): lanes · max(R, 1)
+/// values for the split sums, plus its vectors.
+template <typename Value>
 struct ParticleScratch {
-  std::vector<Scalar> lanes, mean, z, proposal, gain_term, state;
+  std::vector<Value> lanes, previous, mean, xi, z, proposal, grad_z, grad_mean, residual, scaled,
+      grad_previous;
   void resize(int rank, int lanes_per_particle) {
-    lanes.assign(std::size_t(lanes_per_particle) * std::max(rank, 1), Scalar(0));
-    for (auto* vector : {&mean, &z, &proposal, &gain_term, &state})
-      vector->assign(std::size_t(rank), Scalar(0));
+    lanes.assign(std::size_t(lanes_per_particle) * std::max(rank, 1), Value(0));
+    for (auto* vector : {&previous, &mean, &xi, &z, &proposal, &grad_z, &grad_mean, &residual,
+                         &scaled, &grad_previous})
+      vector->assign(std::size_t(rank), Value(0));
   }
 };
 
-template <typename Scalar>
+/// The engine of one working precision. Value is Scalar (one particle at a time, the reference
+/// and the kernels' order of operations) or Pack (pack_width particles in SIMD lanes, float32):
+/// the particle loops run over blocks of lanes_of<Value> particles, the last block padded with
+/// copies of its last particle whose results are dropped and whose adjoints are zero.
+template <typename Scalar, typename Value = Scalar>
 class Engine {
  public:
+  static constexpr int width = lanes_of<Value>;
+  using Total = math::Wide<Value>;  // a gradient accumulator
+
   Engine(const Model& model, const SequenceBatch& batch, const FilterOptions& options,
          std::uint64_t seed)
       : constants_(model, options.proposal),
@@ -74,7 +88,7 @@ class Engine {
         batch_(batch),
         options_(options),
         seed_(seed),
-        lanes_(math::lanes_per_particle(options.num_particles)) {
+        lanes_(width == 1 ? math::lanes_per_particle(options.num_particles) : 1) {
     phases_[0] = constants_.phase(0);
     phases_[1] = constants_.phase(1);
   }
@@ -126,26 +140,39 @@ class Engine {
                : data.log_factorial.data() + std::size_t(step) * model_.channels;
   }
 
-  /// μ of particle k at `step`: μ_0, or the transition from its ancestor at step − 1 (the
-  /// forced run's state with forced particles, copied into `scratch.state`).
-  void mean_of(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage, int step, int k,
-               ParticleScratch<Scalar>& scratch, const Scalar*& previous,
+  /// μ of the block of particles first … first + width − 1 at `step` (into scratch.mean): μ_0,
+  /// or the transition from their ancestors at step − 1, gathered into scratch.previous (the
+  /// forced run's states with forced particles).
+  void mean_of(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage, int step,
+               int first, int count, ParticleScratch<Value>& scratch,
                const double* forced_particles = nullptr) const {
     const int R = model_.rank, K = options_.num_particles;
     if (step == 0) {
-      previous = nullptr;
-      std::copy(data.initial_mean.begin(), data.initial_mean.end(), scratch.mean.begin());
+      for (int r = 0; r < R; ++r)
+        scratch.mean[std::size_t(r)] = Value(data.initial_mean[std::size_t(r)]);
       return;
     }
-    const std::int32_t ancestor = storage.ancestors[std::size_t(step - 1) * K + k];
-    previous = storage.particles.data() + (std::size_t(step - 1) * K + ancestor) * R;
-    if (forced_particles != nullptr) {
-      const double* state = forced_particles + (std::size_t(step - 1) * K + ancestor) * R;
-      for (int r = 0; r < R; ++r) scratch.state[std::size_t(r)] = static_cast<Scalar>(state[r]);
-      previous = scratch.state.data();
+    for (int j = 0; j < width; ++j) {
+      const int k = first + std::min(j, count - 1);
+      const std::size_t ancestor =
+          std::size_t(step - 1) * K + std::size_t(storage.ancestors[std::size_t(step - 1) * K + k]);
+      for (int r = 0; r < R; ++r)
+        set_lane(scratch.previous[std::size_t(r)], j,
+                 forced_particles != nullptr
+                     ? static_cast<Scalar>(forced_particles[ancestor * R + std::size_t(r)])
+                     : storage.particles[ancestor * R + std::size_t(r)]);
     }
-    math::transition_mean(model_, previous, currents_at(data, step - 1), lanes_,
+    math::transition_mean(model_, scratch.previous.data(), currents_at(data, step - 1), lanes_,
                           scratch.lanes.data(), scratch.mean.data());
+  }
+
+  /// Gathers `source` (K, R) of the block into `packed` (R), padding lanes from the last one.
+  void gather(const Scalar* source, int first, int count, Value* packed) const {
+    const int R = model_.rank;
+    for (int j = 0; j < width; ++j) {
+      const int k = first + std::min(j, count - 1);
+      for (int r = 0; r < R; ++r) set_lane(packed[r], j, source[std::size_t(k) * R + r]);
+    }
   }
 
   /// The forward filter of one trial (method.md §3): fills `storage`. With `forced`, the
@@ -166,8 +193,9 @@ class Engine {
     storage.tile_values.resize(std::size_t(tiles) * 5);  // maximum, total, squares, scale, start
     storage.tile_mean.assign(filtered_mean ? std::size_t(tiles) * R : 0, 0.0);
     storage.log_evidence = 0;
-    ParticleScratch<Scalar> scratch;
+    ParticleScratch<Value> scratch;
     scratch.resize(R, lanes_);
+    std::vector<Scalar> gain_term(std::size_t(R), Scalar(0));
     double* tile_maximum = storage.tile_values.data();
     double* tile_total = tile_maximum + tiles;
     double* tile_squares = tile_total + tiles;
@@ -179,7 +207,7 @@ class Engine {
       const Scalar* observed = observed_at(data, step);
       if (constants_.shape.optimal)
         math::gain_observation(phase, R, model_.channels, observed, model_.readout_bias,
-                               scratch.gain_term.data());
+                               gain_term.data());
       Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
       double* increments = storage.log_weights.data() + std::size_t(step) * K;
       const std::size_t trial_cells = std::size_t(trial) * steps;
@@ -188,21 +216,27 @@ class Engine {
       if (forced && forced->log_weights && step > 0 && !storage.resampled[std::size_t(step - 1)])
         for (int k = 0; k < K; ++k)
           storage.carried[std::size_t(k)] = forced->log_weights[(trial_cells + step - 1) * K + k];
-      for (int k = 0; k < K; ++k) {
-        const Scalar* previous = nullptr;
-        mean_of(data, storage, step, k, scratch, previous, forced_particles);
-        Scalar* xi = storage.noise.data() + std::size_t(step) * slice + std::size_t(k) * R;
-        math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
-                               DrawStream::proposal_noise, R, xi);
-        Scalar* z = particles + std::size_t(k) * R;
-        const Scalar proposal_term =
-            math::propose(constants_.shape.optimal, R, phase, scratch.gain_term.data(),
-                          scratch.mean.data(), xi, scratch.proposal.data(), z);
-        const Scalar log_weight =
-            proposal_term + math::observation_log_likelihood(model_, observed,
-                                                             log_factorial_at(data, step), z,
-                                                             lanes_, scratch.lanes.data());
-        increments[k] = storage.carried[std::size_t(k)] + double(log_weight);
+      Scalar* noise = storage.noise.data() + std::size_t(step) * slice;
+      for (int first = 0; first < K; first += width) {
+        const int count = std::min(width, K - first);
+        mean_of(data, storage, step, first, count, scratch, forced_particles);
+        for (int k = first; k < first + count; ++k)
+          math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
+                                 DrawStream::proposal_noise, R, noise + std::size_t(k) * R);
+        gather(noise, first, count, scratch.xi.data());
+        const Value proposal_term =
+            math::propose(constants_.shape.optimal, R, phase, gain_term.data(), scratch.mean.data(),
+                          scratch.xi.data(), scratch.proposal.data(), scratch.z.data());
+        const Value log_weight =
+            proposal_term +
+            math::observation_log_likelihood(model_, observed, log_factorial_at(data, step),
+                                             scratch.z.data(), lanes_, scratch.lanes.data());
+        for (int j = 0; j < count; ++j) {
+          const int k = first + j;
+          for (int r = 0; r < R; ++r)
+            particles[std::size_t(k) * R + r] = lane_of(scratch.z[std::size_t(r)], j);
+          increments[k] = storage.carried[std::size_t(k)] + double(lane_of(log_weight, j));
+        }
       }
       // The tiles' sums, in particle order (math/weights.hpp).
       for (int b = 0; b < tiles; ++b) {
@@ -276,9 +310,60 @@ class Engine {
   }
 
   /// The reverse sweep of one trial (method.md §10.2) into its accumulator row (math/
-  /// gradient_row.hpp), given dℓ/dc_t (math::increment_adjoint).
+  /// gradient_row.hpp), given dℓ/dc_t (math::increment_adjoint). A packed engine accumulates
+  /// one float64 per lane and sums the lanes at the end, slot by slot.
   void backward_trial(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
                       double grad_increment, std::vector<double>& row) const {
+    const math::GradientSlots slots(constants_.shape.parameters.total, constants_.shape.rank,
+                                    constants_.shape.channels);
+    if constexpr (width == 1) {
+      row.assign(std::size_t(slots.row_size), 0.0);
+      reverse_sweep(data, storage, grad_increment, row);
+    } else {
+      std::vector<Total> lanes(std::size_t(slots.row_size));
+      reverse_sweep(data, storage, grad_increment, lanes);
+      row.resize(lanes.size());
+      for (std::size_t i = 0; i < lanes.size(); ++i) row[i] = lane_sum(lanes[i]);
+    }
+  }
+
+  /// Packs sum a lane's unit and channel terms in float32 over at most this many blocks of a
+  /// step before widening them into the float64 row (a partial sum of ≤ 8 terms per lane).
+  static constexpr int blocks_per_flush = 8;
+
+  /// The accumulators of the unit and channel terms: the row itself for one particle at a time,
+  /// the float32 partial sums for packs.
+  template <typename Partial>
+  static auto& unit_totals(std::vector<Total>& row, Partial& partial) {
+    if constexpr (width == 1) {
+      return row;
+    } else {
+      return partial;
+    }
+  }
+
+  /// Widens the packs' partial sums of the unit and channel terms into the row and clears them.
+  void flush(std::vector<Value>& partial, std::vector<Total>& row) const {
+    if constexpr (width > 1) {
+      const math::ParameterOffsets& offsets = constants_.shape.parameters;
+      const std::int64_t N = model_.hidden, R = model_.rank, D = model_.channels;
+      const std::pair<std::int64_t, std::int64_t> ranges[] = {
+          {offsets.n, R * N},
+          {offsets.h, N},
+          {offsets.m, N * R},
+          {offsets.readout_bias, D},
+          {offsets.observation_noise, offsets.observation_noise >= 0 ? D : 0},
+          {offsets.readout_weight, R * D}};
+      for (const auto& [begin, size] : ranges)
+        for (std::int64_t i = begin; i < begin + size; ++i) {
+          accumulate(row[std::size_t(i)], partial[std::size_t(i)]);
+          partial[std::size_t(i)] = Value(0);
+        }
+    }
+  }
+
+  void reverse_sweep(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
+                     double grad_increment, std::vector<Total>& row) const {
     const math::ModelShape& shape = constants_.shape;
     const math::ParameterOffsets& offsets = shape.parameters;
     const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
@@ -286,16 +371,22 @@ class Engine {
               N = shape.hidden, D = shape.channels, U = shape.inputs;
     const bool optimal = shape.optimal;
     const std::size_t slice = std::size_t(K) * R;
-    row.assign(std::size_t(slots.row_size), 0.0);
     std::vector<Scalar> grad_post(slice, Scalar(0)), grad_pre(slice), grad_next(slice);
     std::vector<double> grad_carried(std::size_t(K), 0.0),
         grad_log_weight(static_cast<std::size_t>(K));
-    std::vector<Scalar> grad_z(R), grad_mean(R), residual(R), scaled(R), grad_previous(R),
-        current_sum(static_cast<std::size_t>(N));
-    std::vector<double> step_gain_sum(static_cast<std::size_t>(R));
-    ParticleScratch<Scalar> scratch;
+    std::vector<Value> current_sum(static_cast<std::size_t>(N));
+    std::vector<Total> step_gain_sum(static_cast<std::size_t>(R));
+    ParticleScratch<Value> scratch;
     scratch.resize(R, lanes_);
-    double unused_log_variance = 0.0;  // Poisson read-outs have no ρ_x
+    Value* grad_z = scratch.grad_z.data();
+    Value* grad_mean = scratch.grad_mean.data();
+    const Value* previous = scratch.previous.data();
+    const Value* mean = scratch.mean.data();
+    const Value* z = scratch.z.data();
+    const Value* xi = scratch.xi.data();
+    std::vector<Value> partial(width > 1 ? row.size() : 0, Value(0));
+    auto& totals = unit_totals(row, partial);
+    typename std::decay_t<decltype(totals)>::value_type unused_log_variance{};  // Poisson: no ρ_x
 
     for (int step = steps - 1; step >= 0; --step) {
       const int phase_index = math::phase_of(step);
@@ -325,88 +416,103 @@ class Engine {
       const Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
       const Scalar* observed = observed_at(data, step);
       const Scalar* currents = step > 0 ? currents_at(data, step - 1) : nullptr;
-      std::fill(step_gain_sum.begin(), step_gain_sum.end(), 0.0);
-      std::fill(current_sum.begin(), current_sum.end(), Scalar(0));
-      for (int k = 0; k < K; ++k) {
-        const Scalar weight = static_cast<Scalar>(grad_log_weight[std::size_t(k)]);
-        const Scalar* z = particles + std::size_t(k) * R;
-        const Scalar* previous = nullptr;
-        mean_of(data, storage, step, k, scratch, previous);
-        const Scalar* mean = scratch.mean.data();
-        const Scalar* xi = storage.noise.data() + std::size_t(step) * slice + std::size_t(k) * R;
+      std::fill(step_gain_sum.begin(), step_gain_sum.end(), Total{});
+      std::fill(current_sum.begin(), current_sum.end(), Value(0));
+      for (int first = 0; first < K; first += width) {
+        const int count = std::min(width, K - first);
+        if (first > 0 && first % (width * blocks_per_flush) == 0) flush(partial, row);
+        // Padding lanes carry zero adjoints: they add nothing to any accumulator.
+        Value weight(Scalar(0));
+        for (int j = 0; j < count; ++j)
+          set_lane(weight, j, static_cast<Scalar>(grad_log_weight[std::size_t(first + j)]));
+        gather(particles, first, count, scratch.z.data());
+        gather(storage.noise.data() + std::size_t(step) * slice, first, count, scratch.xi.data());
+        mean_of(data, storage, step, first, count, scratch);
         // The read-out's parameters, channel by channel, and dz: the later steps' adjoint plus
         // the observation's, whose channels are split over the lanes (channel i in lane
         // i mod lanes, in order: observation_adjoint_partial's sums).
-        std::fill(scratch.lanes.begin(), scratch.lanes.end(), Scalar(0));
+        std::fill(scratch.lanes.begin(), scratch.lanes.end(), Value(0));
         for (int i = 0; i < D; ++i) {
           const auto channel = math::channel_adjoint(model_, observed, z, weight, i);
-          math::add_channel_gradient(channel, z, R, row[std::size_t(offsets.readout_bias + i)],
+          math::add_channel_gradient(channel, z, R, totals[std::size_t(offsets.readout_bias + i)],
                                      offsets.observation_noise >= 0
-                                         ? row[std::size_t(offsets.observation_noise + i)]
+                                         ? totals[std::size_t(offsets.observation_noise + i)]
                                          : unused_log_variance,
-                                     row.data() + offsets.readout_weight + i, D);
+                                     totals.data() + offsets.readout_weight + i, D);
           math::add_eta_adjoint(model_, i, channel.grad_eta,
                                 scratch.lanes.data() + (i % lanes_) * R);
         }
         math::butterfly_sum(scratch.lanes.data(), lanes_, R);
-        for (int r = 0; r < R; ++r) grad_z[r] = grad_pre[std::size_t(k) * R + r] + scratch.lanes[r];
+        for (int r = 0; r < R; ++r) {
+          Value later(Scalar(0));
+          for (int j = 0; j < count; ++j)
+            set_lane(later, j, grad_pre[std::size_t(first + j) * R + r]);
+          grad_z[r] = later + scratch.lanes[std::size_t(r)];
+        }
         math::propose_adjoint(
             optimal, R, phase, z, mean, weight,
-            math::ProposalRecord<Scalar>{grad_z.data(), residual.data(), scaled.data()},
-            grad_mean.data());
+            math::ProposalRecord<Value>{grad_z, scratch.residual.data(), scratch.scaled.data()},
+            grad_mean);
         // The slots (named accumulators finished once per call).
         for (int r = 0; r < R; ++r)
           for (int s = 0; s <= r; ++s) {
-            row[std::size_t(slots.factor[phase_index] + r * R + s)] += math::factor_adjoint_term(
-                optimal, R, phase, weight, grad_z.data(), xi, residual.data(), scaled.data(), r, s);
+            row[std::size_t(slots.factor[phase_index] + r * R + s)] +=
+                math::factor_adjoint_term(optimal, R, phase, weight, grad_z, xi,
+                                          scratch.residual.data(), scratch.scaled.data(), r, s);
             if (optimal)
               row[std::size_t(slots.proposal_factor[phase_index] + r * R + s)] +=
-                  math::proposal_factor_adjoint_term(R, phase, weight, grad_z.data(), xi, r, s);
+                  math::proposal_factor_adjoint_term(R, phase, weight, grad_z, xi, r, s);
           }
         if (optimal) {
           for (int r = 0; r < R; ++r) {
             for (int s = 0; s < R; ++s)
               row[std::size_t(slots.mean_product[phase_index] + r * R + s)] +=
-                  math::mean_product_term(grad_z.data(), mean, r, s);
-            step_gain_sum[std::size_t(r)] += double(grad_z[r]);
+                  math::mean_product_term(grad_z, mean, r, s);
+            step_gain_sum[std::size_t(r)] += widen(grad_z[r]);
           }
         }
         if (step == 0) {
           for (int r = 0; r < R; ++r)
-            row[std::size_t(slots.initial_mean + r)] += double(grad_mean[r]);
+            row[std::size_t(slots.initial_mean + r)] += widen(grad_mean[r]);
           continue;
         }
-        row[std::size_t(slots.decay)] += math::decay_adjoint_term(R, grad_mean.data(), previous);
+        row[std::size_t(slots.decay)] += math::decay_adjoint_term(R, grad_mean, previous);
         // The transition's parameters, unit by unit, and dz_{t−1}, whose units are split over the
         // lanes (unit i in lane i mod lanes, in order: transition_adjoint_partial's sums).
-        std::fill(scratch.lanes.begin(), scratch.lanes.end(), Scalar(0));
+        std::fill(scratch.lanes.begin(), scratch.lanes.end(), Value(0));
         for (int i = 0; i < N; ++i) {
-          const auto unit = math::unit_adjoint(model_, previous, currents, grad_mean.data(), i);
+          const auto unit = math::unit_adjoint(model_, previous, currents, grad_mean, i);
           current_sum[std::size_t(i)] += math::add_unit_gradient(
-              unit, grad_mean.data(), previous, R, row.data() + offsets.n + i, N,
-              row[std::size_t(offsets.h + i)], row.data() + offsets.m + std::int64_t(i) * R);
+              unit, grad_mean, previous, R, totals.data() + offsets.n + i, N,
+              totals[std::size_t(offsets.h + i)], totals.data() + offsets.m + std::int64_t(i) * R);
           math::add_current_adjoint(model_, i, unit.grad_current,
                                     scratch.lanes.data() + (i % lanes_) * R);
         }
         math::butterfly_sum(scratch.lanes.data(), lanes_, R);
-        math::transition_adjoint_finish(model_, grad_mean.data(), scratch.lanes.data(),
-                                        grad_previous.data());
-        for (int r = 0; r < R; ++r) grad_next[std::size_t(k) * R + r] = grad_previous[r];
+        math::transition_adjoint_finish(model_, grad_mean, scratch.lanes.data(),
+                                        scratch.grad_previous.data());
+        for (int j = 0; j < count; ++j)
+          for (int r = 0; r < R; ++r)
+            grad_next[std::size_t(first + j) * R + r] =
+                lane_of(scratch.grad_previous[std::size_t(r)], j);
       }
+      flush(partial, row);
       if (optimal) {  // dG += (Σ_k dμ_q)(x_t − b)ᵀ and Σ dμ_q, once per step
         for (int r = 0; r < R; ++r) {
+          const double gain_sum = lane_sum(step_gain_sum[std::size_t(r)]);
           for (int i = 0; i < D; ++i)
-            row[std::size_t(slots.gain[phase_index] + r * D + i)] += math::gain_adjoint_term(
-                step_gain_sum[std::size_t(r)], observed[i], model_.readout_bias[i], product);
-          row[std::size_t(slots.gain_sum[phase_index] + r)] += step_gain_sum[std::size_t(r)];
+            add_scalar(
+                row[std::size_t(slots.gain[phase_index] + r * D + i)],
+                math::gain_adjoint_term(gain_sum, observed[i], model_.readout_bias[i], product));
+          add_scalar(row[std::size_t(slots.gain_sum[phase_index] + r)], gain_sum);
         }
       }
       if (U > 0 && step > 0) {  // X_t = m z + W_u u_{t−1}: dW_u += (Σ_k dX) u_{t−1}ᵀ
         const double* input = data.inputs + std::int64_t(step - 1) * U;
         for (int i = 0; i < N; ++i)
           for (int j = 0; j < U; ++j)
-            row[std::size_t(offsets.w_u + i * U + j)] +=
-                product(double(current_sum[std::size_t(i)]), input[j]);
+            add_scalar(row[std::size_t(offsets.w_u + i * U + j)],
+                       product(double(lane_sum(current_sum[std::size_t(i)])), input[j]));
       }
       std::swap(grad_post, grad_next);
       grad_carried = grad_log_weight;
@@ -490,14 +596,11 @@ double mean_of(const std::vector<double>& values) {
   return values.empty() ? 0.0 : sum / double(values.size());
 }
 
-}  // namespace
-
-template <typename Scalar>
-FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
-                           const FilterOptions& options, std::uint64_t seed,
-                           const FilterRequest& request, int num_threads,
-                           const ForcedPaths* forced) {
-  const Engine<Scalar> engine(model, batch, options, seed);
+template <typename Scalar, typename Value>
+FilterResult filter_with(const Model& model, const SequenceBatch& batch,
+                         const FilterOptions& options, std::uint64_t seed,
+                         const FilterRequest& request, int num_threads, const ForcedPaths* forced) {
+  const Engine<Scalar, Value> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles;
   FilterResult result;
@@ -531,11 +634,11 @@ FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
   return result;
 }
 
-template <typename Scalar>
-GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
-                                  const FilterOptions& options, std::uint64_t seed, int num_threads,
-                                  const ForcedPaths* forced) {
-  const Engine<Scalar> engine(model, batch, options, seed);
+template <typename Scalar, typename Value>
+GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
+                             const FilterOptions& options, std::uint64_t seed, int num_threads,
+                             const ForcedPaths* forced) {
+  const Engine<Scalar, Value> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps;
   GradientResult result;
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);
@@ -551,6 +654,36 @@ GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch
   result.elbo = mean_of(result.elbo_per_trial);
   result.gradient = engine.finish(rows, data);
   return result;
+}
+
+}  // namespace
+
+template <typename Scalar>
+FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
+                           const FilterOptions& options, std::uint64_t seed,
+                           const FilterRequest& request, int num_threads,
+                           const ForcedPaths* forced) {
+  return filter_with<Scalar, Scalar>(model, batch, options, seed, request, num_threads, forced);
+}
+
+template <typename Scalar>
+GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
+                                  const FilterOptions& options, std::uint64_t seed, int num_threads,
+                                  const ForcedPaths* forced) {
+  return gradient_with<Scalar, Scalar>(model, batch, options, seed, num_threads, forced);
+}
+
+FilterResult filter_trials_packed(const Model& model, const SequenceBatch& batch,
+                                  const FilterOptions& options, std::uint64_t seed,
+                                  const FilterRequest& request, int num_threads,
+                                  const ForcedPaths* forced) {
+  return filter_with<float, Pack>(model, batch, options, seed, request, num_threads, forced);
+}
+
+GradientResult gradient_of_trials_packed(const Model& model, const SequenceBatch& batch,
+                                         const FilterOptions& options, std::uint64_t seed,
+                                         int num_threads, const ForcedPaths* forced) {
+  return gradient_with<float, Pack>(model, batch, options, seed, num_threads, forced);
 }
 
 template FilterResult filter_trials<float>(const Model&, const SequenceBatch&, const FilterOptions&,

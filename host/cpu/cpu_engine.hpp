@@ -35,6 +35,20 @@ template <typename Scalar>
                                                 int num_threads,
                                                 const ForcedPaths* forced = nullptr);
 
+/// The packed float32 engine (the CPU's default): the same filter and gradient with
+/// pack_width particles in SIMD lanes (cpu/particle_pack.hpp), gradient terms summed in float32
+/// over at most eight packs, then in float64; its results differ from the reference by float32
+/// rounding only.
+[[nodiscard]] FilterResult filter_trials_packed(const Model& model, const SequenceBatch& batch,
+                                                const FilterOptions& options, std::uint64_t seed,
+                                                const FilterRequest& request, int num_threads,
+                                                const ForcedPaths* forced = nullptr);
+[[nodiscard]] GradientResult gradient_of_trials_packed(const Model& model,
+                                                       const SequenceBatch& batch,
+                                                       const FilterOptions& options,
+                                                       std::uint64_t seed, int num_threads,
+                                                       const ForcedPaths* forced = nullptr);
+
 /// Draws from the generative model (method.md §6.1, prior start).
 template <typename Scalar>
 [[nodiscard]] SampleResult sample_trials(const Model& model, int num_trials, int num_steps,

@@ -72,9 +72,26 @@ enum class CudaFilterRegime {
   many_particles,   ///< particles across blocks, three launches per step in one CUDA graph
 };
 
+/// The CPU backend's arithmetic.
+enum class CpuPrecision {
+  /// float32 particles, 16 at a time in SIMD lanes, float64 weights and gradient sums: the fast
+  /// path, used by default.
+  packed_float32,
+  /// float64, one particle at a time: the reference that the gradient tests check against
+  /// finite differences.
+  float64,
+  /// float32 in the CUDA kernels' order of operations: the emulated device's exact bits, for
+  /// comparisons with the CUDA backend.
+  device_float32,
+};
+/// "float32", "float64" or "float32-device".
+[[nodiscard]] std::string to_string(CpuPrecision precision);
+[[nodiscard]] CpuPrecision parse_cpu_precision(const std::string& text,
+                                               const std::string& field = "precision");
+
 struct BackendOptions {
-  int num_threads = 0;            ///< CPU worker threads; 0 = all cores
-  bool single_precision = false;  ///< CPU only: run in float (for comparisons with CUDA)
+  int num_threads = 0;  ///< CPU worker threads; 0 = all cores
+  CpuPrecision cpu_precision = CpuPrecision::packed_float32;  ///< CPU only
   int device_index = 0;           ///< CUDA device
   /// CUDA only: the forward-filter regime; tests and benchmarks force one, users keep automatic.
   CudaFilterRegime cuda_filter_regime = CudaFilterRegime::automatic;

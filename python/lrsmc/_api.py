@@ -207,12 +207,15 @@ def filter(
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
+    precision: str = "float32",
     return_particles: bool = False,
 ) -> FilterResult:
     """Runs the particle filter over every trial (``lrsmc filter``; 1000 particles by default).
 
     ``proposal='auto'`` is the optimal (Kalman) proposal for Gaussian identity read-outs and the
     bootstrap proposal otherwise. A long recording (``time,channels``) is filtered as one trial.
+    ``precision`` is the CPU's arithmetic (``--precision``): ``"float32"`` (packed, the fast
+    path), ``"float64"`` (the reference) or ``"float32-device"`` (the CUDA kernels' order).
     """
     data = as_dataset(observations, layout, inputs)
     out = _core.filter(
@@ -225,6 +228,7 @@ def filter(
         seed=seed,
         device=_device(device),
         threads=threads,
+        precision=precision,
         store_particles=return_particles,
     )
     if return_particles:
@@ -252,6 +256,7 @@ def sample(
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
+    precision: str = "float32",
 ) -> Samples:
     """Generates ``trials`` sequences of ``steps`` steps after ``burn_in`` dropped steps
     (``lrsmc sample``). ``inputs``, for models with inputs, is (trials, burn_in + steps, inputs).
@@ -266,6 +271,7 @@ def sample(
         seed=seed,
         device=_device(device),
         threads=threads,
+        precision=precision,
     )
     # Basic slicing: views of the engine's buffers, no copy.
     return Samples(**{name: values[:, burn_in:] for name, values in drawn.items()})
@@ -337,6 +343,7 @@ def fit_model(
     patience: int = 0,
     device: str = "auto",
     threads: int = 0,
+    precision: str = "float32",
     callback: Optional[Callable[[_core.EpochReport], Optional[bool]]] = None,
 ) -> TrainingOutcome:
     """Trains ``model`` on the data as ``lrsmc fit --init`` does (same options and defaults).
@@ -348,7 +355,8 @@ def fit_model(
     to it as ``error.training_outcome``. Checkpoints: as ``--checkpoint``, ``--checkpoint-every``
     and ``--resume``. With a held-out set, ``keep="best"`` returns the model of the best held-out
     ELBO instead of the last, and ``patience`` stops after that many held-out evaluations
-    without improvement (``--keep``, ``--patience``).
+    without improvement (``--keep``, ``--patience``). ``precision`` is the CPU's arithmetic, as
+    in :func:`filter`.
     """
     data = as_dataset(observations, layout, inputs)
     train, held = _core.split_held_out(data, held_out, window, seed)
@@ -387,6 +395,7 @@ def fit_model(
         resume_from=resume_from,
         device=_device(device),
         threads=threads,
+        precision=precision,
         callback=callback,
     )
     outcome = TrainingOutcome(result.model, _history(result.history), result.completed, result.stop_reason)

@@ -64,6 +64,9 @@ class LowRankRNN:
         present (as the command line) and on the CPU otherwise; ``cuda`` without a usable GPU
         raises :class:`CudaError`.
     threads : CPU threads (0: all cores).
+    precision : the CPU's arithmetic: ``float32`` (16 particles per SIMD register, float64
+        weight and gradient sums; the fast path), ``float64`` (the reference) or
+        ``float32-device`` (the CUDA kernels' order of operations), as ``--precision``.
     warm_start : when True, ``fit`` continues from the fitted model instead of a fresh one.
     verbose : print the command line's progress line to stderr (about 50 lines per run).
 
@@ -111,6 +114,7 @@ class LowRankRNN:
         seed: int = 0,
         device: str = "auto",
         threads: int = 0,
+        precision: str = "float32",
         warm_start: bool = False,
         verbose: bool = False,
     ):
@@ -146,6 +150,7 @@ class LowRankRNN:
         self.seed = seed
         self.device = device
         self.threads = threads
+        self.precision = precision
         self.warm_start = warm_start
         self.verbose = verbose
 
@@ -312,6 +317,7 @@ class LowRankRNN:
             seed=seed,
             device=self.device,
             threads=self.threads,
+            precision=self.precision,
             return_particles=return_particles,
         )
 
@@ -337,6 +343,7 @@ class LowRankRNN:
             seed=seed,
             device=self.device,
             threads=self.threads,
+            precision=self.precision,
         )
 
     def fixed_points(self, input=None, *, method: str = "auto", num_starts: int = 100, seed: int = 0):

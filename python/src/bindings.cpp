@@ -168,10 +168,12 @@ void register_exceptions(py::module_& module) {
 /// The backend of `device` for this model: "auto" falls back to the CPU (with a warning on
 /// stderr) where the GPU cannot run it, as the command line does.
 std::unique_ptr<Backend> make_device_backend(const std::string& device, int threads,
+                                             const std::string& precision,
                                              const ModelConfig& config,
                                              const FilterOptions& filter) {
   BackendOptions options;
   options.num_threads = threads;
+  options.cpu_precision = parse_cpu_precision(precision, "precision");
   std::string note;
   auto backend =
       make_backend_for(parse_backend_kind(device, "device"), options, config, filter, &note);
@@ -223,7 +225,7 @@ Dataset make_dataset(const InputArray& observations, const std::string& layout,
 py::dict filter(const Model& model, const Dataset& data, int particles,
                 const std::string& proposal, const std::string& resampling,
                 double resample_threshold, std::uint64_t seed, const std::string& device,
-                int threads, bool store_particles) {
+                int threads, const std::string& precision, bool store_particles) {
   FilterResult result;
   int num_particles = 0;
   {
@@ -231,7 +233,7 @@ py::dict filter(const Model& model, const Dataset& data, int particles,
     const FilterOptions options =
         make_filter_options(model.config, particles, proposal, resampling, resample_threshold);
     num_particles = options.num_particles;
-    auto backend = make_device_backend(device, threads, model.config, options);
+    auto backend = make_device_backend(device, threads, precision, model.config, options);
     FilterRequest request;
     request.filtered_mean = true;
     request.particles = store_particles;
@@ -253,7 +255,8 @@ py::dict filter(const Model& model, const Dataset& data, int particles,
 }
 
 py::dict sample(const Model& model, int trials, int steps, const std::optional<InputArray>& inputs,
-                std::uint64_t seed, const std::string& device, int threads) {
+                std::uint64_t seed, const std::string& device, int threads,
+                const std::string& precision) {
   std::vector<double> input_values;
   if (inputs) {
     LRSMC_REQUIRE(inputs->ndim() == 3 && inputs->shape(0) == trials && inputs->shape(1) == steps &&
@@ -266,7 +269,7 @@ py::dict sample(const Model& model, int trials, int steps, const std::optional<I
   SampleResult result;
   {
     py::gil_scoped_release release;
-    auto backend = make_device_backend(device, threads, model.config, FilterOptions{});
+    auto backend = make_device_backend(device, threads, precision, model.config, FilterOptions{});
     result = backend->sample(model, trials, steps, input_values, seed);
   }
   const py::ssize_t t = trials, s = steps;
@@ -287,7 +290,8 @@ py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
               TrainingOptions options, int particles, const std::string& proposal,
               const std::string& resampling, double resample_threshold,
               const std::string& optimizer, const std::string& resume_from,
-              const std::string& device, int threads, const py::object& callback) {
+              const std::string& device, int threads, const std::string& precision,
+              const py::object& callback) {
   py::object pending_exception = py::none();
   const ProgressCallback progress = [&](const EpochReport& report) -> bool {
     py::gil_scoped_acquire acquire;
@@ -309,7 +313,7 @@ py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
     options.filter =
         make_filter_options(model.config, particles, proposal, resampling, resample_threshold);
     options.optimizer = parse_optimizer(optimizer, "optimizer");
-    auto backend = make_device_backend(device, threads, model.config, options.filter);
+    auto backend = make_device_backend(device, threads, precision, model.config, options.filter);
     Trainer trainer(*backend, options);
     result = trainer.fit(model, train, held_out, progress, resume_from);
   }
@@ -584,7 +588,8 @@ void bind_training(py::module_& module) {
          double resample_threshold, int eval_particles, int eval_every, double held_out_fraction,
          std::uint64_t seed, const std::string& checkpoint_path, int checkpoint_every,
          const std::string& keep, int patience, const std::string& resume_from,
-         const std::string& device, int threads, const py::object& callback) {
+         const std::string& device, int threads, const std::string& precision,
+         const py::object& callback) {
         LRSMC_REQUIRE(keep == "last" || keep == "best", "keep is not recognised; got '", keep,
                       "', expected 'last' or 'best'");
         TrainingOptions options;
@@ -604,7 +609,8 @@ void bind_training(py::module_& module) {
         options.checkpoint_path = checkpoint_path;
         options.checkpoint_every = checkpoint_every;
         return fit(model, train, held_out, options, particles, proposal, resampling,
-                   resample_threshold, optimizer, resume_from, device, threads, callback);
+                   resample_threshold, optimizer, resume_from, device, threads, precision,
+                   callback);
       },
       "model"_a, "train"_a, "held_out"_a, py::kw_only(), "epochs"_a = defaults.epochs,
       "batch_size"_a = defaults.batch_size, "window"_a = defaults.window,
@@ -618,7 +624,7 @@ void bind_training(py::module_& module) {
       "held_out_fraction"_a = defaults.held_out_fraction, "seed"_a = defaults.seed,
       "checkpoint_path"_a = "", "checkpoint_every"_a = defaults.checkpoint_every,
       "keep"_a = "last", "patience"_a = defaults.patience, "resume_from"_a = "",
-      "device"_a = "cpu", "threads"_a = 0, "callback"_a = py::none(),
+      "device"_a = "cpu", "threads"_a = 0, "precision"_a = "float32", "callback"_a = py::none(),
       "Trains from `model` (Trainer::fit). Returns (TrainingResult, exception or None): an "
       "exception raised by the callback or by Ctrl-C (KeyboardInterrupt) stops training "
       "after the epoch and is returned with the model trained so far.");
@@ -627,12 +633,14 @@ void bind_training(py::module_& module) {
 void bind_inference(py::module_& module) {
   module.def("filter", &filter, "model"_a, "data"_a, py::kw_only(), "particles"_a = 1000,
              "proposal"_a = "auto", "resampling"_a = "systematic", "resample_threshold"_a = 1.0,
-             "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "store_particles"_a = false,
+             "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
+             "store_particles"_a = false,
              "Runs the particle filter on every trial of `data`: {'elbo', 'elbo_per_trial', "
              "'latents'} and, with store_particles, 'particles', 'log_weights', 'ancestors', "
              "'resampled'. Arrays own their buffers (no copy).");
   module.def("sample", &sample, "model"_a, "trials"_a, "steps"_a, py::kw_only(),
              "inputs"_a = py::none(), "seed"_a = 0, "device"_a = "cpu", "threads"_a = 0,
+             "precision"_a = "float32",
              "Draws {'latents', 'rates', 'observations'} (trials, steps, ·) from the model.");
   module.def("oscillator_teacher", &oscillator_teacher, "seed"_a = 7,
              "The demo's teacher: a rank-2 relu network (20 units, 20 Gaussian channels) whose "

@@ -92,6 +92,21 @@ def test_filter_is_the_same(workspace, fitted_pair, demo):
     np.testing.assert_array_equal(stored["resampled"].astype(bool), result.resampled)
 
 
+@pytest.mark.parametrize("precision", ["float64", "float32-device"])
+def test_filter_is_the_same_in_every_precision(workspace, fitted_pair, demo, precision):
+    _, python = fitted_pair
+    run("filter", "--model", "cli_model.npz", "--data", "data.npy", "--particles", 20, "--seed", 3,
+        "--device", "cpu", "--precision", precision, "--out-latents", f"latents_{precision}.npy",
+        "--out-elbo", f"elbo_{precision}.npy", cwd=workspace)
+    result = lrsmc.filter(python.model_, demo.observations, particles=20, seed=3, device="cpu",
+                          precision=precision)
+    np.testing.assert_array_equal(np.load(workspace / f"elbo_{precision}.npy"), result.elbo_per_trial)
+    # The option reaches the engine: the default packed engine rounds otherwise (how closely
+    # the engines agree is tests/test_packed_engine.cpp's subject).
+    default = lrsmc.filter(python.model_, demo.observations, particles=20, seed=3, device="cpu")
+    assert not np.array_equal(default.elbo_per_trial, result.elbo_per_trial)
+
+
 def test_sample_is_the_same(workspace, fitted_pair):
     _, python = fitted_pair
     run("sample", "--model", "cli_model.npz", "--trials", 4, "--steps", 30, "--burn-in", 10,

@@ -41,6 +41,7 @@ def test_rank_zero_is_out_of_range(demo):
         ("epochs", 0, "epochs is out of range; got 0"),
         ("particles", 0, "particle"),
         ("device", "tpu", "device is not recognised; got 'tpu'"),
+        ("precision", "half", "precision is not recognised; got 'half'"),
     ],
 )
 def test_bad_options_are_invalid_input(demo, option, value, message):

@@ -10,6 +10,7 @@
 
 #include "cpu/cpu_engine.hpp"
 #include "lrsmc/math/weights.hpp"
+#include "support/test_models.hpp"
 
 namespace lrsmc::testing {
 namespace {
@@ -42,7 +43,8 @@ double relative_error(double reference, double value) {
 
 /// The worst relative error over two arrays; reports it when it exceeds `tolerance`.
 void expect_within(const std::vector<double>& reference, const std::vector<double>& result,
-                   double tolerance, const char* what, const std::string& label) {
+                   double tolerance, const char* what, const std::string& label,
+                   const char* reference_name = "CPU", const char* result_name = "GPU") {
   ASSERT_EQ(reference.size(), result.size()) << label << ": " << what;
   double worst = 0;
   std::size_t at = 0;
@@ -53,8 +55,31 @@ void expect_within(const std::vector<double>& reference, const std::vector<doubl
       at = i;
     }
   }
-  EXPECT_LE(worst, tolerance) << label << ": " << what << " at flat index " << at << ": CPU "
-                              << reference[at] << ", GPU " << result[at];
+  EXPECT_LE(worst, tolerance) << label << ": " << what << " at flat index " << at << ": "
+                              << reference_name << " " << reference[at] << ", " << result_name
+                              << " " << result[at];
+}
+
+/// Two float32-or-better gradients of one run: the ELBO within device_tolerance and every
+/// parameter block within a relative norm of 1e-3 of the reference's (the project's float32
+/// target).
+void expect_close_gradients(const ModelConfig& config, const GradientResult& reference,
+                            const GradientResult& result, const std::string& label) {
+  EXPECT_NEAR(result.elbo, reference.elbo,
+              device_tolerance(config) * (1 + std::fabs(reference.elbo)))
+      << label;
+  const ParameterLayout layout(config);
+  for (const ParameterBlock& block : layout.blocks()) {
+    double difference = 0, norm = 0;
+    for (std::int64_t i = block.offset; i < block.offset + block.size; ++i) {
+      const double delta = result.gradient[std::size_t(i)] - reference.gradient[std::size_t(i)];
+      difference += delta * delta;
+      norm += reference.gradient[std::size_t(i)] * reference.gradient[std::size_t(i)];
+    }
+    const double relative = norm > 1e-20 ? std::sqrt(difference / norm) : std::sqrt(difference);
+    EXPECT_LT(relative, 1e-3) << label << ": block '" << block.name << "' relative error "
+                              << relative;
+  }
 }
 
 cpu::ForcedPaths paths_of(const FilterResult& run, bool with_states) {
@@ -167,7 +192,7 @@ FilterResult expect_same_filter(Backend& backend, const Model& model, const Sequ
       cpu::filter_trials<float>(model, batch, options, seed, request, 1, &forced);
   if (emulated_device) {
     BackendOptions float_options;
-    float_options.single_precision = true;
+    float_options.cpu_precision = CpuPrecision::device_float32;
     auto cpu = make_backend(BackendKind::cpu, float_options);
     expect_identical(cpu->filter(model, batch, options, seed, request), result, label);
     expect_identical(followed, result, label + " (the CPU following the run)");
@@ -192,28 +217,44 @@ void expect_same_gradient(Backend& backend, const Model& model, const SequenceBa
       cpu::gradient_of_trials<float>(model, batch, options, seed, 1, &forced);
   if (emulated_device) {
     BackendOptions float_options;
-    float_options.single_precision = true;
+    float_options.cpu_precision = CpuPrecision::device_float32;
     auto cpu = make_backend(BackendKind::cpu, float_options);
     expect_identical(model.config, cpu->elbo_gradient(model, batch, options, seed), result, label);
     expect_identical(model.config, followed, result, label + " (the CPU following the run)");
     return;
   }
-  EXPECT_NEAR(result.elbo, followed.elbo,
-              device_tolerance(model.config) * (1 + std::fabs(followed.elbo)))
-      << label;
-  const ParameterLayout layout(model.config);
-  for (const ParameterBlock& block : layout.blocks()) {
-    double difference = 0, reference = 0;
-    for (std::int64_t i = block.offset; i < block.offset + block.size; ++i) {
-      const double delta = result.gradient[std::size_t(i)] - followed.gradient[std::size_t(i)];
-      difference += delta * delta;
-      reference += followed.gradient[std::size_t(i)] * followed.gradient[std::size_t(i)];
-    }
-    const double relative =
-        reference > 1e-20 ? std::sqrt(difference / reference) : std::sqrt(difference);
-    EXPECT_LT(relative, 1e-3) << label << ": block '" << block.name << "' relative error "
-                              << relative;
-  }
+  expect_close_gradients(model.config, followed, result, label);
+}
+
+void expect_packed_follows_reference(const Model& model, const SequenceBatch& batch,
+                                     const FilterOptions& options, std::uint64_t seed,
+                                     const std::string& label) {
+  const FilterRequest request{true, true};
+  const FilterResult reference = reference_backend()->filter(model, batch, options, seed, request);
+  const cpu::ForcedPaths forced = paths_of(reference, true);
+  const FilterResult followed =
+      cpu::filter_trials_packed(model, batch, options, seed, request, 1, &forced);
+  const double tolerance = device_tolerance(model.config);
+  expect_within(reference.particles, followed.particles, tolerance, "particle components", label,
+                "float64", "packed");
+  expect_within(reference.log_weights, followed.log_weights, tolerance, "log-weights", label,
+                "float64", "packed");
+  expect_within(reference.filtered_mean, followed.filtered_mean, tolerance, "filtered means", label,
+                "float64", "packed");
+  expect_within(reference.elbo_per_trial, followed.elbo_per_trial, tolerance, "ELBO per trial",
+                label, "float64", "packed");
+}
+
+void expect_packed_gradient_follows_reference(const Model& model, const SequenceBatch& batch,
+                                              const FilterOptions& options, std::uint64_t seed,
+                                              const std::string& label) {
+  auto reference_engine = reference_backend();
+  const GradientResult reference = reference_engine->elbo_gradient(model, batch, options, seed);
+  const FilterResult paths = reference_engine->filter(model, batch, options, seed, {false, true});
+  const cpu::ForcedPaths forced = paths_of(paths, false);
+  const GradientResult followed =
+      cpu::gradient_of_trials_packed(model, batch, options, seed, 1, &forced);
+  expect_close_gradients(model.config, reference, followed, label);
 }
 
 }  // namespace lrsmc::testing

@@ -48,4 +48,17 @@ void expect_same_gradient(Backend& backend, const Model& model, const SequenceBa
                           const FilterOptions& options, std::uint64_t seed,
                           const std::string& label);
 
+/// The packed float32 engine following the float64 engine's run step by step (its states,
+/// weights, ancestors and resampling decisions): every particle, log-weight, filtered mean and
+/// ELBO within device_tolerance, as a GPU follows the CPU float engine.
+void expect_packed_follows_reference(const Model& model, const SequenceBatch& batch,
+                                     const FilterOptions& options, std::uint64_t seed,
+                                     const std::string& label);
+
+/// The packed engine's gradient along the float64 engine's ancestors: every parameter block
+/// within a relative norm of 1e-3 of the float64 gradient, the comparison a GPU passes.
+void expect_packed_gradient_follows_reference(const Model& model, const SequenceBatch& batch,
+                                              const FilterOptions& options, std::uint64_t seed,
+                                              const std::string& label);
+
 }  // namespace lrsmc::testing

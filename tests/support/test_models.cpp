@@ -29,9 +29,15 @@ ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation
   return config;
 }
 
+std::unique_ptr<Backend> reference_backend() {
+  BackendOptions options;
+  options.cpu_precision = CpuPrecision::float64;
+  return make_backend(BackendKind::cpu, options);
+}
+
 std::unique_ptr<Backend> cpu_float_backend() {
   BackendOptions options;
-  options.single_precision = true;
+  options.cpu_precision = CpuPrecision::device_float32;
   return make_backend(BackendKind::cpu, options);
 }
 

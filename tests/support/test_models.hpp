@@ -18,6 +18,9 @@ ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation
 /// The CPU backend in float32, which mirrors the CUDA kernels' arithmetic.
 std::unique_ptr<Backend> cpu_float_backend();
 
+/// The CPU backend in float64: the reference of the finite-difference and accuracy checks.
+std::unique_ptr<Backend> reference_backend();
+
 /// The GPU comparisons' shape: small_config with one input, R = 3, N = 64, D = 16 (more than
 /// one warp of units, rank-specialised kernels).
 ModelConfig medium_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,

@@ -60,19 +60,19 @@ LRSMC_HD void butterfly_sum(Scalar* values, int lanes, int width) {
 }
 
 /// X_i = c_i + Σ_r m_ir z_r, the input current of hidden unit i (`currents` may be null).
-template <typename Scalar>
-LRSMC_HD Scalar unit_current(const ParticleModel<Scalar>& model, const Scalar* previous,
-                             const Scalar* currents, int i) {
-  Scalar current = currents ? currents[i] : Scalar(0);
+template <typename Scalar, typename Value>
+LRSMC_HD Value unit_current(const ParticleModel<Scalar>& model, const Value* previous,
+                            const Scalar* currents, int i) {
+  Value current = currents ? Value(currents[i]) : Value(0);
   for (int r = 0; r < model.rank; ++r) current += model.m[i * model.rank + r] * previous[r];
   return current;
 }
 
 /// Adds unit i's term n_i φ(X_i; h_i) to a partial sum of the transition (rank values).
-template <typename Scalar>
-LRSMC_HD void add_unit_rate(const ParticleModel<Scalar>& model, const Scalar* previous,
-                            const Scalar* currents, int i, Scalar* partial) {
-  const Scalar rate =
+template <typename Scalar, typename Value>
+LRSMC_HD void add_unit_rate(const ParticleModel<Scalar>& model, const Value* previous,
+                            const Scalar* currents, int i, Value* partial) {
+  const Value rate =
       unit_value(model.nonlinearity, unit_current(model, previous, currents, i), model.h[i]);
   for (int r = 0; r < model.rank; ++r) partial[r] += model.n[r * model.hidden + i] * rate;
 }
@@ -87,19 +87,19 @@ LRSMC_HD void transition_partial(const ParticleModel<Scalar>& model, const Scala
 }
 
 /// μ = a z + Σ_i n_i φ(X_i; h_i), given the lanes' combined sum.
-template <typename Scalar>
-LRSMC_HD void transition_finish(const ParticleModel<Scalar>& model, const Scalar* previous,
-                                const Scalar* summed, Scalar* mean) {
+template <typename Scalar, typename Value>
+LRSMC_HD void transition_finish(const ParticleModel<Scalar>& model, const Value* previous,
+                                const Value* summed, Value* mean) {
   for (int r = 0; r < model.rank; ++r) mean[r] = model.decay * previous[r] + summed[r];
 }
 
 /// The transition mean on one thread: every lane's part in one pass over the units (unit i
 /// into lane i mod lanes, in order: transition_partial's sums), the butterfly, the finish.
 /// `scratch` holds lanes · rank values.
-template <typename Scalar>
-LRSMC_HD void transition_mean(const ParticleModel<Scalar>& model, const Scalar* previous,
-                              const Scalar* currents, int lanes, Scalar* scratch, Scalar* mean) {
-  for (int j = 0; j < lanes * model.rank; ++j) scratch[j] = Scalar(0);
+template <typename Scalar, typename Value>
+LRSMC_HD void transition_mean(const ParticleModel<Scalar>& model, const Value* previous,
+                              const Scalar* currents, int lanes, Value* scratch, Value* mean) {
+  for (int j = 0; j < lanes * model.rank; ++j) scratch[j] = Value(0);
   for (int i = 0; i < model.hidden; ++i)
     add_unit_rate(model, previous, currents, i, scratch + (i % lanes) * model.rank);
   butterfly_sum(scratch, lanes, model.rank);
@@ -108,30 +108,29 @@ LRSMC_HD void transition_mean(const ParticleModel<Scalar>& model, const Scalar* 
 
 /// One hidden unit in the reverse sweep: its rate φ and slopes at the particle's ancestor, and
 /// the adjoints dr_i = Σ_r n_ri dμ_r and dX_i = dr_i ∂φ/∂X.
-template <typename Scalar>
+template <typename Value>
 struct UnitAdjoint {
-  Scalar rate;
-  Scalar bias_slope;    ///< ∂φ/∂h
-  Scalar grad_rate;     ///< dr_i
-  Scalar grad_current;  ///< dX_i
+  Value rate;
+  Value bias_slope;    ///< ∂φ/∂h
+  Value grad_rate;     ///< dr_i
+  Value grad_current;  ///< dX_i
 };
 
-template <typename Scalar>
-LRSMC_HD UnitAdjoint<Scalar> unit_adjoint(const ParticleModel<Scalar>& model,
-                                          const Scalar* previous, const Scalar* currents,
-                                          const Scalar* grad_mean, int i) {
+template <typename Scalar, typename Value>
+LRSMC_HD UnitAdjoint<Value> unit_adjoint(const ParticleModel<Scalar>& model, const Value* previous,
+                                         const Scalar* currents, const Value* grad_mean, int i) {
   const auto response =
       unit_response(model.nonlinearity, unit_current(model, previous, currents, i), model.h[i]);
-  Scalar grad_rate = 0;
+  Value grad_rate = Value(0);
   for (int r = 0; r < model.rank; ++r) grad_rate += model.n[r * model.hidden + i] * grad_mean[r];
   return {response.value, response.bias_slope, grad_rate, grad_rate * response.slope};
 }
 
 /// Adds unit i's term m_i dX_i to a partial sum of the ancestor's adjoint (nothing for dX_i = 0).
-template <typename Scalar>
-LRSMC_HD void add_current_adjoint(const ParticleModel<Scalar>& model, int i, Scalar grad_current,
-                                  Scalar* partial) {
-  if (grad_current == Scalar(0)) return;
+template <typename Scalar, typename Value>
+LRSMC_HD void add_current_adjoint(const ParticleModel<Scalar>& model, int i, Value grad_current,
+                                  Value* partial) {
+  if (is_zero(grad_current)) return;
   for (int r = 0; r < model.rank; ++r) partial[r] += model.m[i * model.rank + r] * grad_current;
 }
 
@@ -147,23 +146,23 @@ LRSMC_HD void transition_adjoint_partial(const ParticleModel<Scalar>& model, con
 }
 
 /// dz_{t−1} = a dμ + Σ_i m_i dX_i, given the lanes' combined sum.
-template <typename Scalar>
-LRSMC_HD void transition_adjoint_finish(const ParticleModel<Scalar>& model, const Scalar* grad_mean,
-                                        const Scalar* summed, Scalar* grad_previous) {
+template <typename Scalar, typename Value>
+LRSMC_HD void transition_adjoint_finish(const ParticleModel<Scalar>& model, const Value* grad_mean,
+                                        const Value* summed, Value* grad_previous) {
   for (int r = 0; r < model.rank; ++r) grad_previous[r] = model.decay * grad_mean[r] + summed[r];
 }
 
-/// Adds one particle's terms of unit i to the parameter gradients (float64 accumulators):
-/// dn_ri += dμ_r φ_i, dh_i += dr_i ∂φ/∂h, dm_ir += dX_i z_r (skipped when dX_i = 0), and
-/// returns dX_i for the input weights. `grad_n` is strided by `n_stride`.
-template <typename Scalar>
-LRSMC_HD Scalar add_unit_gradient(const UnitAdjoint<Scalar>& unit, const Scalar* grad_mean,
-                                  const Scalar* previous, int rank, double* grad_n,
-                                  std::int64_t n_stride, double& grad_h, double* grad_m) {
-  for (int r = 0; r < rank; ++r) grad_n[r * n_stride] += double(grad_mean[r] * unit.rate);
-  grad_h += double(unit.grad_rate * unit.bias_slope);
-  if (unit.grad_current == Scalar(0)) return unit.grad_current;
-  for (int r = 0; r < rank; ++r) grad_m[r] += double(unit.grad_current * previous[r]);
+/// Adds one particle's terms of unit i to the parameter gradients (accumulate()): dn_ri += dμ_r
+/// φ_i, dh_i += dr_i ∂φ/∂h, dm_ir += dX_i z_r (skipped when dX_i = 0), and returns dX_i for the
+/// input weights. `grad_n` is strided by `n_stride`.
+template <typename Value, typename Total>
+LRSMC_HD Value add_unit_gradient(const UnitAdjoint<Value>& unit, const Value* grad_mean,
+                                 const Value* previous, int rank, Total* grad_n,
+                                 std::int64_t n_stride, Total& grad_h, Total* grad_m) {
+  for (int r = 0; r < rank; ++r) accumulate(grad_n[r * n_stride], grad_mean[r] * unit.rate);
+  accumulate(grad_h, unit.grad_rate * unit.bias_slope);
+  if (is_zero(unit.grad_current)) return unit.grad_current;
+  for (int r = 0; r < rank; ++r) accumulate(grad_m[r], unit.grad_current * previous[r]);
   return unit.grad_current;
 }
 

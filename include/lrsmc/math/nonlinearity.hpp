@@ -8,48 +8,50 @@
 namespace lrsmc::math {
 
 /// φ(X; h) together with ∂φ/∂X and ∂φ/∂h.
-template <typename Scalar>
+template <typename Value>
 struct UnitResponse {
-  Scalar value;
-  Scalar slope;      ///< ∂φ/∂X
-  Scalar bias_slope; ///< ∂φ/∂h
+  Value value;
+  Value slope;       ///< ∂φ/∂X
+  Value bias_slope;  ///< ∂φ/∂h
 };
 
-template <typename Scalar>
-LRSMC_HD Scalar unit_value(Nonlinearity nonlinearity, Scalar current, Scalar bias) {
+/// φ(X; h) of a unit's current X (per particle, common.hpp) and its bias h.
+template <typename Value, typename Scalar>
+LRSMC_HD Value unit_value(Nonlinearity nonlinearity, Value current, Scalar bias) {
   switch (nonlinearity) {
-    case Nonlinearity::relu: return max_of(current - bias, Scalar(0));
+    case Nonlinearity::relu: return max_of(current - bias, Value(0));
     case Nonlinearity::clipped_relu:  // relu(X + h) − relu(X), method.md §1.2
-      return max_of(current + bias, Scalar(0)) - max_of(current, Scalar(0));
-    case Nonlinearity::tanh: return std::tanh(current - bias);
+      return max_of(current + bias, Value(0)) - max_of(current, Value(0));
+    case Nonlinearity::tanh: return tanh_of(current - bias);
     case Nonlinearity::identity: break;
   }
   return current - bias;
 }
 
-template <typename Scalar>
-LRSMC_HD UnitResponse<Scalar> unit_response(Nonlinearity nonlinearity, Scalar current,
-                                            Scalar bias) {
+template <typename Value, typename Scalar>
+LRSMC_HD UnitResponse<Value> unit_response(Nonlinearity nonlinearity, Value current,
+                                           Scalar bias) {
   switch (nonlinearity) {
     case Nonlinearity::relu: {
-      const bool active = current - bias > Scalar(0);
-      return {active ? current - bias : Scalar(0), active ? Scalar(1) : Scalar(0),
-              active ? Scalar(-1) : Scalar(0)};
+      const auto active = current - bias > Value(0);
+      return {choose(active, current - bias, Value(0)), choose(active, Value(1), Value(0)),
+              choose(active, Value(-1), Value(0))};
     }
     case Nonlinearity::clipped_relu: {
-      const bool upper = current + bias > Scalar(0);
-      const bool lower = current > Scalar(0);
-      const Scalar value = (upper ? current + bias : Scalar(0)) - (lower ? current : Scalar(0));
-      return {value, Scalar(upper ? 1 : 0) - Scalar(lower ? 1 : 0), upper ? Scalar(1) : Scalar(0)};
+      const auto upper = current + bias > Value(0);
+      const auto lower = current > Value(0);
+      const Value value = choose(upper, current + bias, Value(0)) - choose(lower, current, Value(0));
+      return {value, choose(upper, Value(1), Value(0)) - choose(lower, Value(1), Value(0)),
+              choose(upper, Value(1), Value(0))};
     }
     case Nonlinearity::tanh: {
-      const Scalar value = std::tanh(current - bias);
-      const Scalar slope = Scalar(1) - value * value;
+      const Value value = tanh_of(current - bias);
+      const Value slope = Value(1) - value * value;
       return {value, slope, -slope};
     }
     case Nonlinearity::identity: break;
   }
-  return {current - bias, Scalar(1), Scalar(-1)};
+  return {current - bias, Value(1), Value(-1)};
 }
 
 }  // namespace lrsmc::math

@@ -20,11 +20,11 @@ struct PhaseConstants {
 };
 
 /// e = L^{-1}(z − μ) by forward substitution; log 𝒩(z; μ, L Lᵀ) = −½‖e‖² − Σ ln L_ii − (R/2) ln 2π.
-template <typename Scalar>
-LRSMC_HD void whitened_residual(int rank, const Scalar* factor, const Scalar* z, const Scalar* mean,
-                                Scalar* residual) {
+template <typename Scalar, typename Value>
+LRSMC_HD void whitened_residual(int rank, const Scalar* factor, const Value* z, const Value* mean,
+                                Value* residual) {
   for (int r = 0; r < rank; ++r) {
-    Scalar value = z[r] - mean[r];
+    Value value = z[r] - mean[r];
     for (int s = 0; s < r; ++s) value -= factor[r * rank + s] * residual[s];
     residual[r] = value / factor[r * rank + r];
   }
@@ -32,11 +32,11 @@ LRSMC_HD void whitened_residual(int rank, const Scalar* factor, const Scalar* z,
 
 /// f = L^{-T} e by back substitution: ∂/∂z of −½‖e‖² is −f, ∂/∂μ is f, and ∂/∂L (lower) is
 /// f eᵀ − diag(1/L_ii) with the log-determinant.
-template <typename Scalar>
-LRSMC_HD void whitened_adjoint(int rank, const Scalar* factor, const Scalar* residual,
-                               Scalar* scaled) {
+template <typename Scalar, typename Value>
+LRSMC_HD void whitened_adjoint(int rank, const Scalar* factor, const Value* residual,
+                               Value* scaled) {
   for (int r = rank - 1; r >= 0; --r) {
-    Scalar value = residual[r];
+    Value value = residual[r];
     for (int s = r + 1; s < rank; ++s) value -= factor[s * rank + r] * scaled[s];
     scaled[r] = value / factor[r * rank + r];
   }
@@ -61,32 +61,32 @@ LRSMC_HD void gain_observation(const PhaseConstants<Scalar>& phase, int rank, in
 ///              log 𝒩(z; μ, L Lᵀ) − log 𝒩(z; μ_q, L_q L_qᵀ) = −½‖L^{-1}(z − μ)‖² − Σ ln L_ii
 ///              + ½‖ξ‖² + Σ ln L_q,ii.
 /// `gain_term` is G (x − b) (optimal only); `scratch` holds rank values.
-template <typename Scalar>
-LRSMC_HD Scalar propose(bool optimal, int rank, const PhaseConstants<Scalar>& phase,
-                        const Scalar* gain_term, const Scalar* mean, const Scalar* xi,
-                        Scalar* scratch, Scalar* z) {
+template <typename Scalar, typename Value>
+LRSMC_HD Value propose(bool optimal, int rank, const PhaseConstants<Scalar>& phase,
+                       const Scalar* gain_term, const Value* mean, const Value* xi, Value* scratch,
+                       Value* z) {
   if (!optimal) {
     for (int r = 0; r < rank; ++r) {
-      Scalar value = mean[r];
+      Value value = mean[r];
       for (int s = 0; s <= r; ++s) value += phase.factor[r * rank + s] * xi[s];
       z[r] = value;
     }
-    return Scalar(0);
+    return Value(0);
   }
-  Scalar* proposal_mean = scratch;
+  Value* proposal_mean = scratch;
   for (int r = 0; r < rank; ++r) {
-    Scalar value = mean[r] + gain_term[r];
+    Value value = mean[r] + gain_term[r];
     for (int s = 0; s < rank; ++s) value -= phase.alpha[r * rank + s] * mean[s];
     proposal_mean[r] = value;
   }
   for (int r = 0; r < rank; ++r) {
-    Scalar value = proposal_mean[r];
+    Value value = proposal_mean[r];
     for (int s = 0; s <= r; ++s) value += phase.proposal_factor[r * rank + s] * xi[s];
     z[r] = value;
   }
-  Scalar* residual = scratch;  // over μ_q, which z has used
+  Value* residual = scratch;  // over μ_q, which z has used
   whitened_residual(rank, phase.factor, z, mean, residual);
-  Scalar squared = 0, noise_squared = 0;
+  Value squared = Value(0), noise_squared = Value(0);
   for (int r = 0; r < rank; ++r) {
     squared += residual[r] * residual[r];
     noise_squared += xi[r] * xi[r];
@@ -98,22 +98,22 @@ LRSMC_HD Scalar propose(bool optimal, int rank, const PhaseConstants<Scalar>& ph
 /// What the reverse sweep keeps of one particle's proposal adjoint for the constants' adjoints:
 /// dz (after the transition density's term), and for the optimal proposal e = L^{-1}(z − μ)
 /// and f = L^{-T} e.
-template <typename Scalar>
+template <typename Value>
 struct ProposalRecord {
-  Scalar* grad_z;    ///< in: dz from the observation and later steps; out: dμ_q (optimal) or dz
-  Scalar* residual;  ///< e (optimal)
-  Scalar* scaled;    ///< f (optimal)
+  Value* grad_z;    ///< in: dz from the observation and later steps; out: dμ_q (optimal) or dz
+  Value* residual;  ///< e (optimal)
+  Value* scaled;    ///< f (optimal)
 };
 
 /// Adjoint of propose() for one particle with log-weight adjoint `weight`: fills the record and
 /// the adjoint dμ of the transition mean.
 ///   bootstrap: dμ = dz;
 ///   optimal:   dz −= weight f;  dμ = dz + weight f − αᵀ dz (μ_q = (I − α) μ + G (x − b)).
-template <typename Scalar>
+template <typename Scalar, typename Value>
 LRSMC_HD void propose_adjoint(bool optimal, int rank, const PhaseConstants<Scalar>& phase,
-                              const Scalar* z, const Scalar* mean, Scalar weight,
-                              const ProposalRecord<Scalar>& record, Scalar* grad_mean) {
-  Scalar* grad_z = record.grad_z;
+                              const Value* z, const Value* mean, Value weight,
+                              const ProposalRecord<Value>& record, Value* grad_mean) {
+  Value* grad_z = record.grad_z;
   if (!optimal) {
     for (int r = 0; r < rank; ++r) grad_mean[r] = grad_z[r];
     return;
@@ -122,7 +122,7 @@ LRSMC_HD void propose_adjoint(bool optimal, int rank, const PhaseConstants<Scala
   whitened_adjoint(rank, phase.factor, record.residual, record.scaled);
   for (int r = 0; r < rank; ++r) grad_z[r] -= weight * record.scaled[r];
   for (int r = 0; r < rank; ++r) {
-    Scalar value = grad_z[r] + weight * record.scaled[r];
+    Value value = grad_z[r] + weight * record.scaled[r];
     for (int s = 0; s < rank; ++s) value -= phase.alpha[s * rank + r] * grad_z[s];
     grad_mean[r] = value;
   }
@@ -131,31 +131,32 @@ LRSMC_HD void propose_adjoint(bool optimal, int rank, const PhaseConstants<Scala
 /// One particle's term of entry (r, s ≤ r) of dL, the adjoint of the phase's noise factor:
 ///   optimal:   weight f_r e_s − [r = s] weight / L_rr (the transition density and its log-det);
 ///   bootstrap: dz_r ξ_s (z = μ + L ξ).
-template <typename Scalar>
-LRSMC_HD double factor_adjoint_term(bool optimal, int rank, const PhaseConstants<Scalar>& phase,
-                                    Scalar weight, const Scalar* grad_z, const Scalar* xi,
-                                    const Scalar* residual, const Scalar* scaled, int r, int s) {
-  if (!optimal) return double(grad_z[r] * xi[s]);
-  double term = double(weight * scaled[r] * residual[s]);
-  if (r == s) term -= double(weight / phase.factor[r * rank + r]);
+template <typename Scalar, typename Value>
+LRSMC_HD Wide<Value> factor_adjoint_term(bool optimal, int rank,
+                                         const PhaseConstants<Scalar>& phase, Value weight,
+                                         const Value* grad_z, const Value* xi,
+                                         const Value* residual, const Value* scaled, int r, int s) {
+  if (!optimal) return widen(grad_z[r] * xi[s]);
+  Wide<Value> term = widen(weight * scaled[r] * residual[s]);
+  if (r == s) term -= widen(weight / phase.factor[r * rank + r]);
   return term;
 }
 
 /// One particle's term of entry (r, s ≤ r) of dL_q (optimal): dμ_q,r ξ_s (z = μ_q + L_q ξ), and on
 /// the diagonal weight / L_q,rr (−log q = ½‖ξ‖² + Σ ln L_q,ii + const).
-template <typename Scalar>
-LRSMC_HD double proposal_factor_adjoint_term(int rank, const PhaseConstants<Scalar>& phase,
-                                             Scalar weight, const Scalar* grad_z, const Scalar* xi,
-                                             int r, int s) {
-  double term = double(grad_z[r] * xi[s]);
-  if (r == s) term += double(weight / phase.proposal_factor[r * rank + r]);
+template <typename Scalar, typename Value>
+LRSMC_HD Wide<Value> proposal_factor_adjoint_term(int rank, const PhaseConstants<Scalar>& phase,
+                                                  Value weight, const Value* grad_z,
+                                                  const Value* xi, int r, int s) {
+  Wide<Value> term = widen(grad_z[r] * xi[s]);
+  if (r == s) term += widen(weight / phase.proposal_factor[r * rank + r]);
   return term;
 }
 
 /// One particle's term of entry (r, s) of Σ dμ_q μᵀ (optimal), from which dG and dB follow.
-template <typename Scalar>
-LRSMC_HD double mean_product_term(const Scalar* grad_z, const Scalar* mean, int r, int s) {
-  return double(grad_z[r] * mean[s]);
+template <typename Value>
+LRSMC_HD Wide<Value> mean_product_term(const Value* grad_z, const Value* mean, int r, int s) {
+  return widen(grad_z[r] * mean[s]);
 }
 
 /// The step's term of entry (r, i) of dG (optimal): (Σ_k dμ_q,r)(x_i − b_i), where
@@ -167,10 +168,10 @@ LRSMC_HD double gain_adjoint_term(double gain_sum, Scalar observed, Scalar bias,
 }
 
 /// One particle's term of Σ dμ · z_{t−1}, the adjoint of the decay a (μ = a z_{t−1} + …).
-template <typename Scalar>
-LRSMC_HD double decay_adjoint_term(int rank, const Scalar* grad_mean, const Scalar* previous) {
-  double term = 0.0;
-  for (int r = 0; r < rank; ++r) term += double(grad_mean[r] * previous[r]);
+template <typename Value>
+LRSMC_HD Wide<Value> decay_adjoint_term(int rank, const Value* grad_mean, const Value* previous) {
+  Wide<Value> term = Wide<Value>(0.0);
+  for (int r = 0; r < rank; ++r) term += widen(grad_mean[r] * previous[r]);
   return term;
 }
 
