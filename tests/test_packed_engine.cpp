@@ -130,6 +130,39 @@ TEST(PackedEngine, PoissonLinks) {
   }
 }
 
+// One long recording and fewer trials than threads: each step's particle blocks run on every
+// thread, with results bitwise those of one thread, in every precision.
+TEST(PackedEngine, FewTrialsShareTheirParticleBlocksAmongThreads) {
+  const Model model =
+      testing::random_model(testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full,
+                                                   Observation::gaussian, Link::identity),
+                            3);
+  FilterOptions options;
+  options.num_particles = 300;
+  for (const int trials : {1, 2}) {
+    const SequenceBatch batch = testing::sampled_batch(model, trials, 40, 2);
+    for (const auto precision :
+         {CpuPrecision::packed_float32, CpuPrecision::float64, CpuPrecision::device_float32}) {
+      BackendOptions one, several;
+      one.num_threads = 1;
+      several.num_threads = 3;
+      one.cpu_precision = several.cpu_precision = precision;
+      const std::string label = std::to_string(trials) + " trials, " + to_string(precision);
+      const FilterRequest request{true, true};
+      const FilterResult a =
+          make_backend(BackendKind::cpu, one)->filter(model, batch, options, 5, request);
+      const FilterResult b =
+          make_backend(BackendKind::cpu, several)->filter(model, batch, options, 5, request);
+      testing::expect_identical(a, b, label);
+      const GradientResult c =
+          make_backend(BackendKind::cpu, one)->elbo_gradient(model, batch, options, 5);
+      const GradientResult d =
+          make_backend(BackendKind::cpu, several)->elbo_gradient(model, batch, options, 5);
+      testing::expect_identical(model.config, c, d, label);
+    }
+  }
+}
+
 TEST(PackedEngine, IsTheCpuBackendsDefault) {
   EXPECT_EQ(BackendOptions{}.cpu_precision, CpuPrecision::packed_float32);
   EXPECT_EQ(make_backend(BackendKind::cpu)->name(), "cpu (float32)");

@@ -176,9 +176,12 @@ class Engine {
   }
 
   /// The forward filter of one trial (method.md §3): fills `storage`. With `forced`, the
-  /// resampling decisions and ancestors are taken from it.
+  /// resampling decisions and ancestors are taken from it. Each step's blocks of particles run
+  /// on `block_threads` threads (every block writes only its own particles, so the result does
+  /// not depend on the thread count).
   void forward_trial(int trial, const TrialData<Scalar>& data, bool filtered_mean,
-                     TrialStorage<Scalar>& storage, const ForcedPaths* forced) const {
+                     TrialStorage<Scalar>& storage, const ForcedPaths* forced,
+                     int block_threads = 1) const {
     const int steps = batch_.num_steps, R = model_.rank, K = options_.num_particles;
     const int tiles = math::weight_tiles(K);
     const std::size_t slice = std::size_t(K) * R;
@@ -193,9 +196,10 @@ class Engine {
     storage.tile_values.resize(std::size_t(tiles) * 5);  // maximum, total, squares, scale, start
     storage.tile_mean.assign(filtered_mean ? std::size_t(tiles) * R : 0, 0.0);
     storage.log_evidence = 0;
-    ParticleScratch<Value> scratch;
-    scratch.resize(R, lanes_);
+    std::vector<ParticleScratch<Value>> scratches(static_cast<std::size_t>(block_threads));
+    for (auto& scratch : scratches) scratch.resize(R, lanes_);
     std::vector<Scalar> gain_term(std::size_t(R), Scalar(0));
+    const int blocks = (K + width - 1) / width;
     double* tile_maximum = storage.tile_values.data();
     double* tile_total = tile_maximum + tiles;
     double* tile_squares = tile_total + tiles;
@@ -217,8 +221,10 @@ class Engine {
         for (int k = 0; k < K; ++k)
           storage.carried[std::size_t(k)] = forced->log_weights[(trial_cells + step - 1) * K + k];
       Scalar* noise = storage.noise.data() + std::size_t(step) * slice;
-      for (int first = 0; first < K; first += width) {
-        const int count = std::min(width, K - first);
+#pragma omp parallel for num_threads(block_threads) if (block_threads > 1) schedule(static)
+      for (int block = 0; block < blocks; ++block) {
+        ParticleScratch<Value>& scratch = scratches[std::size_t(omp_get_thread_num())];
+        const int first = block * width, count = std::min(width, K - first);
         mean_of(data, storage, step, first, count, scratch, forced_particles);
         for (int k = first; k < first + count; ++k)
           math::standard_normals(seed_, data.id, std::uint32_t(step), std::uint32_t(k),
@@ -327,8 +333,9 @@ class Engine {
     }
   }
 
-  /// Packs sum a lane's unit and channel terms in float32 over at most this many blocks of a
-  /// step before widening them into the float64 row (a partial sum of ≤ 8 terms per lane).
+  /// Packs sum a lane's unit and channel terms in float32 over this many blocks (of one step or
+  /// of consecutive steps) before widening them into the float64 row: a partial sum of at most
+  /// 8 terms per lane, and one widening per 8 blocks even when a step has a single block.
   static constexpr int blocks_per_flush = 8;
 
   /// The accumulators of the unit and channel terms: the row itself for one particle at a time,
@@ -386,6 +393,7 @@ class Engine {
     const Value* xi = scratch.xi.data();
     std::vector<Value> partial(width > 1 ? row.size() : 0, Value(0));
     auto& totals = unit_totals(row, partial);
+    int pending = 0;  // blocks added to `partial` since its last flush
     typename std::decay_t<decltype(totals)>::value_type unused_log_variance{};  // Poisson: no ρ_x
 
     for (int step = steps - 1; step >= 0; --step) {
@@ -420,7 +428,11 @@ class Engine {
       std::fill(current_sum.begin(), current_sum.end(), Value(0));
       for (int first = 0; first < K; first += width) {
         const int count = std::min(width, K - first);
-        if (first > 0 && first % (width * blocks_per_flush) == 0) flush(partial, row);
+        if (width > 1 && pending == blocks_per_flush) {
+          flush(partial, row);
+          pending = 0;
+        }
+        ++pending;
         // Padding lanes carry zero adjoints: they add nothing to any accumulator.
         Value weight(Scalar(0));
         for (int j = 0; j < count; ++j)
@@ -496,7 +508,6 @@ class Engine {
             grad_next[std::size_t(first + j) * R + r] =
                 lane_of(scratch.grad_previous[std::size_t(r)], j);
       }
-      flush(partial, row);
       if (optimal) {  // dG += (Σ_k dμ_q)(x_t − b)ᵀ and Σ dμ_q, once per step
         for (int r = 0; r < R; ++r) {
           const double gain_sum = lane_sum(step_gain_sum[std::size_t(r)]);
@@ -517,6 +528,7 @@ class Engine {
       std::swap(grad_post, grad_next);
       grad_carried = grad_log_weight;
     }
+    flush(partial, row);
   }
 
   /// Sums the rows in trial order and finishes the gradient: the once-per-call adjoints, then
@@ -560,6 +572,20 @@ class Engine {
   FilterOptions options_;
   std::uint64_t seed_;
   int lanes_;
+};
+
+/// How a call's threads are shared: over trials when there are at least as many trials as
+/// threads; otherwise the trials run one after another, each step's particle blocks on every
+/// thread (a single long recording, or fewer trials than cores).
+struct ThreadPlan {
+  int trial_threads = 1, block_threads = 1;
+  ThreadPlan(int trials, int threads) {
+    if (trials >= threads) {
+      trial_threads = threads;
+    } else {
+      block_threads = threads;
+    }
+  }
 };
 
 /// Runs `work(trial, storage)` for every trial on `num_threads` OpenMP threads; each thread
@@ -612,9 +638,10 @@ FilterResult filter_with(const Model& model, const SequenceBatch& batch,
     result.ancestors.assign(std::size_t(trials) * steps * K, 0);
     result.resampled.assign(std::size_t(trials) * steps, 0);
   }
-  run_parallel<Scalar>(trials, num_threads, [&](int trial, TrialStorage<Scalar>& storage) {
+  const ThreadPlan plan(trials, num_threads);
+  run_parallel<Scalar>(trials, plan.trial_threads, [&](int trial, TrialStorage<Scalar>& storage) {
     const TrialData<Scalar> data = engine.prepare_trial(trial);
-    engine.forward_trial(trial, data, request.filtered_mean, storage, forced);
+    engine.forward_trial(trial, data, request.filtered_mean, storage, forced, plan.block_threads);
     result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
     if (request.filtered_mean)
       std::copy(storage.filtered_mean.begin(), storage.filtered_mean.end(),
@@ -644,9 +671,13 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);
   std::vector<std::vector<double>> rows(static_cast<std::size_t>(trials));
   std::vector<TrialData<Scalar>> data(static_cast<std::size_t>(trials));
-  run_parallel<Scalar>(trials, num_threads, [&](int trial, TrialStorage<Scalar>& storage) {
+  // With fewer trials than threads the forward pass runs its blocks on every thread; the reverse
+  // sweep, whose blocks add into shared accumulators, runs on one.
+  const ThreadPlan plan(trials, num_threads);
+  run_parallel<Scalar>(trials, plan.trial_threads, [&](int trial, TrialStorage<Scalar>& storage) {
     data[std::size_t(trial)] = engine.prepare_trial(trial);
-    engine.forward_trial(trial, data[std::size_t(trial)], false, storage, forced);
+    engine.forward_trial(trial, data[std::size_t(trial)], false, storage, forced,
+                         plan.block_threads);
     result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
     engine.backward_trial(data[std::size_t(trial)], storage, math::increment_adjoint(trials, steps),
                           rows[std::size_t(trial)]);

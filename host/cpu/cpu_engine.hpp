@@ -37,8 +37,8 @@ template <typename Scalar>
 
 /// The packed float32 engine (the CPU's default): the same filter and gradient with
 /// pack_width particles in SIMD lanes (cpu/particle_pack.hpp), gradient terms summed in float32
-/// over at most eight packs, then in float64; its results differ from the reference by float32
-/// rounding only.
+/// over at most eight consecutive packs, then in float64; its results differ from the reference by
+/// float32 rounding only.
 [[nodiscard]] FilterResult filter_trials_packed(const Model& model, const SequenceBatch& batch,
                                                 const FilterOptions& options, std::uint64_t seed,
                                                 const FilterRequest& request, int num_threads,
