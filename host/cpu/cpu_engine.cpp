@@ -244,7 +244,9 @@ class Engine {
           increments[k] = storage.carried[std::size_t(k)] + double(lane_of(log_weight, j));
         }
       }
-      // The tiles' sums, in particle order (math/weights.hpp).
+      // The tiles' sums, in particle order (math/weights.hpp); tiles are independent.
+#pragma omp parallel for num_threads(block_threads) if (block_threads > 1 && tiles > 1) \
+    schedule(static)
       for (int b = 0; b < tiles; ++b) {
         const int begin = b * math::weight_tile, end = std::min(K, begin + math::weight_tile);
         double maximum = increments[begin];
@@ -299,12 +301,14 @@ class Engine {
         }
         continue;
       }
+#pragma omp parallel for num_threads(block_threads) if (block_threads > 1) schedule(static)
       for (int k = 0; k < K; ++k) {
         const int b = k / math::weight_tile;
         storage.cumulative[std::size_t(k)] =
             math::normalised_cumulative(tile_start[b], tile_scale[b],
                                         storage.cumulative[std::size_t(k)], weights.total, product);
       }
+#pragma omp parallel for num_threads(block_threads) if (block_threads > 1) schedule(static)
       for (int k = 0; k < K; ++k) {
         const double position =
             math::resampling_position(options_.resampling, seed_, data.id, std::uint32_t(step),
@@ -592,6 +596,11 @@ struct ThreadPlan {
 /// reuses one trial's storage. Exceptions are rethrown after the region, first trial first.
 template <typename Scalar, typename Work>
 void run_parallel(int trials, int num_threads, const Work& work) {
+  if (num_threads == 1) {  // outside any parallel region: a trial's blocks may use the threads
+    TrialStorage<Scalar> storage;
+    for (int trial = 0; trial < trials; ++trial) work(trial, storage);
+    return;
+  }
   std::vector<std::string> errors(static_cast<std::size_t>(trials));
   std::vector<int> error_kind(std::size_t(trials), 0);
 #pragma omp parallel num_threads(num_threads)
