@@ -46,10 +46,10 @@ class CliTest : public ::testing::Test {
 
   void write_teacher_data(int trials, int steps) {
     save_model(path("teacher.npz"), oscillator_teacher());
-    ASSERT_EQ(run("simulate --model " + path("teacher.npz") + " --trials " +
-                  std::to_string(trials) + " --steps " + std::to_string(steps) +
-                  " --seed 3 --out " + path("data.npz")),
-              0)
+    ASSERT_EQ(
+        run("simulate --model " + path("teacher.npz") + " --trials " + std::to_string(trials) +
+            " --steps " + std::to_string(steps) + " --seed 3 --out " + path("data.npz")),
+        0)
         << output_;
   }
 
@@ -61,9 +61,11 @@ TEST_F(CliTest, SimulateFitFilterSampleWorkflow) {
   write_teacher_data(20, 25);
   const auto data = io::read_npz(path("data.npz"));
   ASSERT_EQ(data.arrays.at("observations").shape, (std::vector<std::int64_t>{20, 25, 20}));
-  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
+  ASSERT_EQ(run("fit --data " + path("data.npz") +
+                " --field observations --rank 2 --hidden 8 "
                 "--nonlinearity relu --epochs 3 --batch-size 10 --particles 4 --held-out 0.2 "
-                "--lr 1e-2 --out " + path("model.npz") + " --device cpu --threads 2"),
+                "--lr 1e-2 --out " +
+                path("model.npz") + " --device cpu --threads 2"),
             0)
       << output_;
   EXPECT_NE(output_.find("epoch 3/3"), std::string::npos) << output_;
@@ -85,20 +87,26 @@ TEST_F(CliTest, SimulateFitFilterSampleWorkflow) {
   EXPECT_EQ(archive.compare(archive.find("'descr': '", ancestors_entry) + 10, 3, "<i4"), 0);
   EXPECT_EQ(io::read_npz(path("particles.npz")).arrays.at("particles").shape,
             (std::vector<std::int64_t>{20, 25, 50, 2}));
-  ASSERT_EQ(run("sample --model " + path("model.npz") + " --trials 3 --steps 40 --burn-in 10 "
-                "--out " + path("samples.npz")),
+  ASSERT_EQ(run("sample --model " + path("model.npz") +
+                " --trials 3 --steps 40 --burn-in 10 "
+                "--out " +
+                path("samples.npz")),
             0)
       << output_;
   EXPECT_EQ(io::read_npz(path("samples.npz")).arrays.at("observations").shape,
             (std::vector<std::int64_t>{3, 40, 20}));
   // A checkpoint resumes only its own run (the full-disk test below resumes one).
-  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
-                "--epochs 2 --particles 4 --checkpoint-every 1 --quiet --out " + path("m2.npz")),
+  ASSERT_EQ(run("fit --data " + path("data.npz") +
+                " --field observations --rank 2 --hidden 8 "
+                "--epochs 2 --particles 4 --checkpoint-every 1 --quiet --out " +
+                path("m2.npz")),
             0)
       << output_;
   ASSERT_TRUE(std::filesystem::exists(path("m2.npz.checkpoint.npz")));
-  expect_bad_input("fit --data " + path("data.npz") + " --field observations --rank 2 --hidden 8 "
-                   "--epochs 4 --particles 4 --resume --quiet --out " + path("m2.npz"),
+  expect_bad_input("fit --data " + path("data.npz") +
+                       " --field observations --rank 2 --hidden 8 "
+                       "--epochs 4 --particles 4 --resume --quiet --out " +
+                       path("m2.npz"),
                    "the checkpoint belongs to another run: it was made with --epochs 2, this run "
                    "has 4");
 }
@@ -112,9 +120,7 @@ TEST_F(CliTest, HelpListsEveryCommand) {
   EXPECT_EQ(run("fit --no-such-option 3"), 2);
 }
 
-TEST_F(CliTest, MissingFile) {
-  expect_bad_input("fit --data " + path("absent.npy"), "absent.npy");
-}
+TEST_F(CliTest, MissingFile) { expect_bad_input("fit --data " + path("absent.npy"), "absent.npy"); }
 
 TEST_F(CliTest, OneDimensionalArray) {
   io::write_npy(path("flat.npy"), Array({100}, std::vector<double>(100, 1.0)));
@@ -148,6 +154,70 @@ TEST_F(CliTest, UnknownPrecision) {
                    "float32-device");
 }
 
+// A wrong --layout names the file, the layout assumed and the layout that would match.
+TEST_F(CliTest, ChannelMismatchNamesTheLayoutAndTheOneThatFits) {
+  write_teacher_data(4, 30);  // (4 trials, 30 steps, 20 channels)
+  expect_bad_input("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
+                       " --field observations --layout trials,channels,time",
+                   path("data.npz") +
+                       ": channel count does not match the model; got 30 (layout "
+                       "trials,channels,time), expected 20; --layout trials,time,channels reads "
+                       "20 channels");
+}
+
+// How the data was read is the fit's first line; counts with a Gaussian read-out and a time
+// axis far shorter than the channel axis are announced, and the fit still runs.
+TEST_F(CliTest, SuspiciousDataIsAnnounced) {
+  std::vector<double> counts(std::size_t(6) * 5 * 40);
+  for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = double(i % 4);
+  io::write_npy(path("counts.npy"), Array({6, 5, 40}, counts));
+  ASSERT_EQ(run("fit --data " + path("counts.npy") +
+                " --rank 1 --hidden 4 --epochs 1 --particles 4 --batch-size 6 --out " +
+                path("counts_model.npz")),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("lrsmc fit: " + path("counts.npy") +
+                         ": 6 trials × 5 steps × 40 channels (layout trials,time,channels)"),
+            std::string::npos)
+      << output_;
+  EXPECT_NE(output_.find("lrsmc: warning: " + path("counts.npy") +
+                         ": every value is a non-negative integer, as spike counts are, but the "
+                         "read-out is Gaussian; counts are fitted with --observation poisson"),
+            std::string::npos)
+      << output_;
+  EXPECT_NE(output_.find("lrsmc: warning: " + path("counts.npy") +
+                         ": 5 steps against 40 channels (read as 5 steps × 40 channels, layout "
+                         "trials,time,channels); if the file holds channels before time, use "
+                         "--layout trials,channels,time"),
+            std::string::npos)
+      << output_;
+  // The same counts fitted as counts, in the layout that reads 5 channels, raise neither.
+  ASSERT_EQ(run("fit --data " + path("counts.npy") +
+                " --layout trials,channels,time --observation poisson --rank 1 --hidden 4 "
+                "--epochs 1 --particles 4 --batch-size 6 --out " +
+                path("counts_model2.npz")),
+            0)
+      << output_;
+  EXPECT_EQ(output_.find("warning"), std::string::npos) << output_;
+}
+
+// One step per trial (trials whose time axis was lost) is announced.
+TEST_F(CliTest, OneStepPerTrialIsAnnounced) {
+  save_model(path("teacher.npz"), oscillator_teacher());
+  std::vector<double> values(std::size_t(30) * 20);
+  for (std::size_t i = 0; i < values.size(); ++i) values[i] = std::sin(0.1 * double(i));
+  io::write_npy(path("flat.npy"), Array({30, 1, 20}, values));
+  ASSERT_EQ(run("filter --model " + path("teacher.npz") + " --data " + path("flat.npy") +
+                " --particles 8 --out-latents " + path("l.npy") + " --out-elbo " + path("e.npy")),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("lrsmc: warning: " + path("flat.npy") +
+                         ": one step per trial (read as 1 step × 20 channels, layout "
+                         "trials,time,channels); the model needs time series: check --layout"),
+            std::string::npos)
+      << output_;
+}
+
 TEST_F(CliTest, ModelFileOfAnotherRank) {
   write_teacher_data(4, 10);
   // A file whose arrays are rank 3 while its config says rank 2.
@@ -156,8 +226,10 @@ TEST_F(CliTest, ModelFileOfAnotherRank) {
   rank3 = Model::initialise(rank3.config, 1);
   std::map<std::string, Array> arrays;
   const ParameterLayout layout = rank3.layout();
-  for (const auto& block : layout.blocks()) arrays[block.name] = Array(block.shape, rank3.get(block.name));
-  io::write_npz(path("mixed.npz"), arrays, {{"config", config_to_json(oscillator_teacher().config)}});
+  for (const auto& block : layout.blocks())
+    arrays[block.name] = Array(block.shape, rank3.get(block.name));
+  io::write_npz(path("mixed.npz"), arrays,
+                {{"config", config_to_json(oscillator_teacher().config)}});
   expect_bad_input("filter --model " + path("mixed.npz") + " --data " + path("data.npz") +
                        " --field observations",
                    "entry 'm' has the wrong shape; got (20, 3), expected (20, 2)");
@@ -175,7 +247,8 @@ TEST_F(CliTest, WindowLongerThanRecording) {
 
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {
   io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
-  expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials", "--layout is not recognised");
+  expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials",
+                   "--layout is not recognised");
   expect_bad_input("fit --data " + path("ok.npy") + " --nonlinearity sigmoid",
                    "--nonlinearity is not recognised; got 'sigmoid'");
   expect_bad_input("fit --data " + path("ok.npy") + " --lr -3", "learning rate");
@@ -192,7 +265,8 @@ TEST_F(CliTest, FailedRunLeavesExistingFilesUntouched) {
   EXPECT_EQ(read_file(path("model.npz")), "precious");
   // Output into a folder that does not exist: clear error, nothing half-written.
   write_teacher_data(4, 10);
-  EXPECT_EQ(run("sample --model " + path("teacher.npz") + " --out " + path("no/such/dir/s.npz")), 2);
+  EXPECT_EQ(run("sample --model " + path("teacher.npz") + " --out " + path("no/such/dir/s.npz")),
+            2);
   EXPECT_NE(output_.find("s.npz"), std::string::npos) << output_;
 }
 
@@ -204,9 +278,10 @@ TEST_F(CliTest, OutputOnAnInputIsRefusedBeforeAnyWork) {
   const std::string data_again = folder_ + "/./data.npz";
   std::filesystem::create_symlink(model, path("link.npz"));
   const std::pair<std::string, std::string> cases[] = {
-      {"fit --epochs 1 --data " + data + " --out " + data_again, "--out '" + data_again +
-                                                                     "' is the same file as --data"},
-      {"fit --epochs 1 --data " + data + " --checkpoint " + path("x.npz") + " --out " + path("x.npz"),
+      {"fit --epochs 1 --data " + data + " --out " + data_again,
+       "--out '" + data_again + "' is the same file as --data"},
+      {"fit --epochs 1 --data " + data + " --checkpoint " + path("x.npz") + " --out " +
+           path("x.npz"),
        "--checkpoint '" + path("x.npz") + "' is the same file as --out"},
       {"fit --epochs 1 --data " + data + " --init " + model + " --out " + path("link.npz"),
        "is the same file as --init"},
@@ -215,7 +290,8 @@ TEST_F(CliTest, OutputOnAnInputIsRefusedBeforeAnyWork) {
       {"filter --model " + model + " --data " + data + " --out-latents " + path("a.npy") +
            " --out-elbo " + path("a.npy"),
        "--out-elbo '" + path("a.npy") + "' is the same file as --out-latents"},
-      {"sample --model " + model + " --out " + model, "--out '" + model + "' is the same file as --model"},
+      {"sample --model " + model + " --out " + model,
+       "--out '" + model + "' is the same file as --model"},
       {"simulate --model " + model + " --out " + path("link.npz"), "is the same file as --model"},
       {"fixed-points " + model + " --out-npy " + model, "is the same file as model"}};
   for (const auto& [arguments, expected] : cases) expect_bad_input(arguments, expected);
@@ -290,10 +366,10 @@ TEST_F(CliTest, CtrlCStopsEveryCommandWithinASecondLeavingNoOutput) {
   ModelConfig config = oscillator_teacher().config;
   config.nonlinearity = Nonlinearity::tanh;
   save_model(path("tanh.npz"), Model::initialise(config, 1));
-  std::string report = interrupt_after("fixed-points " + path("tanh.npz") +
-                                           " --numerical 10000000 --out-json " + path("fp.json") +
-                                           " --out-npy " + path("fp.npy"),
-                                       1.0, "");
+  std::string report =
+      interrupt_after("fixed-points " + path("tanh.npz") + " --numerical 10000000 --out-json " +
+                          path("fp.json") + " --out-npy " + path("fp.npy"),
+                      1.0, "");
   EXPECT_NE(report.find("status=130"), std::string::npos) << report;
   const auto milliseconds = [](const std::string& text) {
     const std::size_t at = text.find("ms=");
@@ -305,9 +381,8 @@ TEST_F(CliTest, CtrlCStopsEveryCommandWithinASecondLeavingNoOutput) {
   write_teacher_data(4, 10);
   ASSERT_EQ(::mkfifo(path("pipe").c_str(), 0600), 0);
   std::filesystem::create_directory(path("tmp"));
-  report = interrupt_after("filter --model " + path("teacher.npz") + " --data " +
-                               path("data.npz") + " --out-latents " + path("pipe") +
-                               " --out-elbo " + path("elbo.npy"),
+  report = interrupt_after("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
+                               " --out-latents " + path("pipe") + " --out-elbo " + path("elbo.npy"),
                            1.0, "TMPDIR=" + path("tmp"));
   EXPECT_NE(report.find("status=130"), std::string::npos) << report;
   EXPECT_LT(milliseconds(report), 1000) << report;
@@ -365,9 +440,9 @@ TEST_F(CliTest, DivergentDrawsAreRefusedNotWrittenAsInf) {
   model.set("m", std::vector<double>(model.get("m").size(), 3.0));
   model.set("n", std::vector<double>(model.get("n").size(), 3.0));
   save_model(path("divergent.npz"), model);
-  expect_bad_input("sample --model " + path("divergent.npz") + " --trials 2 --steps 200 --out " +
-                       path("s.npz"),
-                   ": the draw diverges: latents at trial 0, step ");
+  expect_bad_input(
+      "sample --model " + path("divergent.npz") + " --trials 2 --steps 200 --out " + path("s.npz"),
+      ": the draw diverges: latents at trial 0, step ");
   expect_bad_input("simulate --model " + path("divergent.npz") + " --trials 2 --steps 200 --out " +
                        path("s.npz"),
                    "this model's dynamics grow without bound; nothing written");
@@ -438,9 +513,9 @@ TEST_F(CliTest, FitKeepsTheBestModelStopsEarlyAndWritesItsHistory) {
             0u)
       << history;
   expect_bad_input(fit + path("x.npz") + " --keep first", "--keep is not recognised; got 'first'");
-  expect_bad_input("fit --data " + path("data.npz") + " --epochs 2 --keep best --out " +
-                       path("x.npz"),
-                   "need a held-out set");
+  expect_bad_input(
+      "fit --data " + path("data.npz") + " --epochs 2 --keep best --out " + path("x.npz"),
+      "need a held-out set");
 }
 
 TEST_F(CliTest, DemoChecksItsOptionsBeforeTraining) {
@@ -457,9 +532,9 @@ TEST_F(CliTest, CountsAndSeedsAreRangeChecked) {
   expect_bad_input(sample + " --trials 0", "--trials must be at least 1; got 0");
   expect_bad_input(sample + " --steps 2147483647 --burn-in 10", "is too long");
   expect_bad_input(sample + " --trials 10000000", "--trials 10000000 of 100 steps needs about");
-  expect_bad_input("simulate --model " + path("teacher.npz") + " --trials 10000000 --out " +
-                       path("s.npz"),
-                   "needs about");
+  expect_bad_input(
+      "simulate --model " + path("teacher.npz") + " --trials 10000000 --out " + path("s.npz"),
+      "needs about");
   EXPECT_FALSE(std::filesystem::exists(path("s.npz")));
   for (const char* seed : {"-1", "18446744073709551616", "1e3", "3.5"}) {
     SCOPED_TRACE(seed);
@@ -475,8 +550,8 @@ TEST_F(CliTest, CountsAndSeedsAreRangeChecked) {
 
 TEST_F(CliTest, TrainingLargerThanMemoryIsRefusedBeforeTheFirstEpoch) {
   write_teacher_data(4, 1000);
-  const std::string fit = "fit --epochs 2 --hidden 8 --data " + path("data.npz") + " --out " +
-                          path("m.npz");
+  const std::string fit =
+      "fit --epochs 2 --hidden 8 --data " + path("data.npz") + " --out " + path("m.npz");
   expect_bad_input(fit + " --windows-per-epoch 2000000000",
                    "windows per epoch is out of range; got 2000000000");
   expect_bad_input(fit + " --particles 100000000",
@@ -492,8 +567,8 @@ TEST_F(CliTest, UnwritableOutputsAreRefusedBeforeTraining) {
   write_teacher_data(4, 10);
   const std::string fit = "fit --epochs 200 --hidden 8 --data " + path("data.npz");
   expect_bad_input(fit + " --out " + path("no/such/dir/m.npz"),
-                   "--out '" + path("no/such/dir/m.npz") + "': the folder '" +
-                       path("no/such/dir") + "' does not exist");
+                   "--out '" + path("no/such/dir/m.npz") + "': the folder '" + path("no/such/dir") +
+                       "' does not exist");
   EXPECT_EQ(output_.find("epoch"), std::string::npos) << "training started: " << output_;
   expect_bad_input(fit + " --out " + path("m.npz") + " --checkpoint " + path("none/c.npz"),
                    "--checkpoint '" + path("none/c.npz") + "': the folder");
@@ -536,15 +611,18 @@ TEST_F(CliTest, DemoStudentComesWithinTwoPercentOfTheTeacher) {
   const double student = summary.at("student_held_out_elbo").get<double>();
   EXPECT_LE(std::fabs(teacher - student) / std::fabs(teacher), 0.02)
       << "teacher " << teacher << ", student " << student;
-  EXPECT_DOUBLE_EQ(summary.at("relative_gap").get<double>(), (teacher - student) / std::fabs(teacher));
+  EXPECT_DOUBLE_EQ(summary.at("relative_gap").get<double>(),
+                   (teacher - student) / std::fabs(teacher));
 }
 
 // --device auto runs a model the GPU cannot run (rank above the kernels' 16) on the CPU and says
 // so; --device cuda refuses it with the reason. Without a GPU auto is the CPU anyway.
 TEST_F(CliTest, AutoFallsBackToTheCpuForModelsTheGpuCannotRun) {
   write_teacher_data(4, 6);
-  ASSERT_EQ(run("fit --data " + path("data.npz") + " --field observations --rank 17 --hidden 24 "
-                "--epochs 1 --particles 4 --quiet --out " + path("rank17.npz")),
+  ASSERT_EQ(run("fit --data " + path("data.npz") +
+                " --field observations --rank 17 --hidden 24 "
+                "--epochs 1 --particles 4 --quiet --out " +
+                path("rank17.npz")),
             0)
       << output_;
   const bool gpu = output_.find("device auto:") != std::string::npos;

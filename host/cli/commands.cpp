@@ -68,6 +68,14 @@ void add_training_options(CLI::App& app, FitOptions& options) {
 
 namespace {
 
+/// Checks the data against the model's channels (naming the layout and the one that would fit)
+/// and prints the readings that look like a mistake (dataset.hpp, data_warnings).
+void check_data(const Dataset& data, const ModelConfig& config) {
+  require_channels(data, config.num_channels);
+  for (const std::string& warning : data_warnings(data, config.observation))
+    std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
+}
+
 /// Writes with `write` to the first of `candidates` where that works; returns that path, or ""
 /// when none worked, after saying on stderr why each failed.
 std::string write_first_possible(const std::vector<std::string>& candidates, const char* what,
@@ -209,7 +217,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                     "architecture)");
     LRSMC_REQUIRE(model.config.num_channels == data.num_channels, options.init_path, ": model has ",
                   model.config.num_channels, " channels; got data ", data.source, " with ",
-                  data.num_channels, " channels");
+                  data.num_channels, " channels (layout ", to_string(data.layout), ")");
     LRSMC_REQUIRE(model.config.num_inputs == data.num_inputs, options.init_path, ": model takes ",
                   model.config.num_inputs, " inputs; got ", data.num_inputs);
   } else {
@@ -217,6 +225,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
         make_config(options.architecture, data.num_channels, data.num_inputs);
     model = Model::initialise(config, options.training.seed);
   }
+  check_data(data, model.config);
   options.training.filter = make_filter_options(options.inference, model.config);
   options.training.optimizer = parse_optimizer(options.optimizer, "--optimizer");
   LRSMC_REQUIRE(options.keep == "last" || options.keep == "best", "--keep is not recognised; got '",
@@ -242,11 +251,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                                                 options.training.window, options.training.seed);
   require_training_fits(options.training, model.config, train, held_out);
   if (!options.quiet)
-    std::fprintf(stderr,
-                 "lrsmc fit: %s, %d %s × %d steps × %d channels; rank %d, %d units, %s; %d "
-                 "particles, %s proposal; %s\n",
-                 data.source.c_str(), data.num_trials, data.continuous ? "recording" : "trials",
-                 data.num_steps, data.num_channels, model.config.rank, model.config.num_hidden,
+    std::fprintf(stderr, "lrsmc fit: %s; rank %d, %d units, %s; %d particles, %s proposal; %s\n",
+                 describe(data).c_str(), model.config.rank, model.config.num_hidden,
                  to_string(model.config.nonlinearity).c_str(),
                  options.training.filter.num_particles,
                  to_string(options.training.filter.proposal).c_str(), backend->name().c_str());
@@ -324,6 +330,7 @@ int run_filter(const FilterCommandOptions& options) {
                             {"--out-particles", options.particles_path}});
   const Model model = load_model(options.model_path);
   const Dataset data = load_data(options.data);
+  check_data(data, model.config);
   const FilterOptions filter_options = make_filter_options(options.inference, model.config);
   auto backend = make_device_backend(options.device, model.config, filter_options);
   FilterRequest request;

@@ -14,10 +14,14 @@ namespace lrsmc {
 
 std::string to_string(DataLayout layout) {
   switch (layout) {
-    case DataLayout::trials_time_channels: return "trials,time,channels";
-    case DataLayout::trials_channels_time: return "trials,channels,time";
-    case DataLayout::time_channels: return "time,channels";
-    case DataLayout::channels_time: break;
+    case DataLayout::trials_time_channels:
+      return "trials,time,channels";
+    case DataLayout::trials_channels_time:
+      return "trials,channels,time";
+    case DataLayout::time_channels:
+      return "time,channels";
+    case DataLayout::channels_time:
+      break;
   }
   return "channels,time";
 }
@@ -33,7 +37,8 @@ DataLayout parse_data_layout(const std::string& text, const std::string& field) 
 }
 
 Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source) {
-  const bool continuous = layout == DataLayout::time_channels || layout == DataLayout::channels_time;
+  const bool continuous =
+      layout == DataLayout::time_channels || layout == DataLayout::channels_time;
   const int expected_rank = continuous ? 2 : 3;
   // The shape cut short: a file may claim thousands of axes.
   LRSMC_REQUIRE(array.ndim() == expected_rank, source, ": array has ", array.ndim(),
@@ -47,6 +52,7 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
   Dataset data;
   data.source = source;
   data.continuous = continuous;
+  data.layout = layout;
   std::int64_t trials = 1, steps = 0, channels = 0;
   switch (layout) {
     case DataLayout::trials_time_channels:
@@ -55,8 +61,12 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
     case DataLayout::trials_channels_time:
       trials = array.shape[0], channels = array.shape[1], steps = array.shape[2];
       break;
-    case DataLayout::time_channels: steps = array.shape[0], channels = array.shape[1]; break;
-    case DataLayout::channels_time: channels = array.shape[0], steps = array.shape[1]; break;
+    case DataLayout::time_channels:
+      steps = array.shape[0], channels = array.shape[1];
+      break;
+    case DataLayout::channels_time:
+      channels = array.shape[0], steps = array.shape[1];
+      break;
   }
   data.num_trials = int(trials);
   data.num_steps = int(steps);
@@ -76,6 +86,68 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
         data.observations[std::size_t((trial * steps + step) * channels + channel)] = value;
       }
   return data;
+}
+
+std::string describe(const Dataset& data) {
+  return detail::concat(
+      data.source, ": ", data.num_trials,
+      data.continuous ? " recording × " : (data.num_trials == 1 ? " trial × " : " trials × "),
+      data.num_steps, " steps × ", data.num_channels, " channels (layout ", to_string(data.layout),
+      ")");
+}
+
+namespace {
+
+/// The layout that reads the same array with the time and channel axes exchanged.
+DataLayout swapped(DataLayout layout) {
+  switch (layout) {
+    case DataLayout::trials_time_channels:
+      return DataLayout::trials_channels_time;
+    case DataLayout::trials_channels_time:
+      return DataLayout::trials_time_channels;
+    case DataLayout::time_channels:
+      return DataLayout::channels_time;
+    case DataLayout::channels_time:
+      break;
+  }
+  return DataLayout::time_channels;
+}
+
+}  // namespace
+
+std::vector<std::string> data_warnings(const Dataset& data, Observation observation) {
+  std::vector<std::string> warnings;
+  const std::string read_as =
+      detail::concat(" (read as ", data.num_steps, data.num_steps == 1 ? " step × " : " steps × ",
+                     data.num_channels, " channels, layout ", to_string(data.layout), ")");
+  if (observation == Observation::gaussian &&
+      std::all_of(data.observations.begin(), data.observations.end(),
+                  [](double x) { return x >= 0 && x == std::floor(x); }))
+    warnings.push_back(detail::concat(
+        data.source,
+        ": every value is a non-negative integer, as spike counts are, but the read-out is "
+        "Gaussian; counts are fitted with --observation poisson"));
+  // A wide margin: recordings have many more steps than channels far more often than not.
+  if (data.num_steps > 1 && std::int64_t(data.num_steps) * 4 <= data.num_channels)
+    warnings.push_back(detail::concat(data.source, ": ", data.num_steps, " steps against ",
+                                      data.num_channels, " channels", read_as,
+                                      "; if the file holds channels before time, use --layout ",
+                                      to_string(swapped(data.layout))));
+  if (data.num_steps == 1)
+    warnings.push_back(detail::concat(data.source, ": one step per trial", read_as,
+                                      "; the model needs time series: check --layout"));
+  return warnings;
+}
+
+void require_channels(const Dataset& data, int channels) {
+  if (data.num_channels == channels) return;
+  const std::string suggestion =
+      data.num_steps == channels ? detail::concat("; --layout ", to_string(swapped(data.layout)),
+                                                  " reads ", channels, " channels")
+                                 : std::string();
+  throw InvalidInput(detail::concat(data.source, ": channel count does not match the model; got ",
+                                    data.num_channels, " (layout ", to_string(data.layout),
+                                    "), expected ", channels, suggestion));
 }
 
 namespace {
@@ -101,7 +173,8 @@ std::string data_entry(const std::string& path, const std::string& field) {
 
 Array read_entry(const std::string& path, const std::string& field) {
   if (!io::has_extension(path, ".npz")) {
-    LRSMC_REQUIRE(field.empty(), path, ": --field '", field, "' given, but the file is not an .npz");
+    LRSMC_REQUIRE(field.empty(), path, ": --field '", field,
+                  "' given, but the file is not an .npz");
     return io::read_npy(path);
   }
   io::NpzSelection selection;
@@ -143,11 +216,13 @@ SequenceBatch trials_batch(const Dataset& data, const std::vector<int>& trials) 
   const std::size_t input_size = std::size_t(data.num_steps) * data.num_inputs;
   for (const int trial : trials) {
     LRSMC_ASSERT(trial >= 0 && trial < data.num_trials);
-    batch.observations.insert(batch.observations.end(),
-                              data.observations.begin() + std::ptrdiff_t(trial * observation_size),
-                              data.observations.begin() + std::ptrdiff_t((trial + 1) * observation_size));
+    batch.observations.insert(
+        batch.observations.end(),
+        data.observations.begin() + std::ptrdiff_t(trial * observation_size),
+        data.observations.begin() + std::ptrdiff_t((trial + 1) * observation_size));
     if (input_size > 0)
-      batch.inputs.insert(batch.inputs.end(), data.inputs.begin() + std::ptrdiff_t(trial * input_size),
+      batch.inputs.insert(batch.inputs.end(),
+                          data.inputs.begin() + std::ptrdiff_t(trial * input_size),
                           data.inputs.begin() + std::ptrdiff_t((trial + 1) * input_size));
   }
   return batch;
@@ -173,7 +248,8 @@ SequenceBatch windows_batch(const Dataset& data, const std::vector<int>& starts,
     batch.observations.insert(
         batch.observations.end(),
         data.observations.begin() + std::ptrdiff_t(std::size_t(start) * data.num_channels),
-        data.observations.begin() + std::ptrdiff_t(std::size_t(start + length) * data.num_channels));
+        data.observations.begin() +
+            std::ptrdiff_t(std::size_t(start + length) * data.num_channels));
     if (data.num_inputs > 0)
       batch.inputs.insert(
           batch.inputs.end(),

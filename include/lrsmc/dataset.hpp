@@ -30,7 +30,22 @@ struct Dataset {
   std::vector<double> inputs;        ///< (trials, steps, inputs) or empty
   /// One long recording (a single trial) from which training draws random windows.
   bool continuous = false;
+  /// The layout the file was read in (for messages).
+  DataLayout layout = DataLayout::trials_time_channels;
 };
+
+/// How the data was read, for the header line of a command: "<source>: 10 trials × 50 steps ×
+/// 64 channels (layout trials,time,channels)".
+[[nodiscard]] std::string describe(const Dataset& data);
+
+/// Readings that look like a mistake, each a sentence naming the file: non-negative integer
+/// data (counts) with a Gaussian read-out, a time axis much shorter than the channel axis (the
+/// axes probably swapped), one step per trial. Empty when nothing looks wrong.
+[[nodiscard]] std::vector<std::string> data_warnings(const Dataset& data, Observation observation);
+
+/// Throws InvalidInput when the data has not `channels` channels, naming the file, the layout
+/// it was read in and, when one exists, the layout that would give `channels` channels.
+void require_channels(const Dataset& data, int channels);
 
 /// Builds a dataset from an array in `layout`; throws InvalidInput naming `source`, the shape
 /// and the assumed layout when the rank is wrong, and when a value is NaN or infinite.

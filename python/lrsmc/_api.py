@@ -8,6 +8,7 @@ import functools
 import inspect
 import numbers
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Union
 
@@ -124,6 +125,13 @@ def as_dataset(
     return _core.make_dataset(array, _resolve_layout(array, layout), input_array, source)
 
 
+def _check_data(data: _core.Dataset, model: _core.Model) -> None:
+    """The command line's data checks: a channel mismatch is an error naming the layout (and the
+    one that would match); suspicious readings are UserWarnings."""
+    for message in _core.data_warnings(data, model):
+        warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def load_data(
     path: PathLike,
     layout: str = "trials,time,channels",
@@ -218,6 +226,7 @@ def filter(
     path), ``"float64"`` (the reference) or ``"float32-device"`` (the CUDA kernels' order).
     """
     data = as_dataset(observations, layout, inputs)
+    _check_data(data, model)
     out = _core.filter(
         model,
         data,
@@ -359,6 +368,7 @@ def fit_model(
     in :func:`filter`.
     """
     data = as_dataset(observations, layout, inputs)
+    _check_data(data, model)
     train, held = _core.split_held_out(data, held_out, window, seed)
     checkpoint_path = "" if checkpoint is None else os.fspath(checkpoint)
     resume_from = ""

@@ -249,6 +249,8 @@ class LowRankRNN:
             model = self.model_
         else:
             model = _core.Model.initialise(self.model_config(data.num_channels, data.num_inputs), self.seed)
+        if self.verbose:  # the command line's header line
+            print(f"lrsmc fit: {data.describe()}", file=sys.stderr, flush=True)
         try:
             outcome = _api.fit_model(
                 model,

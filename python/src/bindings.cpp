@@ -86,8 +86,7 @@ std::string shape_string(const py::array& array) {
 
 py::tuple shape_tuple(const std::vector<std::int64_t>& shape) {
   py::tuple result(shape.size());
-  for (std::size_t axis = 0; axis < shape.size(); ++axis)
-    result[axis] = py::int_(shape[axis]);
+  for (std::size_t axis = 0; axis < shape.size(); ++axis) result[axis] = py::int_(shape[axis]);
   return result;
 }
 
@@ -129,16 +128,15 @@ void register_exceptions(py::module_& module) {
       module, "InvalidInputError",
       "Bad input: a shape, value, option or file content (the command line's exit status 2).",
       {types.error, PyExc_ValueError});
-  types.io_error = add_exception(module, "IoError",
-                                 "A file could not be opened, read, written or renamed.",
-                                 {types.error, PyExc_OSError});
-  types.out_of_memory = add_exception(
-      module, "OutOfMemoryError",
-      "The problem does not fit in (device) memory; the message says what would fit.",
-      {types.error, PyExc_MemoryError});
-  types.cuda_error = add_exception(module, "CudaError",
-                                   "A CUDA call failed, or no CUDA device is available.",
-                                   {types.error});
+  types.io_error =
+      add_exception(module, "IoError", "A file could not be opened, read, written or renamed.",
+                    {types.error, PyExc_OSError});
+  types.out_of_memory =
+      add_exception(module, "OutOfMemoryError",
+                    "The problem does not fit in (device) memory; the message says what would fit.",
+                    {types.error, PyExc_MemoryError});
+  types.cuda_error = add_exception(
+      module, "CudaError", "A CUDA call failed, or no CUDA device is available.", {types.error});
   types.numerical = add_exception(module, "NumericalError",
                                   "The objective or its gradient became NaN or infinite.",
                                   {types.error, PyExc_ArithmeticError});
@@ -222,10 +220,11 @@ Dataset make_dataset(const InputArray& observations, const std::string& layout,
   return data;
 }
 
-py::dict filter(const Model& model, const Dataset& data, int particles,
-                const std::string& proposal, const std::string& resampling,
-                double resample_threshold, std::uint64_t seed, const std::string& device,
-                int threads, const std::string& precision, bool store_particles) {
+py::dict filter(const Model& model, const Dataset& data, int particles, const std::string& proposal,
+                const std::string& resampling, double resample_threshold, std::uint64_t seed,
+                const std::string& device, int threads, const std::string& precision,
+                bool store_particles) {
+  require_channels(data, model.config.num_channels);
   FilterResult result;
   int num_particles = 0;
   {
@@ -261,9 +260,8 @@ py::dict sample(const Model& model, int trials, int steps, const std::optional<I
   if (inputs) {
     LRSMC_REQUIRE(inputs->ndim() == 3 && inputs->shape(0) == trials && inputs->shape(1) == steps &&
                       inputs->shape(2) == model.config.num_inputs,
-                  "sample: inputs have shape ", shape_string(*inputs),
-                  "; expected (", trials, ", ", steps, ", ", model.config.num_inputs,
-                  ") (trials, steps, inputs)");
+                  "sample: inputs have shape ", shape_string(*inputs), "; expected (", trials, ", ",
+                  steps, ", ", model.config.num_inputs, ") (trials, steps, inputs)");
     input_values = to_array(*inputs).data;
   }
   SampleResult result;
@@ -332,8 +330,8 @@ FixedPointResult fixed_points(const InputArray& m, const InputArray& n, const In
   network.num_hidden = static_cast<int>(m.shape(0));
   network.rank = static_cast<int>(m.shape(1));
   LRSMC_REQUIRE(n.ndim() == 2 && n.shape(0) == network.rank && n.shape(1) == network.num_hidden,
-                "fixed points: n has the wrong shape; got ", shape_string(n),
-                ", expected (", network.rank, ", ", network.num_hidden, ") (rank, hidden)");
+                "fixed points: n has the wrong shape; got ", shape_string(n), ", expected (",
+                network.rank, ", ", network.num_hidden, ") (rank, hidden)");
   network.decay = decay;
   network.nonlinearity = parse_nonlinearity(nonlinearity, "nonlinearity");
   network.m = to_array(m).data;
@@ -366,8 +364,8 @@ void bind_config(py::module_& module) {
       .def(py::init([](int rank, int num_hidden, int num_channels, int num_inputs,
                        const std::string& nonlinearity, const std::string& transition_noise,
                        const std::string& initial_noise, const std::string& observation,
-                       const std::string& link, const std::string& initial_state,
-                       double init_decay, double init_transition_std, double init_initial_std,
+                       const std::string& link, const std::string& initial_state, double init_decay,
+                       double init_transition_std, double init_initial_std,
                        double init_observation_std) {
              ModelConfig config;
              config.rank = rank;
@@ -418,9 +416,11 @@ void bind_config(py::module_& module) {
       .def_readonly("init_transition_std", &ModelConfig::init_transition_std)
       .def_readonly("init_initial_std", &ModelConfig::init_initial_std)
       .def_readonly("init_observation_std", &ModelConfig::init_observation_std)
-      .def("to_json", [](const ModelConfig& c) { return config_to_json(c); },
-           "The configuration as the JSON text of a model file's 'config' entry.")
-      .def("__repr__", [](const ModelConfig& c) { return "lrsmc.ModelConfig(" + config_to_json(c) + ")"; });
+      .def(
+          "to_json", [](const ModelConfig& c) { return config_to_json(c); },
+          "The configuration as the JSON text of a model file's 'config' entry.")
+      .def("__repr__",
+           [](const ModelConfig& c) { return "lrsmc.ModelConfig(" + config_to_json(c) + ")"; });
 }
 
 void bind_model(py::module_& module) {
@@ -429,18 +429,20 @@ void bind_model(py::module_& module) {
                     "order of the model file's entries.")
       .def_static("initialise", &Model::initialise, "config"_a, "seed"_a = 0,
                   "Initialisation of method.md §1.9, reproducible from seed.")
-      .def_static("load",
-                  [](const std::string& path) {
-                    py::gil_scoped_release release;
-                    return load_model(path);
-                  },
-                  "path"_a, "Reads a model file (.npz). Raises IoError or InvalidInputError.")
-      .def("save",
-           [](const Model& model, const std::string& path) {
-             py::gil_scoped_release release;
-             save_model(path, model);
-           },
-           "path"_a, "Writes a model file (.npz) atomically, as the command line does.")
+      .def_static(
+          "load",
+          [](const std::string& path) {
+            py::gil_scoped_release release;
+            return load_model(path);
+          },
+          "path"_a, "Reads a model file (.npz). Raises IoError or InvalidInputError.")
+      .def(
+          "save",
+          [](const Model& model, const std::string& path) {
+            py::gil_scoped_release release;
+            save_model(path, model);
+          },
+          "path"_a, "Writes a model file (.npz) atomically, as the command line does.")
       .def_readonly("config", &Model::config)
       .def_property_readonly(
           "parameters",
@@ -481,14 +483,16 @@ void bind_model(py::module_& module) {
           },
           "name"_a, "values"_a, "Overwrites one parameter block (same shape).")
       .def_property_readonly("decay", &Model::decay, "a = exp(−exp(θ_a)).")
-      .def("validate", [](const Model& model) { model.validate(); },
-           "Raises InvalidInputError when a parameter is not finite.")
+      .def(
+          "validate", [](const Model& model) { model.validate(); },
+          "Raises InvalidInputError when a parameter is not finite.")
       .def("copy", [](const Model& model) { return Model(model); })
       .def("__copy__", [](const Model& model) { return Model(model); })
-      .def("__deepcopy__", [](const Model& model, const py::dict&) { return Model(model); }, "memo"_a)
-      .def("__repr__", [](const Model& model) {
-        return "lrsmc.Model(" + config_to_json(model.config) + ")";
-      });
+      .def(
+          "__deepcopy__", [](const Model& model, const py::dict&) { return Model(model); },
+          "memo"_a)
+      .def("__repr__",
+           [](const Model& model) { return "lrsmc.Model(" + config_to_json(model.config) + ")"; });
 }
 
 void bind_data(py::module_& module) {
@@ -517,6 +521,9 @@ void bind_data(py::module_& module) {
                                   self);
           },
           "(trials, steps, inputs), a read-only view.")
+      .def("describe", &describe,
+           "How the data was read: '<source>: 10 trials × 50 steps × 64 channels (layout "
+           "trials,time,channels)'.")
       .def("__repr__", [](const Dataset& data) {
         return detail::concat("lrsmc.Dataset(", data.source, ": ", data.num_trials, " × ",
                               data.num_steps, " × ", data.num_channels,
@@ -549,6 +556,17 @@ void bind_data(py::module_& module) {
       "data"_a, "fraction"_a, "window"_a, "seed"_a,
       "(train, held_out) as `lrsmc fit --held-out` splits them (seeded shuffle of trials, or "
       "the end of one recording).");
+  module.def(
+      "data_warnings",
+      [](const Dataset& data, const Model& model) {
+        require_channels(data, model.config.num_channels);
+        return data_warnings(data, model.config.observation);
+      },
+      "data"_a, "model"_a,
+      "Raises InvalidInputError when the data's channels do not match the model (naming the "
+      "layout and the one that would match); returns the readings that look like a mistake "
+      "(counts with a Gaussian read-out, time much shorter than channels, one step per trial) "
+      "as the command line's warnings.");
 }
 
 void bind_training(py::module_& module) {
@@ -615,16 +633,17 @@ void bind_training(py::module_& module) {
       "model"_a, "train"_a, "held_out"_a, py::kw_only(), "epochs"_a = defaults.epochs,
       "batch_size"_a = defaults.batch_size, "window"_a = defaults.window,
       "windows_per_epoch"_a = defaults.windows_per_epoch,
-      "learning_rate"_a = defaults.learning_rate, "learning_rate_end"_a = defaults.learning_rate_end,
+      "learning_rate"_a = defaults.learning_rate,
+      "learning_rate_end"_a = defaults.learning_rate_end,
       "optimizer"_a = to_string(defaults.optimizer), "gradient_clip"_a = defaults.gradient_clip,
       "particles"_a = filter_defaults.num_particles, "proposal"_a = "auto",
       "resampling"_a = to_string(filter_defaults.resampling),
       "resample_threshold"_a = filter_defaults.resample_threshold,
       "eval_particles"_a = defaults.eval_particles, "eval_every"_a = defaults.eval_every,
       "held_out_fraction"_a = defaults.held_out_fraction, "seed"_a = defaults.seed,
-      "checkpoint_path"_a = "", "checkpoint_every"_a = defaults.checkpoint_every,
-      "keep"_a = "last", "patience"_a = defaults.patience, "resume_from"_a = "",
-      "device"_a = "cpu", "threads"_a = 0, "precision"_a = "float32", "callback"_a = py::none(),
+      "checkpoint_path"_a = "", "checkpoint_every"_a = defaults.checkpoint_every, "keep"_a = "last",
+      "patience"_a = defaults.patience, "resume_from"_a = "", "device"_a = "cpu", "threads"_a = 0,
+      "precision"_a = "float32", "callback"_a = py::none(),
       "Trains from `model` (Trainer::fit). Returns (TrainingResult, exception or None): an "
       "exception raised by the callback or by Ctrl-C (KeyboardInterrupt) stops training "
       "after the epoch and is returned with the model trained so far.");
@@ -657,21 +676,31 @@ void bind_inference(py::module_& module) {
 
 void bind_fixed_points(py::module_& module) {
   py::class_<FixedPoint>(module, "FixedPoint", "One fixed point z* = F(z*) (fixed_points.hpp).")
-      .def_property_readonly("z", [](const FixedPoint& p) {
-        return to_numpy(std::vector<double>(p.z), {static_cast<py::ssize_t>(p.z.size())});
-      }, "latent position (rank,)")
-      .def_property_readonly("pattern", [](const FixedPoint& p) {
-        return to_numpy(std::vector<std::int8_t>(p.pattern),
-                        {static_cast<py::ssize_t>(p.pattern.size())});
-      }, "per-unit state (hidden,): relu 0 off / 1 on; clipped_relu 0 / 1 ramp / 2 saturated")
-      .def_property_readonly("eigenvalues", [](const FixedPoint& p) {
-        std::vector<std::complex<double>> values(p.eigenvalues_real.size());
-        for (std::size_t i = 0; i < values.size(); ++i)
-          values[i] = {p.eigenvalues_real[i], p.eigenvalues_imag[i]};
-        const auto count = static_cast<py::ssize_t>(values.size());
-        return to_numpy(std::move(values), {count});
-      }, "Jacobian eigenvalues, by decreasing modulus")
-      .def_property_readonly("stability", [](const FixedPoint& p) { return to_string(p.stability); })
+      .def_property_readonly(
+          "z",
+          [](const FixedPoint& p) {
+            return to_numpy(std::vector<double>(p.z), {static_cast<py::ssize_t>(p.z.size())});
+          },
+          "latent position (rank,)")
+      .def_property_readonly(
+          "pattern",
+          [](const FixedPoint& p) {
+            return to_numpy(std::vector<std::int8_t>(p.pattern),
+                            {static_cast<py::ssize_t>(p.pattern.size())});
+          },
+          "per-unit state (hidden,): relu 0 off / 1 on; clipped_relu 0 / 1 ramp / 2 saturated")
+      .def_property_readonly(
+          "eigenvalues",
+          [](const FixedPoint& p) {
+            std::vector<std::complex<double>> values(p.eigenvalues_real.size());
+            for (std::size_t i = 0; i < values.size(); ++i)
+              values[i] = {p.eigenvalues_real[i], p.eigenvalues_imag[i]};
+            const auto count = static_cast<py::ssize_t>(values.size());
+            return to_numpy(std::move(values), {count});
+          },
+          "Jacobian eigenvalues, by decreasing modulus")
+      .def_property_readonly("stability",
+                             [](const FixedPoint& p) { return to_string(p.stability); })
       .def_readonly("on_boundary", &FixedPoint::on_boundary)
       .def("__repr__", [](const FixedPoint& p) {
         std::string z;
@@ -684,9 +713,9 @@ void bind_fixed_points(py::module_& module) {
       .def_readonly("num_regions", &FixedPointResult::num_regions)
       .def_readonly("num_solves", &FixedPointResult::num_solves)
       .def_readonly("num_singular_regions", &FixedPointResult::num_singular_regions);
-  module.def("find_fixed_points", &fixed_points, "m"_a, "n"_a, "h"_a, "decay"_a,
-             "nonlinearity"_a, "constant_current"_a = py::none(), py::kw_only(),
-             "method"_a = "exact", "num_starts"_a = 100, "seed"_a = 0, "tolerance"_a = 1e-9,
+  module.def("find_fixed_points", &fixed_points, "m"_a, "n"_a, "h"_a, "decay"_a, "nonlinearity"_a,
+             "constant_current"_a = py::none(), py::kw_only(), "method"_a = "exact",
+             "num_starts"_a = 100, "seed"_a = 0, "tolerance"_a = 1e-9,
              "Fixed points of F(z) = decay·z + n φ(m z + c; h): method 'exact' (relu, "
              "clipped_relu, identity; every fixed point), 'brute_force' (every activation "
              "pattern; small N) or 'numerical' (damped Newton from num_starts points; any "
@@ -697,8 +726,9 @@ void bind_fixed_points(py::module_& module) {
 }  // namespace lrsmc::python
 
 PYBIND11_MODULE(_core, module) {
-  module.doc() = "lrsmc's C++ engine (pybind11 bindings of include/lrsmc/). Use the lrsmc "
-                 "package rather than this module.";
+  module.doc() =
+      "lrsmc's C++ engine (pybind11 bindings of include/lrsmc/). Use the lrsmc "
+      "package rather than this module.";
   module.attr("__version__") = LRSMC_VERSION_STRING;
   lrsmc::python::register_exceptions(module);
   lrsmc::python::bind_config(module);

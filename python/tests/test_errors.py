@@ -50,8 +50,27 @@ def test_bad_options_are_invalid_input(demo, option, value, message):
 
 
 def test_channel_mismatch_in_filter(fitted, demo):
-    with pytest.raises(lrsmc.InvalidInputError, match="channel count does not match the model; got 19, expected 20"):
+    with pytest.raises(
+        lrsmc.InvalidInputError,
+        match=r"channel count does not match the model; got 19 \(layout trials,time,channels\), expected 20",
+    ):
         fitted.filter(demo.observations[:, :, :19])
+
+
+def test_wrong_layout_names_the_one_that_fits(fitted, demo):
+    swapped = np.ascontiguousarray(demo.observations[:, :20].transpose(0, 2, 1))  # (trials, 20, 20)
+    swapped = np.concatenate([swapped, swapped[:, :5]], axis=1)  # (trials, 25 time, 20 channels)
+    with pytest.raises(
+        lrsmc.InvalidInputError,
+        match=r"got 25 \(layout trials,channels,time\), expected 20; --layout trials,time,channels reads 20",
+    ):
+        fitted.filter(swapped, layout="trials,channels,time")
+
+
+def test_counts_with_a_gaussian_read_out_are_announced(fitted):
+    counts = np.tile(np.arange(4.0), 3 * 30 * 5).reshape(3, 30, 20)
+    with pytest.warns(UserWarning, match="every value is a non-negative integer, as spike counts are"):
+        fitted.filter(counts, particles=8)
 
 
 def test_poisson_needs_counts():
