@@ -146,6 +146,15 @@ TEST_F(CliTest, ZeroParticles) {
                    "particles must be at least 1; got 0");
 }
 
+// The help shows the defaults the command uses and what --out-elbo holds.
+TEST_F(CliTest, FilterHelpStatesItsDefaults) {
+  ASSERT_EQ(run("filter --help"), 0) << output_;
+  EXPECT_NE(output_.find("--particles INT=1000"), std::string::npos) << output_;
+  EXPECT_NE(output_.find("ELBO per time step of each trial (trials) .npy"), std::string::npos)
+      << output_;
+  EXPECT_NE(output_.find("--precision TEXT=float32"), std::string::npos) << output_;
+}
+
 TEST_F(CliTest, UnknownPrecision) {
   write_teacher_data(4, 10);
   expect_bad_input("filter --model " + path("teacher.npz") + " --data " + path("data.npz") +
@@ -419,6 +428,17 @@ TEST_F(CliTest, FixedPointsAnnounceTheirWorkAndRefuseTooMuch) {
   EXPECT_NE(output_.find("lrsmc fixed-points: rank 2, 20 relu units: 211 candidate regions on cpu"),
             std::string::npos)
       << output_;
+}
+
+// fixed-points takes its model with --model, as every other command, or positionally.
+TEST_F(CliTest, FixedPointsTakeTheModelEitherWay) {
+  save_model(path("teacher.npz"), oscillator_teacher());
+  ASSERT_EQ(run("fixed-points --model " + path("teacher.npz") + " --out-npy " + path("a.npy")), 0)
+      << output_;
+  ASSERT_EQ(run("fixed-points " + path("teacher.npz") + " --out-npy " + path("b.npy")), 0)
+      << output_;
+  EXPECT_EQ(io::read_npy(path("a.npy")).data, io::read_npy(path("b.npy")).data);
+  EXPECT_FALSE(io::read_npy(path("a.npy")).data.empty());
 }
 
 TEST_F(CliTest, FixedPointsOfANetworkWithoutRecurrence) {

@@ -362,7 +362,8 @@ int run_filter(const FilterCommandOptions& options) {
 }
 
 void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options) {
-  app.add_option("model", options.model_path, "Model file (.npz)")->required();
+  // --model as in every other command, or positionally.
+  app.add_option("model,--model", options.model_path, "Model file (.npz)")->required();
   app.add_option("--input", options.input, "Constant input u held during the analysis")
       ->delimiter(',');
   app.add_option("--out-json", options.json_path, "Fixed points as JSON")->capture_default_str();

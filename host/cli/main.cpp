@@ -190,19 +190,22 @@ int main_with_exceptions(int argc, char** argv) {
   add_training_options(*fit, fit_options);
 
   // --- filter ---
-  auto* filter = app.add_subcommand("filter", "Filtered latents and per-trial ELBO of a recording");
+  auto* filter = app.add_subcommand(
+      "filter", "Filtered latents and the ELBO per time step of each trial of a recording");
   FilterCommandOptions filter_options;
+  filter_options.inference.particles = 1000;  // before the option captures its default
   filter->add_option("--model", filter_options.model_path, "Model file (.npz)")->required();
   add_data_options(*filter, filter_options.data, true);
   add_inference_options(*filter, filter_options.inference);
   add_device_options(*filter, filter_options.device);
-  filter_options.inference.particles = 1000;
   add_seed_option(*filter, filter_options.seed, "Random seed");
   filter
       ->add_option("--out-latents", filter_options.latents_path,
                    "Posterior-mean latents (trials, steps, rank) .npy")
       ->capture_default_str();
-  filter->add_option("--out-elbo", filter_options.elbo_path, "Per-trial ELBO (trials) .npy")
+  filter
+      ->add_option("--out-elbo", filter_options.elbo_path,
+                   "ELBO per time step of each trial (trials) .npy")
       ->capture_default_str();
   filter->add_flag("--quiet,-q", filter_options.quiet, "No progress display");
   filter->add_option("--out-particles", filter_options.particles_path,
