@@ -433,9 +433,13 @@ TEST_F(CliTest, FixedPointsAnnounceTheirWorkAndRefuseTooMuch) {
 // fixed-points takes its model with --model, as every other command, or positionally.
 TEST_F(CliTest, FixedPointsTakeTheModelEitherWay) {
   save_model(path("teacher.npz"), oscillator_teacher());
-  ASSERT_EQ(run("fixed-points --model " + path("teacher.npz") + " --out-npy " + path("a.npy")), 0)
+  ASSERT_EQ(run("fixed-points --model " + path("teacher.npz") + " --out-npy " + path("a.npy") +
+                " --out-json " + path("a.json")),
+            0)
       << output_;
-  ASSERT_EQ(run("fixed-points " + path("teacher.npz") + " --out-npy " + path("b.npy")), 0)
+  ASSERT_EQ(run("fixed-points " + path("teacher.npz") + " --out-npy " + path("b.npy") +
+                " --out-json " + path("b.json")),
+            0)
       << output_;
   EXPECT_EQ(io::read_npy(path("a.npy")).data, io::read_npy(path("b.npy")).data);
   EXPECT_FALSE(io::read_npy(path("a.npy")).data.empty());

@@ -935,6 +935,21 @@ std::string read_fifo(const std::string& path) {
   return bytes;
 }
 
+// Entries carry a fixed modification time (2000-01-01), not the clock's: an archive's bytes
+// depend only on its contents, whenever it is written.
+TEST(NpyIoOutputs, NpzBytesDependOnlyOnTheContents) {
+  const ScratchFolder folder;
+  write_npz(folder.file("a.npz"), {{"a", Array({2}, {1.0, 2.0})}});
+  const std::string bytes = read_bytes(folder.file("a.npz"));
+  ASSERT_GT(bytes.size(), 14U);
+  ASSERT_EQ(bytes.substr(0, 4), std::string("PK\x03\x04", 4));
+  // Local header: DOS date at bytes 12–13, little-endian: year − 1980 in bits 9–15, month in 5–8.
+  const unsigned date = unsigned(static_cast<unsigned char>(bytes[12])) |
+                        unsigned(static_cast<unsigned char>(bytes[13])) << 8;
+  EXPECT_EQ(date >> 9, 20U);          // 2000
+  EXPECT_EQ((date >> 5) & 0xFU, 1U);  // January
+}
+
 TEST(NpyIoOutputs, FifoIsWrittenIntoAndStaysAFifo) {
   const ScratchFolder folder;
   const Array array({2, 3}, {1, 2, 3, 4, 5, 6});

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <ctime>
 #include <limits>
 #include <memory>
 #include <set>
@@ -111,6 +112,11 @@ void write_new_zip(const std::string& temporary,
     if (zip_set_file_compression(archive, static_cast<zip_uint64_t>(index), ZIP_CM_STORE, 0) != 0) {
       throw fail(concat("cannot add entry '", name, "'"));
     }
+    // A fixed modification time (2000-01-01 12:00 UTC) instead of the clock's: the archive's
+    // bytes then depend only on its contents, so that the same run writes the same file.
+    constexpr time_t fixed_mtime = 946728000;
+    if (zip_file_set_mtime(archive, static_cast<zip_uint64_t>(index), fixed_mtime, 0) != 0)
+      throw fail(concat("cannot add entry '", name, "'"));
   }
   if (zip_close(archive) != 0) throw fail("cannot write the archive");
   sync_file(temporary, label);
