@@ -194,7 +194,7 @@ Dataset training_data(const Model& model, bool continuous) {
   data.num_steps = batch.num_steps;
   data.observations = batch.observations;
   data.inputs = batch.inputs;
-  data.continuous = continuous;
+  data.layout = continuous ? DataLayout::time_channels : DataLayout::trials_time_channels;
   return data;
 }
 

@@ -115,15 +115,15 @@ void require_training_fits(const TrainingOptions& training, const ModelConfig& c
                            const Dataset& train, const Dataset& held_out) {
   const double per_particle_step = 8.0 * (2.0 * config.rank + 2.0);
   const double rows_per_epoch =
-      train.continuous ? double(training.windows_per_epoch) : double(train.num_trials);
+      train.continuous() ? double(training.windows_per_epoch) : double(train.num_trials);
   const double batch_rows = std::min(double(training.batch_size), rows_per_epoch);
-  const double steps = train.continuous ? double(training.window) : double(train.num_steps);
+  const double steps = train.continuous() ? double(training.window) : double(train.num_steps);
   // Each row: its start, its trial, and its slot in the batch lists.
   require_fits_in_memory(
       rows_per_epoch * 16.0 +
           batch_rows * steps * training.filter.num_particles * per_particle_step,
       detail::concat("training (--batch-size ", training.batch_size,
-                     train.continuous
+                     train.continuous()
                          ? detail::concat(", --windows-per-epoch ", training.windows_per_epoch)
                          : std::string(),
                      ", --particles ", training.filter.num_particles, ")"));
@@ -239,7 +239,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                   "exist");
     resume_from = options.training.checkpoint_path;
   }
-  if (data.continuous)
+  if (data.continuous())
     LRSMC_REQUIRE(options.training.window <= data.num_steps, data.source, ": --window ",
                   options.training.window, " is longer than the recording; got ", data.num_steps,
                   " steps, expected a window of at most ", data.num_steps);

@@ -37,9 +37,10 @@ DataLayout parse_data_layout(const std::string& text, const std::string& field) 
 }
 
 Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source) {
-  const bool continuous =
-      layout == DataLayout::time_channels || layout == DataLayout::channels_time;
-  const int expected_rank = continuous ? 2 : 3;
+  Dataset data;
+  data.source = source;
+  data.layout = layout;
+  const int expected_rank = data.continuous() ? 2 : 3;
   // The shape cut short: a file may claim thousands of axes.
   LRSMC_REQUIRE(array.ndim() == expected_rank, source, ": array has ", array.ndim(),
                 " dimension(s), shape ", detail::excerpt(array.shape_string(), 200), "; expected ",
@@ -49,10 +50,6 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
   for (const auto extent : array.shape)
     LRSMC_REQUIRE(extent >= 1 && extent <= (std::int64_t(1) << 31) - 1, source,
                   ": array has an empty or huge axis; got shape ", array.shape_string());
-  Dataset data;
-  data.source = source;
-  data.continuous = continuous;
-  data.layout = layout;
   std::int64_t trials = 1, steps = 0, channels = 0;
   switch (layout) {
     case DataLayout::trials_time_channels:
@@ -91,7 +88,7 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
 std::string describe(const Dataset& data) {
   return detail::concat(
       data.source, ": ", data.num_trials,
-      data.continuous ? " recording × " : (data.num_trials == 1 ? " trial × " : " trials × "),
+      data.continuous() ? " recording × " : (data.num_trials == 1 ? " trial × " : " trials × "),
       data.num_steps, " steps × ", data.num_channels, " channels (layout ", to_string(data.layout),
       ")");
 }

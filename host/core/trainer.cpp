@@ -179,7 +179,7 @@ std::uint64_t digest(const std::vector<double>& values, std::uint64_t hash) {
 
 std::string describe_shape(const Dataset& data) {
   return detail::concat(
-      data.num_trials, data.continuous ? " recording, " : " trials, ", data.num_steps, " steps, ",
+      data.num_trials, data.continuous() ? " recording, " : " trials, ", data.num_steps, " steps, ",
       data.num_channels, " channels",
       data.num_inputs > 0 ? detail::concat(", ", data.num_inputs, " inputs") : std::string());
 }
@@ -199,9 +199,9 @@ nlohmann::json run_definition(const TrainingOptions& options, const Dataset& tra
   nlohmann::json run = nlohmann::json::object();
   run["--epochs"] = options.epochs;
   run["--batch-size"] = options.batch_size;
-  run["--window"] = train.continuous ? nlohmann::json(options.window) : nlohmann::json(nullptr);
+  run["--window"] = train.continuous() ? nlohmann::json(options.window) : nlohmann::json(nullptr);
   run["--windows-per-epoch"] =
-      train.continuous ? nlohmann::json(options.windows_per_epoch) : nlohmann::json(nullptr);
+      train.continuous() ? nlohmann::json(options.windows_per_epoch) : nlohmann::json(nullptr);
   run["--lr"] = options.learning_rate;
   run["--lr-end"] = options.learning_rate_end;
   run["--optimizer"] = to_string(options.optimizer);
@@ -399,7 +399,7 @@ std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
   held_out.observations.clear();
   held_out.inputs.clear();
   if (fraction <= 0) return {train, held_out};
-  if (data.continuous) {
+  if (data.continuous()) {
     // The recording's last fraction, at least one window long, is held out.
     const int held_steps = std::max(window, int(std::lround(fraction * data.num_steps)));
     LRSMC_REQUIRE(data.num_steps - held_steps >= window, data.source, ": held-out fraction ",
@@ -442,7 +442,7 @@ std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
 double evaluate_elbo(Backend& backend, const Model& model, const Dataset& data,
                      const FilterOptions& options, int window, std::uint64_t seed) {
   SequenceBatch batch;
-  if (data.continuous) {
+  if (data.continuous()) {
     std::vector<int> starts;
     for (int start = 0; start + window <= data.num_steps; start += window) starts.push_back(start);
     LRSMC_REQUIRE(!starts.empty(), data.source, ": recording of ", data.num_steps,
@@ -476,7 +476,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
   LRSMC_REQUIRE(train.num_inputs == initial.config.num_inputs, train.source,
                 ": input dimension does not match the model; got ", train.num_inputs, ", expected ",
                 initial.config.num_inputs);
-  if (train.continuous)
+  if (train.continuous())
     LRSMC_REQUIRE(options_.window <= train.num_steps, train.source, ": window of ", options_.window,
                   " steps is longer than the recording; got ", train.num_steps,
                   " steps, expected a window of at most ", train.num_steps);
@@ -530,8 +530,8 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
       setup.filter = options_.filter;
       setup.gradient_clip = options_.gradient_clip;
       setup.max_batch_trials = std::min(
-          options_.batch_size, train.continuous ? options_.windows_per_epoch : train.num_trials);
-      setup.batch_steps = train.continuous ? options_.window : train.num_steps;
+          options_.batch_size, train.continuous() ? options_.windows_per_epoch : train.num_trials);
+      setup.batch_steps = train.continuous() ? options_.window : train.num_steps;
       setup.parameters = state.model.parameters;
       setup.first_moment = state.state.first_moment;
       setup.second_moment = state.state.second_moment;
@@ -542,7 +542,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
       // The epoch's batches depend only on (seed, epoch): resuming reproduces them. Each batch is
       // rows (trial, first step): windows of the recording, or whole trials from step 0.
       std::vector<std::vector<int>> batch_trials, batch_starts;
-      if (train.continuous) {
+      if (train.continuous()) {
         const auto starts =
             window_starts(options_.windows_per_epoch, train.num_steps, options_.window,
                           derive_seed(options_.seed, 1, std::uint64_t(epoch)));
@@ -584,7 +584,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
           session->read_evaluated(last_good);
         } else {
           const SequenceBatch batch =
-              train.continuous ? windows_batch(train, batch_starts[index], options_.window)
+              train.continuous() ? windows_batch(train, batch_starts[index], options_.window)
                                : trials_batch(train, batch_trials[index]);
           GradientResult gradient;
           try {

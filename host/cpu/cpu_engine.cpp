@@ -367,7 +367,7 @@ class Engine {
           {offsets.readout_weight, R * D}};
       for (const auto& [begin, size] : ranges)
         for (std::int64_t i = begin; i < begin + size; ++i) {
-          accumulate(row[std::size_t(i)], partial[std::size_t(i)]);
+          math::accumulate(row[std::size_t(i)], partial[std::size_t(i)]);
           partial[std::size_t(i)] = Value(0);
         }
     }

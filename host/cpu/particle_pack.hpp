@@ -68,10 +68,6 @@ struct Pack {
     lanes -= other.lanes;
     return *this;
   }
-  Pack& operator*=(const Pack& other) {
-    lanes *= other.lanes;
-    return *this;
-  }
 
   friend Pack operator+(const Pack& a, const Pack& b) { return Pack(a.lanes + b.lanes); }
   friend Pack operator-(const Pack& a, const Pack& b) { return Pack(a.lanes - b.lanes); }
@@ -104,7 +100,6 @@ struct Pack {
     total.high = __builtin_convertvector(high, DoubleHalf);
     return total;
   }
-  friend void accumulate(PackTotal& total, const Pack& term) { total += widen(term); }
   /// A float32 partial sum of a few blocks (the packed engine widens it every few blocks).
   friend void accumulate(Pack& total, const Pack& term) { total += term; }
   friend Pack exp_of(const Pack& x) {

@@ -28,10 +28,13 @@ struct Dataset {
   int num_trials = 0, num_steps = 0, num_channels = 0, num_inputs = 0;
   std::vector<double> observations;  ///< (trials, steps, channels)
   std::vector<double> inputs;        ///< (trials, steps, inputs) or empty
-  /// One long recording (a single trial) from which training draws random windows.
-  bool continuous = false;
-  /// The layout the file was read in (for messages).
+  /// The layout the file was read in.
   DataLayout layout = DataLayout::trials_time_channels;
+  /// One long recording (a single trial, layout time,channels or channels,time) from which
+  /// training draws random windows.
+  [[nodiscard]] bool continuous() const {
+    return layout == DataLayout::time_channels || layout == DataLayout::channels_time;
+  }
 };
 
 /// How the data was read, for the header line of a command: "<source>: 10 trials × 50 steps ×

@@ -503,7 +503,7 @@ void bind_data(py::module_& module) {
       .def_readonly("num_steps", &Dataset::num_steps)
       .def_readonly("num_channels", &Dataset::num_channels)
       .def_readonly("num_inputs", &Dataset::num_inputs)
-      .def_readonly("continuous", &Dataset::continuous,
+      .def_property_readonly("continuous", &Dataset::continuous,
                     "True for one long recording (training draws random windows).")
       .def_property_readonly(
           "observations",
@@ -527,7 +527,7 @@ void bind_data(py::module_& module) {
       .def("__repr__", [](const Dataset& data) {
         return detail::concat("lrsmc.Dataset(", data.source, ": ", data.num_trials, " × ",
                               data.num_steps, " × ", data.num_channels,
-                              data.continuous ? ", one recording" : "", ")");
+                              data.continuous() ? ", one recording" : "", ")");
       });
 
   module.def("make_dataset", &make_dataset, "observations"_a, "layout"_a = "trials,time,channels",
