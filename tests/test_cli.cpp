@@ -122,6 +122,21 @@ TEST_F(CliTest, HelpListsEveryCommand) {
 
 TEST_F(CliTest, MissingFile) { expect_bad_input("fit --data " + path("absent.npy"), "absent.npy"); }
 
+// A recording in a format the engine does not read names the file and the way to convert it.
+TEST_F(CliTest, UnsupportedFormatsNameTheConversion) {
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"recording.edf", ".edf"}, {"session.NWB", ".nwb"}, {"data.txt", ".txt"}};
+  for (const auto& [name, extension] : files) {
+    std::ofstream(path(name)) << "0 1 2\n";
+    expect_bad_input("fit --data " + path(name),
+                     name + ": " + extension + " files are not read directly");
+    EXPECT_NE(output_.find("python -m lrsmc.convert"), std::string::npos) << output_;
+  }
+  std::ofstream(path("recording.dat")) << "0 1 2\n";
+  expect_bad_input("fit --data " + path("recording.dat"), "not a .npy file");
+  EXPECT_NE(output_.find("the engine reads .npy and .npz"), std::string::npos) << output_;
+}
+
 TEST_F(CliTest, OneDimensionalArray) {
   io::write_npy(path("flat.npy"), Array({100}, std::vector<double>(100, 1.0)));
   expect_bad_input("fit --data " + path("flat.npy"), "1 dimension(s)");
@@ -207,7 +222,7 @@ TEST_F(CliTest, SuspiciousDataIsAnnounced) {
                 path("counts_model2.npz")),
             0)
       << output_;
-  EXPECT_EQ(output_.find("warning"), std::string::npos) << output_;
+  EXPECT_EQ(output_.find("lrsmc: warning: " + path("counts.npy")), std::string::npos) << output_;
 }
 
 // One step per trial (trials whose time axis was lost) is announced.
@@ -540,6 +555,68 @@ TEST_F(CliTest, FitKeepsTheBestModelStopsEarlyAndWritesItsHistory) {
   expect_bad_input(
       "fit --data " + path("data.npz") + " --epochs 2 --keep best --out " + path("x.npz"),
       "need a held-out set");
+}
+
+// A preset gives the options the command line does not; explicit options win, and with --init
+// the model file's architecture does. Each preset's options exist (an unknown name would fail
+// every run below), and the header shows what a run uses.
+TEST_F(CliTest, PresetsSetTheOptionsNotGivenExplicitly) {
+  write_teacher_data(20, 10);
+  const std::string fit = "fit --data " + path("data.npz") + " --epochs 1 --out ";
+  ASSERT_EQ(run(fit + path("small.npz") + " --preset small"), 0) << output_;
+  EXPECT_NE(output_.find("lrsmc fit: preset small"), std::string::npos) << output_;
+  EXPECT_NE(output_.find("rank 2, 20 units, relu; 16 particles"), std::string::npos) << output_;
+  EXPECT_NE(output_.find("adam, learning rate 0.04 -> "), std::string::npos) << output_;
+  EXPECT_NE(output_.find("held-out ELBO"), std::string::npos) << output_;  // held-out 0.2
+  EXPECT_EQ(output_.find("a short run"), std::string::npos) << output_;
+
+  ASSERT_EQ(run(fit + path("rank3.npz") + " --preset small --rank 3 --particles 8 --lr 0.01"), 0)
+      << output_;
+  EXPECT_NE(output_.find("rank 3, 20 units, relu; 8 particles"), std::string::npos) << output_;
+  EXPECT_NE(output_.find("adam, learning rate 0.01 -> "), std::string::npos) << output_;
+
+  ASSERT_EQ(run(fit + path("from_init.npz") + " --preset small --init " + path("rank3.npz")), 0)
+      << output_;
+  EXPECT_NE(output_.find("rank 3, 20 units, relu; 16 particles"), std::string::npos) << output_;
+
+  ASSERT_EQ(run(fit + path("eeg.npz") + " --preset eeg --hidden 8"), 0) << output_;
+  EXPECT_NE(output_.find("rank 3, 8 units, clipped_relu; 10 particles"), std::string::npos)
+      << output_;
+  EXPECT_NE(output_.find("radam, learning rate 0.001 -> 1e-06"), std::string::npos) << output_;
+
+  // Counts for the Poisson read-out of the spikes preset.
+  std::vector<double> counts(6 * 10 * 20);
+  for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = double(i * 7 % 5);
+  io::write_npy(path("counts.npy"), Array({6, 10, 20}, counts));
+  ASSERT_EQ(run("fit --data " + path("counts.npy") + " --epochs 1 --hidden 8 --particles 4 " +
+                "--batch-size 4 --preset spikes --out " + path("spikes.npz")),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("rank 3, 8 units, clipped_relu; 4 particles, bootstrap proposal"),
+            std::string::npos)
+      << output_;
+  EXPECT_NE(output_.find("radam, learning rate 0.001 -> 1e-05"), std::string::npos) << output_;
+
+  EXPECT_EQ(run(fit + path("x.npz") + " --preset bogus"), 2) << output_;
+  EXPECT_NE(output_.find("bogus not in {eeg,spikes,small}"), std::string::npos) << output_;
+  EXPECT_FALSE(std::filesystem::exists(path("x.npz")));
+}
+
+// Without a preset, a run far shorter than its learning rate's schedule says so and names the
+// preset for short budgets.
+TEST_F(CliTest, ShortRunWithoutPresetIsAnnounced) {
+  write_teacher_data(20, 10);
+  ASSERT_EQ(run("fit --data " + path("data.npz") + " --epochs 1 --hidden 8 --out " +
+                path("m.npz")),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("lrsmc: warning: a short run: 2 optimizer steps at learning rate 0.001"),
+            std::string::npos)
+      << output_;
+  EXPECT_NE(output_.find("1 epochs of 2 steps, radam, learning rate 0.001 -> 0.001 (--lr-end 0: "
+                         "automatic)"),
+            std::string::npos)
+      << output_;
 }
 
 TEST_F(CliTest, DemoChecksItsOptionsBeforeTraining) {

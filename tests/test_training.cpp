@@ -61,6 +61,62 @@ TEST(Training, ElboRisesAndLearningRateDecays) {
   EXPECT_NEAR(result.history.back().learning_rate, 2e-2 * std::pow(0.1, 19.0 / 20), 1e-9);
 }
 
+// --lr-end 0: the paper's decay per optimizer step (1000x over 1500 epochs of 50 batches),
+// scaled to the run's steps. The paper's own schedule comes out unchanged, a short run decays
+// less, and the trainer steps exactly the schedule final_learning_rate reports.
+TEST(Training, AutomaticFinalLearningRateFollowsThePapersDecayPerStep) {
+  TrainingOptions options;  // lr 1e-3, lr_end 0, 1500 epochs, batches of 10 windows
+  ASSERT_EQ(options.learning_rate_end, 0.0);
+  const Dataset recording = dataset_from_array(Array({1000, 2}, std::vector<double>(2000, 0.1)),
+                                               DataLayout::time_channels, "recording.npy");
+  EXPECT_EQ(steps_per_epoch(options, recording), 50);  // 500 windows in batches of 10
+  EXPECT_NEAR(final_learning_rate(options, recording), 1e-6, 1e-18);
+  options.epochs = 3000;  // twice the paper's steps: still at most 1000x
+  EXPECT_NEAR(final_learning_rate(options, recording), 1e-6, 1e-18);
+  // 41 trials in batches of 8: 6 steps per epoch (the last batch holds one trial).
+  const Dataset trials = teacher_dataset(41, 5);
+  options.batch_size = 8;
+  options.epochs = 250;
+  EXPECT_EQ(steps_per_epoch(options, trials), 6);
+  EXPECT_NEAR(final_learning_rate(options, trials), 1e-3 * std::pow(1e-3, 1500.0 / 75000.0),
+              1e-15);
+  options.learning_rate_end = 2e-4;  // given explicitly: used as it is
+  EXPECT_EQ(final_learning_rate(options, trials), 2e-4);
+
+  TrainingOptions run = quick_options(4);
+  run.learning_rate_end = 0;
+  const Dataset data = teacher_dataset(16, 10);  // 2 steps per epoch
+  auto backend = make_backend(BackendKind::cpu);
+  const TrainingResult result = Trainer(*backend, run).fit(student(), data, Dataset{});
+  ASSERT_TRUE(result.completed) << result.stop_reason;
+  const double last = final_learning_rate(run, data);
+  EXPECT_NEAR(last, 2e-2 * std::pow(1e-3, 8.0 / 75000.0), 1e-15);
+  // Epoch e (1-based) runs at lr·γ^(e-1), γ = (last/lr)^(1/epochs).
+  const double gamma = std::pow(last / 2e-2, 1.0 / 4);
+  ASSERT_EQ(result.history.size(), 4u);
+  for (int epoch = 0; epoch < 4; ++epoch)
+    EXPECT_NEAR(result.history[std::size_t(epoch)].learning_rate, 2e-2 * std::pow(gamma, epoch),
+                1e-15);
+}
+
+// A run far shorter than the schedule of its learning rate is announced, naming the preset
+// for short budgets; the paper's schedule, or a high learning rate, is not.
+TEST(Training, ShortRunAtThePapersLearningRateIsAnnounced) {
+  const Dataset trials = teacher_dataset(120, 5);
+  TrainingOptions options;  // lr 1e-3
+  options.epochs = 400;     // 12 steps per epoch: 4,800 steps
+  const auto warnings = training_warnings(options, trials);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("4800 optimizer steps at learning rate 0.001"), std::string::npos)
+      << warnings[0];
+  EXPECT_NE(warnings[0].find("'small'"), std::string::npos) << warnings[0];
+  options.epochs = 625;  // 7,500 steps
+  EXPECT_TRUE(training_warnings(options, trials).empty());
+  options.epochs = 400;
+  options.learning_rate = 4e-2;
+  EXPECT_TRUE(training_warnings(options, trials).empty());
+}
+
 TEST(Training, RadamAndClippingRun) {
   const Dataset data = teacher_dataset(16, 20);
   auto backend = make_backend(BackendKind::cpu);
@@ -297,6 +353,11 @@ TEST(Training, RejectsAbsurdOptions) {
   EXPECT_THROW(Trainer(*backend, options), InvalidInput);
   options = TrainingOptions{};
   options.held_out_fraction = 1.5;
+  EXPECT_THROW(Trainer(*backend, options), InvalidInput);
+  options = TrainingOptions{};
+  options.learning_rate_end = -1e-6;
+  EXPECT_THROW(Trainer(*backend, options), InvalidInput);
+  options.learning_rate_end = 2e-3;  // above lr 1e-3
   EXPECT_THROW(Trainer(*backend, options), InvalidInput);
   // A window longer than the recording.
   Dataset recording = dataset_from_array(Array({30, 20}, std::vector<double>(600, 0.1)),

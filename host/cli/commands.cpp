@@ -15,12 +15,24 @@
 #include "lrsmc/errors.hpp"
 #include "lrsmc/fixed_points.hpp"
 #include "lrsmc/io.hpp"
+#include "lrsmc/presets.hpp"
 
 namespace lrsmc::cli {
 
 void add_training_options(CLI::App& app, FitOptions& options) {
   options.app = &app;
   TrainingOptions& training = options.training;
+  std::string preset_help =
+      "A recipe that sets the options not given explicitly (README, \"Presets\"):";
+  for (const Preset& preset : presets())
+    preset_help += "\n  " + preset.name + ": " + preset.purpose + ".\n    Sets " +
+                   describe(preset) + ".";
+  app.add_option("--preset", options.preset, preset_help)
+      ->check(CLI::IsMember([] {
+        std::vector<std::string> names;
+        for (const Preset& preset : presets()) names.push_back(preset.name);
+        return names;
+      }()));
   app.add_option("--init", options.init_path,
                  "Start from this model file (its architecture is used)");
   app.add_option("--out,-o", options.out, "Fitted model file (.npz)")->capture_default_str();
@@ -35,7 +47,9 @@ void add_training_options(CLI::App& app, FitOptions& options) {
       ->capture_default_str();
   app.add_option("--lr", training.learning_rate, "Initial learning rate")->capture_default_str();
   app.add_option("--lr-end", training.learning_rate_end,
-                 "Learning rate reached at the last epoch (exponential decay)")
+                 "Learning rate reached at the last epoch (exponential decay); 0: the paper's "
+                 "decay per optimizer step (1000x over 75,000 steps), at most 1000x, so a short "
+                 "run decays less")
       ->capture_default_str();
   app.add_option("--optimizer", options.optimizer, "radam | adam")->capture_default_str();
   app.add_option("--clip", training.gradient_clip, "Gradient-norm clipping (0: off)")
@@ -64,6 +78,10 @@ void add_training_options(CLI::App& app, FitOptions& options) {
                  "needs --held-out)")
       ->capture_default_str();
   app.add_flag("--quiet,-q", options.quiet, "No progress display");
+  // What is not data, architecture, particle filter or device is training and output.
+  for (CLI::Option* option : app.get_options())
+    if (option->get_group() == "Options" && option->get_name() != "--help")
+      option->group("Training and output");
 }
 
 namespace {
@@ -194,9 +212,25 @@ int save_stopped_fit(const FitOptions& options, const TrainingResult& result) {
   return requested ? 130 : 1;
 }
 
+/// Gives every option of the preset that the command line did not give its preset value. With
+/// --init the model file fixes the architecture, so the preset's architecture options are left.
+void apply_preset(FitOptions& options) {
+  if (options.preset.empty()) return;
+  LRSMC_REQUIRE(options.app != nullptr, "--preset needs the fit command's options");
+  const Preset& preset = find_preset(options.preset, "--preset");
+  for (const auto& [name, value] : preset.settings) {
+    CLI::Option* option = options.app->get_option("--" + name);
+    if (option->count() > 0) continue;
+    if (!options.init_path.empty() && option->get_group() == "Architecture") continue;
+    option->add_result(value);
+    option->run_callback();
+  }
+}
+
 }  // namespace
 
 int run_fit(FitOptions& options, const ProgressCallback& progress) {
+  apply_preset(options);
   if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
     options.training.checkpoint_path = checkpoint_path_of(options);
   require_distinct_paths(
@@ -250,12 +284,24 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   const auto [train, held_out] = split_held_out(data, options.training.held_out_fraction,
                                                 options.training.window, options.training.seed);
   require_training_fits(options.training, model.config, train, held_out);
+  if (!options.quiet && !options.preset.empty())
+    std::fprintf(stderr, "lrsmc fit: preset %s (options given explicitly win)\n",
+                 options.preset.c_str());
   if (!options.quiet)
     std::fprintf(stderr, "lrsmc fit: %s; rank %d, %d units, %s; %d particles, %s proposal; %s\n",
                  describe(data).c_str(), model.config.rank, model.config.num_hidden,
                  to_string(model.config.nonlinearity).c_str(),
                  options.training.filter.num_particles,
                  to_string(options.training.filter.proposal).c_str(), backend->name().c_str());
+  if (!options.quiet)
+    std::fprintf(stderr, "lrsmc fit: %d epochs of %ld steps, %s, learning rate %.3g -> %.3g%s\n",
+                 options.training.epochs, steps_per_epoch(options.training, train),
+                 to_string(options.training.optimizer).c_str(), options.training.learning_rate,
+                 final_learning_rate(options.training, train),
+                 options.training.learning_rate_end > 0 ? "" : " (--lr-end 0: automatic)");
+  if (options.preset.empty())
+    for (const std::string& warning : training_warnings(options.training, train))
+      std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
   Trainer trainer(*backend, options.training);
   const TrainingResult result = trainer.fit(model, train, held_out, progress, resume_from);
   if (!result.completed) {
@@ -529,6 +575,10 @@ void add_demo_options(CLI::App& app, DemoOptions& options) {
   add_seed_option(app, options.seed, "Random seed");
   add_device_options(app, options.device);
   app.add_flag("--quiet,-q", options.quiet, "No progress display");
+  // What is not data, architecture, particle filter or device is training and output.
+  for (CLI::Option* option : app.get_options())
+    if (option->get_group() == "Options" && option->get_name() != "--help")
+      option->group("Training and output");
 }
 
 int run_demo(const DemoOptions& options, const ProgressCallback& progress) {

@@ -14,6 +14,7 @@ struct FitOptions {
   ArchitectureOptions architecture;
   InferenceOptions inference;
   DeviceOptions device;
+  std::string preset;     ///< eeg | spikes | small: sets the options not given explicitly
   std::string init_path;  ///< start from this model file instead of a fresh initialisation
   std::string out = "model.npz";
   TrainingOptions training;

@@ -12,7 +12,18 @@
 
 namespace lrsmc::cli {
 
+namespace {
+
+/// Puts the options added to `app` since it had `first` options under the help heading `name`.
+void group_since(CLI::App& app, std::size_t first, const std::string& name) {
+  const std::vector<CLI::Option*> options = app.get_options();
+  for (std::size_t i = first; i < options.size(); ++i) options[i]->group(name);
+}
+
+}  // namespace
+
 void add_data_options(CLI::App& app, DataOptions& options, bool required) {
+  const std::size_t first = app.get_options().size();
   auto* data = app.add_option("--data", options.path,
                               "Recording: .npy, or .npz with --field naming the entry");
   if (required) data->required();
@@ -24,9 +35,11 @@ void add_data_options(CLI::App& app, DataOptions& options, bool required) {
       ->capture_default_str();
   app.add_option("--inputs", options.inputs_path, "Inputs u (same layout as the data)");
   app.add_option("--inputs-field", options.inputs_field, "Entry of an .npz inputs file");
+  group_since(app, first, "Data");
 }
 
 void add_architecture_options(CLI::App& app, ArchitectureOptions& options) {
+  const std::size_t first = app.get_options().size();
   app.add_option("--rank", options.rank, "Latent dimension R")->capture_default_str();
   app.add_option("--hidden", options.hidden, "Number of RNN units N")->capture_default_str();
   app.add_option("--nonlinearity", options.nonlinearity, "relu | clipped_relu | tanh | identity")
@@ -50,9 +63,11 @@ void add_architecture_options(CLI::App& app, ArchitectureOptions& options) {
   app.add_option("--init-observation-std", options.observation_std,
                  "Initial observation noise std")
       ->capture_default_str();
+  group_since(app, first, "Architecture");
 }
 
 void add_inference_options(CLI::App& app, InferenceOptions& options) {
+  const std::size_t first = app.get_options().size();
   app.add_option("--particles,-k", options.particles, "Particles per trial K")
       ->capture_default_str();
   app.add_option("--proposal", options.proposal,
@@ -63,9 +78,11 @@ void add_inference_options(CLI::App& app, InferenceOptions& options) {
   app.add_option("--resample-threshold", options.resample_threshold,
                  "Resample when ESS < threshold·K (1: every step, 0: never)")
       ->capture_default_str();
+  group_since(app, first, "Particle filter");
 }
 
 void add_device_options(CLI::App& app, DeviceOptions& options) {
+  const std::size_t first = app.get_options().size();
   app.add_option("--device", options.device, "cpu | cuda | auto (the GPU when there is one)")
       ->capture_default_str();
   app.add_option("--threads", options.threads, "CPU threads (0: all cores)")
@@ -75,6 +92,7 @@ void add_device_options(CLI::App& app, DeviceOptions& options) {
                  "gradient sums) | float64 (the reference, about 10x slower) | float32-device "
                  "(the CUDA kernels' order of operations)")
       ->capture_default_str();
+  group_since(app, first, "Device");
 }
 
 Dataset load_data(const DataOptions& options) {

@@ -168,11 +168,26 @@ std::string data_entry(const std::string& path, const std::string& field) {
                                     "); name one with --field"));
 }
 
+/// The formats the engine reads, and the way to the others, for error messages.
+constexpr const char* supported_formats =
+    "the engine reads .npy and .npz; NWB, EDF/BDF and HDF5 recordings are converted with "
+    "`python -m lrsmc.convert RECORDING OUT.npz` (README, \"Data formats\")";
+
 Array read_entry(const std::string& path, const std::string& field) {
+  for (const char* extension : {".nwb", ".edf", ".bdf", ".h5", ".hdf5", ".mat", ".csv", ".txt"})
+    LRSMC_REQUIRE(!io::has_extension(path, extension), path, ": ", extension,
+                  " files are not read directly; ", supported_formats);
   if (!io::has_extension(path, ".npz")) {
     LRSMC_REQUIRE(field.empty(), path, ": --field '", field,
                   "' given, but the file is not an .npz");
-    return io::read_npy(path);
+    try {
+      return io::read_npy(path);
+    } catch (const InvalidInput& error) {
+      // Not a .npy inside, under another name: say what is read.
+      const bool not_npy = std::string(error.what()).find("not a .npy file") != std::string::npos;
+      if (io::has_extension(path, ".npy") || !not_npy) throw;
+      throw InvalidInput(detail::concat(error.what(), "; ", supported_formats));
+    }
   }
   io::NpzSelection selection;
   selection.entries = {data_entry(path, field)};

@@ -28,7 +28,10 @@ struct TrainingOptions {
   int window = 50;
   int windows_per_epoch = 500;
   double learning_rate = 1e-3;
-  double learning_rate_end = 1e-6;  ///< reached at the last epoch (exponential decay)
+  /// Reached at the last epoch (exponential decay). 0: the paper's decay per optimizer step,
+  /// a factor 1000 over 75,000 steps (its EEG run), over this run's steps and at most 1000×
+  /// (final_learning_rate): a short run then decays less instead of faster.
+  double learning_rate_end = 0.0;
   Optimizer optimizer = Optimizer::radam;
   double gradient_clip = 0.0;        ///< global norm; 0 = off
   FilterOptions filter;              ///< particles, proposal, resampling for training
@@ -47,6 +50,19 @@ struct TrainingOptions {
 
 /// Throws InvalidInput naming the option and value when an option is absurd.
 void validate(const TrainingOptions& options, const std::string& source = "training options");
+
+/// Optimizer steps of one epoch on `train`: its batches of trials, or of random windows of one
+/// long recording.
+[[nodiscard]] long steps_per_epoch(const TrainingOptions& options, const Dataset& train);
+
+/// The learning rate of the last epoch: `learning_rate_end`, or for 0 the rate that the paper's
+/// decay per optimizer step reaches after this run's epochs on `train`.
+[[nodiscard]] double final_learning_rate(const TrainingOptions& options, const Dataset& train);
+
+/// Readings of the options that look like a mistake for this data, one sentence each: a run
+/// far shorter than the schedule its learning rate was chosen for.
+[[nodiscard]] std::vector<std::string> training_warnings(const TrainingOptions& options,
+                                                         const Dataset& train);
 
 struct EpochReport {
   int epoch = 0;  ///< 1-based
