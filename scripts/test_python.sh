@@ -19,7 +19,9 @@ fi
 # The build requirements are installed in the environment and pip builds without isolation:
 # an isolated build environment lives in a new temporary folder each time, which would make
 # CMake reconfigure the kept build folder.
-"$venv/bin/python" -m pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12"
+# ninja: the package builds with Ninja only (pyproject.toml), which a build without isolation
+# does not fetch itself.
+"$venv/bin/python" -m pip install --quiet "scikit-build-core>=0.10" "pybind11>=2.12" "ninja>=1.5"
 engine_build_dir="$build_dir"
 [[ "${LRSMC_PYTHON_ENGINE:-build}" == own ]] && engine_build_dir=""
 start=$(date +%s)

@@ -146,7 +146,7 @@ TEST_F(CliTest, NanInData) {
   std::vector<double> values(2 * 10 * 3, 0.5);
   values[17] = std::nan("");
   io::write_npy(path("nan.npy"), Array({2, 10, 3}, values));
-  expect_bad_input("fit --data " + path("nan.npy"), "step 5, channel 2 is nan");
+  expect_bad_input("fit --data " + path("nan.npy"), "step 5, channel 2 is NaN");
 }
 
 TEST_F(CliTest, RankZero) {
@@ -223,6 +223,28 @@ TEST_F(CliTest, SuspiciousDataIsAnnounced) {
             0)
       << output_;
   EXPECT_EQ(output_.find("lrsmc: warning: " + path("counts.npy")), std::string::npos) << output_;
+}
+
+// A recording far from unit scale (raw microvolts) with a Gaussian read-out is announced; the
+// same values z-scored are not.
+TEST_F(CliTest, UnscaledRecordingIsAnnounced) {
+  std::vector<double> microvolts(std::size_t(200) * 3), unit(microvolts.size());
+  for (std::size_t i = 0; i < microvolts.size(); ++i) {
+    unit[i] = std::sin(0.37 * double(i)) * std::sqrt(2.0);  // std 1 per channel, mean 0
+    microvolts[i] = 40 + 85 * unit[i];
+  }
+  io::write_npy(path("raw.npy"), Array({200, 3}, microvolts));
+  io::write_npy(path("zscored.npy"), Array({200, 3}, unit));
+  const std::string fit = " --layout time,channels --rank 1 --hidden 4 --epochs 1 --particles 2 "
+                          "--window 20 --windows-per-epoch 2 --out " + path("m.npz");
+  ASSERT_EQ(run("fit --data " + path("raw.npy") + fit), 0) << output_;
+  EXPECT_NE(output_.find("lrsmc: warning: " + path("raw.npy") +
+                         ": the channels' typical standard deviation is 8"),
+            std::string::npos)
+      << output_;
+  EXPECT_NE(output_.find("z-score each channel first"), std::string::npos) << output_;
+  ASSERT_EQ(run("fit --data " + path("zscored.npy") + fit), 0) << output_;
+  EXPECT_EQ(output_.find("standard deviation"), std::string::npos) << output_;
 }
 
 // One step per trial (trials whose time axis was lost) is announced.

@@ -26,7 +26,7 @@ void add_training_options(CLI::App& app, FitOptions& options) {
       "A recipe that sets the options not given explicitly (README, \"Presets\"):";
   for (const Preset& preset : presets())
     preset_help += "\n  " + preset.name + ": " + preset.purpose + ".\n    Sets " +
-                   describe(preset) + ".";
+                   describe_settings(preset) + ".";
   app.add_option("--preset", options.preset, preset_help)
       ->check(CLI::IsMember([] {
         std::vector<std::string> names;
@@ -299,9 +299,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                  to_string(options.training.optimizer).c_str(), options.training.learning_rate,
                  final_learning_rate(options.training, train),
                  options.training.learning_rate_end > 0 ? "" : " (--lr-end 0: automatic)");
-  if (options.preset.empty())
-    for (const std::string& warning : training_warnings(options.training, train))
-      std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
+  for (const std::string& warning : training_warnings(options.training, train))
+    std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
   Trainer trainer(*backend, options.training);
   const TrainingResult result = trainer.fit(model, train, held_out, progress, resume_from);
   if (!result.completed) {

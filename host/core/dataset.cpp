@@ -78,8 +78,8 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
                                                  : (trial * steps + step) * channels + channel;
         const double value = array.data[std::size_t(from)];
         LRSMC_REQUIRE(std::isfinite(value), source, ": value at trial ", trial, ", step ", step,
-                      ", channel ", channel, " is ", value, "; expected finite values (layout ",
-                      to_string(layout), ")");
+                      ", channel ", channel, " is ", std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf",
+                      "; expected finite values (layout ", to_string(layout), ")");
         data.observations[std::size_t((trial * steps + step) * channels + channel)] = value;
       }
   return data;
@@ -124,6 +124,31 @@ std::vector<std::string> data_warnings(const Dataset& data, Observation observat
         data.source,
         ": every value is a non-negative integer, as spike counts are, but the read-out is "
         "Gaussian; counts are fitted with --observation poisson"));
+  if (observation == Observation::gaussian && data.num_channels > 0 && !data.observations.empty()) {
+    // The typical channel's standard deviation: raw recordings (EEG in µV, LFP in mV, calcium
+    // fluorescence) are orders of magnitude from the unit scale the initialisation assumes.
+    const std::size_t channels = std::size_t(data.num_channels);
+    const std::size_t rows = data.observations.size() / channels;
+    std::vector<double> spread(channels);
+    for (std::size_t channel = 0; channel < channels; ++channel) {
+      double sum = 0, squares = 0;
+      for (std::size_t row = 0; row < rows; ++row) sum += data.observations[row * channels + channel];
+      const double mean = sum / double(rows);
+      for (std::size_t row = 0; row < rows; ++row) {
+        const double deviation = data.observations[row * channels + channel] - mean;
+        squares += deviation * deviation;
+      }
+      spread[channel] = std::sqrt(squares / double(rows));
+    }
+    std::nth_element(spread.begin(), spread.begin() + std::ptrdiff_t(channels / 2), spread.end());
+    const double typical = spread[channels / 2];
+    if (typical > 10 || (typical > 0 && typical < 0.01))
+      warnings.push_back(detail::concat(
+          data.source, ": the channels' typical standard deviation is ", typical,
+          " (the median over channels); the Gaussian read-out starts with noise std "
+          "--init-observation-std (0.1 by default) around latents of unit scale, so z-score each "
+          "channel first (subtract its mean, divide by its standard deviation)"));
+  }
   // A wide margin: recordings have many more steps than channels far more often than not.
   if (data.num_steps > 1 && std::int64_t(data.num_steps) * 4 <= data.num_channels)
     warnings.push_back(detail::concat(data.source, ": ", data.num_steps, " steps against ",

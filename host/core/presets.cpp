@@ -85,7 +85,7 @@ const Preset& find_preset(const std::string& name, const std::string& source) {
                                     "'; expected one of ", known));
 }
 
-std::string describe(const Preset& preset) {
+std::string describe_settings(const Preset& preset) {
   std::string text;
   for (const auto& [option, value] : preset.settings)
     text += (text.empty() ? "" : ", ") + option + " " + value;

@@ -24,6 +24,6 @@ struct Preset {
                                         const std::string& source = "preset");
 
 /// "option value, option value, ..." for the progress header and the help.
-[[nodiscard]] std::string describe(const Preset& preset);
+[[nodiscard]] std::string describe_settings(const Preset& preset);
 
 }  // namespace lrsmc

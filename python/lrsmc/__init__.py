@@ -10,7 +10,10 @@ The estimator :class:`LowRankRNN` is the usual entry point::
 
 Functions over :class:`Model` objects (``filter``, ``sample``, ``simulate``, ``fit_model``,
 ``fixed_points``, ``load_model``, ``load_data``) mirror the command line's subcommands and give
-the same numbers for the same seed and data. Plots are in :mod:`lrsmc.plot` (``pip install lrsmc[plot]``).
+the same numbers for the same seed and data. Recordings in NWB, EDF/BDF or HDF5 files are read
+by ``load_nwb``, ``load_edf``, ``load_hdf5`` or ``load_recording`` (``pip install
+lrsmc[formats]``); ``spike_times_to_counts`` bins spike times. Plots are in :mod:`lrsmc.plot`
+(``pip install lrsmc[plot]``).
 
 Errors raised by the engine carry its message and derive from :class:`Error` (a RuntimeError):
 :class:`InvalidInputError` (also a ValueError), :class:`IoError` (an OSError),
@@ -34,6 +37,7 @@ from ._core import (
     __version__,
     built_with_cuda,
     cuda_available,
+    presets,
 )
 from ._api import (
     DemoData,
@@ -54,6 +58,14 @@ from ._api import (
     simulate,
 )
 from ._estimator import LowRankRNN, NotFittedError
+from ._formats import (
+    Recording,
+    load_edf,
+    load_hdf5,
+    load_nwb,
+    load_recording,
+    spike_times_to_counts,
+)
 
 __all__ = [
     "CudaError",
@@ -72,6 +84,7 @@ __all__ = [
     "NotFittedError",
     "NumericalError",
     "OutOfMemoryError",
+    "Recording",
     "Samples",
     "TrainingOutcome",
     "__version__",
@@ -85,8 +98,14 @@ __all__ = [
     "fixed_points",
     "latent_map",
     "load_data",
+    "load_edf",
+    "load_hdf5",
     "load_model",
+    "load_nwb",
+    "load_recording",
+    "presets",
     "sample",
     "save_model",
     "simulate",
+    "spike_times_to_counts",
 ]

@@ -4,17 +4,21 @@ seed and data. The estimator in ``_estimator.py`` is built on them."""
 
 from __future__ import annotations
 
+import copyreg
 import functools
 import inspect
 import numbers
 import os
+import sys
+import tempfile
+import time
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, _progress
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -81,20 +85,53 @@ def _checked_arguments(function):
 # --- data ---------------------------------------------------------------------------------------
 
 
-def _resolve_layout(array: np.ndarray, layout: Optional[str]) -> str:
+def _resolve_layout(array: np.ndarray, layout: Optional[str], name: str) -> str:
     """``None`` means trials×time×channels for a 3-D array and one long time×channels recording
     for a 2-D one; anything else goes to the engine, which checks it against the shape."""
     if layout is not None:
         return layout
+    if array.ndim not in (2, 3):
+        raise _core.InvalidInputError(
+            f"{name}: array has {array.ndim} dimension(s), shape {array.shape}; expected 3 for "
+            "layout (trials,time,channels) or 2 for one recording (time,channels). Reshape your "
+            f"data: {name}.reshape(-1, 1) for one channel, {name}.reshape(1, -1) for one time step"
+        )
     return "time,channels" if array.ndim == 2 else "trials,time,channels"
 
 
+def _check_channels(array: np.ndarray, layout: str, name: str) -> None:
+    """An array with no channels is refused in scikit-learn's words (it counts features)."""
+    axes = layout.split(",")
+    if array.ndim == len(axes) and "channels" in axes and array.shape[axes.index("channels")] == 0:
+        raise _core.InvalidInputError(
+            f"{name}: 0 feature(s) (shape={array.shape}) while a minimum of 1 is required; "
+            f"got no channels (layout {layout}), expected at least 1"
+        )
+
+
 def _as_array(values, name: str = "data") -> np.ndarray:
+    scipy_sparse = sys.modules.get("scipy.sparse")  # a sparse matrix implies scipy is imported
+    if scipy_sparse is not None and scipy_sparse.issparse(values):
+        raise _core.InvalidInputError(
+            f"{name}: sparse input is not supported; got {type(values).__name__}, "
+            "expected a dense array (convert with .toarray())"
+        )
     # np.asarray does not copy a float64 array; the bindings read a C-contiguous one in place.
     array = np.asarray(values)
     if array.dtype == object:
+        # Numbers held as Python objects are read as numbers, as scikit-learn does; anything
+        # else is a TypeError naming the array.
+        try:
+            return array.astype(np.float64)
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"{name}: array has dtype object and holds a value that is not a number ({error}); "
+                f"expected real numbers (got {type(values).__name__})"
+            ) from None
+    if array.dtype.kind == "c":
         raise _core.InvalidInputError(
-            f"{name}: array has dtype object; expected numbers (got {type(values).__name__})"
+            f"{name}: array has dtype {array.dtype}; expected real numbers (bool, integer or "
+            "float). Complex data not supported: pass the real part or the magnitude"
         )
     if array.dtype.kind not in "biuf":
         raise _core.InvalidInputError(
@@ -114,15 +151,19 @@ def as_dataset(
     ``layout`` is one of :data:`LAYOUTS`; ``None`` picks ``trials,time,channels`` for 3-D
     arrays and ``time,channels`` (one long recording, trained on random windows) for 2-D ones.
     ``inputs`` has the same layout. Raises :class:`InvalidInputError` naming ``source``, the
-    shape and the layout when the array does not fit the layout or holds NaN or infinity.
+    shape and the layout when the array does not fit the layout, has no channels, holds NaN or
+    infinity, or is sparse, complex or not numeric; an object array is read as numbers, and one
+    holding something else is a TypeError.
     """
     if isinstance(observations, _core.Dataset):
         if inputs is not None:
             raise _core.InvalidInputError(f"{source}: inputs given with a Dataset; put them in it")
         return observations
     array = _as_array(observations, source)
+    layout = _resolve_layout(array, layout, source)
+    _check_channels(array, layout, source)
     input_array = None if inputs is None else _as_array(inputs, f"{source} inputs")
-    return _core.make_dataset(array, _resolve_layout(array, layout), input_array, source)
+    return _core.make_dataset(array, layout, input_array, source)
 
 
 def _check_data(data: _core.Dataset, model: _core.Model) -> None:
@@ -201,6 +242,51 @@ class FilterResult:
     resampled: Optional[np.ndarray] = None  #: (trials, steps) bool
 
 
+#: A filter call with progress on runs in this many parts (of whole trials) once its first part
+#: shows that it will last longer than the progress bar's delay, as ``lrsmc filter`` does.
+_FILTER_PARTS = 20
+
+
+def _mean_in_order(values: np.ndarray) -> float:
+    """The mean as the engine takes it (a running float64 sum in trial order, then one division),
+    so that a filter run in parts reports the same ELBO, bit for bit, as one call."""
+    total = 0.0
+    for value in values.tolist():
+        total += value
+    return total / len(values)
+
+
+def _filter_in_parts(model: _core.Model, data: _core.Dataset, options: dict, bar) -> dict:
+    """Filters `data` in _FILTER_PARTS parts of whole trials, advancing `bar` after each, when the
+    first part shows that the call outlasts the bar's delay; otherwise the rest in one call. Every
+    trial keeps its random-number address, so the result equals one call's."""
+    trials = data.num_trials
+    bounds = [trials * part // _FILTER_PARTS for part in range(_FILTER_PARTS + 1)]
+    bounds = sorted(set(bounds))
+    started = time.monotonic()
+    first = _core.filter(model, data, first_trial=0, num_trials=bounds[1], **options)
+    bar.update(bounds[1])
+    elapsed = time.monotonic() - started
+    if elapsed * trials / bounds[1] < _progress.DELAY_SECONDS:
+        bounds = [0, bounds[1], trials]
+    # Each part's arrays are copied into the result at once, so at most one part is held twice.
+    out = {"elbo": 0.0}
+    for name, values in first.items():
+        if name != "elbo":
+            out[name] = np.empty((trials,) + values.shape[1:], dtype=values.dtype)
+            out[name][: bounds[1]] = values
+    del first
+    for begin, end in zip(bounds[1:-1], bounds[2:]):
+        part = _core.filter(model, data, first_trial=begin, num_trials=end - begin, **options)
+        for name, values in part.items():
+            if name != "elbo":
+                out[name][begin:end] = values
+        del part
+        bar.update(end - begin)
+    out["elbo"] = _mean_in_order(out["elbo_per_trial"])
+    return out
+
+
 @_checked_arguments
 def filter(
     model: _core.Model,
@@ -217,6 +303,7 @@ def filter(
     threads: int = 0,
     precision: str = "float32",
     return_particles: bool = False,
+    progress: _progress.Progress = "auto",
 ) -> FilterResult:
     """Runs the particle filter over every trial (``lrsmc filter``; 1000 particles by default).
 
@@ -224,12 +311,17 @@ def filter(
     bootstrap proposal otherwise. A long recording (``time,channels``) is filtered as one trial.
     ``precision`` is the CPU's arithmetic (``--precision``): ``"float32"`` (packed, the fast
     path), ``"float64"`` (the reference) or ``"float32-device"`` (the CUDA kernels' order).
+
+    ``progress``: a call over several trials that lasts longer than a few seconds shows a
+    progress bar over trials, ``"auto"`` in a terminal or notebook, True wherever stderr goes,
+    False never. Such a call runs in parts of whole trials (the same numbers as one call, in
+    arrays assembled from the parts); the engine reports no progress within a trial, so one long
+    recording shows none.
     """
+    progress = _progress.resolve(progress)
     data = as_dataset(observations, layout, inputs)
     _check_data(data, model)
-    out = _core.filter(
-        model,
-        data,
+    options = dict(
         particles=particles,
         proposal=proposal,
         resampling=resampling,
@@ -240,6 +332,17 @@ def filter(
         precision=precision,
         store_particles=return_particles,
     )
+    bar = None
+    if data.num_trials > 1:
+        bar = _progress.bar(progress, data.num_trials, "lrsmc filter", "trial")
+    try:
+        if bar is None or bar.disable:
+            out = _core.filter(model, data, **options)
+        else:
+            out = _filter_in_parts(model, data, options, bar)
+    finally:
+        if bar is not None:
+            bar.close()
     if return_particles:
         out["resampled"] = out["resampled"].view(bool)  # uint8 0/1 → bool, no copy
     return FilterResult(**out)
@@ -269,6 +372,7 @@ def sample(
 ) -> Samples:
     """Generates ``trials`` sequences of ``steps`` steps after ``burn_in`` dropped steps
     (``lrsmc sample``). ``inputs``, for models with inputs, is (trials, burn_in + steps, inputs).
+    Observations of a Poisson read-out are counts, int64; every other array is float64.
     """
     if burn_in < 0:
         raise _core.InvalidInputError(f"burn_in must be ≥ 0; got {burn_in}")
@@ -283,13 +387,18 @@ def sample(
         precision=precision,
     )
     # Basic slicing: views of the engine's buffers, no copy.
-    return Samples(**{name: values[:, burn_in:] for name, values in drawn.items()})
+    samples = Samples(**{name: values[:, burn_in:] for name, values in drawn.items()})
+    if model.config.observation == "poisson":
+        samples.observations = samples.observations.astype(np.int64)
+    return samples
 
 
 @_checked_arguments
-def simulate(model: _core.Model, trials: int = 100, steps: int = 75, *, inputs=None, seed: int = 0) -> Samples:
+def simulate(
+    model: _core.Model, trials: int = 100, steps: int = 75, *, inputs=None, seed: int = 0, device: str = "auto"
+) -> Samples:
     """Draws latents, rates and observations from a model file's model (``lrsmc simulate``)."""
-    return sample(model, trials, steps, inputs=inputs, seed=seed, device="cpu")
+    return sample(model, trials, steps, inputs=inputs, seed=seed, device=device)
 
 
 # --- training -----------------------------------------------------------------------------------
@@ -334,7 +443,7 @@ def fit_model(
     window: int = 50,
     windows_per_epoch: int = 500,
     learning_rate: float = 1e-3,
-    learning_rate_end: float = 1e-6,
+    learning_rate_end: float = 0.0,
     optimizer: str = "radam",
     gradient_clip: float = 0.0,
     particles: int = 10,
@@ -370,6 +479,10 @@ def fit_model(
     data = as_dataset(observations, layout, inputs)
     _check_data(data, model)
     train, held = _core.split_held_out(data, held_out, window, seed)
+    for message in _core.training_warnings(
+        train, epochs=epochs, batch_size=batch_size, windows_per_epoch=windows_per_epoch, learning_rate=learning_rate
+    ):
+        warnings.warn(message, UserWarning, stacklevel=3)  # the caller of fit_model
     checkpoint_path = "" if checkpoint is None else os.fspath(checkpoint)
     resume_from = ""
     if resume:
@@ -431,6 +544,38 @@ def load_model(path: PathLike) -> _core.Model:
 def save_model(model: _core.Model, path: PathLike) -> None:
     """Writes a model file (.npz) atomically: a temporary file, then a rename."""
     model.save(os.fspath(path))
+
+
+# The engine reads and writes model files by path only, so the bytes pass through a temporary
+# folder (removed at once).
+
+
+def _model_file_bytes(model: _core.Model) -> bytes:
+    """The bytes of the model file that :func:`save_model` writes for `model`."""
+    with tempfile.TemporaryDirectory(prefix="lrsmc-") as folder:
+        path = os.path.join(folder, "model.npz")
+        model.save(path)
+        with open(path, "rb") as file:
+            return file.read()
+
+
+def _model_from_file_bytes(contents: bytes) -> _core.Model:
+    """The model of a model file's bytes, read as :func:`load_model` reads the file."""
+    with tempfile.TemporaryDirectory(prefix="lrsmc-") as folder:
+        path = os.path.join(folder, "model.npz")
+        with open(path, "wb") as file:
+            file.write(contents)
+        return _core.Model.load(path)
+
+
+def _reduce_model(model: _core.Model):
+    return _model_from_file_bytes, (_model_file_bytes(model),)
+
+
+# A Model pickles as its model file's bytes (float64 parameters and the JSON configuration, so
+# a round trip is exact), and with it an estimator: joblib, multiprocessing and Ray workers use
+# pickle, which consults copyreg for extension types such as Model.
+copyreg.pickle(_core.Model, _reduce_model)
 
 
 # --- dynamics -----------------------------------------------------------------------------------

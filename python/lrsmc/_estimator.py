@@ -1,16 +1,18 @@
 """The estimator interface: ``LowRankRNN(rank=3).fit(X)``, in the manner of scikit-learn
-(hyperparameters in the constructor, fitted state in attributes ending in ``_``)."""
+(hyperparameters in the constructor, fitted state in attributes ending in ``_``). It works with
+scikit-learn's tools (clone, pipelines, cross_val_score, GridSearchCV) without depending on
+scikit-learn, and pickles (its model as the model file's bytes)."""
 
 from __future__ import annotations
 
 import inspect
 import math
 import sys
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
-from . import _api, _core
+from . import _api, _core, _progress
 
 
 class NotFittedError(ValueError, AttributeError):
@@ -43,9 +45,11 @@ class LowRankRNN:
 
     The latent state z_t (``rank`` dimensions) follows
     z_t = a z_{t-1} + n φ(m z_{t-1} + W_u u_{t-1} − h) + ε_t with ``num_hidden`` units, and the
-    recorded channels are read out as x_t ~ p(x | Bᵀ z_t + b). Every parameter has the meaning and
-    default of the command line's ``lrsmc fit`` option of the same name (README, "Commands and
-    options"); ``held_out`` is ``--held-out``, ``gradient_clip`` is ``--clip``.
+    recorded channels are read out as x_t ~ p(x | Bᵀ z_t + b). Every parameter has the meaning of
+    the command line's ``lrsmc fit`` option of the same name (README, "Commands and options");
+    ``held_out`` is ``--held-out``, ``gradient_clip`` is ``--clip``. The architecture and training
+    parameters default to None: the ``preset``'s value, or without one the command line's
+    default (:attr:`DEFAULTS`; :meth:`effective_params` shows what a fit uses).
 
     Parameters
     ----------
@@ -68,7 +72,17 @@ class LowRankRNN:
         weight and gradient sums; the fast path), ``float64`` (the reference) or
         ``float32-device`` (the CUDA kernels' order of operations), as ``--precision``.
     warm_start : when True, ``fit`` continues from the fitted model instead of a fresh one.
-    verbose : print the command line's progress line to stderr (about 50 lines per run).
+    preset : ``None``, ``"eeg"``, ``"spikes"`` or ``"small"``, as ``lrsmc fit --preset``: a
+        recipe of architecture and training options (:func:`lrsmc.presets` lists what each sets).
+        A parameter left at None takes the preset's value (without a preset, the command
+        line's default, :attr:`DEFAULTS`); a parameter given explicitly wins.
+        ``learning_rate_end=0`` (default) keeps the paper's decay per optimizer step over this
+        run's steps (``--lr-end 0``), so a short run decays less.
+    verbose : ``"auto"`` (default): a progress bar (tqdm; text in a terminal, a widget in a
+        notebook) for a ``fit``, ``filter``, ``transform`` or ``score`` that lasts longer than a
+        few seconds, and none when stderr is not a terminal (a log, a pipe). ``True``: ``fit``
+        prints the command line's progress line to stderr (about 50 lines per run) and filtering
+        shows the bar wherever stderr goes. ``False``: no output.
 
     Attributes (after ``fit``)
     --------------------------
@@ -77,46 +91,86 @@ class LowRankRNN:
         ``held_out_elbo`` (NaN where not evaluated), ``learning_rate``, ``elapsed_seconds``.
     completed_ : whether every epoch ran.
     stop_reason_ : why training stopped early ('' when completed).
+    n_features_in_ : the number of channels (scikit-learn's name).
+
+    scikit-learn
+    ------------
+    A sample is a time step and a feature a channel: a 2-D ``X`` is one (time, channels)
+    recording, and a 3-D ``X`` (trials, time, channels) is split by trials in cross-validation.
+    ``score`` is the held-out ELBO per time step (higher is better), which ``GridSearchCV`` and
+    ``cross_val_score`` maximise; ``transform`` gives the filtered latents. Pickling (joblib, Ray,
+    multiprocessing) carries the fitted model as its model file's bytes, exactly.
     """
+
+    #: What a parameter left at None means without a preset: the command line's default.
+    DEFAULTS: Dict[str, Any] = dict(
+        rank=3,
+        num_hidden=512,
+        nonlinearity="clipped_relu",
+        observation="gaussian",
+        link="auto",
+        transition_noise="full",
+        initial_noise="full",
+        initial_state="trainable",
+        init_decay=0.9,
+        init_transition_std=0.1,
+        init_initial_std=1.0,
+        init_observation_std=0.1,
+        particles=10,
+        epochs=1500,
+        batch_size=10,
+        window=50,
+        windows_per_epoch=500,
+        learning_rate=1e-3,
+        learning_rate_end=0.0,
+        optimizer="radam",
+        gradient_clip=0.0,
+        held_out=0.0,
+        eval_particles=0,
+        eval_every=1,
+        keep="last",
+        patience=0,
+    )
 
     def __init__(
         self,
-        rank: int = 3,
-        num_hidden: int = 512,
+        rank: Optional[int] = None,
+        num_hidden: Optional[int] = None,
         *,
-        nonlinearity: str = "clipped_relu",
-        observation: str = "gaussian",
-        link: str = "auto",
-        transition_noise: str = "full",
-        initial_noise: str = "full",
-        initial_state: str = "trainable",
-        init_decay: float = 0.9,
-        init_transition_std: float = 0.1,
-        init_initial_std: float = 1.0,
-        init_observation_std: float = 0.1,
-        particles: int = 10,
+        nonlinearity: Optional[str] = None,
+        observation: Optional[str] = None,
+        link: Optional[str] = None,
+        transition_noise: Optional[str] = None,
+        initial_noise: Optional[str] = None,
+        initial_state: Optional[str] = None,
+        init_decay: Optional[float] = None,
+        init_transition_std: Optional[float] = None,
+        init_initial_std: Optional[float] = None,
+        init_observation_std: Optional[float] = None,
+        particles: Optional[int] = None,
         proposal: str = "auto",
         resampling: str = "systematic",
         resample_threshold: float = 1.0,
-        epochs: int = 1500,
-        batch_size: int = 10,
-        window: int = 50,
-        windows_per_epoch: int = 500,
-        learning_rate: float = 1e-3,
-        learning_rate_end: float = 1e-6,
-        optimizer: str = "radam",
-        gradient_clip: float = 0.0,
-        held_out: float = 0.0,
-        eval_particles: int = 0,
-        eval_every: int = 1,
-        keep: str = "last",
-        patience: int = 0,
+        epochs: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        window: Optional[int] = None,
+        windows_per_epoch: Optional[int] = None,
+        learning_rate: Optional[float] = None,
+        learning_rate_end: Optional[float] = None,
+        optimizer: Optional[str] = None,
+        gradient_clip: Optional[float] = None,
+        held_out: Optional[float] = None,
+        eval_particles: Optional[int] = None,
+        eval_every: Optional[int] = None,
+        keep: Optional[str] = None,
+        patience: Optional[int] = None,
         seed: int = 0,
         device: str = "auto",
         threads: int = 0,
         precision: str = "float32",
         warm_start: bool = False,
-        verbose: bool = False,
+        verbose: Union[bool, str] = "auto",
+        preset: Optional[str] = None,
     ):
         self.rank = rank
         self.num_hidden = num_hidden
@@ -153,6 +207,7 @@ class LowRankRNN:
         self.precision = precision
         self.warm_start = warm_start
         self.verbose = verbose
+        self.preset = preset
 
     # --- scikit-learn conventions ---------------------------------------------------------------
 
@@ -191,28 +246,68 @@ class LowRankRNN:
         changed = [f"{name}={value!r}" for name, value in self.get_params().items() if defaults.get(name) != value]
         return f"LowRankRNN({', '.join(changed)})"
 
+    def __sklearn_tags__(self):
+        """What scikit-learn's tools and checks need to know: an unsupervised transformer (no
+        ``y``) of dense 2-D (time, channels) or 3-D (trials, time, channels) arrays. Called by
+        scikit-learn only, so it is imported here."""
+        from sklearn.utils import InputTags, Tags, TargetTags, TransformerTags
+
+        return Tags(
+            estimator_type=None,
+            target_tags=TargetTags(required=False),
+            transformer_tags=TransformerTags(preserves_dtype=["float64"]),
+            input_tags=InputTags(two_d_array=True, three_d_array=True),
+        )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return getattr(self, "model_", None) is not None
+
     # --- fitting --------------------------------------------------------------------------------
+
+    #: The command line's option names that are not the parameter's name with "-" as "_".
+    _OPTION_NAMES = {"hidden": "num_hidden", "lr": "learning_rate", "lr-end": "learning_rate_end",
+                     "clip": "gradient_clip"}
+
+    def effective_params(self) -> Dict[str, Any]:
+        """The parameters a fit uses: :meth:`get_params`, with each parameter left at None taking
+        the preset's value, or without one :attr:`DEFAULTS` (the command line's defaults)."""
+        params = self.get_params()
+        if self.preset is not None:
+            table = {preset["name"]: preset for preset in _core.presets()}
+            if self.preset not in table:
+                raise _core.InvalidInputError(
+                    f"preset: unknown preset {self.preset!r}; expected one of {', '.join(table)} or None"
+                )
+            for option, value in table[self.preset]["settings"]:
+                name = self._OPTION_NAMES.get(option, option.replace("-", "_"))
+                if params[name] is None:
+                    params[name] = type(self.DEFAULTS[name])(value)
+        for name, default in self.DEFAULTS.items():
+            if params[name] is None:
+                params[name] = default
+        return params
 
     def model_config(self, num_channels: int, num_inputs: int = 0) -> _core.ModelConfig:
         """The :class:`ModelConfig` this estimator fits to data of ``num_channels`` channels."""
-        link = self.link
+        params = self.effective_params()
+        link = params["link"]
         if link == "auto":
-            link = "softplus" if self.observation == "poisson" else "identity"
+            link = "softplus" if params["observation"] == "poisson" else "identity"
         return _core.ModelConfig(
-            rank=self.rank,
-            num_hidden=self.num_hidden,
+            rank=params["rank"],
+            num_hidden=params["num_hidden"],
             num_channels=num_channels,
             num_inputs=num_inputs,
-            nonlinearity=self.nonlinearity,
-            transition_noise=self.transition_noise,
-            initial_noise=self.initial_noise,
-            observation=self.observation,
+            nonlinearity=params["nonlinearity"],
+            transition_noise=params["transition_noise"],
+            initial_noise=params["initial_noise"],
+            observation=params["observation"],
             link=link,
-            initial_state=self.initial_state,
-            init_decay=self.init_decay,
-            init_transition_std=self.init_transition_std,
-            init_initial_std=self.init_initial_std,
-            init_observation_std=self.init_observation_std,
+            initial_state=params["initial_state"],
+            init_decay=params["init_decay"],
+            init_transition_std=params["init_transition_std"],
+            init_initial_std=params["init_initial_std"],
+            init_observation_std=params["init_observation_std"],
         )
 
     def fit(
@@ -243,14 +338,22 @@ class LowRankRNN:
         The same data, seed and options give the same parameters as ``lrsmc fit`` (bit for bit).
         """
         del y
+        params = self.effective_params()
         _api._check_integer(self.seed, "seed")
+        _api._check_integer(params["epochs"], "epochs")
+        _api._check_integer(params["window"], "window")
+        verbose = _progress.resolve(self.verbose, "verbose")
         data = _api.as_dataset(X, layout, inputs)
+        self._check_recording_length(data, params["window"])
         if self.warm_start and hasattr(self, "model_"):
             model = self.model_
         else:
             model = _core.Model.initialise(self.model_config(data.num_channels, data.num_inputs), self.seed)
-        if self.verbose:  # the command line's header line
+        if verbose is True:  # the command line's header line
             print(f"lrsmc fit: {data.describe()}", file=sys.stderr, flush=True)
+        bar = None
+        if verbose == "auto":
+            bar = _progress.bar(verbose, params["epochs"], "lrsmc fit", "epoch")
         try:
             outcome = _api.fit_model(
                 model,
@@ -258,34 +361,65 @@ class LowRankRNN:
                 checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every,
                 resume=resume,
-                callback=self._progress(callback),
-                **{name: getattr(self, name) for name in self._fit_parameter_names()},
+                callback=self._epoch_callback(callback, verbose, bar),
+                **{name: params[name] for name in self._fit_parameter_names()},
             )
         except BaseException as error:
             outcome = getattr(error, "training_outcome", None)
             if outcome is not None:
-                self._store(outcome)
+                self._store(outcome, data.num_channels)
             raise
-        self._store(outcome)
+        finally:
+            if bar is not None:
+                bar.close()
+        self._store(outcome, data.num_channels)
         return self
 
-    def _progress(self, callback):
-        if not self.verbose:
+    def fit_transform(
+        self, X, y=None, *, inputs=None, layout: Optional[str] = None, **fit_options
+    ) -> np.ndarray:
+        """``fit(X, ...)`` then ``transform(X)``: the filtered latents of the training data."""
+        self.fit(X, y, inputs=inputs, layout=layout, **fit_options)
+        return self.transform(X, inputs=inputs, layout=layout)
+
+    @staticmethod
+    def _check_recording_length(data: _core.Dataset, window: int) -> None:
+        """A recording shorter than one training window is refused before training, in words
+        that count time steps as scikit-learn counts samples."""
+        if data.continuous and data.num_steps < window:
+            raise _core.InvalidInputError(
+                f"{data.source}: the recording has {data.num_steps} sample(s) (time steps), fewer "
+                f"than one training window; got window={window}, expected at most "
+                f"{data.num_steps} (or a longer recording)"
+            )
+
+    @staticmethod
+    def _epoch_callback(callback, verbose, bar):
+        """The per-epoch callback: the command line's progress line (verbose True) or the progress
+        bar (verbose "auto"), then the user's callback."""
+        if verbose is False:
             return callback
 
         def report_and_call(report: _core.EpochReport):
-            every = max(1, report.epochs // 50)
-            if report.epoch == 1 or report.epoch == report.epochs or report.epoch % every == 0:
-                print(_progress_line(report), file=sys.stderr, flush=True)
+            if bar is not None:
+                held_out = report.held_out_elbo
+                held_out = f", held-out {held_out:.4f}" if math.isfinite(held_out) else ""
+                bar.set_postfix_str(f"elbo {report.train_elbo:.4f}{held_out}", refresh=False)
+                bar.update(report.epoch - bar.n)
+            else:
+                every = max(1, report.epochs // 50)
+                if report.epoch == 1 or report.epoch == report.epochs or report.epoch % every == 0:
+                    print(_progress_line(report), file=sys.stderr, flush=True)
             return None if callback is None else callback(report)
 
         return report_and_call
 
-    def _store(self, outcome: _api.TrainingOutcome) -> None:
+    def _store(self, outcome: _api.TrainingOutcome, num_channels: int) -> None:
         self.model_ = outcome.model
         self.history_ = outcome.history
         self.completed_ = outcome.completed
         self.stop_reason_ = outcome.stop_reason
+        self.n_features_in_ = num_channels
 
     def _fitted_model(self) -> _core.Model:
         model = getattr(self, "model_", None)
@@ -306,12 +440,17 @@ class LowRankRNN:
         return_particles: bool = False,
     ) -> _api.FilterResult:
         """Filtered latents (trials, steps, rank) and the per-trial ELBO per time step of ``X``
-        (``lrsmc filter``), with the estimator's proposal, resampling and device."""
+        (``lrsmc filter``), with the estimator's proposal, resampling and device. A call over
+        many trials that lasts more than a few seconds shows a progress bar (see ``verbose``).
+
+        Raises InvalidInputError (a ValueError) when ``X`` has another number of channels than
+        the model ("X has 3 features, but LowRankRNN is expecting 4 features as input; ...")."""
+        model = self._fitted_model()
+        data = _api.as_dataset(X, layout, inputs)
+        self._check_features(data, model)
         return _api.filter(
-            self._fitted_model(),
-            X,
-            layout=layout,
-            inputs=inputs,
+            model,
+            data,
             particles=particles,
             proposal=self.proposal,
             resampling=self.resampling,
@@ -321,14 +460,38 @@ class LowRankRNN:
             threads=self.threads,
             precision=self.precision,
             return_particles=return_particles,
+            progress=_progress.resolve(self.verbose, "verbose"),
         )
 
+    @staticmethod
+    def _check_features(data: _core.Dataset, model: _core.Model) -> None:
+        """A channel count other than the model's is refused in scikit-learn's words, followed by
+        the engine's (which name the layout, and the one that would match)."""
+        if data.num_channels == model.config.num_channels:
+            return
+        try:
+            _core.data_warnings(data, model)
+        except _core.InvalidInputError as error:
+            raise _core.InvalidInputError(
+                f"{data.source} has {data.num_channels} features, but LowRankRNN is expecting "
+                f"{model.config.num_channels} features as input; {error}"
+            ) from None
+
     def transform(self, X, *, inputs=None, layout: Optional[str] = None) -> np.ndarray:
-        """The filtered latents of ``X`` (trials, steps, rank)."""
-        return self.filter(X, inputs=inputs, layout=layout).latents
+        """The filtered latents of ``X``: (trials, steps, rank) for trials, and (steps, rank) for
+        one recording given as a 2-D array (a row per time step, as scikit-learn expects)."""
+        one_recording = False
+        if not isinstance(X, _core.Dataset):
+            X = _api._as_array(X, "X")
+            one_recording = X.ndim == 2
+        latents = self.filter(X, inputs=inputs, layout=layout).latents
+        return latents[0] if one_recording else latents
 
     def score(self, X, y=None, *, inputs=None, layout: Optional[str] = None, particles: int = 1000) -> float:
-        """Mean ELBO per time step of ``X`` (higher is better)."""
+        """The ELBO per time step of ``X``, averaged over its trials (higher is better): on data
+        held out from ``fit``, the held-out ELBO that ``GridSearchCV`` and ``cross_val_score``
+        maximise. The filter's seed is fixed (0), so the same model and data give the same score.
+        ``y`` is ignored."""
         del y
         return self.filter(X, inputs=inputs, layout=layout, particles=particles).elbo
 
@@ -376,4 +539,5 @@ class LowRankRNN:
             initial_state=config.initial_state,
         ).set_params(**params)
         estimator.model_ = model
+        estimator.n_features_in_ = config.num_channels
         return estimator

@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <string>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "lrsmc/errors.hpp"
 #include "lrsmc/fixed_points.hpp"
 #include "lrsmc/params.hpp"
+#include "lrsmc/presets.hpp"
 #include "lrsmc/trainer.hpp"
 
 #ifndef LRSMC_VERSION_STRING
@@ -220,11 +222,22 @@ Dataset make_dataset(const InputArray& observations, const std::string& layout,
   return data;
 }
 
+/// Filters trials [first_trial, first_trial + num_trials) of `data` (num_trials < 0: to the
+/// last). Each trial keeps its own random-number address (SequenceBatch::trial_ids), so filtering
+/// the trials in parts gives the same numbers as one call; the Python package does so to report
+/// progress on long calls.
 py::dict filter(const Model& model, const Dataset& data, int particles, const std::string& proposal,
                 const std::string& resampling, double resample_threshold, std::uint64_t seed,
                 const std::string& device, int threads, const std::string& precision,
-                bool store_particles) {
+                bool store_particles, int first_trial, int num_trials) {
   require_channels(data, model.config.num_channels);
+  LRSMC_REQUIRE(first_trial >= 0 && first_trial < data.num_trials,
+                "filter: first_trial is out of range; got ", first_trial, ", expected 0 to ",
+                data.num_trials - 1);
+  const int count = num_trials < 0 ? data.num_trials - first_trial : num_trials;
+  LRSMC_REQUIRE(count >= 1 && count <= data.num_trials - first_trial,
+                "filter: num_trials is out of range; got ", num_trials, ", expected 1 to ",
+                data.num_trials - first_trial, " (or -1: to the last trial)");
   FilterResult result;
   int num_particles = 0;
   {
@@ -236,9 +249,13 @@ py::dict filter(const Model& model, const Dataset& data, int particles, const st
     FilterRequest request;
     request.filtered_mean = true;
     request.particles = store_particles;
-    result = backend->filter(model, trials_batch(data, 0, data.num_trials), options, seed, request);
+    SequenceBatch batch = trials_batch(data, first_trial, count);
+    batch.trial_ids.resize(static_cast<std::size_t>(count));
+    std::iota(batch.trial_ids.begin(), batch.trial_ids.end(),
+              static_cast<std::uint32_t>(first_trial));
+    result = backend->filter(model, batch, options, seed, request);
   }
-  const py::ssize_t trials = data.num_trials, steps = data.num_steps, rank = model.config.rank,
+  const py::ssize_t trials = count, steps = data.num_steps, rank = model.config.rank,
                     k = num_particles;
   py::dict out;
   out["elbo"] = result.elbo;
@@ -598,6 +615,37 @@ void bind_training(py::module_& module) {
   const TrainingOptions defaults;
   const FilterOptions filter_defaults;
   module.def(
+      "presets",
+      [] {
+        py::list table;
+        for (const Preset& preset : presets()) {
+          py::list settings;
+          for (const auto& [option, value] : preset.settings)
+            settings.append(py::make_tuple(option, value));
+          table.append(py::dict("name"_a = preset.name, "purpose"_a = preset.purpose,
+                                "settings"_a = settings));
+        }
+        return table;
+      },
+      "The fit presets (presets.hpp): dicts of 'name', 'purpose' and 'settings', a list of "
+      "(option, value) in the command line's spelling without '--'.");
+  module.def(
+      "training_warnings",
+      [](const Dataset& train, int epochs, int batch_size, int windows_per_epoch,
+         double learning_rate) {
+        TrainingOptions options;
+        options.epochs = epochs;
+        options.batch_size = batch_size;
+        options.windows_per_epoch = windows_per_epoch;
+        options.learning_rate = learning_rate;
+        validate(options, "training options");
+        return training_warnings(options, train);
+      },
+      "train"_a, py::kw_only(), "epochs"_a, "batch_size"_a, "windows_per_epoch"_a,
+      "learning_rate"_a,
+      "The readings of these training options that look like a mistake for this training set "
+      "(trainer.hpp), one sentence each.");
+  module.def(
       "fit",
       [](const Model& model, const Dataset& train, const Dataset& held_out, int epochs,
          int batch_size, int window, int windows_per_epoch, double learning_rate,
@@ -653,10 +701,12 @@ void bind_inference(py::module_& module) {
   module.def("filter", &filter, "model"_a, "data"_a, py::kw_only(), "particles"_a = 1000,
              "proposal"_a = "auto", "resampling"_a = "systematic", "resample_threshold"_a = 1.0,
              "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
-             "store_particles"_a = false,
-             "Runs the particle filter on every trial of `data`: {'elbo', 'elbo_per_trial', "
+             "store_particles"_a = false, "first_trial"_a = 0, "num_trials"_a = -1,
+             "Runs the particle filter on trials [first_trial, first_trial + num_trials) of "
+             "`data` (num_trials -1: every trial from first_trial): {'elbo', 'elbo_per_trial', "
              "'latents'} and, with store_particles, 'particles', 'log_weights', 'ancestors', "
-             "'resampled'. Arrays own their buffers (no copy).");
+             "'resampled'. A trial gives the same numbers in any part. Arrays own their buffers "
+             "(no copy).");
   module.def("sample", &sample, "model"_a, "trials"_a, "steps"_a, py::kw_only(),
              "inputs"_a = py::none(), "seed"_a = 0, "device"_a = "cpu", "threads"_a = 0,
              "precision"_a = "float32",

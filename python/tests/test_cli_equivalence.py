@@ -180,3 +180,22 @@ def test_poisson_fit_is_the_same(workspace):
     python = lrsmc.LowRankRNN(rank=1, num_hidden=5, observation="poisson", epochs=2, particles=6, seed=3)
     python.fit(counts.astype(np.int64))  # integer counts convert to the same float64 values
     assert_models_equal(lrsmc.load_model(workspace / "poisson_model.npz"), python.model_)
+    # Drawn counts are integers on both sides: int32 in the file, int64 in Python.
+    run("sample", "--model", "poisson_model.npz", "--trials", 3, "--steps", 20, "--seed", 4,
+        "--out", "poisson_samples.npz", cwd=workspace)
+    stored = np.load(workspace / "poisson_samples.npz")["observations"]
+    drawn = python.sample(trials=3, steps=20, seed=4).observations
+    assert stored.dtype == np.int32 and drawn.dtype == np.int64
+    np.testing.assert_array_equal(stored, drawn)
+    assert drawn.sum() > 0
+
+
+def test_preset_fit_is_the_same(workspace, demo):
+    # The preset's options, with the ones given explicitly winning on both sides.
+    run("fit", "--data", "data.npy", "--preset", "small", "--epochs", 3, "--hidden", 8, "--seed", 4,
+        "-q", "--out", "preset_model.npz", cwd=workspace)
+    python = lrsmc.LowRankRNN(preset="small", epochs=3, num_hidden=8, seed=4, verbose=False)
+    python.fit(demo.observations)
+    cli_model = lrsmc.load_model(workspace / "preset_model.npz")
+    assert (cli_model.config.rank, cli_model.config.num_hidden, cli_model.config.nonlinearity) == (2, 8, "relu")
+    assert_models_equal(cli_model, python.model_)

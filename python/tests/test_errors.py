@@ -19,7 +19,7 @@ def test_wrong_rank_of_data_names_the_shape_and_layout(fitted):
 def test_nan_is_reported_with_its_position(demo, fitted):
     x = demo.observations.copy()
     x[1, 2, 3] = np.nan
-    with pytest.raises(lrsmc.InvalidInputError, match="value at trial 1, step 2, channel 3 is nan"):
+    with pytest.raises(lrsmc.InvalidInputError, match="value at trial 1, step 2, channel 3 is NaN"):
         fitted.filter(x)
     with pytest.raises(lrsmc.InvalidInputError, match="is inf"):
         small_estimator().fit(np.where(np.isnan(x), np.inf, x))

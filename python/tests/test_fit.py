@@ -4,6 +4,7 @@ training, Ctrl-C stops cleanly and keeps the model, and a resumed run equals an 
 import os
 import signal
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -122,7 +123,8 @@ def test_warm_start_continues_from_the_fitted_model(demo):
 def test_get_and_set_params():
     rnn = lrsmc.LowRankRNN(rank=4)
     params = rnn.get_params()
-    assert params["rank"] == 4 and params["num_hidden"] == 512 and params["device"] == "auto"
+    assert params["rank"] == 4 and params["num_hidden"] is None and params["device"] == "auto"
+    assert rnn.effective_params()["num_hidden"] == 512  # the command line's default
     rnn.set_params(num_hidden=64, seed=3)
     assert rnn.num_hidden == 64 and "num_hidden=64" in repr(rnn)
     with pytest.raises(ValueError, match="no parameter 'hidden'"):
@@ -157,3 +159,45 @@ def test_estimator_keeps_the_best_model_like_the_command_line(demo):
     assert rnn.completed_
     with pytest.raises(lrsmc.InvalidInputError, match="need a held-out set"):
         small_estimator(epochs=1, keep="best").fit(demo.observations[:40])
+
+
+def test_preset_sets_the_parameters_left_at_their_defaults():
+    small = lrsmc.LowRankRNN(preset="small").effective_params()
+    assert (small["rank"], small["num_hidden"], small["nonlinearity"]) == (2, 20, "relu")
+    assert (small["optimizer"], small["learning_rate"], small["learning_rate_end"]) == ("adam", 0.04, 0.0)
+    assert (small["held_out"], small["keep"], small["eval_particles"]) == (0.2, "best", 64)
+    given = lrsmc.LowRankRNN(preset="small", rank=3, particles=8).effective_params()
+    assert (given["rank"], given["particles"], given["num_hidden"]) == (3, 8, 20)
+    spikes = lrsmc.LowRankRNN(preset="spikes").effective_params()
+    assert (spikes["observation"], spikes["link"], spikes["transition_noise"]) == ("poisson", "softplus", "diag")
+    # get_params keeps what was given (scikit-learn's clone relies on it), and a value equal to
+    # the command line's default given explicitly still wins over the preset.
+    assert lrsmc.LowRankRNN(preset="small").get_params()["rank"] is None
+    assert lrsmc.LowRankRNN(preset="small", rank=3).effective_params()["rank"] == 3
+    plain = lrsmc.LowRankRNN().effective_params()
+    assert (plain["rank"], plain["num_hidden"], plain["learning_rate_end"]) == (3, 512, 0.0)
+    names = [preset["name"] for preset in lrsmc.presets()]
+    assert names == ["eeg", "spikes", "small"]
+    with pytest.raises(lrsmc.InvalidInputError, match="unknown preset 'tiny'; expected one of eeg, spikes, small"):
+        lrsmc.LowRankRNN(preset="tiny").effective_params()
+
+
+def test_short_run_at_the_papers_learning_rate_warns(demo):
+    steps = -(-len(demo.observations) // 10)  # one epoch of batches of 10 trials
+    with pytest.warns(UserWarning, match=f"a short run: {steps} optimizer steps at learning rate 0.001"):
+        lrsmc.LowRankRNN(rank=2, num_hidden=4, epochs=1, particles=2, verbose=False).fit(demo.observations)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        lrsmc.LowRankRNN(rank=2, num_hidden=4, epochs=1, particles=2, learning_rate=0.04, verbose=False).fit(
+            demo.observations
+        )
+
+
+def test_poisson_samples_are_integers(demo):
+    config = lrsmc.ModelConfig(rank=2, num_hidden=6, num_channels=4, observation="poisson", link="softplus")
+    model = lrsmc.Model.initialise(config, seed=2)
+    drawn = lrsmc.sample(model, trials=3, steps=40, seed=1)
+    assert drawn.observations.dtype == np.int64 and drawn.rates.dtype == np.float64
+    assert drawn.observations.min() >= 0 and drawn.observations.sum() > 0
+    assert lrsmc.simulate(model, trials=2, steps=10).observations.dtype == np.int64
+    assert lrsmc.sample(demo.teacher, trials=2, steps=10).observations.dtype == np.float64
