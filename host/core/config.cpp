@@ -40,6 +40,15 @@ constexpr std::array<std::pair<const char*, Resampling>, 3> resampling_names{{
 constexpr std::array<std::pair<const char*, InitialState>, 2> initial_state_names{{
     {"zero", InitialState::zero}, {"trainable", InitialState::trainable}}};
 
+constexpr std::array<std::pair<const char*, EncoderActivation>, 2> activation_names{{
+    {"gelu", EncoderActivation::gelu}, {"leaky_relu", EncoderActivation::leaky_relu}}};
+constexpr std::array<std::pair<const char*, EncoderPadding>, 3> padding_names{{
+    {"causal", EncoderPadding::causal}, {"acausal", EncoderPadding::acausal},
+    {"windowed", EncoderPadding::windowed}}};
+constexpr std::array<std::pair<const char*, PaddingMode>, 4> padding_mode_names{{
+    {"zeros", PaddingMode::zeros}, {"reflect", PaddingMode::reflect},
+    {"replicate", PaddingMode::replicate}, {"circular", PaddingMode::circular}}};
+
 template <typename Enum, std::size_t Count>
 std::string name_of(Enum value, const std::array<std::pair<const char*, Enum>, Count>& choices) {
   for (const auto& [spelling, candidate] : choices)
@@ -56,6 +65,9 @@ std::string to_string(Link value) { return name_of(value, link_names); }
 std::string to_string(Proposal value) { return name_of(value, proposal_names); }
 std::string to_string(Resampling value) { return name_of(value, resampling_names); }
 std::string to_string(InitialState value) { return name_of(value, initial_state_names); }
+std::string to_string(EncoderActivation value) { return name_of(value, activation_names); }
+std::string to_string(EncoderPadding value) { return name_of(value, padding_names); }
+std::string to_string(PaddingMode value) { return name_of(value, padding_mode_names); }
 
 Nonlinearity parse_nonlinearity(const std::string& text, const std::string& field) {
   return parse_enum(text, field, nonlinearity_names);
@@ -74,6 +86,15 @@ Proposal parse_proposal(const std::string& text, const std::string& field) {
 }
 Resampling parse_resampling(const std::string& text, const std::string& field) {
   return parse_enum(text, field, resampling_names);
+}
+EncoderActivation parse_encoder_activation(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, activation_names);
+}
+EncoderPadding parse_encoder_padding(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, padding_names);
+}
+PaddingMode parse_padding_mode(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, padding_mode_names);
 }
 InitialState parse_initial_state(const std::string& text, const std::string& field) {
   return parse_enum(text, field, initial_state_names);

@@ -21,6 +21,14 @@ enum class Proposal { bootstrap, optimal };
 enum class Resampling { systematic, stratified, multinomial };
 /// Mean of the initial state, method.md §1.5.
 enum class InitialState { zero, trainable };
+/// Activation between the encoder's convolutions, method.md §4: GELU (exact erf form) or
+/// LeakyReLU with slope 0.1.
+enum class EncoderActivation { gelu, leaky_relu };
+/// Where an encoder convolution pads its input, method.md §4.
+enum class EncoderPadding { causal, acausal, windowed };
+/// What the padding holds (PyTorch F.pad modes): zeros, the mirror image without repeating the
+/// edge, the edge value, or the other end of the sequence.
+enum class PaddingMode { zeros, reflect, replicate, circular };
 
 /// Architecture and initialisation of a model. Defaults are the paper's EEG setting.
 struct ModelConfig {
@@ -58,6 +66,9 @@ struct FilterOptions {
 [[nodiscard]] std::string to_string(Proposal value);
 [[nodiscard]] std::string to_string(Resampling value);
 [[nodiscard]] std::string to_string(InitialState value);
+[[nodiscard]] std::string to_string(EncoderActivation value);
+[[nodiscard]] std::string to_string(EncoderPadding value);
+[[nodiscard]] std::string to_string(PaddingMode value);
 
 /// Parsers accept the to_string spellings and throw InvalidInput naming `field` otherwise.
 [[nodiscard]] Nonlinearity parse_nonlinearity(const std::string& text, const std::string& field = "nonlinearity");
@@ -67,6 +78,12 @@ struct FilterOptions {
 [[nodiscard]] Proposal parse_proposal(const std::string& text, const std::string& field = "proposal");
 [[nodiscard]] Resampling parse_resampling(const std::string& text, const std::string& field = "resampling");
 [[nodiscard]] InitialState parse_initial_state(const std::string& text, const std::string& field = "initial_state");
+[[nodiscard]] EncoderActivation parse_encoder_activation(const std::string& text,
+                                                         const std::string& field = "encoder_activation");
+[[nodiscard]] EncoderPadding parse_encoder_padding(const std::string& text,
+                                                   const std::string& field = "encoder_padding");
+[[nodiscard]] PaddingMode parse_padding_mode(const std::string& text,
+                                             const std::string& field = "encoder_padding_mode");
 
 /// Throws InvalidInput when a field is out of range or options are incompatible.
 void validate(const ModelConfig& config, const std::string& source = "model config");

@@ -19,6 +19,9 @@ inline void PrintTo(Observation value, std::ostream* os) { *os << to_string(valu
 inline void PrintTo(Link value, std::ostream* os) { *os << to_string(value); }
 inline void PrintTo(NoiseType value, std::ostream* os) { *os << to_string(value); }
 inline void PrintTo(Resampling value, std::ostream* os) { *os << to_string(value); }
+inline void PrintTo(EncoderPadding value, std::ostream* os) { *os << to_string(value); }
+inline void PrintTo(PaddingMode value, std::ostream* os) { *os << to_string(value); }
+inline void PrintTo(EncoderActivation value, std::ostream* os) { *os << to_string(value); }
 
 namespace testing {
 
