@@ -285,9 +285,12 @@ def test_a_long_fit_shows_a_progress_bar_in_a_terminal(demo, monkeypatch):
 
 
 def test_a_short_fit_or_a_log_shows_nothing(demo, monkeypatch):
+    # "Short" is relative to DELAY_SECONDS; an hour makes every fit here short however slow the
+    # build (a sanitizer or CUDA-emulation build runs these fits at seconds per epoch).
+    monkeypatch.setattr(_progress, "DELAY_SECONDS", 3600.0)
     terminal = FakeTerminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    small_estimator(epochs=2).fit(demo.observations)  # well under DELAY_SECONDS
+    small_estimator(epochs=2).fit(demo.observations)
     assert terminal.getvalue() == ""
     monkeypatch.setattr(_progress, "DELAY_SECONDS", 0.0)
     log = io.StringIO()  # not a terminal: "auto" draws nothing
@@ -325,6 +328,7 @@ def test_a_long_filter_runs_in_parts_with_the_same_numbers(fitted, demo, monkeyp
 
 
 def test_a_short_filter_is_one_call_after_a_probe(fitted, demo, monkeypatch, capsys):
+    monkeypatch.setattr(_progress, "DELAY_SECONDS", 3600.0)  # short however slow the build
     calls = []
     engine_filter = _core.filter
     monkeypatch.setattr(_core, "filter", lambda *a, **k: calls.append(k) or engine_filter(*a, **k))
