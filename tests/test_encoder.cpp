@@ -11,6 +11,7 @@
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/encoder.hpp"
+#include "lrsmc/math/gaussian_product.hpp"
 #include "lrsmc/math/philox.hpp"
 #include "support/test_names.hpp"
 
@@ -319,6 +320,161 @@ TEST(EncoderInitialisation, IsPyTorchsDefaultWithTheLogVarianceShift) {
   const auto constant_blocks = encoder_blocks(config, in, rank);
   EXPECT_EQ(constant_blocks.back().name, "encoder_log_variance");
   EXPECT_EQ(constant[constant_blocks.back().offset], shift);
+}
+
+/// The encoder proposal's constants of one step, with their storage.
+struct StepConstants {
+  int rank;
+  std::vector<double> precision, covariance, gain, alpha, proposal_factor, gain_term;
+  double log_det = 0;
+  explicit StepConstants(int r)
+      : rank(r), precision(std::size_t(r * r)), covariance(std::size_t(r * r)),
+        gain(std::size_t(r * r)), alpha(std::size_t(r * r)), proposal_factor(std::size_t(r * r)),
+        gain_term(std::size_t(r)) {}
+  math::GaussianProduct out() {
+    return {precision.data(), covariance.data(), gain.data(), alpha.data(), proposal_factor.data(),
+            &log_det};
+  }
+  math::GaussianProductView view() const {
+    return {precision.data(), covariance.data(), gain.data(), alpha.data(), proposal_factor.data(),
+            &log_det};
+  }
+  bool compute(const std::vector<double>& factor, const std::vector<double>& mean,
+               const std::vector<double>& variance) {
+    std::vector<double> scratch(std::size_t(math::encoder_step_scratch_size(rank)));
+    return math::encoder_step_constants(rank, factor.data(), mean.data(), variance.data(), out(),
+                                        gain_term.data(), scratch.data());
+  }
+};
+
+TEST(EncoderProposal, DiagonalPriorGivesTheReferencesDimensionwiseProduct) {
+  const int R = 3;
+  const std::vector<double> prior_std = {0.3, 1.2, 0.05}, encoder_variance = {0.5, 0.01, 2.0};
+  const std::vector<double> encoder_mean = {1.0, -2.0, 0.25};
+  std::vector<double> factor(9, 0.0);
+  for (int r = 0; r < R; ++r) factor[std::size_t(r * R + r)] = prior_std[std::size_t(r)];
+  StepConstants step(R);
+  ASSERT_TRUE(step.compute(factor, encoder_mean, encoder_variance));
+  for (int r = 0; r < R; ++r) {
+    const double prior = prior_std[std::size_t(r)] * prior_std[std::size_t(r)];
+    const double encoder = encoder_variance[std::size_t(r)];
+    const double alpha = prior / (prior + encoder);  // the weight on the encoder
+    EXPECT_NEAR(step.alpha[std::size_t(r * R + r)], alpha, 1e-15);
+    EXPECT_NEAR(step.gain_term[std::size_t(r)], alpha * encoder_mean[std::size_t(r)], 1e-15);
+    EXPECT_NEAR(step.proposal_factor[std::size_t(r * R + r)],
+                std::sqrt(prior * encoder / (prior + encoder) + 1e-8), 1e-15);
+    for (int s = 0; s < R; ++s)
+      if (s != r) {
+        EXPECT_EQ(step.alpha[std::size_t(r * R + s)], 0.0);
+      }
+  }
+}
+
+TEST(EncoderProposal, FullPriorGivesTheExactGaussianProduct) {
+  // Σ = L Lᵀ with a correlation; the product's covariance is (Σ^{-1} + D^{-1})^{-1}, written out
+  // for 2 × 2, and its mean for a particle at μ is Σ_q (Σ^{-1} μ + D^{-1} μ_e).
+  const std::vector<double> factor = {0.8, 0.0, 0.5, 0.4};
+  const std::vector<double> variance = {0.3, 0.7}, encoder_mean = {-0.4, 1.1}, mean = {0.2, 0.9};
+  StepConstants step(2);
+  ASSERT_TRUE(step.compute(factor, encoder_mean, variance));
+  const double s11 = 0.64, s12 = 0.4, s22 = 0.25 + 0.16;
+  const double det = s11 * s22 - s12 * s12;
+  const double p11 = s22 / det + 1 / variance[0], p12 = -s12 / det, p22 = s11 / det + 1 / variance[1];
+  const double pdet = p11 * p22 - p12 * p12;
+  const double c11 = p22 / pdet, c12 = -p12 / pdet, c22 = p11 / pdet;
+  EXPECT_NEAR(step.covariance[0], c11, 1e-14);
+  EXPECT_NEAR(step.covariance[1], c12, 1e-14);
+  EXPECT_NEAR(step.covariance[3], c22, 1e-14);
+  const double i1 = (s22 * mean[0] - s12 * mean[1]) / det + encoder_mean[0] / variance[0];
+  const double i2 = (-s12 * mean[0] + s11 * mean[1]) / det + encoder_mean[1] / variance[1];
+  for (int r = 0; r < 2; ++r) {
+    // μ_q = (I − α) μ + G μ_e, as `propose` forms it.
+    double proposal_mean = mean[std::size_t(r)] + step.gain_term[std::size_t(r)];
+    for (int s = 0; s < 2; ++s)
+      proposal_mean -= step.alpha[std::size_t(r * 2 + s)] * mean[std::size_t(s)];
+    const double exact = r == 0 ? c11 * i1 + c12 * i2 : c12 * i1 + c22 * i2;
+    EXPECT_NEAR(proposal_mean, exact, 1e-14) << r;
+  }
+}
+
+// The adjoint of the step constants against central differences of
+// Λ = Σ_k w_kᵀ μ_q,k + Σ_{r≥s} c_rs L_q,rs + c·Σ ln L_q,rr over the prior factor, the encoder's
+// mean and its variances.
+TEST(EncoderProposal, BackwardMatchesCentralFiniteDifferences) {
+  const int R = 3, K = 4;
+  std::vector<double> factor = {0.7, 0, 0, 0.2, 0.9, 0, -0.3, 0.1, 0.5};
+  std::vector<double> encoder_mean = draws(R, 31, 1.0);
+  std::vector<double> encoder_variance = {0.4, 1.3, 0.2};
+  const std::vector<double> means = draws(std::size_t(R * K), 32, 1.0);
+  const std::vector<double> weights = draws(std::size_t(R * K), 33, 1.0);
+  const std::vector<double> factor_weights = draws(std::size_t(R * R), 34, 1.0);
+  const double log_det_weight = 0.7;
+  const auto loss = [&](const std::vector<double>& f, const std::vector<double>& m,
+                        const std::vector<double>& v) {
+    StepConstants step(R);
+    EXPECT_TRUE(step.compute(f, m, v));
+    double total = log_det_weight * step.log_det;
+    for (int k = 0; k < K; ++k)
+      for (int r = 0; r < R; ++r) {
+        double proposal_mean = means[std::size_t(k * R + r)] + step.gain_term[std::size_t(r)];
+        for (int s = 0; s < R; ++s)
+          proposal_mean -= step.alpha[std::size_t(r * R + s)] * means[std::size_t(k * R + s)];
+        total += weights[std::size_t(k * R + r)] * proposal_mean;
+      }
+    for (int r = 0; r < R; ++r)
+      for (int s = 0; s <= r; ++s)
+        total += factor_weights[std::size_t(r * R + s)] * step.proposal_factor[std::size_t(r * R + s)];
+    return total;
+  };
+  StepConstants step(R);
+  ASSERT_TRUE(step.compute(factor, encoder_mean, encoder_variance));
+  std::vector<double> mean_product(std::size_t(R * R), 0.0), mean_sum(std::size_t(R), 0.0);
+  for (int k = 0; k < K; ++k)
+    for (int r = 0; r < R; ++r) {
+      mean_sum[std::size_t(r)] += weights[std::size_t(k * R + r)];
+      for (int s = 0; s < R; ++s)
+        mean_product[std::size_t(r * R + s)] +=
+            weights[std::size_t(k * R + r)] * means[std::size_t(k * R + s)];
+    }
+  std::vector<double> grad_proposal_factor(std::size_t(R * R), 0.0);
+  for (int r = 0; r < R; ++r)
+    for (int s = 0; s <= r; ++s)
+      grad_proposal_factor[std::size_t(r * R + s)] =
+          factor_weights[std::size_t(r * R + s)] +
+          (r == s ? log_det_weight / step.proposal_factor[std::size_t(r * R + r)] : 0.0);
+  std::vector<double> grad_factor(std::size_t(R * R), 0.0), grad_mean(std::size_t(R), 0.0),
+      grad_variance(std::size_t(R), 0.0);
+  std::vector<double> scratch(std::size_t(math::encoder_step_scratch_size(R)));
+  math::encoder_step_constants_backward(R, factor.data(), encoder_mean.data(),
+                                        encoder_variance.data(), step.view(), mean_product.data(),
+                                        mean_sum.data(), grad_proposal_factor.data(),
+                                        grad_factor.data(), grad_mean.data(),
+                                        grad_variance.data(), scratch.data());
+  const double h = 1e-6;
+  const auto central = [&](std::vector<double>& values, std::size_t i) {
+    const double kept = values[i];
+    values[i] = kept + h;
+    const double up = loss(factor, encoder_mean, encoder_variance);
+    values[i] = kept - h;
+    const double down = loss(factor, encoder_mean, encoder_variance);
+    values[i] = kept;
+    return (up - down) / (2 * h);
+  };
+  // Central differences: truncation O(h²) and rounding O(ε|Λ|/h) both far below 1e-6 here.
+  const auto expect_close = [](double analytic, double numeric, const std::string& what) {
+    EXPECT_LT(std::fabs(analytic - numeric) / std::max(std::fabs(numeric), 1e-2), 1e-6)
+        << what << ": analytic " << analytic << ", finite difference " << numeric;
+  };
+  for (int r = 0; r < R; ++r)
+    for (int s = 0; s <= r; ++s)
+      expect_close(grad_factor[std::size_t(r * R + s)], central(factor, std::size_t(r * R + s)),
+                   "dL[" + std::to_string(r) + "," + std::to_string(s) + "]");
+  for (int r = 0; r < R; ++r) {
+    expect_close(grad_mean[std::size_t(r)], central(encoder_mean, std::size_t(r)),
+                 "dmu_e[" + std::to_string(r) + "]");
+    expect_close(grad_variance[std::size_t(r)], central(encoder_variance, std::size_t(r)),
+                 "dsigma_e^2[" + std::to_string(r) + "]");
+  }
 }
 
 void expect_invalid(const EncoderConfig& config, int in, int rank, int steps,

@@ -12,6 +12,7 @@
 #include "lrsmc/config.hpp"
 #include "lrsmc/math/common.hpp"
 #include "lrsmc/math/dynamics.hpp"
+#include "lrsmc/math/gaussian_product.hpp"
 #include "lrsmc/math/gradient_row.hpp"
 #include "lrsmc/math/proposal.hpp"
 #include "lrsmc/math/small_matrix.hpp"
@@ -159,47 +160,25 @@ LRSMC_HD void noise_factor_backward(const double* factor, const double* grad_fac
   }
 }
 
-/// Optimal-proposal quantities of one phase (method.md §3.4, information form) for the prior
-/// factor L: Σ^{-1} = L^{-T} L^{-1}, Σ_q = (Σ^{-1} + B S^{-1} Bᵀ)^{-1}, G = Σ_q B S^{-1},
-/// α = G Bᵀ, L_q = chol(½(Σ_q + Σ_qᵀ) + 1e-8 I). Returns a ConstantsStatus.
+/// Where the optimal-proposal quantities of one phase (method.md §3.4) lie in the constants: the
+/// product of the phase's prior with the read-out's Gaussian factor (gaussian_product.hpp).
+template <typename Pointer>
+LRSMC_HD GaussianProductOf<Pointer> kalman_product(const ModelShape& shape, int phase,
+                                                   Pointer constants) {
+  const ConstantsLayout layout(shape);
+  return {constants + layout.precision[phase],       constants + layout.covariance[phase],
+          constants + layout.gain[phase],            constants + layout.alpha[phase],
+          constants + layout.proposal_factor[phase], constants + layout.proposal_log_det[phase]};
+}
+
+/// Computes them; returns a ConstantsStatus.
 LRSMC_HD int kalman_quantities(const ModelShape& shape, const double* readout, int phase,
                                double* constants, double* scratch) {
   const ConstantsLayout layout(shape);
-  const int R = shape.rank, D = shape.channels;
-  const double* factor = constants + layout.factor[phase];
-  const double* variance = constants + layout.variance;
-  double* precision = constants + layout.precision[phase];
-  double* covariance = constants + layout.covariance[phase];
-  double* gain = constants + layout.gain[phase];
-  double* scaled_readout = scratch;       // B S^{-1} (R × D)
-  double* work = scaled_readout + R * D;  // R × R each
-  double* information = work + R * R;
-  double* information_factor = information + R * R;
-  lower_inverse(factor, R, work);
-  gram_of_columns(work, R, precision);
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < D; ++i) scaled_readout[r * D + i] = readout[r * D + i] / variance[i];
-  for (int r = 0; r < R; ++r)
-    for (int s = 0; s < R; ++s) {
-      double sum = 0.0;
-      for (int i = 0; i < D; ++i) sum += scaled_readout[r * D + i] * readout[s * D + i];
-      information[r * R + s] = precision[r * R + s] + sum;
-    }
-  if (!cholesky(information, R, information_factor)) return proposal_not_positive_definite;
-  lower_inverse(information_factor, R, work);
-  gram_of_columns(work, R, covariance);
-  matrix_product(covariance, scaled_readout, R, R, D, gain);
-  matrix_product_transposed(gain, readout, R, D, R, constants + layout.alpha[phase]);
-  for (int r = 0; r < R; ++r)
-    for (int s = 0; s < R; ++s)
-      work[r * R + s] =
-          0.5 * (covariance[r * R + s] + covariance[s * R + r]) + (r == s ? 1e-8 : 0.0);
-  double* proposal_factor = constants + layout.proposal_factor[phase];
-  if (!cholesky(work, R, proposal_factor)) return proposal_not_positive_definite;
-  double log_det = 0.0;
-  for (int r = 0; r < R; ++r) log_det += std::log(proposal_factor[r * R + r]);
-  constants[layout.proposal_log_det[phase]] = log_det;
-  return constants_ok;
+  const bool positive =
+      gaussian_product(shape.rank, shape.channels, constants + layout.factor[phase], readout,
+                       constants + layout.variance, kalman_product(shape, phase, constants), scratch);
+  return positive ? constants_ok : proposal_not_positive_definite;
 }
 
 /// Builds the float64 constants of a call from the flat parameters (one thread). Returns a
@@ -392,28 +371,6 @@ LRSMC_HD void add_initial_mean_unit_gradient(const ModelShape& shape, const doub
   for (int j = 0; j < shape.inputs; ++j) grad_w_u[j] += product(grad_current, first_inputs[j]);
 }
 
-/// Adjoint of L = chol(A) for a lower-triangular dL (Murray 2016): the symmetric dA =
-/// ½ (S + Sᵀ), S = L^{-T} Φ(Lᵀ dL) L^{-1}, Φ taking the lower triangle and halving the diagonal.
-/// `scratch` holds 3 R² values.
-LRSMC_HD void cholesky_backward(const double* factor, const double* grad_factor, int R,
-                                double* grad_matrix, double* scratch) {
-  double* phi = scratch;
-  double* inverse = phi + R * R;
-  double* left = inverse + R * R;
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < R; ++j) {
-      double sum = 0.0;
-      for (int k = j; k < R; ++k) sum += factor[k * R + i] * grad_factor[k * R + j];
-      phi[i * R + j] = j > i ? 0.0 : (j == i ? 0.5 * sum : sum);
-    }
-  lower_inverse(factor, R, inverse);
-  // S = L^{-T} Φ L^{-1}
-  transposed_matrix_product(inverse, phi, R, R, R, left);
-  matrix_product(left, inverse, R, R, R, phi);
-  for (int i = 0; i < R; ++i)
-    for (int j = 0; j < R; ++j) grad_matrix[i * R + j] = 0.5 * (phi[i * R + j] + phi[j * R + i]);
-}
-
 /// Adjoint of kalman_quantities for one phase: given dG and dL_q, adds dL (prior factor),
 /// dB (read-out, R × D) and dρ_x (below the clip at 1e-8 the gradient stops).
 LRSMC_HD void kalman_quantities_backward(const ModelShape& shape, const double* parameters,
@@ -423,73 +380,13 @@ LRSMC_HD void kalman_quantities_backward(const ModelShape& shape, const double* 
                                          double* grad_prior_factor, double* grad_readout,
                                          double* grad_observation_log_variance, double* scratch) {
   const ConstantsLayout layout(shape);
-  const int R = shape.rank, D = shape.channels;
-  const double* readout = parameters + shape.parameters.readout_weight;
-  const double* variance = constants + layout.variance;
-  const double* covariance = constants + layout.covariance[phase];
-  const double* precision = constants + layout.precision[phase];
-  const double* gain = constants + layout.gain[phase];
-  double* scaled_readout = scratch;                    // B S^{-1}, R × D
-  double* grad_variance = scaled_readout + R * D;      // D
-  double* grad_covariance = grad_variance + D;         // R × R
-  double* grad_information = grad_covariance + R * R;  // R × R
-  double* work = grad_information + R * R;             // R × R
-  double* cholesky_scratch = work + R * R;             // 3 R × R
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < D; ++i) scaled_readout[r * D + i] = readout[r * D + i] / variance[i];
-  // L_q = chol(½(C + Cᵀ) + εI): dC = sym(dΣ_q), already symmetric.
-  cholesky_backward(constants + layout.proposal_factor[phase], grad_proposal_factor, R,
-                    grad_covariance, cholesky_scratch);
-  // G = C B S^{-1}.
-  for (int r = 0; r < R; ++r)
-    for (int s = 0; s < R; ++s) {
-      double sum = 0.0;
-      for (int i = 0; i < D; ++i) sum += grad_gain[r * D + i] * scaled_readout[s * D + i];
-      grad_covariance[r * R + s] += sum;
-    }
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < D; ++i) {
-      double sum = 0.0;
-      for (int s = 0; s < R; ++s) sum += covariance[s * R + r] * grad_gain[s * D + i];
-      grad_readout[r * D + i] += sum / variance[i];
-    }
-  for (int i = 0; i < D; ++i) {
-    double sum = 0.0;
-    for (int r = 0; r < R; ++r) sum += grad_gain[r * D + i] * gain[r * D + i];
-    grad_variance[i] = -sum / variance[i];
-  }
-  // C = Λ^{-1}, Λ = P + B S^{-1} Bᵀ: dΛ = −Cᵀ dC Cᵀ.
-  transposed_matrix_product(covariance, grad_covariance, R, R, R, work);
-  matrix_product_transposed(work, covariance, R, R, R, grad_information);
-  for (int i = 0; i < R * R; ++i) grad_information[i] = -grad_information[i];
-  for (int r = 0; r < R; ++r)
-    for (int i = 0; i < D; ++i) {
-      double sum = 0.0;
-      for (int s = 0; s < R; ++s)
-        sum +=
-            (grad_information[r * R + s] + grad_information[s * R + r]) * scaled_readout[s * D + i];
-      grad_readout[r * D + i] += sum;
-    }
-  for (int i = 0; i < D; ++i) {
-    double projected = 0.0;  // (Bᵀ dΛ B)_ii
-    for (int s = 0; s < R; ++s) {
-      double row = 0.0;
-      for (int r = 0; r < R; ++r) row += readout[r * D + i] * grad_information[r * R + s];
-      projected += row * readout[s * D + i];
-    }
-    grad_variance[i] -= projected / variance[i] / variance[i];
-  }
-  // P = (L Lᵀ)^{-1}: dΣ = −Pᵀ dP Pᵀ; Σ = L Lᵀ: dL += (dΣ + dΣᵀ) L.
-  transposed_matrix_product(precision, grad_information, R, R, R, work);
-  matrix_product_transposed(work, precision, R, R, R, grad_covariance);
-  const double* factor = constants + layout.factor[phase];
-  for (int r = 0; r < R; ++r)
-    for (int s = 0; s < R; ++s) {
-      double sum = 0.0;
-      for (int k = 0; k < R; ++k)
-        sum += -(grad_covariance[r * R + k] + grad_covariance[k * R + r]) * factor[k * R + s];
-      grad_prior_factor[r * R + s] += sum;
-    }
+  const int D = shape.channels;
+  double* grad_variance = scratch;  // D
+  gaussian_product_backward(shape.rank, D, constants + layout.factor[phase],
+                            parameters + shape.parameters.readout_weight,
+                            constants + layout.variance, kalman_product(shape, phase, constants),
+                            grad_gain, grad_proposal_factor, grad_prior_factor, grad_readout,
+                            grad_variance, scratch + D);
   const double* log_variance = parameters + shape.parameters.observation_noise;
   for (int i = 0; i < D; ++i) {
     const double raw = std::exp(log_variance[i]);
