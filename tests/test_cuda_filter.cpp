@@ -259,6 +259,44 @@ TEST_F(CudaFilter, RanksWithoutASpecialisedKernel) {
   }
 }
 
+// The kernels have no encoder proposal: an explicit CUDA backend refuses it with a message that
+// names the way out, and "auto" runs such a model on the CPU, saying why.
+TEST_F(CudaFilter, EncoderProposalIsRefusedClearlyAndAutoFallsBackToTheCpu) {
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                             Observation::poisson, Link::softplus);
+  config.encoder = EncoderConfig{};
+  config.encoder->kernels = {3, 1};
+  config.encoder->channels = {4};
+  const Model model = testing::random_model(config, 5);
+  const SequenceBatch batch = testing::sampled_batch(model, 2, 8, 3);
+  FilterOptions options;
+  options.num_particles = 16;
+  options.proposal = Proposal::encoder;
+  auto gpu = make_backend(BackendKind::cuda);
+  for (const bool gradient : {false, true}) {
+    try {
+      if (gradient)
+        (void)gpu->elbo_gradient(model, batch, options, 1);
+      else
+        (void)gpu->filter(model, batch, options, 1);
+      ADD_FAILURE() << "the CUDA backend ran the encoder proposal";
+    } catch (const InvalidInput& error) {
+      EXPECT_NE(std::string(error.what())
+                    .find("the CUDA kernels have no encoder proposal; use --device cpu (or auto)"),
+                std::string::npos)
+          << error.what();
+    }
+  }
+  std::string note;
+  const auto fallback = make_backend_for(BackendKind::automatic, BackendOptions{}, config, options,
+                                         &note);
+  EXPECT_EQ(fallback->name().rfind("cpu", 0), 0u) << fallback->name();
+  EXPECT_NE(note.find("cannot run this model (the CUDA kernels have no encoder proposal)"),
+            std::string::npos)
+      << note;
+  EXPECT_TRUE(std::isfinite(fallback->filter(model, batch, options, 1).elbo));
+}
+
 // The loadings m, n, h take 4 (2 R + 1) N bytes of shared memory beside the kernels' static
 // storage: N = 1700 (47,600 bytes) needs the opt-in only because of that storage, N = 2400
 // (67,200 bytes) for the loadings alone; at N = 2400 and R = 12 (240,000 bytes) they pass the

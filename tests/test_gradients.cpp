@@ -106,6 +106,56 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(NoiseType::full)),
     case_name);
 
+/// The encoder proposal: the model's gradient and the encoder's, through the per-step product
+/// of the prior with the encoder's factor, for every padding location × mode × activation ×
+/// observation model × noise type. A small encoder (kernels 3, 2; 3 channels) whose head has two
+/// taps, on trials long enough for every padding mode.
+using EncoderGradientCase =
+    std::tuple<EncoderPadding, PaddingMode, EncoderActivation, ObservationCase, NoiseType>;
+
+class EncoderGradientTest : public ::testing::TestWithParam<EncoderGradientCase> {};
+
+TEST_P(EncoderGradientTest, MatchesCentralFiniteDifferences) {
+  const auto [padding, mode, activation, observation, noise] = GetParam();
+  ModelConfig config = testing::small_config(Nonlinearity::clipped_relu, noise,
+                                             observation.observation, observation.link);
+  EncoderConfig encoder;
+  encoder.kernels = {3, 2};
+  encoder.channels = {3};
+  encoder.padding = padding;
+  encoder.padding_mode = mode;
+  encoder.activation = activation;
+  encoder.init_scale = 0.5;
+  config.encoder = encoder;
+  const Model model = testing::random_model(config, 11);
+  const SequenceBatch batch = testing::sampled_batch(model, 2, 6, 5);
+  FilterOptions options;
+  options.num_particles = 5;
+  options.proposal = Proposal::encoder;
+  expect_gradient_matches(model, batch, options, 1e-5);
+}
+
+std::string encoder_case_name(const ::testing::TestParamInfo<EncoderGradientCase>& info) {
+  const auto [padding, mode, activation, observation, noise] = info.param;
+  return to_string(padding) + "_" + to_string(mode) + "_" + to_string(activation) + "_" +
+         to_string(observation.observation) + "_" + to_string(observation.link) + "_" +
+         to_string(noise);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryEncoderAndReadout, EncoderGradientTest,
+    ::testing::Combine(::testing::Values(EncoderPadding::causal, EncoderPadding::acausal,
+                                         EncoderPadding::windowed),
+                       ::testing::Values(PaddingMode::zeros, PaddingMode::reflect,
+                                         PaddingMode::replicate, PaddingMode::circular),
+                       ::testing::Values(EncoderActivation::gelu, EncoderActivation::leaky_relu),
+                       ::testing::Values(ObservationCase{Observation::gaussian, Link::identity},
+                                         ObservationCase{Observation::poisson, Link::exp},
+                                         ObservationCase{Observation::poisson, Link::softplus},
+                                         ObservationCase{Observation::poisson, Link::relu}),
+                       ::testing::Values(NoiseType::full, NoiseType::diag)),
+    encoder_case_name);
+
 TEST(GradientOptions, InputsAndTrainableInitialState) {
   for (const Proposal proposal : {Proposal::bootstrap, Proposal::optimal}) {
     const ModelConfig config = testing::small_config(

@@ -141,6 +141,82 @@ TEST_F(ModelFiles, EveryConfigFieldIsRequired) {
   }
 }
 
+/// A model with an encoder: the teacher's configuration and a small encoder.
+Model model_with_encoder() {
+  ModelConfig config = oscillator_teacher().config;
+  config.encoder = EncoderConfig{};
+  config.encoder->kernels = {5, 1};
+  config.encoder->channels = {4};
+  config.encoder->activation = EncoderActivation::leaky_relu;
+  config.encoder->padding = EncoderPadding::acausal;
+  config.encoder->padding_mode = PaddingMode::replicate;
+  config.encoder->init_scale = 0.25;
+  return Model::initialise(config, 3);
+}
+
+TEST_F(ModelFiles, EncoderConfigAndParametersRoundTrip) {
+  const Model model = model_with_encoder();
+  const std::string path = folder_ + "/encoder.npz";
+  save_model(path, model);
+  const Model loaded = load_model(path);
+  ASSERT_TRUE(loaded.config.encoder.has_value());
+  const EncoderConfig& encoder = *loaded.config.encoder;
+  EXPECT_EQ(encoder.kernels, (std::vector<int>{5, 1}));
+  EXPECT_EQ(encoder.channels, (std::vector<int>{4}));
+  EXPECT_EQ(encoder.activation, EncoderActivation::leaky_relu);
+  EXPECT_EQ(encoder.padding, EncoderPadding::acausal);
+  EXPECT_EQ(encoder.padding_mode, PaddingMode::replicate);
+  EXPECT_EQ(encoder.init_scale, 0.25);
+  EXPECT_FALSE(encoder.constant_variance);
+  EXPECT_EQ(loaded.parameters, model.parameters);
+  // Every encoder block is an entry of the file, named as documented.
+  const io::NpzContents contents = io::read_npz(path);
+  for (const char* name : {"encoder_conv1_weight", "encoder_conv1_bias", "encoder_mean_weight",
+                           "encoder_mean_bias", "encoder_log_variance_weight",
+                           "encoder_log_variance_bias"})
+    EXPECT_EQ(contents.arrays.count(name), 1u) << name;
+  // The log-variance head starts at 2 ln(init_scale).
+  for (const double bias : model.get("encoder_log_variance_bias"))
+    EXPECT_NEAR(bias, 2 * std::log(0.25), 1.0 / std::sqrt(4.0));
+}
+
+TEST_F(ModelFiles, MissingEncoderEntriesAndFieldsAreNamed) {
+  const Model model = model_with_encoder();
+  const std::string path = folder_ + "/encoder.npz";
+  save_model(path, model);
+  io::NpzContents contents = io::read_npz(path);
+  contents.arrays.erase("encoder_mean_weight");
+  io::write_npz(path, contents.arrays, contents.strings);
+  std::string message = load_error(path);
+  EXPECT_NE(message.find("entry 'encoder_mean_weight' is missing; expected an array of shape "
+                         "(2, 4, 1)"),
+            std::string::npos)
+      << message;
+
+  const auto complete = nlohmann::ordered_json::parse(config_to_json(model.config));
+  for (const auto& [key, value] : complete["encoder"].items()) {
+    auto config = complete;
+    config["encoder"].erase(key);
+    message = load_error(write_model(config.dump()));
+    EXPECT_NE(message.find("config field 'encoder': field '" + key + "' is missing"),
+              std::string::npos)
+        << key << ": " << message;
+  }
+  auto config = complete;
+  config["encoder"]["padding"] = "sideways";
+  message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("sideways"), std::string::npos) << message;
+  config = complete;
+  config["encoder"]["channels"] = nlohmann::json::array({0});
+  message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("encoder channel count 1 is out of range; got 0"), std::string::npos)
+      << message;
+  config = complete;
+  config["encoder"]["kernels"] = nlohmann::json::array();
+  message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("encoder kernels are empty"), std::string::npos) << message;
+}
+
 /// A checkpoint of a short run, whose training entry and moments the tests then corrupt.
 class Checkpoints : public ModelFiles {
  protected:

@@ -106,14 +106,9 @@ lrsmc::FilterOptions make_filter_options(const lrsmc::ModelConfig& config, int p
   lrsmc::FilterOptions options;
   options.num_particles = particles;
   const std::string text = proposal == nullptr ? "auto" : proposal;
-  if (text == "auto") {
-    options.proposal = config.observation == lrsmc::Observation::gaussian &&
-                               config.link == lrsmc::Link::identity
-                           ? lrsmc::Proposal::optimal
-                           : lrsmc::Proposal::bootstrap;
-  } else {
-    options.proposal = lrsmc::parse_proposal(text, std::string(function) + ": proposal");
-  }
+  options.proposal = text == "auto"
+                         ? lrsmc::default_proposal(config)
+                         : lrsmc::parse_proposal(text, std::string(function) + ": proposal");
   lrsmc::validate(options, config, function);
   return options;
 }

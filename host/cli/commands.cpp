@@ -244,7 +244,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   Model model;
   if (!options.init_path.empty()) {
     model = load_model(options.init_path);
-    for (const char* name : {"--rank", "--hidden", "--nonlinearity", "--observation"})
+    for (const char* name : {"--rank", "--hidden", "--nonlinearity", "--observation",
+                             "--encoder-kernels", "--encoder-channels"})
       LRSMC_REQUIRE(options.app == nullptr || options.app->count(name) == 0, options.init_path,
                     ": ", name,
                     " cannot be combined with --init (the model file fixes the "
@@ -256,7 +257,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                   model.config.num_inputs, " inputs; got ", data.num_inputs);
   } else {
     const ModelConfig config =
-        make_config(options.architecture, data.num_channels, data.num_inputs);
+        make_config(options.architecture, data.num_channels, data.num_inputs,
+                    options.inference.proposal);
     model = Model::initialise(config, options.training.seed);
   }
   check_data(data, model.config);

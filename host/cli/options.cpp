@@ -64,6 +64,30 @@ void add_architecture_options(CLI::App& app, ArchitectureOptions& options) {
                  "Initial observation noise std")
       ->capture_default_str();
   group_since(app, first, "Architecture");
+  const std::size_t encoder_first = app.get_options().size();
+  app.add_option("--encoder-kernels", options.encoder_kernels,
+                 "Kernel sizes of the encoder's convolutions, the last one the heads' (e.g. "
+                 "21,11,1 or 150,11,1)")
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--encoder-channels", options.encoder_channels,
+                 "Channels of the convolutions before the heads, one fewer than kernels "
+                 "(default: 64 each)")
+      ->delimiter(',');
+  app.add_option("--encoder-activation", options.encoder_activation, "gelu | leaky_relu")
+      ->capture_default_str();
+  app.add_option("--encoder-padding", options.encoder_padding,
+                 "causal (past steps only) | acausal (future steps only) | windowed (both sides)")
+      ->capture_default_str();
+  app.add_option("--encoder-padding-mode", options.encoder_padding_mode,
+                 "zeros | reflect | replicate | circular")
+      ->capture_default_str();
+  app.add_option("--encoder-init-scale", options.encoder_init_scale,
+                 "The encoder's initial standard deviation")
+      ->capture_default_str();
+  app.add_flag("--encoder-constant-variance", options.encoder_constant_variance,
+               "One learned variance per latent dimension instead of the log-variance head");
+  group_since(app, encoder_first, "Encoder (--proposal encoder)");
 }
 
 void add_inference_options(CLI::App& app, InferenceOptions& options) {
@@ -71,7 +95,9 @@ void add_inference_options(CLI::App& app, InferenceOptions& options) {
   app.add_option("--particles,-k", options.particles, "Particles per trial K")
       ->capture_default_str();
   app.add_option("--proposal", options.proposal,
-                 "auto | optimal | bootstrap (auto: optimal for linear-Gaussian read-outs)")
+                 "auto | optimal | bootstrap | encoder (a learned convolutional proposal, CPU; "
+                 "auto: the model's encoder when it has one, else optimal for linear-Gaussian "
+                 "read-outs, else bootstrap)")
       ->capture_default_str();
   app.add_option("--resampling", options.resampling, "systematic | stratified | multinomial")
       ->capture_default_str();
@@ -101,7 +127,8 @@ Dataset load_data(const DataOptions& options) {
                       options.inputs_path, options.inputs_field);
 }
 
-ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs) {
+ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs,
+                        const std::string& proposal) {
   ModelConfig config;
   config.rank = options.rank;
   config.num_hidden = options.hidden;
@@ -119,6 +146,21 @@ ModelConfig make_config(const ArchitectureOptions& options, int channels, int in
   config.init_transition_std = options.transition_std;
   config.init_initial_std = options.initial_std;
   config.init_observation_std = options.observation_std;
+  if (proposal == "encoder") {
+    EncoderConfig encoder;
+    encoder.kernels = options.encoder_kernels;
+    encoder.channels = options.encoder_channels;
+    if (encoder.channels.empty() && !encoder.kernels.empty())
+      encoder.channels.assign(encoder.kernels.size() - 1, 64);
+    encoder.activation = parse_encoder_activation(options.encoder_activation,
+                                                  "--encoder-activation");
+    encoder.padding = parse_encoder_padding(options.encoder_padding, "--encoder-padding");
+    encoder.padding_mode =
+        parse_padding_mode(options.encoder_padding_mode, "--encoder-padding-mode");
+    encoder.init_scale = options.encoder_init_scale;
+    encoder.constant_variance = options.encoder_constant_variance;
+    config.encoder = encoder;
+  }
   validate(config, "options");
   return config;
 }
@@ -126,13 +168,8 @@ ModelConfig make_config(const ArchitectureOptions& options, int channels, int in
 FilterOptions make_filter_options(const InferenceOptions& options, const ModelConfig& config) {
   FilterOptions filter;
   filter.num_particles = options.particles;
-  if (options.proposal == "auto") {
-    filter.proposal = config.observation == Observation::gaussian && config.link == Link::identity
-                          ? Proposal::optimal
-                          : Proposal::bootstrap;
-  } else {
-    filter.proposal = parse_proposal(options.proposal, "--proposal");
-  }
+  filter.proposal = options.proposal == "auto" ? default_proposal(config)
+                                               : parse_proposal(options.proposal, "--proposal");
   filter.resampling = parse_resampling(options.resampling, "--resampling");
   filter.resample_threshold = options.resample_threshold;
   validate(filter, config, "options");

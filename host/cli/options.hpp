@@ -36,6 +36,15 @@ struct ArchitectureOptions {
   double transition_std = 0.1;
   double initial_std = 1.0;
   double observation_std = 0.1;
+  // The encoder of the encoder proposal (lrsmc/config.hpp, EncoderConfig), added when the
+  // proposal is "encoder".
+  std::vector<int> encoder_kernels = {21, 11, 1};
+  std::vector<int> encoder_channels;  ///< empty: 64 for every convolution before the heads
+  std::string encoder_activation = "gelu";
+  std::string encoder_padding = "causal";
+  std::string encoder_padding_mode = "zeros";
+  double encoder_init_scale = 0.1;
+  bool encoder_constant_variance = false;
 };
 
 /// Particle-filter options.
@@ -58,7 +67,10 @@ void add_inference_options(CLI::App& app, InferenceOptions& options);
 void add_device_options(CLI::App& app, DeviceOptions& options);
 
 [[nodiscard]] Dataset load_data(const DataOptions& options);
-[[nodiscard]] ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs);
+/// A new model's configuration; with `proposal` "encoder" it has an encoder (the --encoder-*
+/// options).
+[[nodiscard]] ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs,
+                                      const std::string& proposal);
 [[nodiscard]] FilterOptions make_filter_options(const InferenceOptions& options,
                                                 const ModelConfig& config);
 /// The backend of --device for this model; "auto" falls back to the CPU, saying so on stderr,

@@ -7,6 +7,7 @@
 
 #include "cpu/cpu_backend.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "core/training_session.hpp"
 
@@ -121,12 +122,22 @@ void Backend::check_fits(const ModelConfig& config, int num_trials, int num_step
       fitting_trials, " trials of ", num_particles, " particles) would fit"));
 }
 
-FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
-                             const FilterOptions& options, std::uint64_t seed,
-                             const FilterRequest& request) {
+void Backend::check_call(const Model& model, const SequenceBatch& batch,
+                         const FilterOptions& options) const {
   model.validate();
   validate(options, model.config);
   validate_batch(model.config, batch);
+  if (options.proposal == Proposal::encoder)
+    validate(*model.config.encoder, model.config.num_channels, model.config.rank, batch.num_steps,
+             "encoder proposal");
+  const std::string reason = cannot_run(model.config, options);
+  LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
+}
+
+FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
+                             const FilterOptions& options, std::uint64_t seed,
+                             const FilterRequest& request) {
+  check_call(model, batch, options);
   check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, false);
   if (request.particles) {  // the returned paths, float64 (device copies: the backend's own plan)
     const double per_particle = double(batch.num_trials) * batch.num_steps *
@@ -145,9 +156,7 @@ FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
 
 GradientResult Backend::elbo_gradient(const Model& model, const SequenceBatch& batch,
                                       const FilterOptions& options, std::uint64_t seed) {
-  model.validate();
-  validate(options, model.config);
-  validate_batch(model.config, batch);
+  check_call(model, batch, options);
   check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, true);
   return do_elbo_gradient(model, batch, options, seed);
 }

@@ -3,8 +3,10 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <utility>
 
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 
 namespace lrsmc {
@@ -32,8 +34,9 @@ constexpr std::array<std::pair<const char*, Observation>, 2> observation_names{{
 constexpr std::array<std::pair<const char*, Link>, 4> link_names{{
     {"identity", Link::identity}, {"exp", Link::exp}, {"softplus", Link::softplus},
     {"relu", Link::relu}}};
-constexpr std::array<std::pair<const char*, Proposal>, 2> proposal_names{{
-    {"bootstrap", Proposal::bootstrap}, {"optimal", Proposal::optimal}}};
+constexpr std::array<std::pair<const char*, Proposal>, 3> proposal_names{{
+    {"bootstrap", Proposal::bootstrap}, {"optimal", Proposal::optimal},
+    {"encoder", Proposal::encoder}}};
 constexpr std::array<std::pair<const char*, Resampling>, 3> resampling_names{{
     {"systematic", Resampling::systematic}, {"stratified", Resampling::stratified},
     {"multinomial", Resampling::multinomial}}};
@@ -125,6 +128,17 @@ void validate(const ModelConfig& config, const std::string& source) {
                   ": link 'identity' cannot give Poisson rates; got link identity with poisson "
                   "observations, expected exp, softplus or relu");
   }
+  // The trial length is checked when the encoder meets data (the filter, the trainer).
+  if (config.encoder)
+    validate(*config.encoder, config.num_channels, config.rank, std::numeric_limits<int>::max(),
+             source);
+}
+
+Proposal default_proposal(const ModelConfig& config) {
+  if (config.encoder) return Proposal::encoder;
+  return config.observation == Observation::gaussian && config.link == Link::identity
+             ? Proposal::optimal
+             : Proposal::bootstrap;
 }
 
 void validate(const FilterOptions& options, const ModelConfig& config, const std::string& source) {
@@ -143,6 +157,11 @@ void validate(const FilterOptions& options, const ModelConfig& config, const std
                   ": the optimal proposal needs a linear-Gaussian read-out; got observation ",
                   to_string(config.observation), " with link ", to_string(config.link),
                   ", expected gaussian with link identity (use --proposal bootstrap)");
+  }
+  if (options.proposal == Proposal::encoder) {
+    LRSMC_REQUIRE(config.encoder.has_value(), source,
+                  ": the encoder proposal needs a model with an encoder; got a model without one "
+                  "(fit with --proposal encoder to train one, or use --proposal bootstrap)");
   }
 }
 

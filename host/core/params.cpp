@@ -9,6 +9,7 @@
 
 #include "core/json_input.hpp"
 
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
 #include "lrsmc/math/philox.hpp"
@@ -34,6 +35,12 @@ ParameterLayout::ParameterLayout(const ModelConfig& config) {
   readout_bias = add("readout_bias", {channels});
   if (config.observation == Observation::gaussian)
     observation_noise = add("observation_noise", {channels});
+  if (config.encoder) {
+    encoder = total_size_;
+    for (EncoderBlock& block : encoder_blocks(*config.encoder, config.num_channels, config.rank))
+      add(block.name, std::move(block.shape));
+    encoder_size = total_size_ - encoder;
+  }
 }
 
 std::int64_t ParameterLayout::add(const std::string& name, std::vector<std::int64_t> shape) {
@@ -115,6 +122,11 @@ Model Model::initialise(const ModelConfig& config, std::uint64_t seed) {
   if (layout.observation_noise >= 0)
     for (int i = 0; i < config.num_channels; ++i)
       p[layout.observation_noise + i] = 2.0 * std::log(config.init_observation_std);
+  if (config.encoder) {
+    const std::vector<double> encoder =
+        initialise_encoder(*config.encoder, config.num_channels, rank, seed);
+    std::copy(encoder.begin(), encoder.end(), p + layout.encoder);
+  }
   return model;
 }
 
@@ -162,6 +174,18 @@ std::string config_to_json(const ModelConfig& config) {
   json["observation"] = to_string(config.observation);
   json["link"] = to_string(config.link);
   json["initial_state"] = to_string(config.initial_state);
+  if (config.encoder) {
+    const EncoderConfig& encoder = *config.encoder;
+    nlohmann::ordered_json object;
+    object["kernels"] = encoder.kernels;
+    object["channels"] = encoder.channels;
+    object["activation"] = to_string(encoder.activation);
+    object["padding"] = to_string(encoder.padding);
+    object["padding_mode"] = to_string(encoder.padding_mode);
+    object["init_scale"] = encoder.init_scale;
+    object["constant_variance"] = encoder.constant_variance;
+    json["encoder"] = object;
+  }
   return json.dump(2);
 }
 
@@ -170,10 +194,62 @@ namespace {
 /// A config is a flat object of a dozen fields, a few hundred bytes long.
 constexpr std::size_t max_config_bytes = 64 * 1024;
 
+/// The "encoder" object of a config (every field required).
+EncoderConfig encoder_from_json(const nlohmann::json& json, const std::string& label) {
+  LRSMC_REQUIRE(json.is_object(), label, " must be a JSON object; got ",
+                detail::excerpt(json.dump()));
+  constexpr std::array<const char*, 7> required{"kernels",      "channels",   "activation",
+                                                "padding",      "padding_mode", "init_scale",
+                                                "constant_variance"};
+  for (const char* key : required)
+    LRSMC_REQUIRE(json.contains(key), label, ": field '", key,
+                  "' is missing; expected every field of the encoder (see README, 'Model files')");
+  EncoderConfig config;
+  const auto integers = [&](const nlohmann::json& value, const std::string& key) {
+    LRSMC_REQUIRE(value.is_array() && value.size() <= 64, label, ": field '", key,
+                  "' must be a list of at most 64 integers; got ", detail::excerpt(value.dump()));
+    std::vector<int> out;
+    for (const auto& item : value)
+      out.push_back(int(detail::bounded_integer(item, label, key, 0, 100000)));
+    return out;
+  };
+  const auto text = [&](const nlohmann::json& value, const std::string& key) {
+    LRSMC_REQUIRE(value.is_string(), label, ": field '", key, "' must be a string; got ",
+                  detail::excerpt(value.dump()));
+    return detail::excerpt(value.get<std::string>());
+  };
+  for (const auto& [key, value] : json.items()) {
+    const std::string field = label + ": field '" + key + "'";
+    if (key == "kernels") {
+      config.kernels = integers(value, key);
+    } else if (key == "channels") {
+      config.channels = integers(value, key);
+    } else if (key == "activation") {
+      config.activation = parse_encoder_activation(text(value, key), field);
+    } else if (key == "padding") {
+      config.padding = parse_encoder_padding(text(value, key), field);
+    } else if (key == "padding_mode") {
+      config.padding_mode = parse_padding_mode(text(value, key), field);
+    } else if (key == "init_scale") {
+      LRSMC_REQUIRE(value.is_number(), field, " must be a number; got ",
+                    detail::excerpt(value.dump()));
+      config.init_scale = value.get<double>();
+    } else if (key == "constant_variance") {
+      LRSMC_REQUIRE(value.is_boolean(), field, " must be true or false; got ",
+                    detail::excerpt(value.dump()));
+      config.constant_variance = value.get<bool>();
+    } else {
+      throw InvalidInput(
+          detail::concat(label, " has an unknown field '", detail::excerpt(key), "'"));
+    }
+  }
+  return config;
+}
+
 }  // namespace
 
 ModelConfig config_from_json(const std::string& json_text, const std::string& source) {
-  constexpr int max_config_depth = 2;
+  constexpr int max_config_depth = 3;  // the config, its encoder object, the encoder's lists
   const nlohmann::json json =
       detail::parse_bounded_json(json_text, source + ": config", max_config_bytes, max_config_depth);
   LRSMC_REQUIRE(json.is_object(), source, ": config must be a JSON object; got ",
@@ -230,6 +306,8 @@ ModelConfig config_from_json(const std::string& json_text, const std::string& so
       config.link = parse_link(detail::excerpt(text()), field);
     } else if (key == "initial_state") {
       config.initial_state = parse_initial_state(detail::excerpt(text()), field);
+    } else if (key == "encoder") {
+      config.encoder = encoder_from_json(value, source + ": config field 'encoder'");
     } else {
       throw InvalidInput(detail::concat(source, ": config has an unknown field '",
                                         detail::excerpt(key), "'"));

@@ -13,8 +13,11 @@
 #include <utility>
 
 #include "cpu/particle_pack.hpp"
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/dynamics.hpp"
+#include "lrsmc/math/encoder.hpp"
+#include "lrsmc/math/gaussian_product.hpp"
 #include "lrsmc/math/gradient_row.hpp"
 #include "lrsmc/math/model_constants.hpp"
 #include "lrsmc/math/observation.hpp"
@@ -34,6 +37,7 @@ constexpr math::HostRoundedProduct product{};
 /// currents W_u u_t and the initial mean μ_0.
 template <typename Scalar>
 struct TrialData {
+  int index = 0;                      // the trial's place in the batch
   std::uint32_t id = 0;               // random-number address
   std::vector<Scalar> observed;       // (steps, channels)
   std::vector<Scalar> log_factorial;  // (steps, channels) or empty
@@ -54,6 +58,40 @@ struct TrialStorage {
   double log_evidence = 0;              // Σ_t c_t
   // Scratch.
   std::vector<double> carried, cumulative, tile_values, tile_mean;
+};
+
+/// The encoder proposal's constants of one trial and step (method.md §3.3): the Gaussian product
+/// of the prior with the encoder's factor in float64 (math/gaussian_product.hpp), and the
+/// working-precision copies the particle step reads.
+template <typename Scalar>
+struct EncoderStep {
+  std::vector<double> values, scratch;
+  math::GaussianProduct product{};
+  double* gain_term = nullptr;  // G μ_e
+  std::vector<Scalar> alpha, proposal_factor, working_gain_term;
+
+  explicit EncoderStep(int rank) {
+    const std::size_t square = std::size_t(rank) * rank;
+    values.assign(5 * square + 1 + std::size_t(rank), 0.0);
+    scratch.assign(std::size_t(math::encoder_step_scratch_size(rank)), 0.0);
+    double* next = values.data();
+    for (double** pointer : {&product.precision, &product.covariance, &product.gain,
+                             &product.alpha, &product.proposal_factor}) {
+      *pointer = next;
+      next += square;
+    }
+    product.proposal_log_det = next++;
+    gain_term = next;
+    alpha.resize(square);
+    proposal_factor.resize(square);
+    working_gain_term.resize(std::size_t(rank));
+  }
+};
+
+/// What the reverse sweep of one trial gives the encoder: the adjoints of its mean and variance
+/// at every step (steps, rank) each.
+struct EncoderAdjoint {
+  std::vector<double> mean, variance;
 };
 
 /// Scratch of one particle, or of one pack of particles (Value = Pack): lanes · max(R, 1)
@@ -88,10 +126,16 @@ class Engine {
         batch_(batch),
         options_(options),
         seed_(seed),
-        lanes_(width == 1 ? math::lanes_per_particle(options.num_particles) : 1) {
+        lanes_(width == 1 ? math::lanes_per_particle(options.num_particles) : 1),
+        encoder_(options.proposal == Proposal::encoder) {
     phases_[0] = constants_.phase(0);
     phases_[1] = constants_.phase(1);
+    if (encoder_) run_encoder(model);
   }
+
+  /// Whether the proposal multiplies the prior with a Gaussian factor (optimal or encoder): the
+  /// particle step's `optimal` branch, with the step's constants.
+  [[nodiscard]] bool product_proposal() const { return constants_.shape.optimal || encoder_; }
 
   [[nodiscard]] const math::ModelShape& shape() const { return constants_.shape; }
 
@@ -99,6 +143,7 @@ class Engine {
     const math::ModelShape& shape = constants_.shape;
     const int steps = batch_.num_steps, channels = shape.channels, hidden = shape.hidden;
     TrialData<Scalar> data;
+    data.index = trial;
     data.id =
         batch_.trial_ids.empty() ? std::uint32_t(trial) : batch_.trial_ids[std::size_t(trial)];
     const double* observations =
@@ -175,6 +220,86 @@ class Engine {
     }
   }
 
+  /// The encoder's factor for every trial and step of the batch, from the observations in the
+  /// working precision: its mean and its clamped variance (float64).
+  void run_encoder(const Model& model) {
+    encoder_config_ = *model.config.encoder;
+    const EncoderConfig& config = encoder_config_;
+    const int trials = batch_.num_trials, steps = batch_.num_steps, R = model_.rank,
+              D = model_.channels;
+    validate(config, D, R, steps, "encoder proposal");
+    const ParameterLayout layout(model.config);
+    encoder_offset_ = layout.encoder;
+    encoder_parameters_.assign(model.parameters.begin() + layout.encoder,
+                               model.parameters.begin() + layout.encoder + layout.encoder_size);
+    std::vector<Scalar> observed(batch_.observations.size());
+    for (std::size_t i = 0; i < observed.size(); ++i)
+      observed[i] = static_cast<Scalar>(batch_.observations[i]);
+    encoder_pass_ = encoder_forward(config, encoder_parameters_, observed, trials, steps, D, R);
+    const std::size_t cells = std::size_t(trials) * steps * R;
+    encoder_mean_.resize(cells);
+    encoder_variance_.resize(cells);
+    encoder_slope_.resize(cells);
+    for (std::size_t i = 0; i < cells; ++i) {
+      encoder_mean_[i] = double(encoder_pass_.mean[i]);
+      const auto variance = math::encoder_variance(double(encoder_pass_.log_variance[i]));
+      encoder_variance_[i] = variance.value;
+      encoder_slope_[i] = variance.slope;
+    }
+  }
+
+  [[nodiscard]] std::size_t encoder_cell(const TrialData<Scalar>& data, int step) const {
+    return (std::size_t(data.index) * batch_.num_steps + std::size_t(step)) * model_.rank;
+  }
+
+  /// The encoder's parameters' gradient from the adjoints of its mean and variance at every trial
+  /// and step (the variance's through the clamp's slope to the log-variance), added to `gradient`.
+  void add_encoder_gradient(const std::vector<EncoderAdjoint>& adjoints,
+                            std::vector<double>& gradient) const {
+    const std::size_t per_trial = std::size_t(batch_.num_steps) * model_.rank;
+    std::vector<Scalar> mean_gradient(encoder_mean_.size()),
+        log_variance_gradient(encoder_mean_.size());
+    for (std::size_t trial = 0; trial < adjoints.size(); ++trial)
+      for (std::size_t i = 0; i < per_trial; ++i) {
+        const std::size_t cell = trial * per_trial + i;
+        mean_gradient[cell] = static_cast<Scalar>(adjoints[trial].mean[i]);
+        log_variance_gradient[cell] =
+            static_cast<Scalar>(adjoints[trial].variance[i] * encoder_slope_[cell]);
+      }
+    const std::vector<double> encoder_gradient = encoder_backward(
+        encoder_config_, encoder_parameters_, encoder_pass_, mean_gradient, log_variance_gradient);
+    for (std::size_t i = 0; i < encoder_gradient.size(); ++i)
+      gradient[std::size_t(encoder_offset_) + i] += encoder_gradient[i];
+  }
+
+  /// The step's constants: the prior's factor from the phase, the product's from the encoder
+  /// (phases_ itself without the encoder proposal).
+  math::PhaseConstants<Scalar> step_phase(const TrialData<Scalar>& data, int step,
+                                          EncoderStep<Scalar>& work) const {
+    const int phase_index = math::phase_of(step);
+    math::PhaseConstants<Scalar> phase = phases_[phase_index];
+    if (!encoder_) return phase;
+    const int R = model_.rank;
+    const math::ConstantsLayout layout(constants_.shape);
+    const std::size_t cell = encoder_cell(data, step);
+    if (!math::encoder_step_constants(R, constants_.constants.data() + layout.factor[phase_index],
+                                      encoder_mean_.data() + cell, encoder_variance_.data() + cell,
+                                      work.product, work.gain_term, work.scratch.data()))
+      throw NumericalError(detail::concat(
+          "encoder proposal: the product of the prior and the encoder's factor is not positive "
+          "definite at trial ", data.index, ", step ", step, " (noise parameters have diverged)"));
+    for (int i = 0; i < R * R; ++i) {
+      work.alpha[std::size_t(i)] = static_cast<Scalar>(work.product.alpha[i]);
+      work.proposal_factor[std::size_t(i)] = static_cast<Scalar>(work.product.proposal_factor[i]);
+    }
+    for (int r = 0; r < R; ++r)
+      work.working_gain_term[std::size_t(r)] = static_cast<Scalar>(work.gain_term[r]);
+    phase.alpha = work.alpha.data();
+    phase.proposal_factor = work.proposal_factor.data();
+    phase.proposal_log_det = static_cast<Scalar>(*work.product.proposal_log_det);
+    return phase;
+  }
+
   /// The forward filter of one trial (method.md §3): fills `storage`. With `forced`, the
   /// resampling decisions and ancestors are taken from it. Each step's blocks of particles run
   /// on `block_threads` threads (every block writes only its own particles, so the result does
@@ -199,6 +324,7 @@ class Engine {
     std::vector<ParticleScratch<Value>> scratches(static_cast<std::size_t>(block_threads));
     for (auto& scratch : scratches) scratch.resize(R, lanes_);
     std::vector<Scalar> gain_term(std::size_t(R), Scalar(0));
+    EncoderStep<Scalar> encoder_step(R);
     const int blocks = (K + width - 1) / width;
     double* tile_maximum = storage.tile_values.data();
     double* tile_total = tile_maximum + tiles;
@@ -207,11 +333,13 @@ class Engine {
     double* tile_start = tile_scale + tiles;
 
     for (int step = 0; step < steps; ++step) {
-      const math::PhaseConstants<Scalar>& phase = phases_[math::phase_of(step)];
+      const math::PhaseConstants<Scalar> phase = step_phase(data, step, encoder_step);
       const Scalar* observed = observed_at(data, step);
       if (constants_.shape.optimal)
         math::gain_observation(phase, R, model_.channels, observed, model_.readout_bias,
                                gain_term.data());
+      const Scalar* step_gain_term =
+          encoder_ ? encoder_step.working_gain_term.data() : gain_term.data();
       Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
       double* increments = storage.log_weights.data() + std::size_t(step) * K;
       const std::size_t trial_cells = std::size_t(trial) * steps;
@@ -231,7 +359,7 @@ class Engine {
                                  DrawStream::proposal_noise, R, noise + std::size_t(k) * R);
         gather(noise, first, count, scratch.xi.data());
         const Value proposal_term =
-            math::propose(constants_.shape.optimal, R, phase, gain_term.data(), scratch.mean.data(),
+            math::propose(product_proposal(), R, phase, step_gain_term, scratch.mean.data(),
                           scratch.xi.data(), scratch.proposal.data(), scratch.z.data());
         const Value log_weight =
             proposal_term +
@@ -323,15 +451,21 @@ class Engine {
   /// gradient_row.hpp), given dℓ/dc_t (math::increment_adjoint). A packed engine accumulates
   /// one float64 per lane and sums the lanes at the end, slot by slot.
   void backward_trial(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
-                      double grad_increment, std::vector<double>& row) const {
+                      double grad_increment, std::vector<double>& row,
+                      EncoderAdjoint& encoder_adjoint) const {
     const math::GradientSlots slots(constants_.shape.parameters.total, constants_.shape.rank,
                                     constants_.shape.channels);
+    if (encoder_) {
+      const std::size_t cells = std::size_t(batch_.num_steps) * model_.rank;
+      encoder_adjoint.mean.assign(cells, 0.0);
+      encoder_adjoint.variance.assign(cells, 0.0);
+    }
     if constexpr (width == 1) {
       row.assign(std::size_t(slots.row_size), 0.0);
-      reverse_sweep(data, storage, grad_increment, row);
+      reverse_sweep(data, storage, grad_increment, row, encoder_adjoint);
     } else {
       std::vector<Total> lanes(std::size_t(slots.row_size));
-      reverse_sweep(data, storage, grad_increment, lanes);
+      reverse_sweep(data, storage, grad_increment, lanes, encoder_adjoint);
       row.resize(lanes.size());
       for (std::size_t i = 0; i < lanes.size(); ++i) row[i] = lane_sum(lanes[i]);
     }
@@ -374,19 +508,24 @@ class Engine {
   }
 
   void reverse_sweep(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
-                     double grad_increment, std::vector<Total>& row) const {
+                     double grad_increment, std::vector<Total>& row,
+                     EncoderAdjoint& encoder_adjoint) const {
     const math::ModelShape& shape = constants_.shape;
     const math::ParameterOffsets& offsets = shape.parameters;
     const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
     const int steps = batch_.num_steps, R = shape.rank, K = options_.num_particles,
               N = shape.hidden, D = shape.channels, U = shape.inputs;
-    const bool optimal = shape.optimal;
+    const bool optimal = shape.optimal, product_branch = product_proposal();
     const std::size_t slice = std::size_t(K) * R;
     std::vector<Scalar> grad_post(slice, Scalar(0)), grad_pre(slice), grad_next(slice);
     std::vector<double> grad_carried(std::size_t(K), 0.0),
         grad_log_weight(static_cast<std::size_t>(K));
     std::vector<Value> current_sum(static_cast<std::size_t>(N));
     std::vector<Total> step_gain_sum(static_cast<std::size_t>(R));
+    // The encoder proposal's per-step sums: Σ dμ_q μᵀ and dL_q (its constants change every step).
+    std::vector<Total> step_mean_product(std::size_t(R) * R), step_proposal_factor(std::size_t(R) * R);
+    EncoderStep<Scalar> encoder_step(R);
+    std::vector<double> encoder_sums(encoder_ ? 3 * std::size_t(R) * R + R : 0);
     ParticleScratch<Value> scratch;
     scratch.resize(R, lanes_);
     Value* grad_z = scratch.grad_z.data();
@@ -402,7 +541,7 @@ class Engine {
 
     for (int step = steps - 1; step >= 0; --step) {
       const int phase_index = math::phase_of(step);
-      const math::PhaseConstants<Scalar>& phase = phases_[phase_index];
+      const math::PhaseConstants<Scalar> phase = step_phase(data, step, encoder_step);
       const std::int32_t* ancestors = storage.ancestors.data() + std::size_t(step) * K;
       const double* normalised = storage.log_weights.data() + std::size_t(step) * K;
       const bool resampled = storage.resampled[std::size_t(step)] != 0;
@@ -429,6 +568,8 @@ class Engine {
       const Scalar* observed = observed_at(data, step);
       const Scalar* currents = step > 0 ? currents_at(data, step - 1) : nullptr;
       std::fill(step_gain_sum.begin(), step_gain_sum.end(), Total{});
+      std::fill(step_mean_product.begin(), step_mean_product.end(), Total{});
+      std::fill(step_proposal_factor.begin(), step_proposal_factor.end(), Total{});
       std::fill(current_sum.begin(), current_sum.end(), Value(0));
       for (int first = 0; first < K; first += width) {
         const int count = std::min(width, K - first);
@@ -466,23 +607,25 @@ class Engine {
           grad_z[r] = later + scratch.lanes[std::size_t(r)];
         }
         math::propose_adjoint(
-            optimal, R, phase, z, mean, weight,
+            product_branch, R, phase, z, mean, weight,
             math::ProposalRecord<Value>{grad_z, scratch.residual.data(), scratch.scaled.data()},
             grad_mean);
         // The slots (named accumulators finished once per call).
         for (int r = 0; r < R; ++r)
           for (int s = 0; s <= r; ++s) {
             row[std::size_t(slots.factor[phase_index] + r * R + s)] +=
-                math::factor_adjoint_term(optimal, R, phase, weight, grad_z, xi,
+                math::factor_adjoint_term(product_branch, R, phase, weight, grad_z, xi,
                                           scratch.residual.data(), scratch.scaled.data(), r, s);
-            if (optimal)
-              row[std::size_t(slots.proposal_factor[phase_index] + r * R + s)] +=
+            if (product_branch)
+              (encoder_ ? step_proposal_factor[std::size_t(r * R + s)]
+                        : row[std::size_t(slots.proposal_factor[phase_index] + r * R + s)]) +=
                   math::proposal_factor_adjoint_term(R, phase, weight, grad_z, xi, r, s);
           }
-        if (optimal) {
+        if (product_branch) {
           for (int r = 0; r < R; ++r) {
             for (int s = 0; s < R; ++s)
-              row[std::size_t(slots.mean_product[phase_index] + r * R + s)] +=
+              (encoder_ ? step_mean_product[std::size_t(r * R + s)]
+                        : row[std::size_t(slots.mean_product[phase_index] + r * R + s)]) +=
                   math::mean_product_term(grad_z, mean, r, s);
             step_gain_sum[std::size_t(r)] += widen(grad_z[r]);
           }
@@ -522,6 +665,33 @@ class Engine {
           add_scalar(row[std::size_t(slots.gain_sum[phase_index] + r)], gain_sum);
         }
       }
+      if (encoder_) {  // the step's constants: dL, dμ_e and dσ_e²
+        double* mean_product = encoder_sums.data();
+        double* proposal_factor = mean_product + R * R;
+        double* prior_factor = proposal_factor + R * R;
+        double* mean_sum = prior_factor + R * R;
+        for (int i = 0; i < R * R; ++i) {
+          mean_product[i] = lane_sum(step_mean_product[std::size_t(i)]);
+          proposal_factor[i] = lane_sum(step_proposal_factor[std::size_t(i)]);
+          prior_factor[i] = 0.0;
+        }
+        for (int r = 0; r < R; ++r) mean_sum[r] = lane_sum(step_gain_sum[std::size_t(r)]);
+        const std::size_t cell = encoder_cell(data, step), own = std::size_t(step) * R;
+        const math::ConstantsLayout layout(shape);
+        math::encoder_step_constants_backward(
+            R, constants_.constants.data() + layout.factor[phase_index],
+            encoder_mean_.data() + cell, encoder_variance_.data() + cell,
+            math::GaussianProductView{encoder_step.product.precision,
+                                      encoder_step.product.covariance, encoder_step.product.gain,
+                                      encoder_step.product.alpha,
+                                      encoder_step.product.proposal_factor,
+                                      encoder_step.product.proposal_log_det},
+            mean_product, mean_sum, proposal_factor, prior_factor,
+            encoder_adjoint.mean.data() + own, encoder_adjoint.variance.data() + own,
+            encoder_step.scratch.data());
+        for (int i = 0; i < R * R; ++i)
+          add_scalar(row[std::size_t(slots.factor[phase_index] + i)], prior_factor[i]);
+      }
       if (U > 0 && step > 0) {  // X_t = m z + W_u u_{t−1}: dW_u += (Σ_k dX) u_{t−1}ᵀ
         const double* input = data.inputs + std::int64_t(step - 1) * U;
         for (int i = 0; i < N; ++i)
@@ -535,10 +705,12 @@ class Engine {
     flush(partial, row);
   }
 
-  /// Sums the rows in trial order and finishes the gradient: the once-per-call adjoints, then
-  /// each trial's adjoint through μ_0's projection (inputs), trials in order.
+  /// Sums the rows in trial order and finishes the gradient: the once-per-call adjoints, the
+  /// encoder's parameters from the adjoints of its outputs (encoder proposal), then each trial's
+  /// adjoint through μ_0's projection (inputs), trials in order.
   std::vector<double> finish(const std::vector<std::vector<double>>& rows,
-                             const std::vector<TrialData<Scalar>>& data) const {
+                             const std::vector<TrialData<Scalar>>& data,
+                             const std::vector<EncoderAdjoint>& encoder_adjoints) const {
     const math::ModelShape& shape = constants_.shape;
     const math::ParameterOffsets& offsets = shape.parameters;
     const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
@@ -550,6 +722,7 @@ class Engine {
         std::size_t(math::constants_scratch_size(shape.rank, shape.channels)));
     math::finish_gradient(shape, parameters_, constants_.constants.data(), totals.data(),
                           gradient.data(), scratch.data());
+    if (encoder_) add_encoder_gradient(encoder_adjoints, gradient);
     if (shape.inputs == 0) return gradient;
     const int R = shape.rank, U = shape.inputs;
     std::vector<double> projection(static_cast<std::size_t>(R)),
@@ -576,6 +749,14 @@ class Engine {
   FilterOptions options_;
   std::uint64_t seed_;
   int lanes_;
+  // The encoder proposal: the encoder, its parameters and its outputs for the batch (trials,
+  // steps, rank), the variance clamped and its slope to the log-variance.
+  bool encoder_;
+  EncoderConfig encoder_config_;
+  std::int64_t encoder_offset_ = -1;
+  std::vector<double> encoder_parameters_;
+  EncoderPass<Scalar> encoder_pass_;
+  std::vector<double> encoder_mean_, encoder_variance_, encoder_slope_;
 };
 
 /// How a call's threads are shared: over trials when there are at least as many trials as
@@ -680,6 +861,7 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);
   std::vector<std::vector<double>> rows(static_cast<std::size_t>(trials));
   std::vector<TrialData<Scalar>> data(static_cast<std::size_t>(trials));
+  std::vector<EncoderAdjoint> encoder_adjoints(static_cast<std::size_t>(trials));
   // With fewer trials than threads the forward pass runs its blocks on every thread; the reverse
   // sweep, whose blocks add into shared accumulators, runs on one.
   const ThreadPlan plan(trials, num_threads);
@@ -689,10 +871,10 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                          plan.block_threads);
     result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
     engine.backward_trial(data[std::size_t(trial)], storage, math::increment_adjoint(trials, steps),
-                          rows[std::size_t(trial)]);
+                          rows[std::size_t(trial)], encoder_adjoints[std::size_t(trial)]);
   });
   result.elbo = mean_of(result.elbo_per_trial);
-  result.gradient = engine.finish(rows, data);
+  result.gradient = engine.finish(rows, data, encoder_adjoints);
   return result;
 }
 

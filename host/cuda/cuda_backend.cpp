@@ -143,7 +143,9 @@ class CudaBackend final : public Backend {
   }
 
   [[nodiscard]] std::string cannot_run(const ModelConfig& config,
-                                       const FilterOptions&) const override {
+                                       const FilterOptions& options) const override {
+    if (options.proposal == Proposal::encoder)
+      return "the CUDA kernels have no encoder proposal";
     if (config.rank > kernels::max_rank)
       return detail::concat("the CUDA kernels run ranks up to ", kernels::max_rank, "; got rank ",
                             config.rank);
@@ -152,6 +154,8 @@ class CudaBackend final : public Backend {
 
   /// Training with data, parameters and optimizer state on the device (host/cuda/cuda_training).
   [[nodiscard]] std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup) override {
+    const std::string reason = cannot_run(setup.config, setup.filter);
+    LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
     release_filter_workspace();
     return cuda::start_training(setup, options_.device_index);
   }

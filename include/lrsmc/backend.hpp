@@ -136,6 +136,10 @@ class Backend {
   [[nodiscard]] virtual std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup);
 
  private:
+  /// Every check of a filter or gradient call that does not depend on memory: the model, the
+  /// options, the batch, the encoder against the trial length, and cannot_run.
+  void check_call(const Model& model, const SequenceBatch& batch,
+                  const FilterOptions& options) const;
   void check_fits(const ModelConfig& config, int num_trials, int num_steps, int num_particles,
                   bool with_gradient) const;
   virtual FilterResult do_filter(const Model& model, const SequenceBatch& batch,

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace lrsmc {
 
@@ -15,8 +17,9 @@ enum class NoiseType { full, diag };
 enum class Observation { gaussian, poisson };
 /// Output nonlinearity g(η) of the read-out, method.md §1.7.
 enum class Link { identity, exp, softplus, relu };
-/// Proposal of the particle filter, method.md §3.2 and §3.4.
-enum class Proposal { bootstrap, optimal };
+/// Proposal of the particle filter, method.md §3.2 (bootstrap), §3.3 (encoder: the model's
+/// convolutional encoder, for any read-out) and §3.4 (optimal, linear-Gaussian read-outs).
+enum class Proposal { bootstrap, optimal, encoder };
 /// Resampling scheme, method.md §3.5.
 enum class Resampling { systematic, stratified, multinomial };
 /// Mean of the initial state, method.md §1.5.
@@ -29,6 +32,23 @@ enum class EncoderPadding { causal, acausal, windowed };
 /// What the padding holds (PyTorch F.pad modes): zeros, the mirror image without repeating the
 /// edge, the edge value, or the other end of the sequence.
 enum class PaddingMode { zeros, reflect, replicate, circular };
+
+/// The convolutional encoder of the encoder proposal, method.md §4 (lrsmc/encoder.hpp).
+struct EncoderConfig {
+  /// Kernel sizes k_1 … k_L of the convolutions; the last one is the heads'. The paper's
+  /// spike-count runs use 21,11,1 (N = 40), 150,11,1 (hippocampus) and 14,4,2 (macaque).
+  std::vector<int> kernels = {21, 11, 1};
+  /// Output channels c_1 … c_{L−1} of the convolutions before the heads (one fewer than kernels).
+  std::vector<int> channels = {64, 64};
+  EncoderActivation activation = EncoderActivation::gelu;
+  EncoderPadding padding = EncoderPadding::causal;
+  PaddingMode padding_mode = PaddingMode::zeros;
+  /// The encoder's initial standard deviation: the log-variance head's bias starts at
+  /// 2·ln(init_scale) (method.md §4).
+  double init_scale = 0.1;
+  /// A log-variance per latent dimension, constant over time, instead of the log-variance head.
+  bool constant_variance = false;
+};
 
 /// Architecture and initialisation of a model. Defaults are the paper's EEG setting.
 struct ModelConfig {
@@ -47,6 +67,9 @@ struct ModelConfig {
   double init_transition_std = 0.1;
   double init_initial_std = 1.0;
   double init_observation_std = 0.1;
+  /// The encoder of the encoder proposal, trained with the model and stored in its file;
+  /// absent for models filtered with the bootstrap or optimal proposal only.
+  std::optional<EncoderConfig> encoder;
 };
 
 /// Options of one particle-filter run.
@@ -84,6 +107,10 @@ struct FilterOptions {
                                                    const std::string& field = "encoder_padding");
 [[nodiscard]] PaddingMode parse_padding_mode(const std::string& text,
                                              const std::string& field = "encoder_padding_mode");
+
+/// The proposal "auto" stands for: the encoder proposal when the model has an encoder, the optimal
+/// proposal for a linear-Gaussian read-out, the bootstrap proposal otherwise.
+[[nodiscard]] Proposal default_proposal(const ModelConfig& config);
 
 /// Throws InvalidInput when a field is out of range or options are incompatible.
 void validate(const ModelConfig& config, const std::string& source = "model config");

@@ -13,22 +13,6 @@
 
 namespace lrsmc {
 
-struct EncoderConfig {
-  /// Kernel sizes k_1 … k_L of the convolutions; the last one is the heads'. The paper's
-  /// spike-count runs use 21,11,1 (N = 40), 150,11,1 (hippocampus) and 14,4,2 (macaque).
-  std::vector<int> kernels = {21, 11, 1};
-  /// Output channels c_1 … c_{L−1} of the convolutions before the heads (one fewer than kernels).
-  std::vector<int> channels = {64, 64};
-  EncoderActivation activation = EncoderActivation::gelu;
-  EncoderPadding padding = EncoderPadding::causal;
-  PaddingMode padding_mode = PaddingMode::zeros;
-  /// The encoder's initial standard deviation: the log-variance head's bias starts at
-  /// 2·ln(init_scale) (method.md §4).
-  double init_scale = 0.1;
-  /// A log-variance per latent dimension, constant over time, instead of the log-variance head.
-  bool constant_variance = false;
-};
-
 /// Throws InvalidInput naming `source`, the field and the value when the encoder cannot run on
 /// sequences of `steps` steps with `input_channels` channels (`rank` outputs): no kernels, a
 /// kernel below 1, channel counts that do not match the kernels, reflect or circular padding

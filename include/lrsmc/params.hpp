@@ -30,6 +30,8 @@ struct ParameterBlock {
 ///   readout_weight (R, D) η = readout_weightᵀ z + readout_bias
 ///   readout_bias (D)
 ///   observation_noise (D) log-variances (Gaussian observations only)
+///   encoder_…             the encoder's blocks (lrsmc/encoder.hpp, encoder_blocks), when the
+///                         model has an encoder
 class ParameterLayout {
  public:
   explicit ParameterLayout(const ModelConfig& config);
@@ -44,6 +46,8 @@ class ParameterLayout {
   std::int64_t m = -1, n = -1, h = -1, w_u = -1, decay_logit = -1, z_init = -1,
                transition_noise = -1, initial_noise = -1, readout_weight = -1,
                readout_bias = -1, observation_noise = -1;
+  /// The encoder's blocks, contiguous in encoder_blocks order (−1 and 0 without an encoder).
+  std::int64_t encoder = -1, encoder_size = 0;
 
  private:
   std::int64_t add(const std::string& name, std::vector<std::int64_t> shape);
