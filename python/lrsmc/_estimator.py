@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import math
 import sys
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -58,6 +58,17 @@ class LowRankRNN:
     observation : ``gaussian`` or ``poisson``; ``link`` is ``identity``, ``exp``, ``softplus`` or
         ``relu``, and ``auto`` means identity for Gaussian and softplus for Poisson read-outs.
     particles, proposal, resampling, resample_threshold : the training particle filter.
+        ``proposal="encoder"`` trains a convolutional encoder with the model (CPU) whose factor
+        per step is multiplied with the transition prior (the paper's proposal for spike
+        counts); ``"auto"`` uses the model's encoder when it has one, the optimal proposal for
+        a linear-Gaussian read-out, else the bootstrap proposal.
+    encoder_kernels, encoder_channels, encoder_activation, encoder_padding, encoder_padding_mode,
+    encoder_init_scale, encoder_constant_variance : the encoder of ``proposal="encoder"``, as
+        ``--encoder-*``: kernel sizes (the last one the heads'), the channels of the convolutions
+        before the heads (default 64 each), ``gelu`` or ``leaky_relu``, ``causal``,
+        ``acausal`` or ``windowed`` padding with ``zeros``, ``reflect``, ``replicate`` or
+        ``circular`` values, the initial standard deviation, and one constant variance per
+        latent dimension instead of the log-variance head.
     epochs, batch_size, window, windows_per_epoch, learning_rate, learning_rate_end, optimizer,
     gradient_clip, held_out, eval_particles, eval_every, seed : training (RAdam or Adam with an
         exponential learning-rate decay; a long recording is trained on random windows).
@@ -149,6 +160,13 @@ class LowRankRNN:
         init_observation_std: Optional[float] = None,
         particles: Optional[int] = None,
         proposal: str = "auto",
+        encoder_kernels: Sequence[int] = (21, 11, 1),
+        encoder_channels: Optional[Sequence[int]] = None,
+        encoder_activation: str = "gelu",
+        encoder_padding: str = "causal",
+        encoder_padding_mode: str = "zeros",
+        encoder_init_scale: float = 0.1,
+        encoder_constant_variance: bool = False,
         resampling: str = "systematic",
         resample_threshold: float = 1.0,
         epochs: Optional[int] = None,
@@ -186,6 +204,13 @@ class LowRankRNN:
         self.init_observation_std = init_observation_std
         self.particles = particles
         self.proposal = proposal
+        self.encoder_kernels = encoder_kernels
+        self.encoder_channels = encoder_channels
+        self.encoder_activation = encoder_activation
+        self.encoder_padding = encoder_padding
+        self.encoder_padding_mode = encoder_padding_mode
+        self.encoder_init_scale = encoder_init_scale
+        self.encoder_constant_variance = encoder_constant_variance
         self.resampling = resampling
         self.resample_threshold = resample_threshold
         self.epochs = epochs
@@ -308,6 +333,22 @@ class LowRankRNN:
             init_transition_std=params["init_transition_std"],
             init_initial_std=params["init_initial_std"],
             init_observation_std=params["init_observation_std"],
+            **self._encoder_config(),
+        )
+
+    def _encoder_config(self) -> Dict[str, Any]:
+        """The ModelConfig keywords of the encoder: none unless ``proposal="encoder"``."""
+        if self.proposal != "encoder":
+            return {}
+        channels = self.encoder_channels
+        return dict(
+            encoder_kernels=[int(k) for k in self.encoder_kernels],
+            encoder_channels=None if channels is None else [int(c) for c in channels],
+            encoder_activation=self.encoder_activation,
+            encoder_padding=self.encoder_padding,
+            encoder_padding_mode=self.encoder_padding_mode,
+            encoder_init_scale=float(self.encoder_init_scale),
+            encoder_constant_variance=bool(self.encoder_constant_variance),
         )
 
     def fit(

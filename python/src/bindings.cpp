@@ -181,19 +181,15 @@ std::unique_ptr<Backend> make_device_backend(const std::string& device, int thre
   return backend;
 }
 
-/// Filter options as the command line builds them (host/cli/options.cpp): "auto" picks the
-/// optimal proposal for linear-Gaussian read-outs and the bootstrap proposal otherwise.
+/// Filter options as the command line builds them (host/cli/options.cpp): "auto" is
+/// default_proposal(config).
 FilterOptions make_filter_options(const ModelConfig& config, int particles,
                                   const std::string& proposal, const std::string& resampling,
                                   double resample_threshold) {
   FilterOptions options;
   options.num_particles = particles;
-  if (proposal == "auto")
-    options.proposal = config.observation == Observation::gaussian && config.link == Link::identity
-                           ? Proposal::optimal
-                           : Proposal::bootstrap;
-  else
-    options.proposal = parse_proposal(proposal, "proposal");
+  options.proposal =
+      proposal == "auto" ? default_proposal(config) : parse_proposal(proposal, "proposal");
   options.resampling = parse_resampling(resampling, "resampling");
   options.resample_threshold = resample_threshold;
   validate(options, config, "filter options");
@@ -383,7 +379,11 @@ void bind_config(py::module_& module) {
                        const std::string& initial_noise, const std::string& observation,
                        const std::string& link, const std::string& initial_state, double init_decay,
                        double init_transition_std, double init_initial_std,
-                       double init_observation_std) {
+                       double init_observation_std, std::optional<std::vector<int>> encoder_kernels,
+                       std::optional<std::vector<int>> encoder_channels,
+                       const std::string& encoder_activation, const std::string& encoder_padding,
+                       const std::string& encoder_padding_mode, double encoder_init_scale,
+                       bool encoder_constant_variance) {
              ModelConfig config;
              config.rank = rank;
              config.num_hidden = num_hidden;
@@ -399,6 +399,22 @@ void bind_config(py::module_& module) {
              config.init_transition_std = init_transition_std;
              config.init_initial_std = init_initial_std;
              config.init_observation_std = init_observation_std;
+             if (encoder_kernels) {
+               EncoderConfig encoder;
+               encoder.kernels = *encoder_kernels;
+               if (encoder_channels)
+                 encoder.channels = *encoder_channels;
+               else if (!encoder.kernels.empty())
+                 encoder.channels.assign(encoder.kernels.size() - 1, 64);
+               encoder.activation =
+                   parse_encoder_activation(encoder_activation, "encoder_activation");
+               encoder.padding = parse_encoder_padding(encoder_padding, "encoder_padding");
+               encoder.padding_mode =
+                   parse_padding_mode(encoder_padding_mode, "encoder_padding_mode");
+               encoder.init_scale = encoder_init_scale;
+               encoder.constant_variance = encoder_constant_variance;
+               config.encoder = encoder;
+             }
              validate(config);
              return config;
            }),
@@ -413,6 +429,15 @@ void bind_config(py::module_& module) {
            "init_transition_std"_a = defaults.init_transition_std,
            "init_initial_std"_a = defaults.init_initial_std,
            "init_observation_std"_a = defaults.init_observation_std,
+           "encoder_kernels"_a = py::none(), "encoder_channels"_a = py::none(),
+           "encoder_activation"_a = "gelu", "encoder_padding"_a = "causal",
+           "encoder_padding_mode"_a = "zeros", "encoder_init_scale"_a = 0.1,
+           "encoder_constant_variance"_a = false,
+           "With encoder_kernels (e.g. [21, 11, 1]) the model has the convolutional encoder of "
+           "the encoder proposal: encoder_channels (one fewer than the kernels; default 64 "
+           "each), encoder_activation gelu | leaky_relu, encoder_padding causal | acausal | "
+           "windowed, encoder_padding_mode zeros | reflect | replicate | circular, "
+           "encoder_init_scale (its initial standard deviation) and encoder_constant_variance. "
            "Raises InvalidInputError when a value is out of range or an option is unknown.")
       .def_readonly("rank", &ModelConfig::rank)
       .def_readonly("num_hidden", &ModelConfig::num_hidden)
@@ -433,6 +458,19 @@ void bind_config(py::module_& module) {
       .def_readonly("init_transition_std", &ModelConfig::init_transition_std)
       .def_readonly("init_initial_std", &ModelConfig::init_initial_std)
       .def_readonly("init_observation_std", &ModelConfig::init_observation_std)
+      .def_property_readonly(
+          "encoder",
+          [](const ModelConfig& c) -> py::object {
+            if (!c.encoder) return py::none();
+            const EncoderConfig& e = *c.encoder;
+            return py::dict("kernels"_a = e.kernels, "channels"_a = e.channels,
+                            "activation"_a = to_string(e.activation),
+                            "padding"_a = to_string(e.padding),
+                            "padding_mode"_a = to_string(e.padding_mode),
+                            "init_scale"_a = e.init_scale,
+                            "constant_variance"_a = e.constant_variance);
+          },
+          "The encoder's settings as a dict (None when the model has no encoder).")
       .def(
           "to_json", [](const ModelConfig& c) { return config_to_json(c); },
           "The configuration as the JSON text of a model file's 'config' entry.")

@@ -36,7 +36,7 @@ def test_rank_zero_is_out_of_range(demo):
         ("nonlinearity", "sigmoid", "nonlinearity is not recognised; got 'sigmoid'"),
         ("observation", "binomial", "observation is not recognised"),
         ("optimizer", "sgd", "optimizer is not recognised; got 'sgd'"),
-        ("proposal", "encoder", "proposal is not recognised"),
+        ("proposal", "smc", "proposal is not recognised; got 'smc'"),
         ("learning_rate", -1.0, "learning rate must lie in"),
         ("epochs", 0, "epochs is out of range; got 0"),
         ("particles", 0, "particle"),

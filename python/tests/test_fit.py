@@ -201,3 +201,36 @@ def test_poisson_samples_are_integers(demo):
     assert drawn.observations.min() >= 0 and drawn.observations.sum() > 0
     assert lrsmc.simulate(model, trials=2, steps=10).observations.dtype == np.int64
     assert lrsmc.sample(demo.teacher, trials=2, steps=10).observations.dtype == np.float64
+
+
+def test_encoder_proposal_trains_an_encoder_with_the_model(tmp_path):
+    config = lrsmc.ModelConfig(rank=2, num_hidden=6, num_channels=4, observation="poisson", link="softplus")
+    counts = lrsmc.sample(lrsmc.Model.initialise(config, seed=3), trials=12, steps=30, seed=2).observations
+    rnn = lrsmc.LowRankRNN(
+        rank=2, num_hidden=6, observation="poisson", proposal="encoder", encoder_kernels=(5, 1),
+        encoder_padding="windowed", particles=8, epochs=3, batch_size=4, optimizer="adam",
+        learning_rate=2e-2, device="cpu", seed=5, verbose=False,
+    )
+    rnn.fit(counts)
+    encoder = rnn.model_.config.encoder
+    assert encoder == dict(kernels=[5, 1], channels=[64], activation="gelu", padding="windowed",
+                           padding_mode="zeros", init_scale=0.1, constant_variance=False)
+    assert rnn.model_.parameter_shapes["encoder_conv1_weight"] == (64, 4, 5)
+    # The encoder is trained with the model: its weights moved from their initialisation.
+    start = lrsmc.Model.initialise(rnn.model_config(4), seed=5)
+    assert not np.array_equal(start.get("encoder_mean_weight"), rnn.model_.get("encoder_mean_weight"))
+    # "auto" filters with the model's encoder; the file keeps it.
+    auto = lrsmc.filter(rnn.model_, counts, particles=50, seed=1)
+    explicit = lrsmc.filter(rnn.model_, counts, particles=50, seed=1, proposal="encoder")
+    assert auto.elbo == explicit.elbo and np.isfinite(auto.elbo)
+    assert lrsmc.filter(rnn.model_, counts, particles=50, seed=1, proposal="bootstrap").elbo != auto.elbo
+    path = str(tmp_path / "encoder.npz")
+    lrsmc.save_model(rnn.model_, path)
+    loaded = lrsmc.load_model(path)
+    assert loaded.config.to_json() == rnn.model_.config.to_json()
+    np.testing.assert_array_equal(loaded.parameters, rnn.model_.parameters)
+    # A model without an encoder cannot filter with the encoder proposal.
+    with pytest.raises(lrsmc.InvalidInputError, match="the encoder proposal needs a model with an encoder"):
+        lrsmc.filter(lrsmc.Model.initialise(config, seed=3), counts, proposal="encoder")
+    with pytest.raises(lrsmc.InvalidInputError, match="encoder_padding is not recognised; got 'sideways'"):
+        lrsmc.LowRankRNN(observation="poisson", proposal="encoder", encoder_padding="sideways").model_config(4)
