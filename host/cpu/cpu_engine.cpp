@@ -806,6 +806,22 @@ void run_parallel(int trials, int num_threads, const Work& work) {
   }
 }
 
+/// Holds the calling thread's OpenMP thread count at `threads` for a call, so that what runs
+/// outside the engine's own parallel regions (the encoder's Eigen products) uses the call's
+/// threads and no more; restores the count afterwards.
+class ThreadCountScope {
+ public:
+  explicit ThreadCountScope(int threads) : saved_(omp_get_max_threads()) {
+    omp_set_num_threads(threads);
+  }
+  ~ThreadCountScope() { omp_set_num_threads(saved_); }
+  ThreadCountScope(const ThreadCountScope&) = delete;
+  ThreadCountScope& operator=(const ThreadCountScope&) = delete;
+
+ private:
+  int saved_;
+};
+
 double mean_of(const std::vector<double>& values) {
   double sum = 0;
   for (const double value : values) sum += value;
@@ -816,6 +832,7 @@ template <typename Scalar, typename Value>
 FilterResult filter_with(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
                          const FilterRequest& request, int num_threads, const ForcedPaths* forced) {
+  const ThreadCountScope thread_count(num_threads);
   const Engine<Scalar, Value> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles;
@@ -855,6 +872,7 @@ template <typename Scalar, typename Value>
 GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed, int num_threads,
                              const ForcedPaths* forced) {
+  const ThreadCountScope thread_count(num_threads);
   const Engine<Scalar, Value> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps;
   GradientResult result;
