@@ -177,6 +177,42 @@ lrsmc_status lrsmc_model_initialise(int rank, int hidden, int channels, const ch
   })
 }
 
+lrsmc_status lrsmc_model_set_encoder(lrsmc_model* model, const int* kernels, int num_kernels,
+                                     const int* channels, const char* activation,
+                                     const char* padding, const char* padding_mode,
+                                     double init_scale, uint64_t seed) {
+  LRSMC_C_CATCH({
+    const char* function = "lrsmc_model_set_encoder";
+    require_pointer(model, function, "model");
+    require_pointer(kernels, function, "kernels");
+    LRSMC_REQUIRE(num_kernels >= 1 && num_kernels <= 64, function,
+                  ": num_kernels is out of range; got ", num_kernels, ", expected 1 to 64");
+    lrsmc::EncoderConfig encoder;
+    encoder.kernels.assign(kernels, kernels + num_kernels);
+    if (channels != nullptr)
+      encoder.channels.assign(channels, channels + num_kernels - 1);
+    else
+      encoder.channels.assign(std::size_t(num_kernels - 1), 64);
+    const std::string label = function;
+    encoder.activation = lrsmc::parse_encoder_activation(
+        activation == nullptr ? "gelu" : activation, label + ": activation");
+    encoder.padding = lrsmc::parse_encoder_padding(padding == nullptr ? "causal" : padding,
+                                                   label + ": padding");
+    encoder.padding_mode = lrsmc::parse_padding_mode(
+        padding_mode == nullptr ? "zeros" : padding_mode, label + ": padding_mode");
+    encoder.init_scale = init_scale;
+    lrsmc::ModelConfig config = model->model.config;
+    config.encoder = encoder;
+    lrsmc::validate(config, function);
+    // The model's own blocks keep their values; the encoder's come from its initialisation.
+    lrsmc::Model updated = lrsmc::Model::initialise(config, seed);
+    const lrsmc::ParameterLayout old_layout = model->model.layout();
+    for (const auto& block : old_layout.blocks())
+      if (block.name.rfind("encoder_", 0) != 0) updated.set(block.name, model->model.get(block.name));
+    model->model = std::move(updated);
+  })
+}
+
 lrsmc_status lrsmc_model_load(const char* path, lrsmc_model** model) {
   LRSMC_C_CATCH({
     require_pointer(model, "lrsmc_model_load", "model");

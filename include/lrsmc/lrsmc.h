@@ -63,6 +63,18 @@ lrsmc_status lrsmc_model_save(const lrsmc_model* model, const char* path);
 /** Frees a model; NULL is allowed. */
 void lrsmc_model_free(lrsmc_model* model);
 
+/** Gives `model` a freshly initialised convolutional encoder (replacing any it had; the other
+ *  parameters are kept), so that lrsmc_filter and lrsmc_fit with proposal "auto" or "encoder"
+ *  use the encoder proposal (CPU). kernels: `num_kernels` kernel sizes, the last one the heads'
+ *  (e.g. {21, 11, 1}); channels: the num_kernels − 1 channel counts before the heads (NULL: 64
+ *  each). activation "gelu" or "leaky_relu", padding "causal", "acausal" or "windowed",
+ *  padding_mode "zeros", "reflect", "replicate" or "circular" (NULL: the first of each);
+ *  init_scale: the encoder's initial standard deviation (e.g. 0.1); seed: its initialisation. */
+lrsmc_status lrsmc_model_set_encoder(lrsmc_model* model, const int* kernels, int num_kernels,
+                                     const int* channels, const char* activation,
+                                     const char* padding, const char* padding_mode,
+                                     double init_scale, uint64_t seed);
+
 /** Latent dimension R, hidden units N, observed channels D, number of parameters. */
 lrsmc_status lrsmc_model_rank(const lrsmc_model* model, int* rank);
 lrsmc_status lrsmc_model_hidden(const lrsmc_model* model, int* hidden);
@@ -72,8 +84,8 @@ lrsmc_status lrsmc_model_parameter_count(const lrsmc_model* model, int64_t* coun
 /* --- inference ------------------------------------------------------------------------- */
 
 /** Runs the particle filter on `observations` (trials, steps, channels).
- *  proposal: "auto" (optimal for Gaussian identity read-outs, else bootstrap), "optimal" or
- *  "bootstrap"; NULL means "auto". Resampling is systematic after every step.
+ *  proposal: "auto" (the model's encoder when it has one, else optimal for Gaussian identity
+ *  read-outs, else bootstrap), "optimal", "bootstrap" or "encoder"; NULL means "auto". Resampling is systematic after every step.
  *  elbo_per_trial: output, `trials` values (the per-trial log-evidence per time step).
  *  filtered_mean: output (trials, steps, rank), or NULL when not wanted. */
 lrsmc_status lrsmc_filter(const lrsmc_model* model, const double* observations, int trials,
@@ -82,7 +94,8 @@ lrsmc_status lrsmc_filter(const lrsmc_model* model, const double* observations, 
 
 /** Fits `model` in place to `observations` (trials, steps, channels) by stochastic gradient
  *  ascent on the SMC ELBO: RAdam, `epochs` passes over the trials in batches of `batch_size`,
- *  `particles` particles, the learning rate decaying exponentially from `learning_rate` to
+ *  `particles` particles and the proposal "auto" (a model's encoder is trained with it), the
+ *  learning rate decaying exponentially from `learning_rate` to
  *  learning_rate/1000 at the last epoch, no held-out split. final_elbo (may be NULL) receives
  *  the mean training ELBO of the last epoch. If the ELBO becomes NaN or infinite, the model
  *  keeps the last good parameters and LRSMC_NUMERICAL_ERROR is returned. */

@@ -124,6 +124,41 @@ int main(void) {
   lrsmc_model_free(loaded);
   remove(path);
 
+  /* An encoder: "auto" then filters with it, the fit trains it, and the file keeps it. */
+  {
+    const int kernels[] = {3, 1};
+    const int encoder_channels[] = {5};
+    lrsmc_model* with_encoder = NULL;
+    CHECK_OK(lrsmc_model_initialise(RANK, HIDDEN, CHANNELS, "relu", 21, &with_encoder));
+    int64_t plain_count = 0, encoder_count = 0;
+    CHECK_OK(lrsmc_model_parameter_count(with_encoder, &plain_count));
+    CHECK_OK(lrsmc_model_set_encoder(with_encoder, kernels, 2, encoder_channels, "leaky_relu",
+                                     "windowed", NULL, 0.5, 4));
+    CHECK_OK(lrsmc_model_parameter_count(with_encoder, &encoder_count));
+    /* conv1 (5, D, 3) + bias 5, two heads (R, 5, 1) + R each */
+    CHECK(encoder_count == plain_count + 5 * CHANNELS * 3 + 5 + 2 * (RANK * 5 + RANK));
+    double elbo_auto[TRIALS], elbo_encoder[TRIALS];
+    CHECK_OK(lrsmc_filter(with_encoder, observations, TRIALS, STEPS, CHANNELS, PARTICLES, NULL, 1,
+                          elbo_auto, NULL));
+    CHECK_OK(lrsmc_filter(with_encoder, observations, TRIALS, STEPS, CHANNELS, PARTICLES, "encoder", 1,
+                          elbo_encoder, NULL));
+    int same = 1;
+    for (int b = 0; b < TRIALS; ++b) same = same && elbo_auto[b] == elbo_encoder[b];
+    CHECK(same && all_finite(elbo_auto, TRIALS));
+    CHECK_OK(lrsmc_fit(with_encoder, observations, TRIALS, STEPS, CHANNELS, 2, 2, PARTICLES, 0.003, 3,
+                       NULL));
+    CHECK(lrsmc_filter(student, observations, TRIALS, STEPS, CHANNELS, PARTICLES, "encoder", 1,
+                       elbo, NULL) == LRSMC_INVALID_INPUT);
+    CHECK(strstr(lrsmc_last_error(), "needs a model with an encoder") != NULL);
+    CHECK(lrsmc_model_set_encoder(with_encoder, kernels, 2, NULL, "gelu", "sideways", NULL, 0.1, 1) ==
+          LRSMC_INVALID_INPUT);
+    CHECK(strstr(lrsmc_last_error(), "padding is not recognised; got 'sideways'") != NULL);
+    CHECK(lrsmc_model_set_encoder(with_encoder, kernels, 0, NULL, NULL, NULL, NULL, 0.1, 1) ==
+          LRSMC_INVALID_INPUT);
+    CHECK(strstr(lrsmc_last_error(), "num_kernels is out of range; got 0") != NULL);
+    lrsmc_model_free(with_encoder);
+  }
+
   /* Fixed points: query the count, then fetch. */
   int count = -1;
   CHECK_OK(lrsmc_fixed_points(teacher, &count, NULL, 0));
