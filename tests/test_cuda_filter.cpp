@@ -264,9 +264,7 @@ TEST_F(CudaFilter, RanksWithoutASpecialisedKernel) {
 TEST_F(CudaFilter, EncoderProposalIsRefusedClearlyAndAutoFallsBackToTheCpu) {
   ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
                                              Observation::poisson, Link::softplus);
-  config.encoder = EncoderConfig{};
-  config.encoder->kernels = {3, 1};
-  config.encoder->channels = {4};
+  config.encoder = testing::small_encoder({3, 1}, {4});
   const Model model = testing::random_model(config, 5);
   const SequenceBatch batch = testing::sampled_batch(model, 2, 8, 3);
   FilterOptions options;

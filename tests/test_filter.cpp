@@ -109,9 +109,7 @@ TEST(Filter, ElboApproachesExactLikelihoodOfLinearGaussianModel) {
     ModelConfig config = testing::small_config(Nonlinearity::identity, NoiseType::full,
                                                Observation::gaussian, Link::identity);
     if (proposal == Proposal::encoder) {  // an untrained encoder: any proposal is consistent
-      config.encoder = EncoderConfig{};
-      config.encoder->kernels = {3, 1};
-      config.encoder->channels = {4};
+      config.encoder = testing::small_encoder({3, 1}, {4});
       config.encoder->init_scale = 1.0;
     }
     Model model = testing::random_model(config, 2);
@@ -186,9 +184,7 @@ TEST(Filter, FloatBackendAgreesWithDouble) {
 TEST(Filter, EncoderProposalIsThreadIndependentAndFloatAgreesWithDouble) {
   ModelConfig config = testing::small_config(Nonlinearity::clipped_relu, NoiseType::full,
                                              Observation::poisson, Link::softplus);
-  config.encoder = EncoderConfig{};
-  config.encoder->kernels = {5, 3, 1};
-  config.encoder->channels = {6, 5};
+  config.encoder = testing::small_encoder({5, 3, 1}, {6, 5});
   config.encoder->padding = EncoderPadding::windowed;
   config.encoder->init_scale = 0.5;
   const Model model = testing::random_model(config, 8);

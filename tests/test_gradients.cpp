@@ -156,6 +156,32 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(NoiseType::full, NoiseType::diag)),
     encoder_case_name);
 
+TEST(GradientOptions, AnEncoderIsLeftAloneByTheOtherProposals) {
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::diag,
+                                             Observation::poisson, Link::softplus);
+  config.encoder = testing::small_encoder({3, 1}, {4});
+  const Model with_encoder = testing::random_model(config, 6);
+  Model plain;
+  plain.config = config;
+  plain.config.encoder.reset();
+  const std::int64_t own = ParameterLayout(plain.config).total_size();
+  plain.parameters.assign(with_encoder.parameters.begin(), with_encoder.parameters.begin() + own);
+  const SequenceBatch batch = testing::sampled_batch(plain, 2, 6, 3);
+  FilterOptions options;
+  options.num_particles = 6;
+  options.proposal = Proposal::bootstrap;
+  for (const auto& backend : {testing::reference_backend(), make_backend(BackendKind::cpu)}) {
+    const GradientResult a = backend->elbo_gradient(with_encoder, batch, options, 2);
+    const GradientResult b = backend->elbo_gradient(plain, batch, options, 2);
+    SCOPED_TRACE(backend->name());
+    EXPECT_EQ(a.elbo, b.elbo);
+    ASSERT_EQ(a.gradient.size(), with_encoder.parameters.size());
+    EXPECT_EQ(std::vector<double>(a.gradient.begin(), a.gradient.begin() + own), b.gradient);
+    for (std::size_t i = std::size_t(own); i < a.gradient.size(); ++i)
+      EXPECT_EQ(a.gradient[i], 0.0) << "encoder parameter " << i - std::size_t(own);
+  }
+}
+
 TEST(GradientOptions, InputsAndTrainableInitialState) {
   for (const Proposal proposal : {Proposal::bootstrap, Proposal::optimal}) {
     const ModelConfig config = testing::small_config(

@@ -144,9 +144,7 @@ TEST_F(ModelFiles, EveryConfigFieldIsRequired) {
 /// A model with an encoder: the teacher's configuration and a small encoder.
 Model model_with_encoder() {
   ModelConfig config = oscillator_teacher().config;
-  config.encoder = EncoderConfig{};
-  config.encoder->kernels = {5, 1};
-  config.encoder->channels = {4};
+  config.encoder = testing::small_encoder({5, 1}, {4});
   config.encoder->activation = EncoderActivation::leaky_relu;
   config.encoder->padding = EncoderPadding::acausal;
   config.encoder->padding_mode = PaddingMode::replicate;

@@ -108,6 +108,23 @@ struct ParticleScratch {
   }
 };
 
+/// Holds the calling thread's OpenMP thread count at `threads` while it lives and restores it
+/// after. The encoder's Eigen products run under a count of one: Eigen would otherwise split each
+/// product over every core whatever the call's thread count, and its threads spin-wait for each
+/// other, which on busy or oversubscribed cores cost five times the single-threaded time.
+class ThreadCountScope {
+ public:
+  explicit ThreadCountScope(int threads) : saved_(omp_get_max_threads()) {
+    omp_set_num_threads(threads);
+  }
+  ~ThreadCountScope() { omp_set_num_threads(saved_); }
+  ThreadCountScope(const ThreadCountScope&) = delete;
+  ThreadCountScope& operator=(const ThreadCountScope&) = delete;
+
+ private:
+  int saved_;
+};
+
 /// The engine of one working precision. Value is Scalar (one particle at a time, the reference
 /// and the kernels' order of operations) or Pack (pack_width particles in SIMD lanes, float32):
 /// the particle loops run over blocks of lanes_of<Value> particles, the last block padded with
@@ -123,6 +140,7 @@ class Engine {
       : constants_(model, options.proposal),
         model_(constants_.particle_model()),
         parameters_(model.parameters.data()),
+        parameter_count_(model.parameters.size()),
         batch_(batch),
         options_(options),
         seed_(seed),
@@ -235,6 +253,7 @@ class Engine {
     std::vector<Scalar> observed(batch_.observations.size());
     for (std::size_t i = 0; i < observed.size(); ++i)
       observed[i] = static_cast<Scalar>(batch_.observations[i]);
+    const ThreadCountScope single_thread(1);
     encoder_pass_ = encoder_forward(config, encoder_parameters_, observed, trials, steps, D, R);
     const std::size_t cells = std::size_t(trials) * steps * R;
     encoder_mean_.resize(cells);
@@ -266,6 +285,7 @@ class Engine {
         log_variance_gradient[cell] =
             static_cast<Scalar>(adjoints[trial].variance[i] * encoder_slope_[cell]);
       }
+    const ThreadCountScope single_thread(1);
     const std::vector<double> encoder_gradient = encoder_backward(
         encoder_config_, encoder_parameters_, encoder_pass_, mean_gradient, log_variance_gradient);
     for (std::size_t i = 0; i < encoder_gradient.size(); ++i)
@@ -717,7 +737,9 @@ class Engine {
     std::vector<double> totals(std::size_t(slots.row_size), 0.0);
     for (const auto& row : rows)
       for (std::size_t i = 0; i < totals.size(); ++i) totals[i] += row[i];
-    std::vector<double> gradient(std::size_t(offsets.total), 0.0);
+    // Every parameter of the model: the engine's, then the encoder's (zero unless its proposal
+    // runs).
+    std::vector<double> gradient(parameter_count_, 0.0);
     std::vector<double> scratch(
         std::size_t(math::constants_scratch_size(shape.rank, shape.channels)));
     math::finish_gradient(shape, parameters_, constants_.constants.data(), totals.data(),
@@ -745,6 +767,7 @@ class Engine {
   math::ParticleModel<Scalar> model_;
   math::PhaseConstants<Scalar> phases_[2];
   const double* parameters_;
+  std::size_t parameter_count_;
   const SequenceBatch& batch_;
   FilterOptions options_;
   std::uint64_t seed_;
@@ -806,22 +829,6 @@ void run_parallel(int trials, int num_threads, const Work& work) {
   }
 }
 
-/// Holds the calling thread's OpenMP thread count at `threads` for a call, so that what runs
-/// outside the engine's own parallel regions (the encoder's Eigen products) uses the call's
-/// threads and no more; restores the count afterwards.
-class ThreadCountScope {
- public:
-  explicit ThreadCountScope(int threads) : saved_(omp_get_max_threads()) {
-    omp_set_num_threads(threads);
-  }
-  ~ThreadCountScope() { omp_set_num_threads(saved_); }
-  ThreadCountScope(const ThreadCountScope&) = delete;
-  ThreadCountScope& operator=(const ThreadCountScope&) = delete;
-
- private:
-  int saved_;
-};
-
 double mean_of(const std::vector<double>& values) {
   double sum = 0;
   for (const double value : values) sum += value;
@@ -832,7 +839,6 @@ template <typename Scalar, typename Value>
 FilterResult filter_with(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
                          const FilterRequest& request, int num_threads, const ForcedPaths* forced) {
-  const ThreadCountScope thread_count(num_threads);
   const Engine<Scalar, Value> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles;
@@ -872,7 +878,6 @@ template <typename Scalar, typename Value>
 GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed, int num_threads,
                              const ForcedPaths* forced) {
-  const ThreadCountScope thread_count(num_threads);
   const Engine<Scalar, Value> engine(model, batch, options, seed);
   const int trials = batch.num_trials, steps = batch.num_steps;
   GradientResult result;

@@ -144,7 +144,7 @@ class CudaBackend final : public Backend {
 
   [[nodiscard]] std::string cannot_run(const ModelConfig& config,
                                        const FilterOptions& options) const override {
-    if (options.proposal == Proposal::encoder)
+    if (options.proposal == Proposal::encoder || config.encoder)
       return "the CUDA kernels have no encoder proposal";
     if (config.rank > kernels::max_rank)
       return detail::concat("the CUDA kernels run ranks up to ", kernels::max_rank, "; got rank ",

@@ -30,7 +30,7 @@ math::ModelShape model_shape(const ModelConfig& config, Proposal proposal) {
   offsets.readout_weight = layout.readout_weight;
   offsets.readout_bias = layout.readout_bias;
   offsets.observation_noise = layout.observation_noise;
-  offsets.total = layout.total_size();
+  offsets.total = layout.encoder >= 0 ? layout.encoder : layout.total_size();
   return shape;
 }
 

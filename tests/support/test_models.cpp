@@ -4,12 +4,20 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <utility>
 #include <filesystem>
 #include <random>
 
 #include "lrsmc/math/philox.hpp"
 
 namespace lrsmc::testing {
+
+EncoderConfig small_encoder(std::vector<int> kernels, std::vector<int> channels) {
+  EncoderConfig encoder;
+  encoder.kernels = std::move(kernels);
+  encoder.channels = std::move(channels);
+  return encoder;
+}
 
 ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
                          Link link, int num_inputs) {

@@ -15,6 +15,9 @@ namespace lrsmc::testing {
 ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
                          Link link, int num_inputs = 0);
 
+/// An encoder of the given kernels and channels, the other settings at their defaults.
+EncoderConfig small_encoder(std::vector<int> kernels, std::vector<int> channels);
+
 /// The CPU backend in float32, which mirrors the CUDA kernels' arithmetic.
 std::unique_ptr<Backend> cpu_float_backend();
 

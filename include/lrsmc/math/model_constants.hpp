@@ -24,7 +24,10 @@ namespace lrsmc::math {
 struct ParameterOffsets {
   std::int64_t m = -1, n = -1, h = -1, w_u = -1, decay_logit = -1, z_init = -1,
                transition_noise = -1, initial_noise = -1, readout_weight = -1, readout_bias = -1,
-               observation_noise = -1, total = 0;
+               observation_noise = -1;
+  /// The parameters the particle engines differentiate: every block but the encoder's, which
+  /// follow them in the flat vector (its gradient comes from the encoder's own backward pass).
+  std::int64_t total = 0;
 };
 
 /// Sizes, kinds and parameter offsets of a model as the engines read them.
