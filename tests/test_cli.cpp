@@ -291,6 +291,33 @@ TEST_F(CliTest, WindowLongerThanRecording) {
                    "--window 500 is longer than the recording; got 100 steps");
 }
 
+TEST_F(CliTest, EncoderOptionsThatDoNotFitTheDataAreRefusedBeforeTraining) {
+  io::write_npy(path("counts.npy"), Array({4, 10, 3}, std::vector<double>(120, 1.0)));
+  const std::string fit =
+      "fit --data " + path("counts.npy") + " --observation poisson --proposal encoder --out " +
+      path("m.npz") + " ";
+  expect_bad_input(fit + "--encoder-kernels 12,1 --encoder-padding-mode reflect",
+                   "encoder proposal: encoder kernel 1 of 12 taps pads 11 steps by reflection, "
+                   "which needs trials longer than 11 steps; got 10");
+  expect_bad_input(fit + "--encoder-kernels 5,1 --encoder-channels 0",
+                   "encoder channel count 1 is out of range; got 0");
+  expect_bad_input(fit + "--encoder-kernels 5,3 --encoder-channels 8,8",
+                   "the encoder has 2 kernels and 2 channel counts");
+  expect_bad_input(fit + "--encoder-padding sideways",
+                   "--encoder-padding is not recognised; got 'sideways'");
+  expect_bad_input(fit + "--encoder-init-scale 0", "encoder init_scale must be positive; got 0");
+  EXPECT_FALSE(std::filesystem::exists(path("m.npz")));
+  // A model without an encoder cannot be filtered with one.
+  const Model plain = oscillator_teacher();
+  save_model(path("plain.npz"), plain);
+  const int channels = plain.config.num_channels;
+  io::write_npy(path("recording.npy"),
+                Array({2, 10, channels}, std::vector<double>(std::size_t(20 * channels), 0.1)));
+  expect_bad_input("filter --model " + path("plain.npz") + " --data " + path("recording.npy") +
+                       " --proposal encoder",
+                   "the encoder proposal needs a model with an encoder");
+}
+
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {
   io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
   expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials",

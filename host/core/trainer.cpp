@@ -14,6 +14,7 @@
 
 #include "core/json_input.hpp"
 #include "core/training_session.hpp"
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
 #include "lrsmc/math/common.hpp"
@@ -507,6 +508,11 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
     LRSMC_REQUIRE(options_.window <= train.num_steps, train.source, ": window of ", options_.window,
                   " steps is longer than the recording; got ", train.num_steps,
                   " steps, expected a window of at most ", train.num_steps);
+  // The encoder meets batches of one window or one trial: checked before the first epoch.
+  if (options_.filter.proposal == Proposal::encoder)
+    validate(*initial.config.encoder, initial.config.num_channels, initial.config.rank,
+             train.continuous() ? options_.window : train.num_steps,
+             train.source + ": encoder proposal");
   const nlohmann::json run = run_definition(options_, train, held_out);
   ResumeState state;
   state.model = initial;
