@@ -306,6 +306,12 @@ TEST_F(CliTest, EncoderOptionsThatDoNotFitTheDataAreRefusedBeforeTraining) {
   expect_bad_input(fit + "--encoder-padding sideways",
                    "--encoder-padding is not recognised; got 'sideways'");
   expect_bad_input(fit + "--encoder-init-scale 0", "encoder init_scale must be positive; got 0");
+  expect_bad_input(fit + "--t-forward 10",
+                   "--t-forward must leave at least one step before the forecast; got 10 of 10 "
+                   "steps per trial");
+  // Forecast steps leave the encoder fewer steps: 7 here, too few for 9 reflected taps.
+  expect_bad_input(fit + "--t-forward 3 --encoder-kernels 9,1 --encoder-padding-mode reflect",
+                   "needs trials longer than 8 steps; got 7");
   EXPECT_FALSE(std::filesystem::exists(path("m.npz")));
   // A model without an encoder cannot be filtered with one.
   const Model plain = oscillator_teacher();

@@ -217,6 +217,53 @@ TEST(Filter, EncoderProposalIsThreadIndependentAndFloatAgreesWithDouble) {
   }
 }
 
+TEST(Filter, ForecastStepsDrawFromTheDynamicsAndTheEncoderDoesNotSeeThem) {
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::diag,
+                                             Observation::poisson, Link::softplus);
+  config.encoder = testing::small_encoder({4, 1}, {5});
+  config.encoder->padding = EncoderPadding::acausal;  // each step's factor reads later steps
+  config.encoder->init_scale = 0.5;
+  const Model model = testing::random_model(config, 12);
+  const int steps = 10, forecast = 3, R = config.rank;
+  SequenceBatch batch = testing::sampled_batch(model, 2, steps, 6);
+  SequenceBatch changed = batch;  // other counts in the forecast steps only
+  for (int trial = 0; trial < 2; ++trial)
+    for (int step = steps - forecast; step < steps; ++step)
+      for (int i = 0; i < config.num_channels; ++i)
+        changed.observations[std::size_t((trial * steps + step) * config.num_channels + i)] += 2;
+  FilterOptions options;
+  options.num_particles = 12;
+  options.proposal = Proposal::encoder;
+  FilterRequest request;
+  request.particles = true;
+  auto backend = testing::reference_backend();
+  const auto particles_before_the_forecast = [&](const FilterResult& result) {
+    std::vector<double> kept;
+    for (int trial = 0; trial < 2; ++trial)
+      for (int step = 0; step < steps - forecast; ++step) {
+        const auto first = result.particles.begin() +
+                           std::ptrdiff_t((trial * steps + step) * options.num_particles * R);
+        kept.insert(kept.end(), first, first + options.num_particles * R);
+      }
+    return kept;
+  };
+  // Without a forecast the acausal encoder carries the last steps' counts into earlier steps.
+  EXPECT_NE(particles_before_the_forecast(backend->filter(model, batch, options, 3, request)),
+            particles_before_the_forecast(backend->filter(model, changed, options, 3, request)));
+  options.t_forward = forecast;
+  const FilterResult a = backend->filter(model, batch, options, 3, request);
+  const FilterResult b = backend->filter(model, changed, options, 3, request);
+  EXPECT_EQ(particles_before_the_forecast(a), particles_before_the_forecast(b));
+  EXPECT_NE(a.elbo, b.elbo);  // the forecast steps are still weighed by their counts
+  // The bootstrap proposal draws every step from the dynamics: a forecast changes nothing.
+  options.proposal = Proposal::bootstrap;
+  const double forecast_elbo = backend->filter(model, batch, options, 3).elbo;
+  options.t_forward = 0;
+  EXPECT_EQ(backend->filter(model, batch, options, 3).elbo, forecast_elbo);
+  options.t_forward = steps;
+  EXPECT_THROW((void)backend->filter(model, batch, options, 3), InvalidInput);
+}
+
 TEST(Filter, OutputsHaveConsistentShapesAndWeights) {
   const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::diag,
                                                    Observation::poisson, Link::softplus);

@@ -156,6 +156,29 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(NoiseType::full, NoiseType::diag)),
     encoder_case_name);
 
+TEST(GradientOptions, ForecastStepsForEveryProposal) {
+  for (const Proposal proposal : {Proposal::bootstrap, Proposal::optimal, Proposal::encoder}) {
+    const bool counts = proposal == Proposal::encoder;
+    ModelConfig config = testing::small_config(
+        Nonlinearity::clipped_relu, NoiseType::full,
+        counts ? Observation::poisson : Observation::gaussian,
+        counts ? Link::softplus : Link::identity);
+    if (counts) {
+      config.encoder = testing::small_encoder({3, 2}, {3});
+      config.encoder->padding = EncoderPadding::windowed;
+      config.encoder->init_scale = 0.5;
+    }
+    const Model model = testing::random_model(config, 17);
+    const SequenceBatch batch = testing::sampled_batch(model, 2, 7, 4);
+    FilterOptions options;
+    options.num_particles = 5;
+    options.proposal = proposal;
+    options.t_forward = 3;
+    SCOPED_TRACE(to_string(proposal));
+    expect_gradient_matches(model, batch, options, 1e-5);
+  }
+}
+
 TEST(GradientOptions, AnEncoderIsLeftAloneByTheOtherProposals) {
   ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::diag,
                                              Observation::poisson, Link::softplus);

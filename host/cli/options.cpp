@@ -104,6 +104,10 @@ void add_inference_options(CLI::App& app, InferenceOptions& options) {
   app.add_option("--resample-threshold", options.resample_threshold,
                  "Resample when ESS < threshold·K (1: every step, 0: never)")
       ->capture_default_str();
+  app.add_option("--t-forward", options.t_forward,
+                 "Forecast the last steps of each trial: their particles come from the dynamics "
+                 "alone (the encoder does not see them), weighed by their observations")
+      ->capture_default_str();
   group_since(app, first, "Particle filter");
 }
 
@@ -172,6 +176,7 @@ FilterOptions make_filter_options(const InferenceOptions& options, const ModelCo
                                                : parse_proposal(options.proposal, "--proposal");
   filter.resampling = parse_resampling(options.resampling, "--resampling");
   filter.resample_threshold = options.resample_threshold;
+  filter.t_forward = options.t_forward;
   validate(filter, config, "options");
   return filter;
 }

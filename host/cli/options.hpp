@@ -53,6 +53,7 @@ struct InferenceOptions {
   std::string proposal = "auto";  ///< optimal for linear-Gaussian read-outs, else bootstrap
   std::string resampling = "systematic";
   double resample_threshold = 1.0;
+  int t_forward = 0;
 };
 
 struct DeviceOptions {

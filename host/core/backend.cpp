@@ -127,9 +127,12 @@ void Backend::check_call(const Model& model, const SequenceBatch& batch,
   model.validate();
   validate(options, model.config);
   validate_batch(model.config, batch);
+  LRSMC_REQUIRE(options.t_forward < batch.num_steps, "filter options: t_forward must leave at "
+                "least one step before the forecast; got ", options.t_forward, " of ",
+                batch.num_steps, " steps");
   if (options.proposal == Proposal::encoder)
-    validate(*model.config.encoder, model.config.num_channels, model.config.rank, batch.num_steps,
-             "encoder proposal");
+    validate(*model.config.encoder, model.config.num_channels, model.config.rank,
+             batch.num_steps - options.t_forward, "encoder proposal");
   const std::string reason = cannot_run(model.config, options);
   LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
 }

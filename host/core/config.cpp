@@ -158,6 +158,8 @@ void validate(const FilterOptions& options, const ModelConfig& config, const std
                   to_string(config.observation), " with link ", to_string(config.link),
                   ", expected gaussian with link identity (use --proposal bootstrap)");
   }
+  LRSMC_REQUIRE(options.t_forward >= 0 && options.t_forward <= 100'000'000, source,
+                ": t_forward is out of range; got ", options.t_forward, ", expected 0 or more");
   if (options.proposal == Proposal::encoder) {
     LRSMC_REQUIRE(config.encoder.has_value(), source,
                   ": the encoder proposal needs a model with an encoder; got a model without one "

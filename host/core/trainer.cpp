@@ -238,6 +238,7 @@ nlohmann::json run_definition(const TrainingOptions& options, const Dataset& tra
   run["--proposal"] = to_string(options.filter.proposal);
   run["--resampling"] = to_string(options.filter.resampling);
   run["--resample-threshold"] = options.filter.resample_threshold;
+  run["--t-forward"] = options.filter.t_forward;
   run["--eval-particles"] = options.eval_particles;
   run["--eval-every"] = options.eval_every;
   run["--held-out"] = options.held_out_fraction;
@@ -509,10 +510,14 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
                   " steps is longer than the recording; got ", train.num_steps,
                   " steps, expected a window of at most ", train.num_steps);
   // The encoder meets batches of one window or one trial: checked before the first epoch.
+  const int batch_steps = train.continuous() ? options_.window : train.num_steps;
+  LRSMC_REQUIRE(options_.filter.t_forward < batch_steps, train.source,
+                ": --t-forward must leave at least one step before the forecast; got ",
+                options_.filter.t_forward, " of ", batch_steps, " steps per ",
+                train.continuous() ? "window" : "trial");
   if (options_.filter.proposal == Proposal::encoder)
     validate(*initial.config.encoder, initial.config.num_channels, initial.config.rank,
-             train.continuous() ? options_.window : train.num_steps,
-             train.source + ": encoder proposal");
+             batch_steps - options_.filter.t_forward, train.source + ": encoder proposal");
   const nlohmann::json run = run_definition(options_, train, held_out);
   ResumeState state;
   state.model = initial;

@@ -145,15 +145,22 @@ class Engine {
         options_(options),
         seed_(seed),
         lanes_(width == 1 ? math::lanes_per_particle(options.num_particles) : 1),
+        data_steps_(batch.num_steps - options.t_forward),
         encoder_(options.proposal == Proposal::encoder) {
     phases_[0] = constants_.phase(0);
     phases_[1] = constants_.phase(1);
     if (encoder_) run_encoder(model);
   }
 
-  /// Whether the proposal multiplies the prior with a Gaussian factor (optimal or encoder): the
-  /// particle step's `optimal` branch, with the step's constants.
-  [[nodiscard]] bool product_proposal() const { return constants_.shape.optimal || encoder_; }
+  /// Whether the proposal multiplies the prior with a Gaussian factor (optimal or encoder) at this
+  /// step: the
+  /// particle step's `optimal` branch, with the step's constants; never in the t_forward steps,
+  /// whose particles come from the transition.
+  [[nodiscard]] bool product_step(int step) const {
+    return (constants_.shape.optimal || encoder_) && step < data_steps_;
+  }
+  /// Whether the encoder's factor enters this step.
+  [[nodiscard]] bool encoder_step(int step) const { return encoder_ && step < data_steps_; }
 
   [[nodiscard]] const math::ModelShape& shape() const { return constants_.shape; }
 
@@ -238,21 +245,24 @@ class Engine {
     }
   }
 
-  /// The encoder's factor for every trial and step of the batch, from the observations in the
-  /// working precision: its mean and its clamped variance (float64).
+  /// The encoder's factor for every trial and step before the t_forward steps, from the
+  /// observations of those steps in the working precision: its mean and its clamped variance
+  /// (float64).
   void run_encoder(const Model& model) {
     encoder_config_ = *model.config.encoder;
     const EncoderConfig& config = encoder_config_;
-    const int trials = batch_.num_trials, steps = batch_.num_steps, R = model_.rank,
+    const int trials = batch_.num_trials, steps = data_steps_, R = model_.rank,
               D = model_.channels;
     validate(config, D, R, steps, "encoder proposal");
     const ParameterLayout layout(model.config);
     encoder_offset_ = layout.encoder;
     encoder_parameters_.assign(model.parameters.begin() + layout.encoder,
                                model.parameters.begin() + layout.encoder + layout.encoder_size);
-    std::vector<Scalar> observed(batch_.observations.size());
-    for (std::size_t i = 0; i < observed.size(); ++i)
-      observed[i] = static_cast<Scalar>(batch_.observations[i]);
+    const std::size_t kept = std::size_t(steps) * D, stored = std::size_t(batch_.num_steps) * D;
+    std::vector<Scalar> observed(std::size_t(trials) * kept);
+    for (std::size_t trial = 0; trial < std::size_t(trials); ++trial)
+      for (std::size_t i = 0; i < kept; ++i)
+        observed[trial * kept + i] = static_cast<Scalar>(batch_.observations[trial * stored + i]);
     const ThreadCountScope single_thread(1);
     encoder_pass_ = encoder_forward(config, encoder_parameters_, observed, trials, steps, D, R);
     const std::size_t cells = std::size_t(trials) * steps * R;
@@ -268,14 +278,14 @@ class Engine {
   }
 
   [[nodiscard]] std::size_t encoder_cell(const TrialData<Scalar>& data, int step) const {
-    return (std::size_t(data.index) * batch_.num_steps + std::size_t(step)) * model_.rank;
+    return (std::size_t(data.index) * std::size_t(data_steps_) + std::size_t(step)) * model_.rank;
   }
 
   /// The encoder's parameters' gradient from the adjoints of its mean and variance at every trial
   /// and step (the variance's through the clamp's slope to the log-variance), added to `gradient`.
   void add_encoder_gradient(const std::vector<EncoderAdjoint>& adjoints,
                             std::vector<double>& gradient) const {
-    const std::size_t per_trial = std::size_t(batch_.num_steps) * model_.rank;
+    const std::size_t per_trial = std::size_t(data_steps_) * model_.rank;
     std::vector<Scalar> mean_gradient(encoder_mean_.size()),
         log_variance_gradient(encoder_mean_.size());
     for (std::size_t trial = 0; trial < adjoints.size(); ++trial)
@@ -298,7 +308,7 @@ class Engine {
                                           EncoderStep<Scalar>& work) const {
     const int phase_index = math::phase_of(step);
     math::PhaseConstants<Scalar> phase = phases_[phase_index];
-    if (!encoder_) return phase;
+    if (!encoder_step(step)) return phase;
     const int R = model_.rank;
     const math::ConstantsLayout layout(constants_.shape);
     const std::size_t cell = encoder_cell(data, step);
@@ -344,7 +354,7 @@ class Engine {
     std::vector<ParticleScratch<Value>> scratches(static_cast<std::size_t>(block_threads));
     for (auto& scratch : scratches) scratch.resize(R, lanes_);
     std::vector<Scalar> gain_term(std::size_t(R), Scalar(0));
-    EncoderStep<Scalar> encoder_step(R);
+    EncoderStep<Scalar> work(R);
     const int blocks = (K + width - 1) / width;
     double* tile_maximum = storage.tile_values.data();
     double* tile_total = tile_maximum + tiles;
@@ -353,13 +363,13 @@ class Engine {
     double* tile_start = tile_scale + tiles;
 
     for (int step = 0; step < steps; ++step) {
-      const math::PhaseConstants<Scalar> phase = step_phase(data, step, encoder_step);
+      const math::PhaseConstants<Scalar> phase = step_phase(data, step, work);
       const Scalar* observed = observed_at(data, step);
-      if (constants_.shape.optimal)
+      if (constants_.shape.optimal && step < data_steps_)
         math::gain_observation(phase, R, model_.channels, observed, model_.readout_bias,
                                gain_term.data());
       const Scalar* step_gain_term =
-          encoder_ ? encoder_step.working_gain_term.data() : gain_term.data();
+          encoder_step(step) ? work.working_gain_term.data() : gain_term.data();
       Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
       double* increments = storage.log_weights.data() + std::size_t(step) * K;
       const std::size_t trial_cells = std::size_t(trial) * steps;
@@ -379,7 +389,7 @@ class Engine {
                                  DrawStream::proposal_noise, R, noise + std::size_t(k) * R);
         gather(noise, first, count, scratch.xi.data());
         const Value proposal_term =
-            math::propose(product_proposal(), R, phase, step_gain_term, scratch.mean.data(),
+            math::propose(product_step(step), R, phase, step_gain_term, scratch.mean.data(),
                           scratch.xi.data(), scratch.proposal.data(), scratch.z.data());
         const Value log_weight =
             proposal_term +
@@ -476,7 +486,7 @@ class Engine {
     const math::GradientSlots slots(constants_.shape.parameters.total, constants_.shape.rank,
                                     constants_.shape.channels);
     if (encoder_) {
-      const std::size_t cells = std::size_t(batch_.num_steps) * model_.rank;
+      const std::size_t cells = std::size_t(data_steps_) * model_.rank;
       encoder_adjoint.mean.assign(cells, 0.0);
       encoder_adjoint.variance.assign(cells, 0.0);
     }
@@ -535,7 +545,7 @@ class Engine {
     const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
     const int steps = batch_.num_steps, R = shape.rank, K = options_.num_particles,
               N = shape.hidden, D = shape.channels, U = shape.inputs;
-    const bool optimal = shape.optimal, product_branch = product_proposal();
+
     const std::size_t slice = std::size_t(K) * R;
     std::vector<Scalar> grad_post(slice, Scalar(0)), grad_pre(slice), grad_next(slice);
     std::vector<double> grad_carried(std::size_t(K), 0.0),
@@ -544,7 +554,7 @@ class Engine {
     std::vector<Total> step_gain_sum(static_cast<std::size_t>(R));
     // The encoder proposal's per-step sums: Σ dμ_q μᵀ and dL_q (its constants change every step).
     std::vector<Total> step_mean_product(std::size_t(R) * R), step_proposal_factor(std::size_t(R) * R);
-    EncoderStep<Scalar> encoder_step(R);
+    EncoderStep<Scalar> work(R);
     std::vector<double> encoder_sums(encoder_ ? 3 * std::size_t(R) * R + R : 0);
     ParticleScratch<Value> scratch;
     scratch.resize(R, lanes_);
@@ -561,7 +571,10 @@ class Engine {
 
     for (int step = steps - 1; step >= 0; --step) {
       const int phase_index = math::phase_of(step);
-      const math::PhaseConstants<Scalar> phase = step_phase(data, step, encoder_step);
+      const math::PhaseConstants<Scalar> phase = step_phase(data, step, work);
+      // The Kalman or encoder product at this step (not in the t_forward steps).
+      const bool product_branch = product_step(step), optimal = shape.optimal && product_branch,
+                 encoder = encoder_step(step);
       const std::int32_t* ancestors = storage.ancestors.data() + std::size_t(step) * K;
       const double* normalised = storage.log_weights.data() + std::size_t(step) * K;
       const bool resampled = storage.resampled[std::size_t(step)] != 0;
@@ -637,14 +650,14 @@ class Engine {
                 math::factor_adjoint_term(product_branch, R, phase, weight, grad_z, xi,
                                           scratch.residual.data(), scratch.scaled.data(), r, s);
             if (product_branch)
-              (encoder_ ? step_proposal_factor[std::size_t(r * R + s)]
+              (encoder ? step_proposal_factor[std::size_t(r * R + s)]
                         : row[std::size_t(slots.proposal_factor[phase_index] + r * R + s)]) +=
                   math::proposal_factor_adjoint_term(R, phase, weight, grad_z, xi, r, s);
           }
         if (product_branch) {
           for (int r = 0; r < R; ++r) {
             for (int s = 0; s < R; ++s)
-              (encoder_ ? step_mean_product[std::size_t(r * R + s)]
+              (encoder ? step_mean_product[std::size_t(r * R + s)]
                         : row[std::size_t(slots.mean_product[phase_index] + r * R + s)]) +=
                   math::mean_product_term(grad_z, mean, r, s);
             step_gain_sum[std::size_t(r)] += widen(grad_z[r]);
@@ -685,7 +698,7 @@ class Engine {
           add_scalar(row[std::size_t(slots.gain_sum[phase_index] + r)], gain_sum);
         }
       }
-      if (encoder_) {  // the step's constants: dL, dμ_e and dσ_e²
+      if (encoder) {  // the step's constants: dL, dμ_e and dσ_e²
         double* mean_product = encoder_sums.data();
         double* proposal_factor = mean_product + R * R;
         double* prior_factor = proposal_factor + R * R;
@@ -701,14 +714,13 @@ class Engine {
         math::encoder_step_constants_backward(
             R, constants_.constants.data() + layout.factor[phase_index],
             encoder_mean_.data() + cell, encoder_variance_.data() + cell,
-            math::GaussianProductView{encoder_step.product.precision,
-                                      encoder_step.product.covariance, encoder_step.product.gain,
-                                      encoder_step.product.alpha,
-                                      encoder_step.product.proposal_factor,
-                                      encoder_step.product.proposal_log_det},
+            math::GaussianProductView{work.product.precision, work.product.covariance,
+                                      work.product.gain, work.product.alpha,
+                                      work.product.proposal_factor,
+                                      work.product.proposal_log_det},
             mean_product, mean_sum, proposal_factor, prior_factor,
             encoder_adjoint.mean.data() + own, encoder_adjoint.variance.data() + own,
-            encoder_step.scratch.data());
+            work.scratch.data());
         for (int i = 0; i < R * R; ++i)
           add_scalar(row[std::size_t(slots.factor[phase_index] + i)], prior_factor[i]);
       }
@@ -774,6 +786,7 @@ class Engine {
   int lanes_;
   // The encoder proposal: the encoder, its parameters and its outputs for the batch (trials,
   // steps, rank), the variance clamped and its slope to the log-variance.
+  int data_steps_;  // the steps before the t_forward steps
   bool encoder_;
   EncoderConfig encoder_config_;
   std::int64_t encoder_offset_ = -1;

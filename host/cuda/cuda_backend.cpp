@@ -146,6 +146,7 @@ class CudaBackend final : public Backend {
                                        const FilterOptions& options) const override {
     if (options.proposal == Proposal::encoder || config.encoder)
       return "the CUDA kernels have no encoder proposal";
+    if (options.t_forward > 0) return "the CUDA kernels have no t_forward steps";
     if (config.rank > kernels::max_rank)
       return detail::concat("the CUDA kernels run ranks up to ", kernels::max_rank, "; got rank ",
                             config.rank);

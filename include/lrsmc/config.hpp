@@ -80,6 +80,10 @@ struct FilterOptions {
   /// Resample when the effective sample size falls below threshold·K. 1 (default) resamples
   /// after every step as the reference does; 0 never resamples (weights accumulate).
   double resample_threshold = 1.0;
+  /// The last t_forward steps of each trial are a forecast (method.md §3.3, t_forward): their
+  /// particles are drawn from the transition alone, whatever the proposal, and weighed by their
+  /// observations, which the encoder does not see.
+  int t_forward = 0;
 };
 
 [[nodiscard]] std::string to_string(Nonlinearity value);

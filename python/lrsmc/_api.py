@@ -298,6 +298,7 @@ def filter(
     proposal: str = "auto",
     resampling: str = "systematic",
     resample_threshold: float = 1.0,
+    t_forward: int = 0,
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
@@ -307,8 +308,10 @@ def filter(
 ) -> FilterResult:
     """Runs the particle filter over every trial (``lrsmc filter``; 1000 particles by default).
 
-    ``proposal='auto'`` is the optimal (Kalman) proposal for Gaussian identity read-outs and the
-    bootstrap proposal otherwise. A long recording (``time,channels``) is filtered as one trial.
+    ``proposal='auto'`` is the model's encoder proposal when it has an encoder, the optimal
+    (Kalman) proposal for Gaussian identity read-outs and the bootstrap proposal otherwise.
+    ``t_forward``: the last steps of each trial are a forecast, drawn from the dynamics alone
+    (the encoder does not see them) and weighed by their observations. A long recording (``time,channels``) is filtered as one trial.
     ``precision`` is the CPU's arithmetic (``--precision``): ``"float32"`` (packed, the fast
     path), ``"float64"`` (the reference) or ``"float32-device"`` (the CUDA kernels' order).
 
@@ -326,6 +329,7 @@ def filter(
         proposal=proposal,
         resampling=resampling,
         resample_threshold=resample_threshold,
+        t_forward=t_forward,
         seed=seed,
         device=_device(device),
         threads=threads,
@@ -450,6 +454,7 @@ def fit_model(
     proposal: str = "auto",
     resampling: str = "systematic",
     resample_threshold: float = 1.0,
+    t_forward: int = 0,
     held_out: float = 0.0,
     eval_particles: int = 0,
     eval_every: int = 1,
@@ -507,6 +512,7 @@ def fit_model(
         proposal=proposal,
         resampling=resampling,
         resample_threshold=resample_threshold,
+        t_forward=t_forward,
         eval_particles=eval_particles,
         eval_every=eval_every,
         held_out_fraction=held_out,

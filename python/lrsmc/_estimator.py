@@ -57,7 +57,8 @@ class LowRankRNN:
     nonlinearity : ``relu``, ``clipped_relu``, ``tanh`` or ``identity``.
     observation : ``gaussian`` or ``poisson``; ``link`` is ``identity``, ``exp``, ``softplus`` or
         ``relu``, and ``auto`` means identity for Gaussian and softplus for Poisson read-outs.
-    particles, proposal, resampling, resample_threshold : the training particle filter.
+    particles, proposal, resampling, resample_threshold, t_forward : the training particle filter
+        (``t_forward``: the last steps of each trial are a forecast, as ``--t-forward``).
         ``proposal="encoder"`` trains a convolutional encoder with the model (CPU) whose factor
         per step is multiplied with the transition prior (the paper's proposal for spike
         counts); ``"auto"`` uses the model's encoder when it has one, the optimal proposal for
@@ -169,6 +170,7 @@ class LowRankRNN:
         encoder_constant_variance: bool = False,
         resampling: str = "systematic",
         resample_threshold: float = 1.0,
+        t_forward: int = 0,
         epochs: Optional[int] = None,
         batch_size: Optional[int] = None,
         window: Optional[int] = None,
@@ -213,6 +215,7 @@ class LowRankRNN:
         self.encoder_constant_variance = encoder_constant_variance
         self.resampling = resampling
         self.resample_threshold = resample_threshold
+        self.t_forward = t_forward
         self.epochs = epochs
         self.batch_size = batch_size
         self.window = window
@@ -496,6 +499,7 @@ class LowRankRNN:
             proposal=self.proposal,
             resampling=self.resampling,
             resample_threshold=self.resample_threshold,
+            t_forward=self.t_forward,
             seed=seed,
             device=self.device,
             threads=self.threads,

@@ -185,13 +185,14 @@ std::unique_ptr<Backend> make_device_backend(const std::string& device, int thre
 /// default_proposal(config).
 FilterOptions make_filter_options(const ModelConfig& config, int particles,
                                   const std::string& proposal, const std::string& resampling,
-                                  double resample_threshold) {
+                                  double resample_threshold, int t_forward) {
   FilterOptions options;
   options.num_particles = particles;
   options.proposal =
       proposal == "auto" ? default_proposal(config) : parse_proposal(proposal, "proposal");
   options.resampling = parse_resampling(resampling, "resampling");
   options.resample_threshold = resample_threshold;
+  options.t_forward = t_forward;
   validate(options, config, "filter options");
   return options;
 }
@@ -223,9 +224,10 @@ Dataset make_dataset(const InputArray& observations, const std::string& layout,
 /// the trials in parts gives the same numbers as one call; the Python package does so to report
 /// progress on long calls.
 py::dict filter(const Model& model, const Dataset& data, int particles, const std::string& proposal,
-                const std::string& resampling, double resample_threshold, std::uint64_t seed,
-                const std::string& device, int threads, const std::string& precision,
-                bool store_particles, int first_trial, int num_trials) {
+                const std::string& resampling, double resample_threshold, int t_forward,
+                std::uint64_t seed, const std::string& device, int threads,
+                const std::string& precision, bool store_particles, int first_trial,
+                int num_trials) {
   require_channels(data, model.config.num_channels);
   LRSMC_REQUIRE(first_trial >= 0 && first_trial < data.num_trials,
                 "filter: first_trial is out of range; got ", first_trial, ", expected 0 to ",
@@ -238,8 +240,8 @@ py::dict filter(const Model& model, const Dataset& data, int particles, const st
   int num_particles = 0;
   {
     py::gil_scoped_release release;
-    const FilterOptions options =
-        make_filter_options(model.config, particles, proposal, resampling, resample_threshold);
+    const FilterOptions options = make_filter_options(model.config, particles, proposal,
+                                                      resampling, resample_threshold, t_forward);
     num_particles = options.num_particles;
     auto backend = make_device_backend(device, threads, precision, model.config, options);
     FilterRequest request;
@@ -299,7 +301,7 @@ py::dict sample(const Model& model, int trials, int steps, const std::optional<I
 /// Returns (TrainingResult, exception or None).
 py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
               TrainingOptions options, int particles, const std::string& proposal,
-              const std::string& resampling, double resample_threshold,
+              const std::string& resampling, double resample_threshold, int t_forward,
               const std::string& optimizer, const std::string& resume_from,
               const std::string& device, int threads, const std::string& precision,
               const py::object& callback) {
@@ -321,8 +323,8 @@ py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
   TrainingResult result;
   {
     py::gil_scoped_release release;
-    options.filter =
-        make_filter_options(model.config, particles, proposal, resampling, resample_threshold);
+    options.filter = make_filter_options(model.config, particles, proposal, resampling,
+                                         resample_threshold, t_forward);
     options.optimizer = parse_optimizer(optimizer, "optimizer");
     auto backend = make_device_backend(device, threads, precision, model.config, options.filter);
     Trainer trainer(*backend, options);
@@ -689,7 +691,8 @@ void bind_training(py::module_& module) {
          int batch_size, int window, int windows_per_epoch, double learning_rate,
          double learning_rate_end, const std::string& optimizer, double gradient_clip,
          int particles, const std::string& proposal, const std::string& resampling,
-         double resample_threshold, int eval_particles, int eval_every, double held_out_fraction,
+         double resample_threshold, int t_forward, int eval_particles, int eval_every,
+         double held_out_fraction,
          std::uint64_t seed, const std::string& checkpoint_path, int checkpoint_every,
          const std::string& keep, int patience, const std::string& resume_from,
          const std::string& device, int threads, const std::string& precision,
@@ -713,7 +716,7 @@ void bind_training(py::module_& module) {
         options.checkpoint_path = checkpoint_path;
         options.checkpoint_every = checkpoint_every;
         return fit(model, train, held_out, options, particles, proposal, resampling,
-                   resample_threshold, optimizer, resume_from, device, threads, precision,
+                   resample_threshold, t_forward, optimizer, resume_from, device, threads, precision,
                    callback);
       },
       "model"_a, "train"_a, "held_out"_a, py::kw_only(), "epochs"_a = defaults.epochs,
@@ -725,7 +728,7 @@ void bind_training(py::module_& module) {
       "particles"_a = filter_defaults.num_particles, "proposal"_a = "auto",
       "resampling"_a = to_string(filter_defaults.resampling),
       "resample_threshold"_a = filter_defaults.resample_threshold,
-      "eval_particles"_a = defaults.eval_particles, "eval_every"_a = defaults.eval_every,
+      "t_forward"_a = filter_defaults.t_forward, "eval_particles"_a = defaults.eval_particles, "eval_every"_a = defaults.eval_every,
       "held_out_fraction"_a = defaults.held_out_fraction, "seed"_a = defaults.seed,
       "checkpoint_path"_a = "", "checkpoint_every"_a = defaults.checkpoint_every, "keep"_a = "last",
       "patience"_a = defaults.patience, "resume_from"_a = "", "device"_a = "cpu", "threads"_a = 0,
@@ -738,7 +741,7 @@ void bind_training(py::module_& module) {
 void bind_inference(py::module_& module) {
   module.def("filter", &filter, "model"_a, "data"_a, py::kw_only(), "particles"_a = 1000,
              "proposal"_a = "auto", "resampling"_a = "systematic", "resample_threshold"_a = 1.0,
-             "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
+             "t_forward"_a = 0, "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
              "store_particles"_a = false, "first_trial"_a = 0, "num_trials"_a = -1,
              "Runs the particle filter on trials [first_trial, first_trial + num_trials) of "
              "`data` (num_trials -1: every trial from first_trial): {'elbo', 'elbo_per_trial', "

@@ -229,6 +229,13 @@ def test_encoder_proposal_trains_an_encoder_with_the_model(tmp_path):
     loaded = lrsmc.load_model(path)
     assert loaded.config.to_json() == rnn.model_.config.to_json()
     np.testing.assert_array_equal(loaded.parameters, rnn.model_.parameters)
+    # Forecast steps: the command line's --t-forward, in filtering and in training.
+    forecast = lrsmc.filter(rnn.model_, counts, particles=50, seed=1, t_forward=5)
+    assert np.isfinite(forecast.elbo) and forecast.elbo != auto.elbo
+    with pytest.raises(lrsmc.InvalidInputError, match="t_forward must leave at least one step"):
+        lrsmc.filter(rnn.model_, counts, t_forward=30)
+    forecaster = lrsmc.LowRankRNN(**{**rnn.get_params(), "t_forward": 5, "epochs": 1}).fit(counts)
+    assert forecaster.get_params()["t_forward"] == 5 and forecaster.completed_
     # A model without an encoder cannot filter with the encoder proposal.
     with pytest.raises(lrsmc.InvalidInputError, match="the encoder proposal needs a model with an encoder"):
         lrsmc.filter(lrsmc.Model.initialise(config, seed=3), counts, proposal="encoder")
