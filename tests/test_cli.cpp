@@ -313,6 +313,14 @@ TEST_F(CliTest, EncoderOptionsThatDoNotFitTheDataAreRefusedBeforeTraining) {
   expect_bad_input(fit + "--t-forward 3 --encoder-kernels 9,1 --encoder-padding-mode reflect",
                    "needs trials longer than 8 steps; got 7");
   EXPECT_FALSE(std::filesystem::exists(path("m.npz")));
+  // A learning rate the encoder does not survive is announced, before training.
+  ASSERT_EQ(run(fit + "--encoder-kernels 3,1 --encoder-channels 4 --hidden 4 --rank 2 "
+                      "--epochs 1 --particles 2 --lr 1e-2"),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("warning: the encoder proposal at learning rate 0.01: above about 2e-3"),
+            std::string::npos)
+      << output_;
   // A model without an encoder cannot be filtered with one.
   const Model plain = oscillator_teacher();
   save_model(path("plain.npz"), plain);

@@ -135,6 +135,14 @@ std::vector<std::string> training_warnings(const TrainingOptions& options, const
         options.learning_rate,
         " (the paper's recipe takes 75,000); with a budget like this, start from the preset "
         "'small' (Adam at 4e-2), which needs about 2,500 steps"));
+  // Each Adam step moves every weight of the encoder's wide first convolution by about the
+  // rate at once, so its outputs grow by the rate times the fan-in: at 1e-2 the Poisson
+  // teacher's encoder blew up within 9 epochs (bench/RESULTS.md, "Poisson teacher").
+  if (options.filter.proposal == Proposal::encoder && options.learning_rate > 2e-3)
+    warnings.push_back(detail::concat(
+        "the encoder proposal at learning rate ", options.learning_rate,
+        ": above about 2e-3 the encoder's outputs can blow up within a few epochs (the ELBO "
+        "then falls by orders of magnitude); the paper trains it at 1e-3"));
   return warnings;
 }
 

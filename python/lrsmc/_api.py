@@ -484,8 +484,14 @@ def fit_model(
     data = as_dataset(observations, layout, inputs)
     _check_data(data, model)
     train, held = _core.split_held_out(data, held_out, window, seed)
+    encoder_proposal = proposal == "encoder" or (proposal == "auto" and model.config.encoder is not None)
     for message in _core.training_warnings(
-        train, epochs=epochs, batch_size=batch_size, windows_per_epoch=windows_per_epoch, learning_rate=learning_rate
+        train,
+        epochs=epochs,
+        batch_size=batch_size,
+        windows_per_epoch=windows_per_epoch,
+        learning_rate=learning_rate,
+        encoder_proposal=encoder_proposal,
     ):
         warnings.warn(message, UserWarning, stacklevel=3)  # the caller of fit_model
     checkpoint_path = "" if checkpoint is None else os.fspath(checkpoint)

@@ -672,8 +672,9 @@ void bind_training(py::module_& module) {
   module.def(
       "training_warnings",
       [](const Dataset& train, int epochs, int batch_size, int windows_per_epoch,
-         double learning_rate) {
+         double learning_rate, bool encoder_proposal) {
         TrainingOptions options;
+        if (encoder_proposal) options.filter.proposal = Proposal::encoder;
         options.epochs = epochs;
         options.batch_size = batch_size;
         options.windows_per_epoch = windows_per_epoch;
@@ -682,7 +683,7 @@ void bind_training(py::module_& module) {
         return training_warnings(options, train);
       },
       "train"_a, py::kw_only(), "epochs"_a, "batch_size"_a, "windows_per_epoch"_a,
-      "learning_rate"_a,
+      "learning_rate"_a, "encoder_proposal"_a = false,
       "The readings of these training options that look like a mistake for this training set "
       "(trainer.hpp), one sentence each.");
   module.def(

@@ -229,6 +229,9 @@ def test_encoder_proposal_trains_an_encoder_with_the_model(tmp_path):
     loaded = lrsmc.load_model(path)
     assert loaded.config.to_json() == rnn.model_.config.to_json()
     np.testing.assert_array_equal(loaded.parameters, rnn.model_.parameters)
+    # A learning rate the encoder does not survive is announced.
+    with pytest.warns(UserWarning, match="the encoder proposal at learning rate 0.01: above about 2e-3"):
+        lrsmc.fit_model(rnn.model_, counts, epochs=1, learning_rate=1e-2, particles=4, batch_size=6)
     # Forecast steps: the command line's --t-forward, in filtering and in training.
     forecast = lrsmc.filter(rnn.model_, counts, particles=50, seed=1, t_forward=5)
     assert np.isfinite(forecast.elbo) and forecast.elbo != auto.elbo
