@@ -207,8 +207,8 @@ class TinyMemoryBackend final : public Backend {
                                   std::uint64_t) override {
     return {};
   }
-  SampleResult do_sample(const Model&, int, int, const std::vector<double>&,
-                         std::uint64_t) override {
+  SampleResult do_sample(const Model&, int, int, const std::vector<double>&, std::uint64_t,
+                         int) override {
     return {};
   }
 };

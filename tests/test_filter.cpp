@@ -264,6 +264,36 @@ TEST(Filter, ForecastStepsDrawFromTheDynamicsAndTheEncoderDoesNotSeeThem) {
   EXPECT_THROW((void)backend->filter(model, batch, options, 3), InvalidInput);
 }
 
+TEST(Sample, ADrawInPartsEqualsTheDrawAtOnce) {
+  for (const Observation observation : {Observation::gaussian, Observation::poisson}) {
+    const ModelConfig config = testing::small_config(
+        Nonlinearity::tanh, NoiseType::full, observation,
+        observation == Observation::poisson ? Link::softplus : Link::identity, 1);
+    const Model model = testing::random_model(config, 14);
+    const int trials = 5, steps = 7;
+    std::vector<double> inputs(std::size_t(trials) * steps);
+    for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = std::sin(0.3 * double(i));
+    auto backend = make_backend(BackendKind::cpu);
+    const SampleResult whole = backend->sample(model, trials, steps, inputs, 8);
+    const std::vector<double> first_inputs(inputs.begin(), inputs.begin() + 2 * steps),
+        rest_inputs(inputs.begin() + 2 * steps, inputs.end());
+    const SampleResult first = backend->sample(model, 2, steps, first_inputs, 8, 0);
+    const SampleResult rest = backend->sample(model, 3, steps, rest_inputs, 8, 2);
+    const auto joined = [](std::vector<double> a, const std::vector<double>& b) {
+      a.insert(a.end(), b.begin(), b.end());
+      return a;
+    };
+    SCOPED_TRACE(to_string(observation));
+    EXPECT_EQ(joined(first.latents, rest.latents), whole.latents);
+    EXPECT_EQ(joined(first.observations, rest.observations), whole.observations);
+    EXPECT_EQ(joined(first.rates, rest.rates), whole.rates);
+    // The later trials are not the first ones drawn again.
+    const std::vector<double> leading(whole.latents.begin(),
+                                      whole.latents.begin() + std::ptrdiff_t(rest.latents.size()));
+    EXPECT_NE(rest.latents, leading);
+  }
+}
+
 TEST(Filter, OutputsHaveConsistentShapesAndWeights) {
   const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::diag,
                                                    Observation::poisson, Link::softplus);

@@ -165,7 +165,8 @@ GradientResult Backend::elbo_gradient(const Model& model, const SequenceBatch& b
 }
 
 SampleResult Backend::sample(const Model& model, int num_trials, int num_steps,
-                             const std::vector<double>& inputs, std::uint64_t seed) {
+                             const std::vector<double>& inputs, std::uint64_t seed,
+                             int first_trial) {
   model.validate();
   LRSMC_REQUIRE(num_trials >= 1 && num_trials <= 10'000'000, "sample: trials is out of range; got ",
                 num_trials, ", expected 1 to 10000000");
@@ -175,7 +176,10 @@ SampleResult Backend::sample(const Model& model, int num_trials, int num_steps,
       std::size_t(num_trials) * std::size_t(num_steps) * std::size_t(model.config.num_inputs);
   LRSMC_REQUIRE(inputs.size() == expected, "sample: inputs have the wrong size; got ",
                 inputs.size(), " values, expected ", expected, " (trials × steps × inputs)");
-  return do_sample(model, num_trials, num_steps, inputs, seed);
+  LRSMC_REQUIRE(first_trial >= 0 && first_trial <= 100'000'000 - num_trials,
+                "sample: first_trial is out of range; got ", first_trial, ", expected 0 to ",
+                100'000'000 - num_trials);
+  return do_sample(model, num_trials, num_steps, inputs, seed, first_trial);
 }
 
 std::unique_ptr<TrainingSession> Backend::start_training(const TrainingSetup&) { return nullptr; }

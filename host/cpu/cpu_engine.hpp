@@ -52,6 +52,7 @@ template <typename Scalar>
 /// Draws from the generative model (method.md §6.1, prior start).
 template <typename Scalar>
 [[nodiscard]] SampleResult sample_trials(const Model& model, int num_trials, int num_steps,
-                                         const std::vector<double>& inputs, std::uint64_t seed);
+                                         const std::vector<double>& inputs, std::uint64_t seed,
+                                         int first_trial);
 
 }  // namespace lrsmc::cpu

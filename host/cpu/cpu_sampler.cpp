@@ -54,7 +54,7 @@ double poisson_draw(double rate, std::uint64_t seed, std::uint32_t trial, std::u
 
 template <typename Scalar>
 SampleResult sample_trials(const Model& model, int trials, int steps,
-                           const std::vector<double>& inputs, std::uint64_t seed) {
+                           const std::vector<double>& inputs, std::uint64_t seed, int first_trial) {
   const model::HostConstants<Scalar> constants(model, Proposal::bootstrap);
   const math::ModelShape& shape = constants.shape;
   const math::ParticleModel<Scalar> particle_model = constants.particle_model();
@@ -68,6 +68,7 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
       currents(std::size_t(U > 0 ? N : 0)), previous_currents(currents.size());
   std::vector<double> projection(static_cast<std::size_t>(R));
   for (int trial = 0; trial < trials; ++trial) {
+    const auto address = std::uint32_t(first_trial + trial);  // the trial's random-number address
     for (int step = 0; step < steps; ++step) {
       if (U > 0) {
         previous_currents.swap(currents);
@@ -85,8 +86,8 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
       // z = μ + L ξ, the bootstrap proposal's draw, on the generative stream's normals.
       for (int r = 0; r < R; ++r)
         noise[std::size_t(r)] = static_cast<Scalar>(
-            math::standard_normal(seed, std::uint32_t(trial), std::uint32_t(step), 0,
-                                  DrawStream::generative, std::uint32_t(r)));
+            math::standard_normal(seed, address, std::uint32_t(step), 0, DrawStream::generative,
+                                  std::uint32_t(r)));
       (void)math::propose<Scalar>(false, R, constants.phase(math::phase_of(step)), nullptr,
                                   mean.data(), noise.data(), lanes.data(), z.data());
       const std::size_t row = std::size_t(trial) * steps + step;
@@ -100,12 +101,11 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
           const double std_dev =
               std::exp(0.5 * static_cast<double>(particle_model.log_variance[i]));
           result.observations[row * D + i] =
-              rate + std_dev * math::standard_normal(seed, std::uint32_t(trial),
-                                                     std::uint32_t(step), std::uint32_t(i),
-                                                     DrawStream::observation, 0);
+              rate + std_dev * math::standard_normal(seed, address, std::uint32_t(step),
+                                                     std::uint32_t(i), DrawStream::observation, 0);
         } else {
           result.observations[row * D + i] =
-              poisson_draw(rate, seed, std::uint32_t(trial), std::uint32_t(step), std::uint32_t(i));
+              poisson_draw(rate, seed, address, std::uint32_t(step), std::uint32_t(i));
         }
       }
     }
@@ -114,8 +114,8 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
 }
 
 template SampleResult sample_trials<float>(const Model&, int, int, const std::vector<double>&,
-                                           std::uint64_t);
+                                           std::uint64_t, int);
 template SampleResult sample_trials<double>(const Model&, int, int, const std::vector<double>&,
-                                            std::uint64_t);
+                                            std::uint64_t, int);
 
 }  // namespace lrsmc::cpu

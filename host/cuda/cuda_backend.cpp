@@ -338,9 +338,10 @@ class CudaBackend final : public Backend {
   }
 
   SampleResult do_sample(const Model& model, int num_trials, int num_steps,
-                         const std::vector<double>& inputs, std::uint64_t seed) override {
+                         const std::vector<double>& inputs, std::uint64_t seed,
+                         int first_trial) override {
     cpu::CpuBackend reference(BackendOptions{});
-    return reference.sample(model, num_trials, num_steps, inputs, seed);
+    return reference.sample(model, num_trials, num_steps, inputs, seed, first_trial);
   }
 
   BackendOptions options_;

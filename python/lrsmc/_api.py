@@ -242,9 +242,10 @@ class FilterResult:
     resampled: Optional[np.ndarray] = None  #: (trials, steps) bool
 
 
-#: A filter call with progress on runs in this many parts (of whole trials) once its first part
-#: shows that it will last longer than the progress bar's delay, as ``lrsmc filter`` does.
-_FILTER_PARTS = 20
+#: A filter or sample call with progress on runs in this many parts (of whole trials) once its
+#: first part shows that it will last longer than the progress bar's delay, as ``lrsmc filter``
+#: does.
+_PARTS = 20
 
 
 def _mean_in_order(values: np.ndarray) -> float:
@@ -256,34 +257,32 @@ def _mean_in_order(values: np.ndarray) -> float:
     return total / len(values)
 
 
-def _filter_in_parts(model: _core.Model, data: _core.Dataset, options: dict, bar) -> dict:
-    """Filters `data` in _FILTER_PARTS parts of whole trials, advancing `bar` after each, when the
-    first part shows that the call outlasts the bar's delay; otherwise the rest in one call. Every
-    trial keeps its random-number address, so the result equals one call's."""
-    trials = data.num_trials
-    bounds = [trials * part // _FILTER_PARTS for part in range(_FILTER_PARTS + 1)]
-    bounds = sorted(set(bounds))
+def _in_parts(call: Callable[[int, int], dict], trials: int, bar) -> dict:
+    """``call(first_trial, num_trials)`` over every trial in _PARTS parts of whole trials,
+    advancing `bar` after each, when the first part shows that the work outlasts the bar's delay;
+    otherwise the rest in one call. The arrays of the parts (trials first) are joined; every trial
+    keeps its random-number address, so the result equals one call's. Entries that are not
+    arrays are dropped."""
+    bounds = sorted(set(trials * part // _PARTS for part in range(_PARTS + 1)))
     started = time.monotonic()
-    first = _core.filter(model, data, first_trial=0, num_trials=bounds[1], **options)
+    first = call(0, bounds[1])
     bar.update(bounds[1])
     elapsed = time.monotonic() - started
     if elapsed * trials / bounds[1] < _progress.DELAY_SECONDS:
         bounds = [0, bounds[1], trials]
     # Each part's arrays are copied into the result at once, so at most one part is held twice.
-    out = {"elbo": 0.0}
+    out = {}
     for name, values in first.items():
-        if name != "elbo":
+        if isinstance(values, np.ndarray):
             out[name] = np.empty((trials,) + values.shape[1:], dtype=values.dtype)
             out[name][: bounds[1]] = values
     del first
     for begin, end in zip(bounds[1:-1], bounds[2:]):
-        part = _core.filter(model, data, first_trial=begin, num_trials=end - begin, **options)
-        for name, values in part.items():
-            if name != "elbo":
-                out[name][begin:end] = values
+        part = call(begin, end - begin)
+        for name in out:
+            out[name][begin:end] = part[name]
         del part
         bar.update(end - begin)
-    out["elbo"] = _mean_in_order(out["elbo_per_trial"])
     return out
 
 
@@ -343,7 +342,12 @@ def filter(
         if bar is None or bar.disable:
             out = _core.filter(model, data, **options)
         else:
-            out = _filter_in_parts(model, data, options, bar)
+            out = _in_parts(
+                lambda first, count: _core.filter(model, data, first_trial=first, num_trials=count, **options),
+                data.num_trials,
+                bar,
+            )
+            out["elbo"] = _mean_in_order(out["elbo_per_trial"])
     finally:
         if bar is not None:
             bar.close()
@@ -373,23 +377,30 @@ def sample(
     device: str = "auto",
     threads: int = 0,
     precision: str = "float32",
+    progress: _progress.Progress = "auto",
 ) -> Samples:
     """Generates ``trials`` sequences of ``steps`` steps after ``burn_in`` dropped steps
     (``lrsmc sample``). ``inputs``, for models with inputs, is (trials, burn_in + steps, inputs).
     Observations of a Poisson read-out are counts, int64; every other array is float64.
+    ``progress`` as in :func:`filter`: a draw of several trials that lasts longer than a few
+    seconds runs in parts of whole trials with a progress bar (the same numbers as one call).
     """
     if burn_in < 0:
         raise _core.InvalidInputError(f"burn_in must be ≥ 0; got {burn_in}")
-    drawn = _core.sample(
-        model,
-        trials,
-        steps + burn_in,
-        inputs=None if inputs is None else _as_array(inputs, "inputs"),
-        seed=seed,
-        device=_device(device),
-        threads=threads,
-        precision=precision,
-    )
+    progress = _progress.resolve(progress)
+    input_array = None if inputs is None else _as_array(inputs, "inputs")
+    options = dict(seed=seed, device=_device(device), threads=threads, precision=precision)
+
+    def draw(first: int, count: int) -> dict:
+        part = None if input_array is None else input_array[first : first + count]
+        return _core.sample(model, count, steps + burn_in, inputs=part, first_trial=first, **options)
+
+    bar = _progress.bar(progress, trials, "lrsmc sample", "trial") if trials > 1 else None
+    try:
+        drawn = draw(0, trials) if bar is None or bar.disable else _in_parts(draw, trials, bar)
+    finally:
+        if bar is not None:
+            bar.close()
     # Basic slicing: views of the engine's buffers, no copy.
     samples = Samples(**{name: values[:, burn_in:] for name, values in drawn.items()})
     if model.config.observation == "poisson":

@@ -554,6 +554,7 @@ class LowRankRNN:
             device=self.device,
             threads=self.threads,
             precision=self.precision,
+            progress=_progress.resolve(self.verbose, "verbose"),
         )
 
     def fixed_points(self, input=None, *, method: str = "auto", num_starts: int = 100, seed: int = 0):

@@ -270,7 +270,7 @@ py::dict filter(const Model& model, const Dataset& data, int particles, const st
 
 py::dict sample(const Model& model, int trials, int steps, const std::optional<InputArray>& inputs,
                 std::uint64_t seed, const std::string& device, int threads,
-                const std::string& precision) {
+                const std::string& precision, int first_trial) {
   std::vector<double> input_values;
   if (inputs) {
     LRSMC_REQUIRE(inputs->ndim() == 3 && inputs->shape(0) == trials && inputs->shape(1) == steps &&
@@ -283,7 +283,7 @@ py::dict sample(const Model& model, int trials, int steps, const std::optional<I
   {
     py::gil_scoped_release release;
     auto backend = make_device_backend(device, threads, precision, model.config, FilterOptions{});
-    result = backend->sample(model, trials, steps, input_values, seed);
+    result = backend->sample(model, trials, steps, input_values, seed, first_trial);
   }
   const py::ssize_t t = trials, s = steps;
   py::dict out;
@@ -751,8 +751,10 @@ void bind_inference(py::module_& module) {
              "(no copy).");
   module.def("sample", &sample, "model"_a, "trials"_a, "steps"_a, py::kw_only(),
              "inputs"_a = py::none(), "seed"_a = 0, "device"_a = "cpu", "threads"_a = 0,
-             "precision"_a = "float32",
-             "Draws {'latents', 'rates', 'observations'} (trials, steps, ·) from the model.");
+             "precision"_a = "float32", "first_trial"_a = 0,
+             "Draws {'latents', 'rates', 'observations'} (trials, steps, ·) from the model: "
+             "trials first_trial … first_trial + trials − 1 of a larger draw, so a draw in parts "
+             "equals one call's.");
   module.def("oscillator_teacher", &oscillator_teacher, "seed"_a = 7,
              "The demo's teacher: a rank-2 relu network (20 units, 20 Gaussian channels) whose "
              "latent state follows a noisy limit cycle (demo.hpp).");

@@ -340,6 +340,23 @@ def test_a_short_filter_is_one_call_after_a_probe(fitted, demo, monkeypatch, cap
     assert result.elbo == one_call.elbo
 
 
+def test_a_long_sample_runs_in_parts_with_the_same_numbers(fitted, monkeypatch, capsys):
+    monkeypatch.setattr(_progress, "DELAY_SECONDS", 0.0)  # every call counts as long
+    calls = []
+    engine_sample = _core.sample
+    monkeypatch.setattr(_core, "sample", lambda *a, **k: calls.append((a[1], k)) or engine_sample(*a, **k))
+    in_parts = lrsmc.sample(fitted.model_, trials=40, steps=30, burn_in=5, seed=3, progress=True)
+    assert [(count, call["first_trial"]) for count, call in calls] == [(2, 2 * part) for part in range(20)]
+    assert "lrsmc sample" in capsys.readouterr().err
+    calls.clear()
+    whole = lrsmc.sample(fitted.model_, trials=40, steps=30, burn_in=5, seed=3, progress=False)
+    assert len(calls) == 1 and capsys.readouterr().err == ""
+    for name in ("observations", "rates", "latents"):
+        expected, got = getattr(whole, name), getattr(in_parts, name)
+        assert got.dtype == expected.dtype and got.shape == (40, 30, expected.shape[2]), name
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
 def test_progress_and_trial_ranges_are_checked(fitted, demo):
     with pytest.raises(lrsmc.InvalidInputError, match="progress is not recognised; got 'yes'"):
         lrsmc.filter(fitted.model_, demo.observations, progress="yes")
