@@ -10,7 +10,8 @@ neurons of the mean rate of 500 generated trials against the held-out trials', t
 the first 50 ms after stimulus onset (generated and recorded, Hz), and the CPU time per epoch.
 
 Usage: python bench/steinmetz_encoder.py OUT_DIR [--data DIR] [--epochs E] [--hidden N]
-       [--optimizer radam|adam] [--lr LR] [--lr-end LR_END]   (default: RAdam 1e-3 -> 1e-4)
+       [--batch-size B] [--optimizer radam|adam] [--lr LR] [--lr-end LR_END]
+       (default: batches of 16, RAdam 1e-3 -> 1e-4)
 Needs the lrsmc package (scripts/test_python.sh builds one into build/python-venv).
 """
 
@@ -47,6 +48,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--hidden", type=int, default=128)
     parser.add_argument("--particles", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--optimizer", default="radam")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--lr-end", type=float, default=1e-4)
@@ -66,7 +68,7 @@ def main() -> None:
                 rank=3, num_hidden=args.hidden, nonlinearity="clipped_relu", observation="poisson",
                 link="softplus", transition_noise="diag", initial_noise="diag", init_initial_std=0.1,
                 proposal=proposal, encoder_kernels=(21, 11, 1), particles=args.particles,
-                epochs=args.epochs, batch_size=16, optimizer=args.optimizer, learning_rate=args.lr,
+                epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, learning_rate=args.lr,
                 learning_rate_end=args.lr_end, seed=3, device="cpu", verbose=False,
             )
             start = time.perf_counter()
