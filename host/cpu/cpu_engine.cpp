@@ -153,9 +153,8 @@ class Engine {
   }
 
   /// Whether the proposal multiplies the prior with a Gaussian factor (optimal or encoder) at this
-  /// step: the
-  /// particle step's `optimal` branch, with the step's constants; never in the t_forward steps,
-  /// whose particles come from the transition.
+  /// step, the particle step's `optimal` branch with the step's constants; never in the t_forward
+  /// steps, whose particles come from the transition.
   [[nodiscard]] bool product_step(int step) const {
     return (constants_.shape.optimal || encoder_) && step < data_steps_;
   }
