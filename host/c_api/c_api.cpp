@@ -16,6 +16,7 @@
 #include "lrsmc/backend.hpp"
 #include "lrsmc/config.hpp"
 #include "lrsmc/dataset.hpp"
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/fixed_points.hpp"
 #include "lrsmc/params.hpp"
@@ -192,7 +193,7 @@ lrsmc_status lrsmc_model_set_encoder(lrsmc_model* model, const int* kernels, int
     if (channels != nullptr)
       encoder.channels.assign(channels, channels + num_kernels - 1);
     else
-      encoder.channels.assign(std::size_t(num_kernels - 1), 64);
+      encoder.channels = lrsmc::default_encoder_channels(std::size_t(num_kernels));
     const std::string label = function;
     encoder.activation = lrsmc::parse_encoder_activation(
         activation == nullptr ? "gelu" : activation, label + ": activation");

@@ -7,6 +7,7 @@
 #include <system_error>
 
 #include "core/system_memory.hpp"
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/io.hpp"
 
@@ -153,9 +154,9 @@ ModelConfig make_config(const ArchitectureOptions& options, int channels, int in
   if (proposal == "encoder") {
     EncoderConfig encoder;
     encoder.kernels = options.encoder_kernels;
-    encoder.channels = options.encoder_channels;
-    if (encoder.channels.empty() && !encoder.kernels.empty())
-      encoder.channels.assign(encoder.kernels.size() - 1, 64);
+    encoder.channels = options.encoder_channels.empty()
+                           ? default_encoder_channels(encoder.kernels.size())
+                           : options.encoder_channels;
     encoder.activation = parse_encoder_activation(options.encoder_activation,
                                                   "--encoder-activation");
     encoder.padding = parse_encoder_padding(options.encoder_padding, "--encoder-padding");

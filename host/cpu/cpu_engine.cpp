@@ -70,6 +70,11 @@ struct EncoderStep {
   double* gain_term = nullptr;  // G μ_e
   std::vector<Scalar> alpha, proposal_factor, working_gain_term;
 
+  [[nodiscard]] math::GaussianProductView view() const {
+    return {product.precision,       product.covariance,      product.gain,
+            product.alpha,           product.proposal_factor, product.proposal_log_det};
+  }
+
   explicit EncoderStep(int rank) {
     const std::size_t square = std::size_t(rank) * rank;
     values.assign(5 * square + 1 + std::size_t(rank), 0.0);
@@ -544,7 +549,6 @@ class Engine {
     const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
     const int steps = batch_.num_steps, R = shape.rank, K = options_.num_particles,
               N = shape.hidden, D = shape.channels, U = shape.inputs;
-
     const std::size_t slice = std::size_t(K) * R;
     std::vector<Scalar> grad_post(slice, Scalar(0)), grad_pre(slice), grad_next(slice);
     std::vector<double> grad_carried(std::size_t(K), 0.0),
@@ -713,10 +717,7 @@ class Engine {
         math::encoder_step_constants_backward(
             R, constants_.constants.data() + layout.factor[phase_index],
             encoder_mean_.data() + cell, encoder_variance_.data() + cell,
-            math::GaussianProductView{work.product.precision, work.product.covariance,
-                                      work.product.gain, work.product.alpha,
-                                      work.product.proposal_factor,
-                                      work.product.proposal_log_det},
+            work.view(),
             mean_product, mean_sum, proposal_factor, prior_factor,
             encoder_adjoint.mean.data() + own, encoder_adjoint.variance.data() + own,
             work.scratch.data());

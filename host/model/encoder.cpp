@@ -49,6 +49,10 @@ void validate(const EncoderConfig& config, int input_channels, int rank, int ste
                 ": encoder init_scale must be positive; got ", config.init_scale);
 }
 
+std::vector<int> default_encoder_channels(std::size_t kernels) {
+  return std::vector<int>(kernels > 0 ? kernels - 1 : 0, 64);
+}
+
 std::vector<EncoderBlock> encoder_blocks(const EncoderConfig& config, int input_channels,
                                          int rank) {
   std::vector<EncoderBlock> blocks;

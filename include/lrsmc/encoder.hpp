@@ -20,6 +20,10 @@ namespace lrsmc {
 void validate(const EncoderConfig& config, int input_channels, int rank, int steps,
               const std::string& source = "encoder");
 
+/// The channels of an encoder given by its kernels alone: 64 for each convolution before the
+/// heads (one fewer than `kernels`; none for no kernels), the width of the paper's encoders.
+[[nodiscard]] std::vector<int> default_encoder_channels(std::size_t kernels);
+
 /// One named block of the encoder's flat parameter vector, in the order of `encoder_blocks`.
 struct EncoderBlock {
   std::string name;                ///< e.g. "encoder_conv1_weight", "encoder_mean_bias"

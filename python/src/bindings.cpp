@@ -22,6 +22,7 @@
 #include "lrsmc/config.hpp"
 #include "lrsmc/dataset.hpp"
 #include "lrsmc/demo.hpp"
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/fixed_points.hpp"
 #include "lrsmc/params.hpp"
@@ -404,10 +405,9 @@ void bind_config(py::module_& module) {
              if (encoder_kernels) {
                EncoderConfig encoder;
                encoder.kernels = *encoder_kernels;
-               if (encoder_channels)
-                 encoder.channels = *encoder_channels;
-               else if (!encoder.kernels.empty())
-                 encoder.channels.assign(encoder.kernels.size() - 1, 64);
+               encoder.channels = encoder_channels
+                                      ? *encoder_channels
+                                      : default_encoder_channels(encoder.kernels.size());
                encoder.activation =
                    parse_encoder_activation(encoder_activation, "encoder_activation");
                encoder.padding = parse_encoder_padding(encoder_padding, "encoder_padding");
