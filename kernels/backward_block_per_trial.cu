@@ -196,8 +196,8 @@ __global__ void __launch_bounds__(block_size)
       }
       math::standard_normals(p.seed, trial_id, std::uint32_t(step), std::uint32_t(k),
                              math::DrawStream::proposal_noise, R, xi);
-      math::observation_adjoint_partial(model, observed, z, weight, group.lane, group.lanes,
-                                        partial);
+      math::observation_adjoint_partial(model, observed, no_readout_offset, z, weight, group.lane,
+                                        group.lanes, partial);
       for (int r = 0; r < R; ++r)
         grad_z[r] = grad_pre[std::size_t(k) * R + r] + group_sum(partial[r], group);
       math::propose_adjoint(optimal, R, phase, z, mean, weight,
@@ -262,8 +262,8 @@ __global__ void __launch_bounds__(block_size)
         for (int r = 0; r < R; ++r) grad_readout[r] = row[offsets.readout_weight + r * D + i];
         for (int k = 0; k < K; ++k) {
           const float* z = particles + std::size_t(k) * R;
-          const auto channel =
-              math::channel_adjoint(model, observed, z, float(grad_log_weight[k]), i);
+          const auto channel = math::channel_adjoint(model, observed, no_readout_offset, z,
+                                                     float(grad_log_weight[k]), i);
           math::add_channel_gradient(channel, z, R, grad_bias, grad_log_variance, grad_readout, 1);
         }
         row[offsets.readout_bias + i] = grad_bias;

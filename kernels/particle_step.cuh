@@ -21,6 +21,10 @@
 
 namespace lrsmc::kernels {
 
+/// The kernels read out the latent state alone (the CUDA backend refuses the other read-outs),
+/// whose read-out has no per-step offset (math::readout_response).
+constexpr const float* no_readout_offset = nullptr;
+
 /// The product of math::combine_tiles and friends on the device: __dmul_rn is never fused
 /// into an addition (math/common.hpp).
 struct DeviceRoundedProduct {
@@ -148,7 +152,9 @@ __device__ float propagate_particle(const FilterLaunch& p, const math::ParticleM
   const float* observed = p.observations + cell * model.channels;
   const float* log_factorial = p.log_factorial ? p.log_factorial + cell * model.channels : nullptr;
   const float observation = group_sum(
-      math::observation_partial(model, observed, log_factorial, z, group.lane, group.lanes), group);
+      math::observation_partial(model, observed, log_factorial, no_readout_offset, z, group.lane,
+                                group.lanes),
+      group);
   return proposal_term + observation;
 }
 

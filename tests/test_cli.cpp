@@ -332,6 +332,28 @@ TEST_F(CliTest, EncoderOptionsThatDoNotFitTheDataAreRefusedBeforeTraining) {
                    "the encoder proposal needs a model with an encoder");
 }
 
+// A one-to-one read-out fits with a unit per channel; the options that do not fit are refused
+// before anything is written.
+TEST_F(CliTest, ReadoutFromOptions) {
+  io::write_npy(path("counts.npy"), Array({4, 10, 3}, std::vector<double>(120, 1.0)));
+  const std::string fit = "fit --data " + path("counts.npy") +
+                          " --observation poisson --rank 2 --epochs 1 --particles 4 --out " +
+                          path("m.npz") + " ";
+  expect_bad_input(fit + "--readout-from rates",
+                   "--readout-from rates reads each unit one to one, so --hidden must equal the "
+                   "data's channels; got --hidden 512 and 3 channels (pass --hidden 3)");
+  expect_bad_input(fit + "--readout-from z_and_v",
+                   "readout_from 'z_and_v' reads the inputs, so the model needs inputs");
+  expect_bad_input(fit + "--readout-from spikes",
+                   "--readout-from is not recognised; got 'spikes', expected one of z, z_and_v, "
+                   "currents, rates");
+  EXPECT_FALSE(std::filesystem::exists(path("m.npz")));
+  ASSERT_EQ(run(fit + "--readout-from rates --hidden 3"), 0) << output_;
+  const Model fitted = load_model(path("m.npz"));
+  EXPECT_EQ(fitted.config.readout_from, ReadoutFrom::rates);
+  EXPECT_EQ(fitted.get("readout_gain").size(), 3u);
+}
+
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {
   io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
   expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials",

@@ -259,17 +259,10 @@ TEST_F(CudaFilter, RanksWithoutASpecialisedKernel) {
   }
 }
 
-// The kernels have no encoder proposal: an explicit CUDA backend refuses it with a message that
-// names the way out, and "auto" runs such a model on the CPU, saying why.
-TEST_F(CudaFilter, EncoderProposalIsRefusedClearlyAndAutoFallsBackToTheCpu) {
-  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
-                                             Observation::poisson, Link::softplus);
-  config.encoder = testing::small_encoder({3, 1}, {4});
-  const Model model = testing::random_model(config, 5);
-  const SequenceBatch batch = testing::sampled_batch(model, 2, 8, 3);
-  FilterOptions options;
-  options.num_particles = 16;
-  options.proposal = Proposal::encoder;
+/// An explicit CUDA backend refuses `model` with `options`, filtering and differentiating, with
+/// `reason` and the way out; "auto" runs it on the CPU, saying why.
+void expect_refused_and_run_on_the_cpu(const Model& model, const SequenceBatch& batch,
+                                       const FilterOptions& options, const std::string& reason) {
   auto gpu = make_backend(BackendKind::cuda);
   for (const bool gradient : {false, true}) {
     try {
@@ -277,22 +270,52 @@ TEST_F(CudaFilter, EncoderProposalIsRefusedClearlyAndAutoFallsBackToTheCpu) {
         (void)gpu->elbo_gradient(model, batch, options, 1);
       else
         (void)gpu->filter(model, batch, options, 1);
-      ADD_FAILURE() << "the CUDA backend ran the encoder proposal";
+      ADD_FAILURE() << "the CUDA backend ran what it cannot: " << reason;
     } catch (const InvalidInput& error) {
-      EXPECT_NE(std::string(error.what())
-                    .find("the CUDA kernels have no encoder proposal; use --device cpu (or auto)"),
+      EXPECT_NE(std::string(error.what()).find(reason + "; use --device cpu (or auto)"),
                 std::string::npos)
           << error.what();
     }
   }
   std::string note;
-  const auto fallback = make_backend_for(BackendKind::automatic, BackendOptions{}, config, options,
-                                         &note);
+  const auto fallback =
+      make_backend_for(BackendKind::automatic, BackendOptions{}, model.config, options, &note);
   EXPECT_EQ(fallback->name().rfind("cpu", 0), 0u) << fallback->name();
-  EXPECT_NE(note.find("cannot run this model (the CUDA kernels have no encoder proposal)"),
-            std::string::npos)
-      << note;
+  EXPECT_NE(note.find("cannot run this model (" + reason + ")"), std::string::npos) << note;
   EXPECT_TRUE(std::isfinite(fallback->filter(model, batch, options, 1).elbo));
+}
+
+// The kernels have no encoder proposal.
+TEST_F(CudaFilter, EncoderProposalIsRefusedClearlyAndAutoFallsBackToTheCpu) {
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                             Observation::poisson, Link::softplus);
+  config.encoder = testing::small_encoder({3, 1}, {4});
+  const Model model = testing::random_model(config, 5);
+  FilterOptions options;
+  options.num_particles = 16;
+  options.proposal = Proposal::encoder;
+  expect_refused_and_run_on_the_cpu(model, testing::sampled_batch(model, 2, 8, 3), options,
+                                    "the CUDA kernels have no encoder proposal");
+}
+
+// The kernels read out the latent state only.
+TEST_F(CudaFilter, OtherReadoutsAreRefusedClearlyAndAutoFallsBackToTheCpu) {
+  for (const ReadoutFrom readout_from :
+       {ReadoutFrom::z_and_v, ReadoutFrom::currents, ReadoutFrom::rates}) {
+    SCOPED_TRACE(to_string(readout_from));
+    const Model model = testing::random_model(
+        testing::with_readout(testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                                    Observation::poisson, Link::softplus, 1),
+                              readout_from),
+        5);
+    FilterOptions options;
+    options.num_particles = 16;
+    options.proposal = Proposal::bootstrap;
+    expect_refused_and_run_on_the_cpu(
+        model, testing::sampled_batch(model, 2, 8, 3), options,
+        "the CUDA kernels read out the latent state only; got readout_from '" +
+            to_string(readout_from) + "'");
+  }
 }
 
 // The loadings m, n, h take 4 (2 R + 1) N bytes of shared memory beside the kernels' static

@@ -294,6 +294,50 @@ TEST(Sample, ADrawInPartsEqualsTheDrawAtOnce) {
   }
 }
 
+// Each read-out's rates, written out from the parameters (method.md §1.7) with the inputs of
+// the observation's step, against the sampler's (float64, Gaussian identity link: λ = η).
+TEST(Sample, EveryReadoutGivesTheRatesOfItsFormula) {
+  for (const ReadoutFrom readout_from :
+       {ReadoutFrom::z, ReadoutFrom::z_and_v, ReadoutFrom::currents, ReadoutFrom::rates}) {
+    SCOPED_TRACE(to_string(readout_from));
+    const ModelConfig config =
+        testing::with_readout(testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                    Observation::gaussian, Link::identity, 2),
+                              readout_from);
+    const Model model = testing::random_model(config, 6);
+    const int trials = 2, steps = 5, R = config.rank, D = config.num_channels, U = 2;
+    std::vector<double> inputs(std::size_t(trials) * steps * U);
+    for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = std::cos(0.7 * double(i));
+    const SampleResult sample =
+        testing::reference_backend()->sample(model, trials, steps, inputs, 3);
+    const std::vector<double> bias = model.get("readout_bias"), m = model.get("m"),
+                              w_u = model.get("w_u"), h = model.get("h");
+    for (int cell = 0; cell < trials * steps; ++cell) {
+      const double* z = sample.latents.data() + std::size_t(cell) * R;
+      const double* v = inputs.data() + std::size_t(cell) * U;
+      for (int i = 0; i < D; ++i) {
+        double eta = bias[std::size_t(i)];
+        if (readout_from == ReadoutFrom::z || readout_from == ReadoutFrom::z_and_v) {
+          const std::vector<double> weight = model.get("readout_weight");
+          const int input_rows = readout_from == ReadoutFrom::z_and_v ? U : 0;
+          for (int j = 0; j < input_rows; ++j) eta += weight[std::size_t(j * D + i)] * v[j];
+          for (int r = 0; r < R; ++r) eta += weight[std::size_t((input_rows + r) * D + i)] * z[r];
+        } else {
+          double current = 0.0;
+          for (int r = 0; r < R; ++r) current += m[std::size_t(i * R + r)] * z[r];
+          for (int j = 0; j < U; ++j) current += w_u[std::size_t(i * U + j)] * v[j];
+          const double unit =
+              readout_from == ReadoutFrom::rates ? std::tanh(current - h[std::size_t(i)]) : current;
+          eta += model.get("readout_gain")[std::size_t(i)] * unit;
+        }
+        // Sums of a few float64 terms of order one, in another order than the library's.
+        EXPECT_NEAR(sample.rates[std::size_t(cell) * D + i], eta, 1e-12)
+            << "trial-step " << cell << ", channel " << i;
+      }
+    }
+  }
+}
+
 TEST(Filter, OutputsHaveConsistentShapesAndWeights) {
   const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::diag,
                                                    Observation::poisson, Link::softplus);

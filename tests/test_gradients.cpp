@@ -156,6 +156,81 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values(NoiseType::full, NoiseType::diag)),
     encoder_case_name);
 
+/// The read-outs beyond Bᵀz (method.md §1.7): Bᵀ[v; z] and the one-to-one read-outs of the
+/// units' currents or rates with per-unit gains, for every nonlinearity × observation model ×
+/// noise type, with two inputs (which the one-to-one read-outs see through X = m z + W_u v_t).
+using ReadoutGradientCase = std::tuple<ReadoutFrom, Nonlinearity, ObservationCase, NoiseType>;
+
+ModelConfig readout_config(ReadoutFrom readout_from, Nonlinearity nonlinearity,
+                           ObservationCase observation, NoiseType noise, int inputs) {
+  return testing::with_readout(testing::small_config(nonlinearity, noise, observation.observation,
+                                                     observation.link, inputs),
+                               readout_from);
+}
+
+class ReadoutGradientTest : public ::testing::TestWithParam<ReadoutGradientCase> {};
+
+TEST_P(ReadoutGradientTest, MatchesCentralFiniteDifferences) {
+  const auto [readout_from, nonlinearity, observation, noise] = GetParam();
+  const Model model =
+      testing::random_model(readout_config(readout_from, nonlinearity, observation, noise, 2), 11);
+  const SequenceBatch batch = testing::sampled_batch(model, 2, 6, 5);
+  FilterOptions options;
+  options.num_particles = 5;
+  options.proposal = Proposal::bootstrap;
+  expect_gradient_matches(model, batch, options, 1e-5);
+}
+
+std::string readout_case_name(const ::testing::TestParamInfo<ReadoutGradientCase>& info) {
+  const auto [readout_from, nonlinearity, observation, noise] = info.param;
+  return to_string(readout_from) + "_" + to_string(nonlinearity) + "_" +
+         to_string(observation.observation) + "_" + to_string(observation.link) + "_" +
+         to_string(noise);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    EveryReadout, ReadoutGradientTest,
+    ::testing::Combine(::testing::Values(ReadoutFrom::z_and_v, ReadoutFrom::currents,
+                                         ReadoutFrom::rates),
+                       ::testing::Values(Nonlinearity::relu, Nonlinearity::clipped_relu,
+                                         Nonlinearity::tanh, Nonlinearity::identity),
+                       ::testing::Values(ObservationCase{Observation::gaussian, Link::identity},
+                                         ObservationCase{Observation::poisson, Link::exp},
+                                         ObservationCase{Observation::poisson, Link::softplus},
+                                         ObservationCase{Observation::poisson, Link::relu}),
+                       ::testing::Values(NoiseType::full, NoiseType::diag)),
+    readout_case_name);
+
+TEST(GradientOptions, OneToOneReadoutsWithoutInputs) {
+  for (const ReadoutFrom readout_from : {ReadoutFrom::currents, ReadoutFrom::rates}) {
+    const Model model = testing::random_model(
+        readout_config(readout_from, Nonlinearity::clipped_relu,
+                       {Observation::gaussian, Link::softplus}, NoiseType::full, 0),
+        7);
+    FilterOptions options;
+    options.num_particles = 4;
+    options.proposal = Proposal::bootstrap;
+    SCOPED_TRACE(to_string(readout_from));
+    expect_gradient_matches(model, testing::sampled_batch(model, 2, 5, 3), options, 1e-5);
+  }
+}
+
+TEST(GradientOptions, EncoderProposalWithEveryReadout) {
+  for (const ReadoutFrom readout_from :
+       {ReadoutFrom::z_and_v, ReadoutFrom::currents, ReadoutFrom::rates}) {
+    ModelConfig config = readout_config(readout_from, Nonlinearity::relu,
+                                        {Observation::poisson, Link::softplus}, NoiseType::full, 1);
+    config.encoder = testing::small_encoder({3, 2}, {3});
+    config.encoder->init_scale = 0.5;
+    const Model model = testing::random_model(config, 13);
+    FilterOptions options;
+    options.num_particles = 5;
+    options.proposal = Proposal::encoder;
+    SCOPED_TRACE(to_string(readout_from));
+    expect_gradient_matches(model, testing::sampled_batch(model, 2, 6, 4), options, 1e-5);
+  }
+}
+
 TEST(GradientOptions, ForecastStepsForEveryProposal) {
   for (const Proposal proposal : {Proposal::bootstrap, Proposal::optimal, Proposal::encoder}) {
     const bool counts = proposal == Proposal::encoder;

@@ -133,11 +133,91 @@ TEST_F(ModelFiles, EveryConfigFieldIsRequired) {
   const auto complete = teacher_config();
   ASSERT_EQ(load_error(write_model(complete.dump())), "");
   for (const auto& [key, value] : complete.items()) {
+    if (key == "readout_from") continue;  // optional, below
     auto config = complete;
     config.erase(key);
     const std::string message = load_error(write_model(config.dump()));
     EXPECT_NE(message.find("config field '" + key + "' is missing"), std::string::npos)
         << key << ": " << message;
+  }
+}
+
+// Files written before read-outs other than Bᵀz existed have no readout_from: they read as z.
+TEST_F(ModelFiles, AMissingReadoutFromMeansTheLatentState) {
+  auto config = teacher_config();
+  ASSERT_EQ(config["readout_from"], "z");
+  config.erase("readout_from");
+  const std::string path = write_model(config.dump());
+  ASSERT_EQ(load_error(path), "");
+  EXPECT_EQ(load_model(path).config.readout_from, ReadoutFrom::z);
+}
+
+TEST_F(ModelFiles, EveryReadoutRoundTripsWithItsDocumentedEntries) {
+  for (const ReadoutFrom readout_from :
+       {ReadoutFrom::z, ReadoutFrom::z_and_v, ReadoutFrom::currents, ReadoutFrom::rates}) {
+    const ModelConfig config =
+        testing::with_readout(testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                    Observation::poisson, Link::softplus, 2),
+                              readout_from);
+    const Model model = testing::random_model(config, 5);
+    const std::string path = folder_ + "/readout.npz";
+    save_model(path, model);
+    const Model loaded = load_model(path);
+    EXPECT_EQ(loaded.config.readout_from, readout_from);
+    EXPECT_EQ(loaded.parameters, model.parameters);
+    const io::NpzContents contents = io::read_npz(path);
+    const bool one_to_one =
+        readout_from == ReadoutFrom::currents || readout_from == ReadoutFrom::rates;
+    EXPECT_EQ(contents.arrays.count("readout_gain"), one_to_one ? 1u : 0u);
+    EXPECT_EQ(contents.arrays.count("readout_weight"), one_to_one ? 0u : 1u);
+    if (readout_from == ReadoutFrom::z_and_v) {  // (D_u + R, D), the input rows first
+      EXPECT_EQ(contents.arrays.at("readout_weight").shape,
+                (std::vector<std::int64_t>{2 + config.rank, config.num_channels}));
+    }
+  }
+  // Gains start at one.
+  const ModelConfig config = testing::with_readout(
+      testing::small_config(Nonlinearity::relu, NoiseType::diag, Observation::gaussian,
+                            Link::identity),
+      ReadoutFrom::rates);
+  for (const double gain : Model::initialise(config, 1).get("readout_gain")) EXPECT_EQ(gain, 1.0);
+}
+
+TEST_F(ModelFiles, ReadoutsThatDoNotFitTheModelAreRefused) {
+  auto config = teacher_config();  // no inputs
+  config["readout_from"] = "rates";
+  config["hidden"] = config["channels"].get<int>() + 1;
+  std::string message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("readout_from 'rates' reads each unit one to one, so channels must "
+                         "equal hidden; got channels"),
+            std::string::npos)
+      << message;
+  config["readout_from"] = "z_and_v";
+  message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("readout_from 'z_and_v' reads the inputs, so the model needs inputs"),
+            std::string::npos)
+      << message;
+  config["readout_from"] = "spikes";
+  message = load_error(write_model(config.dump()));
+  EXPECT_NE(message.find("config field 'readout_from' is not recognised; got 'spikes', expected "
+                         "one of z, z_and_v, currents, rates"),
+            std::string::npos)
+      << message;
+  // The optimal proposal needs Bᵀz.
+  const ModelConfig rates = testing::with_readout(
+      testing::small_config(Nonlinearity::relu, NoiseType::diag, Observation::gaussian,
+                            Link::identity),
+      ReadoutFrom::currents);
+  EXPECT_EQ(default_proposal(rates), Proposal::bootstrap);
+  FilterOptions options;
+  options.proposal = Proposal::optimal;
+  try {
+    validate(options, rates);
+    ADD_FAILURE() << "the optimal proposal ran with a one-to-one read-out";
+  } catch (const InvalidInput& error) {
+    EXPECT_NE(std::string(error.what()).find("got readout_from 'currents', expected 'z'"),
+              std::string::npos)
+        << error.what();
   }
 }
 

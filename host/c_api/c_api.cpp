@@ -214,6 +214,26 @@ lrsmc_status lrsmc_model_set_encoder(lrsmc_model* model, const int* kernels, int
   })
 }
 
+lrsmc_status lrsmc_model_set_readout(lrsmc_model* model, const char* readout_from,
+                                     uint64_t seed) {
+  LRSMC_C_CATCH({
+    const char* function = "lrsmc_model_set_readout";
+    require_pointer(model, function, "model");
+    require_pointer(readout_from, function, "readout_from");
+    lrsmc::ModelConfig config = model->model.config;
+    config.readout_from =
+        lrsmc::parse_readout_from(readout_from, std::string(function) + ": readout_from");
+    lrsmc::validate(config, function);
+    // Every block but the read-out's weights and gains keeps its values.
+    lrsmc::Model updated = lrsmc::Model::initialise(config, seed);
+    const lrsmc::ParameterLayout layout = updated.layout(), old_layout = model->model.layout();
+    for (const auto& block : old_layout.blocks())
+      if (block.name != "readout_weight" && block.name != "readout_gain" && layout.has(block.name))
+        updated.set(block.name, model->model.get(block.name));
+    model->model = std::move(updated);
+  })
+}
+
 lrsmc_status lrsmc_model_load(const char* path, lrsmc_model** model) {
   LRSMC_C_CATCH({
     require_pointer(model, "lrsmc_model_load", "model");

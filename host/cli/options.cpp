@@ -54,6 +54,10 @@ void add_architecture_options(CLI::App& app, ArchitectureOptions& options) {
                  "Read-out nonlinearity: identity | exp | softplus | relu (Poisson default: "
                  "softplus)")
       ->capture_default_str();
+  app.add_option("--readout-from", options.readout_from,
+                 "What the read-out reads: z | z_and_v (latent state and inputs) | currents | "
+                 "rates (each unit one to one: --hidden equal to the channels)")
+      ->capture_default_str();
   app.add_option("--initial-state", options.initial_state, "zero | trainable")
       ->capture_default_str();
   app.add_option("--init-decay", options.decay, "Initial decay a")->capture_default_str();
@@ -146,6 +150,12 @@ ModelConfig make_config(const ArchitectureOptions& options, int channels, int in
   config.link = parse_link(options.link, "--link");
   if (config.observation == Observation::poisson && config.link == Link::identity)
     config.link = Link::softplus;
+  config.readout_from = parse_readout_from(options.readout_from, "--readout-from");
+  if (config.readout_from == ReadoutFrom::currents || config.readout_from == ReadoutFrom::rates)
+    LRSMC_REQUIRE(config.num_hidden == channels, "--readout-from ", options.readout_from,
+                  " reads each unit one to one, so --hidden must equal the data's channels; got "
+                  "--hidden ",
+                  config.num_hidden, " and ", channels, " channels (pass --hidden ", channels, ")");
   config.initial_state = parse_initial_state(options.initial_state, "--initial-state");
   config.init_decay = options.decay;
   config.init_transition_std = options.transition_std;

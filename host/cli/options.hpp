@@ -31,6 +31,7 @@ struct ArchitectureOptions {
   std::string initial_noise = "full";
   std::string observation = "gaussian";
   std::string link = "identity";
+  std::string readout_from = "z";
   std::string initial_state = "trainable";
   double decay = 0.9;
   double transition_std = 0.1;

@@ -34,6 +34,9 @@ constexpr std::array<std::pair<const char*, Observation>, 2> observation_names{{
 constexpr std::array<std::pair<const char*, Link>, 4> link_names{{
     {"identity", Link::identity}, {"exp", Link::exp}, {"softplus", Link::softplus},
     {"relu", Link::relu}}};
+constexpr std::array<std::pair<const char*, ReadoutFrom>, 4> readout_from_names{{
+    {"z", ReadoutFrom::z}, {"z_and_v", ReadoutFrom::z_and_v}, {"currents", ReadoutFrom::currents},
+    {"rates", ReadoutFrom::rates}}};
 constexpr std::array<std::pair<const char*, Proposal>, 3> proposal_names{{
     {"bootstrap", Proposal::bootstrap}, {"optimal", Proposal::optimal},
     {"encoder", Proposal::encoder}}};
@@ -65,6 +68,7 @@ std::string to_string(Nonlinearity value) { return name_of(value, nonlinearity_n
 std::string to_string(NoiseType value) { return name_of(value, noise_names); }
 std::string to_string(Observation value) { return name_of(value, observation_names); }
 std::string to_string(Link value) { return name_of(value, link_names); }
+std::string to_string(ReadoutFrom value) { return name_of(value, readout_from_names); }
 std::string to_string(Proposal value) { return name_of(value, proposal_names); }
 std::string to_string(Resampling value) { return name_of(value, resampling_names); }
 std::string to_string(InitialState value) { return name_of(value, initial_state_names); }
@@ -83,6 +87,9 @@ Observation parse_observation(const std::string& text, const std::string& field)
 }
 Link parse_link(const std::string& text, const std::string& field) {
   return parse_enum(text, field, link_names);
+}
+ReadoutFrom parse_readout_from(const std::string& text, const std::string& field) {
+  return parse_enum(text, field, readout_from_names);
 }
 Proposal parse_proposal(const std::string& text, const std::string& field) {
   return parse_enum(text, field, proposal_names);
@@ -128,6 +135,17 @@ void validate(const ModelConfig& config, const std::string& source) {
                   ": link 'identity' cannot give Poisson rates; got link identity with poisson "
                   "observations, expected exp, softplus or relu");
   }
+  if (config.readout_from == ReadoutFrom::currents || config.readout_from == ReadoutFrom::rates) {
+    LRSMC_REQUIRE(config.num_channels == config.num_hidden, source, ": readout_from '",
+                  to_string(config.readout_from),
+                  "' reads each unit one to one, so channels must equal hidden; got channels ",
+                  config.num_channels, " and hidden ", config.num_hidden);
+  }
+  if (config.readout_from == ReadoutFrom::z_and_v) {
+    LRSMC_REQUIRE(config.num_inputs > 0, source,
+                  ": readout_from 'z_and_v' reads the inputs, so the model needs inputs; got "
+                  "inputs 0 (use readout_from 'z')");
+  }
   // The trial length is checked when the encoder meets data (the filter, the trainer).
   if (config.encoder)
     validate(*config.encoder, config.num_channels, config.rank, std::numeric_limits<int>::max(),
@@ -136,7 +154,8 @@ void validate(const ModelConfig& config, const std::string& source) {
 
 Proposal default_proposal(const ModelConfig& config) {
   if (config.encoder) return Proposal::encoder;
-  return config.observation == Observation::gaussian && config.link == Link::identity
+  return config.observation == Observation::gaussian && config.link == Link::identity &&
+                 config.readout_from == ReadoutFrom::z
              ? Proposal::optimal
              : Proposal::bootstrap;
 }
@@ -157,6 +176,10 @@ void validate(const FilterOptions& options, const ModelConfig& config, const std
                   ": the optimal proposal needs a linear-Gaussian read-out; got observation ",
                   to_string(config.observation), " with link ", to_string(config.link),
                   ", expected gaussian with link identity (use --proposal bootstrap)");
+    LRSMC_REQUIRE(config.readout_from == ReadoutFrom::z, source,
+                  ": the optimal proposal needs a read-out of the latent state alone; got "
+                  "readout_from '",
+                  to_string(config.readout_from), "', expected 'z' (use --proposal bootstrap)");
   }
   LRSMC_REQUIRE(options.t_forward >= 0 && options.t_forward <= 100'000'000, source,
                 ": t_forward is out of range; got ", options.t_forward, ", expected 0 or more");

@@ -31,7 +31,14 @@ ParameterLayout::ParameterLayout(const ModelConfig& config) {
   initial_noise = add("initial_noise", config.initial_noise == NoiseType::full
                                            ? std::vector<std::int64_t>{rank, rank}
                                            : std::vector<std::int64_t>{rank});
-  readout_weight = add("readout_weight", {rank, channels});
+  switch (config.readout_from) {
+    case ReadoutFrom::z: readout_weight = add("readout_weight", {rank, channels}); break;
+    case ReadoutFrom::z_and_v:
+      readout_weight = add("readout_weight", {inputs + rank, channels});
+      break;
+    case ReadoutFrom::currents:
+    case ReadoutFrom::rates: readout_gain = add("readout_gain", {channels}); break;
+  }
   readout_bias = add("readout_bias", {channels});
   if (config.observation == Observation::gaussian)
     observation_noise = add("observation_noise", {channels});
@@ -116,9 +123,15 @@ Model Model::initialise(const ModelConfig& config, std::uint64_t seed) {
   };
   set_noise(layout.transition_noise, config.transition_noise, config.init_transition_std);
   set_noise(layout.initial_noise, config.initial_noise, config.init_initial_std);
-  const double readout_scale = std::sqrt(2.0 / rank);
-  for (int i = 0; i < rank * config.num_channels; ++i)
-    p[layout.readout_weight + i] = readout_scale * draws.normal();
+  // B ~ 𝒩(0, 2/(R + D_v)) with D_v the inputs it reads (z_and_v), gains 1 (one to one).
+  if (layout.readout_weight >= 0) {
+    const int rows = config.readout_from == ReadoutFrom::z_and_v ? config.num_inputs + rank : rank;
+    const double readout_scale = std::sqrt(2.0 / rows);
+    for (int i = 0; i < rows * config.num_channels; ++i)
+      p[layout.readout_weight + i] = readout_scale * draws.normal();
+  }
+  if (layout.readout_gain >= 0)
+    for (int i = 0; i < config.num_channels; ++i) p[layout.readout_gain + i] = 1.0;
   if (layout.observation_noise >= 0)
     for (int i = 0; i < config.num_channels; ++i)
       p[layout.observation_noise + i] = 2.0 * std::log(config.init_observation_std);
@@ -173,6 +186,7 @@ std::string config_to_json(const ModelConfig& config) {
   json["initial_noise"] = to_string(config.initial_noise);
   json["observation"] = to_string(config.observation);
   json["link"] = to_string(config.link);
+  json["readout_from"] = to_string(config.readout_from);
   json["initial_state"] = to_string(config.initial_state);
   if (config.encoder) {
     const EncoderConfig& encoder = *config.encoder;
@@ -304,6 +318,8 @@ ModelConfig config_from_json(const std::string& json_text, const std::string& so
       config.observation = parse_observation(detail::excerpt(text()), field);
     } else if (key == "link") {
       config.link = parse_link(detail::excerpt(text()), field);
+    } else if (key == "readout_from") {  // optional: 'z' when absent
+      config.readout_from = parse_readout_from(detail::excerpt(text()), field);
     } else if (key == "initial_state") {
       config.initial_state = parse_initial_state(detail::excerpt(text()), field);
     } else if (key == "encoder") {

@@ -34,7 +34,7 @@ using math::widen;
 constexpr math::HostRoundedProduct product{};
 
 /// A trial's data in the working precision: observations, ln Γ(x + 1) (Poisson), the input
-/// currents W_u u_t and the initial mean μ_0.
+/// currents W_u u_t, the read-out's input offsets and the initial mean μ_0.
 template <typename Scalar>
 struct TrialData {
   int index = 0;                      // the trial's place in the batch
@@ -43,6 +43,7 @@ struct TrialData {
   std::vector<Scalar> log_factorial;  // (steps, channels) or empty
   const double* inputs = nullptr;     // (steps, inputs) or null
   std::vector<Scalar> currents;       // (steps, hidden) or empty
+  std::vector<Scalar> readout_offsets;  // (steps, channels) B_vᵀ v_t (z_and_v) or empty
   std::vector<Scalar> initial_mean;   // (rank)
 };
 
@@ -194,6 +195,14 @@ class Engine {
         for (int i = 0; i < hidden; ++i)
           data.currents[std::size_t(step) * hidden + i] = math::input_current(
               shape, constants_.working.data(), data.inputs + std::int64_t(step) * shape.inputs, i);
+      if (math::readout_input_rows(shape) > 0) {
+        data.readout_offsets.resize(cells);
+        for (int step = 0; step < steps; ++step)
+          for (int i = 0; i < channels; ++i)
+            data.readout_offsets[std::size_t(step) * channels + i] = math::readout_input_offset(
+                shape, constants_.working.data(), data.inputs + std::int64_t(step) * shape.inputs,
+                i);
+      }
     }
     math::initial_mean(shape, parameters_, constants_.constants.data(),
                        data.currents.empty() ? nullptr : data.currents.data(),
@@ -204,6 +213,14 @@ class Engine {
   const Scalar* currents_at(const TrialData<Scalar>& data, int step) const {
     return data.currents.empty() ? nullptr
                                  : data.currents.data() + std::size_t(step) * model_.hidden;
+  }
+  /// The read-out's offset at `step` (math::readout_response): B_vᵀ v_t (z_and_v), the currents
+  /// W_u v_t (one to one), or null.
+  const Scalar* readout_offset_at(const TrialData<Scalar>& data, int step) const {
+    if (math::one_to_one(model_)) return currents_at(data, step);
+    return data.readout_offsets.empty()
+               ? nullptr
+               : data.readout_offsets.data() + std::size_t(step) * model_.channels;
   }
   const Scalar* observed_at(const TrialData<Scalar>& data, int step) const {
     return data.observed.data() + std::size_t(step) * model_.channels;
@@ -398,7 +415,8 @@ class Engine {
         const Value log_weight =
             proposal_term +
             math::observation_log_likelihood(model_, observed, log_factorial_at(data, step),
-                                             scratch.z.data(), lanes_, scratch.lanes.data());
+                                             readout_offset_at(data, step), scratch.z.data(),
+                                             lanes_, scratch.lanes.data());
         for (int j = 0; j < count; ++j) {
           const int k = first + j;
           for (int r = 0; r < R; ++r)
@@ -531,14 +549,24 @@ class Engine {
           {offsets.h, N},
           {offsets.m, N * R},
           {offsets.readout_bias, D},
+          {offsets.readout_gain, offsets.readout_gain >= 0 ? D : 0},
           {offsets.observation_noise, offsets.observation_noise >= 0 ? D : 0},
-          {offsets.readout_weight, R * D}};
+          {latent_readout_weight(), offsets.readout_weight >= 0 ? R * D : 0}};
       for (const auto& [begin, size] : ranges)
         for (std::int64_t i = begin; i < begin + size; ++i) {
           math::accumulate(row[std::size_t(i)], partial[std::size_t(i)]);
           partial[std::size_t(i)] = Value(0);
         }
     }
+  }
+
+  /// Where B_z, the read-out's rows acting on z, lies in the parameters (after B_v's rows with
+  /// z_and_v); −1 one to one.
+  [[nodiscard]] std::int64_t latent_readout_weight() const {
+    const math::ParameterOffsets& offsets = constants_.shape.parameters;
+    if (offsets.readout_weight < 0) return -1;
+    return offsets.readout_weight +
+           std::int64_t(math::readout_input_rows(constants_.shape)) * model_.channels;
   }
 
   void reverse_sweep(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
@@ -554,6 +582,12 @@ class Engine {
     std::vector<double> grad_carried(std::size_t(K), 0.0),
         grad_log_weight(static_cast<std::size_t>(K));
     std::vector<Value> current_sum(static_cast<std::size_t>(N));
+    // The read-out: where its z-weights' adjoints go (B_z, or m one to one), and Σ_k dy_i at
+    // steps whose read-out has an input offset (B_vᵀ v_t or W_u v_t).
+    const bool one_to_one = math::one_to_one(model_),
+               rates = model_.readout_from == ReadoutFrom::rates;
+    const std::int64_t readout_weight = latent_readout_weight();
+    std::vector<Value> offset_sum(static_cast<std::size_t>(D));
     std::vector<Total> step_gain_sum(static_cast<std::size_t>(R));
     // The encoder proposal's per-step sums: Σ dμ_q μᵀ and dL_q (its constants change every step).
     std::vector<Total> step_mean_product(std::size_t(R) * R), step_proposal_factor(std::size_t(R) * R);
@@ -602,11 +636,13 @@ class Engine {
                                      grad_carried[std::size_t(k)], carried_total, product);
       const Scalar* particles = storage.particles.data() + std::size_t(step) * slice;
       const Scalar* observed = observed_at(data, step);
+      const Scalar* readout_offset = readout_offset_at(data, step);
       const Scalar* currents = step > 0 ? currents_at(data, step - 1) : nullptr;
       std::fill(step_gain_sum.begin(), step_gain_sum.end(), Total{});
       std::fill(step_mean_product.begin(), step_mean_product.end(), Total{});
       std::fill(step_proposal_factor.begin(), step_proposal_factor.end(), Total{});
       std::fill(current_sum.begin(), current_sum.end(), Value(0));
+      std::fill(offset_sum.begin(), offset_sum.end(), Value(0));
       for (int first = 0; first < K; first += width) {
         const int count = std::min(width, K - first);
         if (width > 1 && pending == blocks_per_flush) {
@@ -626,14 +662,22 @@ class Engine {
         // i mod lanes, in order: observation_adjoint_partial's sums).
         std::fill(scratch.lanes.begin(), scratch.lanes.end(), Value(0));
         for (int i = 0; i < D; ++i) {
-          const auto channel = math::channel_adjoint(model_, observed, z, weight, i);
-          math::add_channel_gradient(channel, z, R, totals[std::size_t(offsets.readout_bias + i)],
-                                     offsets.observation_noise >= 0
-                                         ? totals[std::size_t(offsets.observation_noise + i)]
-                                         : unused_log_variance,
-                                     totals.data() + offsets.readout_weight + i, D);
-          math::add_eta_adjoint(model_, i, channel.grad_eta,
-                                scratch.lanes.data() + (i % lanes_) * R);
+          const auto channel =
+              math::channel_adjoint(model_, observed, readout_offset, z, weight, i);
+          math::add_channel_gradient(
+              channel, z, R, totals[std::size_t(offsets.readout_bias + i)],
+              offsets.observation_noise >= 0 ? totals[std::size_t(offsets.observation_noise + i)]
+                                             : unused_log_variance,
+              one_to_one ? totals.data() + offsets.m + std::int64_t(i) * R
+                         : totals.data() + readout_weight + i,
+              one_to_one ? 1 : D);
+          if (one_to_one)
+            math::add_unit_readout_gradient(channel, rates,
+                                            totals[std::size_t(offsets.readout_gain + i)],
+                                            totals[std::size_t(offsets.h + i)]);
+          if (readout_offset != nullptr) offset_sum[std::size_t(i)] += channel.grad_linear;
+          math::add_readout_adjoint(model_, i, channel.grad_linear,
+                                    scratch.lanes.data() + (i % lanes_) * R);
         }
         math::butterfly_sum(scratch.lanes.data(), lanes_, R);
         for (int r = 0; r < R; ++r) {
@@ -723,6 +767,17 @@ class Engine {
             work.scratch.data());
         for (int i = 0; i < R * R; ++i)
           add_scalar(row[std::size_t(slots.factor[phase_index] + i)], prior_factor[i]);
+      }
+      if (readout_offset != nullptr) {  // y_t = … + o_t, o_t = B_vᵀ v_t or W_u v_t
+        const double* input = data.inputs + std::int64_t(step) * U;
+        for (int i = 0; i < D; ++i) {
+          const double sum = double(lane_sum(offset_sum[std::size_t(i)]));
+          for (int j = 0; j < U; ++j) {
+            const std::int64_t slot = one_to_one ? offsets.w_u + std::int64_t(i) * U + j
+                                                 : offsets.readout_weight + std::int64_t(j) * D + i;
+            add_scalar(row[std::size_t(slot)], product(sum, input[j]));
+          }
+        }
       }
       if (U > 0 && step > 0) {  // X_t = m z + W_u u_{t−1}: dW_u += (Σ_k dX) u_{t−1}ᵀ
         const double* input = data.inputs + std::int64_t(step - 1) * U;

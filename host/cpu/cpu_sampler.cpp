@@ -65,7 +65,8 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
   result.observations.assign(std::size_t(trials) * steps * D, 0.0);
   std::vector<Scalar> z(static_cast<std::size_t>(R)), mean(static_cast<std::size_t>(R)),
       noise(static_cast<std::size_t>(R)), lanes(static_cast<std::size_t>(R)),
-      currents(std::size_t(U > 0 ? N : 0)), previous_currents(currents.size());
+      currents(std::size_t(U > 0 ? N : 0)), previous_currents(currents.size()),
+      readout_offsets(static_cast<std::size_t>(D));
   std::vector<double> projection(static_cast<std::size_t>(R));
   for (int trial = 0; trial < trials; ++trial) {
     const auto address = std::uint32_t(first_trial + trial);  // the trial's random-number address
@@ -93,9 +94,21 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
       const std::size_t row = std::size_t(trial) * steps + step;
       for (int r = 0; r < R; ++r)
         result.latents[row * R + r] = static_cast<double>(z[std::size_t(r)]);
+      // The read-out's offset at this step: W_u v_t one to one, B_vᵀ v_t with z_and_v.
+      const Scalar* offset = nullptr;
+      if (U > 0 && math::one_to_one(particle_model)) offset = currents.data();
+      if (math::readout_input_rows(shape) > 0) {
+        const double* input = inputs.data() + (std::size_t(trial) * steps + step) * U;
+        for (int i = 0; i < D; ++i)
+          readout_offsets[std::size_t(i)] =
+              math::readout_input_offset(shape, constants.working.data(), input, i);
+        offset = readout_offsets.data();
+      }
       for (int i = 0; i < D; ++i) {
         const double rate = static_cast<double>(
-            math::link_response(shape.link, math::readout_value(particle_model, z.data(), i)).rate);
+            math::link_response(shape.link,
+                                math::readout_response(particle_model, z.data(), offset, i).eta)
+                .rate);
         result.rates[row * D + i] = rate;
         if (shape.observation == Observation::gaussian) {
           const double std_dev =

@@ -147,6 +147,9 @@ class CudaBackend final : public Backend {
     if (options.proposal == Proposal::encoder || config.encoder)
       return "the CUDA kernels have no encoder proposal";
     if (options.t_forward > 0) return "the CUDA kernels have no t_forward steps";
+    if (config.readout_from != ReadoutFrom::z)
+      return detail::concat("the CUDA kernels read out the latent state only; got readout_from '",
+                            to_string(config.readout_from), "'");
     if (config.rank > kernels::max_rank)
       return detail::concat("the CUDA kernels run ranks up to ", kernels::max_rank, "; got rank ",
                             config.rank);

@@ -15,6 +15,7 @@ math::ModelShape model_shape(const ModelConfig& config, Proposal proposal) {
   shape.nonlinearity = config.nonlinearity;
   shape.observation = config.observation;
   shape.link = config.link;
+  shape.readout_from = config.readout_from;
   shape.noise[0] = config.initial_noise;
   shape.noise[1] = config.transition_noise;
   shape.optimal = proposal == Proposal::optimal;
@@ -28,6 +29,7 @@ math::ModelShape model_shape(const ModelConfig& config, Proposal proposal) {
   offsets.transition_noise = layout.transition_noise;
   offsets.initial_noise = layout.initial_noise;
   offsets.readout_weight = layout.readout_weight;
+  offsets.readout_gain = layout.readout_gain;
   offsets.readout_bias = layout.readout_bias;
   offsets.observation_noise = layout.observation_noise;
   offsets.total = layout.encoder >= 0 ? layout.encoder : layout.total_size();

@@ -17,6 +17,11 @@ enum class NoiseType { full, diag };
 enum class Observation { gaussian, poisson };
 /// Output nonlinearity g(η) of the read-out, method.md §1.7.
 enum class Link { identity, exp, softplus, relu };
+/// What the read-out reads, method.md §1.7: the latent state (η = Bᵀz + b), the inputs and the
+/// latent state (η = Bᵀ[v; z] + b, v before z), or each unit one to one (channels = hidden
+/// units) through a per-unit gain g and bias b: its current (η_i = g_i X_i + b_i) or its rate
+/// (η_i = g_i φ(X_i; h_i) + b_i), with X = m z + W_u v at the observation's step.
+enum class ReadoutFrom { z, z_and_v, currents, rates };
 /// Proposal of the particle filter, method.md §3.2 (bootstrap), §3.3 (encoder: the model's
 /// convolutional encoder, for any read-out) and §3.4 (optimal, linear-Gaussian read-outs).
 enum class Proposal { bootstrap, optimal, encoder };
@@ -61,6 +66,7 @@ struct ModelConfig {
   NoiseType initial_noise = NoiseType::full;
   Observation observation = Observation::gaussian;
   Link link = Link::identity;
+  ReadoutFrom readout_from = ReadoutFrom::z;
   InitialState initial_state = InitialState::trainable;
   // Initialisation (method.md §1.9); not used once a model has parameters.
   double init_decay = 0.9;
@@ -90,6 +96,7 @@ struct FilterOptions {
 [[nodiscard]] std::string to_string(NoiseType value);
 [[nodiscard]] std::string to_string(Observation value);
 [[nodiscard]] std::string to_string(Link value);
+[[nodiscard]] std::string to_string(ReadoutFrom value);
 [[nodiscard]] std::string to_string(Proposal value);
 [[nodiscard]] std::string to_string(Resampling value);
 [[nodiscard]] std::string to_string(InitialState value);
@@ -102,6 +109,8 @@ struct FilterOptions {
 [[nodiscard]] NoiseType parse_noise_type(const std::string& text, const std::string& field = "noise");
 [[nodiscard]] Observation parse_observation(const std::string& text, const std::string& field = "observation");
 [[nodiscard]] Link parse_link(const std::string& text, const std::string& field = "link");
+[[nodiscard]] ReadoutFrom parse_readout_from(const std::string& text,
+                                             const std::string& field = "readout_from");
 [[nodiscard]] Proposal parse_proposal(const std::string& text, const std::string& field = "proposal");
 [[nodiscard]] Resampling parse_resampling(const std::string& text, const std::string& field = "resampling");
 [[nodiscard]] InitialState parse_initial_state(const std::string& text, const std::string& field = "initial_state");
@@ -113,7 +122,7 @@ struct FilterOptions {
                                              const std::string& field = "encoder_padding_mode");
 
 /// The proposal "auto" stands for: the encoder proposal when the model has an encoder, the optimal
-/// proposal for a linear-Gaussian read-out, the bootstrap proposal otherwise.
+/// proposal for a linear-Gaussian read-out of the latent state, the bootstrap proposal otherwise.
 [[nodiscard]] Proposal default_proposal(const ModelConfig& config);
 
 /// Throws InvalidInput when a field is out of range or options are incompatible.

@@ -75,6 +75,13 @@ lrsmc_status lrsmc_model_set_encoder(lrsmc_model* model, const int* kernels, int
                                      const char* padding, const char* padding_mode,
                                      double init_scale, uint64_t seed);
 
+/** Gives `model` a freshly initialised read-out of another kind (method.md §1.7; the other
+ *  parameters are kept): readout_from "z" (η = Bᵀz + b), "z_and_v" (inputs and z; needs a model
+ *  with inputs), "currents" or "rates" (each unit one to one with a gain and a bias; needs
+ *  channels = hidden). seed: the read-out's initialisation. With a read-out other than "z",
+ *  proposal "auto" means the bootstrap proposal (or the model's encoder). */
+lrsmc_status lrsmc_model_set_readout(lrsmc_model* model, const char* readout_from, uint64_t seed);
+
 /** Latent dimension R, hidden units N, observed channels D, number of parameters. */
 lrsmc_status lrsmc_model_rank(const lrsmc_model* model, int* rank);
 lrsmc_status lrsmc_model_hidden(const lrsmc_model* model, int* hidden);

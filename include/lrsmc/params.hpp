@@ -27,7 +27,10 @@ struct ParameterBlock {
 ///   z_init (R)            initial-state mean (only when initial_state = trainable)
 ///   transition_noise      (R, R) chol_embed parameter for full, (R) log-variances for diag
 ///   initial_noise         the same for the initial state
-///   readout_weight (R, D) η = readout_weightᵀ z + readout_bias
+///   readout_weight (R, D) η = readout_weightᵀ z + readout_bias (readout_from z);
+///                         (D_u + R, D), η = readout_weightᵀ [v; z] + readout_bias, the
+///                         first D_u rows acting on the inputs (z_and_v); absent one to one
+///   readout_gain (D)      η_i = g_i X_i + b_i or g_i φ(X_i; h_i) + b_i (currents, rates)
 ///   readout_bias (D)
 ///   observation_noise (D) log-variances (Gaussian observations only)
 ///   encoder_…             the encoder's blocks (lrsmc/encoder.hpp, encoder_blocks), when the
@@ -45,7 +48,7 @@ class ParameterLayout {
   // Offsets for the hot loops (−1 when absent).
   std::int64_t m = -1, n = -1, h = -1, w_u = -1, decay_logit = -1, z_init = -1,
                transition_noise = -1, initial_noise = -1, readout_weight = -1,
-               readout_bias = -1, observation_noise = -1;
+               readout_gain = -1, readout_bias = -1, observation_noise = -1;
   /// The encoder's blocks, contiguous in encoder_blocks order (−1 and 0 without an encoder).
   std::int64_t encoder = -1, encoder_size = 0;
 

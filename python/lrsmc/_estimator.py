@@ -57,6 +57,10 @@ class LowRankRNN:
     nonlinearity : ``relu``, ``clipped_relu``, ``tanh`` or ``identity``.
     observation : ``gaussian`` or ``poisson``; ``link`` is ``identity``, ``exp``, ``softplus`` or
         ``relu``, and ``auto`` means identity for Gaussian and softplus for Poisson read-outs.
+    readout_from : what the read-out reads, as ``--readout-from``: ``z`` (η = Bᵀz + b),
+        ``z_and_v`` (the inputs too, η = Bᵀ[v; z] + b), or each unit one to one with a gain and a
+        bias: ``currents`` (η_i = g_i X_i + b_i) or ``rates`` (η_i = g_i φ(X_i) + b_i), where
+        ``num_hidden`` left at None becomes the number of channels.
     particles, proposal, resampling, resample_threshold, t_forward : the training particle filter
         (``t_forward``: the last steps of each trial are a forecast, as ``--t-forward``).
         ``proposal="encoder"`` trains a convolutional encoder with the model (CPU) whose factor
@@ -152,6 +156,7 @@ class LowRankRNN:
         nonlinearity: Optional[str] = None,
         observation: Optional[str] = None,
         link: Optional[str] = None,
+        readout_from: str = "z",
         transition_noise: Optional[str] = None,
         initial_noise: Optional[str] = None,
         initial_state: Optional[str] = None,
@@ -197,6 +202,7 @@ class LowRankRNN:
         self.nonlinearity = nonlinearity
         self.observation = observation
         self.link = link
+        self.readout_from = readout_from
         self.transition_noise = transition_noise
         self.initial_noise = initial_noise
         self.initial_state = initial_state
@@ -321,9 +327,12 @@ class LowRankRNN:
         link = params["link"]
         if link == "auto":
             link = "softplus" if params["observation"] == "poisson" else "identity"
+        num_hidden = params["num_hidden"]
+        if self.readout_from in ("currents", "rates") and self.num_hidden is None:
+            num_hidden = num_channels  # one to one: a unit per channel
         return _core.ModelConfig(
             rank=params["rank"],
-            num_hidden=params["num_hidden"],
+            num_hidden=num_hidden,
             num_channels=num_channels,
             num_inputs=num_inputs,
             nonlinearity=params["nonlinearity"],
@@ -331,6 +340,7 @@ class LowRankRNN:
             initial_noise=params["initial_noise"],
             observation=params["observation"],
             link=link,
+            readout_from=self.readout_from,
             initial_state=params["initial_state"],
             init_decay=params["init_decay"],
             init_transition_std=params["init_transition_std"],
@@ -580,6 +590,7 @@ class LowRankRNN:
             nonlinearity=config.nonlinearity,
             observation=config.observation,
             link=config.link,
+            readout_from=config.readout_from,
             transition_noise=config.transition_noise,
             initial_noise=config.initial_noise,
             initial_state=config.initial_state,

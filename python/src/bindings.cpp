@@ -386,7 +386,7 @@ void bind_config(py::module_& module) {
                        std::optional<std::vector<int>> encoder_channels,
                        const std::string& encoder_activation, const std::string& encoder_padding,
                        const std::string& encoder_padding_mode, double encoder_init_scale,
-                       bool encoder_constant_variance) {
+                       bool encoder_constant_variance, const std::string& readout_from) {
              ModelConfig config;
              config.rank = rank;
              config.num_hidden = num_hidden;
@@ -397,6 +397,7 @@ void bind_config(py::module_& module) {
              config.initial_noise = parse_noise_type(initial_noise, "initial_noise");
              config.observation = parse_observation(observation);
              config.link = parse_link(link);
+             config.readout_from = parse_readout_from(readout_from);
              config.initial_state = parse_initial_state(initial_state);
              config.init_decay = init_decay;
              config.init_transition_std = init_transition_std;
@@ -435,6 +436,10 @@ void bind_config(py::module_& module) {
            "encoder_activation"_a = "gelu", "encoder_padding"_a = "causal",
            "encoder_padding_mode"_a = "zeros", "encoder_init_scale"_a = 0.1,
            "encoder_constant_variance"_a = false,
+           "readout_from"_a = to_string(defaults.readout_from),
+           "readout_from is what the read-out reads: z (η = Bᵀz + b), z_and_v (the inputs and "
+           "z, η = Bᵀ[v; z] + b), currents or rates (each unit one to one with a gain and a "
+           "bias, num_channels = num_hidden). "
            "With encoder_kernels (e.g. [21, 11, 1]) the model has the convolutional encoder of "
            "the encoder proposal: encoder_channels (one fewer than the kernels; default 64 "
            "each), encoder_activation gelu | leaky_relu, encoder_padding causal | acausal | "
@@ -454,6 +459,8 @@ void bind_config(py::module_& module) {
       .def_property_readonly("observation",
                              [](const ModelConfig& c) { return to_string(c.observation); })
       .def_property_readonly("link", [](const ModelConfig& c) { return to_string(c.link); })
+      .def_property_readonly("readout_from",
+                             [](const ModelConfig& c) { return to_string(c.readout_from); })
       .def_property_readonly("initial_state",
                              [](const ModelConfig& c) { return to_string(c.initial_state); })
       .def_readonly("init_decay", &ModelConfig::init_decay)

@@ -244,3 +244,28 @@ def test_encoder_proposal_trains_an_encoder_with_the_model(tmp_path):
         lrsmc.filter(lrsmc.Model.initialise(config, seed=3), counts, proposal="encoder")
     with pytest.raises(lrsmc.InvalidInputError, match="encoder_padding is not recognised; got 'sideways'"):
         lrsmc.LowRankRNN(observation="poisson", proposal="encoder", encoder_padding="sideways").model_config(4)
+
+
+def test_one_to_one_readouts_fit_a_unit_per_channel(tmp_path):
+    config = lrsmc.ModelConfig(rank=2, num_hidden=5, num_channels=5, observation="poisson", link="softplus",
+                               readout_from="rates")
+    assert config.readout_from == "rates"
+    teacher = lrsmc.Model.initialise(config, seed=3)
+    assert teacher.parameter_shapes["readout_gain"] == (5,) and "readout_weight" not in teacher.parameter_shapes
+    counts = lrsmc.sample(teacher, trials=8, steps=20, seed=2).observations
+    rnn = lrsmc.LowRankRNN(rank=2, observation="poisson", readout_from="rates", particles=8, epochs=2,
+                           batch_size=4, device="cpu", seed=5, verbose=False)
+    rnn.fit(counts)
+    # num_hidden left at None: a unit per channel.
+    assert rnn.model_.config.num_hidden == 5 and rnn.model_.config.readout_from == "rates"
+    path = str(tmp_path / "rates.npz")
+    lrsmc.save_model(rnn.model_, path)
+    loaded = lrsmc.LowRankRNN.load(path)
+    assert loaded.get_params()["readout_from"] == "rates"
+    np.testing.assert_array_equal(loaded.model_.parameters, rnn.model_.parameters)
+    with pytest.raises(lrsmc.InvalidInputError, match="channels must equal hidden; got channels 5 and hidden 7"):
+        lrsmc.LowRankRNN(num_hidden=7, readout_from="currents").model_config(5)
+    with pytest.raises(lrsmc.InvalidInputError, match="readout_from 'z_and_v' reads the inputs"):
+        lrsmc.ModelConfig(num_channels=4, readout_from="z_and_v")
+    with pytest.raises(lrsmc.InvalidInputError, match="readout_from is not recognised; got 'spikes'"):
+        lrsmc.ModelConfig(readout_from="spikes")

@@ -159,6 +159,30 @@ int main(void) {
     lrsmc_model_free(with_encoder);
   }
 
+  /* Another read-out: the units' rates one to one (channels = hidden), filtered with "auto"
+   * (the bootstrap proposal); one that does not fit the model is refused. */
+  {
+    lrsmc_model* one_to_one = NULL;
+    CHECK_OK(lrsmc_model_initialise(RANK, CHANNELS, CHANNELS, "tanh", 31, &one_to_one));
+    int64_t before = 0, after = 0;
+    CHECK_OK(lrsmc_model_parameter_count(one_to_one, &before));
+    CHECK_OK(lrsmc_model_set_readout(one_to_one, "rates", 2));
+    CHECK_OK(lrsmc_model_parameter_count(one_to_one, &after));
+    CHECK(after == before - RANK * CHANNELS + CHANNELS); /* B (R, D) becomes gains (D) */
+    double elbo_rates[TRIALS];
+    CHECK_OK(lrsmc_filter(one_to_one, observations, TRIALS, STEPS, CHANNELS, PARTICLES, NULL, 1,
+                          elbo_rates, NULL));
+    CHECK(all_finite(elbo_rates, TRIALS));
+    CHECK(lrsmc_filter(one_to_one, observations, TRIALS, STEPS, CHANNELS, PARTICLES, "optimal", 1,
+                       elbo_rates, NULL) == LRSMC_INVALID_INPUT);
+    CHECK(strstr(lrsmc_last_error(), "got readout_from 'rates', expected 'z'") != NULL);
+    CHECK(lrsmc_model_set_readout(teacher, "currents", 2) == LRSMC_INVALID_INPUT);
+    CHECK(strstr(lrsmc_last_error(),
+                 "so channels must equal hidden; got channels 3 and hidden 8") != NULL);
+    CHECK(lrsmc_model_set_readout(one_to_one, NULL, 2) == LRSMC_INVALID_INPUT);
+    lrsmc_model_free(one_to_one);
+  }
+
   /* Fixed points: query the count, then fetch. */
   int count = -1;
   CHECK_OK(lrsmc_fixed_points(teacher, &count, NULL, 0));

@@ -19,6 +19,13 @@ EncoderConfig small_encoder(std::vector<int> kernels, std::vector<int> channels)
   return encoder;
 }
 
+ModelConfig with_readout(ModelConfig config, ReadoutFrom readout_from) {
+  config.readout_from = readout_from;
+  if (readout_from == ReadoutFrom::currents || readout_from == ReadoutFrom::rates)
+    config.num_channels = config.num_hidden;
+  return config;
+}
+
 ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation observation,
                          Link link, int num_inputs) {
   ModelConfig config;
@@ -88,9 +95,17 @@ Model random_model(const ModelConfig& config, std::uint64_t seed) {
     p[layout.readout_bias + i] = 0.2 * normal(generator);
     if (layout.observation_noise >= 0) p[layout.observation_noise + i] += 0.2 * normal(generator);
   }
+  // One-to-one gains away from their initial 1.
+  if (layout.readout_gain >= 0)
+    for (int i = 0; i < config.num_channels; ++i)
+      p[layout.readout_gain + i] = 1.0 + 0.3 * normal(generator);
   if (config.observation == Observation::poisson) {
     // Moderate rates: scale the read-out down and lift the bias.
-    for (int i = 0; i < config.rank * config.num_channels; ++i) p[layout.readout_weight + i] *= 0.5;
+    const std::int64_t weights =
+        layout.readout_weight >= 0 ? layout.block("readout_weight").size : 0;
+    for (std::int64_t i = 0; i < weights; ++i) p[layout.readout_weight + i] *= 0.5;
+    if (layout.readout_gain >= 0)
+      for (int i = 0; i < config.num_channels; ++i) p[layout.readout_gain + i] *= 0.5;
     for (int i = 0; i < config.num_channels; ++i) p[layout.readout_bias + i] += 0.7;
   }
   p[layout.decay_logit] = std::log(-std::log(0.8));

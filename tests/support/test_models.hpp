@@ -17,6 +17,8 @@ ModelConfig small_config(Nonlinearity nonlinearity, NoiseType noise, Observation
 
 /// An encoder of the given kernels and channels, the other settings at their defaults.
 EncoderConfig small_encoder(std::vector<int> kernels, std::vector<int> channels);
+/// `config` reading out `readout_from`, with a channel per unit for the one-to-one read-outs.
+ModelConfig with_readout(ModelConfig config, ReadoutFrom readout_from);
 
 /// The CPU backend in float32, which mirrors the CUDA kernels' arithmetic.
 std::unique_ptr<Backend> cpu_float_backend();

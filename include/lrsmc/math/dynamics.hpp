@@ -22,11 +22,13 @@ struct ParticleModel {
   Nonlinearity nonlinearity = Nonlinearity::relu;
   Observation observation = Observation::gaussian;
   Link link = Link::identity;
+  ReadoutFrom readout_from = ReadoutFrom::z;
   Scalar decay = 0;                      ///< a
   const Scalar* m = nullptr;             ///< (hidden, rank)
   const Scalar* n = nullptr;             ///< (rank, hidden)
   const Scalar* h = nullptr;             ///< (hidden)
-  const Scalar* readout = nullptr;       ///< B (rank, channels)
+  const Scalar* readout = nullptr;       ///< B (rank, channels), the rows acting on z
+  const Scalar* readout_gain = nullptr;  ///< g (channels), one-to-one read-outs
   const Scalar* readout_bias = nullptr;  ///< b (channels)
   const Scalar* log_variance = nullptr;  ///< ρ_x (channels), Gaussian observations only
 };

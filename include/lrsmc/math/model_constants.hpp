@@ -23,8 +23,8 @@ namespace lrsmc::math {
 /// −1 when absent.
 struct ParameterOffsets {
   std::int64_t m = -1, n = -1, h = -1, w_u = -1, decay_logit = -1, z_init = -1,
-               transition_noise = -1, initial_noise = -1, readout_weight = -1, readout_bias = -1,
-               observation_noise = -1;
+               transition_noise = -1, initial_noise = -1, readout_weight = -1, readout_gain = -1,
+               readout_bias = -1, observation_noise = -1;
   /// The parameters the particle engines differentiate: every block but the encoder's, which
   /// follow them in the flat vector (its gradient comes from the encoder's own backward pass).
   std::int64_t total = 0;
@@ -36,6 +36,7 @@ struct ModelShape {
   Nonlinearity nonlinearity = Nonlinearity::relu;
   Observation observation = Observation::gaussian;
   Link link = Link::identity;
+  ReadoutFrom readout_from = ReadoutFrom::z;
   NoiseType noise[2] = {NoiseType::full, NoiseType::full};  ///< [0] Σ_z0, [1] Σ_z
   bool optimal = false;                                     ///< optimal-proposal constants
   ParameterOffsets parameters;
@@ -88,12 +89,18 @@ struct ConstantsLayout {
   }
 };
 
+/// The read-out's rows that act on the inputs (readout_from z_and_v: the first D_u rows of
+/// readout_weight), 0 otherwise.
+LRSMC_HD int readout_input_rows(const ModelShape& shape) {
+  return shape.readout_from == ReadoutFrom::z_and_v ? shape.inputs : 0;
+}
+
 /// Offsets of the working-precision copy the particle step reads: the loadings m, n, h first
 /// and contiguous (N (2R + 1) values, the block a GPU keeps in shared memory), then the input
 /// weights, the read-out and the per-phase constants.
 struct ParticleConstantsLayout {
-  std::int64_t m = 0, n = 0, h = 0, w_u = 0, readout = 0, readout_bias = 0, log_variance = 0,
-               decay = 0;
+  std::int64_t m = 0, n = 0, h = 0, w_u = 0, readout = 0, readout_input = 0, readout_gain = 0,
+               readout_bias = 0, log_variance = 0, decay = 0;
   std::int64_t factor[2] = {}, log_det[2] = {}, gain[2] = {}, alpha[2] = {},
                proposal_factor[2] = {}, proposal_log_det[2] = {};
   std::int64_t loadings_size = 0;  ///< m, n and h
@@ -113,6 +120,8 @@ struct ParticleConstantsLayout {
     loadings_size = next;
     w_u = take(N * shape.inputs);
     readout = take(R * D);
+    readout_input = take(readout_input_rows(shape) * D);
+    readout_gain = take(D);
     readout_bias = take(D);
     log_variance = take(D);
     decay = take(1);
@@ -243,7 +252,12 @@ LRSMC_HD void fill_particle_constants(const ModelShape& shape, const double* par
   copy(working.n, parameters + offsets.n, R * N);
   copy(working.h, parameters + offsets.h, N);
   if (shape.inputs > 0) copy(working.w_u, parameters + offsets.w_u, N * shape.inputs);
-  copy(working.readout, parameters + offsets.readout_weight, R * D);
+  const std::int64_t input_rows = readout_input_rows(shape);
+  if (offsets.readout_weight >= 0) {
+    copy(working.readout, parameters + offsets.readout_weight + input_rows * D, R * D);
+    copy(working.readout_input, parameters + offsets.readout_weight, input_rows * D);
+  }
+  if (offsets.readout_gain >= 0) copy(working.readout_gain, parameters + offsets.readout_gain, D);
   copy(working.readout_bias, parameters + offsets.readout_bias, D);
   if (offsets.observation_noise >= 0)
     copy(working.log_variance, parameters + offsets.observation_noise, D);
@@ -271,11 +285,13 @@ LRSMC_HD ParticleModel<Scalar> particle_model(const ModelShape& shape, const Sca
   model.nonlinearity = shape.nonlinearity;
   model.observation = shape.observation;
   model.link = shape.link;
+  model.readout_from = shape.readout_from;
   model.decay = values[working.decay];
   model.m = values + working.m;
   model.n = values + working.n;
   model.h = values + working.h;
   model.readout = values + working.readout;
+  model.readout_gain = values + working.readout_gain;
   model.readout_bias = values + working.readout_bias;
   model.log_variance = values + working.log_variance;
   return model;
@@ -303,6 +319,18 @@ LRSMC_HD Scalar input_current(const ModelShape& shape, const Scalar* values, con
   Scalar current = 0;
   for (int j = 0; j < shape.inputs; ++j) current += w_u[j] * Scalar(inputs[j]);
   return current;
+}
+
+/// The read-out's offset o_i = Σ_j B_v,ji v_j of channel i from one step's inputs (readout_from
+/// z_and_v: η = Bᵀ[v; z] + b = b + o + B_zᵀ z).
+template <typename Scalar>
+LRSMC_HD Scalar readout_input_offset(const ModelShape& shape, const Scalar* values,
+                                     const double* inputs, int i) {
+  const Scalar* weights = values + ParticleConstantsLayout(shape).readout_input;
+  Scalar offset = 0;
+  for (int j = 0; j < shape.inputs; ++j)
+    offset += weights[std::int64_t(j) * shape.channels + i] * Scalar(inputs[j]);
+  return offset;
 }
 
 /// P_m c_0 = (mᵀm)^{-1} mᵀ c_0 in float64 from the parameters and the first step's currents

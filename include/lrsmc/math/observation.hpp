@@ -72,19 +72,58 @@ LRSMC_HD Value poisson_rate_slope(Scalar count, Value rate) {
   return count / rate - Scalar(1);
 }
 
-/// η_i = b_i + Σ_r B_ri z_r.
+/// Channel i's read-out of a particle (method.md §1.7): η_i and the slopes its adjoint needs.
+/// y_i is the read-out's linear part in z: B_iᵀ z + o_i for the read-outs of the latent state,
+/// the current X_i = m_i z + c_i one to one.
+template <typename Value>
+struct ReadoutResponse {
+  Value eta;
+  Value gained;      ///< what the gain multiplies: X_i (currents), φ(X_i; h_i) (rates), else 0
+  Value slope;       ///< dη_i/dy_i
+  Value bias_slope;  ///< dη_i/dh_i (rates), else 0
+};
+
+/// `offset` is the step's part of y that does not depend on z, per channel: o = B_vᵀ v_t
+/// (z_and_v) or the input currents c = W_u v_t (one to one); null when there is none.
 template <typename Scalar, typename Value>
-LRSMC_HD Value readout_value(const ParticleModel<Scalar>& model, const Value* z, int i) {
+LRSMC_HD ReadoutResponse<Value> readout_response(const ParticleModel<Scalar>& model,
+                                                 const Value* z, const Scalar* offset, int i) {
+  switch (model.readout_from) {
+    case ReadoutFrom::currents: {
+      const Value current = unit_current(model, z, offset, i);
+      const Value gain(model.readout_gain[i]);
+      return {gain * current + Value(model.readout_bias[i]), current, gain, Value(0)};
+    }
+    case ReadoutFrom::rates: {
+      const auto unit =
+          unit_response(model.nonlinearity, unit_current(model, z, offset, i), model.h[i]);
+      const Value gain(model.readout_gain[i]);
+      return {gain * unit.value + Value(model.readout_bias[i]), unit.value, gain * unit.slope,
+              gain * unit.bias_slope};
+    }
+    case ReadoutFrom::z:
+    case ReadoutFrom::z_and_v:
+      break;
+  }
   Value eta = Value(model.readout_bias[i]);
+  if (offset != nullptr) eta += Value(offset[i]);
   for (int r = 0; r < model.rank; ++r) eta += model.readout[r * model.channels + i] * z[r];
-  return eta;
+  return {eta, Value(0), Value(1), Value(0)};
 }
 
-/// log p(x_i | g(η_i)) of channel i. `log_factorial` is ln Γ(x + 1) (Poisson).
+/// Whether the read-out reads the units one to one (its y_i is unit i's current).
+template <typename Scalar>
+LRSMC_HD bool one_to_one(const ParticleModel<Scalar>& model) {
+  return model.readout_from == ReadoutFrom::currents || model.readout_from == ReadoutFrom::rates;
+}
+
+/// log p(x_i | g(η_i)) of channel i. `log_factorial` is ln Γ(x + 1) (Poisson), `offset` the
+/// step's read-out offset (readout_response).
 template <typename Scalar, typename Value>
 LRSMC_HD Value channel_log_likelihood(const ParticleModel<Scalar>& model, const Scalar* observed,
-                                      const Scalar* log_factorial, const Value* z, int i) {
-  const auto link = link_response(model.link, readout_value(model, z, i));
+                                      const Scalar* log_factorial, const Scalar* offset,
+                                      const Value* z, int i) {
+  const auto link = link_response(model.link, readout_response(model, z, offset, i).eta);
   if (model.observation == Observation::gaussian)
     return gaussian_term(observed[i], link.rate, model.log_variance[i]).log_density;
   return poisson_log_probability(observed[i], link.rate, log_factorial[i]);
@@ -94,11 +133,11 @@ LRSMC_HD Value channel_log_likelihood(const ParticleModel<Scalar>& model, const 
 /// lane + lanes, … (combined with butterfly_sum).
 template <typename Scalar>
 LRSMC_HD Scalar observation_partial(const ParticleModel<Scalar>& model, const Scalar* observed,
-                                    const Scalar* log_factorial, const Scalar* z, int lane,
-                                    int lanes) {
+                                    const Scalar* log_factorial, const Scalar* offset,
+                                    const Scalar* z, int lane, int lanes) {
   Scalar total = 0;
   for (int i = lane; i < model.channels; i += lanes)
-    total += channel_log_likelihood(model, observed, log_factorial, z, i);
+    total += channel_log_likelihood(model, observed, log_factorial, offset, z, i);
   return total;
 }
 
@@ -108,63 +147,91 @@ LRSMC_HD Scalar observation_partial(const ParticleModel<Scalar>& model, const Sc
 template <typename Scalar, typename Value>
 LRSMC_HD Value observation_log_likelihood(const ParticleModel<Scalar>& model,
                                           const Scalar* observed, const Scalar* log_factorial,
-                                          const Value* z, int lanes, Value* scratch) {
+                                          const Scalar* offset, const Value* z, int lanes,
+                                          Value* scratch) {
   for (int lane = 0; lane < lanes; ++lane) scratch[lane] = Value(0);
   for (int i = 0; i < model.channels; ++i)
-    scratch[i % lanes] += channel_log_likelihood(model, observed, log_factorial, z, i);
+    scratch[i % lanes] += channel_log_likelihood(model, observed, log_factorial, offset, z, i);
   butterfly_sum(scratch, lanes, 1);
   return scratch[0];
 }
 
 /// One channel in the reverse sweep, for a particle whose log-weight has adjoint `weight`:
-/// dη_i = weight · dℓ/dλ · g'(η) and weight · dℓ/dρ_x,i (Gaussian; 0 for Poisson).
+/// dη_i = weight · dℓ/dλ · g'(η), the adjoint of the linear part dy_i = dη_i · dη_i/dy_i,
+/// weight · dℓ/dρ_x,i (Gaussian; 0 for Poisson), and the one-to-one gain's and bias's terms.
 template <typename Value>
 struct ChannelAdjoint {
   Value grad_eta;
+  Value grad_linear;
   Value grad_log_variance;
+  Value grad_gain;  ///< dη_i · X_i or dη_i · φ_i (one to one)
+  Value grad_h;     ///< dη_i · dη_i/dh_i (rates)
 };
 
 template <typename Scalar, typename Value>
 LRSMC_HD ChannelAdjoint<Value> channel_adjoint(const ParticleModel<Scalar>& model,
-                                               const Scalar* observed, const Value* z, Value weight,
-                                               int i) {
-  const auto link = link_response(model.link, readout_value(model, z, i));
+                                               const Scalar* observed, const Scalar* offset,
+                                               const Value* z, Value weight, int i) {
+  const auto readout = readout_response(model, z, offset, i);
+  const auto link = link_response(model.link, readout.eta);
+  Value grad_eta = Value(0), grad_log_variance = Value(0);
   if (model.observation == Observation::gaussian) {
     const auto term = gaussian_term(observed[i], link.rate, model.log_variance[i]);
-    return {weight * term.d_mean * link.slope, weight * term.d_log_variance};
+    grad_eta = weight * term.d_mean * link.slope;
+    grad_log_variance = weight * term.d_log_variance;
+  } else {
+    grad_eta = weight * poisson_rate_slope(observed[i], link.rate) * link.slope;
   }
-  return {weight * poisson_rate_slope(observed[i], link.rate) * link.slope, Value(0)};
+  return {grad_eta, grad_eta * readout.slope, grad_log_variance, grad_eta * readout.gained,
+          grad_eta * readout.bias_slope};
 }
 
-/// Adds channel i's term B_i dη_i to a partial sum of d log p(x_t | z)/dz · weight.
+/// Adds channel i's term w_i dy_i to a partial sum of d log p(x_t | z)/dz · weight, where w_i is
+/// B_i (the latent state's read-outs) or m_i (one to one).
 template <typename Scalar, typename Value>
-LRSMC_HD void add_eta_adjoint(const ParticleModel<Scalar>& model, int i, Value grad_eta,
-                              Value* partial) {
+LRSMC_HD void add_readout_adjoint(const ParticleModel<Scalar>& model, int i, Value grad_linear,
+                                  Value* partial) {
+  if (one_to_one(model)) {
+    for (int r = 0; r < model.rank; ++r)
+      partial[r] += model.m[i * model.rank + r] * grad_linear;
+    return;
+  }
   for (int r = 0; r < model.rank; ++r)
-    partial[r] += model.readout[r * model.channels + i] * grad_eta;
+    partial[r] += model.readout[r * model.channels + i] * grad_linear;
 }
 
-/// Lane `lane`'s part of d log p(x_t | z)/dz · weight = Σ_i B_i dη_i (rank values).
+/// Lane `lane`'s part of d log p(x_t | z)/dz · weight = Σ_i w_i dy_i (rank values).
 template <typename Scalar>
 LRSMC_HD void observation_adjoint_partial(const ParticleModel<Scalar>& model,
-                                          const Scalar* observed, const Scalar* z, Scalar weight,
-                                          int lane, int lanes, Scalar* partial) {
+                                          const Scalar* observed, const Scalar* offset,
+                                          const Scalar* z, Scalar weight, int lane, int lanes,
+                                          Scalar* partial) {
   for (int r = 0; r < model.rank; ++r) partial[r] = Scalar(0);
   for (int i = lane; i < model.channels; i += lanes)
-    add_eta_adjoint(model, i, channel_adjoint(model, observed, z, weight, i).grad_eta, partial);
+    add_readout_adjoint(model, i,
+                        channel_adjoint(model, observed, offset, z, weight, i).grad_linear,
+                        partial);
 }
 
 /// Adds one particle's terms of channel i to the read-out gradients (accumulate()): db_i += dη_i,
-/// dρ_x,i += weight · dℓ/dρ_x,i, dB_ri += dη_i z_r
-/// (`grad_readout` strided).
+/// dρ_x,i += weight · dℓ/dρ_x,i, dw_ri += dy_i z_r (`grad_weight` strided: B's column, or m's
+/// row one to one).
 template <typename Value, typename Total>
 LRSMC_HD void add_channel_gradient(const ChannelAdjoint<Value>& channel, const Value* z, int rank,
-                                   Total& grad_bias, Total& grad_log_variance, Total* grad_readout,
-                                   std::int64_t readout_stride) {
+                                   Total& grad_bias, Total& grad_log_variance, Total* grad_weight,
+                                   std::int64_t weight_stride) {
   accumulate(grad_bias, channel.grad_eta);
   accumulate(grad_log_variance, channel.grad_log_variance);
   for (int r = 0; r < rank; ++r)
-    accumulate(grad_readout[r * readout_stride], channel.grad_eta * z[r]);
+    accumulate(grad_weight[r * weight_stride], channel.grad_linear * z[r]);
+}
+
+/// Adds one particle's one-to-one terms of channel i: dg_i and, reading rates, dh_i.
+template <typename Value, typename Total>
+LRSMC_HD void add_unit_readout_gradient(const ChannelAdjoint<Value>& channel, bool rates,
+                                        Total& grad_gain, Total& grad_h) {
+  accumulate(grad_gain, channel.grad_gain);
+  if (rates) accumulate(grad_h, channel.grad_h);
 }
 
 }  // namespace lrsmc::math
