@@ -67,6 +67,29 @@ struct SlotJobs {
   }
 };
 
+/// A channel's accumulators in phase 2 besides its read-out weights: db_i, dρ_x,i, dg_i (one to
+/// one) and, in float as the CPU engine keeps it, Σ_k dy_i (a read-out with an input offset).
+struct ChannelTotals {
+  double bias = 0.0, log_variance = 0.0, gain = 0.0;
+  float offset_sum = 0.f;
+};
+
+/// One particle's terms of channel i, as the CPU engine adds them: db, dρ_x and the weights
+/// (`grad_weight`: B_z's column, or one to one m's row), then dg and dh (rates), then dy.
+template <int Capacity>
+__device__ void add_channel_terms(const math::ParticleModel<float>& model, const float* observed,
+                                  const float* offset, const float* z, float weight, int i,
+                                  ChannelTotals& totals, double (&grad_weight)[Capacity],
+                                  double& grad_h) {
+  const auto channel = math::channel_adjoint(model, observed, offset, z, weight, i);
+  math::add_channel_gradient(channel, z, model.rank, totals.bias, totals.log_variance,
+                             grad_weight, 1);
+  if (math::one_to_one(model))
+    math::add_unit_readout_gradient(channel, model.readout_from == ReadoutFrom::rates,
+                                    totals.gain, grad_h);
+  if (offset != nullptr) totals.offset_sum += channel.grad_linear;
+}
+
 /// (r, s ≤ r) of lower-triangle entry `index` in row order.
 __device__ void lower_entry(int index, int& r, int& s) {
   r = 0;
@@ -128,6 +151,7 @@ __global__ void __launch_bounds__(block_size)
     const float* observed = p.observations + cell * D;
     const float* currents =
         p.currents && !first ? p.currents + (cell - 1) * std::size_t(N) : nullptr;
+    const float* readout_offset = readout_offset_at(p, model, cell);
 
     // 1a. Route the adjoint of the post-resampling particles to their ancestors. Systematic
     //     and stratified ancestors (and the identity of a step that did not resample) are
@@ -196,7 +220,7 @@ __global__ void __launch_bounds__(block_size)
       }
       math::standard_normals(p.seed, trial_id, std::uint32_t(step), std::uint32_t(k),
                              math::DrawStream::proposal_noise, R, xi);
-      math::observation_adjoint_partial(model, observed, no_readout_offset, z, weight, group.lane,
+      math::observation_adjoint_partial(model, observed, readout_offset, z, weight, group.lane,
                                         group.lanes, partial);
       for (int r = 0; r < R; ++r)
         grad_z[r] = grad_pre[std::size_t(k) * R + r] + group_sum(partial[r], group);
@@ -223,10 +247,40 @@ __global__ void __launch_bounds__(block_size)
     __syncthreads();
 
     // 2. Accumulators, each summing over the particles in index order: hidden units (later
-    //    steps), channels, then the slots.
+    //    steps), channels, then the slots. One to one, channel i's weights are unit i's row of m
+    //    (and rates add to h_i): at later steps unit i's job takes channel i's terms too, per
+    //    particle the channel's before the unit's, as the CPU engine adds them.
+    const bool one_to_one = math::one_to_one(model);
     const int units = first ? 0 : N;
+    const int channels = one_to_one && !first ? 0 : D;
     const SlotJobs jobs(R, optimal, first);
-    for (int u = threadIdx.x; u < units + D + jobs.count; u += block_size) {
+    // The read-out's input offset at this step: dW_u (one to one) or dB_v += (Σ_k dy) u_tᵀ.
+    const double* step_input =
+        readout_offset != nullptr ? b.inputs + cell * std::size_t(U) : nullptr;
+    const auto add_offset_terms = [&](int i, const ChannelTotals& channel) {
+      if (step_input == nullptr) return;
+      for (int j = 0; j < U; ++j) {
+        const std::int64_t slot = one_to_one ? offsets.w_u + std::int64_t(i) * U + j
+                                             : offsets.readout_weight + std::int64_t(j) * D + i;
+        row[slot] += product(double(channel.offset_sum), step_input[j]);
+      }
+    };
+    const auto load_channel = [&](int i) {
+      ChannelTotals channel;
+      channel.bias = row[offsets.readout_bias + i];
+      if (offsets.observation_noise >= 0) channel.log_variance = row[offsets.observation_noise + i];
+      if (offsets.readout_gain >= 0) channel.gain = row[offsets.readout_gain + i];
+      return channel;
+    };
+    const auto store_channel = [&](int i, const ChannelTotals& channel) {
+      row[offsets.readout_bias + i] = channel.bias;
+      if (offsets.observation_noise >= 0) row[offsets.observation_noise + i] = channel.log_variance;
+      if (offsets.readout_gain >= 0) row[offsets.readout_gain + i] = channel.gain;
+      add_offset_terms(i, channel);
+    };
+    const std::int64_t latent_weight =
+        offsets.readout_weight + std::int64_t(math::readout_input_rows(shape)) * D;
+    for (int u = threadIdx.x; u < units + channels + jobs.count; u += block_size) {
       if (u < units) {
         const int i = u;
         double grad_n[capacity], grad_m[capacity];
@@ -235,8 +289,12 @@ __global__ void __launch_bounds__(block_size)
           grad_m[r] = row[offsets.m + i * R + r];
         }
         double grad_h = row[offsets.h + i];
+        ChannelTotals channel = one_to_one ? load_channel(i) : ChannelTotals{};
         float current_sum = 0.f;
         for (int k = 0; k < K; ++k) {
+          if (one_to_one)
+            add_channel_terms(model, observed, readout_offset, particles + std::size_t(k) * R,
+                              float(grad_log_weight[k]), i, channel, grad_m, grad_h);
           const float* previous = previous_particles + std::size_t(previous_ancestors[k]) * R;
           const float* grad_mean = records.grad_mean + std::size_t(k) * R;
           const auto unit = math::unit_adjoint(model, previous, currents, grad_mean, i);
@@ -248,29 +306,31 @@ __global__ void __launch_bounds__(block_size)
           row[offsets.m + i * R + r] = grad_m[r];
         }
         row[offsets.h + i] = grad_h;
+        if (one_to_one) store_channel(i, channel);
         if (U > 0) {  // X_t = m z + W_u u_{t−1}: dW_u += (Σ_k dX) u_{t−1}ᵀ
           const double* input = b.inputs + (cell - 1) * std::size_t(U);
           for (int j = 0; j < U; ++j)
             row[offsets.w_u + i * U + j] += product(double(current_sum), input[j]);
         }
-      } else if (u < units + D) {
+      } else if (u < units + channels) {
         const int i = u - units;
-        double grad_bias = row[offsets.readout_bias + i];
-        double grad_log_variance =
-            offsets.observation_noise >= 0 ? row[offsets.observation_noise + i] : 0.0;
-        double grad_readout[capacity];
-        for (int r = 0; r < R; ++r) grad_readout[r] = row[offsets.readout_weight + r * D + i];
-        for (int k = 0; k < K; ++k) {
-          const float* z = particles + std::size_t(k) * R;
-          const auto channel = math::channel_adjoint(model, observed, no_readout_offset, z,
-                                                     float(grad_log_weight[k]), i);
-          math::add_channel_gradient(channel, z, R, grad_bias, grad_log_variance, grad_readout, 1);
+        ChannelTotals channel = load_channel(i);
+        double grad_weight[capacity], grad_h = one_to_one ? row[offsets.h + i] : 0.0;
+        for (int r = 0; r < R; ++r)
+          grad_weight[r] = one_to_one ? row[offsets.m + i * R + r] : row[latent_weight + r * D + i];
+        for (int k = 0; k < K; ++k)
+          add_channel_terms(model, observed, readout_offset, particles + std::size_t(k) * R,
+                            float(grad_log_weight[k]), i, channel, grad_weight, grad_h);
+        for (int r = 0; r < R; ++r) {
+          if (one_to_one)
+            row[offsets.m + i * R + r] = grad_weight[r];
+          else
+            row[latent_weight + r * D + i] = grad_weight[r];
         }
-        row[offsets.readout_bias + i] = grad_bias;
-        if (offsets.observation_noise >= 0) row[offsets.observation_noise + i] = grad_log_variance;
-        for (int r = 0; r < R; ++r) row[offsets.readout_weight + r * D + i] = grad_readout[r];
+        if (one_to_one) row[offsets.h + i] = grad_h;
+        store_channel(i, channel);
       } else {
-        int job = u - units - D, r = 0, s = 0;
+        int job = u - units - channels, r = 0, s = 0;
         std::int64_t at = 0;
         int kind = 0;  // 0 factor, 1 L_q, 2 Σ dμ_q μᵀ, 3 Σ dμ_q, 4 decay, 5 Σ dμ_0
         if (job < jobs.lower) {

@@ -39,6 +39,7 @@ struct FilterLaunch {
   const float* observations = nullptr;       ///< (trials, steps, channels)
   const float* log_factorial = nullptr;      ///< (trials, steps, channels), Poisson only
   const float* currents = nullptr;           ///< (trials, steps, hidden) W_u u_t, or null
+  const float* readout_offsets = nullptr;    ///< (trials, steps, channels) B_vᵀ u_t (z_and_v)
   const float* initial_mean = nullptr;       ///< (trials, rank)
   const std::uint32_t* trial_ids = nullptr;  ///< (trials)
   // Workspace and outputs. With store_all every step is kept (filter outputs, backward pass);
@@ -80,10 +81,12 @@ struct FilterLaunch {
 void build_constants(const DeviceModel& model, double* scratch, cudaStream_t stream);
 
 /// Input currents (rows, steps, hidden) of (rows, steps, inputs) float64 inputs, or none
-/// (`inputs` null), and the initial means μ_0 (rows, rank) (math::input_current,
-/// math::initial_mean).
+/// (`inputs` null), the read-out's input offsets (rows, steps, channels) of a z_and_v read-out
+/// (`readout_offsets` not null), and the initial means μ_0 (rows, rank) (math::input_current,
+/// math::readout_input_offset, math::initial_mean).
 void input_terms(const DeviceModel& model, const double* inputs, int rows, int steps,
-                 float* currents, float* initial_mean, cudaStream_t stream);
+                 float* currents, float* readout_offsets, float* initial_mean,
+                 cudaStream_t stream);
 
 // --- forward filter ------------------------------------------------------------------------
 

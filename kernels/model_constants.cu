@@ -27,15 +27,23 @@ __global__ void __launch_bounds__(block_size)
                                 int(threadIdx.x), block_size);
 }
 
-/// Grid-stride over (row, step, unit): c = W_u u (math::input_current).
-__global__ void input_currents_kernel(const DeviceModel model, const double* inputs, int rows,
-                                      int steps, float* currents) {
-  const std::int64_t hidden = model.shape.hidden, count = std::int64_t(rows) * steps * hidden;
+/// Grid-stride over (row, step, unit) and, with `offsets`, (row, step, channel): the currents
+/// c = W_u u (math::input_current) and the read-out's offsets o = B_vᵀ u
+/// (math::readout_input_offset).
+__global__ void input_terms_kernel(const DeviceModel model, const double* inputs, int rows,
+                                   int steps, float* currents, float* offsets) {
+  const std::int64_t hidden = model.shape.hidden,
+                     width = hidden + (offsets != nullptr ? model.shape.channels : 0),
+                     count = std::int64_t(rows) * steps * width;
   for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < count;
        e += std::int64_t(gridDim.x) * blockDim.x) {
-    const std::int64_t cell = e / hidden;
-    currents[e] = math::input_current(model.shape, model.working,
-                                      inputs + cell * model.shape.inputs, int(e % hidden));
+    const std::int64_t cell = e / width, j = e % width;
+    const double* input = inputs + cell * model.shape.inputs;
+    if (j < hidden)
+      currents[cell * hidden + j] = math::input_current(model.shape, model.working, input, int(j));
+    else
+      offsets[cell * model.shape.channels + (j - hidden)] =
+          math::readout_input_offset(model.shape, model.working, input, int(j - hidden));
   }
 }
 
@@ -93,15 +101,18 @@ void build_constants(const DeviceModel& model, double* scratch, cudaStream_t str
 }
 
 void input_terms(const DeviceModel& model, const double* inputs, int rows, int steps,
-                 float* currents, float* initial_mean, cudaStream_t stream) {
+                 float* currents, float* readout_offsets, float* initial_mean,
+                 cudaStream_t stream) {
   if (inputs != nullptr) {
-    const std::int64_t count = std::int64_t(rows) * steps * model.shape.hidden;
+    const std::int64_t count =
+        std::int64_t(rows) * steps *
+        (model.shape.hidden + (readout_offsets != nullptr ? model.shape.channels : 0));
     LaunchShape shape;
     shape.grid =
         dim3(unsigned(std::min<std::int64_t>((count + block_size - 1) / block_size, 4096)));
     shape.block = dim3(block_size);
-    launch_kernel("input_currents", input_currents_kernel, shape, stream, model, inputs, rows,
-                  steps, currents);
+    launch_kernel("input_terms", input_terms_kernel, shape, stream, model, inputs, rows, steps,
+                  currents, readout_offsets);
   }
   LaunchShape shape;
   shape.grid = dim3(unsigned((rows + 63) / 64));

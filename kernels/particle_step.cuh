@@ -21,10 +21,6 @@
 
 namespace lrsmc::kernels {
 
-/// The kernels read out the latent state alone (the CUDA backend refuses the other read-outs),
-/// whose read-out has no per-step offset (math::readout_response).
-constexpr const float* no_readout_offset = nullptr;
-
 /// The product of math::combine_tiles and friends on the device: __dmul_rn is never fused
 /// into an addition (math/common.hpp).
 struct DeviceRoundedProduct {
@@ -112,6 +108,16 @@ __device__ __forceinline__ std::size_t cell_of(const FilterLaunch& p, int trial,
   return std::size_t(trial) * p.steps + step;
 }
 
+/// The read-out's offset at a cell (math::readout_response): the input currents W_u u_t one to
+/// one, B_vᵀ u_t with z_and_v, or null.
+__device__ __forceinline__ const float* readout_offset_at(const FilterLaunch& p,
+                                                          const math::ParticleModel<float>& model,
+                                                          std::size_t cell) {
+  if (math::one_to_one(model))
+    return p.currents ? p.currents + cell * std::size_t(model.hidden) : nullptr;
+  return p.readout_offsets ? p.readout_offsets + cell * std::size_t(model.channels) : nullptr;
+}
+
 /// G (x_t − b) of `step` into `gain_term` (rank floats, shared), by thread 0; the caller syncs.
 __device__ __forceinline__ void gain_term_of(const FilterLaunch& p,
                                              const math::ParticleModel<float>& model, int trial,
@@ -151,9 +157,9 @@ __device__ float propagate_particle(const FilterLaunch& p, const math::ParticleM
       math::propose(p.model.shape.optimal, R, phase_at(p, step), gain_term, mean, xi, scratch, z);
   const float* observed = p.observations + cell * model.channels;
   const float* log_factorial = p.log_factorial ? p.log_factorial + cell * model.channels : nullptr;
+  const float* offset = readout_offset_at(p, model, cell);
   const float observation = group_sum(
-      math::observation_partial(model, observed, log_factorial, no_readout_offset, z, group.lane,
-                                group.lanes),
+      math::observation_partial(model, observed, log_factorial, offset, z, group.lane, group.lanes),
       group);
   return proposal_term + observation;
 }

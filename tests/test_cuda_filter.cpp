@@ -298,23 +298,24 @@ TEST_F(CudaFilter, EncoderProposalIsRefusedClearlyAndAutoFallsBackToTheCpu) {
                                     "the CUDA kernels have no encoder proposal");
 }
 
-// The kernels read out the latent state only.
-TEST_F(CudaFilter, OtherReadoutsAreRefusedClearlyAndAutoFallsBackToTheCpu) {
-  for (const ReadoutFrom readout_from :
-       {ReadoutFrom::z_and_v, ReadoutFrom::currents, ReadoutFrom::rates}) {
-    SCOPED_TRACE(to_string(readout_from));
-    const Model model = testing::random_model(
-        testing::with_readout(testing::small_config(Nonlinearity::relu, NoiseType::full,
-                                                    Observation::poisson, Link::softplus, 1),
-                              readout_from),
-        5);
-    FilterOptions options;
-    options.num_particles = 16;
-    options.proposal = Proposal::bootstrap;
-    expect_refused_and_run_on_the_cpu(
-        model, testing::sampled_batch(model, 2, 8, 3), options,
-        "the CUDA kernels read out the latent state only; got readout_from '" +
-            to_string(readout_from) + "'");
+// The read-outs beyond Bᵀz (the comparison shape has an input, which they see at the
+// observation's step: B_vᵀ u_t, or the currents one to one), Gaussian and Poisson, in both
+// regimes at K = 300 and K = 10.
+TEST_F(CudaFilter, EveryReadoutMatchesTheCpuInBothRegimes) {
+  for (const auto& [label, model] : testing::readout_models(12)) {
+    const SequenceBatch batch = testing::sampled_batch(model, 4, 12, 4);
+    for (const int particles : {300, 10}) {
+      for (const auto regime :
+           {CudaFilterRegime::block_per_trial, CudaFilterRegime::many_particles}) {
+        FilterOptions options;
+        options.num_particles = particles;
+        options.proposal = Proposal::bootstrap;
+        auto gpu = cuda_backend(regime);
+        (void)testing::expect_same_filter(*gpu, model, batch, options, 99,
+                                          label + ", K = " + std::to_string(particles) + ", " +
+                                              regime_name(regime));
+      }
+    }
   }
 }
 

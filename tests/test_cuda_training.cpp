@@ -67,6 +67,22 @@ class CudaGradient : public ::testing::Test {
   }
 };
 
+// The read-outs beyond Bᵀz, whose one-to-one terms share the units' accumulators (m, h, W_u) and
+// whose input offsets add to W_u or B_v, at K = 300 and K = 10, Gaussian and Poisson.
+TEST_F(CudaGradient, EveryReadoutMatchesTheCpu) {
+  auto gpu = make_backend(BackendKind::cuda);
+  for (const auto& [label, model] : testing::readout_models(12)) {
+    const SequenceBatch batch = testing::sampled_batch(model, 4, 12, 4);
+    for (const int particles : {300, 10}) {
+      FilterOptions options;
+      options.num_particles = particles;
+      options.proposal = Proposal::bootstrap;
+      testing::expect_same_gradient(*gpu, model, batch, options, 21,
+                                    label + ", K = " + std::to_string(particles));
+    }
+  }
+}
+
 TEST_F(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
   const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
                                                    Observation::gaussian, Link::identity);

@@ -134,24 +134,13 @@ TEST(PackedEngine, PoissonLinks) {
 // comparison shape has an input, which they see at the observation's step), Gaussian and
 // Poisson.
 TEST(PackedEngine, EveryReadout) {
-  for (const ReadoutFrom readout_from :
-       {ReadoutFrom::z_and_v, ReadoutFrom::currents, ReadoutFrom::rates}) {
-    for (const Observation observation : {Observation::gaussian, Observation::poisson}) {
-      const Model model = testing::random_model(
-          testing::with_readout(
-              testing::medium_config(
-                  Nonlinearity::clipped_relu, NoiseType::full, observation,
-                  observation == Observation::poisson ? Link::softplus : Link::identity),
-              readout_from),
-          19);
-      const SequenceBatch batch = testing::sampled_batch(model, 3, 12, 4);
-      FilterOptions options;
-      options.num_particles = 40;
-      options.proposal = Proposal::bootstrap;
-      const std::string label = to_string(readout_from) + ", " + to_string(observation);
-      testing::expect_packed_follows_reference(model, batch, options, 6, label);
-      testing::expect_packed_gradient_follows_reference(model, batch, options, 6, label);
-    }
+  for (const auto& [label, model] : testing::readout_models(19)) {
+    const SequenceBatch batch = testing::sampled_batch(model, 3, 12, 4);
+    FilterOptions options;
+    options.num_particles = 40;
+    options.proposal = Proposal::bootstrap;
+    testing::expect_packed_follows_reference(model, batch, options, 6, label);
+    testing::expect_packed_gradient_follows_reference(model, batch, options, 6, label);
   }
 }
 

@@ -147,9 +147,6 @@ class CudaBackend final : public Backend {
     if (options.proposal == Proposal::encoder || config.encoder)
       return "the CUDA kernels have no encoder proposal";
     if (options.t_forward > 0) return "the CUDA kernels have no t_forward steps";
-    if (config.readout_from != ReadoutFrom::z)
-      return detail::concat("the CUDA kernels read out the latent state only; got readout_from '",
-                            to_string(config.readout_from), "'");
     if (config.rank > kernels::max_rank)
       return detail::concat("the CUDA kernels run ranks up to ", kernels::max_rank, "; got rank ",
                             config.rank);
@@ -264,11 +261,15 @@ class CudaBackend final : public Backend {
     double* scratch =
         arena_.take<double>(std::size_t(math::constants_scratch_size(shape.rank, shape.channels)));
     float* currents = arena_.take<float>(config.num_inputs > 0 ? cells * hidden : 0);
+    float* readout_offsets = arena_.take<float>(
+        math::readout_input_rows(shape) > 0 ? cells * std::size_t(config.num_channels) : 0);
     float* initial_mean = arena_.take<float>(std::size_t(trials) * rank);
     launch.model = device_model(shape, parameters, constants, working, options_.device_index);
     kernels::build_constants(launch.model, scratch, nullptr);
-    kernels::input_terms(launch.model, inputs, trials, steps, currents, initial_mean, nullptr);
+    kernels::input_terms(launch.model, inputs, trials, steps, currents, readout_offsets,
+                         initial_mean, nullptr);
     launch.currents = currents;
+    launch.readout_offsets = readout_offsets;
     launch.initial_mean = initial_mean;
 
     // Workspace and outputs.

@@ -53,6 +53,8 @@ void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int
   scratch.reserve(std::size_t(math::constants_scratch_size(model.rank, model.channels)) +
                   2 * B * R);
   if (model.inputs > 0) currents.reserve(B * T * std::size_t(model.hidden));
+  if (math::readout_input_rows(model) > 0)
+    readout_offsets.reserve(B * T * std::size_t(model.channels));
   initial_mean.reserve(B * R);
   std::vector<std::uint32_t> ids(B);
   for (std::size_t row = 0; row < B; ++row) ids[row] = std::uint32_t(row);
@@ -80,7 +82,9 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
   const int R = shape.rank, T = batch.steps;
   const math::GradientSlots slots(shape.parameters.total, shape.rank, shape.channels);
   kernels::build_constants(model, work.scratch.get(), nullptr);
+  const bool readout_offsets = batch.inputs && math::readout_input_rows(shape) > 0;
   kernels::input_terms(model, batch.inputs, batch.rows, T, work.currents.get(),
+                       readout_offsets ? work.readout_offsets.get() : nullptr,
                        work.initial_mean.get(), nullptr);
   LRSMC_CUDA_CHECK(
       cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
@@ -94,6 +98,8 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
     launch.log_factorial =
         batch.log_factorial ? batch.log_factorial + cells * shape.channels : nullptr;
     launch.currents = batch.inputs ? work.currents.get() + cells * shape.hidden : nullptr;
+    launch.readout_offsets =
+        readout_offsets ? work.readout_offsets.get() + cells * shape.channels : nullptr;
     launch.initial_mean = work.initial_mean.get() + std::size_t(first) * R;
     launch.trial_ids = batch.trial_ids + first;
     launch.store_all = true;
@@ -194,10 +200,12 @@ std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int st
       T * K * (R * 4 + 8 + 4) + T + K * 16 +
       kernels::filter_tile_values(particles, config.rank) * 8 + K * R * 12 +
       kernels::backward_record_values(particles, config.rank) * 4 + K * 16;
-  // Per batch trial: data (observations, log-factorials, inputs, currents), μ_0, accumulator
-  // row, outcome, id and the finishing scratch.
+  // Per batch trial: data (observations, log-factorials, inputs, currents, the read-out's input
+  // offsets), μ_0, accumulator row, outcome, id and the finishing scratch.
   const std::int64_t per_trial =
-      T * D * 8 + T * U * 8 + (U > 0 ? T * N * 4 : 0) + R * 4 + row * 8 + 8 + 4 + 4 + 2 * R * 8;
+      T * D * 8 + T * U * 8 + (U > 0 ? T * N * 4 : 0) +
+      (math::readout_input_rows(shape) > 0 ? T * D * 4 : 0) + R * 4 + row * 8 + 8 + 4 + 4 +
+      2 * R * 8;
   const std::int64_t model =
       shape.parameters.total * 8 * 5 +  // parameters, moments, gradient, evaluated
       math::ConstantsLayout(shape).size * 8 + math::ParticleConstantsLayout(shape).size * 4 +

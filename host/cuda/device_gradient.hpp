@@ -33,7 +33,7 @@ struct GradientWorkspace {
   Buffer<double> constants, scratch;
   Buffer<float> working;
   // The batch.
-  Buffer<float> currents, initial_mean;
+  Buffer<float> currents, readout_offsets, initial_mean;
   Buffer<std::uint32_t> trial_ids;
   Buffer<double> accumulator_rows, totals, gradient, outcome;
   // One chunk.

@@ -84,6 +84,7 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
   add(math::ParticleConstantsLayout(model).size * 4);      // their float copy
   add(math::constants_scratch_size(model.rank, model.channels) * 8);
   if (config.num_inputs > 0) add(cells * N * 4);           // input currents
+  if (math::readout_input_rows(model) > 0) add(cells * config.num_channels * 4);  // B_vᵀ u_t
   add(trials * R * 4);                                     // initial means
   // Particles (float32), normalised log-weights (float64), ancestors (int32): every step when
   // stored, else two particle slices and one weight/ancestor slice reused in place.

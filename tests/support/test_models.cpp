@@ -112,6 +112,22 @@ Model random_model(const ModelConfig& config, std::uint64_t seed) {
   return model;
 }
 
+std::vector<std::pair<std::string, Model>> readout_models(std::uint64_t seed) {
+  std::vector<std::pair<std::string, Model>> models;
+  for (const ReadoutFrom readout_from :
+       {ReadoutFrom::z_and_v, ReadoutFrom::currents, ReadoutFrom::rates})
+    for (const Observation observation : {Observation::gaussian, Observation::poisson}) {
+      const Link link = observation == Observation::poisson ? Link::softplus : Link::identity;
+      models.emplace_back(
+          to_string(readout_from) + ", " + to_string(observation),
+          random_model(with_readout(medium_config(Nonlinearity::clipped_relu, NoiseType::full,
+                                                  observation, link),
+                                    readout_from),
+                       seed));
+    }
+  return models;
+}
+
 SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, std::uint64_t seed) {
   SequenceBatch batch;
   batch.num_trials = num_trials;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lrsmc/backend.hpp"
@@ -34,6 +35,10 @@ ModelConfig medium_config(Nonlinearity nonlinearity, NoiseType noise, Observatio
 /// Model::initialise plus perturbations that make every parameter matter (non-zero bias,
 /// correlated full covariances, moderate noise).
 Model random_model(const ModelConfig& config, std::uint64_t seed);
+/// A labelled model of the engine comparisons' shape (medium_config: clipped relu, full noise,
+/// one input) for each read-out beyond Bᵀz (z_and_v, currents, rates) × Gaussian (identity
+/// link) and Poisson (softplus) observations, random_model(…, seed) each.
+std::vector<std::pair<std::string, Model>> readout_models(std::uint64_t seed);
 
 /// Observations sampled from `model` itself (inputs, if any, are smooth random signals).
 SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, std::uint64_t seed);
