@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -24,6 +25,7 @@
 #include "lrsmc/math/philox.hpp"
 #include "lrsmc/math/proposal.hpp"
 #include "lrsmc/math/weights.hpp"
+#include "model/encoder_factors.hpp"
 #include "model/model_constants.hpp"
 
 namespace lrsmc::cpu {
@@ -114,23 +116,6 @@ struct ParticleScratch {
   }
 };
 
-/// Holds the calling thread's OpenMP thread count at `threads` while it lives and restores it
-/// after. The encoder's Eigen products run under a count of one: Eigen would otherwise split each
-/// product over every core whatever the call's thread count, and its threads spin-wait for each
-/// other, which on busy or oversubscribed cores cost five times the single-threaded time.
-class ThreadCountScope {
- public:
-  explicit ThreadCountScope(int threads) : saved_(omp_get_max_threads()) {
-    omp_set_num_threads(threads);
-  }
-  ~ThreadCountScope() { omp_set_num_threads(saved_); }
-  ThreadCountScope(const ThreadCountScope&) = delete;
-  ThreadCountScope& operator=(const ThreadCountScope&) = delete;
-
- private:
-  int saved_;
-};
-
 /// The engine of one working precision. Value is Scalar (one particle at a time, the reference
 /// and the kernels' order of operations) or Pack (pack_width particles in SIMD lanes, float32):
 /// the particle loops run over blocks of lanes_of<Value> particles, the last block padded with
@@ -155,7 +140,7 @@ class Engine {
         encoder_(options.proposal == Proposal::encoder) {
     phases_[0] = constants_.phase(0);
     phases_[1] = constants_.phase(1);
-    if (encoder_) run_encoder(model);
+    if (encoder_) encoder_factors_.emplace(model, batch, data_steps_);
   }
 
   /// Whether the proposal multiplies the prior with a Gaussian factor (optimal or encoder) at this
@@ -266,61 +251,20 @@ class Engine {
     }
   }
 
-  /// The encoder's factor for every trial and step before the t_forward steps, from the
-  /// observations of those steps in the working precision: its mean and its clamped variance
-  /// (float64).
-  void run_encoder(const Model& model) {
-    encoder_config_ = *model.config.encoder;
-    const EncoderConfig& config = encoder_config_;
-    const int trials = batch_.num_trials, steps = data_steps_, R = model_.rank,
-              D = model_.channels;
-    validate(config, D, R, steps, "encoder proposal");
-    const ParameterLayout layout(model.config);
-    encoder_offset_ = layout.encoder;
-    encoder_parameters_.assign(model.parameters.begin() + layout.encoder,
-                               model.parameters.begin() + layout.encoder + layout.encoder_size);
-    const std::size_t kept = std::size_t(steps) * D, stored = std::size_t(batch_.num_steps) * D;
-    std::vector<Scalar> observed(std::size_t(trials) * kept);
-    for (std::size_t trial = 0; trial < std::size_t(trials); ++trial)
-      for (std::size_t i = 0; i < kept; ++i)
-        observed[trial * kept + i] = static_cast<Scalar>(batch_.observations[trial * stored + i]);
-    const ThreadCountScope single_thread(1);
-    encoder_pass_ = encoder_forward(config, encoder_parameters_, observed, trials, steps, D, R);
-    const std::size_t cells = std::size_t(trials) * steps * R;
-    encoder_mean_.resize(cells);
-    encoder_variance_.resize(cells);
-    encoder_slope_.resize(cells);
-    for (std::size_t i = 0; i < cells; ++i) {
-      encoder_mean_[i] = double(encoder_pass_.mean[i]);
-      const auto variance = math::encoder_variance(double(encoder_pass_.log_variance[i]));
-      encoder_variance_[i] = variance.value;
-      encoder_slope_[i] = variance.slope;
-    }
-  }
-
   [[nodiscard]] std::size_t encoder_cell(const TrialData<Scalar>& data, int step) const {
     return (std::size_t(data.index) * std::size_t(data_steps_) + std::size_t(step)) * model_.rank;
   }
 
-  /// The encoder's parameters' gradient from the adjoints of its mean and variance at every trial
-  /// and step (the variance's through the clamp's slope to the log-variance), added to `gradient`.
+  /// The encoder's parameters' gradient from the adjoints of its means and variances at every
+  /// trial and step, added to `gradient`.
   void add_encoder_gradient(const std::vector<EncoderAdjoint>& adjoints,
                             std::vector<double>& gradient) const {
-    const std::size_t per_trial = std::size_t(data_steps_) * model_.rank;
-    std::vector<Scalar> mean_gradient(encoder_mean_.size()),
-        log_variance_gradient(encoder_mean_.size());
-    for (std::size_t trial = 0; trial < adjoints.size(); ++trial)
-      for (std::size_t i = 0; i < per_trial; ++i) {
-        const std::size_t cell = trial * per_trial + i;
-        mean_gradient[cell] = static_cast<Scalar>(adjoints[trial].mean[i]);
-        log_variance_gradient[cell] =
-            static_cast<Scalar>(adjoints[trial].variance[i] * encoder_slope_[cell]);
-      }
-    const ThreadCountScope single_thread(1);
-    const std::vector<double> encoder_gradient = encoder_backward(
-        encoder_config_, encoder_parameters_, encoder_pass_, mean_gradient, log_variance_gradient);
-    for (std::size_t i = 0; i < encoder_gradient.size(); ++i)
-      gradient[std::size_t(encoder_offset_) + i] += encoder_gradient[i];
+    std::vector<double> grad_mean, grad_variance;
+    for (const EncoderAdjoint& adjoint : adjoints) {
+      grad_mean.insert(grad_mean.end(), adjoint.mean.begin(), adjoint.mean.end());
+      grad_variance.insert(grad_variance.end(), adjoint.variance.begin(), adjoint.variance.end());
+    }
+    encoder_factors_->add_gradient(grad_mean, grad_variance, gradient);
   }
 
   /// The step's constants: the prior's factor from the phase, the product's from the encoder
@@ -334,7 +278,8 @@ class Engine {
     const math::ConstantsLayout layout(constants_.shape);
     const std::size_t cell = encoder_cell(data, step);
     if (!math::encoder_step_constants(R, constants_.constants.data() + layout.factor[phase_index],
-                                      encoder_mean_.data() + cell, encoder_variance_.data() + cell,
+                                      encoder_factors_->mean().data() + cell,
+                                      encoder_factors_->variance().data() + cell,
                                       work.product, work.gain_term, work.scratch.data()))
       throw NumericalError(detail::concat(
           "encoder proposal: the product of the prior and the encoder's factor is not positive "
@@ -760,7 +705,7 @@ class Engine {
         const math::ConstantsLayout layout(shape);
         math::encoder_step_constants_backward(
             R, constants_.constants.data() + layout.factor[phase_index],
-            encoder_mean_.data() + cell, encoder_variance_.data() + cell,
+            encoder_factors_->mean().data() + cell, encoder_factors_->variance().data() + cell,
             work.view(),
             mean_product, mean_sum, proposal_factor, prior_factor,
             encoder_adjoint.mean.data() + own, encoder_adjoint.variance.data() + own,
@@ -843,11 +788,7 @@ class Engine {
   // steps, rank), the variance clamped and its slope to the log-variance.
   int data_steps_;  // the steps before the t_forward steps
   bool encoder_;
-  EncoderConfig encoder_config_;
-  std::int64_t encoder_offset_ = -1;
-  std::vector<double> encoder_parameters_;
-  EncoderPass<Scalar> encoder_pass_;
-  std::vector<double> encoder_mean_, encoder_variance_, encoder_slope_;
+  std::optional<model::EncoderFactors<Scalar>> encoder_factors_;  // encoder proposal
 };
 
 /// How a call's threads are shared: over trials when there are at least as many trials as

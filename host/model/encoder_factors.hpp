@@ -1,0 +1,46 @@
+// The encoder proposal's factors of a batch, on the host (method.md §3.3, §4): the encoder's
+// forward pass over the observations of each trial's steps before its t_forward ones, the
+// clamped variances, and the backward pass from the factors' adjoints to the encoder's
+// parameters. The CPU engines and the CUDA backend (whose kernels multiply each step's prior
+// with these factors) share it, so both propose from the same factors.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lrsmc/backend.hpp"
+#include "lrsmc/encoder.hpp"
+#include "lrsmc/params.hpp"
+
+namespace lrsmc::model {
+
+template <typename Scalar>
+class EncoderFactors {
+ public:
+  /// Runs the encoder of `model` (which has one) in the working precision Scalar over the first
+  /// `data_steps` steps of every trial of `batch`; throws InvalidInput when the encoder does not
+  /// fit those steps.
+  EncoderFactors(const Model& model, const SequenceBatch& batch, int data_steps);
+
+  /// μ_e and σ_e² = clamp(exp(log-variance), 1e-8, 100), (trials, data_steps, rank) each.
+  [[nodiscard]] const std::vector<double>& mean() const { return mean_; }
+  [[nodiscard]] const std::vector<double>& variance() const { return variance_; }
+
+  /// Adds the gradient of the encoder's parameters, given the adjoints of the means and of the
+  /// variances (trials, data_steps, rank) each, to the encoder's block of `gradient` (every
+  /// parameter of the model).
+  void add_gradient(const std::vector<double>& grad_mean, const std::vector<double>& grad_variance,
+                    std::vector<double>& gradient) const;
+
+ private:
+  EncoderConfig config_;
+  std::int64_t offset_ = -1;
+  std::vector<double> parameters_;
+  EncoderPass<Scalar> pass_;
+  std::vector<double> mean_, variance_, slope_;
+};
+
+extern template class EncoderFactors<float>;
+extern template class EncoderFactors<double>;
+
+}  // namespace lrsmc::model
