@@ -6,14 +6,15 @@
 // session: each step uploads its rows, runs on the device and downloads its outcome.
 // Counter device_bytes: what the session holds on the device after its first step (free
 // memory before minus after, cudaMemGetInfo): data, parameters, moments and every workspace,
-// which is the training's peak (nothing is allocated inside a step). Without a device every
-// case reports an error.
+// which is the training's peak (nothing is allocated inside a step). Then one gradient of the
+// encoder proposal (BM_CudaEncoderGradient). Without a device every case reports an error.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/dataset.hpp"
+#include "lrsmc/encoder.hpp"
 #include "lrsmc/params.hpp"
 #include "core/training_session.hpp"
 
@@ -90,6 +91,55 @@ BENCHMARK(BM_CudaTrainingStep)
     ->Args({10000, 10, 50})
     ->Args({1000, 64, 100})
     ->Args({10000, 64, 100})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+/// One gradient of the encoder proposal through the CUDA backend (Backend::elbo_gradient, as the
+/// host training loop calls it): the encoder's forward and backward passes on the host, the
+/// particles, the per-step products and the reverse sweep on the device. The Poisson teacher's
+/// student (40 channels, rank 2, 40 relu units, kernels 21,11,1 with 64,64 channels; batches of
+/// 10 trials × 200 steps) at K = 64 (its training setting) and 1000 (its evaluation).
+void BM_CudaEncoderGradient(benchmark::State& state) {
+  if (!lrsmc::cuda_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const int particles = int(state.range(0)), trials = 10, steps = 200;
+  lrsmc::ModelConfig config;
+  config.rank = 2;
+  config.num_hidden = 40;
+  config.num_channels = 40;
+  config.nonlinearity = lrsmc::Nonlinearity::relu;
+  config.transition_noise = config.initial_noise = lrsmc::NoiseType::diag;
+  config.observation = lrsmc::Observation::poisson;
+  config.link = lrsmc::Link::softplus;
+  config.encoder = lrsmc::EncoderConfig{};  // kernels 21,11,1; channels 64,64
+  const auto model = lrsmc::Model::initialise(config, 1);
+  auto backend = lrsmc::make_backend(lrsmc::BackendKind::cuda);
+  const lrsmc::SequenceBatch batch = [&] {
+    lrsmc::SequenceBatch drawn;
+    drawn.num_trials = trials;
+    drawn.num_steps = steps;
+    drawn.num_channels = config.num_channels;
+    drawn.observations = backend->sample(model, trials, steps, {}, 3).observations;
+    return drawn;
+  }();
+  lrsmc::FilterOptions options;
+  options.num_particles = particles;
+  options.proposal = lrsmc::Proposal::encoder;
+  std::uint64_t seed = 0;
+  (void)backend->elbo_gradient(model, batch, options, seed++);  // warm-up
+  for (auto _ : state) {
+    const auto result = backend->elbo_gradient(model, batch, options, seed++);
+    benchmark::DoNotOptimize(result.elbo);
+  }
+  state.counters["particle_steps_per_second"] = benchmark::Counter(
+      double(particles) * trials * steps, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CudaEncoderGradient)
+    ->ArgNames({"particles"})
+    ->Arg(64)
+    ->Arg(1000)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 

@@ -56,7 +56,8 @@ fi
 
 # 3. Benchmarks: the forward filter (K = 10 … 10^5, both regimes; the paper's K = 10 forward
 #    time against the 0.5 ms target), one training step (EEG shape, K = 10 … 10^4; 64 × 100 at
-#    K = 10^3, 10^4; against 2 ms at K = 10), the fixed points. 80 + 80 + 25 s.
+#    K = 10^3, 10^4; against 2 ms at K = 10; the encoder proposal's gradient), the fixed points.
+#    80 + 80 + 25 s.
 step 80 cuda_filter "$build/bench/bench_cuda_filter" --benchmark_min_time=0.2 \
   --benchmark_out="$out/cuda_filter.json" --benchmark_out_format=json
 step 80 cuda_train "$build/bench/bench_cuda_train" --benchmark_min_time=0.2 \

@@ -112,7 +112,6 @@ __global__ void __launch_bounds__(block_size)
   const math::ModelShape& shape = p.model.shape;
   const int R = rank_of<Rank>(p), N = shape.hidden, K = p.num_particles, D = shape.channels,
             T = p.steps, U = shape.inputs;
-  const bool optimal = shape.optimal;
   const math::ParticleModel<float> model = load_model<Rank>(p, loadings);
   const math::ParameterOffsets& offsets = shape.parameters;
   const math::GradientSlots slots(offsets.total, shape.rank, shape.channels);
@@ -133,12 +132,19 @@ __global__ void __launch_bounds__(block_size)
   const DeviceRoundedProduct product;
   for (std::size_t i = threadIdx.x; i < slice; i += block_size) grad_post[i] = 0.f;
   for (int k = threadIdx.x; k < K; k += block_size) grad_carried[k] = 0.0;
+  if (p.encoder_cells != nullptr)  // dL_q's upper triangle stays zero; the jobs fill the rest
+    for (int i = threadIdx.x; i < encoder_sum_doubles(R); i += block_size)
+      b.encoder_sums[std::size_t(trial) * encoder_sum_doubles(R) + i] = 0.0;
   __syncthreads();
 
   for (int step = T - 1; step >= 0; --step) {
     const bool first = step == 0;
     const int phase_index = math::phase_of(step);
-    const math::PhaseConstants<float> phase = phase_at(p, step);
+    const math::PhaseConstants<float> phase = step_phase(p, trial, step);
+    // The Kalman or encoder product at this step (not in the t_forward steps).
+    const bool product_branch = product_step(p, step),
+               optimal = shape.optimal && product_branch,
+               encoder = encoder_cell(p, trial, step) != nullptr;
     const std::size_t cell = cell_of(p, trial, step);
     const std::int32_t* ancestors = ancestors_all + std::size_t(step) * K;
     const double* normalised = log_weights_all + std::size_t(step) * K;
@@ -224,7 +230,7 @@ __global__ void __launch_bounds__(block_size)
                                         group.lanes, partial);
       for (int r = 0; r < R; ++r)
         grad_z[r] = grad_pre[std::size_t(k) * R + r] + group_sum(partial[r], group);
-      math::propose_adjoint(optimal, R, phase, z, mean, weight,
+      math::propose_adjoint(product_branch, R, phase, z, mean, weight,
                             math::ProposalRecord<float>{grad_z, residual, scaled}, grad_mean);
       if (!first) {
         math::transition_adjoint_partial(model, previous, currents, grad_mean, group.lane,
@@ -253,7 +259,11 @@ __global__ void __launch_bounds__(block_size)
     const bool one_to_one = math::one_to_one(model);
     const int units = first ? 0 : N;
     const int channels = one_to_one && !first ? 0 : D;
-    const SlotJobs jobs(R, optimal, first);
+    const SlotJobs jobs(R, product_branch, first);
+    // The encoder proposal's sums of the step (its constants change every step): Σ dμ_q μᵀ, dL_q
+    // and Σ dμ_q, each from zero, for the step's constants' adjoint below.
+    double* encoder_sums =
+        encoder ? b.encoder_sums + std::size_t(trial) * encoder_sum_doubles(R) : nullptr;
     // The read-out's input offset at this step: dW_u (one to one) or dB_v += (Σ_k dy) u_tᵀ.
     const double* step_input =
         readout_offset != nullptr ? b.inputs + cell * std::size_t(U) : nullptr;
@@ -355,14 +365,20 @@ __global__ void __launch_bounds__(block_size)
           r = job;
           at = first ? slots.initial_mean + r : slots.decay;
         }
-        double value = kind == 3 ? 0.0 : row[at];
+        // At an encoder step kinds 1 to 3 go into the step's sums, from zero; else the row's slot.
+        const bool encoder_sum = encoder && kind >= 1 && kind <= 3;
+        double* target = row + at;
+        if (encoder_sum)
+          target = encoder_sums +
+                   (kind == 1 ? R * R + r * R + s : kind == 2 ? r * R + s : 2 * R * R + r);
+        double value = encoder_sum || kind == 3 ? 0.0 : *target;
         for (int k = 0; k < K; ++k) {
           const std::size_t particle = std::size_t(k) * R;
           const float weight = float(grad_log_weight[k]);
           switch (kind) {
             case 0:
               value += math::factor_adjoint_term(
-                  optimal, R, phase, weight, records.grad_z + particle, records.xi + particle,
+                  product_branch, R, phase, weight, records.grad_z + particle, records.xi + particle,
                   records.residual + particle, records.scaled + particle, r, s);
               break;
             case 1:
@@ -386,7 +402,9 @@ __global__ void __launch_bounds__(block_size)
               break;
           }
         }
-        if (kind == 3) {  // Σ_k dμ_q of the step: its slot, and dG below
+        if (encoder_sum) {
+          *target = value;
+        } else if (kind == 3) {  // Σ_k dμ_q of the step: its slot, and dG below
           step_gain_sum[r] = value;
           row[at] += value;
         } else {
@@ -394,8 +412,34 @@ __global__ void __launch_bounds__(block_size)
         }
       }
     }
-    __syncthreads();  // step_gain_sum
-    // 3. dG += (Σ_k dμ_q)(x_t − b)ᵀ, once per step (optimal proposal).
+    __syncthreads();  // step_gain_sum, encoder_sums
+    // 3. The encoder proposal: the adjoint of the step's constants (the CPU engine's order: after
+    //    the particles' terms, dL adds to the prior factor's slot), into the cell's adjoints of
+    //    the encoder's mean and variance.
+    if (encoder && threadIdx.x == 0) {
+      const std::size_t own = (std::size_t(trial) * p.data_steps + step) * R;
+      const double* values = b.encoder_products + (std::size_t(trial) * p.data_steps + step) *
+                                                      std::size_t(encoder_product_doubles(R));
+      const math::GaussianProductView product{values,         values + R * R,
+                                              values + 2 * R * R, values + 3 * R * R,
+                                              values + 4 * R * R, values + 5 * R * R};
+      double* scratch =
+          b.encoder_scratch + std::size_t(trial) * math::encoder_step_scratch_size(R);
+      const double* sums = encoder_sums;  // Σ dμ_q μᵀ, dL_q (lower triangle), Σ dμ_q
+      double* prior_factor = encoder_sums + 2 * R * R + R;
+      for (int i = 0; i < R * R; ++i) prior_factor[i] = 0.0;
+      for (int r = 0; r < R; ++r) {
+        b.grad_encoder_mean[own + r] = 0.0;
+        b.grad_encoder_variance[own + r] = 0.0;
+      }
+      const math::ConstantsLayout layout(shape);
+      math::encoder_step_constants_backward(
+          R, p.model.constants + layout.factor[phase_index], b.encoder_mean + own,
+          b.encoder_variance + own, product, sums, sums + 2 * R * R, sums + R * R, prior_factor,
+          b.grad_encoder_mean + own, b.grad_encoder_variance + own, scratch);
+      for (int i = 0; i < R * R; ++i) row[slots.factor[phase_index] + i] += prior_factor[i];
+    }
+    // 4. dG += (Σ_k dμ_q)(x_t − b)ᵀ, once per step (optimal proposal).
     if (optimal)
       for (int e = threadIdx.x; e < R * D; e += block_size) {
         const int r = e / D, i = e % D;

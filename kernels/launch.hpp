@@ -16,6 +16,12 @@ namespace lrsmc::kernels {
 /// Largest rank the CUDA kernels support (per-particle state lives in registers).
 constexpr int max_rank = 16;
 
+/// Floats of one cell's encoder-proposal record (FilterLaunch::encoder_cells): α (R²), L_q
+/// (R²), the gain term G μ_e (R) and ln|L_q| (1), the working copy of encoder_products.
+[[nodiscard]] constexpr int encoder_cell_floats(int rank) { return 2 * rank * rank + rank + 1; }
+/// Doubles of one cell's product (math::GaussianProduct): Λ, Σ, G, α, L_q (R² each), ln|L_q|.
+[[nodiscard]] constexpr int encoder_product_doubles(int rank) { return 5 * rank * rank + 1; }
+
 /// The model of one call on the device (ModelShape: sizes, kinds, parameter offsets).
 struct DeviceModel {
   math::ModelShape shape;
@@ -35,6 +41,8 @@ struct FilterLaunch {
   Resampling resampling = Resampling::systematic;
   double resample_threshold = 1.0;
   std::uint64_t seed = 0;
+  /// Steps before the t_forward ones: the later steps draw from the transition alone.
+  int data_steps = 0;
   // Data.
   const float* observations = nullptr;       ///< (trials, steps, channels)
   const float* log_factorial = nullptr;      ///< (trials, steps, channels), Poisson only
@@ -42,6 +50,8 @@ struct FilterLaunch {
   const float* readout_offsets = nullptr;    ///< (trials, steps, channels) B_vᵀ u_t (z_and_v)
   const float* initial_mean = nullptr;       ///< (trials, rank)
   const std::uint32_t* trial_ids = nullptr;  ///< (trials)
+  /// The encoder proposal's records (trials, data_steps, encoder_cell_floats), or null.
+  const float* encoder_cells = nullptr;
   // Workspace and outputs. With store_all every step is kept (filter outputs, backward pass);
   // otherwise two particle slices and one weight/ancestor slice per trial are reused.
   bool store_all = false;
@@ -87,6 +97,16 @@ void build_constants(const DeviceModel& model, double* scratch, cudaStream_t str
 void input_terms(const DeviceModel& model, const double* inputs, int rows, int steps,
                  float* currents, float* readout_offsets, float* initial_mean,
                  cudaStream_t stream);
+
+/// The encoder proposal's product of each cell's prior with the encoder's factor
+/// (math::encoder_step_constants), for `cells` cells of `data_steps` steps each (a cell's step
+/// is its index mod data_steps), from the encoder's means and variances (cells, rank): into
+/// `products` (cells, encoder_product_doubles), their working copy `records` (cells,
+/// encoder_cell_floats), and `status` (cells): 1 where the product is not positive definite.
+/// `scratch` holds cells · math::encoder_step_scratch_size(rank) doubles.
+void encoder_products(const DeviceModel& model, const double* mean, const double* variance,
+                      int cells, int data_steps, double* products, float* records,
+                      std::uint8_t* status, double* scratch, cudaStream_t stream);
 
 // --- forward filter ------------------------------------------------------------------------
 

@@ -47,6 +47,34 @@ __global__ void input_terms_kernel(const DeviceModel model, const double* inputs
   }
 }
 
+/// Grid-stride over cells: the encoder proposal's product of each cell (encoder_products).
+__global__ void encoder_products_kernel(const DeviceModel model, const double* mean,
+                                        const double* variance, int cells, int data_steps,
+                                        double* products, float* records, std::uint8_t* status,
+                                        double* scratch) {
+  const int R = model.shape.rank;
+  const math::ConstantsLayout layout(model.shape);
+  for (int cell = int(blockIdx.x) * blockDim.x + int(threadIdx.x); cell < cells;
+       cell += int(gridDim.x) * blockDim.x) {
+    double* values = products + std::size_t(cell) * encoder_product_doubles(R);
+    const math::GaussianProduct product{values,         values + R * R,     values + 2 * R * R,
+                                        values + 3 * R * R, values + 4 * R * R, values + 5 * R * R};
+    double gain_term[max_rank];
+    const bool positive = math::encoder_step_constants(
+        R, model.constants + layout.factor[math::phase_of(cell % data_steps)],
+        mean + std::size_t(cell) * R, variance + std::size_t(cell) * R, product, gain_term,
+        scratch + std::size_t(cell) * math::encoder_step_scratch_size(R));
+    status[cell] = positive ? 0 : 1;
+    float* record = records + std::size_t(cell) * encoder_cell_floats(R);
+    for (int i = 0; i < R * R; ++i) {
+      record[i] = float(product.alpha[i]);
+      record[R * R + i] = float(product.proposal_factor[i]);
+    }
+    for (int r = 0; r < R; ++r) record[2 * R * R + r] = float(gain_term[r]);
+    record[2 * R * R + R] = float(*product.proposal_log_det);
+  }
+}
+
 /// One thread per row: μ_0 = z_init + P_m c_0 (math::initial_mean).
 __global__ void initial_mean_kernel(const DeviceModel model, int rows, int steps,
                                     const float* currents, float* initial_mean) {
@@ -119,6 +147,17 @@ void input_terms(const DeviceModel& model, const double* inputs, int rows, int s
   shape.block = dim3(64);
   launch_kernel("initial_mean", initial_mean_kernel, shape, stream, model, rows, steps,
                 inputs != nullptr ? static_cast<const float*>(currents) : nullptr, initial_mean);
+}
+
+void encoder_products(const DeviceModel& model, const double* mean, const double* variance,
+                      int cells, int data_steps, double* products, float* records,
+                      std::uint8_t* status, double* scratch, cudaStream_t stream) {
+  if (cells == 0) return;
+  LaunchShape shape;
+  shape.grid = dim3(unsigned(std::min(4096, (cells + block_size - 1) / block_size)));
+  shape.block = dim3(block_size);
+  launch_kernel("encoder_products", encoder_products_kernel, shape, stream, model, mean, variance,
+                cells, data_steps, products, records, status, scratch);
 }
 
 void finish_gradient(const DeviceModel& model, const double* totals, const double* rows, int trials,

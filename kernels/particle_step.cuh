@@ -108,6 +108,34 @@ __device__ __forceinline__ std::size_t cell_of(const FilterLaunch& p, int trial,
   return std::size_t(trial) * p.steps + step;
 }
 
+/// Whether the step's proposal multiplies the prior with a Gaussian factor (the optimal
+/// proposal's read-out or the encoder's), the particle step's `optimal` branch; never in the
+/// t_forward steps, whose particles come from the transition.
+__device__ __forceinline__ bool product_step(const FilterLaunch& p, int step) {
+  return (p.model.shape.optimal || p.encoder_cells != nullptr) && step < p.data_steps;
+}
+
+/// The encoder proposal's record of (trial, step) (encoder_cell_floats), or null.
+__device__ __forceinline__ const float* encoder_cell(const FilterLaunch& p, int trial, int step) {
+  if (p.encoder_cells == nullptr || step >= p.data_steps) return nullptr;
+  return p.encoder_cells + (std::size_t(trial) * p.data_steps + step) *
+                               std::size_t(encoder_cell_floats(p.model.shape.rank));
+}
+
+/// The constants of (trial, step): its phase's, with the encoder's product (α, L_q, ln|L_q|) at
+/// an encoder step.
+__device__ __forceinline__ math::PhaseConstants<float> step_phase(const FilterLaunch& p, int trial,
+                                                                  int step) {
+  math::PhaseConstants<float> phase = phase_at(p, step);
+  const float* cell = encoder_cell(p, trial, step);
+  if (cell == nullptr) return phase;
+  const int R = p.model.shape.rank;
+  phase.alpha = cell;
+  phase.proposal_factor = cell + R * R;
+  phase.proposal_log_det = cell[2 * R * R + R];
+  return phase;
+}
+
 /// The read-out's offset at a cell (math::readout_response): the input currents W_u u_t one to
 /// one, B_vᵀ u_t with z_and_v, or null.
 __device__ __forceinline__ const float* readout_offset_at(const FilterLaunch& p,
@@ -118,11 +146,16 @@ __device__ __forceinline__ const float* readout_offset_at(const FilterLaunch& p,
   return p.readout_offsets ? p.readout_offsets + cell * std::size_t(model.channels) : nullptr;
 }
 
-/// G (x_t − b) of `step` into `gain_term` (rank floats, shared), by thread 0; the caller syncs.
+/// The step's gain term into `gain_term` (rank floats, shared), by thread 0: G (x_t − b) of the
+/// optimal proposal, or the encoder's G μ_e; the caller syncs.
 __device__ __forceinline__ void gain_term_of(const FilterLaunch& p,
                                              const math::ParticleModel<float>& model, int trial,
                                              int step, float* gain_term) {
-  if (!p.model.shape.optimal || threadIdx.x != 0) return;
+  if (!product_step(p, step) || threadIdx.x != 0) return;
+  if (const float* cell = encoder_cell(p, trial, step)) {
+    for (int r = 0; r < model.rank; ++r) gain_term[r] = cell[2 * model.rank * model.rank + r];
+    return;
+  }
   const float* observed = p.observations + cell_of(p, trial, step) * model.channels;
   math::gain_observation(phase_at(p, step), model.rank, model.channels, observed,
                          model.readout_bias, gain_term);
@@ -153,8 +186,8 @@ __device__ float propagate_particle(const FilterLaunch& p, const math::ParticleM
   }
   math::standard_normals(p.seed, trial_id, std::uint32_t(step), std::uint32_t(particle),
                          math::DrawStream::proposal_noise, R, xi);
-  const float proposal_term =
-      math::propose(p.model.shape.optimal, R, phase_at(p, step), gain_term, mean, xi, scratch, z);
+  const float proposal_term = math::propose(product_step(p, step), R, step_phase(p, trial, step),
+                                            gain_term, mean, xi, scratch, z);
   const float* observed = p.observations + cell * model.channels;
   const float* log_factorial = p.log_factorial ? p.log_factorial + cell * model.channels : nullptr;
   const float* offset = readout_offset_at(p, model, cell);

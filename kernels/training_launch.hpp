@@ -18,6 +18,10 @@ namespace lrsmc::kernels {
 }
 
 /// Everything the reverse sweep reads and writes; pointers are device memory.
+/// Doubles per trial of BackwardLaunch::encoder_sums: Σ dμ_q μᵀ, dL_q (R² each), Σ dμ_q (R) and
+/// the prior factor's adjoint dL (R²).
+[[nodiscard]] constexpr int encoder_sum_doubles(int rank) { return 3 * rank * rank + rank; }
+
 struct BackwardLaunch {
   /// The forward launch that stored every step (store_all, resampled and failed_step set).
   FilterLaunch forward;
@@ -33,6 +37,18 @@ struct BackwardLaunch {
   /// (trials, math::GradientSlots::row_size): each trial's accumulator row, cleared by the
   /// launcher (math/gradient_row.hpp).
   double* rows = nullptr;
+  // The encoder proposal (forward.encoder_cells set): per cell (trials, data_steps, ·) the
+  // encoder's means and variances (rank each) and products (encoder_product_doubles); per trial
+  // encoder_sum_doubles (the step's Σ dμ_q μᵀ, dL_q, Σ dμ_q and dL) and
+  // math::encoder_step_scratch_size doubles; out, per cell, the adjoints of the means and the
+  // variances (rank each).
+  const double* encoder_mean = nullptr;
+  const double* encoder_variance = nullptr;
+  const double* encoder_products = nullptr;
+  double* encoder_sums = nullptr;
+  double* encoder_scratch = nullptr;
+  double* grad_encoder_mean = nullptr;
+  double* grad_encoder_variance = nullptr;
 };
 
 /// Reverse sweep of method.md §10.2 over the stored paths, one block per trial, recomputing

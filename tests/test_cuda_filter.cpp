@@ -259,43 +259,24 @@ TEST_F(CudaFilter, RanksWithoutASpecialisedKernel) {
   }
 }
 
-/// An explicit CUDA backend refuses `model` with `options`, filtering and differentiating, with
-/// `reason` and the way out; "auto" runs it on the CPU, saying why.
-void expect_refused_and_run_on_the_cpu(const Model& model, const SequenceBatch& batch,
-                                       const FilterOptions& options, const std::string& reason) {
-  auto gpu = make_backend(BackendKind::cuda);
-  for (const bool gradient : {false, true}) {
-    try {
-      if (gradient)
-        (void)gpu->elbo_gradient(model, batch, options, 1);
-      else
-        (void)gpu->filter(model, batch, options, 1);
-      ADD_FAILURE() << "the CUDA backend ran what it cannot: " << reason;
-    } catch (const InvalidInput& error) {
-      EXPECT_NE(std::string(error.what()).find(reason + "; use --device cpu (or auto)"),
-                std::string::npos)
-          << error.what();
+// The encoder proposal (the encoder's factors from the host, each step's product with the prior
+// on the device) for both noise types, and t_forward forecast steps under every proposal, in
+// both regimes at K = 300 and K = 10.
+TEST_F(CudaFilter, EncoderProposalAndForecastStepsMatchTheCpuInBothRegimes) {
+  for (const auto& [label, model, options] : testing::encoder_cases()) {
+    const SequenceBatch batch = testing::sampled_batch(model, 4, 12, 4);
+    for (const int particles : {300, 10}) {
+      for (const auto regime :
+           {CudaFilterRegime::block_per_trial, CudaFilterRegime::many_particles}) {
+        FilterOptions run = options;
+        run.num_particles = particles;
+        auto gpu = cuda_backend(regime);
+        (void)testing::expect_same_filter(*gpu, model, batch, run, 99,
+                                          label + ", K = " + std::to_string(particles) + ", " +
+                                              regime_name(regime));
+      }
     }
   }
-  std::string note;
-  const auto fallback =
-      make_backend_for(BackendKind::automatic, BackendOptions{}, model.config, options, &note);
-  EXPECT_EQ(fallback->name().rfind("cpu", 0), 0u) << fallback->name();
-  EXPECT_NE(note.find("cannot run this model (" + reason + ")"), std::string::npos) << note;
-  EXPECT_TRUE(std::isfinite(fallback->filter(model, batch, options, 1).elbo));
-}
-
-// The kernels have no encoder proposal.
-TEST_F(CudaFilter, EncoderProposalIsRefusedClearlyAndAutoFallsBackToTheCpu) {
-  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
-                                             Observation::poisson, Link::softplus);
-  config.encoder = testing::small_encoder({3, 1}, {4});
-  const Model model = testing::random_model(config, 5);
-  FilterOptions options;
-  options.num_particles = 16;
-  options.proposal = Proposal::encoder;
-  expect_refused_and_run_on_the_cpu(model, testing::sampled_batch(model, 2, 8, 3), options,
-                                    "the CUDA kernels have no encoder proposal");
 }
 
 // The read-outs beyond Bᵀz (the comparison shape has an input, which they see at the

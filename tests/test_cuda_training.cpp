@@ -67,6 +67,21 @@ class CudaGradient : public ::testing::Test {
   }
 };
 
+// The encoder proposal (the step's sums into its constants' adjoint, the encoder's gradient on
+// the host) and t_forward forecast steps under every proposal, at K = 300 and K = 10.
+TEST_F(CudaGradient, EncoderProposalAndForecastStepsMatchTheCpu) {
+  auto gpu = make_backend(BackendKind::cuda);
+  for (const auto& [label, model, options] : testing::encoder_cases()) {
+    const SequenceBatch batch = testing::sampled_batch(model, 4, 12, 4);
+    for (const int particles : {300, 10}) {
+      FilterOptions run = options;
+      run.num_particles = particles;
+      testing::expect_same_gradient(*gpu, model, batch, run, 21,
+                                    label + ", K = " + std::to_string(particles));
+    }
+  }
+}
+
 // The read-outs beyond Bᵀz, whose one-to-one terms share the units' accumulators (m, h, W_u) and
 // whose input offsets add to W_u or B_v, at K = 300 and K = 10, Gaussian and Poisson.
 TEST_F(CudaGradient, EveryReadoutMatchesTheCpu) {
@@ -271,6 +286,39 @@ TEST(CudaTraining, StepsMatchTheHostTrainer) {
     }
     EXPECT_EQ(result.model.parameters, reference.model.parameters) << label;
   }
+}
+
+// The encoder proposal trains in the host loop on the device's gradients (the encoder itself runs
+// on the host): on the emulated device every step's ELBO and the parameters, the encoder's
+// included, are bitwise the CPU float engine's; on a GPU the first step's ELBO agrees.
+TEST(CudaTraining, EncoderProposalTrainsInTheHostLoop) {
+  if (!cuda_available()) GTEST_SKIP() << no_device;
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                             Observation::poisson, Link::softplus, 1);
+  config.num_hidden = 16;
+  config.encoder = testing::small_encoder({5, 1}, {4});
+  const Model model = testing::random_model(config, 5);
+  const Dataset data = training_data(model, false);
+  TrainingOptions options = training_options({false, Optimizer::radam, 0.0});
+  options.filter.proposal = Proposal::encoder;
+  auto cpu = testing::cpu_float_backend();
+  auto gpu = make_backend(BackendKind::cuda);
+  const TrainingResult reference = Trainer(*cpu, options).fit(model, data, Dataset{});
+  const TrainingResult result = Trainer(*gpu, options).fit(model, data, Dataset{});
+  ASSERT_TRUE(reference.completed) << reference.stop_reason;
+  ASSERT_TRUE(result.completed) << result.stop_reason;
+  ASSERT_EQ(result.history.size(), reference.history.size());
+  if (!testing::emulated_device) {
+    EXPECT_NEAR(
+        result.history[0].train_elbo, reference.history[0].train_elbo,
+        testing::device_tolerance(config) * (1 + std::fabs(reference.history[0].train_elbo)));
+    return;
+  }
+  for (std::size_t step = 0; step < reference.history.size(); ++step)
+    EXPECT_EQ(result.history[step].train_elbo, reference.history[step].train_elbo)
+        << "step " << step + 1;
+  EXPECT_EQ(result.model.parameters, reference.model.parameters);
+  EXPECT_NE(result.model.parameters, model.parameters);
 }
 
 // Absurd steps blow the model up: the session stops where the host loop stops, with its words,

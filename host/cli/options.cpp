@@ -100,7 +100,7 @@ void add_inference_options(CLI::App& app, InferenceOptions& options) {
   app.add_option("--particles,-k", options.particles, "Particles per trial K")
       ->capture_default_str();
   app.add_option("--proposal", options.proposal,
-                 "auto | optimal | bootstrap | encoder (a learned convolutional proposal, CPU; "
+                 "auto | optimal | bootstrap | encoder (a learned convolutional proposal; "
                  "auto: the model's encoder when it has one, else optimal for linear-Gaussian "
                  "read-outs, else bootstrap)")
       ->capture_default_str();

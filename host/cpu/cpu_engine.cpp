@@ -281,9 +281,7 @@ class Engine {
                                       encoder_factors_->mean().data() + cell,
                                       encoder_factors_->variance().data() + cell,
                                       work.product, work.gain_term, work.scratch.data()))
-      throw NumericalError(detail::concat(
-          "encoder proposal: the product of the prior and the encoder's factor is not positive "
-          "definite at trial ", data.index, ", step ", step, " (noise parameters have diverged)"));
+      model::throw_product_failure(data.index, step);
     for (int i = 0; i < R * R; ++i) {
       work.alpha[std::size_t(i)] = static_cast<Scalar>(work.product.alpha[i]);
       work.proposal_factor[std::size_t(i)] = static_cast<Scalar>(work.product.proposal_factor[i]);

@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <exception>
+#include <optional>
 #include <utility>
 
 #include "cpu/cpu_backend.hpp"
@@ -20,6 +21,7 @@
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/model_constants.hpp"
+#include "model/encoder_factors.hpp"
 #include "model/model_constants.hpp"
 
 namespace lrsmc {
@@ -71,6 +73,24 @@ void run_as_graph(cudaStream_t stream, const Enqueue& enqueue) {
   (void)cudaGraphExecDestroy(executable);
   if (status != cudaSuccess)
     kernels::throw_cuda_error(status, "forward filter graph (many-particle regime)", __FILE__, __LINE__);
+}
+
+/// The encoder proposal's records of `cells` cells (kernels::encoder_products) from the
+/// encoder's factors on the device, in the arena (filter_plan.cpp's order); throws the CPU
+/// backend's NumericalError for the first cell whose product is not positive definite.
+const float* encoder_cells(const kernels::DeviceModel& model, const double* mean,
+                           const double* variance, int cells, int data_steps, DeviceArena& arena) {
+  const int R = model.shape.rank;
+  double* products = arena.take<double>(std::size_t(cells) * kernels::encoder_product_doubles(R));
+  float* records = arena.take<float>(std::size_t(cells) * kernels::encoder_cell_floats(R));
+  std::uint8_t* status = arena.take<std::uint8_t>(std::size_t(cells));
+  double* scratch = arena.take<double>(std::size_t(cells) * math::encoder_step_scratch_size(R));
+  kernels::encoder_products(model, mean, variance, cells, data_steps, products, records, status,
+                            scratch, nullptr);
+  const std::vector<std::uint8_t> failed = download(status, std::size_t(cells));
+  for (int cell = 0; cell < cells; ++cell)
+    if (failed[std::size_t(cell)] != 0) model::throw_product_failure(cell / data_steps, cell % data_steps);
+  return records;
 }
 
 /// The many-particle regime (kernels/filter_many_particles.cu): takes its workspace from the
@@ -143,10 +163,7 @@ class CudaBackend final : public Backend {
   }
 
   [[nodiscard]] std::string cannot_run(const ModelConfig& config,
-                                       const FilterOptions& options) const override {
-    if (options.proposal == Proposal::encoder || config.encoder)
-      return "the CUDA kernels have no encoder proposal";
-    if (options.t_forward > 0) return "the CUDA kernels have no t_forward steps";
+                                       const FilterOptions& /*options*/) const override {
     if (config.rank > kernels::max_rank)
       return detail::concat("the CUDA kernels run ranks up to ", kernels::max_rank, "; got rank ",
                             config.rank);
@@ -154,9 +171,12 @@ class CudaBackend final : public Backend {
   }
 
   /// Training with data, parameters and optimizer state on the device (host/cuda/cuda_training).
+  /// The encoder proposal trains in the host loop instead (nullptr): its encoder runs on the host
+  /// in every gradient call, and the particles on the device.
   [[nodiscard]] std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup) override {
     const std::string reason = cannot_run(setup.config, setup.filter);
     LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
+    if (setup.filter.proposal == Proposal::encoder) return nullptr;
     release_filter_workspace();
     return cuda::start_training(setup, options_.device_index);
   }
@@ -182,6 +202,7 @@ class CudaBackend final : public Backend {
     shape.store_all = request.particles;
     shape.filtered_mean = request.filtered_mean;
     shape.optimal = options.proposal == Proposal::optimal;
+    shape.encoder = options.proposal == Proposal::encoder;
     const FilterRegime regime =
         choose_filter_regime(options.num_particles, options_.cuda_filter_regime);
     const std::int64_t available = memory_available();
@@ -250,6 +271,15 @@ class CudaBackend final : public Backend {
       ids[std::size_t(trial)] =
           batch.trial_ids.empty() ? std::uint32_t(trial) : batch.trial_ids[std::size_t(trial)];
     launch.trial_ids = uploads.add(ids);
+    // The encoder proposal: the encoder's factors of every cell, computed on the host.
+    const int data_steps = steps - options.t_forward;
+    std::optional<model::EncoderFactors<float>> factors;
+    const double *encoder_mean = nullptr, *encoder_variance = nullptr;
+    if (options.proposal == Proposal::encoder) {
+      factors.emplace(model, batch, data_steps);
+      encoder_mean = uploads.add(factors->mean());
+      encoder_variance = uploads.add(factors->variance());
+    }
     // One copy on the legacy default stream: the constants and the block-per-trial launch
     // below are on it too (stream nullptr), and the many-particle regime waits for the device
     // before its graph.
@@ -271,6 +301,8 @@ class CudaBackend final : public Backend {
     launch.currents = currents;
     launch.readout_offsets = readout_offsets;
     launch.initial_mean = initial_mean;
+    if (factors) launch.encoder_cells = encoder_cells(launch.model, encoder_mean, encoder_variance,
+                                                     trials * data_steps, data_steps, arena_);
 
     // Workspace and outputs.
     launch.store_all = request.particles;

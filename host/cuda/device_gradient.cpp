@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -18,6 +19,7 @@
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/gradient_row.hpp"
 #include "lrsmc/math/weights.hpp"
+#include "model/encoder_factors.hpp"
 #include "model/model_constants.hpp"
 
 namespace lrsmc::cuda {
@@ -35,12 +37,24 @@ std::vector<float> log_factorials(const std::vector<double>& counts) {
   return values;
 }
 
+namespace {
+
+/// Device bytes per cell of the encoder proposal's gradient: the encoder's means and variances,
+/// the products, records, status and scratch, and the factors' adjoints.
+std::int64_t encoder_cell_bytes(int rank) {
+  return std::int64_t(rank) * 8 * 4 + std::int64_t(kernels::encoder_product_doubles(rank)) * 8 +
+         std::int64_t(kernels::encoder_cell_floats(rank)) * 4 + 1 +
+         std::int64_t(math::encoder_step_scratch_size(rank)) * 8;
+}
+
+}  // namespace
+
 std::size_t outcome_doubles(int rows) {
   return outcome_status_values + std::size_t(rows) + (std::size_t(rows) + 1) / 2;
 }
 
 void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int steps,
-                                int particles_per_trial, int chunk_trials) {
+                                int particles_per_trial, int chunk_trials, bool encoder) {
   shape = model;
   chunk = chunk_trials;
   rows = max_rows;
@@ -75,6 +89,17 @@ void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int
                   std::size_t(kernels::backward_record_values(particles_per_trial, model.rank)));
   grad_carried.reserve(c * K);
   grad_log_weight.reserve(c * K);
+  if (encoder) {
+    const std::size_t cells = B * T;
+    encoder_products.reserve(cells * std::size_t(kernels::encoder_product_doubles(model.rank)));
+    encoder_records.reserve(cells * std::size_t(kernels::encoder_cell_floats(model.rank)));
+    encoder_status.reserve(cells);
+    encoder_scratch.reserve(cells * std::size_t(math::encoder_step_scratch_size(model.rank)));
+    grad_encoder_mean.reserve(cells * R);
+    grad_encoder_variance.reserve(cells * R);
+    encoder_sums.reserve(c * std::size_t(kernels::encoder_sum_doubles(model.rank)));
+    encoder_backward_scratch.reserve(c * std::size_t(math::encoder_step_scratch_size(model.rank)));
+  }
 }
 void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& options,
                       std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work) {
@@ -88,6 +113,11 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
                        work.initial_mean.get(), nullptr);
   LRSMC_CUDA_CHECK(
       cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
+  const int E = batch.data_steps;  // the encoder proposal's steps per row
+  if (batch.encoder_mean != nullptr)
+    kernels::encoder_products(model, batch.encoder_mean, batch.encoder_variance, batch.rows * E,
+                              E, work.encoder_products.get(), work.encoder_records.get(),
+                              work.encoder_status.get(), work.encoder_scratch.get(), nullptr);
   for (int first = 0; first < batch.rows; first += work.chunk) {
     const int count = std::min(work.chunk, batch.rows - first);
     kernels::FilterLaunch launch;
@@ -102,6 +132,10 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
         readout_offsets ? work.readout_offsets.get() + cells * shape.channels : nullptr;
     launch.initial_mean = work.initial_mean.get() + std::size_t(first) * R;
     launch.trial_ids = batch.trial_ids + first;
+    const std::size_t encoder_cells = std::size_t(first) * E;
+    if (batch.encoder_mean != nullptr)
+      launch.encoder_cells = work.encoder_records.get() +
+                             encoder_cells * std::size_t(kernels::encoder_cell_floats(R));
     launch.store_all = true;
     launch.particles = work.particles.get();
     launch.log_weights = work.log_weights.get();
@@ -125,6 +159,17 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
     backward.grad_carried = work.grad_carried.get();
     backward.grad_log_weight = work.grad_log_weight.get();
     backward.rows = work.accumulator_rows.get() + std::size_t(first) * slots.row_size;
+    if (batch.encoder_mean != nullptr) {
+      backward.encoder_mean = batch.encoder_mean + encoder_cells * R;
+      backward.encoder_variance = batch.encoder_variance + encoder_cells * R;
+      backward.encoder_products =
+          work.encoder_products.get() +
+          encoder_cells * std::size_t(kernels::encoder_product_doubles(R));
+      backward.encoder_sums = work.encoder_sums.get();
+      backward.encoder_scratch = work.encoder_backward_scratch.get();
+      backward.grad_encoder_mean = work.grad_encoder_mean.get() + encoder_cells * R;
+      backward.grad_encoder_variance = work.grad_encoder_variance.get() + encoder_cells * R;
+    }
     kernels::backward_block_per_trial(backward, nullptr);
   }
   kernels::sum_over_trials(work.accumulator_rows.get(), batch.rows, slots.row_size,
@@ -199,13 +244,17 @@ std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int st
   const std::int64_t per_chunk_trial =
       T * K * (R * 4 + 8 + 4) + T + K * 16 +
       kernels::filter_tile_values(particles, config.rank) * 8 + K * R * 12 +
-      kernels::backward_record_values(particles, config.rank) * 4 + K * 16;
+      kernels::backward_record_values(particles, config.rank) * 4 + K * 16 +
+      (config.encoder ? (kernels::encoder_sum_doubles(config.rank) +
+                         math::encoder_step_scratch_size(config.rank)) * 8
+                      : 0);
   // Per batch trial: data (observations, log-factorials, inputs, currents, the read-out's input
-  // offsets), μ_0, accumulator row, outcome, id and the finishing scratch.
+  // offsets), μ_0, accumulator row, outcome, id and the finishing scratch; with an encoder, its
+  // proposal's buffers of every step.
   const std::int64_t per_trial =
       T * D * 8 + T * U * 8 + (U > 0 ? T * N * 4 : 0) +
       (math::readout_input_rows(shape) > 0 ? T * D * 4 : 0) + R * 4 + row * 8 + 8 + 4 + 4 +
-      2 * R * 8;
+      2 * R * 8 + (config.encoder ? T * encoder_cell_bytes(config.rank) : 0);
   const std::int64_t model =
       shape.parameters.total * 8 * 5 +  // parameters, moments, gradient, evaluated
       math::ConstantsLayout(shape).size * 8 + math::ParticleConstantsLayout(shape).size * 4 +
@@ -242,8 +291,19 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   if (config.observation == Observation::poisson)
     log_factorial.upload(log_factorials(batch.observations));
   if (config.num_inputs > 0) inputs.upload(batch.inputs);
+  // The encoder proposal: the encoder's factors of every cell, computed on the host.
+  const bool encoder = options.proposal == Proposal::encoder;
+  const int data_steps = steps - options.t_forward;
+  std::optional<model::EncoderFactors<float>> factors;
+  Buffer<double> encoder_mean, encoder_variance;
+  if (encoder) {
+    factors.emplace(model, batch, data_steps);
+    encoder_mean.upload(factors->mean());
+    encoder_variance.upload(factors->variance());
+  }
   GradientWorkspace work;
-  work.reserve(shape, trials, steps, K, plan_chunks(config, trials, steps, K, max_chunk_trials));
+  work.reserve(shape, trials, steps, K, plan_chunks(config, trials, steps, K, max_chunk_trials),
+               encoder);
   if (!batch.trial_ids.empty()) work.trial_ids.upload(batch.trial_ids);
   DeviceBatch device_batch;
   device_batch.rows = trials;
@@ -252,9 +312,19 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   device_batch.log_factorial = log_factorial.get();
   device_batch.inputs = inputs.get();
   device_batch.trial_ids = work.trial_ids.get();
+  device_batch.data_steps = data_steps;
+  device_batch.encoder_mean = encoder_mean.get();
+  device_batch.encoder_variance = encoder_variance.get();
   const kernels::DeviceModel device =
       device_model(shape, parameters.get(), work.constants.get(), work.working.get(), device_index);
   enqueue_gradient(device, options, seed, device_batch, work);
+  if (encoder) {  // the CPU backend's error for the first cell without a product
+    const std::vector<std::uint8_t> failed = work.encoder_status.download();
+    for (std::size_t cell = 0; cell < std::size_t(trials) * data_steps; ++cell)
+      if (failed[cell] != 0)
+        model::throw_product_failure(int(cell / std::size_t(data_steps)),
+                                     int(cell % std::size_t(data_steps)));
+  }
   // The constants' status into the outcome, beside the evidence and the failed steps.
   LRSMC_CUDA_CHECK(cudaMemcpy(work.outcome.get() + 2, work.constants_status(), sizeof(double),
                               cudaMemcpyDeviceToDevice));
@@ -263,8 +333,18 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   if (!failure.empty()) throw NumericalError(failure);  // the CPU backend's message
   GradientResult result;
   result.elbo = elbo_per_trial(outcome.evidence, steps, result.elbo_per_trial);
+  // Every parameter of the model: the engine's, then the encoder's (zero unless its proposal
+  // runs), as the CPU backend gives them.
   result.gradient = work.gradient.download();
   result.gradient.resize(std::size_t(shape.parameters.total));
+  result.gradient.resize(model.parameters.size(), 0.0);
+  if (encoder) {  // the encoder's parameters, from its factors' adjoints, on the host
+    const std::size_t cells = std::size_t(trials) * data_steps * config.rank;
+    std::vector<double> grad_mean(cells), grad_variance(cells);
+    work.grad_encoder_mean.download(grad_mean, cells);
+    work.grad_encoder_variance.download(grad_variance, cells);
+    factors->add_gradient(grad_mean, grad_variance, result.gradient);
+  }
   return result;
 }
 

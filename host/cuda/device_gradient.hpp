@@ -41,9 +41,15 @@ struct GradientWorkspace {
   Buffer<double> log_weights, carried, cumulative, tiles, grad_carried, grad_log_weight;
   Buffer<std::int32_t> ancestors;
   Buffer<std::uint8_t> resampled;
+  // The encoder proposal: per cell its products, records, status and scratch, the adjoints of
+  // its factors; per chunk trial the reverse sweep's sums and scratch.
+  Buffer<double> encoder_products, encoder_scratch, encoder_sums, encoder_backward_scratch,
+      grad_encoder_mean, grad_encoder_variance;
+  Buffer<float> encoder_records;
+  Buffer<std::uint8_t> encoder_status;
 
   void reserve(const math::ModelShape& model, int max_rows, int steps, int particles_per_trial,
-               int chunk_trials);
+               int chunk_trials, bool encoder = false);
 
   [[nodiscard]] double* log_evidence() const { return outcome.get() + outcome_status_values; }
   [[nodiscard]] std::int32_t* failed_step() const {
@@ -61,6 +67,10 @@ struct DeviceBatch {
   const float* log_factorial = nullptr;  ///< or null
   const double* inputs = nullptr;        ///< (rows, steps, inputs) or null
   const std::uint32_t* trial_ids = nullptr;
+  /// The encoder proposal: the encoder's means and variances (rows, data_steps, rank), or null.
+  int data_steps = 0;
+  const double* encoder_mean = nullptr;
+  const double* encoder_variance = nullptr;
 };
 
 /// Enqueues on the default stream the gradient at `model.parameters` of a batch: the

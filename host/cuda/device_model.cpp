@@ -42,6 +42,7 @@ void set_filter_settings(kernels::FilterLaunch& launch, const FilterOptions& opt
                          int trials, std::uint64_t seed) {
   launch.num_particles = options.num_particles;
   launch.steps = steps;
+  launch.data_steps = steps - options.t_forward;
   launch.trials = trials;
   launch.lanes = math::lanes_per_particle(options.num_particles);
   launch.resampling = options.resampling;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/model_constants.hpp"
 #include "model/model_constants.hpp"
@@ -66,6 +67,10 @@ std::int64_t filter_upload_bytes(const FilterShape& shape) {
   if (config.observation == Observation::poisson) add(cells * D * 4);  // ln Γ(x + 1)
   if (U > 0) add(cells * U * 8);                   // inputs
   add(trials * 4);                                 // trial ids
+  if (shape.encoder) {                             // the encoder's means and variances
+    add(cells * config.rank * 8);
+    add(cells * config.rank * 8);
+  }
   return total;
 }
 
@@ -86,6 +91,12 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
   if (config.num_inputs > 0) add(cells * N * 4);           // input currents
   if (math::readout_input_rows(model) > 0) add(cells * config.num_channels * 4);  // B_vᵀ u_t
   add(trials * R * 4);                                     // initial means
+  if (shape.encoder) {  // the encoder proposal's products, records, status and scratch
+    add(cells * kernels::encoder_product_doubles(int(R)) * 8);
+    add(cells * kernels::encoder_cell_floats(int(R)) * 4);
+    add(cells);
+    add(cells * math::encoder_step_scratch_size(int(R)) * 8);
+  }
   // Particles (float32), normalised log-weights (float64), ancestors (int32): every step when
   // stored, else two particle slices and one weight/ancestor slice reused in place.
   const std::int64_t particle_slices = shape.store_all ? steps : 2;

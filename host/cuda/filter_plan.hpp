@@ -36,6 +36,7 @@ struct FilterShape {
   bool store_all = false;      ///< every step's particles, weights and ancestors are kept
   bool filtered_mean = false;  ///< the filtered mean is computed
   bool optimal = true;         ///< optimal-proposal constants are uploaded
+  bool encoder = false;        ///< the encoder proposal's factors and products (every step)
 };
 
 /// Bytes of device memory CudaBackend::do_filter allocates for `shape` in `regime`: every

@@ -3,6 +3,7 @@
 
 #include <omp.h>
 
+#include "lrsmc/errors.hpp"
 #include "lrsmc/math/encoder.hpp"
 
 namespace lrsmc::model {
@@ -71,6 +72,12 @@ void EncoderFactors<Scalar>::add_gradient(const std::vector<double>& grad_mean,
       encoder_backward(config_, parameters_, pass_, mean_gradient, log_variance_gradient);
   for (std::size_t i = 0; i < encoder_gradient.size(); ++i)
     gradient[std::size_t(offset_) + i] += encoder_gradient[i];
+}
+
+void throw_product_failure(int trial, int step) {
+  throw NumericalError(detail::concat(
+      "encoder proposal: the product of the prior and the encoder's factor is not positive "
+      "definite at trial ", trial, ", step ", step, " (noise parameters have diverged)"));
 }
 
 template class EncoderFactors<float>;

@@ -40,6 +40,10 @@ class EncoderFactors {
   std::vector<double> mean_, variance_, slope_;
 };
 
+/// Throws the NumericalError of a step whose product of the prior and the encoder's factor is not
+/// positive definite.
+[[noreturn]] void throw_product_failure(int trial, int step);
+
 extern template class EncoderFactors<float>;
 extern template class EncoderFactors<double>;
 

@@ -65,7 +65,7 @@ void lrsmc_model_free(lrsmc_model* model);
 
 /** Gives `model` a freshly initialised convolutional encoder (replacing any it had; the other
  *  parameters are kept), so that lrsmc_filter and lrsmc_fit with proposal "auto" or "encoder"
- *  use the encoder proposal (CPU). kernels: `num_kernels` kernel sizes, the last one the heads'
+ *  use the encoder proposal. kernels: `num_kernels` kernel sizes, the last one the heads'
  *  (e.g. {21, 11, 1}); channels: the num_kernels − 1 channel counts before the heads (NULL: 64
  *  each). activation "gelu" or "leaky_relu", padding "causal", "acausal" or "windowed",
  *  padding_mode "zeros", "reflect", "replicate" or "circular" (NULL: the first of each);

@@ -63,7 +63,7 @@ class LowRankRNN:
         ``num_hidden`` left at None becomes the number of channels.
     particles, proposal, resampling, resample_threshold, t_forward : the training particle filter
         (``t_forward``: the last steps of each trial are a forecast, as ``--t-forward``).
-        ``proposal="encoder"`` trains a convolutional encoder with the model (CPU) whose factor
+        ``proposal="encoder"`` trains a convolutional encoder with the model whose factor
         per step is multiplied with the transition prior (the paper's proposal for spike
         counts); ``"auto"`` uses the model's encoder when it has one, the optimal proposal for
         a linear-Gaussian read-out, else the bootstrap proposal.

@@ -128,6 +128,30 @@ std::vector<std::pair<std::string, Model>> readout_models(std::uint64_t seed) {
   return models;
 }
 
+std::vector<EncoderCase> encoder_cases() {
+  std::vector<EncoderCase> cases;
+  const auto add = [&cases](Observation observation, NoiseType noise, Proposal proposal,
+                            int t_forward) {
+    ModelConfig config = medium_config(
+        Nonlinearity::clipped_relu, noise, observation,
+        observation == Observation::poisson ? Link::softplus : Link::identity);
+    config.encoder = small_encoder({5, 3}, {6});
+    config.encoder->init_scale = 0.5;
+    FilterOptions options;
+    options.proposal = proposal;
+    options.t_forward = t_forward;
+    cases.push_back({to_string(proposal) + ", " + to_string(observation) + ", " +
+                         to_string(noise) + " noise, t_forward " + std::to_string(t_forward),
+                     random_model(config, 12), options});
+  };
+  add(Observation::poisson, NoiseType::full, Proposal::encoder, 0);
+  add(Observation::poisson, NoiseType::diag, Proposal::encoder, 0);
+  add(Observation::poisson, NoiseType::full, Proposal::encoder, 3);
+  add(Observation::poisson, NoiseType::full, Proposal::bootstrap, 3);
+  add(Observation::gaussian, NoiseType::full, Proposal::optimal, 3);
+  return cases;
+}
+
 SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, std::uint64_t seed) {
   SequenceBatch batch;
   batch.num_trials = num_trials;

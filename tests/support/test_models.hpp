@@ -39,6 +39,15 @@ Model random_model(const ModelConfig& config, std::uint64_t seed);
 /// one input) for each read-out beyond Bᵀz (z_and_v, currents, rates) × Gaussian (identity
 /// link) and Poisson (softplus) observations, random_model(…, seed) each.
 std::vector<std::pair<std::string, Model>> readout_models(std::uint64_t seed);
+/// A labelled model and filter options of the engine comparisons' shape (one input) for the
+/// encoder proposal (a small encoder; Poisson, full and diagonal noise) and for t_forward
+/// forecast steps under every proposal.
+struct EncoderCase {
+  std::string label;
+  Model model;
+  FilterOptions options;
+};
+std::vector<EncoderCase> encoder_cases();
 
 /// Observations sampled from `model` itself (inputs, if any, are smooth random signals).
 SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, std::uint64_t seed);
