@@ -291,6 +291,29 @@ TEST_F(CliTest, WindowLongerThanRecording) {
                    "--window 500 is longer than the recording; got 100 steps");
 }
 
+// "auto" fits a new model to counts with the encoder proposal at the learning rates the encoder
+// is stable at, and with the bootstrap proposal above them or when asked.
+TEST_F(CliTest, AutoTrainsAnEncoderForCountsAtStableLearningRates) {
+  io::write_npy(path("counts.npy"), Array({4, 10, 3}, std::vector<double>(120, 1.0)));
+  const std::string fit = "fit --data " + path("counts.npy") +
+                          " --observation poisson --rank 2 --hidden 4 --epochs 1 --particles 4 "
+                          "--encoder-kernels 3,1 --encoder-channels 4 --out " +
+                          path("m.npz") + " ";
+  struct Case {
+    std::string options;
+    bool encoder;
+  };
+  for (const Case& which : {Case{"", true}, Case{"--lr 2e-3", true}, Case{"--lr 1e-2", false},
+                            Case{"--proposal bootstrap", false},
+                            Case{"--preset small", false}}) {
+    ASSERT_EQ(run(fit + which.options), 0) << which.options << ": " << output_;
+    EXPECT_EQ(load_model(path("m.npz")).config.encoder.has_value(), which.encoder)
+        << which.options;
+    EXPECT_EQ(output_.find("encoder proposal") != std::string::npos, which.encoder)
+        << which.options << ": " << output_;
+  }
+}
+
 TEST_F(CliTest, EncoderOptionsThatDoNotFitTheDataAreRefusedBeforeTraining) {
   io::write_npy(path("counts.npy"), Array({4, 10, 3}, std::vector<double>(120, 1.0)));
   const std::string fit =
@@ -677,7 +700,8 @@ TEST_F(CliTest, PresetsSetTheOptionsNotGivenExplicitly) {
                 "--batch-size 4 --preset spikes --out " + path("spikes.npz")),
             0)
       << output_;
-  EXPECT_NE(output_.find("rank 3, 8 units, clipped_relu; 4 particles, bootstrap proposal"),
+  // At its learning rate "auto" trains an encoder for the counts.
+  EXPECT_NE(output_.find("rank 3, 8 units, clipped_relu; 4 particles, encoder proposal"),
             std::string::npos)
       << output_;
   EXPECT_NE(output_.find("radam, learning rate 0.001 -> 1e-05"), std::string::npos) << output_;

@@ -256,9 +256,14 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     LRSMC_REQUIRE(model.config.num_inputs == data.num_inputs, options.init_path, ": model takes ",
                   model.config.num_inputs, " inputs; got ", data.num_inputs);
   } else {
+    // "auto" fits spike counts with the encoder proposal, at the learning rates it is stable at.
+    const bool encoder =
+        options.inference.proposal == "encoder" ||
+        (options.inference.proposal == "auto" &&
+         auto_trains_encoder(parse_observation(options.architecture.observation, "--observation"),
+                             options.training.learning_rate));
     const ModelConfig config =
-        make_config(options.architecture, data.num_channels, data.num_inputs,
-                    options.inference.proposal);
+        make_config(options.architecture, data.num_channels, data.num_inputs, encoder);
     model = Model::initialise(config, options.training.seed);
   }
   check_data(data, model.config);

@@ -101,8 +101,9 @@ void add_inference_options(CLI::App& app, InferenceOptions& options) {
       ->capture_default_str();
   app.add_option("--proposal", options.proposal,
                  "auto | optimal | bootstrap | encoder (a learned convolutional proposal; "
-                 "auto: the model's encoder when it has one, else optimal for linear-Gaussian "
-                 "read-outs, else bootstrap)")
+                 "auto: the model's encoder when it has one, a new one for Poisson data at a "
+                 "learning rate up to 2e-3, else optimal for linear-Gaussian read-outs, else "
+                 "bootstrap)")
       ->capture_default_str();
   app.add_option("--resampling", options.resampling, "systematic | stratified | multinomial")
       ->capture_default_str();
@@ -137,7 +138,7 @@ Dataset load_data(const DataOptions& options) {
 }
 
 ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs,
-                        const std::string& proposal) {
+                        bool with_encoder) {
   ModelConfig config;
   config.rank = options.rank;
   config.num_hidden = options.hidden;
@@ -161,7 +162,7 @@ ModelConfig make_config(const ArchitectureOptions& options, int channels, int in
   config.init_transition_std = options.transition_std;
   config.init_initial_std = options.initial_std;
   config.init_observation_std = options.observation_std;
-  if (proposal == "encoder") {
+  if (with_encoder) {
     EncoderConfig encoder;
     encoder.kernels = options.encoder_kernels;
     encoder.channels = options.encoder_channels.empty()

@@ -69,10 +69,9 @@ void add_inference_options(CLI::App& app, InferenceOptions& options);
 void add_device_options(CLI::App& app, DeviceOptions& options);
 
 [[nodiscard]] Dataset load_data(const DataOptions& options);
-/// A new model's configuration; with `proposal` "encoder" it has an encoder (the --encoder-*
-/// options).
+/// A new model's configuration; `with_encoder`: it has an encoder (the --encoder-* options).
 [[nodiscard]] ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs,
-                                      const std::string& proposal);
+                                      bool with_encoder);
 [[nodiscard]] FilterOptions make_filter_options(const InferenceOptions& options,
                                                 const ModelConfig& config);
 /// The backend of --device for this model; "auto" falls back to the CPU, saying so on stderr,

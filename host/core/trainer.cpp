@@ -124,6 +124,10 @@ double final_learning_rate(const TrainingOptions& options, const Dataset& train)
   return options.learning_rate * std::pow(paper_decay, std::min(1.0, steps / paper_steps));
 }
 
+bool auto_trains_encoder(Observation observation, double learning_rate) {
+  return observation == Observation::poisson && learning_rate <= encoder_learning_rate_limit;
+}
+
 std::vector<std::string> training_warnings(const TrainingOptions& options, const Dataset& train) {
   std::vector<std::string> warnings;
   const double steps = double(options.epochs) * double(steps_per_epoch(options, train));
@@ -138,7 +142,8 @@ std::vector<std::string> training_warnings(const TrainingOptions& options, const
   // Each Adam step moves every weight of the encoder's wide first convolution by about the
   // rate at once, so its outputs grow by the rate times the fan-in: at 1e-2 the Poisson
   // teacher's encoder blew up within 9 epochs (bench/RESULTS.md, "Poisson teacher").
-  if (options.filter.proposal == Proposal::encoder && options.learning_rate > 2e-3)
+  if (options.filter.proposal == Proposal::encoder &&
+      options.learning_rate > encoder_learning_rate_limit)
     warnings.push_back(detail::concat(
         "the encoder proposal at learning rate ", options.learning_rate,
         ": above about 2e-3 the encoder's outputs can blow up within a few epochs (the ELBO "

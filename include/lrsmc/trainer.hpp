@@ -59,6 +59,17 @@ void validate(const TrainingOptions& options, const std::string& source = "train
 /// decay per optimizer step reaches after this run's epochs on `train`.
 [[nodiscard]] double final_learning_rate(const TrainingOptions& options, const Dataset& train);
 
+/// The learning rate above which the encoder proposal's training can blow up: Adam and RAdam move
+/// every weight of the encoder's wide first convolution by about the rate at once
+/// (bench/RESULTS.md, "Poisson teacher"). training_warnings warns above it, and "auto" gives a
+/// new model an encoder only at or below it.
+constexpr double encoder_learning_rate_limit = 2e-3;
+
+/// Whether a new model fitted with the proposal "auto" gets an encoder and trains with the
+/// encoder proposal (the paper's proposal for spike counts): for Poisson observations at a
+/// learning rate of at most encoder_learning_rate_limit.
+[[nodiscard]] bool auto_trains_encoder(Observation observation, double learning_rate);
+
 /// Readings of the options that look like a mistake for this data, one sentence each: a run
 /// far shorter than the schedule its learning rate was chosen for.
 [[nodiscard]] std::vector<std::string> training_warnings(const TrainingOptions& options,

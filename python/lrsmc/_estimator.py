@@ -65,8 +65,10 @@ class LowRankRNN:
         (``t_forward``: the last steps of each trial are a forecast, as ``--t-forward``).
         ``proposal="encoder"`` trains a convolutional encoder with the model whose factor
         per step is multiplied with the transition prior (the paper's proposal for spike
-        counts); ``"auto"`` uses the model's encoder when it has one, the optimal proposal for
-        a linear-Gaussian read-out, else the bootstrap proposal.
+        counts); ``"auto"`` uses the model's encoder when it has one, trains one for Poisson
+        data at a learning rate of at most 2e-3 (above it the encoder can blow up), and
+        otherwise uses the optimal proposal for a linear-Gaussian read-out, else the bootstrap
+        proposal.
     encoder_kernels, encoder_channels, encoder_activation, encoder_padding, encoder_padding_mode,
     encoder_init_scale, encoder_constant_variance : the encoder of ``proposal="encoder"``, as
         ``--encoder-*``: kernel sizes (the last one the heads'), the channels of the convolutions
@@ -346,12 +348,17 @@ class LowRankRNN:
             init_transition_std=params["init_transition_std"],
             init_initial_std=params["init_initial_std"],
             init_observation_std=params["init_observation_std"],
-            **self._encoder_config(),
+            **self._encoder_config(params),
         )
 
-    def _encoder_config(self) -> Dict[str, Any]:
-        """The ModelConfig keywords of the encoder: none unless ``proposal="encoder"``."""
-        if self.proposal != "encoder":
+    def _encoder_config(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """The ModelConfig keywords of the encoder: with ``proposal="encoder"``, or ``"auto"`` for
+        Poisson data at a learning rate the encoder is stable at (as ``lrsmc fit``); none
+        otherwise."""
+        auto = self.proposal == "auto" and _core.auto_trains_encoder(
+            params["observation"], params["learning_rate"]
+        )
+        if self.proposal != "encoder" and not auto:
             return {}
         channels = self.encoder_channels
         return dict(

@@ -677,6 +677,15 @@ void bind_training(py::module_& module) {
       "The fit presets (presets.hpp): dicts of 'name', 'purpose' and 'settings', a list of "
       "(option, value) in the command line's spelling without '--'.");
   module.def(
+      "auto_trains_encoder",
+      [](const std::string& observation, double learning_rate) {
+        return auto_trains_encoder(parse_observation(observation), learning_rate);
+      },
+      "observation"_a, "learning_rate"_a,
+      "Whether a new model fitted with proposal 'auto' gets an encoder and trains with the "
+      "encoder proposal (trainer.hpp): Poisson observations at a learning rate of at most "
+      "2e-3.");
+  module.def(
       "training_warnings",
       [](const Dataset& train, int epochs, int batch_size, int windows_per_epoch,
          double learning_rate, bool encoder_proposal) {

@@ -269,3 +269,15 @@ def test_one_to_one_readouts_fit_a_unit_per_channel(tmp_path):
         lrsmc.ModelConfig(num_channels=4, readout_from="z_and_v")
     with pytest.raises(lrsmc.InvalidInputError, match="readout_from is not recognised; got 'spikes'"):
         lrsmc.ModelConfig(readout_from="spikes")
+
+
+def test_auto_trains_an_encoder_for_counts_at_stable_learning_rates():
+    counts = np.random.default_rng(1).poisson(1.0, size=(4, 12, 3))
+    rnn = lrsmc.LowRankRNN(rank=1, num_hidden=4, observation="poisson", epochs=1, particles=4,
+                           encoder_kernels=(3, 1), encoder_channels=(4,), device="cpu", verbose=False)
+    assert rnn.fit(counts).model_.config.encoder["kernels"] == [3, 1]
+    # Above the encoder's stable learning rates, when asked, and for Gaussian data: none.
+    assert lrsmc.LowRankRNN(observation="poisson", learning_rate=1e-2).model_config(5).encoder is None
+    assert lrsmc.LowRankRNN(observation="poisson", preset="small").model_config(5).encoder is None
+    assert lrsmc.LowRankRNN(observation="poisson", proposal="bootstrap").model_config(5).encoder is None
+    assert lrsmc.LowRankRNN().model_config(5).encoder is None
