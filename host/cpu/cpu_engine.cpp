@@ -126,8 +126,9 @@ class Engine {
   static constexpr int width = lanes_of<Value>;
   using Total = math::Wide<Value>;  // a gradient accumulator
 
+  /// `threads`: the call's OpenMP threads, for the encoder's blocks of trials.
   Engine(const Model& model, const SequenceBatch& batch, const FilterOptions& options,
-         std::uint64_t seed)
+         std::uint64_t seed, int threads)
       : constants_(model, options.proposal),
         model_(constants_.particle_model()),
         parameters_(model.parameters.data()),
@@ -140,7 +141,7 @@ class Engine {
         encoder_(options.proposal == Proposal::encoder) {
     phases_[0] = constants_.phase(0);
     phases_[1] = constants_.phase(1);
-    if (encoder_) encoder_factors_.emplace(model, batch, data_steps_);
+    if (encoder_) encoder_factors_.emplace(model, batch, data_steps_, threads);
   }
 
   /// Whether the proposal multiplies the prior with a Gaussian factor (optimal or encoder) at this
@@ -846,7 +847,7 @@ template <typename Scalar, typename Value>
 FilterResult filter_with(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
                          const FilterRequest& request, int num_threads, const ForcedPaths* forced) {
-  const Engine<Scalar, Value> engine(model, batch, options, seed);
+  const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads);
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles;
   FilterResult result;
@@ -885,7 +886,7 @@ template <typename Scalar, typename Value>
 GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed, int num_threads,
                              const ForcedPaths* forced) {
-  const Engine<Scalar, Value> engine(model, batch, options, seed);
+  const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads);
   const int trials = batch.num_trials, steps = batch.num_steps;
   GradientResult result;
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);

@@ -276,7 +276,7 @@ class CudaBackend final : public Backend {
     std::optional<model::EncoderFactors<float>> factors;
     const double *encoder_mean = nullptr, *encoder_variance = nullptr;
     if (options.proposal == Proposal::encoder) {
-      factors.emplace(model, batch, data_steps);
+      factors.emplace(model, batch, data_steps, 0);  // the host's cores
       encoder_mean = uploads.add(factors->mean());
       encoder_variance = uploads.add(factors->variance());
     }

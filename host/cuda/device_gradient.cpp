@@ -297,7 +297,7 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   std::optional<model::EncoderFactors<float>> factors;
   Buffer<double> encoder_mean, encoder_variance;
   if (encoder) {
-    factors.emplace(model, batch, data_steps);
+    factors.emplace(model, batch, data_steps, 0);  // the host's cores
     encoder_mean.upload(factors->mean());
     encoder_variance.upload(factors->variance());
   }

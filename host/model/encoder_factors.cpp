@@ -3,6 +3,8 @@
 
 #include <omp.h>
 
+#include <algorithm>
+
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/encoder.hpp"
 
@@ -30,48 +32,80 @@ class ThreadCountScope {
 
 template <typename Scalar>
 EncoderFactors<Scalar>::EncoderFactors(const Model& model, const SequenceBatch& batch,
-                                       int data_steps)
-    : config_(*model.config.encoder) {
-  const int trials = batch.num_trials, R = model.config.rank, D = model.config.num_channels;
+                                       int data_steps, int threads)
+    : config_(*model.config.encoder),
+      rank_(model.config.rank),
+      data_steps_(data_steps),
+      threads_(threads > 0 ? threads : omp_get_max_threads()) {
+  const int trials = batch.num_trials, R = rank_, D = model.config.num_channels;
   validate(config_, D, R, data_steps, "encoder proposal");
   const ParameterLayout layout(model.config);
   offset_ = layout.encoder;
   parameters_.assign(model.parameters.begin() + layout.encoder,
                      model.parameters.begin() + layout.encoder + layout.encoder_size);
+  // Blocks of consecutive trials, as even as the count allows.
+  const int blocks = std::max(1, std::min(trials, encoder_trial_blocks));
+  for (int block = 0; block <= blocks; ++block)
+    first_trial_.push_back(int(std::int64_t(trials) * block / blocks));
+  passes_.resize(std::size_t(blocks));
   const std::size_t kept = std::size_t(data_steps) * D, stored = std::size_t(batch.num_steps) * D;
-  std::vector<Scalar> observed(std::size_t(trials) * kept);
-  for (std::size_t trial = 0; trial < std::size_t(trials); ++trial)
-    for (std::size_t i = 0; i < kept; ++i)
-      observed[trial * kept + i] = static_cast<Scalar>(batch.observations[trial * stored + i]);
-  const ThreadCountScope single_thread(1);
-  pass_ = encoder_forward(config_, parameters_, observed, trials, data_steps, D, R);
+  const ThreadCountScope single_thread(1);  // Eigen inside each block: one thread
+#pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
+  for (int block = 0; block < blocks; ++block) {
+    const int first = first_trial_[std::size_t(block)],
+              count = first_trial_[std::size_t(block) + 1] - first;
+    std::vector<Scalar> observed(std::size_t(count) * kept);
+    for (std::size_t trial = 0; trial < std::size_t(count); ++trial)
+      for (std::size_t i = 0; i < kept; ++i)
+        observed[trial * kept + i] = static_cast<Scalar>(
+            batch.observations[(std::size_t(first) + trial) * stored + i]);
+    passes_[std::size_t(block)] =
+        encoder_forward(config_, parameters_, observed, count, data_steps, D, R);
+  }
   const std::size_t cells = std::size_t(trials) * data_steps * R;
   mean_.resize(cells);
   variance_.resize(cells);
   slope_.resize(cells);
-  for (std::size_t i = 0; i < cells; ++i) {
-    mean_[i] = double(pass_.mean[i]);
-    const auto variance = math::encoder_variance(double(pass_.log_variance[i]));
-    variance_[i] = variance.value;
-    slope_[i] = variance.slope;
-  }
+  std::size_t cell = 0;
+  for (const EncoderPass<Scalar>& pass : passes_)
+    for (std::size_t i = 0; i < pass.mean.size(); ++i, ++cell) {
+      mean_[cell] = double(pass.mean[i]);
+      const auto variance = math::encoder_variance(double(pass.log_variance[i]));
+      variance_[cell] = variance.value;
+      slope_[cell] = variance.slope;
+    }
 }
 
 template <typename Scalar>
 void EncoderFactors<Scalar>::add_gradient(const std::vector<double>& grad_mean,
                                           const std::vector<double>& grad_variance,
                                           std::vector<double>& gradient) const {
-  // The variances' adjoints reach the log-variances through the clamp's slope.
-  std::vector<Scalar> mean_gradient(mean_.size()), log_variance_gradient(mean_.size());
-  for (std::size_t cell = 0; cell < mean_.size(); ++cell) {
-    mean_gradient[cell] = static_cast<Scalar>(grad_mean[cell]);
-    log_variance_gradient[cell] = static_cast<Scalar>(grad_variance[cell] * slope_[cell]);
-  }
+  const int blocks = int(passes_.size()), threads = threads_;
+  const std::size_t per_trial = std::size_t(data_steps_) * std::size_t(rank_);
   const ThreadCountScope single_thread(1);
-  const std::vector<double> encoder_gradient =
-      encoder_backward(config_, parameters_, pass_, mean_gradient, log_variance_gradient);
-  for (std::size_t i = 0; i < encoder_gradient.size(); ++i)
-    gradient[std::size_t(offset_) + i] += encoder_gradient[i];
+  // Waves of `threads` blocks run in parallel; their gradients are added in block order.
+  std::vector<std::vector<double>> partial(std::size_t(std::min(threads, blocks)));
+  for (int wave = 0; wave < blocks; wave += int(partial.size())) {
+    const int count = std::min(int(partial.size()), blocks - wave);
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
+    for (int j = 0; j < count; ++j) {
+      const int block = wave + j;
+      const std::size_t begin = std::size_t(first_trial_[std::size_t(block)]) * per_trial,
+                        end = std::size_t(first_trial_[std::size_t(block) + 1]) * per_trial;
+      // The variances' adjoints reach the log-variances through the clamp's slope.
+      std::vector<Scalar> mean_gradient(end - begin), log_variance_gradient(end - begin);
+      for (std::size_t cell = begin; cell < end; ++cell) {
+        mean_gradient[cell - begin] = static_cast<Scalar>(grad_mean[cell]);
+        log_variance_gradient[cell - begin] =
+            static_cast<Scalar>(grad_variance[cell] * slope_[cell]);
+      }
+      partial[std::size_t(j)] = encoder_backward(config_, parameters_, passes_[std::size_t(block)],
+                                                 mean_gradient, log_variance_gradient);
+    }
+    for (int j = 0; j < count; ++j)
+      for (std::size_t i = 0; i < partial[std::size_t(j)].size(); ++i)
+        gradient[std::size_t(offset_) + i] += partial[std::size_t(j)][i];
+  }
 }
 
 void throw_product_failure(int trial, int step) {

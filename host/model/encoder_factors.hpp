@@ -2,7 +2,10 @@
 // forward pass over the observations of each trial's steps before its t_forward ones, the
 // clamped variances, and the backward pass from the factors' adjoints to the encoder's
 // parameters. The CPU engines and the CUDA backend (whose kernels multiply each step's prior
-// with these factors) share it, so both propose from the same factors.
+// with these factors) share it, so both propose from the same factors. The trials run in at most
+// encoder_trial_blocks fixed blocks of consecutive trials, the blocks in parallel on the calling
+// thread's OpenMP threads and their gradients summed in block order, so the bits depend on the
+// number of trials, never on the threads.
 #pragma once
 
 #include <cstdint>
@@ -14,13 +17,16 @@
 
 namespace lrsmc::model {
 
+/// The most blocks of trials the encoder runs in.
+constexpr int encoder_trial_blocks = 16;
+
 template <typename Scalar>
 class EncoderFactors {
  public:
   /// Runs the encoder of `model` (which has one) in the working precision Scalar over the first
-  /// `data_steps` steps of every trial of `batch`; throws InvalidInput when the encoder does not
-  /// fit those steps.
-  EncoderFactors(const Model& model, const SequenceBatch& batch, int data_steps);
+  /// `data_steps` steps of every trial of `batch`, on `threads` OpenMP threads (0: all); throws
+  /// InvalidInput when the encoder does not fit those steps.
+  EncoderFactors(const Model& model, const SequenceBatch& batch, int data_steps, int threads);
 
   /// μ_e and σ_e² = clamp(exp(log-variance), 1e-8, 100), (trials, data_steps, rank) each.
   [[nodiscard]] const std::vector<double>& mean() const { return mean_; }
@@ -36,7 +42,9 @@ class EncoderFactors {
   EncoderConfig config_;
   std::int64_t offset_ = -1;
   std::vector<double> parameters_;
-  EncoderPass<Scalar> pass_;
+  std::vector<int> first_trial_;  // of each block, and the trial count after the last
+  int rank_ = 0, data_steps_ = 0, threads_ = 1;
+  std::vector<EncoderPass<Scalar>> passes_;  // per block
   std::vector<double> mean_, variance_, slope_;
 };
 
