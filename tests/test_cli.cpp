@@ -377,6 +377,40 @@ TEST_F(CliTest, ReadoutFromOptions) {
   EXPECT_EQ(fitted.get("readout_gain").size(), 3u);
 }
 
+// --smooth: the latents file holds the backward-simulation means, which differ from the
+// filtered ones before the last step and equal the trajectories' mean; the trajectories are
+// written on request; options that do not fit are refused before anything is written.
+TEST_F(CliTest, FilterSmoothsOnRequest) {
+  write_teacher_data(3, 12);
+  save_model(path("teacher.npz"), oscillator_teacher());
+  const std::string filter = "filter --model " + path("teacher.npz") + " --data " +
+                             path("data.npz") + " --field observations --particles 64 --seed 2 ";
+  ASSERT_EQ(run(filter + "--out-latents " + path("filtered.npy")), 0) << output_;
+  ASSERT_EQ(run(filter + "--smooth --trajectories 7 --out-latents " + path("smoothed.npy") +
+                " --out-trajectories " + path("paths.npy")),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("smoothed means of 7 trajectories per trial"), std::string::npos)
+      << output_;
+  const Array filtered = io::read_npy(path("filtered.npy")), smoothed = io::read_npy(path("smoothed.npy")),
+              paths = io::read_npy(path("paths.npy"));
+  const std::int64_t rank = oscillator_teacher().config.rank;
+  EXPECT_EQ(smoothed.shape, filtered.shape);
+  EXPECT_EQ(paths.shape, (std::vector<std::int64_t>{3, 7, 12, rank}));
+  EXPECT_NE(smoothed.data, filtered.data);
+  for (std::int64_t i = 0; i < 12 * rank; ++i) {  // the first trial's mean of its 7 paths
+    double mean = 0.0;
+    for (std::int64_t j = 0; j < 7; ++j) mean += paths.data[std::size_t(j * 12 * rank + i)] / 7;
+    EXPECT_NEAR(smoothed.data[std::size_t(i)], mean, 1e-5 * (1 + std::fabs(mean)));  // float32
+  }
+  expect_bad_input(filter + "--out-trajectories " + path("x.npy"),
+                   "--out-trajectories needs --smooth");
+  expect_bad_input(filter + "--smooth --trajectories 0", "--trajectories is out of range; got 0");
+  expect_bad_input(filter + "--smooth --out-particles " + path("p.npz"),
+                   "--out-particles cannot be combined with --smooth");
+  EXPECT_FALSE(std::filesystem::exists(path("x.npy")));
+}
+
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {
   io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
   expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials",

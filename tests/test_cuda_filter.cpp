@@ -16,6 +16,7 @@
 #include "cuda/cuda_backend.hpp"
 #include "cuda/filter_plan.hpp"
 #include "lrsmc/backend.hpp"
+#include "lrsmc/smoother.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/dynamics.hpp"
 #include "support/engine_comparison.hpp"
@@ -277,6 +278,25 @@ TEST_F(CudaFilter, EncoderProposalAndForecastStepsMatchTheCpuInBothRegimes) {
       }
     }
   }
+}
+
+// The smoother draws through the device's particles: on the emulated device the same
+// trajectories as through the CPU float engine's; on a GPU, finite ones of the right shape.
+TEST_F(CudaFilter, SmootherDrawsThroughTheDevicesParticles) {
+  const Model model = testing::random_model(
+      testing::medium_config(Nonlinearity::tanh, NoiseType::full, Observation::gaussian,
+                             Link::identity),
+      4);
+  const SequenceBatch batch = testing::sampled_batch(model, 3, 10, 2);
+  FilterOptions options;
+  options.num_particles = 64;
+  const SmoothResult gpu = smooth(*make_backend(BackendKind::cuda), model, batch, options, 5, 8);
+  ASSERT_EQ(gpu.trajectories.size(), std::size_t(3 * 8 * 10 * model.config.rank));
+  for (const double value : gpu.trajectories) ASSERT_TRUE(std::isfinite(value));
+  if (!testing::emulated_device) return;
+  const SmoothResult cpu = smooth(*testing::cpu_float_backend(), model, batch, options, 5, 8);
+  EXPECT_EQ(gpu.trajectories, cpu.trajectories);
+  EXPECT_EQ(gpu.elbo, cpu.elbo);
 }
 
 // The read-outs beyond Bᵀz (the comparison shape has an input, which they see at the

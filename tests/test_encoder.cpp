@@ -13,6 +13,8 @@
 #include "lrsmc/math/encoder.hpp"
 #include "lrsmc/math/gaussian_product.hpp"
 #include "lrsmc/math/philox.hpp"
+#include "model/encoder_factors.hpp"
+#include "support/test_models.hpp"
 #include "support/test_names.hpp"
 
 namespace lrsmc {
@@ -518,6 +520,37 @@ TEST(EncoderValidation, BadConfigurationsNameTheFieldAndValue) {
               std::string::npos)
         << error.what();
   }
+}
+
+}  // namespace
+}  // namespace lrsmc
+
+namespace lrsmc {
+namespace {
+
+// The engines' encoder pass splits a batch of 8 × 400 trial-steps into 3 blocks of trials run in
+// parallel: the factors and the gradient are the same bits on 1, 2 or 3 threads (in float64,
+// whose block gradients, unlike float32 ones, round when summed in another order).
+TEST(EncoderFactors, BlocksOfTrialsGiveTheSameBitsOnAnyThreads) {
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                             Observation::poisson, Link::softplus);
+  config.encoder = testing::small_encoder({5, 3, 1}, {6, 5});
+  const Model model = testing::random_model(config, 3);
+  const SequenceBatch batch = testing::sampled_batch(model, 8, 400, 2);
+  const std::size_t cells = std::size_t(8) * 400 * config.rank;
+  std::vector<double> grad_mean(cells), grad_variance(cells);
+  for (std::size_t i = 0; i < cells; ++i) {
+    grad_mean[i] = std::sin(0.1 * double(i));
+    grad_variance[i] = 0.01 * std::cos(0.3 * double(i));
+  }
+  const auto run = [&](int threads) {
+    const model::EncoderFactors<double> factors(model, batch, 400, threads);
+    std::vector<double> gradient(model.parameters.size(), 0.0);
+    factors.add_gradient(grad_mean, grad_variance, gradient);
+    return std::make_tuple(factors.mean(), factors.variance(), gradient);
+  };
+  const auto one = run(1);
+  for (const int threads : {2, 3}) EXPECT_EQ(run(threads), one) << threads << " threads";
 }
 
 }  // namespace

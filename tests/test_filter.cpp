@@ -2,12 +2,12 @@
 // linear-Gaussian model, reproducibility, thread independence, float vs double, outputs.
 #include <gtest/gtest.h>
 
-#include <Eigen/Dense>
 #include <cmath>
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/philox.hpp"
+#include "support/linear_gaussian.hpp"
 #include "support/test_models.hpp"
 
 namespace lrsmc {
@@ -45,65 +45,6 @@ TEST(Philox, NormalDrawsHaveUnitMoments) {
   EXPECT_NEAR(squares / count, 1.0, 0.01);
 }
 
-/// Exact per-step log-likelihood of a linear-Gaussian model (identity nonlinearity) by the
-/// Kalman filter: z_t = (aI + n m) z − n h + ε, x = Bᵀ z + b + η.
-double kalman_log_likelihood(const Model& model, const SequenceBatch& batch) {
-  const auto& c = model.config;
-  const int rank = c.rank, hidden = c.num_hidden, channels = c.num_channels;
-  using Matrix = Eigen::MatrixXd;
-  const auto m = model.get("m"), n = model.get("n"), h = model.get("h");
-  Matrix transition = model.decay() * Matrix::Identity(rank, rank);
-  Eigen::VectorXd offset = Eigen::VectorXd::Zero(rank);
-  for (int r = 0; r < rank; ++r)
-    for (int i = 0; i < hidden; ++i) {
-      offset(r) -= n[r * hidden + i] * h[i];
-      for (int s = 0; s < rank; ++s) transition(r, s) += n[r * hidden + i] * m[i * rank + s];
-    }
-  const auto factor = [&](const std::string& name) {
-    const auto rho = model.get(name);
-    Matrix lower = Matrix::Zero(rank, rank);
-    for (int r = 0; r < rank; ++r) {
-      for (int s = 0; s < r; ++s) lower(r, s) = rho[r * rank + s];
-      lower(r, r) = std::exp(0.5 * rho[r * rank + r]);
-    }
-    return Matrix(lower * lower.transpose());
-  };
-  const Matrix process = factor("transition_noise"), initial = factor("initial_noise");
-  const auto readout = model.get("readout_weight"), bias = model.get("readout_bias"),
-             log_variance = model.get("observation_noise");
-  Matrix observation(channels, rank);
-  for (int i = 0; i < channels; ++i)
-    for (int r = 0; r < rank; ++r) observation(i, r) = readout[r * channels + i];
-  Matrix noise = Matrix::Zero(channels, channels);
-  for (int i = 0; i < channels; ++i) noise(i, i) = std::exp(log_variance[i]);
-  double total = 0;
-  for (int trial = 0; trial < batch.num_trials; ++trial) {
-    Eigen::VectorXd mean = Eigen::Map<const Eigen::VectorXd>(model.get("z_init").data(), rank);
-    Matrix covariance = initial;
-    for (int step = 0; step < batch.num_steps; ++step) {
-      if (step > 0) {
-        mean = transition * mean + offset;
-        covariance = transition * covariance * transition.transpose() + process;
-      }
-      Eigen::VectorXd x(channels);
-      for (int i = 0; i < channels; ++i)
-        x(i) = batch.observations[(std::size_t(trial) * batch.num_steps + step) * channels + i] - bias[i];
-      const Matrix innovation_covariance =
-          observation * covariance * observation.transpose() + noise;
-      const Eigen::LLT<Matrix> cholesky(innovation_covariance);
-      const Eigen::VectorXd residual = x - observation * mean;
-      const Eigen::VectorXd solved = cholesky.solve(residual);
-      double log_det = 0;
-      for (int i = 0; i < channels; ++i) log_det += 2 * std::log(Matrix(cholesky.matrixL())(i, i));
-      total += -0.5 * (residual.dot(solved) + log_det + channels * std::log(2 * M_PI));
-      const Matrix gain = covariance * observation.transpose() * cholesky.solve(Matrix::Identity(channels, channels));
-      mean += gain * residual;
-      covariance = (Matrix::Identity(rank, rank) - gain * observation) * covariance;
-    }
-  }
-  return total / (batch.num_trials * batch.num_steps);
-}
-
 TEST(Filter, ElboApproachesExactLikelihoodOfLinearGaussianModel) {
   for (const Proposal proposal : {Proposal::optimal, Proposal::bootstrap, Proposal::encoder}) {
     ModelConfig config = testing::small_config(Nonlinearity::identity, NoiseType::full,
@@ -118,7 +59,7 @@ TEST(Filter, ElboApproachesExactLikelihoodOfLinearGaussianModel) {
     for (auto& value : n) value *= 0.3;
     model.set("n", n);
     const SequenceBatch batch = testing::sampled_batch(model, 4, 20, 3);
-    const double exact = kalman_log_likelihood(model, batch);
+    const double exact = testing::kalman_log_likelihood(model, batch);
     FilterOptions options;
     options.proposal = proposal;
     options.num_particles = proposal == Proposal::optimal ? 2000 : 20000;

@@ -16,6 +16,7 @@
 #include "lrsmc/fixed_points.hpp"
 #include "lrsmc/io.hpp"
 #include "lrsmc/presets.hpp"
+#include "lrsmc/smoother.hpp"
 
 namespace lrsmc::cli {
 
@@ -376,10 +377,20 @@ int run_filter(const FilterCommandOptions& options) {
                           {"--inputs", options.data.inputs_path}},
                          {{"--out-latents", options.latents_path},
                           {"--out-elbo", options.elbo_path},
-                          {"--out-particles", options.particles_path}});
+                          {"--out-particles", options.particles_path},
+                          {"--out-trajectories", options.trajectories_path}});
   require_writable_outputs({{"--out-latents", options.latents_path},
                             {"--out-elbo", options.elbo_path},
-                            {"--out-particles", options.particles_path}});
+                            {"--out-particles", options.particles_path},
+                            {"--out-trajectories", options.trajectories_path}});
+  LRSMC_REQUIRE(options.smooth || options.trajectories_path.empty(),
+                "--out-trajectories needs --smooth (the trajectories are the smoother's draws)");
+  LRSMC_REQUIRE(!options.smooth || options.particles_path.empty(),
+                "--out-particles cannot be combined with --smooth (the filter's particles are "
+                "written by a run without it)");
+  LRSMC_REQUIRE(!options.smooth || (options.trajectories >= 1 && options.trajectories <= 1'000'000),
+                "--trajectories is out of range; got ", options.trajectories,
+                ", expected 1 to 1000000");
   const Model model = load_model(options.model_path);
   const Dataset data = load_data(options.data);
   check_data(data, model.config);
@@ -388,11 +399,29 @@ int run_filter(const FilterCommandOptions& options) {
   FilterRequest request;
   request.filtered_mean = true;
   request.particles = !options.particles_path.empty();
+  const std::int64_t trials = data.num_trials, steps = data.num_steps, rank = model.config.rank,
+                     particles = filter_options.num_particles;
+  if (options.smooth) {  // backward simulation over the filter's particles
+    const SmoothResult smoothed =
+        lrsmc::smooth(*backend, model, trials_batch(data, 0, data.num_trials), filter_options,
+                      options.seed, options.trajectories);
+    io::write_npy(options.latents_path, Array({trials, steps, rank}, smoothed.smoothed_mean));
+    io::write_npy(options.elbo_path, Array({trials}, smoothed.elbo_per_trial),
+                  io::StoredType::float64);
+    if (!options.trajectories_path.empty())
+      io::write_npy(options.trajectories_path,
+                    Array({trials, std::int64_t(options.trajectories), steps, rank},
+                          smoothed.trajectories));
+    std::printf("ELBO %.6f per step (mean of %d trials, %d particles, %s proposal); smoothed "
+                "means of %d trajectories per trial; wrote %s, %s\n",
+                smoothed.elbo, data.num_trials, filter_options.num_particles,
+                to_string(filter_options.proposal).c_str(), options.trajectories,
+                options.latents_path.c_str(), options.elbo_path.c_str());
+    return 0;
+  }
   const bool progress = !options.quiet && isatty(fileno(stderr)) != 0;
   const FilterResult result =
       filter_in_parts(*backend, model, data, filter_options, options.seed, request, progress);
-  const std::int64_t trials = data.num_trials, steps = data.num_steps, rank = model.config.rank,
-                     particles = filter_options.num_particles;
   io::write_npy(options.latents_path, Array({trials, steps, rank}, result.filtered_mean));
   io::write_npy(options.elbo_path, Array({trials}, result.elbo_per_trial), io::StoredType::float64);
   if (request.particles) {

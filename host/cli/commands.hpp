@@ -37,6 +37,9 @@ struct FilterCommandOptions {
   std::string latents_path = "latents.npy";
   std::string elbo_path = "elbo.npy";
   std::string particles_path;
+  bool smooth = false;           ///< --out-latents holds the smoothed means (FFBSi)
+  int trajectories = 100;        ///< backward-simulation draws per trial
+  std::string trajectories_path;  ///< optional (trials, trajectories, steps, rank) .npy
   bool quiet = false;
 };
 int run_filter(const FilterCommandOptions& options);

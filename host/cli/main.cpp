@@ -242,6 +242,16 @@ int main_with_exceptions(int argc, char** argv) {
   filter->add_flag("--quiet,-q", filter_options.quiet, "No progress display");
   filter->add_option("--out-particles", filter_options.particles_path,
                      "Optional .npz with particles, log_weights, ancestors, resampled");
+  filter->add_flag("--smooth", filter_options.smooth,
+                   "Smoothed latents: --out-latents holds the means of backward-simulation "
+                   "trajectories (FFBSi) drawn through the filter's particles");
+  filter
+      ->add_option("--trajectories", filter_options.trajectories,
+                   "Backward-simulation trajectories per trial (with --smooth)")
+      ->capture_default_str();
+  filter->add_option("--out-trajectories", filter_options.trajectories_path,
+                     "Optional .npy of the smoothed trajectories (trials, trajectories, steps, "
+                     "rank), with --smooth");
 
   // --- sample ---
   auto* sample = app.add_subcommand("sample", "Generate observations from a fitted model");

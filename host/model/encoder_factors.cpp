@@ -44,7 +44,9 @@ EncoderFactors<Scalar>::EncoderFactors(const Model& model, const SequenceBatch& 
   parameters_.assign(model.parameters.begin() + layout.encoder,
                      model.parameters.begin() + layout.encoder + layout.encoder_size);
   // Blocks of consecutive trials, as even as the count allows.
-  const int blocks = std::max(1, std::min(trials, encoder_trial_blocks));
+  const std::int64_t rows = std::int64_t(trials) * data_steps;
+  const int blocks = int(std::max<std::int64_t>(
+      1, std::min<std::int64_t>({trials, encoder_trial_blocks, rows / encoder_block_rows})));
   for (int block = 0; block <= blocks; ++block)
     first_trial_.push_back(int(std::int64_t(trials) * block / blocks));
   passes_.resize(std::size_t(blocks));

@@ -2,10 +2,11 @@
 // forward pass over the observations of each trial's steps before its t_forward ones, the
 // clamped variances, and the backward pass from the factors' adjoints to the encoder's
 // parameters. The CPU engines and the CUDA backend (whose kernels multiply each step's prior
-// with these factors) share it, so both propose from the same factors. The trials run in at most
-// encoder_trial_blocks fixed blocks of consecutive trials, the blocks in parallel on the calling
+// with these factors) share it, so both propose from the same factors. The trials run in fixed
+// blocks of consecutive trials (at most encoder_trial_blocks, each of at least
+// encoder_block_rows trial-steps when the batch has them), the blocks in parallel on the calling
 // thread's OpenMP threads and their gradients summed in block order, so the bits depend on the
-// number of trials, never on the threads.
+// batch's shape, never on the threads.
 #pragma once
 
 #include <cstdint>
@@ -17,8 +18,11 @@
 
 namespace lrsmc::model {
 
-/// The most blocks of trials the encoder runs in.
+/// The most blocks of trials the encoder runs in, and the fewest trial-steps a block has when the
+/// batch allows (a block's convolutions are products of that many rows: fewer run slower than
+/// one product over the whole batch).
 constexpr int encoder_trial_blocks = 16;
+constexpr int encoder_block_rows = 1024;
 
 template <typename Scalar>
 class EncoderFactors {

@@ -56,6 +56,8 @@ from ._api import (
     sample,
     save_model,
     simulate,
+    smooth,
+    SmoothResult,
 )
 from ._estimator import LowRankRNN, NotFittedError
 from ._formats import (
@@ -86,6 +88,7 @@ __all__ = [
     "OutOfMemoryError",
     "Recording",
     "Samples",
+    "SmoothResult",
     "TrainingOutcome",
     "__version__",
     "as_dataset",
@@ -107,5 +110,6 @@ __all__ = [
     "sample",
     "save_model",
     "simulate",
+    "smooth",
     "spike_times_to_counts",
 ]

@@ -14,7 +14,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Union
 
 import numpy as np
 
@@ -287,6 +287,22 @@ def _in_parts(call: Callable[[int, int], dict], trials: int, bar) -> dict:
 
 
 @_checked_arguments
+def _filter_keywords(particles, proposal, resampling, resample_threshold, t_forward, seed, device, threads,
+                     precision) -> Dict[str, Any]:
+    """The engine's keywords of a filter call (``_core.filter``, ``_core.smooth``)."""
+    return dict(
+        particles=particles,
+        proposal=proposal,
+        resampling=resampling,
+        resample_threshold=resample_threshold,
+        t_forward=t_forward,
+        seed=seed,
+        device=_device(device),
+        threads=threads,
+        precision=precision,
+    )
+
+
 def filter(
     model: _core.Model,
     observations,
@@ -323,18 +339,10 @@ def filter(
     progress = _progress.resolve(progress)
     data = as_dataset(observations, layout, inputs)
     _check_data(data, model)
-    options = dict(
-        particles=particles,
-        proposal=proposal,
-        resampling=resampling,
-        resample_threshold=resample_threshold,
-        t_forward=t_forward,
-        seed=seed,
-        device=_device(device),
-        threads=threads,
-        precision=precision,
-        store_particles=return_particles,
+    options = _filter_keywords(
+        particles, proposal, resampling, resample_threshold, t_forward, seed, device, threads, precision
     )
+    options["store_particles"] = return_particles
     bar = None
     if data.num_trials > 1:
         bar = _progress.bar(progress, data.num_trials, "lrsmc filter", "trial")
@@ -354,6 +362,46 @@ def filter(
     if return_particles:
         out["resampled"] = out["resampled"].view(bool)  # uint8 0/1 → bool, no copy
     return FilterResult(**out)
+
+
+@dataclass
+class SmoothResult:
+    """Backward-simulation smoothing (``lrsmc filter --smooth``). Arrays own their memory."""
+
+    elbo: float  #: the forward filter's ELBO per time step, mean over trials
+    elbo_per_trial: np.ndarray  #: (trials,)
+    latents: np.ndarray  #: (trials, steps, rank) smoothed means: the trajectories' mean
+    trajectories: np.ndarray  #: (trials, trajectories, steps, rank) draws from the smoother
+
+
+def smooth(
+    model: _core.Model,
+    observations,
+    *,
+    layout: Optional[str] = None,
+    inputs=None,
+    particles: int = 1000,
+    trajectories: int = 100,
+    proposal: str = "auto",
+    resampling: str = "systematic",
+    resample_threshold: float = 1.0,
+    t_forward: int = 0,
+    seed: int = 0,
+    device: str = "auto",
+    threads: int = 0,
+    precision: str = "float32",
+) -> SmoothResult:
+    """Smoothed latents of every trial (``lrsmc filter --smooth``): the filter runs with
+    ``particles`` particles and the given proposal, then ``trajectories`` trajectories per trial
+    are drawn backwards through its particles, each step's candidates weighed by their filtering
+    weight and the model's transition density to the trajectory's next state (FFBSi; the
+    reference's smoother pairs slot by slot instead). ``latents`` are the trajectories' mean."""
+    data = as_dataset(observations, layout, inputs)
+    _check_data(data, model)
+    options = _filter_keywords(
+        particles, proposal, resampling, resample_threshold, t_forward, seed, device, threads, precision
+    )
+    return SmoothResult(**_core.smooth(model, data, trajectories=trajectories, **options))
 
 
 @dataclass

@@ -513,16 +513,42 @@ class LowRankRNN:
             model,
             data,
             particles=particles,
+            seed=seed,
+            **self._filter_settings(),
+            return_particles=return_particles,
+            progress=_progress.resolve(self.verbose, "verbose"),
+        )
+
+    def smooth(
+        self,
+        X,
+        *,
+        inputs=None,
+        layout: Optional[str] = None,
+        particles: int = 1000,
+        trajectories: int = 100,
+        seed: int = 0,
+    ) -> _api.SmoothResult:
+        """Smoothed latents (trials, steps, rank) of ``X`` and ``trajectories`` backward-simulation
+        draws per trial (``lrsmc filter --smooth``), with the estimator's proposal, resampling and
+        device."""
+        model = self._fitted_model()
+        data = _api.as_dataset(X, layout, inputs)
+        self._check_features(data, model)
+        return _api.smooth(
+            model, data, particles=particles, trajectories=trajectories, seed=seed, **self._filter_settings()
+        )
+
+    def _filter_settings(self) -> Dict[str, Any]:
+        """The estimator's proposal, resampling and device, as filter and smooth take them."""
+        return dict(
             proposal=self.proposal,
             resampling=self.resampling,
             resample_threshold=self.resample_threshold,
             t_forward=self.t_forward,
-            seed=seed,
             device=self.device,
             threads=self.threads,
             precision=self.precision,
-            return_particles=return_particles,
-            progress=_progress.resolve(self.verbose, "verbose"),
         )
 
     @staticmethod

@@ -27,6 +27,7 @@
 #include "lrsmc/fixed_points.hpp"
 #include "lrsmc/params.hpp"
 #include "lrsmc/presets.hpp"
+#include "lrsmc/smoother.hpp"
 #include "lrsmc/trainer.hpp"
 
 #ifndef LRSMC_VERSION_STRING
@@ -266,6 +267,30 @@ py::dict filter(const Model& model, const Dataset& data, int particles, const st
     out["ancestors"] = to_numpy(std::move(result.ancestors), {trials, steps, k});
     out["resampled"] = to_numpy(std::move(result.resampled), {trials, steps});
   }
+  return out;
+}
+
+py::dict smooth(const Model& model, const Dataset& data, int particles, const std::string& proposal,
+                const std::string& resampling, double resample_threshold, int t_forward,
+                std::uint64_t seed, const std::string& device, int threads,
+                const std::string& precision, int trajectories) {
+  require_channels(data, model.config.num_channels);
+  SmoothResult result;
+  {
+    py::gil_scoped_release release;
+    const FilterOptions options = make_filter_options(model.config, particles, proposal,
+                                                      resampling, resample_threshold, t_forward);
+    auto backend = make_device_backend(device, threads, precision, model.config, options);
+    result = lrsmc::smooth(*backend, model, trials_batch(data, 0, data.num_trials), options, seed,
+                           trajectories);
+  }
+  const py::ssize_t trials = data.num_trials, steps = data.num_steps, rank = model.config.rank;
+  py::dict out;
+  out["elbo"] = result.elbo;
+  out["elbo_per_trial"] = to_numpy(std::move(result.elbo_per_trial), {trials});
+  out["latents"] = to_numpy(std::move(result.smoothed_mean), {trials, steps, rank});
+  out["trajectories"] =
+      to_numpy(std::move(result.trajectories), {trials, py::ssize_t(trajectories), steps, rank});
   return out;
 }
 
@@ -765,6 +790,13 @@ void bind_inference(py::module_& module) {
              "'latents'} and, with store_particles, 'particles', 'log_weights', 'ancestors', "
              "'resampled'. A trial gives the same numbers in any part. Arrays own their buffers "
              "(no copy).");
+  module.def("smooth", &smooth, "model"_a, "data"_a, py::kw_only(), "particles"_a = 1000,
+             "proposal"_a = "auto", "resampling"_a = "systematic", "resample_threshold"_a = 1.0,
+             "t_forward"_a = 0, "seed"_a = 0, "device"_a = "auto", "threads"_a = 0,
+             "precision"_a = "float32", "trajectories"_a = 100,
+             "Backward-simulation smoothing (smoother.hpp) of every trial of `data`: {'elbo', "
+             "'elbo_per_trial', 'latents' (the smoothed means), 'trajectories' (trials, "
+             "trajectories, steps, rank)}.");
   module.def("sample", &sample, "model"_a, "trials"_a, "steps"_a, py::kw_only(),
              "inputs"_a = py::none(), "seed"_a = 0, "device"_a = "cpu", "threads"_a = 0,
              "precision"_a = "float32", "first_trial"_a = 0,

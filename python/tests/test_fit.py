@@ -281,3 +281,16 @@ def test_auto_trains_an_encoder_for_counts_at_stable_learning_rates():
     assert lrsmc.LowRankRNN(observation="poisson", preset="small").model_config(5).encoder is None
     assert lrsmc.LowRankRNN(observation="poisson", proposal="bootstrap").model_config(5).encoder is None
     assert lrsmc.LowRankRNN().model_config(5).encoder is None
+
+
+def test_smoothing_draws_trajectories_whose_mean_is_the_latents(demo, fitted):
+    observations = demo.observations[:3, :20]
+    result = lrsmc.smooth(demo.teacher, observations, particles=64, trajectories=5, seed=2)
+    assert result.trajectories.shape == (3, 5, 20, 2) and result.latents.shape == (3, 20, 2)
+    np.testing.assert_allclose(result.trajectories.mean(axis=1), result.latents, rtol=1e-12, atol=1e-12)
+    filtered = lrsmc.filter(demo.teacher, observations, particles=64, seed=2)
+    assert result.elbo == filtered.elbo
+    assert not np.allclose(result.latents[:, :-1], filtered.latents[:, :-1])
+    assert fitted.smooth(observations, particles=32, trajectories=3).trajectories.shape[:2] == (3, 3)
+    with pytest.raises(lrsmc.InvalidInputError, match="trajectories is out of range; got 0"):
+        lrsmc.smooth(demo.teacher, observations, trajectories=0)

@@ -43,6 +43,7 @@ enum class DrawStream : std::uint32_t {
   resampling = 1,      ///< uniforms of the resampler
   generative = 2,      ///< latent noise when simulating from the model
   observation = 3,     ///< observation noise / Poisson counts when simulating
+  smoothing = 4,       ///< uniforms of the backward-simulation smoother, per trajectory
 };
 
 /// Address of a block of four 32-bit draws: (seed, trial, step, particle, stream, block).
