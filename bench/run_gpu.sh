@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole GPU check on a device machine, in under 8 minutes of device time: the GPU tests,
-# compute-sanitizer's memcheck and racecheck on one small filter and one gradient test, the
+# compute-sanitizer's memcheck and racecheck on a small filter and two gradient tests, the
 # benchmarks (forward filter and training step at the paper's EEG shape, the fixed points) and
 # a short timed EEG fit. Logs and JSON go under $OUT (or bench/results/gpu-<date>), with the
 # nvidia-smi output. Expects a CUDA build in $LRSMC_BUILD_DIR (default build-gpu-bundle/:
@@ -39,8 +39,9 @@ step 130 gpu_tests "$tests" --gtest_filter='*Cuda*:GradientMemoryPlan*' \
   --gtest_output="xml:$out/gpu_tests.xml"
 
 # 2. compute-sanitizer (from the device's CUDA toolkit; this build machine has none to carry):
-#    memcheck and racecheck on one small filter test (both regimes, three tiles) and one
-#    gradient test (the backward kernel, lane groups). 4 × 20 s.
+#    memcheck and racecheck on one small filter test (both regimes, three tiles), one gradient
+#    test (the backward kernel, lane groups) and the encoder proposal's (its products kernel,
+#    the reverse sweep's per-step constants, the one-to-one read-outs' merged jobs). 6 × 20 s.
 sanitizer="$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)"
 if [ -n "$sanitizer" ]; then
   for tool in memcheck racecheck; do
@@ -48,6 +49,8 @@ if [ -n "$sanitizer" ]; then
       --gtest_filter='CudaFilter.EffectiveSampleSizeThresholdWithoutStoredPaths'
     step 20 "sanitizer_${tool}_gradient" "$sanitizer" --tool "$tool" --error-exitcode 3 "$tests" \
       --gtest_filter='CudaGradient.RepeatedRunsAreBitwiseIdentical'
+    step 20 "sanitizer_${tool}_encoder" "$sanitizer" --tool "$tool" --error-exitcode 3 "$tests" \
+      --gtest_filter='CudaGradient.EncoderProposalAndForecastStepsMatchTheCpu:CudaGradient.EveryReadoutMatchesTheCpu'
   done
 else
   echo "compute-sanitizer not found on the device: memcheck and racecheck not run" \
@@ -66,7 +69,7 @@ step 25 fixed_points_cuda "$build/bench/bench_fixed_points" --benchmark_filter=C
   --benchmark_out="$out/fixed_points_cuda.json" --benchmark_out_format=json
 
 # 4. A short EEG fit on the device, timed (the paper's setting; LRSMC_EEG_EPOCHS epochs, 20 by
-#    default: the whole run's time is that per epoch × 1500). 40 s. In all at most 435 s.
+#    default: the whole run's time is that per epoch × 1500). 40 s. In all at most 475 s.
 eeg="$root/../shared/data/eeg/EEG_data_zscored_reconstructed.npy"
 if [ -f "$eeg" ]; then
   step 40 eeg_fit "$build/lrsmc" fit --data "$eeg" --layout time,channels --rank 3 --hidden 512 \
