@@ -260,8 +260,8 @@ __global__ void __launch_bounds__(block_size)
     const int units = first ? 0 : N;
     const int channels = one_to_one && !first ? 0 : D;
     const SlotJobs jobs(R, product_branch, first);
-    // The encoder proposal's sums of the step (its constants change every step): Σ dμ_q μᵀ, dL_q
-    // and Σ dμ_q, each from zero, for the step's constants' adjoint below.
+    // The encoder proposal's sums of the step (its constants change every step): Σ dμ_q μᵀ,
+    // dL_q and Σ dμ_q, each from zero, for the step's constants' adjoint below.
     double* encoder_sums =
         encoder ? b.encoder_sums + std::size_t(trial) * encoder_sum_doubles(R) : nullptr;
     // The read-out's input offset at this step: dW_u (one to one) or dB_v += (Σ_k dy) u_tᵀ.
@@ -377,9 +377,10 @@ __global__ void __launch_bounds__(block_size)
           const float weight = float(grad_log_weight[k]);
           switch (kind) {
             case 0:
-              value += math::factor_adjoint_term(
-                  product_branch, R, phase, weight, records.grad_z + particle, records.xi + particle,
-                  records.residual + particle, records.scaled + particle, r, s);
+              value += math::factor_adjoint_term(product_branch, R, phase, weight,
+                                                 records.grad_z + particle, records.xi + particle,
+                                                 records.residual + particle,
+                                                 records.scaled + particle, r, s);
               break;
             case 1:
               value += math::proposal_factor_adjoint_term(
@@ -477,6 +478,7 @@ void backward_block_per_trial(const BackwardLaunch& launch, cudaStream_t stream)
                 "cuda backend: rank is out of range; got ", shape.rank, ", expected 1 to ",
                 max_rank);
   LRSMC_ASSERT(p.store_all && p.resampled && p.failed_step);
+  LRSMC_ASSERT(p.data_steps >= 1 && p.data_steps <= p.steps);
   const math::GradientSlots slots(shape.parameters.total, shape.rank, shape.channels);
   LRSMC_CUDA_CHECK(cudaMemsetAsync(
       launch.rows, 0, std::size_t(p.trials) * slots.row_size * sizeof(double), stream));

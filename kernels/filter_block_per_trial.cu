@@ -142,6 +142,7 @@ void filter_block_per_trial(const FilterLaunch& launch, cudaStream_t stream) {
   LRSMC_REQUIRE(launch.model.shape.rank >= 1 && launch.model.shape.rank <= max_rank,
                 "cuda backend: rank is out of range; got ", launch.model.shape.rank,
                 ", expected 1 to ", max_rank);
+  LRSMC_ASSERT(launch.data_steps >= 1 && launch.data_steps <= launch.steps);
   LaunchShape shape;
   shape.grid = dim3(unsigned(launch.trials));
   shape.block = dim3(block_size);

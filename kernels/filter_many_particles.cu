@@ -203,6 +203,7 @@ void prepare_filter_many_particles(const FilterLaunch& launch) {
 
 void filter_many_particles_step(const FilterLaunch& launch, const ManyParticleWorkspace& workspace,
                                 int step, cudaStream_t stream) {
+  LRSMC_ASSERT(launch.data_steps >= 1 && launch.data_steps <= launch.steps);
   const std::size_t shared =
       loadings_shared_bytes(launch.model.shape, launch.model.loadings_in_shared);
   dispatch_rank(launch.model.shape.rank, [&](auto rank) {

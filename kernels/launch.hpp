@@ -98,12 +98,20 @@ void input_terms(const DeviceModel& model, const double* inputs, int rows, int s
                  float* currents, float* readout_offsets, float* initial_mean,
                  cudaStream_t stream);
 
+/// Threads of the encoder_products kernel for `cells` cells, each with its own scratch: blocks of
+/// 256, at most 64.
+[[nodiscard]] constexpr std::int64_t encoder_products_threads(std::int64_t cells) {
+  const std::int64_t threads = (cells + 255) / 256 * 256;
+  return threads < 64 * 256 ? threads : 64 * 256;
+}
+
 /// The encoder proposal's product of each cell's prior with the encoder's factor
 /// (math::encoder_step_constants), for `cells` cells of `data_steps` steps each (a cell's step
 /// is its index mod data_steps), from the encoder's means and variances (cells, rank): into
 /// `products` (cells, encoder_product_doubles), their working copy `records` (cells,
 /// encoder_cell_floats), and `status` (cells): 1 where the product is not positive definite.
-/// `scratch` holds cells · math::encoder_step_scratch_size(rank) doubles.
+/// `scratch` holds encoder_products_threads(cells) · math::encoder_step_scratch_size(rank)
+/// doubles (one slice per thread). A failed cell's record is zeros.
 void encoder_products(const DeviceModel& model, const double* mean, const double* variance,
                       int cells, int data_steps, double* products, float* records,
                       std::uint8_t* status, double* scratch, cudaStream_t stream);

@@ -54,8 +54,9 @@ __global__ void encoder_products_kernel(const DeviceModel model, const double* m
                                         double* scratch) {
   const int R = model.shape.rank;
   const math::ConstantsLayout layout(model.shape);
-  for (int cell = int(blockIdx.x) * blockDim.x + int(threadIdx.x); cell < cells;
-       cell += int(gridDim.x) * blockDim.x) {
+  const int thread = int(blockIdx.x) * blockDim.x + int(threadIdx.x);
+  double* own_scratch = scratch + std::size_t(thread) * math::encoder_step_scratch_size(R);
+  for (int cell = thread; cell < cells; cell += int(gridDim.x) * blockDim.x) {
     double* values = products + std::size_t(cell) * encoder_product_doubles(R);
     const math::GaussianProduct product{values,         values + R * R,     values + 2 * R * R,
                                         values + 3 * R * R, values + 4 * R * R, values + 5 * R * R};
@@ -63,9 +64,13 @@ __global__ void encoder_products_kernel(const DeviceModel model, const double* m
     const bool positive = math::encoder_step_constants(
         R, model.constants + layout.factor[math::phase_of(cell % data_steps)],
         mean + std::size_t(cell) * R, variance + std::size_t(cell) * R, product, gain_term,
-        scratch + std::size_t(cell) * math::encoder_step_scratch_size(R));
+        own_scratch);
     status[cell] = positive ? 0 : 1;
     float* record = records + std::size_t(cell) * encoder_cell_floats(R);
+    if (!positive) {  // the product stopped half way: nothing of it is meaningful
+      for (int i = 0; i < encoder_cell_floats(R); ++i) record[i] = 0.f;
+      continue;
+    }
     for (int i = 0; i < R * R; ++i) {
       record[i] = float(product.alpha[i]);
       record[R * R + i] = float(product.proposal_factor[i]);
@@ -154,7 +159,7 @@ void encoder_products(const DeviceModel& model, const double* mean, const double
                       std::uint8_t* status, double* scratch, cudaStream_t stream) {
   if (cells == 0) return;
   LaunchShape shape;
-  shape.grid = dim3(unsigned(std::min(4096, (cells + block_size - 1) / block_size)));
+  shape.grid = dim3(unsigned(encoder_products_threads(cells) / block_size));
   shape.block = dim3(block_size);
   launch_kernel("encoder_products", encoder_products_kernel, shape, stream, model, mean, variance,
                 cells, data_steps, products, records, status, scratch);

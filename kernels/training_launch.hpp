@@ -17,11 +17,11 @@ namespace lrsmc::kernels {
   return 6 * std::int64_t(num_particles) * rank;
 }
 
-/// Everything the reverse sweep reads and writes; pointers are device memory.
 /// Doubles per trial of BackwardLaunch::encoder_sums: Σ dμ_q μᵀ, dL_q (R² each), Σ dμ_q (R) and
 /// the prior factor's adjoint dL (R²).
 [[nodiscard]] constexpr int encoder_sum_doubles(int rank) { return 3 * rank * rank + rank; }
 
+/// Everything the reverse sweep reads and writes; pointers are device memory.
 struct BackwardLaunch {
   /// The forward launch that stored every step (store_all, resampled and failed_step set).
   FilterLaunch forward;

@@ -13,6 +13,7 @@
 #include "lrsmc/demo.hpp"
 #include "lrsmc/io.hpp"
 #include "lrsmc/params.hpp"
+#include "lrsmc/smoother.hpp"
 #include "support/test_models.hpp"
 
 namespace lrsmc {
@@ -409,6 +410,51 @@ TEST_F(CliTest, FilterSmoothsOnRequest) {
   expect_bad_input(filter + "--smooth --out-particles " + path("p.npz"),
                    "--out-particles cannot be combined with --smooth");
   EXPECT_FALSE(std::filesystem::exists(path("x.npy")));
+}
+
+// --init posterior: one sequence per trial of the recording, each starting at a draw of its
+// posterior at --init-step (the library's smoother, one trajectory, the same seed); options that
+// do not fit are refused before anything is written.
+TEST_F(CliTest, SampleStartsFromThePosteriorOfARecording) {
+  write_teacher_data(3, 12);
+  const Model teacher = oscillator_teacher();
+  const std::string sample = "sample --model " + path("teacher.npz") + " --steps 5 --seed 4 ";
+  const std::string data = "--data " + path("data.npz") + " --field observations ";
+  for (const int step : {-1, 4}) {
+    ASSERT_EQ(run(sample + "--init posterior " + data + "--particles 200 --init-step " +
+                  std::to_string(step) + " --out " + path("s.npz")),
+              0)
+        << output_;
+    const Array latents = io::read_npz(path("s.npz")).arrays.at("latents");
+    ASSERT_EQ(latents.shape, (std::vector<std::int64_t>{3, 5, teacher.config.rank}));
+    const auto recording = io::read_npz(path("data.npz")).arrays.at("observations");
+    SequenceBatch batch;
+    batch.num_trials = 3;
+    batch.num_steps = 12;
+    batch.num_channels = teacher.config.num_channels;
+    batch.observations = recording.data;
+    FilterOptions options;
+    options.num_particles = 200;
+    options.proposal = default_proposal(teacher.config);
+    const SmoothResult smoothed = smooth(*make_backend(BackendKind::cpu), teacher, batch, options, 4, 1);
+    const int at = step < 0 ? 11 : step, R = teacher.config.rank;
+    for (int trial = 0; trial < 3; ++trial)
+      for (int r = 0; r < R; ++r) {
+        const double expected = smoothed.trajectories[(std::size_t(trial) * 12 + at) * R + r];
+        EXPECT_NEAR(latents.data[std::size_t(trial) * 5 * R + r], expected,
+                    1e-6 * (1 + std::fabs(expected)))  // stored as float32
+            << "step " << step << ", trial " << trial;
+      }
+  }
+  expect_bad_input(sample + data + "--out " + path("x.npz"), "--data needs --init posterior");
+  expect_bad_input(sample + "--init posterior --out " + path("x.npz"),
+                   "--init posterior needs --data");
+  expect_bad_input(sample + "--init posterior " + data + "--trials 2 --out " + path("x.npz"),
+                   "--trials 2 does not match the 3 trials of");
+  expect_bad_input(sample + "--init posterior " + data + "--init-step 12 --out " + path("x.npz"),
+                   "--init-step is out of range; got 12, expected 0 to 11");
+  expect_bad_input(sample + "--init bogus --out " + path("x.npz"), "--init is not recognised");
+  EXPECT_FALSE(std::filesystem::exists(path("x.npz")));
 }
 
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {

@@ -208,7 +208,7 @@ class TinyMemoryBackend final : public Backend {
     return {};
   }
   SampleResult do_sample(const Model&, int, int, const std::vector<double>&, std::uint64_t,
-                         int) override {
+                         int, const std::vector<double>&) override {
     return {};
   }
 };

@@ -235,6 +235,41 @@ TEST(Sample, ADrawInPartsEqualsTheDrawAtOnce) {
   }
 }
 
+// Given initial states are each trial's first latent, and the later steps follow from them
+// through the transition: the same draws as a sequence whose first state was that draw.
+TEST(Sample, GivenInitialStatesStartTheSequences) {
+  const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                   Observation::gaussian, Link::identity);
+  const Model model = testing::random_model(config, 3);
+  auto backend = testing::reference_backend();
+  const SampleResult prior = backend->sample(model, 2, 6, {}, 4);
+  const std::vector<double> states = {0.5, -1.0, 2.0, 0.25};  // (2 trials, rank 2)
+  const SampleResult started = backend->sample(model, 2, 6, {}, 4, 0, states);
+  for (int trial = 0; trial < 2; ++trial)
+    for (int r = 0; r < 2; ++r)
+      EXPECT_EQ(started.latents[std::size_t(trial) * 6 * 2 + r], states[std::size_t(trial * 2 + r)]);
+  // Starting from the prior draw's own first states gives the prior draw back.
+  std::vector<double> first(4);
+  for (int trial = 0; trial < 2; ++trial)
+    for (int r = 0; r < 2; ++r)
+      first[std::size_t(trial * 2 + r)] = prior.latents[std::size_t(trial) * 6 * 2 + r];
+  const SampleResult again = backend->sample(model, 2, 6, {}, 4, 0, first);
+  EXPECT_EQ(again.latents, prior.latents);
+  EXPECT_EQ(again.observations, prior.observations);
+  for (const auto& [bad, message] :
+       {std::pair<std::vector<double>, std::string>{{1.0, 2.0, 3.0},
+                                                    "initial states have the wrong size; got 3 "
+                                                    "values, expected 4 (trials × rank)"},
+        {{1.0, NAN, 0.0, 0.0}, "initial state 0 is not finite; got nan in latent dimension 1"}}) {
+    try {
+      (void)backend->sample(model, 2, 6, {}, 4, 0, bad);
+      ADD_FAILURE() << "sampled from " << message;
+    } catch (const InvalidInput& error) {
+      EXPECT_NE(std::string(error.what()).find(message), std::string::npos) << error.what();
+    }
+  }
+}
+
 // Each read-out's rates, written out from the parameters (method.md §1.7) with the inputs of
 // the observation's step, against the sampler's (float64, Gaussian identity link: λ = η).
 TEST(Sample, EveryReadoutGivesTheRatesOfItsFormula) {

@@ -85,7 +85,8 @@ TEST(Smoother, DrawsDependOnTheTrialsAddressOnly) {
   last.observations.assign(batch.observations.begin() + std::ptrdiff_t(2 * per_trial),
                            batch.observations.end());
   last.trial_ids = {2};
-  const SmoothResult alone = smooth(*make_backend(BackendKind::cpu, one), model, last, options, 7, 20);
+  const SmoothResult alone =
+      smooth(*make_backend(BackendKind::cpu, one), model, last, options, 7, 20);
   EXPECT_TRUE(std::equal(alone.trajectories.begin(), alone.trajectories.end(),
                          a.trajectories.end() - std::ptrdiff_t(alone.trajectories.size())));
 }
@@ -100,9 +101,10 @@ TEST(Smoother, AbsurdTrajectoryCountsAreRefused) {
       (void)smooth(*backend, model, batch, options, 1, trajectories);
       ADD_FAILURE() << trajectories << " trajectories were drawn";
     } catch (const InvalidInput& error) {
-      EXPECT_NE(std::string(error.what()).find("smoother: trajectories is out of range; got " +
-                                               std::to_string(trajectories)),
-                std::string::npos)
+      EXPECT_NE(
+          std::string(error.what())
+              .find("smoother: trajectories is out of range; got " + std::to_string(trajectories)),
+          std::string::npos)
           << error.what();
     }
   }

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/block_errors.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/dynamics.hpp"
 #include "lrsmc/math/model_constants.hpp"
@@ -34,7 +35,8 @@ SequenceBatch part_of(const SequenceBatch& batch, int first, int count) {
   if (batch.num_inputs > 0)
     part.inputs.assign(
         batch.inputs.begin() + std::ptrdiff_t(std::size_t(first) * cells * batch.num_inputs),
-        batch.inputs.begin() + std::ptrdiff_t(std::size_t(first + count) * cells * batch.num_inputs));
+        batch.inputs.begin() +
+            std::ptrdiff_t(std::size_t(first + count) * cells * batch.num_inputs));
   for (int trial = first; trial < first + count; ++trial)
     part.trial_ids.push_back(batch.trial_ids.empty() ? std::uint32_t(trial)
                                                      : batch.trial_ids[std::size_t(trial)]);
@@ -45,8 +47,8 @@ SequenceBatch part_of(const SequenceBatch& batch, int first, int count) {
 int draw_index(const std::vector<double>& cumulative, double u) {
   const double target = u * cumulative.back();
   const auto found = std::upper_bound(cumulative.begin(), cumulative.end(), target);
-  return int(std::min<std::ptrdiff_t>(found - cumulative.begin(),
-                                      std::ptrdiff_t(cumulative.size()) - 1));
+  return int(
+      std::min<std::ptrdiff_t>(found - cumulative.begin(), std::ptrdiff_t(cumulative.size()) - 1));
 }
 
 }  // namespace
@@ -56,6 +58,7 @@ SmoothResult smooth(Backend& backend, const Model& model, const SequenceBatch& b
   LRSMC_REQUIRE(trajectories >= 1 && trajectories <= 1'000'000,
                 "smoother: trajectories is out of range; got ", trajectories,
                 ", expected 1 to 1000000");
+  LRSMC_REQUIRE(batch.num_trials >= 1, "smoother: the batch has no trials");
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles, U = model.config.num_inputs, N = model.config.num_hidden;
   const model::HostConstants<double> constants(model, Proposal::bootstrap);
@@ -67,87 +70,88 @@ SmoothResult smooth(Backend& backend, const Model& model, const SequenceBatch& b
   result.trajectories.assign(std::size_t(trials) * trajectories * steps * R, 0.0);
   result.smoothed_mean.assign(std::size_t(trials) * steps * R, 0.0);
   const std::int64_t per_trial = std::int64_t(steps) * K * (R + 1) * 8;
-  const int part_trials = int(std::max<std::int64_t>(1, part_bytes / std::max<std::int64_t>(1, per_trial)));
+  const int part_trials =
+      int(std::max<std::int64_t>(1, part_bytes / std::max<std::int64_t>(1, per_trial)));
   FilterRequest request;
   request.particles = true;
   for (int first = 0; first < trials; first += part_trials) {
     const int count = std::min(part_trials, trials - first);
     const SequenceBatch part = part_of(batch, first, count);
     const FilterResult filtered = backend.filter(model, part, options, seed, request);
-    std::vector<std::string> failures(static_cast<std::size_t>(count));  // none escapes OpenMP
+    detail::BlockErrors errors(count);
 #pragma omp parallel for schedule(dynamic, 1)
     for (int local = 0; local < count; ++local) {
-      const int trial = first + local;
-      const std::uint32_t address = part.trial_ids[std::size_t(local)];
-      const std::size_t rank = static_cast<std::size_t>(R), count_k = static_cast<std::size_t>(K);
-      std::vector<double> means(count_k * rank), lanes(rank), residual(rank), log_weights(count_k),
-          cumulative(count_k), currents(static_cast<std::size_t>(U > 0 ? N : 0));
-      const auto particle = [&](int step, int k) {
-        return filtered.particles.data() + ((std::size_t(local) * steps + step) * K + k) * R;
-      };
-      const auto weight = [&](int step, int k) {
-        return filtered.log_weights[(std::size_t(local) * steps + step) * K + std::size_t(k)];
-      };
-      const auto path = [&](int j, int step) {
-        return result.trajectories.data() +
-               ((std::size_t(trial) * trajectories + j) * steps + step) * R;
-      };
-      // The last step: draws from the filtering weights.
-      for (int k = 0; k < K; ++k)
-        cumulative[std::size_t(k)] =
-            (k > 0 ? cumulative[std::size_t(k) - 1] : 0.0) + std::exp(weight(steps - 1, k));
-      for (int j = 0; j < trajectories; ++j) {
-        const double u = math::uniform(seed, address, std::uint32_t(steps - 1), std::uint32_t(j),
-                                       math::DrawStream::smoothing, 0);
-        std::copy_n(particle(steps - 1, draw_index(cumulative, u)), R, path(j, steps - 1));
-      }
-      for (int step = steps - 2; step >= 0; --step) {
-        // The transition means of every particle of the step, into step + 1 (currents W_u u_t).
-        if (U > 0)
-          for (int i = 0; i < N; ++i)
-            currents[std::size_t(i)] = math::input_current(
-                constants.shape, constants.working.data(),
-                part.inputs.data() + (std::size_t(local) * steps + step) * U, i);
+      errors.run(local, [&] {
+        const int trial = first + local;
+        const std::uint32_t address = part.trial_ids[std::size_t(local)];
+        const std::size_t rank = static_cast<std::size_t>(R), count_k = static_cast<std::size_t>(K);
+        std::vector<double> means(count_k * rank), lanes(rank), residual(rank),
+            log_weights(count_k), cumulative(count_k),
+            currents(static_cast<std::size_t>(U > 0 ? N : 0));
+        const auto particle = [&](int step, int k) {
+          return filtered.particles.data() + ((std::size_t(local) * steps + step) * K + k) * R;
+        };
+        const auto weight = [&](int step, int k) {
+          return filtered.log_weights[(std::size_t(local) * steps + step) * K + std::size_t(k)];
+        };
+        const auto path = [&](int j, int step) {
+          return result.trajectories.data() +
+                 ((std::size_t(trial) * trajectories + j) * steps + step) * R;
+        };
+        // The last step: draws from the filtering weights.
         for (int k = 0; k < K; ++k)
-          math::transition_mean(particle_model, particle(step, k), U > 0 ? currents.data() : nullptr,
-                                1, lanes.data(), means.data() + std::size_t(k) * R);
+          cumulative[std::size_t(k)] =
+              (k > 0 ? cumulative[std::size_t(k) - 1] : 0.0) + std::exp(weight(steps - 1, k));
         for (int j = 0; j < trajectories; ++j) {
-          const double* future = path(j, step + 1);
-          double largest = -INFINITY;
-          for (int k = 0; k < K; ++k) {
-            math::whitened_residual(R, transition.factor, future, means.data() + std::size_t(k) * R,
-                                    residual.data());
-            double squares = 0.0;
-            for (int r = 0; r < R; ++r) squares += residual[std::size_t(r)] * residual[std::size_t(r)];
-            log_weights[std::size_t(k)] = weight(step, k) - 0.5 * squares;
-            largest = std::max(largest, log_weights[std::size_t(k)]);
-          }
-          if (!std::isfinite(largest)) {
-            failures[std::size_t(local)] = detail::concat(
-                "smoother: no particle of trial ", trial, " at step ", step,
-                " can reach the trajectory's next state (every backward weight is ", largest,
-                ")");
-            break;
-          }
-          double running = 0.0;
-          for (int k = 0; k < K; ++k) {
-            running += std::exp(log_weights[std::size_t(k)] - largest);
-            cumulative[std::size_t(k)] = running;
-          }
-          const double u = math::uniform(seed, address, std::uint32_t(step), std::uint32_t(j),
+          const double u = math::uniform(seed, address, std::uint32_t(steps - 1), std::uint32_t(j),
                                          math::DrawStream::smoothing, 0);
-          std::copy_n(particle(step, draw_index(cumulative, u)), R, path(j, step));
+          std::copy_n(particle(steps - 1, draw_index(cumulative, u)), R, path(j, steps - 1));
         }
-        if (!failures[std::size_t(local)].empty()) break;
-      }
-      if (!failures[std::size_t(local)].empty()) continue;
-      double* mean = result.smoothed_mean.data() + std::size_t(trial) * steps * R;
-      for (int j = 0; j < trajectories; ++j)
-        for (int i = 0; i < steps * R; ++i) mean[i] += path(j, 0)[i] / trajectories;
-      result.elbo_per_trial[std::size_t(trial)] = filtered.elbo_per_trial[std::size_t(local)];
+        for (int step = steps - 2; step >= 0; --step) {
+          // The transition means of every particle of the step, into step + 1 (currents W_u u_t).
+          if (U > 0)
+            for (int i = 0; i < N; ++i)
+              currents[std::size_t(i)] = math::input_current(
+                  constants.shape, constants.working.data(),
+                  part.inputs.data() + (std::size_t(local) * steps + step) * U, i);
+          for (int k = 0; k < K; ++k)
+            math::transition_mean(particle_model, particle(step, k),
+                                  U > 0 ? currents.data() : nullptr, 1, lanes.data(),
+                                  means.data() + std::size_t(k) * R);
+          for (int j = 0; j < trajectories; ++j) {
+            const double* future = path(j, step + 1);
+            double largest = -INFINITY;
+            for (int k = 0; k < K; ++k) {
+              math::whitened_residual(R, transition.factor, future,
+                                      means.data() + std::size_t(k) * R, residual.data());
+              double squares = 0.0;
+              for (int r = 0; r < R; ++r)
+                squares += residual[std::size_t(r)] * residual[std::size_t(r)];
+              log_weights[std::size_t(k)] = weight(step, k) - 0.5 * squares;
+              largest = std::max(largest, log_weights[std::size_t(k)]);
+            }
+            if (!std::isfinite(largest))
+              throw NumericalError(detail::concat(
+                  "smoother: no particle of trial ", trial, " at step ", step,
+                  " can reach the trajectory's next state (every backward weight is ", largest,
+                  ")"));
+            double running = 0.0;
+            for (int k = 0; k < K; ++k) {
+              running += std::exp(log_weights[std::size_t(k)] - largest);
+              cumulative[std::size_t(k)] = running;
+            }
+            const double u = math::uniform(seed, address, std::uint32_t(step), std::uint32_t(j),
+                                           math::DrawStream::smoothing, 0);
+            std::copy_n(particle(step, draw_index(cumulative, u)), R, path(j, step));
+          }
+        }
+        double* mean = result.smoothed_mean.data() + std::size_t(trial) * steps * R;
+        for (int j = 0; j < trajectories; ++j)
+          for (int i = 0; i < steps * R; ++i) mean[i] += path(j, 0)[i] / trajectories;
+        result.elbo_per_trial[std::size_t(trial)] = filtered.elbo_per_trial[std::size_t(local)];
+      });
     }
-    for (const std::string& failure : failures)
-      if (!failure.empty()) throw NumericalError(failure);
+    errors.rethrow();
   }
   double total = 0.0;
   for (const double value : result.elbo_per_trial) total += value;

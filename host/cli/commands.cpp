@@ -442,6 +442,31 @@ int run_filter(const FilterCommandOptions& options) {
   return 0;
 }
 
+std::vector<double> posterior_states(Backend& backend, const Model& model,
+                                     const DataOptions& data_options, int particles, int step,
+                                     std::uint64_t seed, int* trials) {
+  const Dataset data = load_data(data_options);
+  check_data(data, model.config);
+  LRSMC_REQUIRE(step >= -1 && step < data.num_steps, "--init-step is out of range; got ", step,
+                ", expected 0 to ", data.num_steps - 1, " (or -1: the last step) for ",
+                data.source);
+  LRSMC_REQUIRE(particles >= 1, "--particles must be at least 1; got ", particles);
+  const int at = step < 0 ? data.num_steps - 1 : step;
+  FilterOptions options;
+  options.num_particles = particles;
+  options.proposal = default_proposal(model.config);
+  const SmoothResult smoothed = lrsmc::smooth(backend, model, trials_batch(data, 0, data.num_trials),
+                                              options, seed, 1);
+  const int R = model.config.rank;
+  std::vector<double> states(std::size_t(data.num_trials) * R);
+  for (int trial = 0; trial < data.num_trials; ++trial)
+    for (int r = 0; r < R; ++r)
+      states[std::size_t(trial) * R + r] =
+          smoothed.trajectories[(std::size_t(trial) * data.num_steps + at) * R + r];
+  *trials = data.num_trials;
+  return states;
+}
+
 void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options) {
   // --model as in every other command, or positionally.
   app.add_option("model,--model", options.model_path, "Model file (.npz)")->required();

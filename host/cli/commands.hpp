@@ -55,6 +55,14 @@ struct FixedPointCommandOptions {
   double max_regions = 1e10;    ///< the exact method refuses a larger arrangement
   bool quiet = false;
 };
+/// The posterior start of `lrsmc sample --init posterior`: one state per trial of the
+/// recording `data.path`, drawn from the posterior at step `step` (−1: the last) by backward
+/// simulation (one trajectory) through the filter's `particles` particles (proposal auto) on
+/// `backend`; at the last step this is the filtering posterior.
+[[nodiscard]] std::vector<double> posterior_states(Backend& backend, const Model& model,
+                                                   const DataOptions& data, int particles,
+                                                   int step, std::uint64_t seed, int* trials);
+
 void add_fixed_point_options(CLI::App& app, FixedPointCommandOptions& options);
 int run_fixed_points(const FixedPointCommandOptions& options);
 

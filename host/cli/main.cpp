@@ -267,6 +267,31 @@ int main_with_exceptions(int argc, char** argv) {
   add_seed_option(*sample, sample_seed, "Random seed");
   sample->add_option("--inputs", sample_inputs, "Inputs (trials, burn-in + steps, inputs)");
   sample->add_option("--inputs-field", sample_inputs_field, "Entry of an .npz inputs file");
+  std::string sample_init = "prior";
+  DataOptions sample_data;
+  int sample_init_step = -1, sample_particles = 1000;
+  const std::size_t posterior_first = sample->get_options().size();
+  sample
+      ->add_option("--init", sample_init,
+                   "prior (a draw of the initial state's prior) | posterior (a draw of the "
+                   "posterior of --data's trials at --init-step: one sequence per trial)")
+      ->capture_default_str();
+  sample->add_option("--data", sample_data.path,
+                     "Recording whose posterior starts the sequences (--init posterior)");
+  sample->add_option("--field", sample_data.field, "Entry of an .npz data file");
+  sample->add_option("--layout", sample_data.layout, "Axis order of the data, as in fit")
+      ->capture_default_str();
+  sample->add_option("--data-inputs", sample_data.inputs_path,
+                     "Inputs of the recording (same layout as the data)");
+  sample->add_option("--data-inputs-field", sample_data.inputs_field,
+                     "Entry of an .npz file of the recording's inputs");
+  sample
+      ->add_option("--init-step", sample_init_step,
+                   "Step of the recording whose posterior starts the sequences (-1: the last)")
+      ->capture_default_str();
+  sample->add_option("--particles", sample_particles, "Particles of the posterior's filter")
+      ->capture_default_str();
+  group_since(*sample, posterior_first, "Posterior start (--init posterior)");
   sample
       ->add_option("--out,-o", sample_out,
                    "Output .npz: observations (Poisson counts as int32), rates, latents")
@@ -304,16 +329,35 @@ int main_with_exceptions(int argc, char** argv) {
   if (*fit) return run_fit(fit_options, progress);
   if (*filter) return run_filter(filter_options);
   if (*sample) {
-    require_distinct_paths({{"--model", sample_model}, {"--inputs", sample_inputs}},
+    require_distinct_paths({{"--model", sample_model},
+                            {"--inputs", sample_inputs},
+                            {"--data", sample_data.path},
+                            {"--data-inputs", sample_data.inputs_path}},
                            {{"--out", sample_out}});
     require_writable_outputs({{"--out", sample_out}});
     const Model model = load_model(sample_model);
-    require_sample_size(sample_trials, sample_steps, sample_burn_in, model.config);
+    LRSMC_REQUIRE(sample_init == "prior" || sample_init == "posterior",
+                  "--init is not recognised; got '", sample_init, "', expected prior or posterior");
+    LRSMC_REQUIRE(sample_init == "posterior" || sample_data.path.empty(),
+                  "--data needs --init posterior (the recording's posterior starts the sequences)");
     auto backend = make_device_backend(sample_device, model.config, FilterOptions{});
+    std::vector<double> initial_states;
+    if (sample_init == "posterior") {
+      LRSMC_REQUIRE(!sample_data.path.empty(), "--init posterior needs --data (the recording)");
+      int data_trials = 0;
+      initial_states = posterior_states(*backend, model, sample_data, sample_particles,
+                                        sample_init_step, sample_seed, &data_trials);
+      LRSMC_REQUIRE(sample->count("--trials") == 0 || sample_trials == data_trials,
+                    "--trials ", sample_trials, " does not match the ", data_trials,
+                    " trials of ", sample_data.path, " (--init posterior: one sequence per trial)");
+      sample_trials = data_trials;
+    }
+    require_sample_size(sample_trials, sample_steps, sample_burn_in, model.config);
     const int total = sample_steps + sample_burn_in;
     const auto inputs =
         read_inputs(sample_inputs, sample_inputs_field, sample_trials, total, model.config);
-    SampleResult all = backend->sample(model, sample_trials, total, inputs, sample_seed);
+    SampleResult all =
+        backend->sample(model, sample_trials, total, inputs, sample_seed, 0, initial_states);
     // Drop the burn-in steps of every trial.
     const auto drop = [&](const std::vector<double>& values, int width) {
       std::vector<double> kept;

@@ -13,15 +13,10 @@
 
 namespace lrsmc::cli {
 
-namespace {
-
-/// Puts the options added to `app` since it had `first` options under the help heading `name`.
 void group_since(CLI::App& app, std::size_t first, const std::string& name) {
   const std::vector<CLI::Option*> options = app.get_options();
   for (std::size_t i = first; i < options.size(); ++i) options[i]->group(name);
 }
-
-}  // namespace
 
 void add_data_options(CLI::App& app, DataOptions& options, bool required) {
   const std::size_t first = app.get_options().size();

@@ -63,6 +63,8 @@ struct DeviceOptions {
   std::string precision = "float32";
 };
 
+/// Puts the options added to `app` since it had `first` options under the help heading `name`.
+void group_since(CLI::App& app, std::size_t first, const std::string& name);
 void add_data_options(CLI::App& app, DataOptions& options, bool required);
 void add_architecture_options(CLI::App& app, ArchitectureOptions& options);
 void add_inference_options(CLI::App& app, InferenceOptions& options);

@@ -166,7 +166,7 @@ GradientResult Backend::elbo_gradient(const Model& model, const SequenceBatch& b
 
 SampleResult Backend::sample(const Model& model, int num_trials, int num_steps,
                              const std::vector<double>& inputs, std::uint64_t seed,
-                             int first_trial) {
+                             int first_trial, const std::vector<double>& initial_states) {
   model.validate();
   LRSMC_REQUIRE(num_trials >= 1 && num_trials <= 10'000'000, "sample: trials is out of range; got ",
                 num_trials, ", expected 1 to 10000000");
@@ -179,7 +179,17 @@ SampleResult Backend::sample(const Model& model, int num_trials, int num_steps,
   LRSMC_REQUIRE(first_trial >= 0 && first_trial <= 100'000'000 - num_trials,
                 "sample: first_trial is out of range; got ", first_trial, ", expected 0 to ",
                 100'000'000 - num_trials);
-  return do_sample(model, num_trials, num_steps, inputs, seed, first_trial);
+  if (!initial_states.empty()) {
+    const std::size_t states = std::size_t(num_trials) * std::size_t(model.config.rank);
+    LRSMC_REQUIRE(initial_states.size() == states,
+                  "sample: initial states have the wrong size; got ", initial_states.size(),
+                  " values, expected ", states, " (trials × rank)");
+    for (std::size_t i = 0; i < states; ++i)
+      LRSMC_REQUIRE(std::isfinite(initial_states[i]), "sample: initial state ", i / model.config.rank,
+                    " is not finite; got ", initial_states[i], " in latent dimension ",
+                    i % std::size_t(model.config.rank));
+  }
+  return do_sample(model, num_trials, num_steps, inputs, seed, first_trial, initial_states);
 }
 
 std::unique_ptr<TrainingSession> Backend::start_training(const TrainingSetup&) { return nullptr; }

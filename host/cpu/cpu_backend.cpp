@@ -88,12 +88,14 @@ GradientResult CpuBackend::do_elbo_gradient(const Model& model, const SequenceBa
 
 SampleResult CpuBackend::do_sample(const Model& model, int num_trials, int num_steps,
                                    const std::vector<double>& inputs, std::uint64_t seed,
-                                   int first_trial) {
+                                   int first_trial, const std::vector<double>& initial_states) {
   // Generation is one particle per trial, cheap at any precision: float32 only where the
   // kernels' bits are asked for, float64 otherwise (long generated runs keep their accuracy).
   if (options_.cpu_precision == CpuPrecision::device_float32)
-    return sample_trials<float>(model, num_trials, num_steps, inputs, seed, first_trial);
-  return sample_trials<double>(model, num_trials, num_steps, inputs, seed, first_trial);
+    return sample_trials<float>(model, num_trials, num_steps, inputs, seed, first_trial,
+                                initial_states);
+  return sample_trials<double>(model, num_trials, num_steps, inputs, seed, first_trial,
+                               initial_states);
 }
 
 }  // namespace lrsmc::cpu

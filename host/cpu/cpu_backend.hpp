@@ -22,8 +22,8 @@ class CpuBackend final : public Backend {
   GradientResult do_elbo_gradient(const Model& model, const SequenceBatch& batch,
                                   const FilterOptions& options, std::uint64_t seed) override;
   SampleResult do_sample(const Model& model, int num_trials, int num_steps,
-                         const std::vector<double>& inputs, std::uint64_t seed,
-                         int first_trial) override;
+                         const std::vector<double>& inputs, std::uint64_t seed, int first_trial,
+                         const std::vector<double>& initial_states) override;
   BackendOptions options_;
 };
 

@@ -49,10 +49,12 @@ template <typename Scalar>
                                                        std::uint64_t seed, int num_threads,
                                                        const ForcedPaths* forced = nullptr);
 
-/// Draws from the generative model (method.md §6.1, prior start).
+/// Draws from the generative model (method.md §6.1): from the initial state's prior, or from
+/// `initial_states` (trials, rank) when given.
 template <typename Scalar>
 [[nodiscard]] SampleResult sample_trials(const Model& model, int num_trials, int num_steps,
                                          const std::vector<double>& inputs, std::uint64_t seed,
-                                         int first_trial);
+                                         int first_trial,
+                                         const std::vector<double>& initial_states);
 
 }  // namespace lrsmc::cpu

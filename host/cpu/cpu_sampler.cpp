@@ -54,7 +54,8 @@ double poisson_draw(double rate, std::uint64_t seed, std::uint32_t trial, std::u
 
 template <typename Scalar>
 SampleResult sample_trials(const Model& model, int trials, int steps,
-                           const std::vector<double>& inputs, std::uint64_t seed, int first_trial) {
+                           const std::vector<double>& inputs, std::uint64_t seed, int first_trial,
+                           const std::vector<double>& initial_states) {
   const model::HostConstants<Scalar> constants(model, Proposal::bootstrap);
   const math::ModelShape& shape = constants.shape;
   const math::ParticleModel<Scalar> particle_model = constants.particle_model();
@@ -77,20 +78,27 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
         for (int i = 0; i < N; ++i)
           currents[std::size_t(i)] = math::input_current(shape, constants.working.data(), input, i);
       }
-      if (step == 0) {
-        math::initial_mean(shape, model.parameters.data(), constants.constants.data(),
-                           U > 0 ? currents.data() : nullptr, mean.data(), projection.data());
+      if (step == 0 && !initial_states.empty()) {  // the given state
+        for (int r = 0; r < R; ++r)
+          z[std::size_t(r)] =
+              static_cast<Scalar>(initial_states[std::size_t(trial) * R + std::size_t(r)]);
       } else {
-        math::transition_mean(particle_model, z.data(), U > 0 ? previous_currents.data() : nullptr,
-                              1, lanes.data(), mean.data());
+        if (step == 0) {
+          math::initial_mean(shape, model.parameters.data(), constants.constants.data(),
+                             U > 0 ? currents.data() : nullptr, mean.data(), projection.data());
+        } else {
+          math::transition_mean(particle_model, z.data(),
+                                U > 0 ? previous_currents.data() : nullptr, 1, lanes.data(),
+                                mean.data());
+        }
+        // z = μ + L ξ, the bootstrap proposal's draw, on the generative stream's normals.
+        for (int r = 0; r < R; ++r)
+          noise[std::size_t(r)] = static_cast<Scalar>(
+              math::standard_normal(seed, address, std::uint32_t(step), 0, DrawStream::generative,
+                                    std::uint32_t(r)));
+        (void)math::propose<Scalar>(false, R, constants.phase(math::phase_of(step)), nullptr,
+                                    mean.data(), noise.data(), lanes.data(), z.data());
       }
-      // z = μ + L ξ, the bootstrap proposal's draw, on the generative stream's normals.
-      for (int r = 0; r < R; ++r)
-        noise[std::size_t(r)] = static_cast<Scalar>(
-            math::standard_normal(seed, address, std::uint32_t(step), 0, DrawStream::generative,
-                                  std::uint32_t(r)));
-      (void)math::propose<Scalar>(false, R, constants.phase(math::phase_of(step)), nullptr,
-                                  mean.data(), noise.data(), lanes.data(), z.data());
       const std::size_t row = std::size_t(trial) * steps + step;
       for (int r = 0; r < R; ++r)
         result.latents[row * R + r] = static_cast<double>(z[std::size_t(r)]);
@@ -127,8 +135,8 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
 }
 
 template SampleResult sample_trials<float>(const Model&, int, int, const std::vector<double>&,
-                                           std::uint64_t, int);
+                                           std::uint64_t, int, const std::vector<double>&);
 template SampleResult sample_trials<double>(const Model&, int, int, const std::vector<double>&,
-                                            std::uint64_t, int);
+                                            std::uint64_t, int, const std::vector<double>&);
 
 }  // namespace lrsmc::cpu

@@ -84,12 +84,19 @@ const float* encoder_cells(const kernels::DeviceModel& model, const double* mean
   double* products = arena.take<double>(std::size_t(cells) * kernels::encoder_product_doubles(R));
   float* records = arena.take<float>(std::size_t(cells) * kernels::encoder_cell_floats(R));
   std::uint8_t* status = arena.take<std::uint8_t>(std::size_t(cells));
-  double* scratch = arena.take<double>(std::size_t(cells) * math::encoder_step_scratch_size(R));
+  double* scratch = arena.take<double>(std::size_t(kernels::encoder_products_threads(cells)) *
+                                       std::size_t(math::encoder_step_scratch_size(R)));
+  // The CPU backend's errors in its order: the constants', then the first cell without a product.
+  const double constants_status =
+      download(model.constants + math::ConstantsLayout(model.shape).status, 1).front();
+  if (constants_status != math::constants_ok)
+    throw NumericalError(model::constants_error(int(constants_status)));
   kernels::encoder_products(model, mean, variance, cells, data_steps, products, records, status,
                             scratch, nullptr);
   const std::vector<std::uint8_t> failed = download(status, std::size_t(cells));
   for (int cell = 0; cell < cells; ++cell)
-    if (failed[std::size_t(cell)] != 0) model::throw_product_failure(cell / data_steps, cell % data_steps);
+    if (failed[std::size_t(cell)] != 0)
+      model::throw_product_failure(cell / data_steps, cell % data_steps);
   return records;
 }
 
@@ -374,10 +381,11 @@ class CudaBackend final : public Backend {
   }
 
   SampleResult do_sample(const Model& model, int num_trials, int num_steps,
-                         const std::vector<double>& inputs, std::uint64_t seed,
-                         int first_trial) override {
+                         const std::vector<double>& inputs, std::uint64_t seed, int first_trial,
+                         const std::vector<double>& initial_states) override {
     cpu::CpuBackend reference(BackendOptions{});
-    return reference.sample(model, num_trials, num_steps, inputs, seed, first_trial);
+    return reference.sample(model, num_trials, num_steps, inputs, seed, first_trial,
+                            initial_states);
   }
 
   BackendOptions options_;

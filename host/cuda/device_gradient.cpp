@@ -40,11 +40,11 @@ std::vector<float> log_factorials(const std::vector<double>& counts) {
 namespace {
 
 /// Device bytes per cell of the encoder proposal's gradient: the encoder's means and variances,
-/// the products, records, status and scratch, and the factors' adjoints.
+/// the products, records and status, and the factors' adjoints (the products' scratch is
+/// per thread: encoder_products_threads).
 std::int64_t encoder_cell_bytes(int rank) {
   return std::int64_t(rank) * 8 * 4 + std::int64_t(kernels::encoder_product_doubles(rank)) * 8 +
-         std::int64_t(kernels::encoder_cell_floats(rank)) * 4 + 1 +
-         std::int64_t(math::encoder_step_scratch_size(rank)) * 8;
+         std::int64_t(kernels::encoder_cell_floats(rank)) * 4 + 1;
 }
 
 }  // namespace
@@ -94,7 +94,8 @@ void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int
     encoder_products.reserve(cells * std::size_t(kernels::encoder_product_doubles(model.rank)));
     encoder_records.reserve(cells * std::size_t(kernels::encoder_cell_floats(model.rank)));
     encoder_status.reserve(cells);
-    encoder_scratch.reserve(cells * std::size_t(math::encoder_step_scratch_size(model.rank)));
+    encoder_scratch.reserve(std::size_t(kernels::encoder_products_threads(std::int64_t(cells))) *
+                            std::size_t(math::encoder_step_scratch_size(model.rank)));
     grad_encoder_mean.reserve(cells * R);
     grad_encoder_variance.reserve(cells * R);
     encoder_sums.reserve(c * std::size_t(kernels::encoder_sum_doubles(model.rank)));
@@ -114,10 +115,6 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
   LRSMC_CUDA_CHECK(
       cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
   const int E = batch.data_steps;  // the encoder proposal's steps per row
-  if (batch.encoder_mean != nullptr)
-    kernels::encoder_products(model, batch.encoder_mean, batch.encoder_variance, batch.rows * E,
-                              E, work.encoder_products.get(), work.encoder_records.get(),
-                              work.encoder_status.get(), work.encoder_scratch.get(), nullptr);
   for (int first = 0; first < batch.rows; first += work.chunk) {
     const int count = std::min(work.chunk, batch.rows - first);
     kernels::FilterLaunch launch;
@@ -255,10 +252,16 @@ std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int st
       T * D * 8 + T * U * 8 + (U > 0 ? T * N * 4 : 0) +
       (math::readout_input_rows(shape) > 0 ? T * D * 4 : 0) + R * 4 + row * 8 + 8 + 4 + 4 +
       2 * R * 8 + (config.encoder ? T * encoder_cell_bytes(config.rank) : 0);
+  // Every parameter, the encoder's included, five times: parameters, moments, gradient,
+  // evaluated. A model with an encoder is planned with the encoder proposal's buffers whichever
+  // proposal it runs (the plan has no proposal; the larger need is the safe one).
   const std::int64_t model =
-      shape.parameters.total * 8 * 5 +  // parameters, moments, gradient, evaluated
-      math::ConstantsLayout(shape).size * 8 + math::ParticleConstantsLayout(shape).size * 4 +
-      math::constants_scratch_size(config.rank, config.num_channels) * 8 + row * 8;
+      ParameterLayout(config).total_size() * 8 * 5 + math::ConstantsLayout(shape).size * 8 +
+      math::ParticleConstantsLayout(shape).size * 4 +
+      math::constants_scratch_size(config.rank, config.num_channels) * 8 + row * 8 +
+      (config.encoder ? kernels::encoder_products_threads(B * T) *
+                            math::encoder_step_scratch_size(config.rank) * 8
+                      : 0);
   return c * per_chunk_trial + B * per_trial + model + (std::int64_t(64) << 20);
 }
 
@@ -317,14 +320,23 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   device_batch.encoder_variance = encoder_variance.get();
   const kernels::DeviceModel device =
       device_model(shape, parameters.get(), work.constants.get(), work.working.get(), device_index);
-  enqueue_gradient(device, options, seed, device_batch, work);
-  if (encoder) {  // the CPU backend's error for the first cell without a product
+  if (encoder) {
+    // The encoder proposal's products of every cell, before the filter reads them, with the CPU
+    // backend's errors in its order: the constants', then the first cell without a product.
+    kernels::build_constants(device, work.scratch.get(), nullptr);
+    const double status = kernels::download(work.constants_status(), 1).front();
+    if (status != math::constants_ok) throw NumericalError(model::constants_error(int(status)));
+    kernels::encoder_products(device, device_batch.encoder_mean, device_batch.encoder_variance,
+                              trials * data_steps, data_steps, work.encoder_products.get(),
+                              work.encoder_records.get(), work.encoder_status.get(),
+                              work.encoder_scratch.get(), nullptr);
     const std::vector<std::uint8_t> failed = work.encoder_status.download();
     for (std::size_t cell = 0; cell < std::size_t(trials) * data_steps; ++cell)
       if (failed[cell] != 0)
         model::throw_product_failure(int(cell / std::size_t(data_steps)),
                                      int(cell % std::size_t(data_steps)));
   }
+  enqueue_gradient(device, options, seed, device_batch, work);
   // The constants' status into the outcome, beside the evidence and the failed steps.
   LRSMC_CUDA_CHECK(cudaMemcpy(work.outcome.get() + 2, work.constants_status(), sizeof(double),
                               cudaMemcpyDeviceToDevice));

@@ -67,7 +67,8 @@ struct DeviceBatch {
   const float* log_factorial = nullptr;  ///< or null
   const double* inputs = nullptr;        ///< (rows, steps, inputs) or null
   const std::uint32_t* trial_ids = nullptr;
-  /// The encoder proposal: the encoder's means and variances (rows, data_steps, rank), or null.
+  /// The encoder proposal: the encoder's means and variances (rows, data_steps, rank), or null;
+  /// the workspace's encoder_records hold their products (kernels::encoder_products) already.
   int data_steps = 0;
   const double* encoder_mean = nullptr;
   const double* encoder_variance = nullptr;

@@ -95,7 +95,7 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
     add(cells * kernels::encoder_product_doubles(int(R)) * 8);
     add(cells * kernels::encoder_cell_floats(int(R)) * 4);
     add(cells);
-    add(cells * math::encoder_step_scratch_size(int(R)) * 8);
+    add(kernels::encoder_products_threads(cells) * math::encoder_step_scratch_size(int(R)) * 8);
   }
   // Particles (float32), normalised log-weights (float64), ancestors (int32): every step when
   // stored, else two particle slices and one weight/ancestor slice reused in place.

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "core/block_errors.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/encoder.hpp"
 
@@ -52,18 +53,22 @@ EncoderFactors<Scalar>::EncoderFactors(const Model& model, const SequenceBatch& 
   passes_.resize(std::size_t(blocks));
   const std::size_t kept = std::size_t(data_steps) * D, stored = std::size_t(batch.num_steps) * D;
   const ThreadCountScope single_thread(1);  // Eigen inside each block: one thread
+  detail::BlockErrors errors(blocks);
 #pragma omp parallel for num_threads(threads_) schedule(dynamic, 1)
   for (int block = 0; block < blocks; ++block) {
-    const int first = first_trial_[std::size_t(block)],
-              count = first_trial_[std::size_t(block) + 1] - first;
-    std::vector<Scalar> observed(std::size_t(count) * kept);
-    for (std::size_t trial = 0; trial < std::size_t(count); ++trial)
-      for (std::size_t i = 0; i < kept; ++i)
-        observed[trial * kept + i] = static_cast<Scalar>(
-            batch.observations[(std::size_t(first) + trial) * stored + i]);
-    passes_[std::size_t(block)] =
-        encoder_forward(config_, parameters_, observed, count, data_steps, D, R);
+    errors.run(block, [&] {
+      const int first = first_trial_[std::size_t(block)],
+                count = first_trial_[std::size_t(block) + 1] - first;
+      std::vector<Scalar> observed(std::size_t(count) * kept);
+      for (std::size_t trial = 0; trial < std::size_t(count); ++trial)
+        for (std::size_t i = 0; i < kept; ++i)
+          observed[trial * kept + i] =
+              static_cast<Scalar>(batch.observations[(std::size_t(first) + trial) * stored + i]);
+      passes_[std::size_t(block)] =
+          encoder_forward(config_, parameters_, observed, count, data_steps, D, R);
+    });
   }
+  errors.rethrow();
   const std::size_t cells = std::size_t(trials) * data_steps * R;
   mean_.resize(cells);
   variance_.resize(cells);
@@ -89,21 +94,26 @@ void EncoderFactors<Scalar>::add_gradient(const std::vector<double>& grad_mean,
   std::vector<std::vector<double>> partial(std::size_t(std::min(threads, blocks)));
   for (int wave = 0; wave < blocks; wave += int(partial.size())) {
     const int count = std::min(int(partial.size()), blocks - wave);
+    detail::BlockErrors errors(count);
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int j = 0; j < count; ++j) {
-      const int block = wave + j;
-      const std::size_t begin = std::size_t(first_trial_[std::size_t(block)]) * per_trial,
-                        end = std::size_t(first_trial_[std::size_t(block) + 1]) * per_trial;
-      // The variances' adjoints reach the log-variances through the clamp's slope.
-      std::vector<Scalar> mean_gradient(end - begin), log_variance_gradient(end - begin);
-      for (std::size_t cell = begin; cell < end; ++cell) {
-        mean_gradient[cell - begin] = static_cast<Scalar>(grad_mean[cell]);
-        log_variance_gradient[cell - begin] =
-            static_cast<Scalar>(grad_variance[cell] * slope_[cell]);
-      }
-      partial[std::size_t(j)] = encoder_backward(config_, parameters_, passes_[std::size_t(block)],
-                                                 mean_gradient, log_variance_gradient);
+      errors.run(j, [&] {
+        const int block = wave + j;
+        const std::size_t begin = std::size_t(first_trial_[std::size_t(block)]) * per_trial,
+                          end = std::size_t(first_trial_[std::size_t(block) + 1]) * per_trial;
+        // The variances' adjoints reach the log-variances through the clamp's slope.
+        std::vector<Scalar> mean_gradient(end - begin), log_variance_gradient(end - begin);
+        for (std::size_t cell = begin; cell < end; ++cell) {
+          mean_gradient[cell - begin] = static_cast<Scalar>(grad_mean[cell]);
+          log_variance_gradient[cell - begin] =
+              static_cast<Scalar>(grad_variance[cell] * slope_[cell]);
+        }
+        partial[std::size_t(j)] =
+            encoder_backward(config_, parameters_, passes_[std::size_t(block)], mean_gradient,
+                             log_variance_gradient);
+      });
     }
+    errors.rethrow();
     for (int j = 0; j < count; ++j)
       for (std::size_t i = 0; i < partial[std::size_t(j)].size(); ++i)
         gradient[std::size_t(offset_) + i] += partial[std::size_t(j)][i];
@@ -113,7 +123,8 @@ void EncoderFactors<Scalar>::add_gradient(const std::vector<double>& grad_mean,
 void throw_product_failure(int trial, int step) {
   throw NumericalError(detail::concat(
       "encoder proposal: the product of the prior and the encoder's factor is not positive "
-      "definite at trial ", trial, ", step ", step, " (noise parameters have diverged)"));
+      "definite at trial ",
+      trial, ", step ", step, " (noise parameters have diverged)"));
 }
 
 template class EncoderFactors<float>;

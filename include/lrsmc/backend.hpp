@@ -113,13 +113,16 @@ class Backend {
   /// ELBO and its gradient with respect to every parameter (mean over trials).
   [[nodiscard]] GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
                                              const FilterOptions& options, std::uint64_t seed);
-  /// Draws latents and observations from the generative model (method.md §6.1, prior start).
-  /// `inputs` is (trials, steps, num_inputs) or empty when the model has no inputs. The trials
-  /// are trials first_trial … first_trial + num_trials − 1 of a larger draw (their random-number
-  /// addresses), so a draw made in parts equals the draw made at once.
+  /// Draws latents and observations from the generative model (method.md §6.1). `inputs` is
+  /// (trials, steps, num_inputs) or empty when the model has no inputs. The trials are trials
+  /// first_trial … first_trial + num_trials − 1 of a larger draw (their random-number
+  /// addresses), so a draw made in parts equals the draw made at once. Each trial starts from a
+  /// draw of the initial state's prior, or with `initial_states` (trials, rank) at the given
+  /// state (for example a posterior draw, lrsmc/smoother.hpp): it is the first step's latent.
   [[nodiscard]] SampleResult sample(const Model& model, int num_trials, int num_steps,
                                     const std::vector<double>& inputs, std::uint64_t seed,
-                                    int first_trial = 0);
+                                    int first_trial = 0,
+                                    const std::vector<double>& initial_states = {});
 
   [[nodiscard]] virtual std::string name() const = 0;
   /// Bytes the filter (with_gradient: and its backward pass) needs for this problem size.
@@ -152,7 +155,7 @@ class Backend {
                                           const FilterOptions& options, std::uint64_t seed) = 0;
   virtual SampleResult do_sample(const Model& model, int num_trials, int num_steps,
                                  const std::vector<double>& inputs, std::uint64_t seed,
-                                 int first_trial) = 0;
+                                 int first_trial, const std::vector<double>& initial_states) = 0;
 };
 
 /// True when lrsmc was built with CUDA and a device answers.

@@ -17,8 +17,8 @@ struct SmoothResult {
   double elbo = 0.0;                   ///< the forward filter's, as Backend::filter gives it
   std::vector<double> elbo_per_trial;  ///< (trials)
   int num_trajectories = 0;
-  std::vector<double> trajectories;    ///< (trials, trajectories, steps, rank)
-  std::vector<double> smoothed_mean;   ///< (trials, steps, rank): the trajectories' mean
+  std::vector<double> trajectories;   ///< (trials, trajectories, steps, rank)
+  std::vector<double> smoothed_mean;  ///< (trials, steps, rank): the trajectories' mean
 };
 
 /// Draws `trajectories` smoothed trajectories per trial of `batch`: the filter runs on `backend`

@@ -421,6 +421,7 @@ def sample(
     *,
     burn_in: int = 0,
     inputs=None,
+    initial_states=None,
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
@@ -429,6 +430,9 @@ def sample(
 ) -> Samples:
     """Generates ``trials`` sequences of ``steps`` steps after ``burn_in`` dropped steps
     (``lrsmc sample``). ``inputs``, for models with inputs, is (trials, burn_in + steps, inputs).
+    ``initial_states`` (trials, rank), e.g. posterior draws (:func:`smooth`'s trajectories at a
+    step), start the sequences there (``lrsmc sample --init posterior``); otherwise they start
+    from a draw of the initial state's prior.
     Observations of a Poisson read-out are counts, int64; every other array is float64.
     ``progress`` as in :func:`filter`: a draw of several trials that lasts longer than a few
     seconds runs in parts of whole trials with a progress bar (the same numbers as one call).
@@ -437,11 +441,19 @@ def sample(
         raise _core.InvalidInputError(f"burn_in must be ≥ 0; got {burn_in}")
     progress = _progress.resolve(progress)
     input_array = None if inputs is None else _as_array(inputs, "inputs")
+    state_array = None if initial_states is None else _as_array(initial_states, "initial_states")
+    if state_array is not None and state_array.shape != (trials, model.config.rank):
+        raise _core.InvalidInputError(
+            f"initial_states have shape {state_array.shape}; expected ({trials}, {model.config.rank}) (trials, rank)"
+        )
     options = dict(seed=seed, device=_device(device), threads=threads, precision=precision)
 
     def draw(first: int, count: int) -> dict:
         part = None if input_array is None else input_array[first : first + count]
-        return _core.sample(model, count, steps + burn_in, inputs=part, first_trial=first, **options)
+        states = None if state_array is None else state_array[first : first + count]
+        return _core.sample(
+            model, count, steps + burn_in, inputs=part, initial_states=states, first_trial=first, **options
+        )
 
     bar = _progress.bar(progress, trials, "lrsmc sample", "trial") if trials > 1 else None
     try:

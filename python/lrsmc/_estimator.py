@@ -584,15 +584,38 @@ class LowRankRNN:
         return self.filter(X, inputs=inputs, layout=layout, particles=particles).elbo
 
     def sample(
-        self, trials: int = 10, steps: int = 100, *, burn_in: int = 0, inputs=None, seed: int = 0
+        self,
+        trials: int = 10,
+        steps: int = 100,
+        *,
+        burn_in: int = 0,
+        inputs=None,
+        seed: int = 0,
+        posterior_of=None,
+        init_step: int = -1,
+        particles: int = 1000,
     ) -> _api.Samples:
-        """Generates observations, rates and latents (trials, steps, ·) from the fitted model."""
+        """Generates observations, rates and latents (trials, steps, ·) from the fitted model.
+        With ``posterior_of=X`` (``lrsmc sample --init posterior``) each trial of ``X`` starts a
+        sequence at a draw of its posterior at step ``init_step`` (-1: the last), drawn by
+        backward simulation through ``particles`` particles (:meth:`smooth`); ``trials`` is then
+        the number of trials of ``X``."""
+        initial_states = None
+        if posterior_of is not None:
+            paths = self.smooth(posterior_of, particles=particles, trajectories=1, seed=seed).trajectories
+            if not -paths.shape[2] <= init_step < paths.shape[2]:
+                raise _core.InvalidInputError(
+                    f"init_step is out of range; got {init_step}, expected -1 or 0 to {paths.shape[2] - 1}"
+                )
+            initial_states = np.ascontiguousarray(paths[:, 0, init_step])
+            trials = initial_states.shape[0]
         return _api.sample(
             self._fitted_model(),
             trials,
             steps,
             burn_in=burn_in,
             inputs=inputs,
+            initial_states=initial_states,
             seed=seed,
             device=self.device,
             threads=self.threads,

@@ -296,7 +296,8 @@ py::dict smooth(const Model& model, const Dataset& data, int particles, const st
 
 py::dict sample(const Model& model, int trials, int steps, const std::optional<InputArray>& inputs,
                 std::uint64_t seed, const std::string& device, int threads,
-                const std::string& precision, int first_trial) {
+                const std::string& precision, int first_trial,
+                const std::optional<InputArray>& initial_states) {
   std::vector<double> input_values;
   if (inputs) {
     LRSMC_REQUIRE(inputs->ndim() == 3 && inputs->shape(0) == trials && inputs->shape(1) == steps &&
@@ -305,11 +306,19 @@ py::dict sample(const Model& model, int trials, int steps, const std::optional<I
                   steps, ", ", model.config.num_inputs, ") (trials, steps, inputs)");
     input_values = to_array(*inputs).data;
   }
+  std::vector<double> states;
+  if (initial_states) {
+    LRSMC_REQUIRE(initial_states->ndim() == 2 && initial_states->shape(0) == trials &&
+                      initial_states->shape(1) == model.config.rank,
+                  "sample: initial_states have shape ", shape_string(*initial_states),
+                  "; expected (", trials, ", ", model.config.rank, ") (trials, rank)");
+    states = to_array(*initial_states).data;
+  }
   SampleResult result;
   {
     py::gil_scoped_release release;
     auto backend = make_device_backend(device, threads, precision, model.config, FilterOptions{});
-    result = backend->sample(model, trials, steps, input_values, seed, first_trial);
+    result = backend->sample(model, trials, steps, input_values, seed, first_trial, states);
   }
   const py::ssize_t t = trials, s = steps;
   py::dict out;
@@ -799,10 +808,11 @@ void bind_inference(py::module_& module) {
              "trajectories, steps, rank)}.");
   module.def("sample", &sample, "model"_a, "trials"_a, "steps"_a, py::kw_only(),
              "inputs"_a = py::none(), "seed"_a = 0, "device"_a = "cpu", "threads"_a = 0,
-             "precision"_a = "float32", "first_trial"_a = 0,
+             "precision"_a = "float32", "first_trial"_a = 0, "initial_states"_a = py::none(),
              "Draws {'latents', 'rates', 'observations'} (trials, steps, ·) from the model: "
              "trials first_trial … first_trial + trials − 1 of a larger draw, so a draw in parts "
-             "equals one call's.");
+             "equals one call's. With initial_states (trials, rank) each trial starts there "
+             "(its first latent) instead of at a draw of the initial state's prior.");
   module.def("oscillator_teacher", &oscillator_teacher, "seed"_a = 7,
              "The demo's teacher: a rank-2 relu network (20 units, 20 Gaussian channels) whose "
              "latent state follows a noisy limit cycle (demo.hpp).");

@@ -294,3 +294,19 @@ def test_smoothing_draws_trajectories_whose_mean_is_the_latents(demo, fitted):
     assert fitted.smooth(observations, particles=32, trajectories=3).trajectories.shape[:2] == (3, 3)
     with pytest.raises(lrsmc.InvalidInputError, match="trajectories is out of range; got 0"):
         lrsmc.smooth(demo.teacher, observations, trajectories=0)
+
+
+def test_sample_starts_from_given_states_or_a_posterior(demo, fitted):
+    states = np.array([[0.5, -1.0], [2.0, 0.25]])
+    drawn = lrsmc.sample(demo.teacher, 2, 6, initial_states=states, seed=4)
+    np.testing.assert_array_equal(drawn.latents[:, 0], states)
+    with pytest.raises(lrsmc.InvalidInputError, match=r"initial_states have shape \(3, 2\); expected \(2, 2\)"):
+        lrsmc.sample(demo.teacher, 2, 6, initial_states=np.zeros((3, 2)))
+    # The fitted model's posterior of three recorded trials at their step 4 starts three sequences.
+    X = demo.observations[:3, :10]
+    posterior = fitted.sample(steps=5, posterior_of=X, init_step=4, particles=64, seed=2)
+    paths = fitted.smooth(X, particles=64, trajectories=1, seed=2).trajectories
+    np.testing.assert_array_equal(posterior.latents[:, 0], paths[:, 0, 4])
+    assert posterior.observations.shape == (3, 5, 20)
+    with pytest.raises(lrsmc.InvalidInputError, match="init_step is out of range; got 10"):
+        fitted.sample(steps=5, posterior_of=X, init_step=10)
