@@ -50,7 +50,7 @@ if [ -n "$sanitizer" ]; then
     step 20 "sanitizer_${tool}_gradient" "$sanitizer" --tool "$tool" --error-exitcode 3 "$tests" \
       --gtest_filter='CudaGradient.RepeatedRunsAreBitwiseIdentical'
     step 20 "sanitizer_${tool}_encoder" "$sanitizer" --tool "$tool" --error-exitcode 3 "$tests" \
-      --gtest_filter='CudaGradient.EncoderProposalAndForecastStepsMatchTheCpu:CudaGradient.EveryReadoutMatchesTheCpu'
+      --gtest_filter='CudaGradient.SmallEncoderAndReadoutRunsForTheSanitizer'
   done
 else
   echo "compute-sanitizer not found on the device: memcheck and racecheck not run" \

@@ -82,6 +82,27 @@ TEST_F(CudaGradient, EncoderProposalAndForecastStepsMatchTheCpu) {
   }
 }
 
+// A small run of the encoder proposal's products and reverse sweep (with forecast steps) and of
+// a one-to-one read-out's merged jobs, sized for compute-sanitizer (bench/run_gpu.sh): against
+// the CPU as the larger tests above.
+TEST_F(CudaGradient, SmallEncoderAndReadoutRunsForTheSanitizer) {
+  auto gpu = make_backend(BackendKind::cuda);
+  const testing::EncoderCase encoder = testing::encoder_cases()[2];  // encoder, t_forward 3
+  const std::vector<std::pair<std::string, Model>> readouts = testing::readout_models(12);
+  const auto& [label, rates] = readouts[4];
+  ASSERT_EQ(label, "rates, gaussian");
+  for (const auto& [model, proposal, t_forward] :
+       {std::tuple<const Model&, Proposal, int>{encoder.model, Proposal::encoder, 3},
+        std::tuple<const Model&, Proposal, int>{rates, Proposal::bootstrap, 0}}) {
+    FilterOptions options;
+    options.num_particles = 10;
+    options.proposal = proposal;
+    options.t_forward = t_forward;
+    testing::expect_same_gradient(*gpu, model, testing::sampled_batch(model, 2, 8, 4), options, 3,
+                                  to_string(proposal));
+  }
+}
+
 // The read-outs beyond Bᵀz, whose one-to-one terms share the units' accumulators (m, h, W_u) and
 // whose input offsets add to W_u or B_v, at K = 300 and K = 10, Gaussian and Poisson.
 TEST_F(CudaGradient, EveryReadoutMatchesTheCpu) {
