@@ -142,7 +142,7 @@ TEST_F(ModelFiles, EveryConfigFieldIsRequired) {
   }
 }
 
-// Files written before read-outs other than Bᵀz existed have no readout_from: they read as z.
+// A config without readout_from reads as the read-out of the latent state, z.
 TEST_F(ModelFiles, AMissingReadoutFromMeansTheLatentState) {
   auto config = teacher_config();
   ASSERT_EQ(config["readout_from"], "z");
