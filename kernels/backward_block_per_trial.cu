@@ -288,8 +288,7 @@ __global__ void __launch_bounds__(block_size)
       if (offsets.readout_gain >= 0) row[offsets.readout_gain + i] = channel.gain;
       add_offset_terms(i, channel);
     };
-    const std::int64_t latent_weight =
-        offsets.readout_weight + std::int64_t(math::readout_input_rows(shape)) * D;
+    const std::int64_t latent_weight = math::latent_readout_weight(shape);
     for (int u = threadIdx.x; u < units + channels + jobs.count; u += block_size) {
       if (u < units) {
         const int i = u;

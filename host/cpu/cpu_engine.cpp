@@ -495,22 +495,13 @@ class Engine {
           {offsets.readout_bias, D},
           {offsets.readout_gain, offsets.readout_gain >= 0 ? D : 0},
           {offsets.observation_noise, offsets.observation_noise >= 0 ? D : 0},
-          {latent_readout_weight(), offsets.readout_weight >= 0 ? R * D : 0}};
+          {math::latent_readout_weight(constants_.shape), offsets.readout_weight >= 0 ? R * D : 0}};
       for (const auto& [begin, size] : ranges)
         for (std::int64_t i = begin; i < begin + size; ++i) {
           math::accumulate(row[std::size_t(i)], partial[std::size_t(i)]);
           partial[std::size_t(i)] = Value(0);
         }
     }
-  }
-
-  /// Where B_z, the read-out's rows acting on z, lies in the parameters (after B_v's rows with
-  /// z_and_v); −1 one to one.
-  [[nodiscard]] std::int64_t latent_readout_weight() const {
-    const math::ParameterOffsets& offsets = constants_.shape.parameters;
-    if (offsets.readout_weight < 0) return -1;
-    return offsets.readout_weight +
-           std::int64_t(math::readout_input_rows(constants_.shape)) * model_.channels;
   }
 
   void reverse_sweep(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
@@ -530,7 +521,7 @@ class Engine {
     // steps whose read-out has an input offset (B_vᵀ v_t or W_u v_t).
     const bool one_to_one = math::one_to_one(model_),
                rates = model_.readout_from == ReadoutFrom::rates;
-    const std::int64_t readout_weight = latent_readout_weight();
+    const std::int64_t readout_weight = math::latent_readout_weight(constants_.shape);
     std::vector<Value> offset_sum(static_cast<std::size_t>(D));
     std::vector<Total> step_gain_sum(static_cast<std::size_t>(R));
     // The encoder proposal's per-step sums: Σ dμ_q μᵀ and dL_q (its constants change every step).

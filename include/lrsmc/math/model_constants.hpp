@@ -95,6 +95,14 @@ LRSMC_HD int readout_input_rows(const ModelShape& shape) {
   return shape.readout_from == ReadoutFrom::z_and_v ? shape.inputs : 0;
 }
 
+/// Where B_z, the read-out's rows acting on z, lies in the flat parameters (after B_v's rows
+/// with z_and_v); −1 for the one-to-one read-outs, which have no read-out weights.
+LRSMC_HD std::int64_t latent_readout_weight(const ModelShape& shape) {
+  if (shape.parameters.readout_weight < 0) return -1;
+  return shape.parameters.readout_weight +
+         std::int64_t(readout_input_rows(shape)) * shape.channels;
+}
+
 /// Offsets of the working-precision copy the particle step reads: the loadings m, n, h first
 /// and contiguous (N (2R + 1) values, the block a GPU keeps in shared memory), then the input
 /// weights, the read-out and the per-phase constants.
@@ -252,10 +260,9 @@ LRSMC_HD void fill_particle_constants(const ModelShape& shape, const double* par
   copy(working.n, parameters + offsets.n, R * N);
   copy(working.h, parameters + offsets.h, N);
   if (shape.inputs > 0) copy(working.w_u, parameters + offsets.w_u, N * shape.inputs);
-  const std::int64_t input_rows = readout_input_rows(shape);
   if (offsets.readout_weight >= 0) {
-    copy(working.readout, parameters + offsets.readout_weight + input_rows * D, R * D);
-    copy(working.readout_input, parameters + offsets.readout_weight, input_rows * D);
+    copy(working.readout, parameters + latent_readout_weight(shape), R * D);
+    copy(working.readout_input, parameters + offsets.readout_weight, readout_input_rows(shape) * D);
   }
   if (offsets.readout_gain >= 0) copy(working.readout_gain, parameters + offsets.readout_gain, D);
   copy(working.readout_bias, parameters + offsets.readout_bias, D);
