@@ -44,6 +44,7 @@ enum class DrawStream : std::uint32_t {
   generative = 2,      ///< latent noise when simulating from the model
   observation = 3,     ///< observation noise / Poisson counts when simulating
   smoothing = 4,       ///< uniforms of the backward-simulation smoother, per trajectory
+  evaluation = 5,      ///< draws of the metrics (the points at which D_stsp is estimated)
 };
 
 /// Address of a block of four 32-bit draws: (seed, trial, step, particle, stream, block).
