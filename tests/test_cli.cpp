@@ -457,6 +457,38 @@ TEST_F(CliTest, SampleStartsFromThePosteriorOfARecording) {
   EXPECT_FALSE(std::filesystem::exists(path("x.npz")));
 }
 
+// evaluate writes every value with its baseline as JSON and a table; the teacher that generated
+// the recording scores better than the baseline noise.
+TEST_F(CliTest, EvaluateScoresAModelAgainstARecording) {
+  write_teacher_data(10, 40);
+  const std::string evaluate = "evaluate --model " + path("teacher.npz") + " --data " +
+                               path("data.npz") + " --field observations --particles 100 ";
+  ASSERT_EQ(run(evaluate + "--repeats 3 --out-json " + path("e.json")), 0) << output_;
+  EXPECT_NE(output_.find("d_stsp_reference_float32"), std::string::npos) << output_;
+  const auto json = nlohmann::json::parse(read_file(path("e.json")));
+  EXPECT_EQ(json["trials"], 10);
+  EXPECT_EQ(json["steps_scored"], 40);
+  EXPECT_EQ(json["observation"], "gaussian");
+  for (const char* name : {"d_stsp", "d_stsp_reference_float32", "d_h", "mean_rate_error"}) {
+    SCOPED_TRACE(name);
+    const auto& entry = json["metrics"][name];
+    ASSERT_EQ(entry["values"].size(), 3u);
+    ASSERT_EQ(entry["baseline"]["values"].size(), 3u);
+    EXPECT_FALSE(entry["description"].get<std::string>().empty());
+  }
+  EXPECT_LT(json["metrics"]["d_h"]["median"].get<double>(),
+            json["metrics"]["d_h"]["baseline"]["median"].get<double>());
+  // The Hann pipeline on a recording that is not z-scored: a warning, still a result.
+  ASSERT_EQ(run(evaluate + "--hann-window 15 --out-json " + path("h.json")), 0) << output_;
+  EXPECT_NE(output_.find("is not z-scored"), std::string::npos) << output_;
+  const std::string before = read_file(path("e.json"));
+  expect_bad_input(evaluate + "--repeats 0 --out-json " + path("e.json"),
+                   "repeats must be 1 to 10000; got 0");
+  expect_bad_input(evaluate + "--stsp-samples 0 --out-json " + path("e.json"),
+                   "D_stsp's samples must be between 1 and 10^7; got 0");
+  EXPECT_EQ(read_file(path("e.json")), before);  // an existing output is left as it was
+}
+
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {
   io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
   expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials",

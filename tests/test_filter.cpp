@@ -311,6 +311,9 @@ TEST(Sample, EveryReadoutGivesTheRatesOfItsFormula) {
             << "trial-step " << cell << ", channel " << i;
       }
     }
+    // observation_means gives the sampler's rates at its latents: the same float64 code.
+    EXPECT_EQ(observation_means(model, trials, steps, sample.latents, inputs), sample.rates);
+    EXPECT_THROW((void)observation_means(model, trials, steps, sample.latents, {}), InvalidInput);
   }
 }
 

@@ -142,9 +142,7 @@ std::vector<double> log_density_ratio(const Array& truth, const Array& generated
   return ratios;
 }
 
-StateSpaceDivergence state_space_divergence(const Array& truth, const Array& generated,
-                                            const StateSpaceOptions& options) {
-  require_recorded_and_generated(truth, generated);
+void validate(const StateSpaceOptions& options) {
   LRSMC_REQUIRE(options.samples >= 1 && options.samples <= 10000000,
                 "D_stsp's samples must be between 1 and 10^7; got ", options.samples);
   LRSMC_REQUIRE(std::isfinite(options.kernel_std) && options.kernel_std > 0.0,
@@ -152,6 +150,17 @@ StateSpaceDivergence state_space_divergence(const Array& truth, const Array& gen
                 options.kernel_std);
   LRSMC_REQUIRE(options.max_points >= 1, "D_stsp's max_points must be at least 1; got ",
                 options.max_points);
+}
+
+void validate(const SpectrumOptions& options) {
+  LRSMC_REQUIRE(std::isfinite(options.smoothing) && options.smoothing >= 0.0,
+                "the spectrum's smoothing must be a finite σ ≥ 0; got ", options.smoothing);
+}
+
+StateSpaceDivergence state_space_divergence(const Array& truth, const Array& generated,
+                                            const StateSpaceOptions& options) {
+  require_recorded_and_generated(truth, generated);
+  validate(options);
   const std::int64_t D = truth.shape[1];
   const std::int64_t truth_points = std::min(truth.shape[0], options.max_points);
   const std::int64_t generated_points = std::min(generated.shape[0], options.max_points);
@@ -228,6 +237,7 @@ std::vector<double> normalised_spectrum(const double* values, std::int64_t lengt
 SpectrumDistance power_spectrum_distance(const Array& truth, const Array& generated,
                                          const SpectrumOptions& options) {
   require_recorded_and_generated(truth, generated);
+  validate(options);
   const std::int64_t D = truth.shape[1];
   // Bins [0, cutoff) in Python slice semantics.
   const auto cut = [&](std::int64_t bins) {

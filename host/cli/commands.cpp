@@ -87,14 +87,6 @@ void add_training_options(CLI::App& app, FitOptions& options) {
 
 namespace {
 
-/// Checks the data against the model's channels (naming the layout and the one that would fit)
-/// and prints the readings that look like a mistake (dataset.hpp, data_warnings).
-void check_data(const Dataset& data, const ModelConfig& config) {
-  require_channels(data, config.num_channels);
-  for (const std::string& warning : data_warnings(data, config.observation))
-    std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
-}
-
 /// Writes with `write` to the first of `candidates` where that works; returns that path, or ""
 /// when none worked, after saying on stderr why each failed.
 std::string write_first_possible(const std::vector<std::string>& candidates, const char* what,

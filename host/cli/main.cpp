@@ -1,4 +1,4 @@
-// The lrsmc command line: simulate, fit, filter, sample, fixed-points and demo. Errors print
+// The lrsmc command line: simulate, fit, filter, sample, evaluate, fixed-points and demo. Errors print
 // "lrsmc: error: …" and exit 2 for bad input or usage, 1 for anything else.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
@@ -13,6 +13,7 @@
 #include <new>
 
 #include "cli/commands.hpp"
+#include "cli/evaluate.hpp"
 #include "cli/options.hpp"
 #include "lrsmc/demo.hpp"
 #include "lrsmc/errors.hpp"
@@ -299,6 +300,12 @@ int main_with_exceptions(int argc, char** argv) {
   DeviceOptions sample_device;
   add_device_options(*sample, sample_device);
 
+  // --- evaluate ---
+  auto* evaluate = app.add_subcommand(
+      "evaluate", "Score a fitted model on a recording: ELBO, generated data against the recording");
+  EvaluateCommandOptions evaluate_options;
+  add_evaluate_options(*evaluate, evaluate_options);
+
   // --- fixed-points ---
   auto* fixed = app.add_subcommand("fixed-points",
                                    "Every fixed point of a relu / clipped-relu model's latent map");
@@ -376,6 +383,7 @@ int main_with_exceptions(int argc, char** argv) {
                 sample_trials, sample_steps, sample_burn_in);
     return 0;
   }
+  if (*evaluate) return run_evaluate(evaluate_options);
   if (*fixed) return run_fixed_points(fixed_options);
   if (*demo) return run_demo(demo_options, progress);
   return 2;

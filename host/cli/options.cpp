@@ -176,6 +176,14 @@ ModelConfig make_config(const ArchitectureOptions& options, int channels, int in
   return config;
 }
 
+/// Checks the data against the model's channels (naming the layout and the one that would fit)
+/// and prints the readings that look like a mistake (dataset.hpp, data_warnings).
+void check_data(const Dataset& data, const ModelConfig& config) {
+  require_channels(data, config.num_channels);
+  for (const std::string& warning : data_warnings(data, config.observation))
+    std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
+}
+
 FilterOptions make_filter_options(const InferenceOptions& options, const ModelConfig& config) {
   FilterOptions filter;
   filter.num_particles = options.particles;

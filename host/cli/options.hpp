@@ -74,6 +74,9 @@ void add_device_options(CLI::App& app, DeviceOptions& options);
 /// A new model's configuration; `with_encoder`: it has an encoder (the --encoder-* options).
 [[nodiscard]] ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs,
                                       bool with_encoder);
+/// Checks the data against the model's channels (naming the layout and the one that would fit)
+/// and prints the readings that look like a mistake (dataset.hpp, data_warnings).
+void check_data(const Dataset& data, const ModelConfig& config);
 [[nodiscard]] FilterOptions make_filter_options(const InferenceOptions& options,
                                                 const ModelConfig& config);
 /// The backend of --device for this model; "auto" falls back to the CPU, saying so on stderr,

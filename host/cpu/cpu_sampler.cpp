@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "cpu/cpu_engine.hpp"
+#include "lrsmc/errors.hpp"
 #include "lrsmc/math/dynamics.hpp"
 #include "lrsmc/math/model_constants.hpp"
 #include "lrsmc/math/observation.hpp"
@@ -48,6 +49,27 @@ double poisson_draw(double rate, std::uint64_t seed, std::uint32_t trial, std::u
       return k;
   }
   return std::round(rate);
+}
+
+/// λ = g(η) of every channel at latent state z: `currents` are the units' input currents
+/// W_u v_t and `input` v_t (both null without inputs); `offsets` is scratch of one per channel.
+template <typename Scalar>
+void step_rates(const model::HostConstants<Scalar>& constants, const Scalar* z,
+                const Scalar* currents, const double* input, Scalar* offsets, double* rates) {
+  const math::ModelShape& shape = constants.shape;
+  const math::ParticleModel<Scalar> particle_model = constants.particle_model();
+  // The read-out's offset at this step: W_u v_t one to one, B_vᵀ v_t with z_and_v.
+  const Scalar* offset = nullptr;
+  if (currents != nullptr && math::one_to_one(particle_model)) offset = currents;
+  if (math::readout_input_rows(shape) > 0) {
+    for (int i = 0; i < shape.channels; ++i)
+      offsets[i] = math::readout_input_offset(shape, constants.working.data(), input, i);
+    offset = offsets;
+  }
+  for (int i = 0; i < shape.channels; ++i)
+    rates[i] = static_cast<double>(
+        math::link_response(shape.link, math::readout_response(particle_model, z, offset, i).eta)
+            .rate);
 }
 
 }  // namespace
@@ -102,22 +124,11 @@ SampleResult sample_trials(const Model& model, int trials, int steps,
       const std::size_t row = std::size_t(trial) * steps + step;
       for (int r = 0; r < R; ++r)
         result.latents[row * R + r] = static_cast<double>(z[std::size_t(r)]);
-      // The read-out's offset at this step: W_u v_t one to one, B_vᵀ v_t with z_and_v.
-      const Scalar* offset = nullptr;
-      if (U > 0 && math::one_to_one(particle_model)) offset = currents.data();
-      if (math::readout_input_rows(shape) > 0) {
-        const double* input = inputs.data() + (std::size_t(trial) * steps + step) * U;
-        for (int i = 0; i < D; ++i)
-          readout_offsets[std::size_t(i)] =
-              math::readout_input_offset(shape, constants.working.data(), input, i);
-        offset = readout_offsets.data();
-      }
+      step_rates(constants, z.data(), U > 0 ? currents.data() : nullptr,
+                 U > 0 ? inputs.data() + row * U : nullptr, readout_offsets.data(),
+                 result.rates.data() + row * D);
       for (int i = 0; i < D; ++i) {
-        const double rate = static_cast<double>(
-            math::link_response(shape.link,
-                                math::readout_response(particle_model, z.data(), offset, i).eta)
-                .rate);
-        result.rates[row * D + i] = rate;
+        const double rate = result.rates[row * D + i];
         if (shape.observation == Observation::gaussian) {
           const double std_dev =
               std::exp(0.5 * static_cast<double>(particle_model.log_variance[i]));
@@ -140,3 +151,36 @@ template SampleResult sample_trials<double>(const Model&, int, int, const std::v
                                             std::uint64_t, int, const std::vector<double>&);
 
 }  // namespace lrsmc::cpu
+
+namespace lrsmc {
+
+std::vector<double> observation_means(const Model& model, int trials, int steps,
+                                      const std::vector<double>& latents,
+                                      const std::vector<double>& inputs) {
+  const ModelConfig& config = model.config;
+  const int R = config.rank, D = config.num_channels, N = config.num_hidden, U = config.num_inputs;
+  LRSMC_REQUIRE(trials >= 0 && steps >= 0, "observation_means needs trials and steps ≥ 0; got ",
+                trials, " and ", steps);
+  const std::size_t cells = std::size_t(trials) * std::size_t(steps);
+  LRSMC_REQUIRE(latents.size() == cells * std::size_t(R), "the latents have ", latents.size(),
+                " values; expected ", cells * std::size_t(R), " (", trials, " trials × ", steps,
+                " steps × rank ", R, ")");
+  LRSMC_REQUIRE(inputs.size() == cells * std::size_t(U), "the inputs have ", inputs.size(),
+                " values; expected ", cells * std::size_t(U), " (", trials, " trials × ", steps,
+                " steps × ", U, " inputs)");
+  const model::HostConstants<double> constants(model, Proposal::bootstrap);
+  std::vector<double> rates(cells * std::size_t(D)), currents(std::size_t(U > 0 ? N : 0)),
+      offsets(static_cast<std::size_t>(D));
+  for (std::size_t row = 0; row < cells; ++row) {
+    const double* input = U > 0 ? inputs.data() + row * std::size_t(U) : nullptr;
+    for (int i = 0; U > 0 && i < N; ++i)
+      currents[std::size_t(i)] =
+          math::input_current(constants.shape, constants.working.data(), input, i);
+    cpu::step_rates(constants, latents.data() + row * std::size_t(R),
+                    U > 0 ? currents.data() : nullptr, input, offsets.data(),
+                    rates.data() + row * std::size_t(D));
+  }
+  return rates;
+}
+
+}  // namespace lrsmc

@@ -59,6 +59,13 @@ struct SampleResult {
   std::vector<double> observations;  ///< (trials, steps, channels): sampled observations
 };
 
+/// The read-out's means λ = g(η) (method.md §1.7) at given latents (trials, steps, rank), with
+/// the model's inputs (trials, steps, inputs) or none: (trials, steps, channels), in float64 on
+/// the host. Throws InvalidInput when the sizes do not match the model.
+[[nodiscard]] std::vector<double> observation_means(const Model& model, int trials, int steps,
+                                                    const std::vector<double>& latents,
+                                                    const std::vector<double>& inputs);
+
 enum class BackendKind { cpu, cuda, automatic };
 [[nodiscard]] std::string to_string(BackendKind kind);
 /// "cpu", "cuda" or "auto".

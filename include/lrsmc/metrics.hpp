@@ -26,6 +26,10 @@ struct StateSpaceOptions {
   bool reference_float32 = false;
 };
 
+/// Throws InvalidInput for samples outside 1 … 10^7, a kernel std that is not positive and
+/// finite, max_points < 1.
+void validate(const StateSpaceOptions& options);
+
 struct StateSpaceDivergence {
   double value = 0.0;   ///< mean_j [ln p_true(y_j) − ln p_gen(y_j)] ≈ KL(p_true ‖ p_gen)
   int samples_used = 0;  ///< points left after dropping underflows (reference_float32 only)
@@ -51,6 +55,9 @@ struct SpectrumOptions {
   /// beyond the spectrum keeps every bin.
   std::int64_t frequency_cutoff = 10000;
 };
+
+/// Throws InvalidInput for a smoothing σ that is negative or not finite.
+void validate(const SpectrumOptions& options);
 
 struct SpectrumDistance {
   double value = 0.0;               ///< D_H: mean over dims of the Hellinger distances

@@ -1,0 +1,278 @@
+// Evaluation of a fitted model on a recording; see lrsmc/evaluation.hpp.
+#include "lrsmc/evaluation.hpp"
+
+#include <Eigen/Dense>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "lrsmc/errors.hpp"
+#include "lrsmc/math/philox.hpp"
+#include "lrsmc/smoother.hpp"
+
+namespace lrsmc {
+namespace {
+
+using math::DrawStream;
+
+/// Steps [0, steps) of every trial of (trials, all_steps, width) values.
+std::vector<double> first_steps(const std::vector<double>& values, int trials, int all_steps,
+                                int steps, int width) {
+  std::vector<double> kept;
+  kept.reserve(std::size_t(trials) * std::size_t(steps) * std::size_t(width));
+  for (int trial = 0; trial < trials; ++trial) {
+    const auto begin = values.begin() + std::ptrdiff_t(std::size_t(trial) * all_steps * width);
+    kept.insert(kept.end(), begin, begin + std::ptrdiff_t(std::size_t(steps) * width));
+  }
+  return kept;
+}
+
+/// Steps [skip, skip + steps) of every trial of (trials, skip + steps, width) values.
+std::vector<double> after_burn_in(const std::vector<double>& values, int trials, int skip,
+                                  int steps, int width) {
+  std::vector<double> kept;
+  for (int trial = 0; trial < trials; ++trial) {
+    const auto begin =
+        values.begin() + std::ptrdiff_t((std::size_t(trial) * (skip + steps) + skip) * width);
+    kept.insert(kept.end(), begin, begin + std::ptrdiff_t(std::size_t(steps) * width));
+  }
+  return kept;
+}
+
+/// Gaussian noise with the mean and covariance of the rows of `series` (a symmetric square root
+/// of the covariance, so a singular covariance is fine), drawn on the evaluation stream at
+/// trial address `address`.
+Array gaussian_like(const Array& series, std::uint64_t seed, std::uint32_t address) {
+  const std::int64_t T = series.shape[0], D = series.shape[1];
+  using Matrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  const Eigen::Map<const Matrix> X(series.data.data(), T, D);
+  const Eigen::RowVectorXd mean = X.colwise().mean();
+  const Matrix centred = X.rowwise() - mean;
+  const Eigen::MatrixXd covariance = centred.transpose() * centred / double(T);
+  const Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eigen(covariance);
+  const Eigen::MatrixXd root = eigen.eigenvectors() *
+                               eigen.eigenvalues().cwiseMax(0.0).cwiseSqrt().asDiagonal() *
+                               eigen.eigenvectors().transpose();
+  Array noise({T, D});
+  Eigen::VectorXd xi(D);
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (std::int64_t d = 0; d < D; ++d)
+      xi(d) = math::standard_normal(seed, address, std::uint32_t(t), 0, DrawStream::evaluation,
+                                    std::uint32_t(d));
+    const Eigen::VectorXd row = mean.transpose() + root * xi;
+    for (std::int64_t d = 0; d < D; ++d) noise.data[std::size_t(t * D + d)] = row(d);
+  }
+  return noise;
+}
+
+/// Each column of (trials, steps, neurons) counts permuted on its own over all its bins
+/// (Fisher–Yates on evaluation-stream uniforms at trial address `address`).
+Array shuffled_columns(const Array& counts, std::uint64_t seed, std::uint32_t address) {
+  const std::int64_t N = counts.shape[2], cells = counts.shape[0] * counts.shape[1];
+  Array out = counts;
+  for (std::int64_t n = 0; n < N; ++n)
+    for (std::int64_t i = cells - 1; i > 0; --i) {
+      const double u = math::uniform(seed, address, std::uint32_t(n), std::uint32_t(i),
+                                     DrawStream::evaluation, 0);
+      const auto j = std::min(i, std::int64_t(u * double(i + 1)));
+      std::swap(out.data[std::size_t(i * N + n)], out.data[std::size_t(j * N + n)]);
+    }
+  return out;
+}
+
+struct CountScores {
+  double mean_rate_r, mean_isi_r, pair_correlation_r, mean_rate_error;
+};
+
+CountScores count_scores(const metrics::SpikeStatistics& truth, const Array& recorded,
+                         const Array& generated, double bin_seconds) {
+  const metrics::SpikeStatistics stats = metrics::spike_statistics(generated, bin_seconds);
+  const std::int64_t D = recorded.shape[2], rows = recorded.shape[0] * recorded.shape[1];
+  return {metrics::pearson(truth.mean_rate, stats.mean_rate),
+          metrics::pearson(truth.mean_isi, stats.mean_isi),
+          metrics::pearson(truth.pair_correlation, stats.pair_correlation),
+          metrics::mean_rate_error(Array({rows, D}, recorded.data), Array({rows, D}, generated.data))};
+}
+
+}  // namespace
+
+double median(std::vector<double> values) {
+  values.erase(std::remove_if(values.begin(), values.end(), [](double v) { return std::isnan(v); }),
+               values.end());
+  if (values.empty()) return std::numeric_limits<double>::quiet_NaN();
+  std::sort(values.begin(), values.end());
+  const std::size_t n = values.size();
+  return n % 2 == 1 ? values[n / 2] : 0.5 * (values[n / 2 - 1] + values[n / 2]);
+}
+
+double median_absolute_deviation(const std::vector<double>& values) {
+  const double centre = median(values);
+  std::vector<double> deviations;
+  for (const double v : values)
+    if (!std::isnan(v)) deviations.push_back(std::fabs(v - centre));
+  return median(deviations);
+}
+
+Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
+                    const EvaluationOptions& options) {
+  const ModelConfig& config = model.config;
+  LRSMC_REQUIRE(options.repeats >= 1 && options.repeats <= 10000,
+                "repeats must be 1 to 10000; got ", options.repeats);
+  LRSMC_REQUIRE(options.burn_in >= 0 && options.burn_in <= 10'000'000,
+                "the burn-in must be 0 to 10^7 steps; got ", options.burn_in);
+  LRSMC_REQUIRE(options.max_steps >= 2, "max_steps must be at least 2; got ", options.max_steps);
+  LRSMC_REQUIRE(options.trajectories >= 1 && options.trajectories <= 100000,
+                "trajectories must be 1 to 100000; got ", options.trajectories);
+  LRSMC_REQUIRE(options.hann_window >= 0 && options.hann_window <= 100000,
+                "the Hann window must be 0 (none) to 10^5 steps; got ", options.hann_window);
+  LRSMC_REQUIRE(std::isfinite(options.bin_seconds) && options.bin_seconds > 0.0,
+                "the bin width must be positive seconds; got ", options.bin_seconds);
+  metrics::validate(options.state_space);
+  metrics::validate(options.spectrum);
+  LRSMC_REQUIRE(data.num_channels == config.num_channels && data.num_inputs == config.num_inputs,
+                data.source, " has ", data.num_channels, " channels and ", data.num_inputs,
+                " inputs; the model expects ", config.num_channels, " and ", config.num_inputs);
+  LRSMC_REQUIRE(data.num_steps >= 2, data.source, " has ", data.num_steps,
+                " steps per trial; evaluation needs at least 2");
+  const int B = data.num_trials, S = data.num_steps, D = config.num_channels,
+            R = config.rank, U = config.num_inputs;
+  const int T = std::min(S, options.max_steps);
+  const int M = std::max(options.repeats, options.trajectories);
+  const bool counts = config.observation == Observation::poisson;
+
+  Evaluation result;
+  result.trials = B;
+  result.steps = T;
+  result.channels = D;
+  const SmoothResult smoothed =
+      smooth(backend, model, trials_batch(data, 0, B), options.filter, options.seed, M);
+  result.elbo = smoothed.elbo;
+  const auto trajectory_state = [&](int trial, int m, int step, int r) {
+    return smoothed.trajectories[((std::size_t(trial) * M + m) * S + step) * R + r];
+  };
+
+  const std::vector<double> recorded_values = first_steps(data.observations, B, S, T, D);
+  const std::vector<double> recorded_inputs =
+      U > 0 ? first_steps(data.inputs, B, S, T, U) : std::vector<double>{};
+  // Inputs of the generated sequences: zeros during the burn-in, then the trial's.
+  std::vector<double> generation_inputs;
+  if (U > 0)
+    for (int trial = 0; trial < B; ++trial) {
+      generation_inputs.insert(generation_inputs.end(), std::size_t(options.burn_in) * U, 0.0);
+      const auto begin = recorded_inputs.begin() + std::ptrdiff_t(std::size_t(trial) * T * U);
+      generation_inputs.insert(generation_inputs.end(), begin,
+                               begin + std::ptrdiff_t(std::size_t(T) * U));
+    }
+
+  const Array recorded_series({std::int64_t(B) * T, D}, recorded_values);
+  const Array recorded_counts({B, T, D}, recorded_values);
+  const metrics::SpikeStatistics recorded_stats =
+      counts ? metrics::spike_statistics(recorded_counts, options.bin_seconds)
+             : metrics::SpikeStatistics{};
+  const auto processed = [&](Array series) {
+    return options.hann_window > 0 ? metrics::hann_smooth_and_standardise(series, options.hann_window)
+                                   : series;
+  };
+
+  std::vector<MetricValues> measures;
+  const auto add = [&](const std::string& name, const std::string& description,
+                       const std::string& baseline) -> MetricValues& {
+    measures.push_back({name, description, {}, baseline, {}});
+    return measures.back();
+  };
+  if (!counts) {
+    const std::string noise = "Gaussian noise with the recording's mean and covariance";
+    add("d_stsp", "state-space divergence (KL of Gaussian-kernel densities, log space); lower is "
+                  "better", noise);
+    add("d_stsp_reference_float32",
+        "D_stsp in the reference's float32 linear-space arithmetic (points that underflow are "
+        "dropped), for comparison with published numbers; lower is better", noise);
+    add("d_h", "power-spectrum Hellinger distance, mean over channels; 0 to 1, lower is better",
+        noise);
+    add("mean_rate_error", "mean over channels of T·(difference of the means)²; lower is better",
+        noise);
+  } else {
+    const std::string shuffled = "each neuron's recorded counts shuffled over all bins";
+    add("mean_rate_r", "Pearson r across neurons of mean rates, recorded vs generated; higher is "
+                       "better", shuffled);
+    add("mean_isi_r", "Pearson r across neurons of mean inter-spike intervals; higher is better",
+        shuffled);
+    add("pair_correlation_r",
+        "Pearson r across neuron pairs of the pairwise count correlations; higher is better",
+        shuffled);
+    add("mean_rate_error", "mean over neurons of T·(difference of the mean counts)²; lower is "
+                           "better", shuffled);
+  }
+
+  std::vector<double> initial_states(std::size_t(B) * R);
+  for (int repeat = 0; repeat < options.repeats; ++repeat) {
+    for (int trial = 0; trial < B; ++trial)
+      for (int r = 0; r < R; ++r)
+        initial_states[std::size_t(trial) * R + r] = trajectory_state(trial, repeat, 0, r);
+    const SampleResult drawn =
+        backend.sample(model, B, options.burn_in + T, generation_inputs,
+                       options.seed + 1 + std::uint64_t(repeat), 0, initial_states);
+    const std::vector<double> generated =
+        after_burn_in(drawn.observations, B, options.burn_in, T, D);
+    const auto address = std::uint32_t(1 + repeat);  // trial address of the baseline's draws
+    if (!counts) {
+      const Array model_series = processed(Array({std::int64_t(B) * T, D}, generated));
+      const Array noise_series = processed(gaussian_like(recorded_series, options.seed, address));
+      metrics::StateSpaceOptions state_space = options.state_space;
+      state_space.seed = options.seed + std::uint64_t(repeat);
+      for (const bool reference : {false, true}) {
+        state_space.reference_float32 = reference;
+        MetricValues& measure = measures[reference ? 1 : 0];
+        measure.values.push_back(
+            metrics::state_space_divergence(recorded_series, model_series, state_space).value);
+        measure.baseline_values.push_back(
+            metrics::state_space_divergence(recorded_series, noise_series, state_space).value);
+      }
+      measures[2].values.push_back(
+          metrics::power_spectrum_distance(recorded_series, model_series, options.spectrum).value);
+      measures[2].baseline_values.push_back(
+          metrics::power_spectrum_distance(recorded_series, noise_series, options.spectrum).value);
+      measures[3].values.push_back(metrics::mean_rate_error(recorded_series, model_series));
+      measures[3].baseline_values.push_back(metrics::mean_rate_error(recorded_series, noise_series));
+    } else {
+      const CountScores scores = count_scores(recorded_stats, recorded_counts,
+                                              Array({B, T, D}, generated), options.bin_seconds);
+      const CountScores shuffled =
+          count_scores(recorded_stats, recorded_counts,
+                       shuffled_columns(recorded_counts, options.seed, address),
+                       options.bin_seconds);
+      const double CountScores::*fields[] = {&CountScores::mean_rate_r, &CountScores::mean_isi_r,
+                                             &CountScores::pair_correlation_r,
+                                             &CountScores::mean_rate_error};
+      for (std::size_t i = 0; i < 4; ++i) {
+        measures[i].values.push_back(scores.*fields[i]);
+        measures[i].baseline_values.push_back(shuffled.*fields[i]);
+      }
+    }
+  }
+
+  if (counts) {
+    // Smoothed rates: the mean over the M trajectories of the read-out's means.
+    std::vector<double> rates(std::size_t(B) * S * D, 0.0), latents(std::size_t(B) * S * R);
+    for (int m = 0; m < M; ++m) {
+      for (int trial = 0; trial < B; ++trial)
+        for (int step = 0; step < S; ++step)
+          for (int r = 0; r < R; ++r)
+            latents[(std::size_t(trial) * S + step) * R + r] = trajectory_state(trial, m, step, r);
+      const std::vector<double> means = observation_means(model, B, S, latents, data.inputs);
+      for (std::size_t i = 0; i < rates.size(); ++i) rates[i] += means[i] / M;
+    }
+    MetricValues& bits = add(
+        "bits_per_spike_smoothed",
+        "Poisson log-likelihood gain of the smoothed rates over each neuron's mean rate, bits per "
+        "spike (the scored counts also drive the posterior); higher is better",
+        "each neuron's mean rate");
+    bits.values.push_back(metrics::bits_per_spike(
+        Array({B, T, D}, first_steps(rates, B, S, T, D)), recorded_counts));
+    bits.baseline_values.push_back(0.0);
+  }
+  result.metrics = std::move(measures);
+  return result;
+}
+
+}  // namespace lrsmc

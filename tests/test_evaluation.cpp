@@ -1,0 +1,198 @@
+// lrsmc::evaluate (lrsmc/evaluation.hpp): each scored value rebuilt here from the public pieces
+// it is documented to be made of (the smoother's draw as the start, the sampler after the
+// burn-in, the metrics), the baselines' defining properties, and bad options.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "lrsmc/demo.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/evaluation.hpp"
+#include "lrsmc/smoother.hpp"
+#include "support/test_models.hpp"
+
+namespace lrsmc {
+namespace {
+
+Dataset dataset_of(const SequenceBatch& batch) {
+  Dataset data;
+  data.source = "test batch";
+  data.num_trials = batch.num_trials;
+  data.num_steps = batch.num_steps;
+  data.num_channels = batch.num_channels;
+  data.num_inputs = batch.num_inputs;
+  data.observations = batch.observations;
+  data.inputs = batch.inputs;
+  return data;
+}
+
+const MetricValues& metric(const Evaluation& evaluation, const std::string& name) {
+  for (const MetricValues& m : evaluation.metrics)
+    if (m.name == name) return m;
+  throw std::runtime_error("no metric " + name);
+}
+
+/// The starts of repeat `repeat`: smoother trajectory `repeat` at step 0 of each trial.
+std::vector<double> starts(const SmoothResult& smoothed, int trials, int steps, int rank,
+                           int repeat) {
+  std::vector<double> states(std::size_t(trials) * rank);
+  for (int b = 0; b < trials; ++b)
+    for (int r = 0; r < rank; ++r)
+      states[std::size_t(b) * rank + r] =
+          smoothed.trajectories[((std::size_t(b) * smoothed.num_trajectories + repeat) * steps) *
+                                    rank +
+                                r];
+  return states;
+}
+
+/// Steps [skip, skip + steps) of each trial of (trials, skip + steps, width) values.
+std::vector<double> drop_first(const std::vector<double>& values, int trials, int skip, int steps,
+                               int width) {
+  std::vector<double> kept;
+  for (int b = 0; b < trials; ++b)
+    for (int t = skip; t < skip + steps; ++t)
+      for (int i = 0; i < width; ++i)
+        kept.push_back(values[(std::size_t(b) * (skip + steps) + t) * width + i]);
+  return kept;
+}
+
+TEST(Evaluate, ContinuousScoresAreTheMetricsOfTheSmootherStartedDraws) {
+  const Model model = oscillator_teacher();
+  const int B = 12, T = 40, D = model.config.num_channels, R = model.config.rank;
+  const SequenceBatch batch = testing::sampled_batch(model, B, T, 5);
+  EvaluationOptions options;
+  options.filter.num_particles = 100;
+  options.filter.proposal = default_proposal(model.config);
+  options.repeats = 2;
+  options.burn_in = 3;
+  options.trajectories = 3;
+  options.hann_window = 5;
+  options.state_space.samples = 300;
+  options.seed = 7;
+  auto backend = testing::reference_backend();
+  const Evaluation evaluation = evaluate(*backend, model, dataset_of(batch), options);
+  EXPECT_EQ(evaluation.trials, B);
+  EXPECT_EQ(evaluation.steps, T);
+
+  const SmoothResult smoothed = smooth(*backend, model, batch, options.filter, 7, 3);
+  EXPECT_EQ(evaluation.elbo, smoothed.elbo);
+  const Array recorded({B * T, D}, batch.observations);
+  for (int repeat = 0; repeat < 2; ++repeat) {
+    SCOPED_TRACE(repeat);
+    const SampleResult drawn = backend->sample(model, B, 3 + T, {}, 7 + 1 + repeat, 0,
+                                               starts(smoothed, B, T, R, repeat));
+    const Array generated = metrics::hann_smooth_and_standardise(
+        Array({B * T, D}, drop_first(drawn.observations, B, 3, T, D)), 5);
+    metrics::StateSpaceOptions state_space;
+    state_space.samples = 300;
+    state_space.seed = 7 + std::uint64_t(repeat);
+    EXPECT_EQ(metric(evaluation, "d_stsp").values.at(std::size_t(repeat)),
+              metrics::state_space_divergence(recorded, generated, state_space).value);
+    state_space.reference_float32 = true;
+    EXPECT_EQ(metric(evaluation, "d_stsp_reference_float32").values.at(std::size_t(repeat)),
+              metrics::state_space_divergence(recorded, generated, state_space).value);
+    EXPECT_EQ(metric(evaluation, "d_h").values.at(std::size_t(repeat)),
+              metrics::power_spectrum_distance(recorded, generated).value);
+    EXPECT_EQ(metric(evaluation, "mean_rate_error").values.at(std::size_t(repeat)),
+              metrics::mean_rate_error(recorded, generated));
+  }
+  // The same options give the same numbers.
+  const Evaluation again = evaluate(*backend, model, dataset_of(batch), options);
+  EXPECT_EQ(metric(again, "d_h").baseline_values, metric(evaluation, "d_h").baseline_values);
+  // Scored as drawn (the Hann pipeline z-scores the generated data, and this recording is not
+  // z-scored): the model generated its own recording, so it is closer to it in state space and
+  // in its spectra than noise of the recording's covariance, which has no dynamics.
+  options.hann_window = 0;
+  const Evaluation unsmoothed = evaluate(*backend, model, dataset_of(batch), options);
+  for (const char* name : {"d_stsp", "d_h"})
+    EXPECT_LT(median(metric(unsmoothed, name).values),
+              median(metric(unsmoothed, name).baseline_values))
+        << name;
+}
+
+TEST(Evaluate, CountScoresAndTheirBaselines) {
+  const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                   Observation::poisson, Link::softplus);
+  const Model model = testing::random_model(config, 4);
+  const int B = 6, T = 30, D = config.num_channels, R = config.rank, M = 4;
+  const SequenceBatch batch = testing::sampled_batch(model, B, T, 2);
+  EvaluationOptions options;
+  options.filter.num_particles = 50;
+  options.filter.proposal = Proposal::bootstrap;
+  options.repeats = 1;
+  options.trajectories = M;
+  options.bin_seconds = 0.02;
+  auto backend = testing::reference_backend();
+  const Evaluation evaluation = evaluate(*backend, model, dataset_of(batch), options);
+  std::vector<std::string> names;
+  for (const MetricValues& m : evaluation.metrics) names.push_back(m.name);
+  EXPECT_EQ(names, (std::vector<std::string>{"mean_rate_r", "mean_isi_r", "pair_correlation_r",
+                                             "mean_rate_error", "bits_per_spike_smoothed"}));
+
+  const SmoothResult smoothed = smooth(*backend, model, batch, options.filter, 0, M);
+  const Array counts({B, T, D}, batch.observations);
+  const SampleResult drawn = backend->sample(model, B, T, {}, 1, 0, starts(smoothed, B, T, R, 0));
+  const auto recorded_stats = metrics::spike_statistics(counts, 0.02);
+  const auto generated_stats = metrics::spike_statistics(Array({B, T, D}, drawn.observations), 0.02);
+  EXPECT_EQ(metric(evaluation, "mean_rate_r").values.at(0),
+            metrics::pearson(recorded_stats.mean_rate, generated_stats.mean_rate));
+  EXPECT_EQ(metric(evaluation, "pair_correlation_r").values.at(0),
+            metrics::pearson(recorded_stats.pair_correlation, generated_stats.pair_correlation));
+  // Smoothed rates: the trajectories' mean of the read-out's means.
+  std::vector<double> rates(std::size_t(B) * T * D, 0.0), latents(std::size_t(B) * T * R);
+  for (int m = 0; m < M; ++m) {
+    for (int b = 0; b < B; ++b)
+      for (int t = 0; t < T; ++t)
+        for (int r = 0; r < R; ++r)
+          latents[(std::size_t(b) * T + t) * R + r] =
+              smoothed.trajectories[((std::size_t(b) * M + m) * T + t) * R + r];
+    const auto means = observation_means(model, B, T, latents, {});
+    for (std::size_t i = 0; i < rates.size(); ++i) rates[i] += means[i] / M;
+  }
+  EXPECT_NEAR(metric(evaluation, "bits_per_spike_smoothed").values.at(0),
+              metrics::bits_per_spike(Array({B, T, D}, rates), counts), 1e-12);
+  // Shuffling a neuron's counts over the bins keeps its mean rate: r = 1 and no rate error,
+  // up to the rounding of sums taken in another order.
+  EXPECT_NEAR(metric(evaluation, "mean_rate_r").baseline_values.at(0), 1.0, 1e-12);
+  EXPECT_NEAR(metric(evaluation, "mean_rate_error").baseline_values.at(0), 0.0, 1e-20);
+  EXPECT_EQ(metric(evaluation, "bits_per_spike_smoothed").baseline_values.at(0), 0.0);
+}
+
+TEST(Evaluate, MedianAndMadLeaveNanOut) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  EXPECT_EQ(median({3, 1, nan, 2, 10}), 2.5);
+  EXPECT_EQ(median_absolute_deviation({3, 1, nan, 2, 10}), 1.0);  // |dev|: .5 .5 1.5 7.5
+  EXPECT_EQ(median({5, 1, 2}), 2.0);
+  EXPECT_TRUE(std::isnan(median({nan})));
+}
+
+TEST(Evaluate, AbsurdOptionsAreRefused) {
+  const Model model = oscillator_teacher();
+  const Dataset data = dataset_of(testing::sampled_batch(model, 2, 10, 1));
+  auto backend = testing::reference_backend();
+  const auto refuses = [&](EvaluationOptions options, const std::string& expected) {
+    options.filter.proposal = Proposal::bootstrap;
+    try {
+      (void)evaluate(*backend, model, data, options);
+      ADD_FAILURE() << "accepted: " << expected;
+    } catch (const InvalidInput& error) {
+      EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
+    }
+  };
+  EvaluationOptions options;
+  options.repeats = 0;
+  refuses(options, "repeats must be 1 to 10000; got 0");
+  options = {};
+  options.burn_in = -1;
+  refuses(options, "the burn-in must be 0 to 10^7 steps; got -1");
+  options = {};
+  options.hann_window = -3;
+  refuses(options, "the Hann window must be 0 (none) to 10^5 steps; got -3");
+  options = {};
+  options.bin_seconds = 0;
+  refuses(options, "the bin width must be positive seconds; got 0");
+}
+
+}  // namespace
+}  // namespace lrsmc
