@@ -12,7 +12,10 @@ Functions over :class:`Model` objects (``filter``, ``sample``, ``simulate``, ``f
 ``fixed_points``, ``load_model``, ``load_data``) mirror the command line's subcommands and give
 the same numbers for the same seed and data. Recordings in NWB, EDF/BDF or HDF5 files are read
 by ``load_nwb``, ``load_edf``, ``load_hdf5`` or ``load_recording`` (``pip install
-lrsmc[formats]``); ``spike_times_to_counts`` bins spike times. Plots are in :mod:`lrsmc.plot`
+lrsmc[formats]``); ``spike_times_to_counts`` bins spike times. The paper's measures of a fit
+(D_stsp, D_H, spike statistics, bits per spike, PSTH R², ridge decoding) are in
+:mod:`lrsmc.metrics`, and :func:`evaluate` scores a model on a recording as ``lrsmc evaluate``
+does. Plots are in :mod:`lrsmc.plot`
 (``pip install lrsmc[plot]``).
 
 Errors raised by the engine carry its message and derive from :class:`Error` (a RuntimeError):
@@ -41,11 +44,13 @@ from ._core import (
 )
 from ._api import (
     DemoData,
+    Evaluation,
     FilterResult,
     Samples,
     TrainingOutcome,
     as_dataset,
     demo_data,
+    evaluate,
     filter,
     find_fixed_points,
     fit_model,
@@ -60,6 +65,7 @@ from ._api import (
     SmoothResult,
 )
 from ._estimator import LowRankRNN, NotFittedError
+from . import metrics
 from ._formats import (
     Recording,
     load_edf,
@@ -73,6 +79,7 @@ __all__ = [
     "CudaError",
     "Dataset",
     "DemoData",
+    "Evaluation",
     "EpochReport",
     "Error",
     "FilterResult",
@@ -95,6 +102,7 @@ __all__ = [
     "built_with_cuda",
     "cuda_available",
     "demo_data",
+    "evaluate",
     "filter",
     "find_fixed_points",
     "fit_model",
@@ -106,6 +114,7 @@ __all__ = [
     "load_model",
     "load_nwb",
     "load_recording",
+    "metrics",
     "presets",
     "sample",
     "save_model",

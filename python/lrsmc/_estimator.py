@@ -539,6 +539,41 @@ class LowRankRNN:
             model, data, particles=particles, trajectories=trajectories, seed=seed, **self._filter_settings()
         )
 
+    def evaluate(
+        self,
+        X,
+        *,
+        inputs=None,
+        layout: Optional[str] = None,
+        particles: int = 1000,
+        repeats: int = 1,
+        burn_in: int = 0,
+        hann_window: int = 0,
+        bin_seconds: float = 1.0,
+        seed: int = 0,
+        **options,
+    ) -> _api.Evaluation:
+        """Scores the fitted model on ``X`` (``lrsmc evaluate``; see :func:`lrsmc.evaluate` for the
+        measures and the further ``options``), with the estimator's proposal and device."""
+        model = self._fitted_model()
+        data = _api.as_dataset(X, layout, inputs)
+        self._check_features(data, model)
+        return _api.evaluate(
+            model,
+            data,
+            particles=particles,
+            proposal=self.proposal,
+            repeats=repeats,
+            burn_in=burn_in,
+            hann_window=hann_window,
+            bin_seconds=bin_seconds,
+            seed=seed,
+            device=self.device,
+            threads=self.threads,
+            precision=self.precision,
+            **options,
+        )
+
     def _filter_settings(self) -> Dict[str, Any]:
         """The estimator's proposal, resampling and device, as filter and smooth take them."""
         return dict(

@@ -28,6 +28,8 @@
 #include "lrsmc/params.hpp"
 #include "lrsmc/presets.hpp"
 #include "lrsmc/smoother.hpp"
+#include "lrsmc/evaluation.hpp"
+#include "lrsmc/metrics.hpp"
 #include "lrsmc/trainer.hpp"
 
 #ifndef LRSMC_VERSION_STRING
@@ -826,6 +828,160 @@ void bind_inference(py::module_& module) {
 #endif
 }
 
+// --- metrics -----------------------------------------------------------------------------------
+
+py::array_t<double> array_to_numpy(Array&& array) {
+  std::vector<py::ssize_t> shape(array.shape.begin(), array.shape.end());
+  return to_numpy(std::move(array.data), shape);
+}
+
+py::dict metric_values(const MetricValues& metric) {
+  py::dict out;
+  out["description"] = metric.description;
+  out["values"] = metric.values;
+  out["median"] = median(metric.values);
+  out["mad"] = median_absolute_deviation(metric.values);
+  out["baseline"] = metric.baseline;
+  out["baseline_values"] = metric.baseline_values;
+  out["baseline_median"] = median(metric.baseline_values);
+  return out;
+}
+
+py::dict evaluate(const Model& model, const Dataset& data, int particles,
+                  const std::string& proposal, int repeats, int burn_in, int max_steps,
+                  int trajectories, int hann_window, double spectrum_smoothing,
+                  std::int64_t frequency_cutoff, int stsp_samples, double bin_seconds,
+                  std::uint64_t seed, const std::string& device, int threads,
+                  const std::string& precision) {
+  require_channels(data, model.config.num_channels);
+  Evaluation result;
+  {
+    py::gil_scoped_release release;
+    EvaluationOptions options;
+    options.filter = make_filter_options(model.config, particles, proposal, "systematic", 1.0, 0);
+    options.repeats = repeats;
+    options.burn_in = burn_in;
+    options.max_steps = max_steps;
+    options.trajectories = trajectories;
+    options.hann_window = hann_window;
+    options.spectrum.smoothing = spectrum_smoothing;
+    options.spectrum.frequency_cutoff = frequency_cutoff;
+    options.state_space.samples = stsp_samples;
+    options.bin_seconds = bin_seconds;
+    options.seed = seed;
+    auto backend = make_device_backend(device, threads, precision, model.config, options.filter);
+    result = lrsmc::evaluate(*backend, model, data, options);
+  }
+  py::dict metrics;
+  for (const MetricValues& metric : result.metrics) metrics[py::str(metric.name)] = metric_values(metric);
+  py::dict out;
+  out["elbo"] = result.elbo;
+  out["trials"] = result.trials;
+  out["steps"] = result.steps;
+  out["channels"] = result.channels;
+  out["metrics"] = metrics;
+  return out;
+}
+
+void bind_metrics(py::module_& module) {
+  using namespace metrics;
+  module.def(
+      "state_space_divergence",
+      [](const InputArray& truth, const InputArray& generated, int samples, double kernel_std,
+         std::int64_t max_points, std::uint64_t seed, bool reference_float32) {
+        StateSpaceOptions options{samples, kernel_std, max_points, seed, reference_float32};
+        const auto result = state_space_divergence(to_array(truth), to_array(generated), options);
+        return py::make_tuple(result.value, result.samples_used);
+      },
+      "truth"_a, "generated"_a, py::kw_only(), "samples"_a = 1000, "kernel_std"_a = 1.0,
+      "max_points"_a = 10000, "seed"_a = 0, "reference_float32"_a = false,
+      "D_stsp of two (time, dims) series (metrics.hpp): (value, samples used).");
+  module.def(
+      "power_spectrum_distance",
+      [](const InputArray& truth, const InputArray& generated, double smoothing,
+         std::int64_t frequency_cutoff) {
+        const auto result = power_spectrum_distance(to_array(truth), to_array(generated),
+                                                    SpectrumOptions{smoothing, frequency_cutoff});
+        return py::make_tuple(result.value, result.per_dim);
+      },
+      "truth"_a, "generated"_a, py::kw_only(), "smoothing"_a = 20.0,
+      "frequency_cutoff"_a = 10000,
+      "D_H of two (time, dims) series (metrics.hpp): (value, per-dimension distances).");
+  module.def(
+      "normalised_spectrum",
+      [](const InputArray& series, double smoothing) {
+        LRSMC_REQUIRE(series.ndim() == 1, "the series must be 1-D; got shape ", shape_string(series));
+        return normalised_spectrum(series.data(), series.shape(0), 1, smoothing);
+      },
+      "series"_a, py::kw_only(), "smoothing"_a = 20.0,
+      "The normalised, Gaussian-smoothed power spectrum of a 1-D series (D_H's steps 1–3).");
+  module.def(
+      "hann_smooth_and_standardise",
+      [](const InputArray& series, int window) {
+        return array_to_numpy(hann_smooth_and_standardise(to_array(series), window));
+      },
+      "series"_a, "window"_a = 15, "Hann smoothing then z-scoring of each column (method.md §6.2).");
+  module.def(
+      "mean_rate_error",
+      [](const InputArray& truth, const InputArray& generated) {
+        return mean_rate_error(to_array(truth), to_array(generated));
+      },
+      "truth"_a, "generated"_a, "Mean over dims of T·(difference of the means)² (method.md §6.5).");
+  module.def(
+      "spike_statistics",
+      [](const InputArray& counts, double bin_seconds, int min_isis) {
+        const SpikeStatistics stats = spike_statistics(to_array(counts), bin_seconds, min_isis);
+        py::dict out;
+        out["mean_rate"] = stats.mean_rate;
+        out["mean_isi"] = stats.mean_isi;
+        out["isi_cv"] = stats.isi_cv;
+        out["pair_correlation"] = stats.pair_correlation;
+        return out;
+      },
+      "counts"_a, "bin_seconds"_a, "min_isis"_a = 2,
+      "Per-neuron mean rate, mean ISI and ISI CV, and pairwise correlations of (trials, time, "
+      "neurons) counts.");
+  module.def(
+      "pearson",
+      [](const std::vector<double>& x, const std::vector<double>& y) { return pearson(x, y); },
+      "x"_a, "y"_a, "Pearson r over the entries where both are finite.");
+  module.def(
+      "bits_per_spike",
+      [](const InputArray& rates, const InputArray& counts) {
+        return bits_per_spike(to_array(rates), to_array(counts));
+      },
+      "rates"_a, "counts"_a, "Poisson bits per spike of predicted rates over each neuron's mean rate.");
+  module.def(
+      "psth_r2",
+      [](const InputArray& rates, const InputArray& counts, const std::vector<int>& conditions) {
+        return psth_r2(to_array(rates), to_array(counts), conditions);
+      },
+      "rates"_a, "counts"_a, "conditions"_a, "R² of condition-averaged rates against PSTHs.");
+  module.def(
+      "ridge_decoding",
+      [](const InputArray& train_x, const InputArray& train_y, const InputArray& test_x,
+         const InputArray& test_y, const std::vector<double>& alphas, int folds) {
+        RidgeDecoding result = ridge_decoding(to_array(train_x), to_array(train_y),
+                                              to_array(test_x), to_array(test_y), alphas, folds);
+        py::dict out;
+        out["r2"] = result.r2;
+        out["alpha"] = result.alpha;
+        out["weights"] = array_to_numpy(std::move(result.weights));
+        return out;
+      },
+      "train_features"_a, "train_targets"_a, "test_features"_a, "test_targets"_a,
+      "alphas"_a = std::vector<double>{}, "folds"_a = 5,
+      "Ridge decoding with a cross-validated penalty: {'r2', 'alpha', 'weights'}.");
+  module.def("evaluate", &evaluate, "model"_a, "data"_a, py::kw_only(), "particles"_a = 1000,
+             "proposal"_a = "auto", "repeats"_a = 1, "burn_in"_a = 0, "max_steps"_a = 10000,
+             "trajectories"_a = 20, "hann_window"_a = 0, "spectrum_smoothing"_a = 20.0,
+             "frequency_cutoff"_a = 10000, "stsp_samples"_a = 1000, "bin_seconds"_a = 1.0,
+             "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
+             "lrsmc::evaluate (evaluation.hpp): {'elbo', 'trials', 'steps', 'channels', "
+             "'metrics': {name: {'description', 'values', 'median', 'mad', 'baseline', "
+             "'baseline_values', 'baseline_median'}}}.");
+}
+
 void bind_fixed_points(py::module_& module) {
   py::class_<FixedPoint>(module, "FixedPoint", "One fixed point z* = F(z*) (fixed_points.hpp).")
       .def_property_readonly(
@@ -889,4 +1045,5 @@ PYBIND11_MODULE(_core, module) {
   lrsmc::python::bind_training(module);
   lrsmc::python::bind_inference(module);
   lrsmc::python::bind_fixed_points(module);
+  lrsmc::python::bind_metrics(module);
 }
