@@ -656,15 +656,16 @@ int run_demo(const DemoOptions& options, const ProgressCallback& progress) {
   const int trials = 150, steps = 75;
   const SampleResult samples = backend->sample(teacher, trials, steps, {}, options.seed);
   save_model(path("teacher.npz"), teacher);
-  io::write_npz(
-      path("data.npz"),
-      {{"observations", Array({trials, steps, teacher.config.num_channels}, samples.observations)},
-       {"latents", Array({trials, steps, teacher.config.rank}, samples.latents)}},
-      {}, io::StoredType::float32);
-  Dataset data =
-      dataset_from_array(Array({trials, steps, teacher.config.num_channels}, samples.observations),
-                         DataLayout::trials_time_channels, path("data.npz"));
+  const int D = teacher.config.num_channels;
+  Dataset data = dataset_from_array(Array({trials, steps, D}, samples.observations),
+                                    DataLayout::trials_time_channels, path("data.npz"));
   const auto [train, held_out] = split_held_out(data, 0.2, steps, options.seed);
+  // Every trial, and the held-out ones alone (for lrsmc evaluate).
+  io::write_npz(path("data.npz"),
+                {{"observations", Array({trials, steps, D}, samples.observations)},
+                 {"latents", Array({trials, steps, teacher.config.rank}, samples.latents)},
+                 {"held_out", Array({held_out.num_trials, steps, D}, held_out.observations)}},
+                {}, io::StoredType::float32);
   std::printf(
       "lrsmc demo: teacher = rank-2 oscillator (20 relu units), %d training and %d "
       "held-out trials of %d steps × %d channels in %s\n",
