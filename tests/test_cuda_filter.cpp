@@ -222,6 +222,26 @@ TEST_F(CudaFilter, ThousandsOfParticlesInEveryScheme) {
     }
 }
 
+// Missing observations (NaN, allow_missing) in both regimes: the shared likelihood skips them.
+TEST_F(CudaFilter, MissingObservationsMatchTheCpuInBothRegimes) {
+  for (const Observation observation : {Observation::gaussian, Observation::poisson}) {
+    const auto [model, batch] = testing::missing_case(observation);
+    FilterOptions options;
+    options.proposal = Proposal::bootstrap;
+    for (const int particles : {300, 3000}) {
+      options.num_particles = particles;
+      for (const auto regime :
+           {CudaFilterRegime::block_per_trial, CudaFilterRegime::many_particles}) {
+        auto gpu = cuda_backend(regime);
+        (void)testing::expect_same_filter(
+            *gpu, model, batch, options, 5,
+            to_string(observation) + ", K = " + std::to_string(particles) + ", " +
+                regime_name(regime));
+      }
+    }
+  }
+}
+
 // More tiles per trial (274) than a block has threads (256): the tiles' combination runs over
 // all of them in order, in both regimes.
 TEST_F(CudaFilter, MoreTilesThanABlockHasThreads) {

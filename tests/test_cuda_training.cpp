@@ -119,6 +119,19 @@ TEST_F(CudaGradient, EveryReadoutMatchesTheCpu) {
   }
 }
 
+// Missing observations (NaN, allow_missing): the reverse sweep's channel terms are skipped as
+// on the CPU, Gaussian and Poisson.
+TEST_F(CudaGradient, MissingObservationsMatchTheCpu) {
+  auto gpu = make_backend(BackendKind::cuda);
+  for (const Observation observation : {Observation::gaussian, Observation::poisson}) {
+    const auto [model, batch] = testing::missing_case(observation);
+    FilterOptions options;
+    options.num_particles = 100;
+    options.proposal = Proposal::bootstrap;
+    testing::expect_same_gradient(*gpu, model, batch, options, 5, to_string(observation));
+  }
+}
+
 TEST_F(CudaGradient, CarriedWeightsUnderAnEssThreshold) {
   const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
                                                    Observation::gaussian, Link::identity);

@@ -46,6 +46,24 @@ std::vector<double> starts(const SmoothResult& smoothed, int trials, int steps, 
   return states;
 }
 
+/// The mean over the smoother's trajectories of the read-out's means (trials, steps, channels).
+std::vector<double> smoothed_rates(const Model& model, const SmoothResult& smoothed, int trials,
+                                   int steps) {
+  const int R = model.config.rank, M = smoothed.num_trajectories;
+  std::vector<double> rates(std::size_t(trials) * steps * model.config.num_channels, 0.0),
+      latents(std::size_t(trials) * steps * R);
+  for (int m = 0; m < M; ++m) {
+    for (int b = 0; b < trials; ++b)
+      for (int t = 0; t < steps; ++t)
+        for (int r = 0; r < R; ++r)
+          latents[(std::size_t(b) * steps + t) * R + r] =
+              smoothed.trajectories[((std::size_t(b) * M + m) * steps + t) * R + r];
+    const auto means = observation_means(model, trials, steps, latents, {});
+    for (std::size_t i = 0; i < rates.size(); ++i) rates[i] += means[i] / M;
+  }
+  return rates;
+}
+
 /// Steps [skip, skip + steps) of each trial of (trials, skip + steps, width) values.
 std::vector<double> drop_first(const std::vector<double>& values, int trials, int skip, int steps,
                                int width) {
@@ -140,16 +158,7 @@ TEST(Evaluate, CountScoresAndTheirBaselines) {
   EXPECT_EQ(metric(evaluation, "pair_correlation_r").values.at(0),
             metrics::pearson(recorded_stats.pair_correlation, generated_stats.pair_correlation));
   // Smoothed rates: the trajectories' mean of the read-out's means.
-  std::vector<double> rates(std::size_t(B) * T * D, 0.0), latents(std::size_t(B) * T * R);
-  for (int m = 0; m < M; ++m) {
-    for (int b = 0; b < B; ++b)
-      for (int t = 0; t < T; ++t)
-        for (int r = 0; r < R; ++r)
-          latents[(std::size_t(b) * T + t) * R + r] =
-              smoothed.trajectories[((std::size_t(b) * M + m) * T + t) * R + r];
-    const auto means = observation_means(model, B, T, latents, {});
-    for (std::size_t i = 0; i < rates.size(); ++i) rates[i] += means[i] / M;
-  }
+  const std::vector<double> rates = smoothed_rates(model, smoothed, B, T);
   EXPECT_NEAR(metric(evaluation, "bits_per_spike_smoothed").values.at(0),
               metrics::bits_per_spike(Array({B, T, D}, rates), counts), 1e-12);
   // Shuffling a neuron's counts over the bins keeps its mean rate: r = 1 and no rate error,
@@ -157,6 +166,71 @@ TEST(Evaluate, CountScoresAndTheirBaselines) {
   EXPECT_NEAR(metric(evaluation, "mean_rate_r").baseline_values.at(0), 1.0, 1e-12);
   EXPECT_NEAR(metric(evaluation, "mean_rate_error").baseline_values.at(0), 0.0, 1e-20);
   EXPECT_EQ(metric(evaluation, "bits_per_spike_smoothed").baseline_values.at(0), 0.0);
+}
+
+// Co-smoothing: the posterior sees the other channels only (the held-out ones missing), and the
+// held-out channels' smoothed rates are scored.
+TEST(Evaluate, HeldOutChannelsAreScoredFromTheOthers) {
+  const ModelConfig config = testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                   Observation::poisson, Link::softplus);
+  const Model model = testing::random_model(config, 4);
+  const int B = 5, T = 20, D = config.num_channels, M = 3;
+  const SequenceBatch batch = testing::sampled_batch(model, B, T, 2);
+  EvaluationOptions options;
+  options.filter.num_particles = 50;
+  options.filter.proposal = Proposal::bootstrap;
+  options.trajectories = M;
+  options.held_out_channels = {1, 3};
+  auto backend = testing::reference_backend();
+  const Evaluation evaluation = evaluate(*backend, model, dataset_of(batch), options);
+
+  SequenceBatch seen = batch;
+  seen.allow_missing = true;
+  for (std::size_t i = 0; i < seen.observations.size(); ++i)
+    if (i % std::size_t(D) == 1 || i % std::size_t(D) == 3) seen.observations[i] = std::nan("");
+  const SmoothResult smoothed = smooth(*backend, model, seen, options.filter, 0, M);
+  EXPECT_EQ(evaluation.elbo, smoothed.elbo);
+  const std::vector<double> rates = smoothed_rates(model, smoothed, B, T);
+  std::vector<double> held_rates, held_counts, kept_rates, kept_counts;
+  for (std::size_t i = 0; i < rates.size(); ++i) {
+    const bool held = i % std::size_t(D) == 1 || i % std::size_t(D) == 3;
+    (held ? held_rates : kept_rates).push_back(rates[i]);
+    (held ? held_counts : kept_counts).push_back(batch.observations[i]);
+  }
+  EXPECT_NEAR(metric(evaluation, "co_bps").values.at(0),
+              metrics::bits_per_spike(Array({B, T, 2}, held_rates), Array({B, T, 2}, held_counts)),
+              1e-12);
+  EXPECT_NEAR(metric(evaluation, "bits_per_spike_smoothed").values.at(0),
+              metrics::bits_per_spike(Array({B, T, D - 2}, kept_rates),
+                                      Array({B, T, D - 2}, kept_counts)),
+              1e-12);
+  options.held_out_channels = {1, 1};
+  EXPECT_THROW((void)evaluate(*backend, model, dataset_of(batch), options), InvalidInput);
+  options.held_out_channels = {D};
+  EXPECT_THROW((void)evaluate(*backend, model, dataset_of(batch), options), InvalidInput);
+  // The optimal and encoder proposals need every observation.
+  options.held_out_channels = {0};
+  const ModelConfig gaussian = testing::small_config(Nonlinearity::tanh, NoiseType::full,
+                                                     Observation::gaussian, Link::identity);
+  const Model linear = testing::random_model(gaussian, 4);
+  options.filter.proposal = Proposal::optimal;
+  EXPECT_THROW((void)evaluate(*backend, linear, dataset_of(testing::sampled_batch(linear, 2, 6, 1)),
+                              options),
+               InvalidInput);
+}
+
+// A channel of the oscillator teacher is predicted from the other 19 far better than by its mean.
+TEST(Evaluate, AHeldOutChannelOfTheTeacherIsPredictedByTheOthers) {
+  const Model model = oscillator_teacher();
+  const SequenceBatch batch = testing::sampled_batch(model, 10, 40, 3);
+  EvaluationOptions options;
+  options.filter.num_particles = 200;
+  options.filter.proposal = Proposal::bootstrap;
+  options.held_out_channels = {4};
+  auto backend = testing::reference_backend();
+  const Evaluation evaluation = evaluate(*backend, model, dataset_of(batch), options);
+  EXPECT_GT(metric(evaluation, "held_out_r2").values.at(0), 0.5);
+  EXPECT_EQ(metric(evaluation, "held_out_r2").baseline_values.at(0), 0.0);
 }
 
 TEST(Evaluate, MedianAndMadLeaveNanOut) {

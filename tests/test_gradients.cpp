@@ -323,5 +323,22 @@ TEST(GradientOptions, EffectiveSampleSizeThresholdCarriesWeights) {
   }
 }
 
+// Missing observations (NaN, allow_missing) have no terms in the likelihood or its gradient:
+// scattered missing entries, Gaussian and Poisson, under the bootstrap proposal.
+TEST(GradientOptions, MissingObservations) {
+  for (const auto& [observation, link] : {std::pair{Observation::gaussian, Link::identity},
+                                          std::pair{Observation::poisson, Link::softplus}}) {
+    SCOPED_TRACE(to_string(observation));
+    const ModelConfig config =
+        testing::small_config(Nonlinearity::tanh, NoiseType::full, observation, link);
+    const Model model = testing::random_model(config, 17);
+    const SequenceBatch batch = testing::with_missing(testing::sampled_batch(model, 2, 6, 3), 1, 5);
+    FilterOptions options;
+    options.num_particles = 5;
+    options.proposal = Proposal::bootstrap;
+    expect_gradient_matches(model, batch, options, 1e-5);
+  }
+}
+
 }  // namespace
 }  // namespace lrsmc

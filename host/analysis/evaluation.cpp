@@ -137,6 +137,29 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
   const int B = data.num_trials, S = data.num_steps, D = config.num_channels,
             R = config.rank, U = config.num_inputs;
   const int T = std::min(S, options.max_steps);
+  std::vector<bool> held_out(std::size_t(D), false);
+  for (const int channel : options.held_out_channels) {
+    LRSMC_REQUIRE(channel >= 0 && channel < D, "held-out channel ", channel,
+                  " is out of range; expected 0 to ", D - 1);
+    LRSMC_REQUIRE(!held_out[std::size_t(channel)], "held-out channel ", channel,
+                  " is listed twice");
+    held_out[std::size_t(channel)] = true;
+  }
+  const int H = int(options.held_out_channels.size());
+  LRSMC_REQUIRE(H < D, "every channel is held out; the posterior needs at least one");
+  // The posterior's view of the recording: the held-out channels missing.
+  Dataset seen = data;
+  if (H > 0) {
+    seen.allow_missing = true;
+    for (std::size_t i = 0; i < seen.observations.size(); ++i)
+      if (held_out[i % std::size_t(D)]) seen.observations[i] = std::nan("");
+  }
+  const auto columns = [&](const std::vector<double>& values, bool of_held_out) {
+    std::vector<double> kept;  // (cells, channels) → (cells, chosen channels)
+    for (std::size_t i = 0; i < values.size(); ++i)
+      if (held_out[i % std::size_t(D)] == of_held_out) kept.push_back(values[i]);
+    return kept;
+  };
   const int M = std::max(options.repeats, options.trajectories);
   const bool counts = config.observation == Observation::poisson;
 
@@ -145,7 +168,7 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
   result.steps = T;
   result.channels = D;
   const SmoothResult smoothed =
-      smooth(backend, model, trials_batch(data, 0, B), options.filter, options.seed, M);
+      smooth(backend, model, trials_batch(seen, 0, B), options.filter, options.seed, M);
   result.elbo = smoothed.elbo;
   const auto trajectory_state = [&](int trial, int m, int step, int r) {
     return smoothed.trajectories[((std::size_t(trial) * M + m) * S + step) * R + r];
@@ -251,7 +274,7 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
     }
   }
 
-  if (counts) {
+  if (counts || H > 0) {
     // Smoothed rates: the mean over the M trajectories of the read-out's means.
     std::vector<double> rates(std::size_t(B) * S * D, 0.0), latents(std::size_t(B) * S * R);
     for (int m = 0; m < M; ++m) {
@@ -262,14 +285,38 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
       const std::vector<double> means = observation_means(model, B, S, latents, data.inputs);
       for (std::size_t i = 0; i < rates.size(); ++i) rates[i] += means[i] / M;
     }
-    MetricValues& bits = add(
-        "bits_per_spike_smoothed",
-        "Poisson log-likelihood gain of the smoothed rates over each neuron's mean rate, bits per "
-        "spike (the scored counts also drive the posterior); higher is better",
-        "each neuron's mean rate");
-    bits.values.push_back(metrics::bits_per_spike(
-        Array({B, T, D}, first_steps(rates, B, S, T, D)), recorded_counts));
-    bits.baseline_values.push_back(0.0);
+    const std::vector<double> predicted = first_steps(rates, B, S, T, D);
+    const int kept = D - H;
+    if (counts) {
+      MetricValues& bits = add(
+          "bits_per_spike_smoothed",
+          "Poisson log-likelihood gain of the smoothed rates over each neuron's mean rate, bits "
+          "per spike, on the neurons that drive the posterior; higher is better",
+          "each neuron's mean rate");
+      bits.values.push_back(
+          metrics::bits_per_spike(Array({B, T, kept}, columns(predicted, false)),
+                                  Array({B, T, kept}, columns(recorded_values, false))));
+      bits.baseline_values.push_back(0.0);
+    }
+    if (counts && H > 0) {
+      MetricValues& co = add("co_bps",
+                             "co-smoothing: bits per spike of the held-out neurons' smoothed rates, "
+                             "predicted from the other neurons; higher is better",
+                             "each held-out neuron's mean rate");
+      co.values.push_back(
+          metrics::bits_per_spike(Array({B, T, H}, columns(predicted, true)),
+                                  Array({B, T, H}, columns(recorded_values, true))));
+      co.baseline_values.push_back(0.0);
+    } else if (H > 0) {
+      MetricValues& r2 = add("held_out_r2",
+                             "R² (variance weighted) of the held-out channels' smoothed means, "
+                             "predicted from the other channels; higher is better",
+                             "each held-out channel's mean");
+      r2.values.push_back(metrics::r2_variance_weighted(
+          Array({std::int64_t(B) * T, H}, columns(recorded_values, true)),
+          Array({std::int64_t(B) * T, H}, columns(predicted, true))));
+      r2.baseline_values.push_back(0.0);
+    }
   }
   result.metrics = std::move(measures);
   return result;

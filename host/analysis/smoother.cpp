@@ -27,6 +27,7 @@ SequenceBatch part_of(const SequenceBatch& batch, int first, int count) {
   part.num_steps = batch.num_steps;
   part.num_channels = batch.num_channels;
   part.num_inputs = batch.num_inputs;
+  part.allow_missing = batch.allow_missing;
   const std::size_t cells = std::size_t(batch.num_steps);
   part.observations.assign(
       batch.observations.begin() + std::ptrdiff_t(std::size_t(first) * cells * batch.num_channels),

@@ -252,7 +252,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     // "auto" fits spike counts with the encoder proposal, at the learning rates it is stable at.
     const bool encoder =
         options.inference.proposal == "encoder" ||
-        (options.inference.proposal == "auto" &&
+        (options.inference.proposal == "auto" && !data.has_missing() &&
          auto_trains_encoder(parse_observation(options.architecture.observation, "--observation"),
                              options.training.learning_rate));
     const ModelConfig config =
@@ -260,7 +260,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     model = Model::initialise(config, options.training.seed);
   }
   check_data(data, model.config);
-  options.training.filter = make_filter_options(options.inference, model.config);
+  options.training.filter = make_filter_options(options.inference, model.config, &data);
   options.training.optimizer = parse_optimizer(options.optimizer, "--optimizer");
   LRSMC_REQUIRE(options.keep == "last" || options.keep == "best", "--keep is not recognised; got '",
                 options.keep, "', expected last or best");
@@ -386,7 +386,7 @@ int run_filter(const FilterCommandOptions& options) {
   const Model model = load_model(options.model_path);
   const Dataset data = load_data(options.data);
   check_data(data, model.config);
-  const FilterOptions filter_options = make_filter_options(options.inference, model.config);
+  const FilterOptions filter_options = make_filter_options(options.inference, model.config, &data);
   auto backend = make_device_backend(options.device, model.config, filter_options);
   FilterRequest request;
   request.filtered_mean = true;
@@ -446,7 +446,7 @@ std::vector<double> posterior_states(Backend& backend, const Model& model,
   const int at = step < 0 ? data.num_steps - 1 : step;
   FilterOptions options;
   options.num_particles = particles;
-  options.proposal = default_proposal(model.config);
+  options.proposal = data.has_missing() ? Proposal::bootstrap : default_proposal(model.config);
   const SmoothResult smoothed = lrsmc::smooth(backend, model, trials_batch(data, 0, data.num_trials),
                                               options, seed, 1);
   const int R = model.config.rank;

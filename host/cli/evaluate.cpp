@@ -23,6 +23,10 @@ void add_evaluate_options(CLI::App& app, EvaluateCommandOptions& options) {
   app.add_option("--trajectories", options.trajectories,
                  "Smoother trajectories per trial for the smoothed rates of counts")
       ->capture_default_str();
+  app.add_option("--held-out-channels", options.held_out_channels,
+                 "Channels the posterior does not see, whose smoothed predictions are scored "
+                 "(co-smoothing: co_bps for counts, held_out_r2 otherwise), e.g. 0,5,9")
+      ->delimiter(',');
   group_since(app, first, "Posterior");
   first = app.get_options().size();
   app.add_option("--repeats", options.repeats,
@@ -110,7 +114,16 @@ int run_evaluate(const EvaluateCommandOptions& options) {
   InferenceOptions inference;
   inference.particles = options.particles;
   inference.proposal = options.proposal;
-  evaluation.filter = make_filter_options(inference, model.config);
+  evaluation.filter = make_filter_options(inference, model.config, &data);
+  if (!options.held_out_channels.empty() && options.proposal == "auto" &&
+      evaluation.filter.proposal != Proposal::bootstrap) {
+    std::fprintf(stderr,
+                 "lrsmc: --held-out-channels: proposal auto is bootstrap (the %s proposal needs "
+                 "every observation)\n",
+                 to_string(evaluation.filter.proposal).c_str());
+    evaluation.filter.proposal = Proposal::bootstrap;
+  }
+  evaluation.held_out_channels = options.held_out_channels;
   evaluation.repeats = options.repeats;
   evaluation.burn_in = options.burn_in;
   evaluation.max_steps = options.max_steps;
@@ -138,6 +151,7 @@ int run_evaluate(const EvaluateCommandOptions& options) {
                         {"repeats", options.repeats},
                         {"burn_in", options.burn_in},
                         {"hann_window", options.hann_window},
+                        {"held_out_channels", options.held_out_channels},
                         {"seed", options.seed}};
   nlohmann::ordered_json metrics;
   for (const MetricValues& metric : result.metrics) {

@@ -4,6 +4,7 @@
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "cli/options.hpp"
 
@@ -24,6 +25,7 @@ struct EvaluateCommandOptions {
   std::int64_t frequency_cutoff = 10000;
   int stsp_samples = 1000;
   double bin_seconds = 1.0;
+  std::vector<int> held_out_channels;
   std::uint64_t seed = 0;
   std::string json_path = "evaluation.json";
 };

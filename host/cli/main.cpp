@@ -286,6 +286,8 @@ int main_with_exceptions(int argc, char** argv) {
                      "Inputs of the recording (same layout as the data)");
   sample->add_option("--data-inputs-field", sample_data.inputs_field,
                      "Entry of an .npz file of the recording's inputs");
+  sample->add_flag("--allow-missing", sample_data.allow_missing,
+                   "NaN entries of the recording are missing values instead of bad input");
   sample
       ->add_option("--init-step", sample_init_step,
                    "Step of the recording whose posterior starts the sequences (-1: the last)")

@@ -31,6 +31,9 @@ void add_data_options(CLI::App& app, DataOptions& options, bool required) {
       ->capture_default_str();
   app.add_option("--inputs", options.inputs_path, "Inputs u (same layout as the data)");
   app.add_option("--inputs-field", options.inputs_field, "Entry of an .npz inputs file");
+  app.add_flag("--allow-missing", options.allow_missing,
+               "NaN observations are missing values, left out of the likelihood (held-out "
+               "channels, dropped entries; the bootstrap proposal) instead of bad input");
   group_since(app, first, "Data");
 }
 
@@ -129,7 +132,7 @@ void add_device_options(CLI::App& app, DeviceOptions& options) {
 Dataset load_data(const DataOptions& options) {
   LRSMC_REQUIRE(!options.path.empty(), "--data is required");
   return load_dataset(options.path, parse_data_layout(options.layout, "--layout"), options.field,
-                      options.inputs_path, options.inputs_field);
+                      options.inputs_path, options.inputs_field, options.allow_missing);
 }
 
 ModelConfig make_config(const ArchitectureOptions& options, int channels, int inputs,
@@ -184,11 +187,20 @@ void check_data(const Dataset& data, const ModelConfig& config) {
     std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
 }
 
-FilterOptions make_filter_options(const InferenceOptions& options, const ModelConfig& config) {
+FilterOptions make_filter_options(const InferenceOptions& options, const ModelConfig& config,
+                                  const Dataset* data) {
   FilterOptions filter;
   filter.num_particles = options.particles;
   filter.proposal = options.proposal == "auto" ? default_proposal(config)
                                                : parse_proposal(options.proposal, "--proposal");
+  if (options.proposal == "auto" && filter.proposal != Proposal::bootstrap && data != nullptr &&
+      data->has_missing()) {
+    std::fprintf(stderr,
+                 "lrsmc: %s has missing values: proposal auto is bootstrap (the %s proposal needs "
+                 "every observation)\n",
+                 data->source.c_str(), to_string(filter.proposal).c_str());
+    filter.proposal = Proposal::bootstrap;
+  }
   filter.resampling = parse_resampling(options.resampling, "--resampling");
   filter.resample_threshold = options.resample_threshold;
   filter.t_forward = options.t_forward;

@@ -20,6 +20,7 @@ struct DataOptions {
   std::string layout = "trials,time,channels";
   std::string inputs_path;
   std::string inputs_field;
+  bool allow_missing = false;  ///< NaN observations are missing values instead of bad input
 };
 
 /// Model architecture for `fit` without --init (defaults: the paper's EEG setting).
@@ -77,8 +78,11 @@ void add_device_options(CLI::App& app, DeviceOptions& options);
 /// Checks the data against the model's channels (naming the layout and the one that would fit)
 /// and prints the readings that look like a mistake (dataset.hpp, data_warnings).
 void check_data(const Dataset& data, const ModelConfig& config);
+/// With `data` that has missing values, "auto" picks the bootstrap proposal (the optimal and
+/// encoder proposals need every observation), saying so on stderr.
 [[nodiscard]] FilterOptions make_filter_options(const InferenceOptions& options,
-                                                const ModelConfig& config);
+                                                const ModelConfig& config,
+                                                const Dataset* data = nullptr);
 /// The backend of --device for this model; "auto" falls back to the CPU, saying so on stderr,
 /// where the GPU cannot run it (Backend::cannot_run).
 [[nodiscard]] std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,

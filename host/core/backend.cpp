@@ -74,6 +74,7 @@ void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
   for (std::size_t i = 0; i < batch.observations.size(); ++i) {
     const double value = batch.observations[i];
     const std::size_t channels = std::size_t(batch.num_channels);
+    if (batch.allow_missing && std::isnan(value)) continue;  // a missing value
     LRSMC_REQUIRE(std::isfinite(value), source, ": observations contain ", value, " at trial ",
                   i / channels / std::size_t(batch.num_steps), ", step ",
                   (i / channels) % std::size_t(batch.num_steps), ", channel ", i % channels,
@@ -87,6 +88,18 @@ void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
   for (std::size_t i = 0; i < batch.inputs.size(); ++i)
     LRSMC_REQUIRE(std::isfinite(batch.inputs[i]), source, ": inputs contain ", batch.inputs[i],
                   " at flat index ", i, "; expected finite values");
+}
+
+void require_complete(const SequenceBatch& batch, Proposal proposal, const std::string& source) {
+  if (!batch.allow_missing || (proposal != Proposal::optimal && proposal != Proposal::encoder))
+    return;
+  const std::size_t channels = std::size_t(batch.num_channels);
+  for (std::size_t i = 0; i < batch.observations.size(); ++i)
+    LRSMC_REQUIRE(!std::isnan(batch.observations[i]), "the ", to_string(proposal),
+                  " proposal needs every observation, but ", source,
+                  " has a missing value (NaN) at trial ", i / channels / std::size_t(batch.num_steps),
+                  ", step ", (i / channels) % std::size_t(batch.num_steps), ", channel ",
+                  i % channels, "; use the bootstrap proposal");
 }
 
 void Backend::check_fits(const ModelConfig& config, int num_trials, int num_steps,
@@ -127,6 +140,7 @@ void Backend::check_call(const Model& model, const SequenceBatch& batch,
   model.validate();
   validate(options, model.config);
   validate_batch(model.config, batch);
+  require_complete(batch, options.proposal);
   LRSMC_REQUIRE(options.t_forward < batch.num_steps, "filter options: t_forward must leave at "
                 "least one step before the forecast; got ", options.t_forward, " of ",
                 batch.num_steps, " steps");

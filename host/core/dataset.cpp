@@ -36,10 +36,17 @@ DataLayout parse_data_layout(const std::string& text, const std::string& field) 
                                     "trials,channels,time, time,channels, channels,time"));
 }
 
-Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source) {
+bool Dataset::has_missing() const {
+  return std::any_of(observations.begin(), observations.end(),
+                     [](double value) { return std::isnan(value); });
+}
+
+Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source,
+                           bool allow_missing) {
   Dataset data;
   data.source = source;
   data.layout = layout;
+  data.allow_missing = allow_missing;
   const int expected_rank = data.continuous() ? 2 : 3;
   // The shape cut short: a file may claim thousands of axes.
   LRSMC_REQUIRE(array.ndim() == expected_rank, source, ": array has ", array.ndim(),
@@ -77,9 +84,13 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
         const std::int64_t from = channels_first ? (trial * channels + channel) * steps + step
                                                  : (trial * steps + step) * channels + channel;
         const double value = array.data[std::size_t(from)];
-        LRSMC_REQUIRE(std::isfinite(value), source, ": value at trial ", trial, ", step ", step,
-                      ", channel ", channel, " is ", std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf",
-                      "; expected finite values (layout ", to_string(layout), ")");
+        LRSMC_REQUIRE(std::isfinite(value) || (allow_missing && std::isnan(value)), source,
+                      ": value at trial ", trial, ", step ", step, ", channel ", channel, " is ",
+                      std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf",
+                      "; expected finite values (layout ", to_string(layout), ")",
+                      std::isnan(value) ? "; to treat NaN as missing values, ask for it "
+                                          "(--allow-missing, allow_missing=True)"
+                                        : "");
         data.observations[std::size_t((trial * steps + step) * channels + channel)] = value;
       }
   return data;
@@ -229,8 +240,9 @@ Array read_entry(const std::string& path, const std::string& field) {
 }  // namespace
 
 Dataset load_dataset(const std::string& path, DataLayout layout, const std::string& field,
-                     const std::string& inputs_path, const std::string& inputs_field) {
-  Dataset data = dataset_from_array(read_entry(path, field), layout, path);
+                     const std::string& inputs_path, const std::string& inputs_field,
+                     bool allow_missing) {
+  Dataset data = dataset_from_array(read_entry(path, field), layout, path, allow_missing);
   if (inputs_path.empty()) return data;
   const Dataset inputs =
       dataset_from_array(read_entry(inputs_path, inputs_field), layout, inputs_path);
@@ -249,6 +261,7 @@ SequenceBatch trials_batch(const Dataset& data, const std::vector<int>& trials) 
   batch.num_steps = data.num_steps;
   batch.num_channels = data.num_channels;
   batch.num_inputs = data.num_inputs;
+  batch.allow_missing = data.allow_missing;
   const std::size_t observation_size = std::size_t(data.num_steps) * data.num_channels;
   const std::size_t input_size = std::size_t(data.num_steps) * data.num_inputs;
   for (const int trial : trials) {
@@ -280,6 +293,7 @@ SequenceBatch windows_batch(const Dataset& data, const std::vector<int>& starts,
   batch.num_steps = length;
   batch.num_channels = data.num_channels;
   batch.num_inputs = data.num_inputs;
+  batch.allow_missing = data.allow_missing;
   for (const int start : starts) {
     LRSMC_ASSERT(start >= 0 && start + length <= data.num_steps);
     batch.observations.insert(

@@ -45,9 +45,12 @@ class CudaTrainingSession final : public TrainingSession {
       whole.num_steps = data_.num_steps;
       whole.num_channels = data_.num_channels;
       whole.num_inputs = data_.num_inputs;
+      whole.allow_missing = data_.allow_missing;
       whole.observations = data_.observations;
       whole.inputs = data_.inputs;
       validate_batch(config, whole, data_.source.empty() ? "training data" : data_.source);
+      require_complete(whole, setup_.filter.proposal,
+                       data_.source.empty() ? "training data" : data_.source);
     }
     data_observations_.upload(to_float(data_.observations.data(), data_.observations.size()));
     if (config.observation == Observation::poisson)

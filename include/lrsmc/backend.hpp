@@ -25,6 +25,10 @@ struct SequenceBatch {
   std::vector<double> inputs;        ///< (trials, steps, inputs); empty when num_inputs = 0
   /// Random-number address of each trial (design.md, "Random numbers"); empty means 0..B−1.
   std::vector<std::uint32_t> trial_ids;
+  /// NaN observations are missing values, left out of the likelihood and its gradient (held-out
+  /// channels, dropped entries); false: NaN is refused as bad input. The optimal and encoder
+  /// proposals need every observation.
+  bool allow_missing = false;
 };
 
 /// What the filter stores besides the ELBO. Nothing is stored unless asked for.
@@ -183,5 +187,9 @@ class Backend {
 /// Throws InvalidInput when the batch does not match the model (shapes, finiteness, counts).
 void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
                     const std::string& source = "data");
+/// Throws InvalidInput, naming `source` and the first missing entry, when `proposal` needs
+/// every observation (optimal, encoder) and the batch has a missing value (NaN).
+void require_complete(const SequenceBatch& batch, Proposal proposal,
+                      const std::string& source = "observations");
 
 }  // namespace lrsmc

@@ -30,6 +30,10 @@ struct Dataset {
   std::vector<double> inputs;        ///< (trials, steps, inputs) or empty
   /// The layout the file was read in.
   DataLayout layout = DataLayout::trials_time_channels;
+  /// NaN observations are missing values (SequenceBatch::allow_missing), as the loader was asked.
+  bool allow_missing = false;
+  /// Whether an observation is NaN.
+  [[nodiscard]] bool has_missing() const;
   /// One long recording (a single trial, layout time,channels or channels,time) from which
   /// training draws random windows.
   [[nodiscard]] bool continuous() const {
@@ -51,16 +55,18 @@ struct Dataset {
 void require_channels(const Dataset& data, int channels);
 
 /// Builds a dataset from an array in `layout`; throws InvalidInput naming `source`, the shape
-/// and the assumed layout when the rank is wrong, and when a value is NaN or infinite.
+/// and the assumed layout when the rank is wrong, and when a value is infinite or NaN (NaN is
+/// kept as a missing value with `allow_missing`).
 [[nodiscard]] Dataset dataset_from_array(const Array& array, DataLayout layout,
-                                         const std::string& source);
+                                         const std::string& source, bool allow_missing = false);
 
 /// Reads observations from .npy, or from entry `field` of an .npz ("" picks the only entry,
 /// or one called "observations" or "data"). Optional inputs the same way, same layout.
 [[nodiscard]] Dataset load_dataset(const std::string& path, DataLayout layout,
                                    const std::string& field = "",
                                    const std::string& inputs_path = "",
-                                   const std::string& inputs_field = "");
+                                   const std::string& inputs_field = "",
+                                   bool allow_missing = false);
 
 /// Trials [first, first + count) as a batch.
 [[nodiscard]] SequenceBatch trials_batch(const Dataset& data, int first, int count);

@@ -33,6 +33,9 @@ struct EvaluationOptions {
   metrics::StateSpaceOptions state_space;  ///< its seed is replaced per repeat
   metrics::SpectrumOptions spectrum;
   double bin_seconds = 1.0;  ///< bin width of count data: rates in spikes per second
+  /// Channels the posterior does not see (treated as missing in the filter and smoother) whose
+  /// smoothed predictions are scored: co-smoothing. Needs the bootstrap proposal.
+  std::vector<int> held_out_channels;
   std::uint64_t seed = 0;
 };
 
@@ -61,7 +64,11 @@ struct Evaluation {
 /// Pearson r across neurons of mean rate, mean ISI and pairwise correlation (recorded vs
 /// generated), the mean-rate error, against each neuron's counts shuffled independently over
 /// all bins; and the bits per spike of the smoothed rates against each neuron's mean rate.
-/// Throws InvalidInput for absurd options.
+/// With held-out channels the posterior sees the other channels only, and their smoothed
+/// predictions are scored: `co_bps` (counts: bits per spike against each neuron's mean rate,
+/// as the Neural Latents Benchmark scores co-smoothing) or `held_out_r2` (continuous: R² of the
+/// smoothed means, variance weighted, against the channels' means); the smoothed bits per spike
+/// is then over the held-in channels. Throws InvalidInput for absurd options.
 [[nodiscard]] Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
                                   const EvaluationOptions& options);
 

@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <utility>
 #include <filesystem>
@@ -168,6 +169,21 @@ SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, s
   auto backend = make_backend(BackendKind::cpu);
   batch.observations = backend->sample(model, num_trials, num_steps, batch.inputs, seed).observations;
   return batch;
+}
+
+SequenceBatch with_missing(SequenceBatch batch, std::size_t first, std::size_t stride) {
+  for (std::size_t i = first; i < batch.observations.size(); i += stride)
+    batch.observations[i] = std::numeric_limits<double>::quiet_NaN();
+  batch.allow_missing = true;
+  return batch;
+}
+
+std::pair<Model, SequenceBatch> missing_case(Observation observation) {
+  const Link link = observation == Observation::poisson ? Link::softplus : Link::identity;
+  Model model = random_model(
+      medium_config(Nonlinearity::clipped_relu, NoiseType::full, observation, link), 6);
+  SequenceBatch batch = with_missing(sampled_batch(model, 3, 9, 2), 0, 7);
+  return {std::move(model), std::move(batch)};
 }
 
 std::string shared_data_dir() {

@@ -52,6 +52,13 @@ std::vector<EncoderCase> encoder_cases();
 /// Observations sampled from `model` itself (inputs, if any, are smooth random signals).
 SequenceBatch sampled_batch(const Model& model, int num_trials, int num_steps, std::uint64_t seed);
 
+/// `batch` with every `stride`-th observation from `first` missing (NaN, allow_missing).
+SequenceBatch with_missing(SequenceBatch batch, std::size_t first, std::size_t stride);
+
+/// The GPU comparisons' case of missing observations: medium_config (clipped relu, full noise;
+/// Poisson with softplus, Gaussian with identity), 3 trials × 9 steps, every 7th missing.
+std::pair<Model, SequenceBatch> missing_case(Observation observation);
+
 /// Path of ../shared/data (next to the checkout), or "" when it is absent.
 std::string shared_data_dir();
 

@@ -62,6 +62,12 @@ template <typename Value>
 LRSMC_HD bool is_zero(Value x) {
   return x == Value(0);
 }
+/// Whether an observation is missing: NaN marks an entry the likelihood leaves out (the data
+/// were loaded asking for it; SequenceBatch::allow_missing).
+template <typename Scalar>
+LRSMC_HD bool is_missing(Scalar x) {
+  return !(x == x);
+}
 /// A per-particle term in float64, the precision of every gradient accumulator (a pack widens
 /// lane by lane and keeps the particles apart until the engine sums them).
 LRSMC_HD double widen(float x) { return double(x); }

@@ -117,12 +117,13 @@ LRSMC_HD bool one_to_one(const ParticleModel<Scalar>& model) {
   return model.readout_from == ReadoutFrom::currents || model.readout_from == ReadoutFrom::rates;
 }
 
-/// log p(x_i | g(η_i)) of channel i. `log_factorial` is ln Γ(x + 1) (Poisson), `offset` the
-/// step's read-out offset (readout_response).
+/// log p(x_i | g(η_i)) of channel i; 0 when x_i is missing (NaN). `log_factorial` is
+/// ln Γ(x + 1) (Poisson), `offset` the step's read-out offset (readout_response).
 template <typename Scalar, typename Value>
 LRSMC_HD Value channel_log_likelihood(const ParticleModel<Scalar>& model, const Scalar* observed,
                                       const Scalar* log_factorial, const Scalar* offset,
                                       const Value* z, int i) {
+  if (is_missing(observed[i])) return Value(0);
   const auto link = link_response(model.link, readout_response(model, z, offset, i).eta);
   if (model.observation == Observation::gaussian)
     return gaussian_term(observed[i], link.rate, model.log_variance[i]).log_density;
@@ -168,10 +169,12 @@ struct ChannelAdjoint {
   Value grad_h;     ///< dη_i · dη_i/dh_i (rates)
 };
 
+/// A missing x_i (NaN) has no terms: every field is 0.
 template <typename Scalar, typename Value>
 LRSMC_HD ChannelAdjoint<Value> channel_adjoint(const ParticleModel<Scalar>& model,
                                                const Scalar* observed, const Scalar* offset,
                                                const Value* z, Value weight, int i) {
+  if (is_missing(observed[i])) return {Value(0), Value(0), Value(0), Value(0), Value(0)};
   const auto readout = readout_response(model, z, offset, i);
   const auto link = link_response(model.link, readout.eta);
   Value grad_eta = Value(0), grad_log_variance = Value(0);
