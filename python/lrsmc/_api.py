@@ -14,7 +14,7 @@ import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 
@@ -150,6 +150,7 @@ def as_dataset(
     layout: Optional[str] = None,
     inputs=None,
     source: str = "X",
+    allow_missing: bool = False,
 ) -> _core.Dataset:
     """A :class:`Dataset` from an array (or an existing Dataset, returned as it is).
 
@@ -158,7 +159,10 @@ def as_dataset(
     ``inputs`` has the same layout. Raises :class:`InvalidInputError` naming ``source``, the
     shape and the layout when the array does not fit the layout, has no channels, holds NaN or
     infinity, or is sparse, complex or not numeric; an object array is read as numbers, and one
-    holding something else is a TypeError.
+    holding something else is a TypeError. With ``allow_missing`` NaN entries are missing values
+    (held-out channels, dropped entries; ``--allow-missing``), left out of the likelihood: pass
+    the Dataset to ``filter``, ``smooth``, ``evaluate`` or ``fit``, where ``proposal="auto"`` is
+    then the bootstrap proposal.
     """
     if isinstance(observations, _core.Dataset):
         if inputs is not None:
@@ -168,7 +172,7 @@ def as_dataset(
     layout = _resolve_layout(array, layout, source)
     _check_channels(array, layout, source)
     input_array = None if inputs is None else _as_array(inputs, f"{source} inputs")
-    return _core.make_dataset(array, layout, input_array, source)
+    return _core.make_dataset(array, layout, input_array, source, allow_missing)
 
 
 def _check_data(data: _core.Dataset, model: _core.Model) -> None:
@@ -184,13 +188,15 @@ def load_data(
     field: str = "",
     inputs: Optional[PathLike] = None,
     inputs_field: str = "",
+    allow_missing: bool = False,
 ) -> _core.Dataset:
     """Reads a recording exactly as ``lrsmc fit --data PATH --layout ... --field ... --inputs ...``
     does: an .npy file, or the entry ``field`` of an .npz (by default the only entry, or one
     called ``observations`` or ``data``), of any numeric dtype, read as float64. The returned
-    :class:`Dataset` is accepted wherever an array is."""
+    :class:`Dataset` is accepted wherever an array is. ``allow_missing``: NaN entries are
+    missing values (``--allow-missing``), left out of the likelihood."""
     return _core.load_dataset(
-        os.fspath(path), layout, field, "" if inputs is None else os.fspath(inputs), inputs_field
+        os.fspath(path), layout, field, "" if inputs is None else os.fspath(inputs), inputs_field, allow_missing
     )
 
 
@@ -450,6 +456,7 @@ def evaluate(
     frequency_cutoff: int = 10000,
     stsp_samples: int = 1000,
     bin_seconds: float = 1.0,
+    held_out_channels: Sequence[int] = (),
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
@@ -462,7 +469,9 @@ def evaluate(
     mean and covariance; ``hann_window=15`` is the paper's EEG processing of generated data (for
     a z-scored recording). Counts: Pearson r across neurons of mean rate, mean ISI and pairwise
     correlation, the mean-rate error, beside each neuron's counts shuffled over the bins, and the
-    bits per spike of the smoothed rates."""
+    bits per spike of the smoothed rates. ``held_out_channels``: channels the posterior does not
+    see, whose smoothed predictions are scored (``co_bps`` for counts, ``held_out_r2``
+    otherwise; co-smoothing, with the bootstrap proposal)."""
     data = as_dataset(observations, layout, inputs)
     _check_data(data, model)
     result = _core.evaluate(
@@ -479,6 +488,7 @@ def evaluate(
         frequency_cutoff=frequency_cutoff,
         stsp_samples=stsp_samples,
         bin_seconds=bin_seconds,
+        held_out_channels=[int(c) for c in held_out_channels],
         seed=seed,
         device=_device(device),
         threads=threads,

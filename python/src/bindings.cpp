@@ -186,14 +186,17 @@ std::unique_ptr<Backend> make_device_backend(const std::string& device, int thre
 }
 
 /// Filter options as the command line builds them (host/cli/options.cpp): "auto" is
-/// default_proposal(config).
+/// default_proposal(config), or the bootstrap proposal for `data` with missing values.
 FilterOptions make_filter_options(const ModelConfig& config, int particles,
                                   const std::string& proposal, const std::string& resampling,
-                                  double resample_threshold, int t_forward) {
+                                  double resample_threshold, int t_forward,
+                                  const Dataset* data = nullptr) {
   FilterOptions options;
   options.num_particles = particles;
   options.proposal =
       proposal == "auto" ? default_proposal(config) : parse_proposal(proposal, "proposal");
+  if (proposal == "auto" && data != nullptr && data->has_missing())
+    options.proposal = Proposal::bootstrap;
   options.resampling = parse_resampling(resampling, "resampling");
   options.resample_threshold = resample_threshold;
   options.t_forward = t_forward;
@@ -204,13 +207,14 @@ FilterOptions make_filter_options(const ModelConfig& config, int particles,
 /// A dataset from observations (and optional inputs) in `layout`, as load_dataset builds one
 /// from files: the same checks and messages, naming `source`.
 Dataset make_dataset(const InputArray& observations, const std::string& layout,
-                     const std::optional<InputArray>& inputs, const std::string& source) {
+                     const std::optional<InputArray>& inputs, const std::string& source,
+                     bool allow_missing) {
   const Array observation_array = to_array(observations);
   std::optional<Array> input_array;
   if (inputs) input_array = to_array(*inputs);
   py::gil_scoped_release release;
   const DataLayout data_layout = parse_data_layout(layout, "layout");
-  Dataset data = dataset_from_array(observation_array, data_layout, source);
+  Dataset data = dataset_from_array(observation_array, data_layout, source, allow_missing);
   if (!input_array) return data;
   const std::string inputs_source = source + " inputs";
   Dataset input_data = dataset_from_array(*input_array, data_layout, inputs_source);
@@ -245,7 +249,8 @@ py::dict filter(const Model& model, const Dataset& data, int particles, const st
   {
     py::gil_scoped_release release;
     const FilterOptions options = make_filter_options(model.config, particles, proposal,
-                                                      resampling, resample_threshold, t_forward);
+                                                      resampling, resample_threshold, t_forward,
+                                                      &data);
     num_particles = options.num_particles;
     auto backend = make_device_backend(device, threads, precision, model.config, options);
     FilterRequest request;
@@ -281,7 +286,8 @@ py::dict smooth(const Model& model, const Dataset& data, int particles, const st
   {
     py::gil_scoped_release release;
     const FilterOptions options = make_filter_options(model.config, particles, proposal,
-                                                      resampling, resample_threshold, t_forward);
+                                                      resampling, resample_threshold, t_forward,
+                                                      &data);
     auto backend = make_device_backend(device, threads, precision, model.config, options);
     result = lrsmc::smooth(*backend, model, trials_batch(data, 0, data.num_trials), options, seed,
                            trajectories);
@@ -361,7 +367,7 @@ py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
   {
     py::gil_scoped_release release;
     options.filter = make_filter_options(model.config, particles, proposal, resampling,
-                                         resample_threshold, t_forward);
+                                         resample_threshold, t_forward, &train);
     options.optimizer = parse_optimizer(optimizer, "optimizer");
     auto backend = make_device_backend(device, threads, precision, model.config, options.filter);
     Trainer trainer(*backend, options);
@@ -631,20 +637,20 @@ void bind_data(py::module_& module) {
       });
 
   module.def("make_dataset", &make_dataset, "observations"_a, "layout"_a = "trials,time,channels",
-             "inputs"_a = py::none(), "source"_a = "data",
+             "inputs"_a = py::none(), "source"_a = "data", "allow_missing"_a = false,
              "A Dataset from an array in one of the layouts trials,time,channels | "
              "trials,channels,time | time,channels | channels,time. Raises InvalidInputError "
              "(naming source, the shape and the layout) for a wrong rank or a non-finite value.");
   module.def(
       "load_dataset",
       [](const std::string& path, const std::string& layout, const std::string& field,
-         const std::string& inputs_path, const std::string& inputs_field) {
+         const std::string& inputs_path, const std::string& inputs_field, bool allow_missing) {
         py::gil_scoped_release release;
         return load_dataset(path, parse_data_layout(layout, "layout"), field, inputs_path,
-                            inputs_field);
+                            inputs_field, allow_missing);
       },
       "path"_a, "layout"_a = "trials,time,channels", "field"_a = "", "inputs_path"_a = "",
-      "inputs_field"_a = "",
+      "inputs_field"_a = "", "allow_missing"_a = false,
       "Reads a recording as `lrsmc fit --data` does (.npy, or an .npz entry; any numeric dtype, "
       "C or Fortran order). Raises IoError or InvalidInputError naming the file.");
   module.def(
@@ -851,14 +857,17 @@ py::dict evaluate(const Model& model, const Dataset& data, int particles,
                   const std::string& proposal, int repeats, int burn_in, int max_steps,
                   int trajectories, int hann_window, double spectrum_smoothing,
                   std::int64_t frequency_cutoff, int stsp_samples, double bin_seconds,
-                  std::uint64_t seed, const std::string& device, int threads,
-                  const std::string& precision) {
+                  const std::vector<int>& held_out_channels, std::uint64_t seed,
+                  const std::string& device, int threads, const std::string& precision) {
   require_channels(data, model.config.num_channels);
   Evaluation result;
   {
     py::gil_scoped_release release;
     EvaluationOptions options;
-    options.filter = make_filter_options(model.config, particles, proposal, "systematic", 1.0, 0);
+    options.filter =
+        make_filter_options(model.config, particles, proposal, "systematic", 1.0, 0, &data);
+    if (!held_out_channels.empty() && proposal == "auto") options.filter.proposal = Proposal::bootstrap;
+    options.held_out_channels = held_out_channels;
     options.repeats = repeats;
     options.burn_in = burn_in;
     options.max_steps = max_steps;
@@ -976,7 +985,7 @@ void bind_metrics(py::module_& module) {
              "proposal"_a = "auto", "repeats"_a = 1, "burn_in"_a = 0, "max_steps"_a = 10000,
              "trajectories"_a = 20, "hann_window"_a = 0, "spectrum_smoothing"_a = 20.0,
              "frequency_cutoff"_a = 10000, "stsp_samples"_a = 1000, "bin_seconds"_a = 1.0,
-             "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
+             "held_out_channels"_a = std::vector<int>{}, "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
              "lrsmc::evaluate (evaluation.hpp): {'elbo', 'trials', 'steps', 'channels', "
              "'metrics': {name: {'description', 'values', 'median', 'mad', 'baseline', "
              "'baseline_values', 'baseline_median'}}}.");

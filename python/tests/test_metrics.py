@@ -139,3 +139,19 @@ def test_estimator_evaluate_scores_counts():
     assert result.metrics["bits_per_spike_smoothed"]["baseline_values"] == [0.0]
     with pytest.raises(lrsmc.InvalidInputError, match="repeats"):
         rnn.evaluate(counts, repeats=0)
+
+
+def test_missing_values_and_held_out_channels(teacher_recording):
+    folder, teacher, data = teacher_recording
+    with_nan = data.copy()
+    with_nan[:, :, 3] = np.nan
+    with pytest.raises(lrsmc.InvalidInputError, match="allow-missing"):
+        lrsmc.as_dataset(with_nan)
+    masked = lrsmc.as_dataset(with_nan, allow_missing=True)
+    smoothed = lrsmc.smooth(teacher, masked, particles=100, trajectories=5, seed=1, device="cpu")
+    assert np.isfinite(smoothed.elbo)
+    # evaluate's held-out channel is the same posterior: the channel missing.
+    result = lrsmc.evaluate(teacher, data, particles=100, trajectories=5, held_out_channels=[3], seed=1,
+                            device="cpu")
+    assert result.elbo == smoothed.elbo
+    assert result.metrics["held_out_r2"]["values"][0] > 0.5
