@@ -15,7 +15,7 @@ by ``load_nwb``, ``load_edf``, ``load_hdf5`` or ``load_recording`` (``pip instal
 lrsmc[formats]``); ``spike_times_to_counts`` bins spike times. The paper's measures of a fit
 (D_stsp, D_H, spike statistics, bits per spike, PSTH R², ridge decoding) are in
 :mod:`lrsmc.metrics`, and :func:`evaluate` scores a model on a recording as ``lrsmc evaluate``
-does. Plots are in :mod:`lrsmc.plot`
+does; :func:`report` writes those scores and the figures of a fit into one HTML page. Plots are in :mod:`lrsmc.plot`
 (``pip install lrsmc[plot]``).
 
 Errors raised by the engine carry its message and derive from :class:`Error` (a RuntimeError):
@@ -66,6 +66,15 @@ from ._api import (
 )
 from ._estimator import LowRankRNN, NotFittedError
 from . import metrics
+
+
+def report(fitted, observations, out_dir, **options):
+    """Writes an HTML page judging a fit, with its figures, and returns its path (see
+    :func:`lrsmc._report.report` for the options). Needs matplotlib (``pip install lrsmc[plot]``)."""
+    from ._report import report as write_report
+
+    return write_report(fitted, observations, out_dir, **options)
+
 from ._formats import (
     Recording,
     load_edf,
@@ -116,6 +125,7 @@ __all__ = [
     "load_recording",
     "metrics",
     "presets",
+    "report",
     "sample",
     "save_model",
     "simulate",

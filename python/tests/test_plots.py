@@ -67,3 +67,39 @@ def test_example_script_writes_its_figures(tmp_path):
         assert path.stat().st_size > 10_000, name
         assert path.read_bytes()[:8] == PNG_SIGNATURE
     assert (out / "summary.json").exists()
+
+
+def test_report_writes_a_page_whose_images_exist(tmp_path, demo):
+    """lrsmc.report on the demo's teacher: every image the page references exists and is a PNG, and
+    the measures' table names each measure."""
+    import re
+
+    page = lrsmc.report(demo.teacher, demo.observations[:6], tmp_path / "report", particles=100, repeats=2,
+                        bin_seconds=0.01, device="cpu")
+    text = page.read_text()
+    sources = re.findall(r'<img src="([^"]+)"', text)
+    assert {"traces.png", "spectra.png", "smoothed_latents.png", "state_space.png"} <= set(sources)
+    for source in sources:
+        image = page.parent / source
+        assert image.stat().st_size > 1000, source
+        assert image.read_bytes()[:8] == PNG_SIGNATURE, source
+    for name in ("d_stsp", "d_h", "mean_rate_error"):
+        assert f"<code>{name}</code>" in text
+    assert "time (s)" not in text  # labels are in the images, not the page
+
+
+def test_count_figures_label_time_in_seconds(demo):
+    counts = np.random.default_rng(1).poisson(1.0, size=(3, 40, 5)).astype(float)
+    axes = lrsmc.plot.raster(counts, counts[::-1], bin_seconds=0.02)
+    assert axes[0].get_xlabel() == "time (s)" and axes[0].get_ylabel() == "neuron"
+    plt.close(axes[0].figure)
+    axes = lrsmc.plot.psth(counts, counts, neurons=2, bin_seconds=0.02)
+    (recorded, _) = axes[0].get_lines()
+    np.testing.assert_allclose(recorded.get_ydata(), counts[:, :, 0].mean(0) / 0.02)
+    assert axes[0].get_ylabel() == "spikes / s"
+    plt.close(axes[0].figure)
+    axes = lrsmc.plot.power_spectra(counts, counts, channels=1, bin_seconds=0.02)
+    assert axes[0].get_xlabel() == "frequency (Hz)"
+    (line, _) = axes[0].get_lines()
+    assert line.get_xdata()[-1] == pytest.approx(25.0)  # Nyquist of 50 Hz bins
+    plt.close(axes[0].figure)
