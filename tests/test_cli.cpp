@@ -481,6 +481,19 @@ TEST_F(CliTest, EvaluateScoresAModelAgainstARecording) {
   // The Hann pipeline on a recording that is not z-scored: a warning, still a result.
   ASSERT_EQ(run(evaluate + "--hann-window 15 --out-json " + path("h.json")), 0) << output_;
   EXPECT_NE(output_.find("is not z-scored"), std::string::npos) << output_;
+  // Forward prediction and PSTHs by condition.
+  io::write_npy(path("conditions.npy"), Array({10}, {0, 1, 0, 1, 0, 1, 0, 1, 0, 1}));
+  ASSERT_EQ(run(evaluate + "--forward-steps 4 --conditions " + path("conditions.npy") +
+                " --out-json " + path("f.json")),
+            0)
+      << output_;
+  const auto forward = nlohmann::json::parse(read_file(path("f.json")));
+  EXPECT_EQ(forward["metrics"]["forward_r2"]["values"].size(), 1u);
+  EXPECT_EQ(forward["metrics"]["psth_r2"]["values"].size(), 1u);
+  io::write_npy(path("bad_conditions.npy"), Array({3}, {0, 1, 0}));
+  expect_bad_input(evaluate + "--conditions " + path("bad_conditions.npy") + " --out-json " +
+                       path("f.json"),
+                   "expected one condition label per trial, shape (10,); got shape (3,)");
   const std::string before = read_file(path("e.json"));
   expect_bad_input(evaluate + "--repeats 0 --out-json " + path("e.json"),
                    "repeats must be 1 to 10000; got 0");

@@ -233,6 +233,87 @@ TEST(Evaluate, AHeldOutChannelOfTheTeacherIsPredictedByTheOthers) {
   EXPECT_EQ(metric(evaluation, "held_out_r2").baseline_values.at(0), 0.0);
 }
 
+// Forward prediction, PSTH R² and decoding, each rebuilt from the pieces it is made of, on the
+// oscillator teacher whose latents are the behaviour.
+TEST(Evaluate, ForwardPredictionPsthAndDecoding) {
+  const Model model = oscillator_teacher();
+  const int B = 10, T = 40, F = 5, D = model.config.num_channels, R = model.config.rank, M = 6;
+  auto backend = testing::reference_backend();
+  const SampleResult drawn = backend->sample(model, B, T, {}, 11);
+  SequenceBatch batch;
+  batch.num_trials = B;
+  batch.num_steps = T;
+  batch.num_channels = D;
+  batch.observations = drawn.observations;
+  EvaluationOptions options;
+  options.filter.num_particles = 200;
+  options.filter.proposal = default_proposal(model.config);
+  options.trajectories = M;
+  options.forward_steps = F;
+  options.conditions = {0, 1, 2, 0, 1, 2, 0, 1, 2, 0};
+  options.behaviour = drawn.latents;
+  options.behaviour_dims = R;
+  const Evaluation evaluation = evaluate(*backend, model, dataset_of(batch), options);
+
+  // PSTH R² of the smoothed rates; decoding from the smoothed means (7 trials fit, 3 scored).
+  const SmoothResult smoothed = smooth(*backend, model, batch, options.filter, 0, M);
+  const Array recorded({B, T, D}, batch.observations);
+  EXPECT_NEAR(metric(evaluation, "psth_r2").values.at(0),
+              metrics::psth_r2(Array({B, T, D}, smoothed_rates(model, smoothed, B, T)), recorded,
+                               options.conditions),
+              1e-12);
+  const auto rows = [&](const std::vector<double>& values, int width, int first, int count) {
+    return Array({std::int64_t(count) * T, width},
+                 std::vector<double>(values.begin() + std::ptrdiff_t(first) * T * width,
+                                     values.begin() + std::ptrdiff_t(first + count) * T * width));
+  };
+  const double decoding = metrics::ridge_decoding(rows(smoothed.smoothed_mean, R, 0, 7),
+                                                  rows(drawn.latents, R, 0, 7),
+                                                  rows(smoothed.smoothed_mean, R, 7, 3),
+                                                  rows(drawn.latents, R, 7, 3))
+                              .r2;
+  EXPECT_EQ(metric(evaluation, "decoding_r2").values.at(0), decoding);
+  EXPECT_GT(decoding, 0.9);  // the smoothed latents are the teacher's latents, nearly
+
+  // Forward prediction: the posterior of the first T − F steps carried forward M times.
+  SequenceBatch past = batch;
+  past.num_steps = T - F;
+  past.observations.clear();
+  for (int b = 0; b < B; ++b)
+    past.observations.insert(past.observations.end(),
+                             batch.observations.begin() + std::ptrdiff_t(b) * T * D,
+                             batch.observations.begin() + std::ptrdiff_t(b * T + T - F) * D);
+  const SmoothResult before = smooth(*backend, model, past, options.filter, 0, M);
+  std::vector<double> forecast(std::size_t(B) * F * D, 0.0), recorded_forward;
+  for (int m = 0; m < M; ++m) {
+    std::vector<double> starts(std::size_t(B) * R);
+    for (int b = 0; b < B; ++b)
+      for (int r = 0; r < R; ++r)
+        starts[std::size_t(b) * R + r] =
+            before.trajectories[((std::size_t(b) * M + m) * (T - F) + (T - F - 1)) * R + r];
+    const SampleResult ahead = backend->sample(model, B, F + 1, {}, 1 + 1 + m, 0, starts);
+    const std::vector<double> later = drop_first(ahead.rates, B, 1, F, D);
+    for (std::size_t i = 0; i < forecast.size(); ++i) forecast[i] += later[i] / M;
+  }
+  for (int b = 0; b < B; ++b)
+    recorded_forward.insert(recorded_forward.end(),
+                            batch.observations.begin() + std::ptrdiff_t(b * T + T - F) * D,
+                            batch.observations.begin() + std::ptrdiff_t(b + 1) * T * D);
+  const double forward = metrics::r2_variance_weighted(Array({B * F, D}, recorded_forward),
+                                                       Array({B * F, D}, forecast));
+  EXPECT_NEAR(metric(evaluation, "forward_r2").values.at(0), forward, 1e-12);
+  EXPECT_GT(forward, 0.5);  // five steps of a noisy limit cycle are predictable
+
+  options.forward_steps = T - 1;
+  EXPECT_THROW((void)evaluate(*backend, model, dataset_of(batch), options), InvalidInput);
+  options.forward_steps = 0;
+  options.conditions = {0, 1};
+  EXPECT_THROW((void)evaluate(*backend, model, dataset_of(batch), options), InvalidInput);
+  options.conditions.clear();
+  options.behaviour.pop_back();
+  EXPECT_THROW((void)evaluate(*backend, model, dataset_of(batch), options), InvalidInput);
+}
+
 TEST(Evaluate, MedianAndMadLeaveNanOut) {
   const double nan = std::numeric_limits<double>::quiet_NaN();
   EXPECT_EQ(median({3, 1, nan, 2, 10}), 2.5);

@@ -146,6 +146,18 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
     held_out[std::size_t(channel)] = true;
   }
   const int H = int(options.held_out_channels.size());
+  const int F = options.forward_steps;
+  LRSMC_REQUIRE(F >= 0 && F <= T - 2, "forward steps must be 0 to ", T - 2,
+                " (at least two steps before them); got ", F);
+  LRSMC_REQUIRE(options.conditions.empty() || int(options.conditions.size()) == B, "there are ",
+                options.conditions.size(), " condition labels for ", B, " trials");
+  const int Q = options.behaviour_dims;
+  LRSMC_REQUIRE(options.behaviour.empty() ||
+                    (Q >= 1 && options.behaviour.size() == std::size_t(B) * S * std::size_t(Q)),
+                "the behaviour has ", options.behaviour.size(), " values; expected ", B,
+                " trials × ", S, " steps × ", Q, " dimensions");
+  LRSMC_REQUIRE(options.behaviour.empty() || B >= 2,
+                "decoding the behaviour needs at least 2 trials (training and test); got ", B);
   LRSMC_REQUIRE(H < D, "every channel is held out; the posterior needs at least one");
   // The posterior's view of the recording: the held-out channels missing.
   Dataset seen = data;
@@ -274,7 +286,7 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
     }
   }
 
-  if (counts || H > 0) {
+  if (counts || H > 0 || !options.conditions.empty()) {
     // Smoothed rates: the mean over the M trajectories of the read-out's means.
     std::vector<double> rates(std::size_t(B) * S * D, 0.0), latents(std::size_t(B) * S * R);
     for (int m = 0; m < M; ++m) {
@@ -316,6 +328,99 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
           Array({std::int64_t(B) * T, H}, columns(recorded_values, true)),
           Array({std::int64_t(B) * T, H}, columns(predicted, true))));
       r2.baseline_values.push_back(0.0);
+    }
+    if (!options.conditions.empty()) {
+      MetricValues& psth = add(
+          "psth_r2",
+          "R² of the condition-averaged smoothed predictions against the recorded condition "
+          "averages (PSTHs), mean over channels; higher is better",
+          "each channel's mean over every trial and step");
+      psth.values.push_back(metrics::psth_r2(Array({B, T, D}, predicted), recorded_counts,
+                                             options.conditions));
+      std::vector<double> means(std::size_t(D), 0.0);
+      for (std::size_t i = 0; i < recorded_values.size(); ++i)
+        means[i % std::size_t(D)] += recorded_values[i] / (double(B) * T);
+      std::vector<double> flat(recorded_values.size());
+      for (std::size_t i = 0; i < flat.size(); ++i) flat[i] = means[i % std::size_t(D)];
+      psth.baseline_values.push_back(
+          metrics::psth_r2(Array({B, T, D}, flat), recorded_counts, options.conditions));
+    }
+  }
+  if (!options.behaviour.empty()) {
+    // Ridge from the smoothed latent means, fitted on the first 70 % of the trials.
+    const int train = std::clamp(B * 7 / 10, 1, B - 1);
+    const auto rows = [&](const std::vector<double>& values, int width, int first, int count) {
+      std::vector<double> kept;
+      for (int trial = first; trial < first + count; ++trial)
+        for (int step = 0; step < T; ++step)
+          for (int i = 0; i < width; ++i)
+            kept.push_back(values[(std::size_t(trial) * S + step) * width + i]);
+      return Array({std::int64_t(count) * T, width}, kept);
+    };
+    const auto decode = [&](const std::vector<double>& features, int width) {
+      return metrics::ridge_decoding(rows(features, width, 0, train),
+                                     rows(options.behaviour, Q, 0, train),
+                                     rows(features, width, train, B - train),
+                                     rows(options.behaviour, Q, train, B - train))
+          .r2;
+    };
+    MetricValues& decoding = add(
+        "decoding_r2",
+        "R² (variance weighted) of the behaviour on the last 30 % of the trials, decoded by ridge "
+        "regression from the smoothed latent means fitted on the first 70 %; higher is better",
+        "the same regression from the recorded channels");
+    decoding.values.push_back(decode(smoothed.smoothed_mean, R));
+    decoding.baseline_values.push_back(decode(data.observations, D));
+  }
+  if (F > 0) {
+    // The posterior of the steps before the forecast, carried forward by the dynamics.
+    const int P = T - F;
+    SequenceBatch past = trials_batch(seen, 0, B);
+    past.num_steps = P;
+    past.observations = first_steps(seen.observations, B, S, P, D);
+    if (U > 0) past.inputs = first_steps(data.inputs, B, S, P, U);
+    const SmoothResult before = smooth(backend, model, past, options.filter, options.seed, M);
+    std::vector<double> forward_inputs;  // steps [P − 1, T) of each trial
+    for (int trial = 0; U > 0 && trial < B; ++trial) {
+      const auto begin = data.inputs.begin() + std::ptrdiff_t((std::size_t(trial) * S + P - 1) * U);
+      forward_inputs.insert(forward_inputs.end(), begin, begin + std::ptrdiff_t(std::size_t(F + 1) * U));
+    }
+    std::vector<double> forecast(std::size_t(B) * F * D, 0.0);
+    for (int m = 0; m < M; ++m) {
+      for (int trial = 0; trial < B; ++trial)
+        for (int r = 0; r < R; ++r)
+          initial_states[std::size_t(trial) * R + r] =
+              before.trajectories[((std::size_t(trial) * M + m) * P + (P - 1)) * R + r];
+      const SampleResult drawn =
+          backend.sample(model, B, F + 1, forward_inputs,
+                         options.seed + 1 + std::uint64_t(options.repeats) + std::uint64_t(m), 0,
+                         initial_states);
+      const std::vector<double> later = after_burn_in(drawn.rates, B, 1, F, D);
+      for (std::size_t i = 0; i < forecast.size(); ++i) forecast[i] += later[i] / M;
+    }
+    std::vector<double> recorded_forward;
+    for (int trial = 0; trial < B; ++trial) {
+      const auto begin =
+          recorded_values.begin() + std::ptrdiff_t((std::size_t(trial) * T + P) * D);
+      recorded_forward.insert(recorded_forward.end(), begin, begin + std::ptrdiff_t(std::size_t(F) * D));
+    }
+    if (counts) {
+      MetricValues& fp = add("fp_bps",
+                             "forward prediction: bits per spike of the last steps' rates predicted "
+                             "from the steps before them; higher is better",
+                             "each neuron's mean rate over those steps");
+      fp.values.push_back(metrics::bits_per_spike(Array({B, F, D}, forecast),
+                                                  Array({B, F, D}, recorded_forward)));
+      fp.baseline_values.push_back(0.0);
+    } else {
+      MetricValues& fr = add("forward_r2",
+                             "forward prediction: R² (variance weighted) of the last steps' means "
+                             "predicted from the steps before them; higher is better",
+                             "each channel's mean over those steps");
+      fr.values.push_back(metrics::r2_variance_weighted(
+          Array({std::int64_t(B) * F, D}, recorded_forward),
+          Array({std::int64_t(B) * F, D}, forecast)));
+      fr.baseline_values.push_back(0.0);
     }
   }
   result.metrics = std::move(measures);

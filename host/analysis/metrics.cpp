@@ -434,9 +434,15 @@ double bits_per_spike(const Array& rates, const Array& counts) {
 }
 
 double psth_r2(const Array& rates, const Array& counts, const std::vector<int>& conditions) {
-  require_counts(counts, "the counts", false);
+  LRSMC_REQUIRE(counts.ndim() == 3 && counts.size() > 0,
+                "the recorded activity must be 3-D (trials, time, channels) and not empty; got "
+                "shape ", counts.shape_string());
   LRSMC_REQUIRE(rates.shape == counts.shape, "the rates' shape ", rates.shape_string(),
                 " differs from the counts' ", counts.shape_string());
+  for (std::size_t i = 0; i < counts.data.size(); ++i)
+    LRSMC_REQUIRE(std::isfinite(counts.data[i]) && std::isfinite(rates.data[i]),
+                  "PSTH R² needs finite values; got ", counts.data[i], " recorded and ",
+                  rates.data[i], " predicted at flat index ", i);
   const std::int64_t B = counts.shape[0], T = counts.shape[1], N = counts.shape[2];
   LRSMC_REQUIRE(std::int64_t(conditions.size()) == B, "there are ", conditions.size(),
                 " condition labels for ", B, " trials");

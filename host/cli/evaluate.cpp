@@ -53,6 +53,16 @@ void add_evaluate_options(CLI::App& app, EvaluateCommandOptions& options) {
   app.add_option("--bin-seconds", options.bin_seconds,
                  "Bin width of count data in seconds (mean rates and ISIs in seconds)")
       ->capture_default_str();
+  app.add_option("--forward-steps", options.forward_steps,
+                 "Predict the last this many steps of each trial from the steps before them "
+                 "(fp_bps for counts, forward_r2 otherwise)")
+      ->capture_default_str();
+  app.add_option("--conditions", options.conditions_path,
+                 ".npy of one integer condition label per trial: PSTH R² of the smoothed "
+                 "predictions");
+  app.add_option("--behaviour", options.behaviour_path,
+                 ".npy (trials, steps, dims) of a behavioural variable: ridge decoding R² from "
+                 "the smoothed latents (first 70 % of trials fit, last 30 % scored)");
   group_since(app, first, "Generation and scores");
   add_seed_option(app, options.seed, "Random seed (same seed, same result)");
   app.add_option("--out-json", options.json_path, "Every value as JSON")->capture_default_str();
@@ -103,7 +113,9 @@ void warn_unless_standardised(const Dataset& data) {
 int run_evaluate(const EvaluateCommandOptions& options) {
   require_distinct_paths({{"--model", options.model_path},
                           {"--data", options.data.path},
-                          {"--inputs", options.data.inputs_path}},
+                          {"--inputs", options.data.inputs_path},
+                          {"--conditions", options.conditions_path},
+                          {"--behaviour", options.behaviour_path}},
                          {{"--out-json", options.json_path}});
   require_writable_outputs({{"--out-json", options.json_path}});
   const Model model = load_model(options.model_path);
@@ -124,6 +136,29 @@ int run_evaluate(const EvaluateCommandOptions& options) {
     evaluation.filter.proposal = Proposal::bootstrap;
   }
   evaluation.held_out_channels = options.held_out_channels;
+  evaluation.forward_steps = options.forward_steps;
+  if (!options.conditions_path.empty()) {
+    const Array labels = io::read_npy(options.conditions_path);
+    LRSMC_REQUIRE(labels.ndim() == 1 && labels.shape[0] == data.num_trials, options.conditions_path,
+                  ": expected one condition label per trial, shape (", data.num_trials,
+                  ",); got shape ", labels.shape_string());
+    for (const double label : labels.data) {
+      LRSMC_REQUIRE(std::isfinite(label) && label >= 0 && label == std::floor(label) && label < 1e9,
+                    options.conditions_path, ": condition labels must be integers ≥ 0; got ",
+                    label);
+      evaluation.conditions.push_back(int(label));
+    }
+  }
+  if (!options.behaviour_path.empty()) {
+    const Dataset behaviour =
+        load_dataset(options.behaviour_path, DataLayout::trials_time_channels);
+    LRSMC_REQUIRE(behaviour.num_trials == data.num_trials && behaviour.num_steps == data.num_steps,
+                  options.behaviour_path, ": behaviour of ", behaviour.num_trials, " trials × ",
+                  behaviour.num_steps, " steps does not match the ", data.num_trials, " × ",
+                  data.num_steps, " of ", data.source, " (layout trials,time,dims)");
+    evaluation.behaviour = behaviour.observations;
+    evaluation.behaviour_dims = behaviour.num_channels;
+  }
   evaluation.repeats = options.repeats;
   evaluation.burn_in = options.burn_in;
   evaluation.max_steps = options.max_steps;
@@ -152,6 +187,7 @@ int run_evaluate(const EvaluateCommandOptions& options) {
                         {"burn_in", options.burn_in},
                         {"hann_window", options.hann_window},
                         {"held_out_channels", options.held_out_channels},
+                        {"forward_steps", options.forward_steps},
                         {"seed", options.seed}};
   nlohmann::ordered_json metrics;
   for (const MetricValues& metric : result.metrics) {

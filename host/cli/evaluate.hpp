@@ -26,6 +26,9 @@ struct EvaluateCommandOptions {
   int stsp_samples = 1000;
   double bin_seconds = 1.0;
   std::vector<int> held_out_channels;
+  int forward_steps = 0;
+  std::string conditions_path;  ///< .npy of one integer label per trial
+  std::string behaviour_path;   ///< .npy (trials, steps, dims)
   std::uint64_t seed = 0;
   std::string json_path = "evaluation.json";
 };

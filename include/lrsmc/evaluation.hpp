@@ -36,6 +36,17 @@ struct EvaluationOptions {
   /// Channels the posterior does not see (treated as missing in the filter and smoother) whose
   /// smoothed predictions are scored: co-smoothing. Needs the bootstrap proposal.
   std::vector<int> held_out_channels;
+  /// Forward prediction: the last forward_steps steps of each trial are predicted from the
+  /// posterior of the steps before them (filter and smoother over those alone; `trajectories`
+  /// draws carried forward by the dynamics), scored as `fp_bps` (counts) or `forward_r2`.
+  int forward_steps = 0;
+  /// One condition label (≥ 0) per trial, or empty: `psth_r2` of the smoothed predictions.
+  std::vector<int> conditions;
+  /// A behavioural variable (trials, steps, behaviour_dims), or empty: `decoding_r2`, ridge
+  /// regression from the smoothed latent means, fitted on the first 70 % of the trials and
+  /// scored on the rest, beside the same regression from the recorded channels.
+  std::vector<double> behaviour;
+  int behaviour_dims = 0;
   std::uint64_t seed = 0;
 };
 
@@ -68,7 +79,8 @@ struct Evaluation {
 /// predictions are scored: `co_bps` (counts: bits per spike against each neuron's mean rate,
 /// as the Neural Latents Benchmark scores co-smoothing) or `held_out_r2` (continuous: R² of the
 /// smoothed means, variance weighted, against the channels' means); the smoothed bits per spike
-/// is then over the held-in channels. Throws InvalidInput for absurd options.
+/// is then over the held-in channels. forward_steps, conditions and behaviour add their
+/// measures (see their fields). Throws InvalidInput for absurd options.
 [[nodiscard]] Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
                                   const EvaluationOptions& options);
 

@@ -46,6 +46,7 @@ _INTEGER_RANGES = {
     "checkpoint_every": (0, _INT_MAX),
     "patience": (0, _INT_MAX),
     "burn_in": (0, _INT_MAX),
+    "forward_steps": (0, _INT_MAX),
     "threads": (0, _INT_MAX),
     "numerical": (0, _INT_MAX),
     "num_starts": (1, _INT_MAX),
@@ -457,6 +458,9 @@ def evaluate(
     stsp_samples: int = 1000,
     bin_seconds: float = 1.0,
     held_out_channels: Sequence[int] = (),
+    forward_steps: int = 0,
+    conditions: Optional[Sequence[int]] = None,
+    behaviour=None,
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
@@ -471,7 +475,11 @@ def evaluate(
     correlation, the mean-rate error, beside each neuron's counts shuffled over the bins, and the
     bits per spike of the smoothed rates. ``held_out_channels``: channels the posterior does not
     see, whose smoothed predictions are scored (``co_bps`` for counts, ``held_out_r2``
-    otherwise; co-smoothing, with the bootstrap proposal)."""
+    otherwise; co-smoothing, with the bootstrap proposal). ``forward_steps``: the last steps of
+    each trial predicted from the steps before them (``fp_bps`` / ``forward_r2``). ``conditions``:
+    one label per trial, for ``psth_r2``. ``behaviour`` (trials, steps, dims): ``decoding_r2``,
+    ridge regression from the smoothed latents (first 70 % of the trials fit, the rest scored)
+    beside the same from the recorded channels."""
     data = as_dataset(observations, layout, inputs)
     _check_data(data, model)
     result = _core.evaluate(
@@ -489,6 +497,9 @@ def evaluate(
         stsp_samples=stsp_samples,
         bin_seconds=bin_seconds,
         held_out_channels=[int(c) for c in held_out_channels],
+        forward_steps=forward_steps,
+        conditions=[] if conditions is None else [int(c) for c in conditions],
+        behaviour=None if behaviour is None else np.asarray(behaviour, dtype=np.float64),
         seed=seed,
         device=_device(device),
         threads=threads,

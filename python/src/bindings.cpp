@@ -857,7 +857,9 @@ py::dict evaluate(const Model& model, const Dataset& data, int particles,
                   const std::string& proposal, int repeats, int burn_in, int max_steps,
                   int trajectories, int hann_window, double spectrum_smoothing,
                   std::int64_t frequency_cutoff, int stsp_samples, double bin_seconds,
-                  const std::vector<int>& held_out_channels, std::uint64_t seed,
+                  const std::vector<int>& held_out_channels, int forward_steps,
+                  const std::vector<int>& conditions, const std::optional<InputArray>& behaviour,
+                  std::uint64_t seed,
                   const std::string& device, int threads, const std::string& precision) {
   require_channels(data, model.config.num_channels);
   Evaluation result;
@@ -868,6 +870,16 @@ py::dict evaluate(const Model& model, const Dataset& data, int particles,
         make_filter_options(model.config, particles, proposal, "systematic", 1.0, 0, &data);
     if (!held_out_channels.empty() && proposal == "auto") options.filter.proposal = Proposal::bootstrap;
     options.held_out_channels = held_out_channels;
+    options.forward_steps = forward_steps;
+    options.conditions = conditions;
+    if (behaviour) {
+      LRSMC_REQUIRE(behaviour->ndim() == 3 && behaviour->shape(0) == data.num_trials &&
+                        behaviour->shape(1) == data.num_steps,
+                    "behaviour must be (trials, steps, dims) = (", data.num_trials, ", ",
+                    data.num_steps, ", ·); got shape ", shape_string(*behaviour));
+      options.behaviour.assign(behaviour->data(), behaviour->data() + behaviour->size());
+      options.behaviour_dims = int(behaviour->shape(2));
+    }
     options.repeats = repeats;
     options.burn_in = burn_in;
     options.max_steps = max_steps;
@@ -985,7 +997,8 @@ void bind_metrics(py::module_& module) {
              "proposal"_a = "auto", "repeats"_a = 1, "burn_in"_a = 0, "max_steps"_a = 10000,
              "trajectories"_a = 20, "hann_window"_a = 0, "spectrum_smoothing"_a = 20.0,
              "frequency_cutoff"_a = 10000, "stsp_samples"_a = 1000, "bin_seconds"_a = 1.0,
-             "held_out_channels"_a = std::vector<int>{}, "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
+             "held_out_channels"_a = std::vector<int>{}, "forward_steps"_a = 0,
+             "conditions"_a = std::vector<int>{}, "behaviour"_a = py::none(), "seed"_a = 0, "device"_a = "auto", "threads"_a = 0, "precision"_a = "float32",
              "lrsmc::evaluate (evaluation.hpp): {'elbo', 'trials', 'steps', 'channels', "
              "'metrics': {name: {'description', 'values', 'median', 'mad', 'baseline', "
              "'baseline_values', 'baseline_median'}}}.");

@@ -155,3 +155,15 @@ def test_missing_values_and_held_out_channels(teacher_recording):
                             device="cpu")
     assert result.elbo == smoothed.elbo
     assert result.metrics["held_out_r2"]["values"][0] > 0.5
+
+
+def test_evaluate_forward_prediction_psth_and_decoding(teacher_recording):
+    folder, teacher, data = teacher_recording
+    drawn = lrsmc.sample(teacher, 8, 40, seed=5)
+    result = lrsmc.evaluate(teacher, drawn.observations, particles=100, trajectories=4, forward_steps=4,
+                            conditions=[0, 1] * 4, behaviour=drawn.latents, device="cpu")
+    for name in ("forward_r2", "psth_r2", "decoding_r2"):
+        assert np.isfinite(result.metrics[name]["values"][0]), name
+    assert result.metrics["decoding_r2"]["values"][0] > 0.9
+    with pytest.raises(lrsmc.InvalidInputError, match="behaviour must be"):
+        lrsmc.evaluate(teacher, drawn.observations, behaviour=drawn.latents[:3], device="cpu")
