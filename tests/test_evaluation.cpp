@@ -214,9 +214,25 @@ TEST(Evaluate, HeldOutChannelsAreScoredFromTheOthers) {
                                                      Observation::gaussian, Link::identity);
   const Model linear = testing::random_model(gaussian, 4);
   options.filter.proposal = Proposal::optimal;
-  EXPECT_THROW((void)evaluate(*backend, linear, dataset_of(testing::sampled_batch(linear, 2, 6, 1)),
-                              options),
-               InvalidInput);
+  try {
+    (void)evaluate(*backend, linear, dataset_of(testing::sampled_batch(linear, 2, 6, 1)), options);
+    ADD_FAILURE() << "held-out channels accepted with the optimal proposal";
+  } catch (const InvalidInput& error) {
+    EXPECT_NE(std::string(error.what()).find("held-out channels need the bootstrap proposal"),
+              std::string::npos)
+        << error.what();
+  }
+  // A silent held-out neuron: co-smoothing is undefined, NaN with the reason; the rest stands.
+  SequenceBatch silent = batch;
+  for (std::size_t i = 1; i < silent.observations.size(); i += std::size_t(D))
+    silent.observations[i] = 0.0;
+  options.filter.proposal = Proposal::bootstrap;
+  options.held_out_channels = {1};
+  const Evaluation undefined = evaluate(*backend, model, dataset_of(silent), options);
+  EXPECT_TRUE(std::isnan(metric(undefined, "co_bps").values.at(0)));
+  EXPECT_NE(metric(undefined, "co_bps").note.find("needs at least one spike"), std::string::npos)
+      << metric(undefined, "co_bps").note;
+  EXPECT_TRUE(std::isfinite(metric(undefined, "bits_per_spike_smoothed").values.at(0)));
 }
 
 // A channel of the oscillator teacher is predicted from the other 19 far better than by its mean.
@@ -343,10 +359,26 @@ TEST(Evaluate, AbsurdOptionsAreRefused) {
   refuses(options, "the burn-in must be 0 to 10^7 steps; got -1");
   options = {};
   options.hann_window = -3;
-  refuses(options, "the Hann window must be 0 (none) to 10^5 steps; got -3");
+  refuses(options, "the Hann window must be 0 (none) or odd, up to 10^5 steps; got -3");
   options = {};
   options.bin_seconds = 0;
   refuses(options, "the bin width must be positive seconds; got 0");
+  options = {};
+  options.hann_window = 14;
+  refuses(options, "the Hann window must be 0 (none) or odd, up to 10^5 steps; got 14");
+  // Missing values are for the posterior, not for scoring.
+  Dataset missing = data;
+  missing.allow_missing = true;
+  missing.observations[3] = std::nan("");
+  try {
+    (void)evaluate(*backend, model, missing, EvaluationOptions{});
+    ADD_FAILURE() << "a recording with missing values was scored";
+  } catch (const InvalidInput& error) {
+    EXPECT_NE(std::string(error.what()).find("has missing values (NaN); evaluation scores complete "
+                                             "recordings"),
+              std::string::npos)
+        << error.what();
+  }
 }
 
 }  // namespace

@@ -94,6 +94,18 @@ CountScores count_scores(const metrics::SpikeStatistics& truth, const Array& rec
           metrics::mean_rate_error(Array({rows, D}, recorded.data), Array({rows, D}, generated.data))};
 }
 
+/// `score()`, or NaN with the reason kept in `metric.note` where the measure is undefined for
+/// this data (InvalidInput: no spikes, constant targets).
+template <typename Score>
+double guarded(MetricValues& metric, const Score& score) {
+  try {
+    return score();
+  } catch (const InvalidInput& error) {
+    if (metric.note.empty()) metric.note = error.what();
+    return std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
 }  // namespace
 
 double median(std::vector<double> values) {
@@ -123,8 +135,10 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
   LRSMC_REQUIRE(options.max_steps >= 2, "max_steps must be at least 2; got ", options.max_steps);
   LRSMC_REQUIRE(options.trajectories >= 1 && options.trajectories <= 100000,
                 "trajectories must be 1 to 100000; got ", options.trajectories);
-  LRSMC_REQUIRE(options.hann_window >= 0 && options.hann_window <= 100000,
-                "the Hann window must be 0 (none) to 10^5 steps; got ", options.hann_window);
+  LRSMC_REQUIRE(options.hann_window >= 0 && options.hann_window <= 100000 &&
+                    (options.hann_window == 0 || options.hann_window % 2 == 1),
+                "the Hann window must be 0 (none) or odd, up to 10^5 steps; got ",
+                options.hann_window);
   LRSMC_REQUIRE(std::isfinite(options.bin_seconds) && options.bin_seconds > 0.0,
                 "the bin width must be positive seconds; got ", options.bin_seconds);
   metrics::validate(options.state_space);
@@ -134,6 +148,10 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
                 " inputs; the model expects ", config.num_channels, " and ", config.num_inputs);
   LRSMC_REQUIRE(data.num_steps >= 2, data.source, " has ", data.num_steps,
                 " steps per trial; evaluation needs at least 2");
+  LRSMC_REQUIRE(!data.has_missing(), data.source,
+                " has missing values (NaN); evaluation scores complete recordings: to score the "
+                "predictions of channels the posterior does not see, give the complete recording "
+                "and hold them out (--held-out-channels)");
   const int B = data.num_trials, S = data.num_steps, D = config.num_channels,
             R = config.rank, U = config.num_inputs;
   const int T = std::min(S, options.max_steps);
@@ -159,6 +177,11 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
   LRSMC_REQUIRE(options.behaviour.empty() || B >= 2,
                 "decoding the behaviour needs at least 2 trials (training and test); got ", B);
   LRSMC_REQUIRE(H < D, "every channel is held out; the posterior needs at least one");
+  LRSMC_REQUIRE(H == 0 || (options.filter.proposal != Proposal::optimal &&
+                           options.filter.proposal != Proposal::encoder),
+                "held-out channels need the bootstrap proposal: the ",
+                to_string(options.filter.proposal),
+                " proposal needs every observation, and the held-out ones are hidden from it");
   // The posterior's view of the recording: the held-out channels missing.
   Dataset seen = data;
   if (H > 0) {
@@ -212,7 +235,7 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
   std::vector<MetricValues> measures;
   const auto add = [&](const std::string& name, const std::string& description,
                        const std::string& baseline) -> MetricValues& {
-    measures.push_back({name, description, {}, baseline, {}});
+    measures.push_back({name, description, {}, baseline, {}, {}});
     return measures.back();
   };
   if (!counts) {
@@ -305,9 +328,10 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
           "Poisson log-likelihood gain of the smoothed rates over each neuron's mean rate, bits "
           "per spike, on the neurons that drive the posterior; higher is better",
           "each neuron's mean rate");
-      bits.values.push_back(
-          metrics::bits_per_spike(Array({B, T, kept}, columns(predicted, false)),
-                                  Array({B, T, kept}, columns(recorded_values, false))));
+      bits.values.push_back(guarded(bits, [&] {
+        return metrics::bits_per_spike(Array({B, T, kept}, columns(predicted, false)),
+                                       Array({B, T, kept}, columns(recorded_values, false)));
+      }));
       bits.baseline_values.push_back(0.0);
     }
     if (counts && H > 0) {
@@ -315,18 +339,21 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
                              "co-smoothing: bits per spike of the held-out neurons' smoothed rates, "
                              "predicted from the other neurons; higher is better",
                              "each held-out neuron's mean rate");
-      co.values.push_back(
-          metrics::bits_per_spike(Array({B, T, H}, columns(predicted, true)),
-                                  Array({B, T, H}, columns(recorded_values, true))));
+      co.values.push_back(guarded(co, [&] {
+        return metrics::bits_per_spike(Array({B, T, H}, columns(predicted, true)),
+                                       Array({B, T, H}, columns(recorded_values, true)));
+      }));
       co.baseline_values.push_back(0.0);
     } else if (H > 0) {
       MetricValues& r2 = add("held_out_r2",
                              "R² (variance weighted) of the held-out channels' smoothed means, "
                              "predicted from the other channels; higher is better",
                              "each held-out channel's mean");
-      r2.values.push_back(metrics::r2_variance_weighted(
-          Array({std::int64_t(B) * T, H}, columns(recorded_values, true)),
-          Array({std::int64_t(B) * T, H}, columns(predicted, true))));
+      r2.values.push_back(guarded(r2, [&] {
+        return metrics::r2_variance_weighted(
+            Array({std::int64_t(B) * T, H}, columns(recorded_values, true)),
+            Array({std::int64_t(B) * T, H}, columns(predicted, true)));
+      }));
       r2.baseline_values.push_back(0.0);
     }
     if (!options.conditions.empty()) {
@@ -369,8 +396,10 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
         "R² (variance weighted) of the behaviour on the last 30 % of the trials, decoded by ridge "
         "regression from the smoothed latent means fitted on the first 70 %; higher is better",
         "the same regression from the recorded channels");
-    decoding.values.push_back(decode(smoothed.smoothed_mean, R));
-    decoding.baseline_values.push_back(decode(data.observations, D));
+    decoding.values.push_back(guarded(decoding, [&] { return decode(smoothed.smoothed_mean, R); }));
+    // The channels the posterior sees.
+    decoding.baseline_values.push_back(
+        guarded(decoding, [&] { return decode(columns(data.observations, false), D - H); }));
   }
   if (F > 0) {
     // The posterior of the steps before the forecast, carried forward by the dynamics.
@@ -409,17 +438,20 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
                              "forward prediction: bits per spike of the last steps' rates predicted "
                              "from the steps before them; higher is better",
                              "each neuron's mean rate over those steps");
-      fp.values.push_back(metrics::bits_per_spike(Array({B, F, D}, forecast),
-                                                  Array({B, F, D}, recorded_forward)));
+      fp.values.push_back(guarded(fp, [&] {
+        return metrics::bits_per_spike(Array({B, F, D}, forecast),
+                                       Array({B, F, D}, recorded_forward));
+      }));
       fp.baseline_values.push_back(0.0);
     } else {
       MetricValues& fr = add("forward_r2",
                              "forward prediction: R² (variance weighted) of the last steps' means "
                              "predicted from the steps before them; higher is better",
                              "each channel's mean over those steps");
-      fr.values.push_back(metrics::r2_variance_weighted(
-          Array({std::int64_t(B) * F, D}, recorded_forward),
-          Array({std::int64_t(B) * F, D}, forecast)));
+      fr.values.push_back(guarded(fr, [&] {
+        return metrics::r2_variance_weighted(Array({std::int64_t(B) * F, D}, recorded_forward),
+                                             Array({std::int64_t(B) * F, D}, forecast));
+      }));
       fr.baseline_values.push_back(0.0);
     }
   }

@@ -10,6 +10,7 @@
 #include <string>
 #include <unsupported/Eigen/FFT>
 
+#include "core/block_errors.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/philox.hpp"
 
@@ -165,9 +166,10 @@ StateSpaceDivergence state_space_divergence(const Array& truth, const Array& gen
   const std::int64_t truth_points = std::min(truth.shape[0], options.max_points);
   const std::int64_t generated_points = std::min(generated.shape[0], options.max_points);
   std::vector<double> ratios(static_cast<std::size_t>(options.samples));
+  detail::BlockErrors errors(options.samples);
   // Each point's draws are addressed by its index: the result does not depend on threads.
 #pragma omp parallel for schedule(dynamic, 8)
-  for (int j = 0; j < options.samples; ++j) {
+  for (int j = 0; j < options.samples; ++j) errors.run(j, [&] {
     const auto u = math::uniform(options.seed, 0, 0, std::uint32_t(j), math::DrawStream::evaluation, 0);
     const auto t = std::min(truth_points - 1, std::int64_t(u * double(truth_points)));
     std::vector<double> y(static_cast<std::size_t>(D));
@@ -179,7 +181,8 @@ StateSpaceDivergence state_space_divergence(const Array& truth, const Array& gen
     ratios[std::size_t(j)] = log_ratio_at(y.data(), truth, truth_points, generated,
                                           generated_points, options.kernel_std,
                                           options.reference_float32);
-  }
+  });
+  errors.rethrow();
   StateSpaceDivergence result;
   double sum = 0.0;
   for (const double r : ratios)
@@ -272,7 +275,8 @@ SpectrumDistance power_spectrum_distance(const Array& truth, const Array& genera
 
 Array hann_smooth_and_standardise(const Array& series, int window) {
   require_series(series, "the series to smooth");
-  LRSMC_REQUIRE(window >= 1 && window <= 100000, "the Hann window's length must be 1 to 10^5; got ",
+  LRSMC_REQUIRE(window >= 1 && window <= 100000 && window % 2 == 1,
+                "the Hann window's length must be odd (centred on its step), 1 to 10^5; got ",
                 window);
   // scipy.signal.windows.hann(window), symmetric: 0.5 − 0.5 cos(2πk/(window − 1)).
   std::vector<double> weights(std::size_t(window), 1.0);

@@ -195,6 +195,7 @@ int run_evaluate(const EvaluateCommandOptions& options) {
     entry["description"] = metric.description;
     entry["baseline"] = summary_of(metric.baseline_values);
     entry["baseline"]["name"] = metric.baseline;
+    if (!metric.note.empty()) entry["note"] = metric.note;
     metrics[metric.name] = entry;
   }
   json["metrics"] = metrics;

@@ -57,6 +57,9 @@ struct MetricValues {
   std::vector<double> values;  ///< one per repeat (one value for measures of the posterior)
   std::string baseline;        ///< what stands in for the model
   std::vector<double> baseline_values;
+  /// Why a value is NaN where the measure is undefined for this data (no spikes among the
+  /// scored neurons, constant targets), or empty.
+  std::string note;
 };
 
 struct Evaluation {

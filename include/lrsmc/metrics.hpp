@@ -77,8 +77,9 @@ struct SpectrumDistance {
                                                       std::int64_t stride, double smoothing);
 
 /// The reference's smoothing of generated data before it is scored (method.md §6.2): each
-/// column convolved with an unnormalised symmetric Hann window of `window` points (reflect
-/// boundary), then z-scored (population standard deviation; a constant column becomes 0).
+/// column convolved with an unnormalised symmetric Hann window of `window` points, odd so that
+/// it is centred (reflect boundary), then z-scored (population standard deviation; a constant
+/// column becomes 0).
 [[nodiscard]] Array hann_smooth_and_standardise(const Array& series, int window = 15);
 
 /// Mean-rate error (method.md §6.5): mean over dims of (Σ_t x_true − Σ_t x_gen)² / T. Both

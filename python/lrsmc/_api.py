@@ -659,7 +659,9 @@ def fit_model(
     data = as_dataset(observations, layout, inputs)
     _check_data(data, model)
     train, held = _core.split_held_out(data, held_out, window, seed)
-    encoder_proposal = proposal == "encoder" or (proposal == "auto" and model.config.encoder is not None)
+    encoder_proposal = proposal == "encoder" or (
+        proposal == "auto" and model.config.encoder is not None and not data.has_missing
+    )
     for message in _core.training_warnings(
         train,
         epochs=epochs,

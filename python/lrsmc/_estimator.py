@@ -323,8 +323,9 @@ class LowRankRNN:
                 params[name] = default
         return params
 
-    def model_config(self, num_channels: int, num_inputs: int = 0) -> _core.ModelConfig:
-        """The :class:`ModelConfig` this estimator fits to data of ``num_channels`` channels."""
+    def model_config(self, num_channels: int, num_inputs: int = 0, missing: bool = False) -> _core.ModelConfig:
+        """The :class:`ModelConfig` this estimator fits to data of ``num_channels`` channels
+        (``missing``: the data has missing values, so "auto" adds no encoder)."""
         params = self.effective_params()
         link = params["link"]
         if link == "auto":
@@ -348,14 +349,14 @@ class LowRankRNN:
             init_transition_std=params["init_transition_std"],
             init_initial_std=params["init_initial_std"],
             init_observation_std=params["init_observation_std"],
-            **self._encoder_config(params),
+            **self._encoder_config(params, missing),
         )
 
-    def _encoder_config(self, params: Dict[str, Any]) -> Dict[str, Any]:
+    def _encoder_config(self, params: Dict[str, Any], missing: bool = False) -> Dict[str, Any]:
         """The ModelConfig keywords of the encoder: with ``proposal="encoder"``, or ``"auto"`` for
-        Poisson data at a learning rate the encoder is stable at (as ``lrsmc fit``); none
-        otherwise."""
-        auto = self.proposal == "auto" and _core.auto_trains_encoder(
+        Poisson data without missing values at a learning rate the encoder is stable at (as
+        ``lrsmc fit``); none otherwise."""
+        auto = self.proposal == "auto" and not missing and _core.auto_trains_encoder(
             params["observation"], params["learning_rate"]
         )
         if self.proposal != "encoder" and not auto:
@@ -409,7 +410,9 @@ class LowRankRNN:
         if self.warm_start and hasattr(self, "model_"):
             model = self.model_
         else:
-            model = _core.Model.initialise(self.model_config(data.num_channels, data.num_inputs), self.seed)
+            model = _core.Model.initialise(
+                self.model_config(data.num_channels, data.num_inputs, data.has_missing), self.seed
+            )
         if verbose is True:  # the command line's header line
             print(f"lrsmc fit: {data.describe()}", file=sys.stderr, flush=True)
         bar = None

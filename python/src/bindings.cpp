@@ -367,7 +367,8 @@ py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
   {
     py::gil_scoped_release release;
     options.filter = make_filter_options(model.config, particles, proposal, resampling,
-                                         resample_threshold, t_forward, &train);
+                                         resample_threshold, t_forward,
+                                         held_out.has_missing() ? &held_out : &train);
     options.optimizer = parse_optimizer(optimizer, "optimizer");
     auto backend = make_device_backend(device, threads, precision, model.config, options.filter);
     Trainer trainer(*backend, options);
@@ -609,6 +610,10 @@ void bind_data(py::module_& module) {
       .def_readonly("num_steps", &Dataset::num_steps)
       .def_readonly("num_channels", &Dataset::num_channels)
       .def_readonly("num_inputs", &Dataset::num_inputs)
+      .def_readonly("allow_missing", &Dataset::allow_missing,
+                    "NaN observations are missing values (as_dataset(..., allow_missing=True)).")
+      .def_property_readonly("has_missing", &Dataset::has_missing,
+                             "True when an observation is NaN (a missing value).")
       .def_property_readonly("continuous", &Dataset::continuous,
                     "True for one long recording (training draws random windows).")
       .def_property_readonly(
@@ -850,6 +855,7 @@ py::dict metric_values(const MetricValues& metric) {
   out["baseline"] = metric.baseline;
   out["baseline_values"] = metric.baseline_values;
   out["baseline_median"] = median(metric.baseline_values);
+  out["note"] = metric.note;
   return out;
 }
 

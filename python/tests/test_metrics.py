@@ -167,3 +167,16 @@ def test_evaluate_forward_prediction_psth_and_decoding(teacher_recording):
     assert result.metrics["decoding_r2"]["values"][0] > 0.9
     with pytest.raises(lrsmc.InvalidInputError, match="behaviour must be"):
         lrsmc.evaluate(teacher, drawn.observations, behaviour=drawn.latents[:3], device="cpu")
+
+
+@pytest.mark.filterwarnings("ignore:a short run")
+def test_estimator_adds_no_encoder_for_data_with_missing_values():
+    counts = np.random.default_rng(7).poisson(1.0, size=(8, 30, 4)).astype(float)
+    counts[:, :5, 2] = np.nan
+    data = lrsmc.as_dataset(counts, allow_missing=True)
+    assert data.has_missing and data.allow_missing
+    # At 1e-3 "auto" trains an encoder for complete counts; with missing values it cannot.
+    rnn = lrsmc.LowRankRNN(rank=2, num_hidden=8, observation="poisson", epochs=1, particles=4,
+                           learning_rate=1e-3, seed=2, device="cpu").fit(data)
+    assert rnn.model_.config.encoder is None
+    assert np.isfinite(rnn.history_["train_elbo"]).all()
