@@ -155,5 +155,25 @@ TEST(MissingValues, ThePackedEngineFollowsTheReference) {
   testing::expect_packed_gradient_follows_reference(model, batch, options, 4, "missing entries");
 }
 
+// The readings that look like a mistake still work with missing values: a raw-scale recording
+// with a NaN is still told to z-score, and counts with a NaN are still recognised as counts.
+TEST(MissingValues, DataWarningsLeaveMissingValuesOut) {
+  std::vector<double> raw(2 * 50 * 3);
+  for (std::size_t i = 0; i < raw.size(); ++i) raw[i] = 1000.0 * std::sin(0.37 * double(i));
+  raw[4] = nan;
+  const Dataset scaled =
+      dataset_from_array(Array({2, 50, 3}, raw), DataLayout::trials_time_channels, "raw.npy", true);
+  const auto warnings = data_warnings(scaled, Observation::gaussian);
+  ASSERT_FALSE(warnings.empty());
+  EXPECT_NE(warnings[0].find("typical standard deviation"), std::string::npos) << warnings[0];
+  std::vector<double> counts(2 * 50 * 3, 2.0);
+  counts[7] = nan;
+  const Dataset spikes = dataset_from_array(Array({2, 50, 3}, counts),
+                                            DataLayout::trials_time_channels, "counts.npy", true);
+  const auto count_warnings = data_warnings(spikes, Observation::gaussian);
+  ASSERT_FALSE(count_warnings.empty());
+  EXPECT_NE(count_warnings[0].find("non-negative integer"), std::string::npos) << count_warnings[0];
+}
+
 }  // namespace
 }  // namespace lrsmc

@@ -88,8 +88,9 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
                       ": value at trial ", trial, ", step ", step, ", channel ", channel, " is ",
                       std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf",
                       "; expected finite values (layout ", to_string(layout), ")",
-                      std::isnan(value) ? "; to treat NaN as missing values, ask for it "
-                                          "(--allow-missing, allow_missing=True)"
+                      std::isnan(value) ? "; NaN observations (not inputs) can be missing "
+                                          "values when asked: --allow-missing, "
+                                          "allow_missing=True"
                                         : "");
         data.observations[std::size_t((trial * steps + step) * channels + channel)] = value;
       }
@@ -128,9 +129,10 @@ std::vector<std::string> data_warnings(const Dataset& data, Observation observat
   const std::string read_as =
       detail::concat(" (read as ", data.num_steps, data.num_steps == 1 ? " step × " : " steps × ",
                      data.num_channels, " channels, layout ", to_string(data.layout), ")");
+  // Missing values (NaN) are left out of every reading below.
   if (observation == Observation::gaussian &&
       std::all_of(data.observations.begin(), data.observations.end(),
-                  [](double x) { return x >= 0 && x == std::floor(x); }))
+                  [](double x) { return std::isnan(x) || (x >= 0 && x == std::floor(x)); }))
     warnings.push_back(detail::concat(
         data.source,
         ": every value is a non-negative integer, as spike counts are, but the read-out is "
@@ -140,19 +142,26 @@ std::vector<std::string> data_warnings(const Dataset& data, Observation observat
     // fluorescence) are orders of magnitude from the unit scale the initialisation assumes.
     const std::size_t channels = std::size_t(data.num_channels);
     const std::size_t rows = data.observations.size() / channels;
-    std::vector<double> spread(channels);
+    std::vector<double> spread;  // of the channels with a value
     for (std::size_t channel = 0; channel < channels; ++channel) {
-      double sum = 0, squares = 0;
-      for (std::size_t row = 0; row < rows; ++row) sum += data.observations[row * channels + channel];
-      const double mean = sum / double(rows);
+      double sum = 0, squares = 0, count = 0;
       for (std::size_t row = 0; row < rows; ++row) {
-        const double deviation = data.observations[row * channels + channel] - mean;
-        squares += deviation * deviation;
+        const double value = data.observations[row * channels + channel];
+        if (std::isnan(value)) continue;
+        sum += value;
+        count += 1;
       }
-      spread[channel] = std::sqrt(squares / double(rows));
+      if (count == 0) continue;
+      const double mean = sum / count;
+      for (std::size_t row = 0; row < rows; ++row) {
+        const double value = data.observations[row * channels + channel];
+        if (!std::isnan(value)) squares += (value - mean) * (value - mean);
+      }
+      spread.push_back(std::sqrt(squares / count));
     }
-    std::nth_element(spread.begin(), spread.begin() + std::ptrdiff_t(channels / 2), spread.end());
-    const double typical = spread[channels / 2];
+    const std::size_t middle = spread.size() / 2;
+    std::nth_element(spread.begin(), spread.begin() + std::ptrdiff_t(middle), spread.end());
+    const double typical = spread.empty() ? 1.0 : spread[middle];
     if (typical > 10 || (typical > 0 && typical < 0.01))
       warnings.push_back(detail::concat(
           data.source, ": the channels' typical standard deviation is ", typical,
