@@ -83,20 +83,37 @@ std::size_t element_count(int a, int b, int c, const char* function) {
   return static_cast<std::size_t>(count);
 }
 
-lrsmc::SequenceBatch make_batch(const lrsmc::Model& model, const double* observations, int trials,
-                                int steps, int channels, const char* function) {
+/// The model's inputs (trials, steps, inputs) from `inputs`: empty for a model without inputs
+/// (which must then be given NULL), refused as NULL for a model with them.
+std::vector<double> read_inputs(const lrsmc::Model& model, const double* inputs, int trials,
+                                int steps, const char* function) {
+  const int U = model.config.num_inputs;
+  if (U == 0) {
+    LRSMC_REQUIRE(inputs == nullptr, function,
+                  ": inputs given, but the model takes none (lrsmc_model_set_inputs adds them)");
+    return {};
+  }
+  LRSMC_REQUIRE(inputs != nullptr, function, ": the model takes ", U,
+                " inputs; inputs must not be NULL (trials, steps, ", U, ")");
+  const std::size_t count = element_count(trials, steps, U, function);
+  return std::vector<double>(inputs, inputs + count);
+}
+
+lrsmc::SequenceBatch make_batch(const lrsmc::Model& model, const double* observations,
+                                const double* inputs, int trials, int steps, int channels,
+                                const char* function) {
   require_pointer(observations, function, "observations");
   require_positive(trials, function, "trials");
   require_positive(steps, function, "steps");
   require_positive(channels, function, "channels");
   LRSMC_REQUIRE(channels == model.config.num_channels, function, ": channels does not match the "
                 "model; got ", channels, ", expected ", model.config.num_channels);
-  LRSMC_REQUIRE(model.config.num_inputs == 0, function, ": the model takes ",
-                model.config.num_inputs, " inputs; the C API supports models without inputs");
   lrsmc::SequenceBatch batch;
   batch.num_trials = trials;
   batch.num_steps = steps;
   batch.num_channels = channels;
+  batch.num_inputs = model.config.num_inputs;
+  batch.inputs = read_inputs(model, inputs, trials, steps, function);
   const std::size_t count = element_count(trials, steps, channels, function);
   batch.observations.assign(observations, observations + count);
   return batch;
@@ -234,6 +251,26 @@ lrsmc_status lrsmc_model_set_readout(lrsmc_model* model, const char* readout_fro
   })
 }
 
+lrsmc_status lrsmc_model_set_inputs(lrsmc_model* model, int inputs, uint64_t seed) {
+  LRSMC_C_CATCH({
+    const char* function = "lrsmc_model_set_inputs";
+    require_pointer(model, function, "model");
+    LRSMC_REQUIRE(inputs >= 0 && inputs <= 100000, function,
+                  ": inputs must be 0 to 100000; got ", inputs);
+    lrsmc::ModelConfig config = model->model.config;
+    config.num_inputs = inputs;
+    lrsmc::validate(config, function);
+    // Every block whose shape does not depend on the inputs keeps its values.
+    lrsmc::Model updated = lrsmc::Model::initialise(config, seed);
+    const lrsmc::ParameterLayout layout = updated.layout(), old_layout = model->model.layout();
+    for (const auto& block : old_layout.blocks())
+      if (block.name != "w_u" && layout.has(block.name) &&
+          layout.block(block.name).size == block.size)
+        updated.set(block.name, model->model.get(block.name));
+    model->model = std::move(updated);
+  })
+}
+
 lrsmc_status lrsmc_model_load(const char* path, lrsmc_model** model) {
   LRSMC_C_CATCH({
     require_pointer(model, "lrsmc_model_load", "model");
@@ -278,6 +315,14 @@ lrsmc_status lrsmc_model_channels(const lrsmc_model* model, int* channels) {
   })
 }
 
+lrsmc_status lrsmc_model_inputs(const lrsmc_model* model, int* inputs) {
+  LRSMC_C_CATCH({
+    require_pointer(model, "lrsmc_model_inputs", "model");
+    require_pointer(inputs, "lrsmc_model_inputs", "inputs");
+    *inputs = model->model.config.num_inputs;
+  })
+}
+
 lrsmc_status lrsmc_model_parameter_count(const lrsmc_model* model, int64_t* count) {
   LRSMC_C_CATCH({
     require_pointer(model, "lrsmc_model_parameter_count", "model");
@@ -289,13 +334,21 @@ lrsmc_status lrsmc_model_parameter_count(const lrsmc_model* model, int64_t* coun
 lrsmc_status lrsmc_filter(const lrsmc_model* model, const double* observations, int trials,
                           int steps, int channels, int particles, const char* proposal,
                           uint64_t seed, double* elbo_per_trial, double* filtered_mean) {
+  return lrsmc_filter_with_inputs(model, observations, nullptr, trials, steps, channels,
+                                  particles, proposal, seed, elbo_per_trial, filtered_mean);
+}
+
+lrsmc_status lrsmc_filter_with_inputs(const lrsmc_model* model, const double* observations,
+                                      const double* inputs, int trials, int steps, int channels,
+                                      int particles, const char* proposal, uint64_t seed,
+                                      double* elbo_per_trial, double* filtered_mean) {
   LRSMC_C_CATCH({
-    const char* function = "lrsmc_filter";
+    const char* function = inputs == nullptr ? "lrsmc_filter" : "lrsmc_filter_with_inputs";
     require_pointer(model, function, "model");
     require_pointer(elbo_per_trial, function, "elbo_per_trial");
     const lrsmc::Model& m = model->model;
     const lrsmc::SequenceBatch batch =
-        make_batch(m, observations, trials, steps, channels, function);
+        make_batch(m, observations, inputs, trials, steps, channels, function);
     const lrsmc::FilterOptions options = make_filter_options(m.config, particles, proposal, function);
     lrsmc::FilterRequest request;
     request.filtered_mean = filtered_mean != nullptr;
@@ -316,25 +369,36 @@ lrsmc_status lrsmc_filter(const lrsmc_model* model, const double* observations, 
 lrsmc_status lrsmc_fit(lrsmc_model* model, const double* observations, int trials, int steps,
                        int channels, int epochs, int batch_size, int particles,
                        double learning_rate, uint64_t seed, double* final_elbo) {
+  return lrsmc_fit_with_inputs(model, observations, nullptr, trials, steps, channels, epochs,
+                               batch_size, particles, learning_rate, seed, final_elbo);
+}
+
+lrsmc_status lrsmc_fit_with_inputs(lrsmc_model* model, const double* observations,
+                                   const double* inputs, int trials, int steps, int channels,
+                                   int epochs, int batch_size, int particles,
+                                   double learning_rate, uint64_t seed, double* final_elbo) {
   LRSMC_C_CATCH({
-    const char* function = "lrsmc_fit";
+    const char* function = inputs == nullptr ? "lrsmc_fit" : "lrsmc_fit_with_inputs";
     require_pointer(model, function, "model");
     require_positive(epochs, function, "epochs");
     require_positive(batch_size, function, "batch_size");
     LRSMC_REQUIRE(std::isfinite(learning_rate) && learning_rate > 0, function,
                   ": learning_rate must be positive and finite; got ", learning_rate);
     const lrsmc::SequenceBatch batch =
-        make_batch(model->model, observations, trials, steps, channels, function);
+        make_batch(model->model, observations, inputs, trials, steps, channels, function);
     lrsmc::Dataset data;
     data.source = function;
     data.num_trials = trials;
     data.num_steps = steps;
     data.num_channels = channels;
+    data.num_inputs = batch.num_inputs;
     data.observations = batch.observations;
+    data.inputs = batch.inputs;
     lrsmc::Dataset held_out;
     held_out.source = function;
     held_out.num_steps = steps;
     held_out.num_channels = channels;
+    held_out.num_inputs = batch.num_inputs;
 
     lrsmc::TrainingOptions options;
     options.epochs = epochs;
@@ -360,18 +424,23 @@ lrsmc_status lrsmc_fit(lrsmc_model* model, const double* observations, int trial
 
 lrsmc_status lrsmc_sample(const lrsmc_model* model, int trials, int steps, uint64_t seed,
                           double* observations, double* latents) {
+  return lrsmc_sample_with_inputs(model, nullptr, trials, steps, seed, observations, latents);
+}
+
+lrsmc_status lrsmc_sample_with_inputs(const lrsmc_model* model, const double* inputs, int trials,
+                                      int steps, uint64_t seed, double* observations,
+                                      double* latents) {
   LRSMC_C_CATCH({
-    const char* function = "lrsmc_sample";
+    const char* function = inputs == nullptr ? "lrsmc_sample" : "lrsmc_sample_with_inputs";
     require_pointer(model, function, "model");
     require_pointer(observations, function, "observations");
     require_positive(trials, function, "trials");
     require_positive(steps, function, "steps");
     const lrsmc::Model& m = model->model;
-    LRSMC_REQUIRE(m.config.num_inputs == 0, function, ": the model takes ", m.config.num_inputs,
-                  " inputs; the C API supports models without inputs");
+    const std::vector<double> input_values = read_inputs(m, inputs, trials, steps, function);
     element_count(trials, steps, m.config.num_channels, function);
     auto backend = lrsmc::make_backend(lrsmc::BackendKind::cpu);
-    const lrsmc::SampleResult result = backend->sample(m, trials, steps, {}, seed);
+    const lrsmc::SampleResult result = backend->sample(m, trials, steps, input_values, seed);
     LRSMC_ASSERT(result.observations.size() ==
                  element_count(trials, steps, m.config.num_channels, function));
     std::memcpy(observations, result.observations.data(),

@@ -9,6 +9,7 @@
  *   observations   (trials, steps, channels)
  *   latents        (trials, steps, rank)
  *   filtered_mean  (trials, steps, rank)
+ *   inputs         (trials, steps, inputs)
  *   points         (count, rank)
  * All computations run on the CPU backend. Handles may be used from several threads as long
  * as no two threads use the same handle at once where one of them modifies it (lrsmc_fit).
@@ -82,10 +83,18 @@ lrsmc_status lrsmc_model_set_encoder(lrsmc_model* model, const int* kernels, int
  *  proposal "auto" means the bootstrap proposal (or the model's encoder). */
 lrsmc_status lrsmc_model_set_readout(lrsmc_model* model, const char* readout_from, uint64_t seed);
 
-/** Latent dimension R, hidden units N, observed channels D, number of parameters. */
+/** Gives `model` `inputs` input dimensions (0 removes them) with freshly initialised input
+ *  weights W_u (and, reading out from [v; z] with another input count, read-out weights),
+ *  keeping every other parameter. The inputs v_t then enter the units' currents m z + W_u v_t − h (method.md §1.4);
+ *  pass them to the *_with_inputs calls. seed: the new weights' initialisation. */
+lrsmc_status lrsmc_model_set_inputs(lrsmc_model* model, int inputs, uint64_t seed);
+
+/** Latent dimension R, hidden units N, observed channels D, input dimensions, number of
+ *  parameters. */
 lrsmc_status lrsmc_model_rank(const lrsmc_model* model, int* rank);
 lrsmc_status lrsmc_model_hidden(const lrsmc_model* model, int* hidden);
 lrsmc_status lrsmc_model_channels(const lrsmc_model* model, int* channels);
+lrsmc_status lrsmc_model_inputs(const lrsmc_model* model, int* inputs);
 lrsmc_status lrsmc_model_parameter_count(const lrsmc_model* model, int64_t* count);
 
 /* --- inference ------------------------------------------------------------------------- */
@@ -98,6 +107,12 @@ lrsmc_status lrsmc_model_parameter_count(const lrsmc_model* model, int64_t* coun
 lrsmc_status lrsmc_filter(const lrsmc_model* model, const double* observations, int trials,
                           int steps, int channels, int particles, const char* proposal,
                           uint64_t seed, double* elbo_per_trial, double* filtered_mean);
+/** lrsmc_filter for a model with inputs: `inputs` (trials, steps, inputs) of the model's input
+ *  dimension (NULL only for a model without inputs, where it is lrsmc_filter). */
+lrsmc_status lrsmc_filter_with_inputs(const lrsmc_model* model, const double* observations,
+                                      const double* inputs, int trials, int steps, int channels,
+                                      int particles, const char* proposal, uint64_t seed,
+                                      double* elbo_per_trial, double* filtered_mean);
 
 /** Fits `model` in place to `observations` (trials, steps, channels) by stochastic gradient
  *  ascent on the SMC ELBO: RAdam, `epochs` passes over the trials in batches of `batch_size`,
@@ -109,12 +124,21 @@ lrsmc_status lrsmc_filter(const lrsmc_model* model, const double* observations, 
 lrsmc_status lrsmc_fit(lrsmc_model* model, const double* observations, int trials, int steps,
                        int channels, int epochs, int batch_size, int particles,
                        double learning_rate, uint64_t seed, double* final_elbo);
+/** lrsmc_fit for a model with inputs (trials, steps, inputs); NULL only without inputs. */
+lrsmc_status lrsmc_fit_with_inputs(lrsmc_model* model, const double* observations,
+                                   const double* inputs, int trials, int steps, int channels,
+                                   int epochs, int batch_size, int particles,
+                                   double learning_rate, uint64_t seed, double* final_elbo);
 
 /** Draws from the generative model (prior initial state).
  *  observations: output (trials, steps, channels); latents: output (trials, steps, rank) or
- *  NULL. Models with inputs are not supported here. */
+ *  NULL. A model with inputs is sampled with lrsmc_sample_with_inputs. */
 lrsmc_status lrsmc_sample(const lrsmc_model* model, int trials, int steps, uint64_t seed,
                           double* observations, double* latents);
+/** lrsmc_sample under inputs (trials, steps, inputs); NULL only without inputs. */
+lrsmc_status lrsmc_sample_with_inputs(const lrsmc_model* model, const double* inputs, int trials,
+                                      int steps, uint64_t seed, double* observations,
+                                      double* latents);
 
 /** Fixed points of the latent map with zero input (method.md §7): exact for relu,
  *  clipped_relu and identity, a numerical search (256 starts, seed 0) for tanh.

@@ -1,5 +1,5 @@
 /* Tests of the C API (include/lrsmc/lrsmc.h), written in C11 as an embedding program would be:
- * initialise, simulate, filter, fit, save/load, fixed points and the error paths.
+ * initialise, simulate, filter, fit, save/load, inputs, fixed points and the error paths.
  * Prints "N passed, M failed" and exits non-zero when any check fails. */
 #include <math.h>
 #include <stdio.h>
@@ -181,6 +181,64 @@ int main(void) {
                  "so channels must equal hidden; got channels 3 and hidden 8") != NULL);
     CHECK(lrsmc_model_set_readout(one_to_one, NULL, 2) == LRSMC_INVALID_INPUT);
     lrsmc_model_free(one_to_one);
+  }
+
+  /* Inputs: a model given two input dimensions is sampled, filtered and fitted under them; the
+   * inputs change the ELBO, a NULL where inputs are due and inputs for a model without any are
+   * refused with messages that say so. */
+  {
+    enum { INPUTS = 2 };
+    const size_t input_count = (size_t)TRIALS * STEPS * INPUTS;
+    double* u = malloc(input_count * sizeof(double));
+    double* still = calloc(input_count, sizeof(double));
+    double* drawn = malloc(obs_count * sizeof(double));
+    lrsmc_model* driven = NULL;
+    CHECK(u != NULL && still != NULL && drawn != NULL);
+    CHECK_OK(lrsmc_model_initialise(RANK, HIDDEN, CHANNELS, "tanh", 5, &driven));
+    int64_t before = 0, after = 0;
+    int inputs = -1;
+    CHECK_OK(lrsmc_model_parameter_count(driven, &before));
+    CHECK_OK(lrsmc_model_set_inputs(driven, INPUTS, 3));
+    CHECK_OK(lrsmc_model_parameter_count(driven, &after));
+    CHECK(after == before + HIDDEN * INPUTS); /* W_u (N, U) */
+    CHECK_OK(lrsmc_model_inputs(driven, &inputs));
+    CHECK(inputs == INPUTS);
+    for (size_t i = 0; i < input_count; ++i) u[i] = 2.0 * sin(0.3 * (double)i);
+    CHECK_OK(lrsmc_sample_with_inputs(driven, u, TRIALS, STEPS, 4, drawn, NULL));
+    CHECK(all_finite(drawn, obs_count));
+    double driven_elbo[TRIALS], still_elbo[TRIALS];
+    CHECK_OK(lrsmc_filter_with_inputs(driven, drawn, u, TRIALS, STEPS, CHANNELS, PARTICLES, NULL,
+                                      1, driven_elbo, NULL));
+    CHECK_OK(lrsmc_filter_with_inputs(driven, drawn, still, TRIALS, STEPS, CHANNELS, PARTICLES,
+                                      NULL, 1, still_elbo, NULL));
+    CHECK(all_finite(driven_elbo, TRIALS));
+    CHECK(mean(driven_elbo, TRIALS) != mean(still_elbo, TRIALS));
+    CHECK(lrsmc_filter(driven, drawn, TRIALS, STEPS, CHANNELS, PARTICLES, NULL, 1, driven_elbo,
+                       NULL) == LRSMC_INVALID_INPUT);
+    CHECK(strstr(lrsmc_last_error(), "the model takes 2 inputs; inputs must not be NULL") != NULL);
+    CHECK(lrsmc_sample(driven, TRIALS, STEPS, 4, drawn, NULL) == LRSMC_INVALID_INPUT);
+    CHECK(lrsmc_filter_with_inputs(teacher, observations, u, TRIALS, STEPS, CHANNELS, PARTICLES,
+                                   NULL, 1, driven_elbo, NULL) == LRSMC_INVALID_INPUT);
+    CHECK(strstr(lrsmc_last_error(), "inputs given, but the model takes none") != NULL);
+    /* The read-out from [v; z] needs inputs: reachable now. */
+    CHECK_OK(lrsmc_model_set_readout(driven, "z_and_v", 6));
+    CHECK_OK(lrsmc_filter_with_inputs(driven, drawn, u, TRIALS, STEPS, CHANNELS, PARTICLES, NULL,
+                                      1, driven_elbo, NULL));
+    CHECK(all_finite(driven_elbo, TRIALS));
+    double driven_final = NAN;
+    CHECK_OK(lrsmc_fit_with_inputs(driven, drawn, u, TRIALS, STEPS, CHANNELS, 2, 2, 8, 1e-2, 1,
+                                   &driven_final));
+    CHECK(isfinite(driven_final));
+    CHECK(lrsmc_model_set_inputs(driven, -1, 0) == LRSMC_INVALID_INPUT);
+    CHECK(lrsmc_model_set_inputs(driven, 0, 0) == LRSMC_INVALID_INPUT); /* z_and_v needs them */
+    CHECK_OK(lrsmc_model_set_readout(driven, "z", 6));
+    CHECK_OK(lrsmc_model_set_inputs(driven, 0, 0));
+    CHECK_OK(lrsmc_model_parameter_count(driven, &after));
+    CHECK(after == before);
+    lrsmc_model_free(driven);
+    free(u);
+    free(still);
+    free(drawn);
   }
 
   /* Fixed points: query the count, then fetch. */
