@@ -13,7 +13,9 @@ namespace lrsmc::cli {
 
 void add_evaluate_options(CLI::App& app, EvaluateCommandOptions& options) {
   app.add_option("--model", options.model_path, "Model file (.npz)")->required();
-  add_data_options(app, options.data, true);
+  // Scores need complete recordings: channels are hidden from the posterior with
+  // --held-out-channels instead of --allow-missing.
+  add_data_options(app, options.data, true, false);
   std::size_t first = app.get_options().size();
   app.add_option("--particles,-k", options.particles,
                  "Particles of the filter behind the ELBO and the posterior starts")

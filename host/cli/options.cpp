@@ -18,7 +18,7 @@ void group_since(CLI::App& app, std::size_t first, const std::string& name) {
   for (std::size_t i = first; i < options.size(); ++i) options[i]->group(name);
 }
 
-void add_data_options(CLI::App& app, DataOptions& options, bool required) {
+void add_data_options(CLI::App& app, DataOptions& options, bool required, bool missing) {
   const std::size_t first = app.get_options().size();
   auto* data = app.add_option("--data", options.path,
                               "Recording: .npy, or .npz with --field naming the entry");
@@ -31,9 +31,10 @@ void add_data_options(CLI::App& app, DataOptions& options, bool required) {
       ->capture_default_str();
   app.add_option("--inputs", options.inputs_path, "Inputs u (same layout as the data)");
   app.add_option("--inputs-field", options.inputs_field, "Entry of an .npz inputs file");
-  app.add_flag("--allow-missing", options.allow_missing,
-               "NaN observations are missing values, left out of the likelihood (held-out "
-               "channels, dropped entries; the bootstrap proposal) instead of bad input");
+  if (missing)
+    app.add_flag("--allow-missing", options.allow_missing,
+                 "NaN observations are missing values, left out of the likelihood (held-out "
+                 "channels, dropped entries; the bootstrap proposal) instead of bad input");
   group_since(app, first, "Data");
 }
 

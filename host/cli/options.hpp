@@ -66,7 +66,8 @@ struct DeviceOptions {
 
 /// Puts the options added to `app` since it had `first` options under the help heading `name`.
 void group_since(CLI::App& app, std::size_t first, const std::string& name);
-void add_data_options(CLI::App& app, DataOptions& options, bool required);
+/// `missing`: the command takes --allow-missing (it can leave NaN observations out).
+void add_data_options(CLI::App& app, DataOptions& options, bool required, bool missing = true);
 void add_architecture_options(CLI::App& app, ArchitectureOptions& options);
 void add_inference_options(CLI::App& app, InferenceOptions& options);
 void add_device_options(CLI::App& app, DeviceOptions& options);
