@@ -502,6 +502,61 @@ TEST_F(CliTest, EvaluateScoresAModelAgainstARecording) {
   EXPECT_EQ(read_file(path("e.json")), before);  // an existing output is left as it was
 }
 
+// sweep: one fit per seed and setting, each as `lrsmc fit` with those options gives it, a table
+// of their results; one run alone (a job-array task); the table again from the folders.
+TEST_F(CliTest, SweepRunsEveryFitAndTabulatesThem) {
+  write_teacher_data(12, 10);
+  const std::string fit_options = " -- --data " + path("data.npz") +
+                                  " --field observations --rank 2 --hidden 6 --epochs 2 "
+                                  "--particles 4 --held-out 0.25 --batch-size 4 --device cpu";
+  const std::string sweep = "sweep --out-dir " + path("runs") + " --seeds 2 --vary lr=1e-2,3e-2 ";
+  ASSERT_EQ(run(sweep + "-j 2" + fit_options), 0) << output_;
+  const std::string table = read_file(path("runs/sweep.csv"));
+  std::istringstream lines(table);
+  std::string header, line;
+  std::getline(lines, header);
+  EXPECT_EQ(header,
+            "run,seed,lr,status,epochs,train_elbo,held_out_elbo,best_held_out_elbo,seconds,model");
+  int rows = 0;
+  while (std::getline(lines, line)) {
+    EXPECT_NE(line.find(",done,2,"), std::string::npos) << line;
+    ++rows;
+  }
+  EXPECT_EQ(rows, 4);
+  // Run 3 (lr 3e-2, seed 1) is the fit of those options with the shared split.
+  ASSERT_EQ(run("fit" + fit_options.substr(3) + " --lr 3e-2 --seed 1 --split-seed 0 -q --out " +
+                path("direct.npz")),
+            0)
+      << output_;
+  EXPECT_EQ(load_model(path("runs/run-003/model.npz")).parameters,
+            load_model(path("direct.npz")).parameters);
+  // A job-array task reruns one run; --merge rebuilds the table without running anything.
+  std::filesystem::remove_all(path("runs/run-001"));
+  ASSERT_EQ(run(sweep + "--merge"), 1) << output_;  // run 1 is missing
+  EXPECT_NE(read_file(path("runs/sweep.csv")).find("1,1,1e-2,not run"), std::string::npos);
+  ASSERT_EQ(run(sweep + "--task 1" + fit_options), 0) << output_;
+  ASSERT_EQ(run(sweep + "--merge"), 0) << output_;
+  EXPECT_EQ(read_file(path("runs/sweep.csv")).find("not run"), std::string::npos);
+  expect_bad_input(sweep + "--task 4" + fit_options, "--task is out of range; got 4, expected 0 to 3");
+  expect_bad_input(sweep + fit_options + " --seed 3", "sweep sets --seed and --out of each run");
+  expect_bad_input("sweep --vary seed=1,2" + fit_options, "--vary seed: sweep sets --seed");
+  expect_bad_input("sweep --vary lr" + fit_options, "--vary is not NAME=V1,V2,");
+  expect_bad_input(sweep + fit_options + " --lr 1e-3", "which --vary sets");
+}
+
+// --split-seed is part of a checkpoint's run: resuming with another split is refused.
+TEST_F(CliTest, SplitSeedIsPartOfTheRun) {
+  write_teacher_data(12, 10);
+  const std::string fit = "fit --data " + path("data.npz") +
+                          " --field observations --rank 2 --hidden 6 --particles 4 --held-out "
+                          "0.25 --batch-size 4 --device cpu -q --seed 0 --out " + path("m.npz") +
+                          " --checkpoint-every 1 ";
+  ASSERT_EQ(run(fit + "--epochs 2 --split-seed 7"), 0) << output_;
+  expect_bad_input(fit + "--epochs 2 --split-seed 8 --resume",
+                   "it was made with --split-seed 7, this run has 8");
+  ASSERT_EQ(run(fit + "--epochs 2 --split-seed 7 --resume"), 0) << output_;
+}
+
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {
   io::write_npy(path("ok.npy"), Array({2, 10, 3}, std::vector<double>(60, 0.5)));
   expect_bad_input("fit --data " + path("ok.npy") + " --layout time,trials",

@@ -58,6 +58,11 @@ void add_training_options(CLI::App& app, FitOptions& options) {
   app.add_option("--held-out", training.held_out_fraction,
                  "Fraction of trials (or of the recording's end) held out for evaluation")
       ->capture_default_str();
+  app.add_option("--split-seed", training.split_seed,
+                 "Seed of the held-out split (-1: --seed); runs of several seeds share a split "
+                 "with the same --split-seed")
+      ->check(CLI::Range(std::int64_t(-1), std::numeric_limits<std::int64_t>::max()))
+      ->capture_default_str();
   app.add_option("--eval-particles", training.eval_particles,
                  "Particles for the held-out ELBO (0: as training)")
       ->capture_default_str();
@@ -281,8 +286,10 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   // "auto" trains on the GPU when there is one (device-resident: data, parameters and
   // optimizer state stay on it), on the CPU otherwise.
   auto backend = make_device_backend(options.device, model.config, options.training.filter);
-  const auto [train, held_out] = split_held_out(data, options.training.held_out_fraction,
-                                                options.training.window, options.training.seed);
+  const auto [train, held_out] = split_held_out(
+      data, options.training.held_out_fraction, options.training.window,
+      options.training.split_seed >= 0 ? std::uint64_t(options.training.split_seed)
+                                       : options.training.seed);
   require_training_fits(options.training, model.config, train, held_out);
   if (!options.quiet && !options.preset.empty())
     std::fprintf(stderr, "lrsmc fit: preset %s (options given explicitly win)\n",

@@ -1,4 +1,4 @@
-// The lrsmc command line: simulate, fit, filter, sample, evaluate, fixed-points and demo. Errors print
+// The lrsmc command line: simulate, fit, filter, sample, evaluate, sweep, fixed-points and demo. Errors print
 // "lrsmc: error: …" and exit 2 for bad input or usage, 1 for anything else.
 #include <unistd.h>
 #include <CLI/CLI.hpp>
@@ -14,6 +14,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/evaluate.hpp"
+#include "cli/sweep.hpp"
 #include "cli/options.hpp"
 #include "lrsmc/demo.hpp"
 #include "lrsmc/errors.hpp"
@@ -308,6 +309,12 @@ int main_with_exceptions(int argc, char** argv) {
   EvaluateCommandOptions evaluate_options;
   add_evaluate_options(*evaluate, evaluate_options);
 
+  // --- sweep ---
+  auto* sweep = app.add_subcommand(
+      "sweep", "Independent fits over seeds and a grid of fit options, and a table of their results");
+  SweepOptions sweep_options;
+  add_sweep_options(*sweep, sweep_options);
+
   // --- fixed-points ---
   auto* fixed = app.add_subcommand("fixed-points",
                                    "Every fixed point of a relu / clipped-relu model's latent map");
@@ -320,8 +327,17 @@ int main_with_exceptions(int argc, char** argv) {
   DemoOptions demo_options;
   add_demo_options(*demo, demo_options);
 
+  // sweep passes what follows -- to every run's fit: split it off before CLI11 reads the rest.
+  int parsed = argc;
+  if (argc > 1 && std::string(argv[1]) == "sweep")
+    for (int i = 2; i < argc; ++i)
+      if (std::string(argv[i]) == "--") {
+        sweep_options.fit_arguments.assign(argv + i + 1, argv + argc);
+        parsed = i;
+        break;
+      }
   try {
-    app.parse(argc, argv);
+    app.parse(parsed, argv);
   } catch (const CLI::ParseError& error) {
     const int code = app.exit(error);
     return code == 0 ? 0 : 2;
@@ -386,6 +402,7 @@ int main_with_exceptions(int argc, char** argv) {
     return 0;
   }
   if (*evaluate) return run_evaluate(evaluate_options);
+  if (*sweep) return run_sweep(sweep_options);
   if (*fixed) return run_fixed_points(fixed_options);
   if (*demo) return run_demo(demo_options, progress);
   return 2;

@@ -256,6 +256,7 @@ nlohmann::json run_definition(const TrainingOptions& options, const Dataset& tra
   run["--eval-every"] = options.eval_every;
   run["--held-out"] = options.held_out_fraction;
   run["--seed"] = options.seed;
+  run["--split-seed"] = options.split_seed;
   run["--keep"] = options.keep_best ? "best" : "last";
   run["--patience"] = options.patience;
   run["training data"] = describe_shape(train);
@@ -276,13 +277,18 @@ void require_same_run(const std::string& path, const nlohmann::json& stored,
   for (const auto& item : given.items())
     if (item.key().rfind("--", 0) == 0) names.push_back(item.key());
   for (const char* name : {"training data", "held-out data", "data digest"}) names.push_back(name);
+  // Checkpoints written before --split-seed existed split by --seed: -1.
+  const nlohmann::json no_split_seed = std::int64_t(-1);
   for (const std::string& name : names) {
     const nlohmann::json& value = given.at(name);
     const auto found = stored.find(name);
-    LRSMC_REQUIRE(found != stored.end(), label, ": field 'run' lacks '", name, "'");
-    LRSMC_REQUIRE(*found == value, path,
+    const bool before_split_seed = found == stored.end() && name == "--split-seed";
+    LRSMC_REQUIRE(found != stored.end() || before_split_seed, label, ": field 'run' lacks '", name,
+                  "'");
+    const nlohmann::json& recorded = before_split_seed ? no_split_seed : *found;
+    LRSMC_REQUIRE(recorded == value, path,
                   ": the checkpoint belongs to another run: it was made with ", name, " ",
-                  detail::excerpt(found->dump()), ", this run has ", value.dump(),
+                  detail::excerpt(recorded.dump()), ", this run has ", value.dump(),
                   name.rfind("--", 0) == 0
                       ? "; resume with the options it was made with, or start a new run without "
                         "--resume"

@@ -39,6 +39,9 @@ struct TrainingOptions {
   int eval_every = 1;                ///< held-out evaluation every this many epochs
   double held_out_fraction = 0.0;    ///< fraction of trials (or of the recording's end) held out
   std::uint64_t seed = 0;
+  /// Seed of the held-out split (split_held_out) when ≥ 0; −1: `seed`. Runs of several seeds
+  /// compare their held-out ELBOs on one split when they share it.
+  std::int64_t split_seed = -1;
   std::string checkpoint_path;       ///< "" = no checkpoints
   int checkpoint_every = 0;          ///< epochs between checkpoints; 0 = only at the end
   /// With a held-out set: the result's model is the one of the best held-out ELBO, not the last.
