@@ -201,14 +201,15 @@ std::vector<double> normalised_spectrum(const double* values, std::int64_t lengt
   LRSMC_REQUIRE(length >= 2, "a power spectrum needs at least 2 steps; got ", length);
   LRSMC_REQUIRE(std::isfinite(smoothing) && smoothing >= 0.0,
                 "the spectrum's smoothing must be a finite σ ≥ 0; got ", smoothing);
-  const std::int64_t n = length - length % 2;  // odd: the last sample is dropped
+  // z-scored over every sample, then the last dropped when the length is odd (method.md §6.4).
   double mean = 0.0;
-  for (std::int64_t t = 0; t < n; ++t) mean += values[t * stride];
-  mean /= double(n);
+  for (std::int64_t t = 0; t < length; ++t) mean += values[t * stride];
+  mean /= double(length);
   double variance = 0.0;
-  for (std::int64_t t = 0; t < n; ++t)
+  for (std::int64_t t = 0; t < length; ++t)
     variance += (values[t * stride] - mean) * (values[t * stride] - mean);
-  const double std_dev = std::sqrt(variance / double(n));
+  const double std_dev = std::sqrt(variance / double(length));
+  const std::int64_t n = length - length % 2;
   std::vector<double> series(static_cast<std::size_t>(n));
   // A constant series has no spectrum: it stays zero (the reference divides by 0).
   for (std::int64_t t = 0; t < n; ++t)

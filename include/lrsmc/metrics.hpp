@@ -64,8 +64,8 @@ struct SpectrumDistance {
   std::vector<double> per_dim;      ///< H_d
 };
 
-/// D_H (method.md §6.4): per column, the z-scored series' power spectrum (even length,
-/// |rfft|²), Gaussian-smoothed along frequency (reflect boundary, truncated at 4σ), clipped at
+/// D_H (method.md §6.4): per column, the z-scored series' power spectrum (|rfft|² of an even
+/// length: an odd series drops its last sample after z-scoring), Gaussian-smoothed along frequency (reflect boundary, truncated at 4σ), clipped at
 /// 0, normalised, cut, renormalised; H_d = ‖√P_gen − √P_true‖₂ / √2. Both series need the same
 /// columns; their lengths may differ only when the cut spectra have the same number of bins.
 [[nodiscard]] SpectrumDistance power_spectrum_distance(const Array& truth, const Array& generated,

@@ -19,9 +19,9 @@ from lrsmc import metrics
 def reference_spectrum(x, sigma):
     """method.md §6.4 steps 1–3 with numpy and scipy."""
     x = np.asarray(x, dtype=np.float64)
+    x = (x - x.mean()) / x.std()
     if len(x) % 2:
         x = x[:-1]
-    x = (x - x.mean()) / x.std()
     power = np.abs(np.fft.rfft(x, norm="ortho")) ** 2 * 2
     power = ndimage.gaussian_filter1d(power, sigma, mode="reflect", truncate=4.0)
     power[power < 0] = 0
