@@ -15,26 +15,15 @@ namespace {
 
 using math::DrawStream;
 
-/// Steps [0, steps) of every trial of (trials, all_steps, width) values.
-std::vector<double> first_steps(const std::vector<double>& values, int trials, int all_steps,
-                                int steps, int width) {
+/// Steps [first, first + count) of every trial of (trials, all_steps, width) values.
+std::vector<double> steps_of(const std::vector<double>& values, int trials, int all_steps,
+                             int first, int count, int width) {
   std::vector<double> kept;
-  kept.reserve(std::size_t(trials) * std::size_t(steps) * std::size_t(width));
-  for (int trial = 0; trial < trials; ++trial) {
-    const auto begin = values.begin() + std::ptrdiff_t(std::size_t(trial) * all_steps * width);
-    kept.insert(kept.end(), begin, begin + std::ptrdiff_t(std::size_t(steps) * width));
-  }
-  return kept;
-}
-
-/// Steps [skip, skip + steps) of every trial of (trials, skip + steps, width) values.
-std::vector<double> after_burn_in(const std::vector<double>& values, int trials, int skip,
-                                  int steps, int width) {
-  std::vector<double> kept;
+  kept.reserve(std::size_t(trials) * std::size_t(count) * std::size_t(width));
   for (int trial = 0; trial < trials; ++trial) {
     const auto begin =
-        values.begin() + std::ptrdiff_t((std::size_t(trial) * (skip + steps) + skip) * width);
-    kept.insert(kept.end(), begin, begin + std::ptrdiff_t(std::size_t(steps) * width));
+        values.begin() + std::ptrdiff_t((std::size_t(trial) * all_steps + first) * width);
+    kept.insert(kept.end(), begin, begin + std::ptrdiff_t(std::size_t(count) * width));
   }
   return kept;
 }
@@ -209,9 +198,9 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
     return smoothed.trajectories[((std::size_t(trial) * M + m) * S + step) * R + r];
   };
 
-  const std::vector<double> recorded_values = first_steps(data.observations, B, S, T, D);
+  const std::vector<double> recorded_values = steps_of(data.observations, B, S, 0, T, D);
   const std::vector<double> recorded_inputs =
-      U > 0 ? first_steps(data.inputs, B, S, T, U) : std::vector<double>{};
+      U > 0 ? steps_of(data.inputs, B, S, 0, T, U) : std::vector<double>{};
   // Inputs of the generated sequences: zeros during the burn-in, then the trial's.
   std::vector<double> generation_inputs;
   if (U > 0)
@@ -271,7 +260,7 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
         backend.sample(model, B, options.burn_in + T, generation_inputs,
                        options.seed + 1 + std::uint64_t(repeat), 0, initial_states);
     const std::vector<double> generated =
-        after_burn_in(drawn.observations, B, options.burn_in, T, D);
+        steps_of(drawn.observations, B, options.burn_in + T, options.burn_in, T, D);
     const auto address = std::uint32_t(1 + repeat);  // trial address of the baseline's draws
     if (!counts) {
       const Array model_series = processed(Array({std::int64_t(B) * T, D}, generated));
@@ -320,7 +309,7 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
       const std::vector<double> means = observation_means(model, B, S, latents, data.inputs);
       for (std::size_t i = 0; i < rates.size(); ++i) rates[i] += means[i] / M;
     }
-    const std::vector<double> predicted = first_steps(rates, B, S, T, D);
+    const std::vector<double> predicted = steps_of(rates, B, S, 0, T, D);
     const int kept = D - H;
     if (counts) {
       MetricValues& bits = add(
@@ -406,14 +395,11 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
     const int P = T - F;
     SequenceBatch past = trials_batch(seen, 0, B);
     past.num_steps = P;
-    past.observations = first_steps(seen.observations, B, S, P, D);
-    if (U > 0) past.inputs = first_steps(data.inputs, B, S, P, U);
+    past.observations = steps_of(seen.observations, B, S, 0, P, D);
+    if (U > 0) past.inputs = steps_of(data.inputs, B, S, 0, P, U);
     const SmoothResult before = smooth(backend, model, past, options.filter, options.seed, M);
-    std::vector<double> forward_inputs;  // steps [P − 1, T) of each trial
-    for (int trial = 0; U > 0 && trial < B; ++trial) {
-      const auto begin = data.inputs.begin() + std::ptrdiff_t((std::size_t(trial) * S + P - 1) * U);
-      forward_inputs.insert(forward_inputs.end(), begin, begin + std::ptrdiff_t(std::size_t(F + 1) * U));
-    }
+    const std::vector<double> forward_inputs =  // steps [P − 1, T) of each trial
+        U > 0 ? steps_of(data.inputs, B, S, P - 1, F + 1, U) : std::vector<double>{};
     std::vector<double> forecast(std::size_t(B) * F * D, 0.0);
     for (int m = 0; m < M; ++m) {
       for (int trial = 0; trial < B; ++trial)
@@ -424,15 +410,10 @@ Evaluation evaluate(Backend& backend, const Model& model, const Dataset& data,
           backend.sample(model, B, F + 1, forward_inputs,
                          options.seed + 1 + std::uint64_t(options.repeats) + std::uint64_t(m), 0,
                          initial_states);
-      const std::vector<double> later = after_burn_in(drawn.rates, B, 1, F, D);
+      const std::vector<double> later = steps_of(drawn.rates, B, F + 1, 1, F, D);
       for (std::size_t i = 0; i < forecast.size(); ++i) forecast[i] += later[i] / M;
     }
-    std::vector<double> recorded_forward;
-    for (int trial = 0; trial < B; ++trial) {
-      const auto begin =
-          recorded_values.begin() + std::ptrdiff_t((std::size_t(trial) * T + P) * D);
-      recorded_forward.insert(recorded_forward.end(), begin, begin + std::ptrdiff_t(std::size_t(F) * D));
-    }
+    const std::vector<double> recorded_forward = steps_of(recorded_values, B, T, P, F, D);
     if (counts) {
       MetricValues& fp = add("fp_bps",
                              "forward prediction: bits per spike of the last steps' rates predicted "
