@@ -265,7 +265,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     model = Model::initialise(config, options.training.seed);
   }
   check_data(data, model.config);
-  options.training.filter = make_filter_options(options.inference, model.config, &data);
+  options.training.filter =
+      make_filter_options(options.inference, model.config, missing_values_of(data));
   options.training.optimizer = parse_optimizer(options.optimizer, "--optimizer");
   LRSMC_REQUIRE(options.keep == "last" || options.keep == "best", "--keep is not recognised; got '",
                 options.keep, "', expected last or best");
@@ -393,7 +394,8 @@ int run_filter(const FilterCommandOptions& options) {
   const Model model = load_model(options.model_path);
   const Dataset data = load_data(options.data);
   check_data(data, model.config);
-  const FilterOptions filter_options = make_filter_options(options.inference, model.config, &data);
+  const FilterOptions filter_options =
+      make_filter_options(options.inference, model.config, missing_values_of(data));
   auto backend = make_device_backend(options.device, model.config, filter_options);
   FilterRequest request;
   request.filtered_mean = true;
@@ -453,7 +455,7 @@ std::vector<double> posterior_states(Backend& backend, const Model& model,
   const int at = step < 0 ? data.num_steps - 1 : step;
   FilterOptions options;
   options.num_particles = particles;
-  options.proposal = data.has_missing() ? Proposal::bootstrap : default_proposal(model.config);
+  options.proposal = default_proposal(model.config, !data.has_missing());
   const SmoothResult smoothed = lrsmc::smooth(backend, model, trials_batch(data, 0, data.num_trials),
                                               options, seed, 1);
   const int R = model.config.rank;

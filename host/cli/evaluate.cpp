@@ -128,15 +128,9 @@ int run_evaluate(const EvaluateCommandOptions& options) {
   InferenceOptions inference;
   inference.particles = options.particles;
   inference.proposal = options.proposal;
-  evaluation.filter = make_filter_options(inference, model.config, &data);
-  if (!options.held_out_channels.empty() && options.proposal == "auto" &&
-      evaluation.filter.proposal != Proposal::bootstrap) {
-    std::fprintf(stderr,
-                 "lrsmc: --held-out-channels: proposal auto is bootstrap (the %s proposal needs "
-                 "every observation)\n",
-                 to_string(evaluation.filter.proposal).c_str());
-    evaluation.filter.proposal = Proposal::bootstrap;
-  }
+  // The held-out channels are hidden from the posterior (evaluate refuses missing values).
+  evaluation.filter = make_filter_options(
+      inference, model.config, options.held_out_channels.empty() ? "" : "--held-out-channels");
   evaluation.held_out_channels = options.held_out_channels;
   evaluation.forward_steps = options.forward_steps;
   if (!options.conditions_path.empty()) {

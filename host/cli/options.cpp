@@ -188,20 +188,22 @@ void check_data(const Dataset& data, const ModelConfig& config) {
     std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
 }
 
+std::string missing_values_of(const Dataset& data) {
+  return data.has_missing() ? data.source + " has missing values" : "";
+}
+
 FilterOptions make_filter_options(const InferenceOptions& options, const ModelConfig& config,
-                                  const Dataset* data) {
+                                  const std::string& incomplete) {
   FilterOptions filter;
   filter.num_particles = options.particles;
-  filter.proposal = options.proposal == "auto" ? default_proposal(config)
-                                               : parse_proposal(options.proposal, "--proposal");
-  if (options.proposal == "auto" && filter.proposal != Proposal::bootstrap && data != nullptr &&
-      data->has_missing()) {
+  filter.proposal = options.proposal == "auto"
+                        ? default_proposal(config, incomplete.empty())
+                        : parse_proposal(options.proposal, "--proposal");
+  if (options.proposal == "auto" && filter.proposal != default_proposal(config))
     std::fprintf(stderr,
-                 "lrsmc: %s has missing values: proposal auto is bootstrap (the %s proposal needs "
-                 "every observation)\n",
-                 data->source.c_str(), to_string(filter.proposal).c_str());
-    filter.proposal = Proposal::bootstrap;
-  }
+                 "lrsmc: %s: proposal auto is %s (the %s proposal needs every observation)\n",
+                 incomplete.c_str(), to_string(filter.proposal).c_str(),
+                 to_string(default_proposal(config)).c_str());
   filter.resampling = parse_resampling(options.resampling, "--resampling");
   filter.resample_threshold = options.resample_threshold;
   filter.t_forward = options.t_forward;

@@ -79,11 +79,13 @@ void add_device_options(CLI::App& app, DeviceOptions& options);
 /// Checks the data against the model's channels (naming the layout and the one that would fit)
 /// and prints the readings that look like a mistake (dataset.hpp, data_warnings).
 void check_data(const Dataset& data, const ModelConfig& config);
-/// With `data` that has missing values, "auto" picks the bootstrap proposal (the optimal and
-/// encoder proposals need every observation), saying so on stderr.
+/// `incomplete`: why not every observation is present ("" when all are); "auto" is then
+/// default_proposal(config, false), and a change of proposal is said on stderr.
 [[nodiscard]] FilterOptions make_filter_options(const InferenceOptions& options,
                                                 const ModelConfig& config,
-                                                const Dataset* data = nullptr);
+                                                const std::string& incomplete = "");
+/// make_filter_options's `incomplete` for a recording: "<source> has missing values" or "".
+[[nodiscard]] std::string missing_values_of(const Dataset& data);
 /// The backend of --device for this model; "auto" falls back to the CPU, saying so on stderr,
 /// where the GPU cannot run it (Backend::cannot_run).
 [[nodiscard]] std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,

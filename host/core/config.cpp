@@ -160,6 +160,10 @@ Proposal default_proposal(const ModelConfig& config) {
              : Proposal::bootstrap;
 }
 
+Proposal default_proposal(const ModelConfig& config, bool every_observation) {
+  return every_observation ? default_proposal(config) : Proposal::bootstrap;
+}
+
 void validate(const FilterOptions& options, const ModelConfig& config, const std::string& source) {
   LRSMC_REQUIRE(options.num_particles >= 1, source, ": particles must be at least 1; got ",
                 options.num_particles);

@@ -124,6 +124,9 @@ struct FilterOptions {
 /// The proposal "auto" stands for: the encoder proposal when the model has an encoder, the optimal
 /// proposal for a linear-Gaussian read-out of the latent state, the bootstrap proposal otherwise.
 [[nodiscard]] Proposal default_proposal(const ModelConfig& config);
+/// The same for data where not `every_observation` is present (missing values, held-out
+/// channels): the bootstrap proposal, since the optimal and encoder proposals need them all.
+[[nodiscard]] Proposal default_proposal(const ModelConfig& config, bool every_observation);
 
 /// Throws InvalidInput when a field is out of range or options are incompatible.
 void validate(const ModelConfig& config, const std::string& source = "model config");

@@ -186,17 +186,15 @@ std::unique_ptr<Backend> make_device_backend(const std::string& device, int thre
 }
 
 /// Filter options as the command line builds them (host/cli/options.cpp): "auto" is
-/// default_proposal(config), or the bootstrap proposal for `data` with missing values.
+/// default_proposal(config, every_observation).
 FilterOptions make_filter_options(const ModelConfig& config, int particles,
                                   const std::string& proposal, const std::string& resampling,
                                   double resample_threshold, int t_forward,
-                                  const Dataset* data = nullptr) {
+                                  bool every_observation = true) {
   FilterOptions options;
   options.num_particles = particles;
-  options.proposal =
-      proposal == "auto" ? default_proposal(config) : parse_proposal(proposal, "proposal");
-  if (proposal == "auto" && data != nullptr && data->has_missing())
-    options.proposal = Proposal::bootstrap;
+  options.proposal = proposal == "auto" ? default_proposal(config, every_observation)
+                                        : parse_proposal(proposal, "proposal");
   options.resampling = parse_resampling(resampling, "resampling");
   options.resample_threshold = resample_threshold;
   options.t_forward = t_forward;
@@ -250,7 +248,7 @@ py::dict filter(const Model& model, const Dataset& data, int particles, const st
     py::gil_scoped_release release;
     const FilterOptions options = make_filter_options(model.config, particles, proposal,
                                                       resampling, resample_threshold, t_forward,
-                                                      &data);
+                                                      !data.has_missing());
     num_particles = options.num_particles;
     auto backend = make_device_backend(device, threads, precision, model.config, options);
     FilterRequest request;
@@ -287,7 +285,7 @@ py::dict smooth(const Model& model, const Dataset& data, int particles, const st
     py::gil_scoped_release release;
     const FilterOptions options = make_filter_options(model.config, particles, proposal,
                                                       resampling, resample_threshold, t_forward,
-                                                      &data);
+                                                      !data.has_missing());
     auto backend = make_device_backend(device, threads, precision, model.config, options);
     result = lrsmc::smooth(*backend, model, trials_batch(data, 0, data.num_trials), options, seed,
                            trajectories);
@@ -368,7 +366,7 @@ py::tuple fit(const Model& model, const Dataset& train, const Dataset& held_out,
     py::gil_scoped_release release;
     options.filter = make_filter_options(model.config, particles, proposal, resampling,
                                          resample_threshold, t_forward,
-                                         held_out.has_missing() ? &held_out : &train);
+                                         !train.has_missing() && !held_out.has_missing());
     options.optimizer = parse_optimizer(optimizer, "optimizer");
     auto backend = make_device_backend(device, threads, precision, model.config, options.filter);
     Trainer trainer(*backend, options);
@@ -873,8 +871,8 @@ py::dict evaluate(const Model& model, const Dataset& data, int particles,
     py::gil_scoped_release release;
     EvaluationOptions options;
     options.filter =
-        make_filter_options(model.config, particles, proposal, "systematic", 1.0, 0, &data);
-    if (!held_out_channels.empty() && proposal == "auto") options.filter.proposal = Proposal::bootstrap;
+        make_filter_options(model.config, particles, proposal, "systematic", 1.0, 0,
+                            !data.has_missing() && held_out_channels.empty());
     options.held_out_channels = held_out_channels;
     options.forward_steps = forward_steps;
     options.conditions = conditions;
