@@ -6,11 +6,15 @@ find_package(Python3 REQUIRED COMPONENTS Interpreter)
 find_package(Boost 1.67 REQUIRED COMPONENTS context)
 set(_lrsmc_emulation_dir ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda_emulation)
 
-add_library(lrsmc_cuda_emulation STATIC ${_lrsmc_emulation_dir}/runtime.cpp)
+add_library(lrsmc_cuda_emulation STATIC ${_lrsmc_emulation_dir}/runtime.cpp
+                                        ${_lrsmc_emulation_dir}/cublas.cpp)
 target_include_directories(lrsmc_cuda_emulation PUBLIC
   $<BUILD_INTERFACE:${_lrsmc_emulation_dir}/include>)
+# Eigen evaluates the emulated cuBLAS products (tests/cuda_emulation/cublas.cpp).
 target_link_libraries(lrsmc_cuda_emulation PUBLIC Threads::Threads
-                                           PRIVATE Boost::context $<BUILD_INTERFACE:lrsmc_warnings>)
+                                           PRIVATE Boost::context Eigen3::Eigen
+                                                   $<BUILD_INTERFACE:lrsmc_warnings>)
+target_compile_definitions(lrsmc_cuda_emulation PRIVATE EIGEN_MPL2_ONLY)
 
 # The kernels' sources, and the headers of kernels/ they include (the generic launcher in
 # kernels/launcher.hpp launches with <<<...>>> too): rewritten copies, found before the

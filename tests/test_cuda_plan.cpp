@@ -46,6 +46,30 @@ TEST(FilterMemoryPlan, ChoosesTheRegimeByParticlesPerTrial) {
             FilterRegime::many_particles);
 }
 
+// The device encoder's buffers: counted in the call's need, kept out of the workspace (they are
+// allocated by the encoder), and growing with the trials by their per-row buffers.
+TEST(FilterMemoryPlan, EncoderBuffersCountInTheNeedButNotInTheWorkspace) {
+  FilterShape shape = plan_shape(3, 8, 100, 64);
+  shape.config.encoder = testing::small_encoder({21, 11, 1}, {64, 64});
+  const std::int64_t encoder = cuda::encoder_device_bytes(shape.config, 8, 100);
+  FilterShape without = shape;
+  without.encoder = false;
+  shape.encoder = true;
+  for (const FilterRegime regime : {FilterRegime::many_particles, FilterRegime::block_per_trial}) {
+    // The encoder's own bytes (rounded to the plan's 512) and its proposal's products.
+    const std::int64_t products =
+        cuda::filter_buffer_bytes(shape, regime) - cuda::filter_buffer_bytes(without, regime);
+    EXPECT_GT(products, 0);
+    EXPECT_EQ(cuda::filter_device_bytes(shape, regime) - cuda::filter_device_bytes(without, regime),
+              products + (encoder + 511) / 512 * 512);
+  }
+  // One block of 800 rows: per row two hidden layers of 64 (pre-activation and output), the
+  // heads' 2 × 3 floats, the block's gathered and spread inputs (64 wide), two adjoints (64),
+  // the heads' adjoints (2 × 3) and a one; the factors' 3 × 3 doubles.
+  const std::int64_t per_row = (2 * 128 + 6 + 2 * 64 + 2 * 64 + 6 + 1) * 4 + 9 * 8;
+  EXPECT_EQ(cuda::encoder_device_bytes(shape.config, 9, 100) - encoder, 100 * per_row);
+}
+
 TEST(FilterMemoryPlan, PerParticleBytesMatchTheBufferList) {
   // Sizes chosen so that every buffer's growth is a multiple of the 512-byte rounding.
   const int rank = 4;

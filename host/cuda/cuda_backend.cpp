@@ -14,6 +14,7 @@
 #include "cpu/cpu_backend.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_training.hpp"
+#include "cuda/device_encoder.hpp"
 #include "cuda/device_model.hpp"
 #include "cuda/device_workspace.hpp"
 #include "cuda/filter_plan.hpp"
@@ -178,8 +179,8 @@ class CudaBackend final : public Backend {
   }
 
   /// Training with data, parameters and optimizer state on the device (host/cuda/cuda_training).
-  /// The encoder proposal trains in the host loop instead (nullptr): its encoder runs on the host
-  /// in every gradient call, and the particles on the device.
+  /// The encoder proposal trains in the host loop instead (nullptr): the trainer's optimizer on
+  /// the host, each gradient call's encoder and particles on the device.
   [[nodiscard]] std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup) override {
     const std::string reason = cannot_run(setup.config, setup.filter);
     LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
@@ -278,15 +279,10 @@ class CudaBackend final : public Backend {
       ids[std::size_t(trial)] =
           batch.trial_ids.empty() ? std::uint32_t(trial) : batch.trial_ids[std::size_t(trial)];
     launch.trial_ids = uploads.add(ids);
-    // The encoder proposal: the encoder's factors of every cell, computed on the host.
+    // The encoder proposal: the encoder on the device, in its own buffers.
     const int data_steps = steps - options.t_forward;
-    std::optional<model::EncoderFactors<float>> factors;
-    const double *encoder_mean = nullptr, *encoder_variance = nullptr;
-    if (options.proposal == Proposal::encoder) {
-      factors.emplace(model, batch, data_steps, 0);  // the host's cores
-      encoder_mean = uploads.add(factors->mean());
-      encoder_variance = uploads.add(factors->variance());
-    }
+    std::optional<DeviceEncoder> encoder;
+    if (options.proposal == Proposal::encoder) encoder.emplace(model, trials, data_steps);
     // One copy on the legacy default stream: the constants and the block-per-trial launch
     // below are on it too (stream nullptr), and the many-particle regime waits for the device
     // before its graph.
@@ -308,8 +304,11 @@ class CudaBackend final : public Backend {
     launch.currents = currents;
     launch.readout_offsets = readout_offsets;
     launch.initial_mean = initial_mean;
-    if (factors) launch.encoder_cells = encoder_cells(launch.model, encoder_mean, encoder_variance,
-                                                     trials * data_steps, data_steps, arena_);
+    if (encoder) {
+      encoder->forward(parameters, launch.observations, steps);
+      launch.encoder_cells = encoder_cells(launch.model, encoder->mean(), encoder->variance(),
+                                           trials * data_steps, data_steps, arena_);
+    }
 
     // Workspace and outputs.
     launch.store_all = request.particles;

@@ -14,6 +14,8 @@
 #include <tuple>
 
 #include "cuda/cuda_training.hpp"
+#include "cuda/device_encoder.hpp"
+#include "cuda/filter_plan.hpp"
 #include "cuda/device_model.hpp"
 #include "kernels/training_launch.hpp"
 #include "lrsmc/errors.hpp"
@@ -39,11 +41,11 @@ std::vector<float> log_factorials(const std::vector<double>& counts) {
 
 namespace {
 
-/// Device bytes per cell of the encoder proposal's gradient: the encoder's means and variances,
-/// the products, records and status, and the factors' adjoints (the products' scratch is
-/// per thread: encoder_products_threads).
+/// Device bytes per cell of the encoder proposal's gradient: the products, records and status,
+/// and the factors' adjoints (the products' scratch is per thread: encoder_products_threads;
+/// the encoder's own buffers are encoder_device_bytes).
 std::int64_t encoder_cell_bytes(int rank) {
-  return std::int64_t(rank) * 8 * 4 + std::int64_t(kernels::encoder_product_doubles(rank)) * 8 +
+  return std::int64_t(rank) * 8 * 2 + std::int64_t(kernels::encoder_product_doubles(rank)) * 8 +
          std::int64_t(kernels::encoder_cell_floats(rank)) * 4 + 1;
 }
 
@@ -260,7 +262,8 @@ std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int st
       math::ParticleConstantsLayout(shape).size * 4 +
       math::constants_scratch_size(config.rank, config.num_channels) * 8 + row * 8 +
       (config.encoder ? kernels::encoder_products_threads(B * T) *
-                            math::encoder_step_scratch_size(config.rank) * 8
+                                math::encoder_step_scratch_size(config.rank) * 8 +
+                            encoder_device_bytes(config, trials, steps)
                       : 0);
   return c * per_chunk_trial + B * per_trial + model + (std::int64_t(64) << 20);
 }
@@ -294,15 +297,13 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   if (config.observation == Observation::poisson)
     log_factorial.upload(log_factorials(batch.observations));
   if (config.num_inputs > 0) inputs.upload(batch.inputs);
-  // The encoder proposal: the encoder's factors of every cell, computed on the host.
+  // The encoder proposal: the encoder's factors of every cell, on the device.
   const bool encoder = options.proposal == Proposal::encoder;
   const int data_steps = steps - options.t_forward;
-  std::optional<model::EncoderFactors<float>> factors;
-  Buffer<double> encoder_mean, encoder_variance;
+  std::optional<DeviceEncoder> factors;
   if (encoder) {
-    factors.emplace(model, batch, data_steps, 0);  // the host's cores
-    encoder_mean.upload(factors->mean());
-    encoder_variance.upload(factors->variance());
+    factors.emplace(model, trials, data_steps);
+    factors->forward(parameters.get(), observations.get(), steps);
   }
   GradientWorkspace work;
   work.reserve(shape, trials, steps, K, plan_chunks(config, trials, steps, K, max_chunk_trials),
@@ -316,8 +317,8 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   device_batch.inputs = inputs.get();
   device_batch.trial_ids = work.trial_ids.get();
   device_batch.data_steps = data_steps;
-  device_batch.encoder_mean = encoder_mean.get();
-  device_batch.encoder_variance = encoder_variance.get();
+  device_batch.encoder_mean = factors ? factors->mean() : nullptr;
+  device_batch.encoder_variance = factors ? factors->variance() : nullptr;
   const kernels::DeviceModel device =
       device_model(shape, parameters.get(), work.constants.get(), work.working.get(), device_index);
   if (encoder) {
@@ -350,13 +351,9 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   result.gradient = work.gradient.download();
   result.gradient.resize(std::size_t(shape.parameters.total));
   result.gradient.resize(model.parameters.size(), 0.0);
-  if (encoder) {  // the encoder's parameters, from its factors' adjoints, on the host
-    const std::size_t cells = std::size_t(trials) * data_steps * config.rank;
-    std::vector<double> grad_mean(cells), grad_variance(cells);
-    work.grad_encoder_mean.download(grad_mean, cells);
-    work.grad_encoder_variance.download(grad_variance, cells);
-    factors->add_gradient(grad_mean, grad_variance, result.gradient);
-  }
+  if (encoder)  // the encoder's parameters, from its factors' adjoints
+    factors->add_gradient(work.grad_encoder_mean.get(), work.grad_encoder_variance.get(),
+                          result.gradient);
   return result;
 }
 

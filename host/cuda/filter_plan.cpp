@@ -7,6 +7,7 @@
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/model_constants.hpp"
+#include "model/encoder_factors.hpp"
 #include "model/model_constants.hpp"
 
 namespace lrsmc::cuda {
@@ -67,10 +68,6 @@ std::int64_t filter_upload_bytes(const FilterShape& shape) {
   if (config.observation == Observation::poisson) add(cells * D * 4);  // ln Γ(x + 1)
   if (U > 0) add(cells * U * 8);                   // inputs
   add(trials * 4);                                 // trial ids
-  if (shape.encoder) {                             // the encoder's means and variances
-    add(cells * config.rank * 8);
-    add(cells * config.rank * 8);
-  }
   return total;
 }
 
@@ -91,6 +88,8 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
   if (config.num_inputs > 0) add(cells * N * 4);           // input currents
   if (math::readout_input_rows(model) > 0) add(cells * config.num_channels * 4);  // B_vᵀ u_t
   add(trials * R * 4);                                     // initial means
+  // The encoder itself (its own allocations, outside the workspace: filter_buffer_bytes).
+  if (shape.encoder) add(encoder_device_bytes(config, int(trials), int(steps)));
   if (shape.encoder) {  // the encoder proposal's products, records, status and scratch
     add(cells * kernels::encoder_product_doubles(int(R)) * 8);
     add(cells * kernels::encoder_cell_floats(int(R)) * 4);
@@ -123,7 +122,57 @@ std::int64_t filter_device_bytes(const FilterShape& shape, FilterRegime regime) 
 }
 
 std::int64_t filter_buffer_bytes(const FilterShape& shape, FilterRegime regime) {
-  return filter_device_bytes(shape, regime) - margin;
+  return filter_device_bytes(shape, regime) - margin -
+         (shape.encoder ? rounded(encoder_device_bytes(shape.config, int(shape.trials),
+                                                       int(shape.steps)))
+                        : 0);
+}
+
+EncoderPlan encoder_plan(const ModelConfig& config, int trials, int data_steps) {
+  LRSMC_ASSERT(config.encoder.has_value());
+  const EncoderConfig& encoder = *config.encoder;
+  EncoderPlan plan;
+  plan.first_trial = model::encoder_block_starts(trials, data_steps);
+  plan.rows = std::int64_t(trials) * data_steps;
+  for (std::size_t b = 0; b + 1 < plan.first_trial.size(); ++b)
+    plan.block_rows = std::max<std::int64_t>(
+        plan.block_rows,
+        std::int64_t(plan.first_trial[b + 1] - plan.first_trial[b]) * data_steps);
+  int in = config.num_channels;
+  const auto add_layer = [&](int out, int kernel) {
+    plan.widest_input = std::max(plan.widest_input, in);
+    plan.widest_out = std::max(plan.widest_out, out);
+    plan.largest_tap = std::max(plan.largest_tap, std::int64_t(out) * in);
+    plan.tap_floats += std::int64_t(kernel) * out * in;
+  };
+  for (std::size_t l = 0; l < encoder.channels.size(); ++l) {
+    add_layer(encoder.channels[l], encoder.kernels[l]);
+    plan.hidden_floats += encoder.channels[l];
+    plan.widest_hidden = std::max(plan.widest_hidden, encoder.channels[l]);
+    in = encoder.channels[l];
+  }
+  add_layer(config.rank, encoder.kernels.back());
+  if (!encoder.constant_variance) add_layer(config.rank, encoder.kernels.back());
+  plan.encoder_size = ParameterLayout(config).encoder_size;
+  return plan;
+}
+
+std::int64_t encoder_device_bytes(const ModelConfig& config, int trials, int data_steps) {
+  const EncoderPlan plan = encoder_plan(config, trials, data_steps);
+  const std::int64_t R = config.rank;
+  // Taps; every row's hidden pre-activations and outputs and the heads' values; one block's
+  // gathered input, spread, two adjoints, the heads' adjoints and ones; sums and a tap's
+  // gradient.
+  const std::int64_t floats =
+      plan.tap_floats + plan.rows * (2 * plan.hidden_floats + 2 * R) +
+      plan.block_rows *
+          (2 * std::int64_t(plan.widest_input) + 2 * plan.widest_hidden + 2 * R + 1) +
+      plan.widest_out + plan.largest_tap;
+  // The factors (mean, variance, slope) and the block's and the total gradient.
+  const std::int64_t doubles = plan.rows * R * 3 + plan.encoder_size * 2;
+  // Each buffer is its own allocation: one granule of rounding each.
+  const std::int64_t buffers = 2 * std::int64_t(config.encoder->channels.size()) + 20;
+  return floats * 4 + doubles * 8 + buffers * granularity;
 }
 
 FilterFit largest_fitting(const FilterShape& shape, CudaFilterRegime requested,

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/config.hpp"
@@ -54,6 +55,22 @@ struct FilterShape {
 /// staging buffer of this size fills. Independent of the particle count, the regime and what
 /// is stored.
 [[nodiscard]] std::int64_t filter_upload_bytes(const FilterShape& shape);
+
+/// The sizes of the device encoder's buffers (host/cuda/device_encoder.hpp) for `trials` trials
+/// of `data_steps` encoder steps: model::encoder_block_starts' blocks, the batch's and the
+/// largest block's rows, the hidden layers' channels per row, the widest input, hidden layer
+/// and output of a convolution, the largest tap and all taps' weights, the encoder's parameters.
+struct EncoderPlan {
+  std::vector<int> first_trial;
+  std::int64_t rows = 0, block_rows = 0, hidden_floats = 0;
+  int widest_input = 0, widest_hidden = 0, widest_out = 0;
+  std::int64_t largest_tap = 0, tap_floats = 0, encoder_size = 0;
+};
+[[nodiscard]] EncoderPlan encoder_plan(const ModelConfig& config, int trials, int data_steps);
+
+/// Device bytes of the device encoder's buffers for that batch (each rounded as the plan's).
+[[nodiscard]] std::int64_t encoder_device_bytes(const ModelConfig& config, int trials,
+                                                int data_steps);
 
 /// The largest particle count per trial (at shape.trials trials) and the largest trial count
 /// (at shape.particles particles) whose plan fits in `available` bytes, each at most the

@@ -189,7 +189,9 @@ Matrix<Scalar> convolve_backward(const Convolution& c, const Matrix<Scalar>& inp
                                  const double* weight, const Matrix<Scalar>& output_gradient,
                                  double* weight_gradient, double* bias_gradient,
                                  bool input_gradient) {
-  for (int o = 0; o < c.out; ++o) bias_gradient[o] += double(output_gradient.col(o).sum());
+  // Column sums as a product with ones: the form a GPU computes them in (device_encoder.cpp).
+  const Matrix<Scalar> sums = Matrix<Scalar>::Ones(1, output_gradient.rows()) * output_gradient;
+  for (int o = 0; o < c.out; ++o) bias_gradient[o] += double(sums(0, o));
   Matrix<Scalar> result;
   if (input_gradient) result = Matrix<Scalar>::Zero(input.rows(), c.in);
   for (int tap = 0; tap < c.kernel; ++tap) {
@@ -317,7 +319,8 @@ std::vector<double> encoder_backward(const EncoderConfig& config,
       ConstMatrixMap<Scalar>(log_variance_gradient.data(), rows, rank);
   if (config.constant_variance) {
     double* constant = gradient.data() + at("encoder_log_variance");
-    for (int r = 0; r < rank; ++r) constant[r] += double(log_variance_rows.col(r).sum());
+    const Matrix<Scalar> sums = Matrix<Scalar>::Ones(1, rows) * log_variance_rows;
+    for (int r = 0; r < rank; ++r) constant[r] += double(sums(0, r));
   } else {
     const Matrix<Scalar> from_variance = convolve_backward(
         head, head_input, parameters.data() + at("encoder_log_variance_weight"),

@@ -31,6 +31,16 @@ class ThreadCountScope {
 
 }  // namespace
 
+std::vector<int> encoder_block_starts(int trials, int data_steps) {
+  const std::int64_t rows = std::int64_t(trials) * data_steps;
+  const int blocks = int(std::max<std::int64_t>(
+      1, std::min<std::int64_t>({trials, encoder_trial_blocks, rows / encoder_block_rows})));
+  std::vector<int> starts;
+  for (int block = 0; block <= blocks; ++block)
+    starts.push_back(int(std::int64_t(trials) * block / blocks));
+  return starts;
+}
+
 template <typename Scalar>
 EncoderFactors<Scalar>::EncoderFactors(const Model& model, const SequenceBatch& batch,
                                        int data_steps, int threads)
@@ -44,12 +54,8 @@ EncoderFactors<Scalar>::EncoderFactors(const Model& model, const SequenceBatch& 
   offset_ = layout.encoder;
   parameters_.assign(model.parameters.begin() + layout.encoder,
                      model.parameters.begin() + layout.encoder + layout.encoder_size);
-  // Blocks of consecutive trials, as even as the count allows.
-  const std::int64_t rows = std::int64_t(trials) * data_steps;
-  const int blocks = int(std::max<std::int64_t>(
-      1, std::min<std::int64_t>({trials, encoder_trial_blocks, rows / encoder_block_rows})));
-  for (int block = 0; block <= blocks; ++block)
-    first_trial_.push_back(int(std::int64_t(trials) * block / blocks));
+  first_trial_ = encoder_block_starts(trials, data_steps);
+  const int blocks = int(first_trial_.size()) - 1;
   passes_.resize(std::size_t(blocks));
   const std::size_t kept = std::size_t(data_steps) * D, stored = std::size_t(batch.num_steps) * D;
   const ThreadCountScope single_thread(1);  // Eigen inside each block: one thread

@@ -24,6 +24,12 @@ namespace lrsmc::model {
 constexpr int encoder_trial_blocks = 16;
 constexpr int encoder_block_rows = 1024;
 
+/// The first trial of each block of a batch of `trials` trials of `data_steps` encoder steps,
+/// then `trials`: as many blocks as encoder_trial_blocks and encoder_block_rows allow, of
+/// consecutive trials, as even as the count allows. The device encoder runs the same blocks,
+/// so that its products have the CPU's shapes.
+[[nodiscard]] std::vector<int> encoder_block_starts(int trials, int data_steps);
+
 template <typename Scalar>
 class EncoderFactors {
  public:
