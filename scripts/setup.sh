@@ -4,6 +4,7 @@
 set -euo pipefail
 packages=(cmake g++ make pkg-config libeigen3-dev nlohmann-json3-dev libcli11-dev libzip-dev
           libboost-context-dev
+          openmpi-bin libopenmpi-dev  # data-parallel training over MPI ranks (mpirun tests)
           libgtest-dev libbenchmark-dev
           python3 python3-venv python3-dev)  # the Python package (scripts/test_python.sh)
 missing=()

@@ -2,6 +2,7 @@
 // giving a clear message, a non-zero exit and no damage to existing files.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <filesystem>
@@ -555,6 +556,58 @@ TEST_F(CliTest, SplitSeedIsPartOfTheRun) {
   expect_bad_input(fit + "--epochs 2 --split-seed 8 --resume",
                    "it was made with --split-seed 7, this run has 8");
   ASSERT_EQ(run(fit + "--epochs 2 --split-seed 7 --resume"), 0) << output_;
+}
+
+// mpirun -np 2 and -np 3 (oversubscribed on two cores): each process fits its share of every
+// batch's trials, the per-trial results gathered in trial order, so the model is the one-process
+// model bit for bit; process 0 alone reports and writes. Other commands refuse to run over MPI.
+// Skips when this build has no MPI or mpirun is not on the PATH.
+TEST_F(CliTest, MpiFitIsBitwiseTheOneProcessFit) {
+#if !defined(LRSMC_WITH_MPI)
+  GTEST_SKIP() << "lrsmc built without MPI (-DLRSMC_ENABLE_MPI=OFF, or no MPI found): mpirun "
+                  "check skipped";
+#else
+  std::string where;
+  if (testing::run_command("command -v mpirun", where) != 0)
+    GTEST_SKIP() << "mpirun is not on the PATH (apt install openmpi-bin): mpirun check skipped";
+  // Open MPI refuses root unless told; CI's containers run as root.
+  const std::string mpirun =
+      std::string(geteuid() == 0 ? "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                                 : "") +
+      "mpirun --oversubscribe --bind-to none -np ";
+  write_teacher_data(22, 15);
+  const std::string fit = "fit --data " + path("data.npz") +
+                          " --field observations --rank 2 --hidden 6 --particles 6 --epochs 3 "
+                          "--batch-size 8 --held-out 0.2 --device cpu --threads 1 --seed 4 "
+                          "--checkpoint-every 1 --out ";
+  ASSERT_EQ(run(fit + path("one.npz")), 0) << output_;
+  for (const int processes : {2, 3}) {
+    const std::string out = path("p" + std::to_string(processes) + ".npz");
+    ASSERT_EQ(testing::run_command(mpirun + std::to_string(processes) + " " +
+                                       std::string(LRSMC_CLI_PATH) + " " + fit + out,
+                                   output_),
+              0)
+        << output_;
+    EXPECT_NE(output_.find(std::to_string(processes) +
+                           " MPI processes share each batch's trials (each gradient gathers "),
+              std::string::npos)
+        << output_;
+    // One report, from process 0.
+    EXPECT_EQ(output_.find("fitted "), output_.rfind("fitted ")) << output_;
+    EXPECT_EQ(load_model(out).parameters, load_model(path("one.npz")).parameters)
+        << processes << " processes";
+    EXPECT_EQ(load_model(out + ".checkpoint.npz").parameters,
+              load_model(path("one.npz.checkpoint.npz")).parameters);
+  }
+  EXPECT_NE(testing::run_command(mpirun + "2 " + std::string(LRSMC_CLI_PATH) + " filter --model " +
+                                     path("one.npz") + " --data " + path("data.npz") +
+                                     " --field observations --out-latents " + path("l.npy") +
+                                     " --out-elbo " + path("e.npy"),
+                                 output_),
+            0);
+  EXPECT_NE(output_.find("only lrsmc fit shares its work over MPI"), std::string::npos) << output_;
+  EXPECT_FALSE(std::filesystem::exists(path("l.npy")));
+#endif
 }
 
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {

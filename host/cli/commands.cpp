@@ -229,6 +229,11 @@ void apply_preset(FitOptions& options) {
 
 int run_fit(FitOptions& options, const ProgressCallback& progress) {
   apply_preset(options);
+  // Under MPI every process trains (on its share of each batch's trials) and process 0 alone
+  // writes the model, checkpoints and progress.
+  const Communicator* world = options.device.communicator.get();
+  const bool writer = world == nullptr || world->rank() == 0;
+  if (!writer) options.quiet = true;
   if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
     options.training.checkpoint_path = checkpoint_path_of(options);
   require_distinct_paths(
@@ -236,8 +241,9 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
        {"--inputs", options.data.inputs_path},
        {"--init", options.init_path}},
       {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
-  require_writable_outputs(
-      {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
+  if (writer)
+    require_writable_outputs(
+        {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
   const Dataset data = load_data(options.data);
   Model model;
   if (!options.init_path.empty()) {
@@ -279,6 +285,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                   "exist");
     resume_from = options.training.checkpoint_path;
   }
+  if (!writer) options.training.checkpoint_path.clear();  // reads the checkpoint, never writes
   if (data.continuous())
     LRSMC_REQUIRE(options.training.window <= data.num_steps, data.source, ": --window ",
                   options.training.window, " is longer than the recording; got ", data.num_steps,
@@ -307,10 +314,22 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                  to_string(options.training.optimizer).c_str(), options.training.learning_rate,
                  final_learning_rate(options.training, train),
                  options.training.learning_rate_end > 0 ? "" : " (--lr-end 0: automatic)");
-  for (const std::string& warning : training_warnings(options.training, train))
-    std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
+  if (!options.quiet && world != nullptr)
+    std::fprintf(stderr,
+                 "lrsmc fit: %d MPI processes share each batch's trials (each gradient gathers "
+                 "%.1f KiB per trial); process 0 writes\n",
+                 world->size(),
+                 double(gathered_values_per_trial(
+                     model.config, options.training.filter,
+                     train.continuous() ? options.training.window : train.num_steps)) *
+                     8 / 1024);
+  if (writer)
+    for (const std::string& warning : training_warnings(options.training, train))
+      std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
   Trainer trainer(*backend, options.training);
   const TrainingResult result = trainer.fit(model, train, held_out, progress, resume_from);
+  if (!writer)  // the same result as process 0's, which reports and saves it
+    return result.completed ? 0 : result.stop_reason.rfind("stopped by request", 0) == 0 ? 130 : 1;
   if (!result.completed) {
     std::fprintf(stderr, "lrsmc: %s\n", result.stop_reason.c_str());
     return save_stopped_fit(options, result);

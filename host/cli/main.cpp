@@ -179,6 +179,8 @@ int run_simulate(const std::string& model_path, int trials, int steps, std::uint
 }  // namespace
 
 int main_with_exceptions(int argc, char** argv) {
+  // The processes of an MPI launch (mpirun, srun), or null for a process on its own.
+  const std::shared_ptr<Communicator> world = mpi_world(argc, argv);
   CLI::App app{
       "lrsmc: fit stochastic low-rank RNNs to neural recordings with variational "
       "sequential Monte Carlo"};
@@ -342,10 +344,20 @@ int main_with_exceptions(int argc, char** argv) {
     const int code = app.exit(error);
     return code == 0 ? 0 : 2;
   }
+  LRSMC_REQUIRE(world == nullptr || *fit, "lrsmc ", app.get_subcommands().front()->get_name(), ": ",
+                world ? world->size() : 0,
+                " MPI processes; only lrsmc fit shares its work over MPI (run this command as one "
+                "process)");
+  if (world != nullptr) {
+    fit_options.device.communicator = world;
+    if (world->rank() != 0) fit_options.quiet = true;
+  }
   install_signal_handlers(*fit || *demo);
   ProgressPrinter printer(*demo ? demo_options.quiet : fit_options.quiet);
-  const ProgressCallback progress = [&printer](const EpochReport& report) {
-    return printer(report);
+  // Under MPI the processes stop together: at the first epoch end where any was asked to.
+  const ProgressCallback progress = [&printer, &world](const EpochReport& report) {
+    const bool go_on = printer(report);
+    return world == nullptr ? go_on : !world->any(!go_on);
   };
 
   if (*simulate)

@@ -217,6 +217,7 @@ std::unique_ptr<Backend> make_device_backend(const DeviceOptions& options,
   BackendOptions backend_options;
   backend_options.num_threads = options.threads;
   backend_options.cpu_precision = parse_cpu_precision(options.precision, "--precision");
+  backend_options.communicator = options.communicator;
   std::string note;
   auto backend = make_backend_for(parse_backend_kind(options.device, "--device"), backend_options,
                                   config, filter, &note);

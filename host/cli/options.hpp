@@ -3,12 +3,14 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/config.hpp"
 #include "lrsmc/dataset.hpp"
+#include "lrsmc/distributed.hpp"
 #include "lrsmc/trainer.hpp"
 
 namespace lrsmc::cli {
@@ -62,6 +64,8 @@ struct DeviceOptions {
   std::string device = "auto";
   int threads = 0;
   std::string precision = "float32";
+  /// The MPI processes that share the trials (lrsmc fit under mpirun), or null.
+  std::shared_ptr<Communicator> communicator;
 };
 
 /// Puts the options added to `app` since it had `first` options under the help heading `name`.

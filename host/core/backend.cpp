@@ -211,8 +211,15 @@ std::unique_ptr<TrainingSession> Backend::start_training(const TrainingSetup&) {
 std::string Backend::cannot_run(const ModelConfig&, const FilterOptions&) const { return {}; }
 
 std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& options) {
-  if (kind == BackendKind::cpu || (kind == BackendKind::automatic && !cuda_available()))
+  // Several processes share trials on the CPU backend only (the CUDA backend has no
+  // communicator): auto picks the CPU for them, and cuda is refused.
+  const bool shared = options.communicator != nullptr && options.communicator->size() > 1;
+  if (kind == BackendKind::cpu || (kind == BackendKind::automatic && (shared || !cuda_available())))
     return std::make_unique<cpu::CpuBackend>(options);
+  LRSMC_REQUIRE(!shared, "cuda backend: ", options.communicator->size(),
+                " MPI processes share this fit, but data-parallel training over GPUs is not "
+                "available yet (the CPU backend shares trials over MPI); use --device cpu, or "
+                "run one process");
   return cuda::make_cuda_backend(options);
 }
 

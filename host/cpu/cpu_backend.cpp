@@ -66,24 +66,30 @@ FilterResult CpuBackend::do_filter(const Model& model, const SequenceBatch& batc
                                    const FilterRequest& request) {
   switch (options_.cpu_precision) {
     case CpuPrecision::float64:
-      return filter_trials<double>(model, batch, options, seed, request, threads());
+      return filter_trials<double>(model, batch, options, seed, request, threads(), nullptr,
+                                   options_.communicator.get());
     case CpuPrecision::device_float32:
-      return filter_trials<float>(model, batch, options, seed, request, threads());
+      return filter_trials<float>(model, batch, options, seed, request, threads(), nullptr,
+                                  options_.communicator.get());
     case CpuPrecision::packed_float32: break;
   }
-  return filter_trials_packed(model, batch, options, seed, request, threads());
+  return filter_trials_packed(model, batch, options, seed, request, threads(), nullptr,
+                              options_.communicator.get());
 }
 
 GradientResult CpuBackend::do_elbo_gradient(const Model& model, const SequenceBatch& batch,
                                             const FilterOptions& options, std::uint64_t seed) {
   switch (options_.cpu_precision) {
     case CpuPrecision::float64:
-      return gradient_of_trials<double>(model, batch, options, seed, threads());
+      return gradient_of_trials<double>(model, batch, options, seed, threads(), nullptr,
+                                        options_.communicator.get());
     case CpuPrecision::device_float32:
-      return gradient_of_trials<float>(model, batch, options, seed, threads());
+      return gradient_of_trials<float>(model, batch, options, seed, threads(), nullptr,
+                                       options_.communicator.get());
     case CpuPrecision::packed_float32: break;
   }
-  return gradient_of_trials_packed(model, batch, options, seed, threads());
+  return gradient_of_trials_packed(model, batch, options, seed, threads(), nullptr,
+                                   options_.communicator.get());
 }
 
 SampleResult CpuBackend::do_sample(const Model& model, int num_trials, int num_steps,

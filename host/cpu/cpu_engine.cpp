@@ -8,11 +8,13 @@
 #include <omp.h>
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 
+#include "core/shared_trials.hpp"
 #include "cpu/particle_pack.hpp"
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
@@ -828,19 +830,85 @@ void run_parallel(int trials, int num_threads, const Work& work) {
   }
 }
 
+/// Runs work(trial, storage) for this process's share of the trials (run_parallel). With a
+/// communicator every process then agrees on failures (detail::agree_on_failure): all fail
+/// alike, with the first failing share's error.
+template <typename Scalar, typename Work>
+void run_share(const TrialShare& share, int num_threads, Communicator* communicator,
+               const Work& work) {
+  std::exception_ptr failure;
+  try {
+    run_parallel<Scalar>(share.count(), num_threads, [&](int local, TrialStorage<Scalar>& storage) {
+      work(share.first + local, storage);
+    });
+  } catch (...) {
+    if (communicator == nullptr) throw;
+    failure = std::current_exception();
+  }
+  if (communicator != nullptr) detail::agree_on_failure(*communicator, failure);
+}
+
 double mean_of(const std::vector<double>& values) {
   double sum = 0;
   for (const double value : values) sum += value;
   return values.empty() ? 0.0 : sum / double(values.size());
 }
 
+/// Gathers every trial's accumulator row, ELBO and encoder adjoints from the processes' shares
+/// (this process's `share` filled), in trial order.
+void gather_rows(Communicator& communicator, const TrialShare& share,
+                 std::vector<std::vector<double>>& rows, std::vector<double>& elbo_per_trial,
+                 std::vector<EncoderAdjoint>& encoder_adjoints) {
+  const int trials = int(rows.size());
+  detail::gather_trials(communicator, trials, 1, elbo_per_trial);
+  // Widths from this process's first trial; every trial's are the same (a process with no
+  // trials learns them from the gathered sizes).
+  std::vector<double> widths = {0, 0};
+  if (share.count() > 0) {
+    widths[0] = double(rows[std::size_t(share.first)].size());
+    widths[1] = double(encoder_adjoints[std::size_t(share.first)].mean.size());
+  }
+  std::vector<double> all_widths;
+  const int size = communicator.size();
+  communicator.all_gather(widths, std::vector<std::int64_t>(std::size_t(size), 2), all_widths);
+  for (int process = 0; process < size; ++process)
+    if (trial_share(trials, process, size).count() > 0) {
+      widths = {all_widths[std::size_t(2 * process)], all_widths[std::size_t(2 * process + 1)]};
+      break;
+    }
+  const std::size_t row_width = std::size_t(widths[0]), encoder_width = std::size_t(widths[1]);
+  const std::size_t width = row_width + 2 * encoder_width;
+  std::vector<double> packed(std::size_t(trials) * width, 0.0);
+  for (int trial = share.first; trial < share.last; ++trial) {
+    double* at = packed.data() + std::size_t(trial) * width;
+    const std::vector<double>& row = rows[std::size_t(trial)];
+    std::copy(row.begin(), row.end(), at);
+    const EncoderAdjoint& adjoint = encoder_adjoints[std::size_t(trial)];
+    std::copy(adjoint.mean.begin(), adjoint.mean.end(), at + row_width);
+    std::copy(adjoint.variance.begin(), adjoint.variance.end(), at + row_width + encoder_width);
+  }
+  detail::gather_trials(communicator, trials, std::int64_t(width), packed);
+  for (int trial = 0; trial < trials; ++trial) {
+    const double* at = packed.data() + std::size_t(trial) * width;
+    rows[std::size_t(trial)].assign(at, at + row_width);
+    encoder_adjoints[std::size_t(trial)].mean.assign(at + row_width,
+                                                     at + row_width + encoder_width);
+    encoder_adjoints[std::size_t(trial)].variance.assign(at + row_width + encoder_width,
+                                                         at + width);
+  }
+}
+
 template <typename Scalar, typename Value>
 FilterResult filter_with(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
-                         const FilterRequest& request, int num_threads, const ForcedPaths* forced) {
+                         const FilterRequest& request, int num_threads, const ForcedPaths* forced,
+                         Communicator* communicator) {
   const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads);
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles;
+  // Stored particles are not gathered: such a call runs every trial on every process.
+  if (request.particles) communicator = nullptr;
+  const TrialShare share = detail::share_of(trials, communicator);
   FilterResult result;
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);
   if (request.filtered_mean) result.filtered_mean.assign(std::size_t(trials) * steps * R, 0.0);
@@ -850,25 +918,32 @@ FilterResult filter_with(const Model& model, const SequenceBatch& batch,
     result.ancestors.assign(std::size_t(trials) * steps * K, 0);
     result.resampled.assign(std::size_t(trials) * steps, 0);
   }
-  const ThreadPlan plan(trials, num_threads);
-  run_parallel<Scalar>(trials, plan.trial_threads, [&](int trial, TrialStorage<Scalar>& storage) {
-    const TrialData<Scalar> data = engine.prepare_trial(trial);
-    engine.forward_trial(trial, data, request.filtered_mean, storage, forced, plan.block_threads);
-    result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
+  const ThreadPlan plan(share.count(), num_threads);
+  run_share<Scalar>(
+      share, plan.trial_threads, communicator, [&](int trial, TrialStorage<Scalar>& storage) {
+        const TrialData<Scalar> data = engine.prepare_trial(trial);
+        engine.forward_trial(trial, data, request.filtered_mean, storage, forced,
+                             plan.block_threads);
+        result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
+        if (request.filtered_mean)
+          std::copy(storage.filtered_mean.begin(), storage.filtered_mean.end(),
+                    result.filtered_mean.begin() + std::ptrdiff_t(trial) * steps * R);
+        if (!request.particles) return;
+        const std::size_t cells = std::size_t(steps) * K;
+        std::copy(storage.particles.begin(), storage.particles.end(),
+                  result.particles.begin() + std::ptrdiff_t(std::size_t(trial) * cells * R));
+        std::copy(storage.log_weights.begin(), storage.log_weights.end(),
+                  result.log_weights.begin() + std::ptrdiff_t(std::size_t(trial) * cells));
+        std::copy(storage.ancestors.begin(), storage.ancestors.end(),
+                  result.ancestors.begin() + std::ptrdiff_t(std::size_t(trial) * cells));
+        std::copy(storage.resampled.begin(), storage.resampled.end(),
+                  result.resampled.begin() + std::ptrdiff_t(trial) * steps);
+      });
+  if (communicator != nullptr) {
+    detail::gather_trials(*communicator, trials, 1, result.elbo_per_trial);
     if (request.filtered_mean)
-      std::copy(storage.filtered_mean.begin(), storage.filtered_mean.end(),
-                result.filtered_mean.begin() + std::ptrdiff_t(trial) * steps * R);
-    if (!request.particles) return;
-    const std::size_t cells = std::size_t(steps) * K;
-    std::copy(storage.particles.begin(), storage.particles.end(),
-              result.particles.begin() + std::ptrdiff_t(std::size_t(trial) * cells * R));
-    std::copy(storage.log_weights.begin(), storage.log_weights.end(),
-              result.log_weights.begin() + std::ptrdiff_t(std::size_t(trial) * cells));
-    std::copy(storage.ancestors.begin(), storage.ancestors.end(),
-              result.ancestors.begin() + std::ptrdiff_t(std::size_t(trial) * cells));
-    std::copy(storage.resampled.begin(), storage.resampled.end(),
-              result.resampled.begin() + std::ptrdiff_t(trial) * steps);
-  });
+      detail::gather_trials(*communicator, trials, std::int64_t(steps) * R, result.filtered_mean);
+  }
   result.elbo = mean_of(result.elbo_per_trial);
   return result;
 }
@@ -876,9 +951,10 @@ FilterResult filter_with(const Model& model, const SequenceBatch& batch,
 template <typename Scalar, typename Value>
 GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed, int num_threads,
-                             const ForcedPaths* forced) {
+                             const ForcedPaths* forced, Communicator* communicator) {
   const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads);
   const int trials = batch.num_trials, steps = batch.num_steps;
+  const TrialShare share = detail::share_of(trials, communicator);
   GradientResult result;
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);
   std::vector<std::vector<double>> rows(static_cast<std::size_t>(trials));
@@ -886,15 +962,24 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
   std::vector<EncoderAdjoint> encoder_adjoints(static_cast<std::size_t>(trials));
   // With fewer trials than threads the forward pass runs its blocks on every thread; the reverse
   // sweep, whose blocks add into shared accumulators, runs on one.
-  const ThreadPlan plan(trials, num_threads);
-  run_parallel<Scalar>(trials, plan.trial_threads, [&](int trial, TrialStorage<Scalar>& storage) {
-    data[std::size_t(trial)] = engine.prepare_trial(trial);
-    engine.forward_trial(trial, data[std::size_t(trial)], false, storage, forced,
-                         plan.block_threads);
-    result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
-    engine.backward_trial(data[std::size_t(trial)], storage, math::increment_adjoint(trials, steps),
-                          rows[std::size_t(trial)], encoder_adjoints[std::size_t(trial)]);
-  });
+  const ThreadPlan plan(share.count(), num_threads);
+  run_share<Scalar>(
+      share, plan.trial_threads, communicator, [&](int trial, TrialStorage<Scalar>& storage) {
+        data[std::size_t(trial)] = engine.prepare_trial(trial);
+        engine.forward_trial(trial, data[std::size_t(trial)], false, storage, forced,
+                             plan.block_threads);
+        result.elbo_per_trial[std::size_t(trial)] = storage.log_evidence / steps;
+        engine.backward_trial(data[std::size_t(trial)], storage,
+                              math::increment_adjoint(trials, steps), rows[std::size_t(trial)],
+                              encoder_adjoints[std::size_t(trial)]);
+      });
+  if (communicator != nullptr) {
+    gather_rows(*communicator, share, rows, result.elbo_per_trial, encoder_adjoints);
+    // The other processes' trials' data, for the finish's per-trial terms.
+    for (int trial = 0; trial < trials; ++trial)
+      if (trial < share.first || trial >= share.last)
+        data[std::size_t(trial)] = engine.prepare_trial(trial);
+  }
   result.elbo = mean_of(result.elbo_per_trial);
   result.gradient = engine.finish(rows, data, encoder_adjoints);
   return result;
@@ -905,42 +990,47 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
 template <typename Scalar>
 FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
                            const FilterOptions& options, std::uint64_t seed,
-                           const FilterRequest& request, int num_threads,
-                           const ForcedPaths* forced) {
-  return filter_with<Scalar, Scalar>(model, batch, options, seed, request, num_threads, forced);
+                           const FilterRequest& request, int num_threads, const ForcedPaths* forced,
+                           Communicator* communicator) {
+  return filter_with<Scalar, Scalar>(model, batch, options, seed, request, num_threads, forced,
+                                     communicator);
 }
 
 template <typename Scalar>
 GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
                                   const FilterOptions& options, std::uint64_t seed, int num_threads,
-                                  const ForcedPaths* forced) {
-  return gradient_with<Scalar, Scalar>(model, batch, options, seed, num_threads, forced);
+                                  const ForcedPaths* forced, Communicator* communicator) {
+  return gradient_with<Scalar, Scalar>(model, batch, options, seed, num_threads, forced,
+                                       communicator);
 }
 
 FilterResult filter_trials_packed(const Model& model, const SequenceBatch& batch,
                                   const FilterOptions& options, std::uint64_t seed,
                                   const FilterRequest& request, int num_threads,
-                                  const ForcedPaths* forced) {
-  return filter_with<float, Pack>(model, batch, options, seed, request, num_threads, forced);
+                                  const ForcedPaths* forced, Communicator* communicator) {
+  return filter_with<float, Pack>(model, batch, options, seed, request, num_threads, forced,
+                                  communicator);
 }
 
 GradientResult gradient_of_trials_packed(const Model& model, const SequenceBatch& batch,
                                          const FilterOptions& options, std::uint64_t seed,
-                                         int num_threads, const ForcedPaths* forced) {
-  return gradient_with<float, Pack>(model, batch, options, seed, num_threads, forced);
+                                         int num_threads, const ForcedPaths* forced,
+                                         Communicator* communicator) {
+  return gradient_with<float, Pack>(model, batch, options, seed, num_threads, forced, communicator);
 }
 
 template FilterResult filter_trials<float>(const Model&, const SequenceBatch&, const FilterOptions&,
                                            std::uint64_t, const FilterRequest&, int,
-                                           const ForcedPaths*);
+                                           const ForcedPaths*, Communicator*);
 template FilterResult filter_trials<double>(const Model&, const SequenceBatch&,
                                             const FilterOptions&, std::uint64_t,
-                                            const FilterRequest&, int, const ForcedPaths*);
+                                            const FilterRequest&, int, const ForcedPaths*,
+                                            Communicator*);
 template GradientResult gradient_of_trials<float>(const Model&, const SequenceBatch&,
                                                   const FilterOptions&, std::uint64_t, int,
-                                                  const ForcedPaths*);
+                                                  const ForcedPaths*, Communicator*);
 template GradientResult gradient_of_trials<double>(const Model&, const SequenceBatch&,
                                                    const FilterOptions&, std::uint64_t, int,
-                                                   const ForcedPaths*);
+                                                   const ForcedPaths*, Communicator*);
 
 }  // namespace lrsmc::cpu

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "lrsmc/backend.hpp"
+#include "lrsmc/distributed.hpp"
 
 namespace lrsmc::cpu {
 
@@ -25,15 +26,22 @@ template <typename Scalar>
 [[nodiscard]] FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
                                          const FilterOptions& options, std::uint64_t seed,
                                          const FilterRequest& request, int num_threads,
-                                         const ForcedPaths* forced = nullptr);
+                                         const ForcedPaths* forced = nullptr,
+                                         Communicator* communicator = nullptr);
 
 /// The ELBO and its gradient: forward and reverse sweep of every trial, per-trial accumulator
 /// rows summed in trial order, then finished once (results do not depend on the thread count).
+/// With a communicator each process runs its share of the trials (trial_share) and the
+/// per-trial results are gathered in trial order before the finish, so every process returns
+/// the bits one process running every trial would; the filters likewise (their ELBO per trial
+/// and filtered means gathered; a request for particles runs every trial on every process).
+/// Calls with a communicator are collective.
 template <typename Scalar>
 [[nodiscard]] GradientResult gradient_of_trials(const Model& model, const SequenceBatch& batch,
                                                 const FilterOptions& options, std::uint64_t seed,
                                                 int num_threads,
-                                                const ForcedPaths* forced = nullptr);
+                                                const ForcedPaths* forced = nullptr,
+                                                Communicator* communicator = nullptr);
 
 /// The packed float32 engine (the CPU's default): the same filter and gradient with
 /// pack_width particles in SIMD lanes (cpu/particle_pack.hpp), gradient terms summed in float32
@@ -42,12 +50,14 @@ template <typename Scalar>
 [[nodiscard]] FilterResult filter_trials_packed(const Model& model, const SequenceBatch& batch,
                                                 const FilterOptions& options, std::uint64_t seed,
                                                 const FilterRequest& request, int num_threads,
-                                                const ForcedPaths* forced = nullptr);
+                                                const ForcedPaths* forced = nullptr,
+                                                Communicator* communicator = nullptr);
 [[nodiscard]] GradientResult gradient_of_trials_packed(const Model& model,
                                                        const SequenceBatch& batch,
                                                        const FilterOptions& options,
                                                        std::uint64_t seed, int num_threads,
-                                                       const ForcedPaths* forced = nullptr);
+                                                       const ForcedPaths* forced = nullptr,
+                                                       Communicator* communicator = nullptr);
 
 /// Draws from the generative model (method.md §6.1): from the initial state's prior, or from
 /// `initial_states` (trials, rank) when given.

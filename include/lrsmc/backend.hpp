@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "lrsmc/config.hpp"
+#include "lrsmc/distributed.hpp"
 #include "lrsmc/params.hpp"
 
 namespace lrsmc {
@@ -106,6 +107,9 @@ struct BackendOptions {
   int device_index = 0;           ///< CUDA device
   /// CUDA only: the forward-filter regime; tests and benchmarks force one, users keep automatic.
   CudaFilterRegime cuda_filter_regime = CudaFilterRegime::automatic;
+  /// CPU only: the processes that share each call's trials (lrsmc/distributed.hpp), or null for
+  /// this process alone. Every filter and gradient call is then collective.
+  std::shared_ptr<Communicator> communicator;
 };
 
 /// Non-virtual public calls validate once (identical checks and messages on every backend),

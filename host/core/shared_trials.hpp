@@ -1,0 +1,26 @@
+// Internal: the pieces the engines use to split a call's trials over the processes of a
+// Communicator (lrsmc/distributed.hpp) and to gather the per-trial results back.
+#pragma once
+
+#include <exception>
+#include <vector>
+
+#include "lrsmc/distributed.hpp"
+
+namespace lrsmc::detail {
+
+/// This process's share of `trials`: all of them without a communicator.
+[[nodiscard]] TrialShare share_of(int trials, const Communicator* communicator);
+
+/// Makes every process fail alike: when any process's share failed (`failure` set there), every
+/// process throws the error of the lowest such process (its trials come first, so it is the
+/// error one process running every trial would have thrown): NumericalError, InvalidInput or
+/// Error as it was, with its message. Returns when no process failed.
+void agree_on_failure(Communicator& communicator, const std::exception_ptr& failure);
+
+/// Every trial's `width` values, gathered in trial order from the processes' shares: `values`
+/// holds (trials, width) with this process's share filled; the others' are filled in.
+void gather_trials(Communicator& communicator, int trials, std::int64_t width,
+                   std::vector<double>& values);
+
+}  // namespace lrsmc::detail

@@ -1,0 +1,59 @@
+// Data-parallel work over several processes (MPI ranks): each process runs a consecutive share
+// of a batch's trials, the per-trial results are gathered in trial order, and every process
+// then finishes the call on the same numbers. A gradient is thus bitwise the same for any
+// number of processes, and equal to one process's, so the processes of a fit take the same
+// optimizer steps without exchanging parameters.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace lrsmc {
+
+struct ModelConfig;
+struct FilterOptions;
+
+/// The processes that share the work. Every call is collective: every process makes it, in the
+/// same order.
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  /// This process's index (0 … size − 1) and the number of processes.
+  [[nodiscard]] virtual int rank() const = 0;
+  [[nodiscard]] virtual int size() const = 0;
+  /// Every process's `mine` (counts[p] values from process p), concatenated in process order,
+  /// into `gathered` on every process.
+  virtual void all_gather(const std::vector<double>& mine, const std::vector<std::int64_t>& counts,
+                          std::vector<double>& gathered) = 0;
+  /// Process `root`'s text, on every process.
+  [[nodiscard]] virtual std::string broadcast(const std::string& text, int root) = 0;
+  /// Whether any process passed true.
+  [[nodiscard]] virtual bool any(bool mine) = 0;
+};
+
+/// The trials [first, last) that process `rank` of `size` runs among `trials`: consecutive
+/// shares, in process order, as even as the count allows (some may be empty).
+struct TrialShare {
+  int first = 0, last = 0;
+  [[nodiscard]] int count() const { return last - first; }
+};
+[[nodiscard]] TrialShare trial_share(int trials, int rank, int size);
+
+/// Values every process receives per trial of a shared gradient of `config`'s model under
+/// `options` on trials of `steps` steps: the trial's accumulator row (every engine parameter and
+/// the once-per-call slots), its ELBO, and with the encoder proposal its factors' adjoints.
+[[nodiscard]] std::int64_t gathered_values_per_trial(const ModelConfig& config,
+                                                     const FilterOptions& options, int steps);
+
+/// Whether this build of lrsmc can run over MPI.
+[[nodiscard]] bool mpi_available();
+
+/// The MPI processes this one was started with (mpirun, mpiexec or srun; the launcher's
+/// environment says so): initialises MPI, and finalises it when the last reference goes. Null
+/// for a process started on its own. Throws InvalidInput when a launcher started several
+/// processes but this build has no MPI.
+[[nodiscard]] std::shared_ptr<Communicator> mpi_world(int& argc, char**& argv);
+
+}  // namespace lrsmc

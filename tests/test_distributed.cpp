@@ -1,0 +1,339 @@
+// Trials shared over several processes (lrsmc/distributed.hpp), with threads standing in for
+// the processes (a Communicator over shared buffers): the CPU backend's gradient and filter,
+// and whole fits, are bitwise the one-process ones for any number of processes, more
+// processes than trials included; every process fails alike when one share fails. The same
+// over real MPI processes: CliTest.MpiFitIsBitwiseTheOneProcessFit.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/shared_trials.hpp"
+#include "lrsmc/backend.hpp"
+#include "lrsmc/demo.hpp"
+#include "lrsmc/distributed.hpp"
+#include "lrsmc/errors.hpp"
+#include "lrsmc/trainer.hpp"
+#include "support/engine_comparison.hpp"
+#include "support/test_models.hpp"
+
+namespace lrsmc {
+namespace {
+
+/// What `size` threads share: one slot per thread and a reusable barrier.
+class ThreadGroup {
+ public:
+  explicit ThreadGroup(int size) : size_(size), slots_(static_cast<std::size_t>(size)) {}
+  [[nodiscard]] int size() const { return size_; }
+  std::vector<double>& slot(int rank) { return slots_[std::size_t(rank)]; }
+  std::string text;
+  std::atomic<int> gathers{0};  // all_gather calls, over every process
+
+  void barrier() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    const long generation = generation_;
+    if (++arrived_ == size_) {
+      arrived_ = 0;
+      ++generation_;
+      condition_.notify_all();
+      return;
+    }
+    condition_.wait(lock, [&] { return generation_ != generation; });
+  }
+
+ private:
+  int size_;
+  std::vector<std::vector<double>> slots_;
+  std::mutex mutex_;
+  std::condition_variable condition_;
+  int arrived_ = 0;
+  long generation_ = 0;
+};
+
+/// One thread's view of the group, as an MPI process's of its world.
+class ThreadCommunicator final : public Communicator {
+ public:
+  ThreadCommunicator(ThreadGroup& group, int rank) : group_(group), rank_(rank) {}
+  [[nodiscard]] int rank() const override { return rank_; }
+  [[nodiscard]] int size() const override { return group_.size(); }
+
+  void all_gather(const std::vector<double>& mine, const std::vector<std::int64_t>& counts,
+                  std::vector<double>& gathered) override {
+    EXPECT_EQ(std::int64_t(mine.size()), counts[std::size_t(rank_)]);
+    ++group_.gathers;
+    group_.slot(rank_) = mine;
+    group_.barrier();
+    gathered.clear();
+    for (int rank = 0; rank < size(); ++rank)
+      gathered.insert(gathered.end(), group_.slot(rank).begin(), group_.slot(rank).end());
+    group_.barrier();
+  }
+  [[nodiscard]] std::string broadcast(const std::string& text, int root) override {
+    if (rank_ == root) group_.text = text;
+    group_.barrier();
+    std::string result = group_.text;
+    group_.barrier();
+    return result;
+  }
+  [[nodiscard]] bool any(bool mine) override {
+    group_.slot(rank_) = {mine ? 1.0 : 0.0};
+    group_.barrier();
+    bool result = false;
+    for (int rank = 0; rank < size(); ++rank) result = result || group_.slot(rank)[0] != 0;
+    group_.barrier();
+    return result;
+  }
+
+ private:
+  ThreadGroup& group_;
+  int rank_;
+};
+
+/// Runs work(communicator) on `processes` threads, each its own process; returns each one's
+/// result (exceptions are test failures).
+template <typename Result>
+std::vector<Result> on_processes(int processes,
+                                 const std::function<Result(std::shared_ptr<Communicator>)>& work,
+                                 int* gathers = nullptr) {
+  ThreadGroup group(processes);
+  std::vector<Result> results(static_cast<std::size_t>(processes));
+  std::vector<std::thread> threads;
+  for (int rank = 0; rank < processes; ++rank)
+    threads.emplace_back([&, rank] {
+      try {
+        results[std::size_t(rank)] = work(std::make_shared<ThreadCommunicator>(group, rank));
+      } catch (const std::exception& error) {
+        ADD_FAILURE() << "process " << rank << " of " << processes << ": " << error.what();
+      }
+    });
+  for (std::thread& thread : threads) thread.join();
+  if (gathers != nullptr) *gathers = group.gathers;
+  return results;
+}
+
+std::unique_ptr<Backend> cpu_backend(CpuPrecision precision,
+                                     std::shared_ptr<Communicator> communicator) {
+  BackendOptions options;
+  options.num_threads = 1;
+  options.cpu_precision = precision;
+  options.communicator = std::move(communicator);
+  return make_backend(BackendKind::cpu, options);
+}
+
+TEST(TrialShares, AreConsecutiveAndCoverEveryTrialOnce) {
+  for (const int trials : {0, 1, 7, 64})
+    for (const int size : {1, 2, 3, 8}) {
+      int next = 0;
+      for (int rank = 0; rank < size; ++rank) {
+        const TrialShare share = trial_share(trials, rank, size);
+        EXPECT_EQ(share.first, next);
+        EXPECT_LE(share.count(), trials / size + 1);
+        EXPECT_GE(share.count(), trials / size);
+        next = share.last;
+      }
+      EXPECT_EQ(next, trials);
+    }
+}
+
+// Every precision, with inputs (their per-trial terms in the finish), the optimal, bootstrap
+// and encoder proposals, on 2, 3, 5 and 9 processes for 7 trials (9: two with none).
+TEST(SharedTrials, GradientIsBitwiseTheOneProcessGradient) {
+  struct Case {
+    std::string label;
+    Model model;
+    FilterOptions options;
+  };
+  std::vector<Case> cases;
+  for (const Proposal proposal : {Proposal::optimal, Proposal::bootstrap}) {
+    FilterOptions options;
+    options.num_particles = 16;
+    options.proposal = proposal;
+    cases.push_back(
+        {to_string(proposal),
+         testing::random_model(testing::medium_config(Nonlinearity::clipped_relu, NoiseType::full,
+                                                      Observation::gaussian, Link::identity),
+                               4),
+         options});
+  }
+  const testing::EncoderCase encoder = testing::encoder_cases()[2];  // encoder, t_forward 3
+  cases.push_back({encoder.label, encoder.model, encoder.options});
+  cases.back().options.num_particles = 16;
+  for (const Case& c : cases) {
+    const SequenceBatch batch = testing::sampled_batch(c.model, 7, 12, 3);
+    for (const CpuPrecision precision :
+         {CpuPrecision::packed_float32, CpuPrecision::device_float32, CpuPrecision::float64}) {
+      const GradientResult alone =
+          cpu_backend(precision, nullptr)->elbo_gradient(c.model, batch, c.options, 17);
+      for (const int processes : {2, 3, 5, 9}) {
+        int gathers = 0;
+        const auto results = on_processes<GradientResult>(
+            processes,
+            [&](std::shared_ptr<Communicator> communicator) {
+              return cpu_backend(precision, communicator)
+                  ->elbo_gradient(c.model, batch, c.options, 17);
+            },
+            &gathers);
+        EXPECT_GT(gathers, 0) << "the processes ran every trial instead of their shares";
+        for (int rank = 0; rank < processes; ++rank)
+          testing::expect_identical(c.model.config, alone, results[std::size_t(rank)],
+                                    c.label + ", " + to_string(precision) + ", process " +
+                                        std::to_string(rank) + " of " + std::to_string(processes));
+      }
+    }
+  }
+}
+
+TEST(SharedTrials, FilterIsBitwiseTheOneProcessFilter) {
+  const Model model =
+      testing::random_model(testing::medium_config(Nonlinearity::tanh, NoiseType::diag,
+                                                   Observation::poisson, Link::softplus),
+                            6);
+  const SequenceBatch batch = testing::sampled_batch(model, 5, 10, 2);
+  FilterOptions options;
+  options.num_particles = 32;
+  options.proposal = Proposal::bootstrap;
+  FilterRequest request;
+  request.filtered_mean = true;
+  const FilterResult alone =
+      cpu_backend(CpuPrecision::packed_float32, nullptr)->filter(model, batch, options, 8, request);
+  for (const int processes : {2, 4}) {
+    const auto results =
+        on_processes<FilterResult>(processes, [&](std::shared_ptr<Communicator> communicator) {
+          return cpu_backend(CpuPrecision::packed_float32, communicator)
+              ->filter(model, batch, options, 8, request);
+        });
+    for (int rank = 0; rank < processes; ++rank)
+      testing::expect_identical(
+          alone, results[std::size_t(rank)],
+          "process " + std::to_string(rank) + " of " + std::to_string(processes));
+  }
+}
+
+/// The oscillator teacher's draws, `trials` of `steps` steps, a quarter (rounded) held out.
+std::pair<Dataset, Dataset> teacher_split(int trials, int steps, std::uint64_t seed) {
+  const auto samples = cpu_backend(CpuPrecision::float64, nullptr)
+                           ->sample(oscillator_teacher(), trials, steps, {}, seed);
+  const Dataset data = dataset_from_array(Array({trials, steps, 20}, samples.observations),
+                                          DataLayout::trials_time_channels, "teacher");
+  return split_held_out(data, 0.25, steps, 1);
+}
+
+/// A fresh student of the teacher's architecture with `hidden` units.
+Model student(int hidden, std::uint64_t seed) {
+  ModelConfig config = oscillator_teacher().config;
+  config.num_hidden = hidden;
+  return Model::initialise(config, seed);
+}
+
+/// Four epochs of Adam at 2e-2, 8 particles.
+TrainingOptions short_fit(int batch_size, std::uint64_t seed) {
+  TrainingOptions options;
+  options.epochs = 4;
+  options.batch_size = batch_size;
+  options.learning_rate = 2e-2;
+  options.filter.num_particles = 8;
+  options.seed = seed;
+  return options;
+}
+
+// A fit's every optimizer step and held-out evaluation, shared over 3 processes: the same
+// parameters and history as one process.
+TEST(SharedTrials, FitIsBitwiseTheOneProcessFit) {
+  const auto [train, held_out] = teacher_split(24, 20, 5);
+  const Model start = student(12, 9);
+  const TrainingOptions options = short_fit(7, 3);
+  const auto fit = [&](std::shared_ptr<Communicator> communicator) {
+    auto backend = cpu_backend(CpuPrecision::packed_float32, std::move(communicator));
+    Trainer trainer(*backend, options);
+    return trainer.fit(start, train, held_out);
+  };
+  const TrainingResult alone = fit(nullptr);
+  ASSERT_EQ(alone.history.size(), 4u);
+  const auto results = on_processes<TrainingResult>(3, fit);
+  for (int rank = 0; rank < 3; ++rank) {
+    const TrainingResult& shared = results[std::size_t(rank)];
+    ASSERT_EQ(shared.history.size(), alone.history.size()) << "process " << rank;
+    for (std::size_t epoch = 0; epoch < alone.history.size(); ++epoch) {
+      EXPECT_EQ(shared.history[epoch].train_elbo, alone.history[epoch].train_elbo);
+      EXPECT_EQ(shared.history[epoch].held_out_elbo, alone.history[epoch].held_out_elbo);
+    }
+    EXPECT_EQ(shared.model.parameters, alone.model.parameters) << "process " << rank;
+  }
+}
+
+// A fit of 2 processes stopped by request after epoch 2 (its checkpoint written by process 0)
+// resumes on 3 processes and ends where one process's uninterrupted fit ends.
+TEST(SharedTrials, ResumesOnAnotherNumberOfProcesses) {
+  const auto [train, held_out] = teacher_split(20, 15, 6);
+  const Model start = student(10, 2);
+  const TrainingOptions options = short_fit(6, 5);
+  const std::string checkpoint = testing::make_temp_dir("lrsmc-shared") + "/checkpoint.npz";
+  const auto fit = [&](std::shared_ptr<Communicator> communicator, const ProgressCallback& progress,
+                       const std::string& resume_from) {
+    TrainingOptions run = options;
+    if (communicator == nullptr || communicator->rank() == 0) run.checkpoint_path = checkpoint;
+    auto backend = cpu_backend(CpuPrecision::packed_float32, communicator);
+    Trainer trainer(*backend, run);
+    return trainer.fit(start, train, held_out, progress, resume_from);
+  };
+  const TrainingResult alone = fit(nullptr, {}, "");
+  std::filesystem::remove(checkpoint);
+  (void)on_processes<TrainingResult>(2, [&](std::shared_ptr<Communicator> communicator) {
+    return fit(
+        communicator,
+        [&](const EpochReport& report) { return !communicator->any(report.epoch >= 2); }, "");
+  });
+  ASSERT_TRUE(std::filesystem::exists(checkpoint));
+  const auto resumed = on_processes<TrainingResult>(
+      3, [&](std::shared_ptr<Communicator> c) { return fit(c, {}, checkpoint); });
+  for (int rank = 0; rank < 3; ++rank)
+    EXPECT_EQ(resumed[std::size_t(rank)].model.parameters, alone.model.parameters)
+        << "process " << rank;
+  std::filesystem::remove_all(std::filesystem::path(checkpoint).parent_path());
+}
+
+// One process's share fails: every process throws its error, of its type, with its message.
+TEST(SharedTrials, EveryProcessFailsWithTheFirstFailingShare) {
+  const auto messages = on_processes<std::string>(4, [](std::shared_ptr<Communicator> c) {
+    std::exception_ptr failure;
+    if (c->rank() == 2) failure = std::make_exception_ptr(NumericalError("trial 5 diverged"));
+    if (c->rank() == 3) failure = std::make_exception_ptr(InvalidInput("later"));
+    try {
+      detail::agree_on_failure(*c, failure);
+    } catch (const NumericalError& error) {
+      return std::string("numerical: ") + error.what();
+    }
+    return std::string("no error");
+  });
+  for (const std::string& message : messages) EXPECT_EQ(message, "numerical: trial 5 diverged");
+  const auto none = on_processes<std::string>(3, [](std::shared_ptr<Communicator> c) {
+    detail::agree_on_failure(*c, nullptr);
+    return std::string("no error");
+  });
+  for (const std::string& message : none) EXPECT_EQ(message, "no error");
+}
+
+TEST(SharedTrials, TheCudaBackendIsRefusedForSeveralProcesses) {
+  const auto messages = on_processes<std::string>(2, [](std::shared_ptr<Communicator> c) {
+    BackendOptions options;
+    options.communicator = std::move(c);
+    try {
+      (void)make_backend(BackendKind::cuda, options);
+    } catch (const InvalidInput& error) {
+      return std::string(error.what());
+    }
+    return std::string("accepted");
+  });
+  for (const std::string& message : messages)
+    EXPECT_NE(message.find("data-parallel training over GPUs is not available"), std::string::npos)
+        << message;
+}
+
+}  // namespace
+}  // namespace lrsmc
