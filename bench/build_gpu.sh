@@ -2,9 +2,10 @@
 # Prepares, on a machine without a GPU, what bench/run_gpu.sh runs on the device machine:
 # a CUDA build for sm_90 in build-gpu/ and a small bundle in build-gpu-bundle/ holding only the
 # binaries (tests, benchmarks, command line) and the shared libraries the device may lack
-# (Google Benchmark, libzip and theirs), found with ldd. Carry build-gpu-bundle to the device
-# (it stays well under the 64 MiB carry limit) and run
+# (Google Benchmark, libzip and theirs, but not cuBLAS), found with ldd. Carry build-gpu-bundle
+# to the device (it stays well under the 64 MiB carry limit) and run
 #   LRSMC_BUILD_DIR=build-gpu-bundle bash bench/run_gpu.sh
+# LRSMC_CUBLAS_STATIC=ON links cuBLAS into the binaries instead, for a device without it.
 # The CPU code is built for x86-64-v3 (AVX2), not for this machine, since the device machine's
 # processor is another one (LRSMC_CPU_ARCH overrides it).
 # The bundle's test binary looks for the CLI at this machine's build path, so the CLI tests are
@@ -15,7 +16,8 @@ build="$root/build-gpu"
 bundle="$root/build-gpu-bundle"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLRSMC_ENABLE_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="${LRSMC_CUDA_ARCH:-90}" -DLRSMC_WERROR=ON \
-  -DLRSMC_CPU_ARCH="${LRSMC_CPU_ARCH:-x86-64-v3}"
+  -DLRSMC_CPU_ARCH="${LRSMC_CPU_ARCH:-x86-64-v3}" \
+  -DLRSMC_CUBLAS_STATIC="${LRSMC_CUBLAS_STATIC:-OFF}"
 cmake --build "$build" -j "$(nproc)" --target lrsmc_tests lrsmc_cli bench_cuda_filter \
   bench_cuda_train bench_cpu_filter bench_fixed_points
 rm -rf "$bundle"
@@ -29,6 +31,9 @@ for binary in "$bundle/tests/lrsmc_tests" "$bundle/lrsmc" "$bundle"/bench/bench_
 done | sort -u | while read -r library; do
   case "$(basename "$library")" in
     libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
+    # cuBLAS (about 600 MB with cublasLt) cannot travel within the carry limit: the device's
+    # own CUDA libraries must provide it (run_gpu.sh lists what the binaries miss there).
+    libcublas.so.*|libcublasLt.so.*) echo "build_gpu.sh: $(basename "$library") left to the device" ;;
     *) cp -L "$library" "$bundle/lib/" ;;
   esac
 done

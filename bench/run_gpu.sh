@@ -20,6 +20,12 @@ nvidia-smi | tee "$out/nvidia_smi.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$out/nvidia_smi.txt"
 export LD_LIBRARY_PATH="$build/lib:$build/bench:${LD_LIBRARY_PATH:-}"
 ldd "$build/tests/lrsmc_tests" | grep "not found" | tee "$out/missing_libraries.txt"
+if grep -q cublas "$out/missing_libraries.txt"; then
+  echo "run_gpu.sh: the device has no cuBLAS (libcublas.so) for the binaries to load; build" \
+       "the bundle with LRSMC_CUBLAS_STATIC=ON bash bench/build_gpu.sh and carry that" \
+    | tee -a "$out/missing_libraries.txt"
+  exit 1
+fi
 tests="$build/tests/lrsmc_tests"
 
 step() {  # step SECONDS NAME COMMAND...: runs COMMAND bounded, logs to $out/NAME.log

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -139,6 +140,19 @@ TEST(TrialShares, AreConsecutiveAndCoverEveryTrialOnce) {
       }
       EXPECT_EQ(next, trials);
     }
+}
+
+// The processes on this machine come from the launcher's environment (1 without a launcher).
+TEST(TrialShares, ProcessesOnThisMachineFollowTheLauncher) {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"})
+    if (std::getenv(name) != nullptr) GTEST_SKIP() << "running under a launcher (" << name << ")";
+  EXPECT_EQ(processes_on_this_machine(), 1);
+  ::setenv("MPI_LOCALNRANKS", "3", 1);
+  EXPECT_EQ(processes_on_this_machine(), 3);
+  ::setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2", 1);
+  EXPECT_EQ(processes_on_this_machine(), 2);
+  ::unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  ::unsetenv("MPI_LOCALNRANKS");
 }
 
 // Every precision, with inputs (their per-trial terms in the finish), the optimal, bootstrap

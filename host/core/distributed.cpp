@@ -174,6 +174,15 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
+int processes_on_this_machine() {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"})
+    if (const char* value = std::getenv(name)) {
+      const int count = std::atoi(value);
+      if (count >= 1) return count;
+    }
+  return 1;
+}
+
 bool mpi_available() {
 #if defined(LRSMC_WITH_MPI)
   return true;

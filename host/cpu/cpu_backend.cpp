@@ -38,7 +38,10 @@ std::string CpuBackend::name() const {
 
 int CpuBackend::threads() const {
   if (options_.num_threads > 0) return options_.num_threads;
-  return std::max(1, int(std::thread::hardware_concurrency()));
+  // All cores, shared with the other processes of an MPI launch on this machine.
+  const int cores = std::max(1, int(std::thread::hardware_concurrency()));
+  if (options_.communicator == nullptr) return cores;
+  return std::max(1, cores / processes_on_this_machine());
 }
 
 std::int64_t CpuBackend::memory_estimate(const ModelConfig& config, int num_trials, int num_steps,

@@ -47,6 +47,10 @@ struct TrialShare {
 [[nodiscard]] std::int64_t gathered_values_per_trial(const ModelConfig& config,
                                                      const FilterOptions& options, int steps);
 
+/// The processes of this launch on this machine, from the launcher's environment (Open MPI,
+/// MPICH's hydra, PMIx), or 1 when it does not say.
+[[nodiscard]] int processes_on_this_machine();
+
 /// Whether this build of lrsmc can run over MPI.
 [[nodiscard]] bool mpi_available();
 
