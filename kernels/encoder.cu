@@ -63,13 +63,15 @@ __global__ void scatter_add_kernel(const float* spread, const EncoderTap tap, fl
     const int channel = int(e % tap.channels), source = int(row % steps);
     const float* trial = spread + (row - source) * tap.channels + channel;
     float sum = result[e];
-    const int left_end = std::min(steps, -shift);  // steps with position < 0
+    // Zero padding sends nothing back from the padded positions.
+    const bool padded = tap.mode != PaddingMode::zeros;
+    const int left_end = padded ? std::min(steps, -shift) : 0;  // steps with position < 0
     for (int step = 0; step < left_end; ++step)
       if (math::padded_source(tap.mode, step + shift, steps) == source)
         sum += trial[std::int64_t(step) * tap.channels];
     const int inside = source - shift;  // position == source
     if (inside >= 0 && inside < steps) sum += trial[std::int64_t(inside) * tap.channels];
-    for (int step = std::max(0, steps - shift); step < steps; ++step)
+    for (int step = padded ? std::max(0, steps - shift) : steps; step < steps; ++step)
       if (math::padded_source(tap.mode, step + shift, steps) == source)
         sum += trial[std::int64_t(step) * tap.channels];
     result[e] = sum;

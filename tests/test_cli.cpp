@@ -607,6 +607,14 @@ TEST_F(CliTest, MpiFitIsBitwiseTheOneProcessFit) {
             0);
   EXPECT_NE(output_.find("only lrsmc fit shares its work over MPI"), std::string::npos) << output_;
   EXPECT_FALSE(std::filesystem::exists(path("l.npy")));
+  // An output only process 0 checks: every process ends with its error, none waits (the
+  // timeout would say so with 124).
+  EXPECT_EQ(testing::run_command("timeout 60 env " + mpirun + "2 " + std::string(LRSMC_CLI_PATH) +
+                                     " " + fit + path("no/such/folder/m.npz"),
+                                 output_),
+            2)
+      << output_;
+  EXPECT_NE(output_.find("no/such"), std::string::npos) << output_;
 #endif
 }
 

@@ -82,6 +82,10 @@ class ThreadCommunicator final : public Communicator {
     group_.barrier();
     return result;
   }
+  void abort(int code) override {
+    ADD_FAILURE() << "process " << rank_ << " aborted with " << code;
+    std::terminate();
+  }
   [[nodiscard]] bool any(bool mine) override {
     group_.slot(rank_) = {mine ? 1.0 : 0.0};
     group_.barrier();
@@ -291,7 +295,8 @@ TEST(SharedTrials, ResumesOnAnotherNumberOfProcesses) {
   const auto fit = [&](std::shared_ptr<Communicator> communicator, const ProgressCallback& progress,
                        const std::string& resume_from) {
     TrainingOptions run = options;
-    if (communicator == nullptr || communicator->rank() == 0) run.checkpoint_path = checkpoint;
+    run.checkpoint_path = checkpoint;  // written by process 0
+    run.communicator = communicator;
     auto backend = cpu_backend(CpuPrecision::packed_float32, communicator);
     Trainer trainer(*backend, run);
     return trainer.fit(start, train, held_out, progress, resume_from);
@@ -299,9 +304,11 @@ TEST(SharedTrials, ResumesOnAnotherNumberOfProcesses) {
   const TrainingResult alone = fit(nullptr, {}, "");
   std::filesystem::remove(checkpoint);
   (void)on_processes<TrainingResult>(2, [&](std::shared_ptr<Communicator> communicator) {
+    // Process 1 alone asks to stop after epoch 2: the trainer stops them both there.
     return fit(
         communicator,
-        [&](const EpochReport& report) { return !communicator->any(report.epoch >= 2); }, "");
+        [&](const EpochReport& report) { return communicator->rank() != 1 || report.epoch < 2; },
+        "");
   });
   ASSERT_TRUE(std::filesystem::exists(checkpoint));
   const auto resumed = on_processes<TrainingResult>(
@@ -310,6 +317,28 @@ TEST(SharedTrials, ResumesOnAnotherNumberOfProcesses) {
     EXPECT_EQ(resumed[std::size_t(rank)].model.parameters, alone.model.parameters)
         << "process " << rank;
   std::filesystem::remove_all(std::filesystem::path(checkpoint).parent_path());
+}
+
+// Process 0 cannot write its checkpoint: every process stops with its error after that epoch,
+// none waits for the others.
+TEST(SharedTrials, AFailedCheckpointStopsEveryProcess) {
+  const auto [train, held_out] = teacher_split(16, 10, 7);
+  TrainingOptions options = short_fit(8, 1);
+  options.checkpoint_every = 1;
+  options.checkpoint_path = "/nonexistent-lrsmc-folder/checkpoint.npz";
+  const auto results = on_processes<TrainingResult>(3, [&](std::shared_ptr<Communicator> c) {
+    TrainingOptions run = options;
+    run.communicator = c;
+    auto backend = cpu_backend(CpuPrecision::packed_float32, c);
+    Trainer trainer(*backend, run);
+    return trainer.fit(student(8, 1), train, held_out);
+  });
+  for (const TrainingResult& result : results) {
+    EXPECT_TRUE(result.failed);
+    EXPECT_NE(result.stop_reason.find("nonexistent-lrsmc-folder"), std::string::npos)
+        << result.stop_reason;
+    EXPECT_EQ(result.history.size(), 1u);
+  }
 }
 
 // One process's share fails: every process throws its error, of its type, with its message.

@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include "core/shared_trials.hpp"
 #include "lrsmc/demo.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/fixed_points.hpp"
@@ -231,7 +232,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
   apply_preset(options);
   // Under MPI every process trains (on its share of each batch's trials) and process 0 alone
   // writes the model, checkpoints and progress.
-  const Communicator* world = options.device.communicator.get();
+  Communicator* const world = options.device.communicator.get();
   const bool writer = world == nullptr || world->rank() == 0;
   if (!writer) options.quiet = true;
   if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
@@ -241,9 +242,13 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
        {"--inputs", options.data.inputs_path},
        {"--init", options.init_path}},
       {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
-  if (writer)
-    require_writable_outputs(
-        {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
+  // Checks whose outcome can differ between processes (files, this machine's memory) end every
+  // process when one fails, so that none waits alone for the others.
+  detail::on_every_process(world, [&] {
+    if (writer)
+      require_writable_outputs(
+          {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
+  });
   const Dataset data = load_data(options.data);
   Model model;
   if (!options.init_path.empty()) {
@@ -285,7 +290,7 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                   "exist");
     resume_from = options.training.checkpoint_path;
   }
-  if (!writer) options.training.checkpoint_path.clear();  // reads the checkpoint, never writes
+  options.training.communicator = options.device.communicator;
   if (data.continuous())
     LRSMC_REQUIRE(options.training.window <= data.num_steps, data.source, ": --window ",
                   options.training.window, " is longer than the recording; got ", data.num_steps,
@@ -298,7 +303,8 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
       data, options.training.held_out_fraction, options.training.window,
       options.training.split_seed >= 0 ? std::uint64_t(options.training.split_seed)
                                        : options.training.seed);
-  require_training_fits(options.training, model.config, train, held_out);
+  detail::on_every_process(
+      world, [&] { require_training_fits(options.training, model.config, train, held_out); });
   if (!options.quiet && !options.preset.empty())
     std::fprintf(stderr, "lrsmc fit: preset %s (options given explicitly win)\n",
                  options.preset.c_str());

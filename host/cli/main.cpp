@@ -41,7 +41,9 @@ void on_interrupt(int signal_number) {
   interrupted = 1;
 }
 
-/// Every command stops at once on SIGTERM, and every command but fit and demo on SIGINT.
+/// Every command stops at once on SIGTERM, and every command but fit and demo on SIGINT. fit
+/// and demo also stop after the epoch on SIGUSR1, which mpirun forwards to every process (it
+/// ends them at once on SIGINT).
 void install_signal_handlers(bool stops_after_epoch) {
   struct sigaction action {};
   sigemptyset(&action.sa_mask);
@@ -49,7 +51,12 @@ void install_signal_handlers(bool stops_after_epoch) {
   sigaction(SIGTERM, &action, nullptr);
   if (stops_after_epoch) action.sa_handler = on_interrupt;
   sigaction(SIGINT, &action, nullptr);
+  if (stops_after_epoch) sigaction(SIGUSR1, &action, nullptr);
 }
+
+/// Where errors are reported: stderr, or for the processes of an MPI launch other than process
+/// 0 (whose stdout and stderr are silenced) a copy of their original stderr.
+FILE* error_stream = stderr;
 
 /// One line per epoch; on a terminal the line is rewritten in place.
 class ProgressPrinter {
@@ -178,9 +185,60 @@ int run_simulate(const std::string& model_path, int trials, int steps, std::uint
 
 }  // namespace
 
+/// Parses the command line and runs its command, with `world` the processes of an MPI launch
+/// (or null).
+int run_command(int argc, char** argv, const std::shared_ptr<Communicator>& world);
+
+/// Reports the exception being handled on error_stream and returns the exit status: 2 for bad
+/// input (the data, the options, the files, a computation they make fail), 1 otherwise.
+int report_error() {
+  try {
+    throw;
+  } catch (const lrsmc::Error& error) {
+    std::fprintf(error_stream, "lrsmc: error: %s\n", error.what());
+    // A computation the data or the model make fail (overflow, a singular matrix) is bad input
+    // too, as a bad file or option is.
+    const bool bad_input = dynamic_cast<const lrsmc::InvalidInput*>(&error) != nullptr ||
+                           dynamic_cast<const lrsmc::IoError*>(&error) != nullptr ||
+                           dynamic_cast<const lrsmc::NumericalError*>(&error) != nullptr;
+    return bad_input ? 2 : 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(error_stream,
+                 "lrsmc: error: out of memory; ask for less (fewer trials, steps, "
+                 "particles or units)\n");
+    return 1;
+  } catch (const std::exception& error) {
+    // Not one of lrsmc's own errors: a bug, reported as such.
+    std::fprintf(error_stream, "lrsmc: error: internal error, please report it (%s)\n",
+                 error.what());
+    return 1;
+  }
+}
+
 int main_with_exceptions(int argc, char** argv) {
   // The processes of an MPI launch (mpirun, srun), or null for a process on its own.
   const std::shared_ptr<Communicator> world = mpi_world(argc, argv);
+  if (world == nullptr) return run_command(argc, argv, world);
+  if (world->rank() != 0) {  // process 0 reports for all
+    const int copy = ::dup(STDERR_FILENO);
+    if (copy >= 0) error_stream = ::fdopen(copy, "w");
+    if (error_stream == nullptr) error_stream = stderr;
+    if (std::freopen("/dev/null", "w", stdout) == nullptr ||
+        std::freopen("/dev/null", "w", stderr) == nullptr)
+      error_stream = stderr;
+  }
+  try {
+    return run_command(argc, argv, world);
+  } catch (...) {
+    // The other processes may be waiting for this one in a collective call: end them all.
+    const int status = report_error();
+    std::fflush(error_stream);
+    world->abort(status);
+    return status;
+  }
+}
+
+int run_command(int argc, char** argv, const std::shared_ptr<Communicator>& world) {
   CLI::App app{
       "lrsmc: fit stochastic low-rank RNNs to neural recordings with variational "
       "sequential Monte Carlo"};
@@ -354,10 +412,8 @@ int main_with_exceptions(int argc, char** argv) {
   }
   install_signal_handlers(*fit || *demo);
   ProgressPrinter printer(*demo ? demo_options.quiet : fit_options.quiet);
-  // Under MPI the processes stop together: at the first epoch end where any was asked to.
-  const ProgressCallback progress = [&printer, &world](const EpochReport& report) {
-    const bool go_on = printer(report);
-    return world == nullptr ? go_on : !world->any(!go_on);
+  const ProgressCallback progress = [&printer](const EpochReport& report) {
+    return printer(report);
   };
 
   if (*simulate)
@@ -425,28 +481,7 @@ int main_with_exceptions(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     return lrsmc::cli::main_with_exceptions(argc, argv);
-  } catch (const lrsmc::InvalidInput& error) {
-    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
-    return 2;
-  } catch (const lrsmc::IoError& error) {
-    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
-    return 2;
-  } catch (const lrsmc::NumericalError& error) {
-    // The data or the model make the computation fail (overflow, a singular matrix): the input
-    // is at fault, as with any other bad input.
-    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
-    return 2;
-  } catch (const lrsmc::Error& error) {
-    std::fprintf(stderr, "lrsmc: error: %s\n", error.what());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    std::fprintf(stderr,
-                 "lrsmc: error: out of memory; ask for less (fewer trials, steps, "
-                 "particles or units)\n");
-    return 1;
-  } catch (const std::exception& error) {
-    // Not one of lrsmc's own errors: a bug, reported as such.
-    std::fprintf(stderr, "lrsmc: error: internal error, please report it (%s)\n", error.what());
-    return 1;
+  } catch (...) {
+    return lrsmc::cli::report_error();
   }
 }

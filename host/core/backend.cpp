@@ -5,11 +5,12 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/shared_trials.hpp"
+#include "core/training_session.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
-#include "core/training_session.hpp"
 
 namespace lrsmc {
 
@@ -155,7 +156,11 @@ FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed,
                              const FilterRequest& request) {
   check_call(model, batch, options);
-  check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, false);
+  // Free memory differs between processes: with several, all agree on one's failure.
+  Communicator* const world = request.particles ? nullptr : communicator();
+  detail::on_every_process(world, [&] {
+    check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, false);
+  });
   if (request.particles) {  // the returned paths, float64 (device copies: the backend's own plan)
     const double per_particle = double(batch.num_trials) * batch.num_steps *
                                 (model.config.rank + 2) * 8.0;
@@ -174,7 +179,9 @@ FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
 GradientResult Backend::elbo_gradient(const Model& model, const SequenceBatch& batch,
                                       const FilterOptions& options, std::uint64_t seed) {
   check_call(model, batch, options);
-  check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, true);
+  detail::on_every_process(communicator(), [&] {
+    check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, true);
+  });
   return do_elbo_gradient(model, batch, options, seed);
 }
 

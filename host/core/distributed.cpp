@@ -57,6 +57,8 @@ void agree_on_failure(Communicator& communicator, const std::exception_ptr& fail
       kind = 3, message = error.what();
     } catch (const std::exception& error) {
       kind = 4, message = error.what();
+    } catch (...) {
+      kind = 4, message = "an unknown error";
     }
   }
   const int size = communicator.size();
@@ -96,11 +98,13 @@ void gather_trials(Communicator& communicator, int trials, std::int64_t width,
 
 namespace {
 
-/// The number of processes a launcher started, from its environment (0 when none did):
-/// Open MPI's mpirun, PMI (MPICH's hydra, srun --mpi=pmi2) or PMIx (srun --mpi=pmix).
+/// The number of processes a launcher started, from its environment: Open MPI's mpirun, PMI
+/// (MPICH's hydra, srun --mpi=pmi2) or a Slurm job step (srun, whatever its --mpi); −1 for a
+/// PMIx launcher, which does not say how many (MPI then tells); 0 when none started this one.
 int launched_processes() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"})
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"})
     if (const char* value = std::getenv(name)) return std::atoi(value);
+  if (std::getenv("PMIX_RANK") != nullptr) return -1;
   return 0;
 }
 
@@ -117,7 +121,15 @@ void check(int status, const char* call) {
 class MpiCommunicator final : public Communicator {
  public:
   MpiCommunicator(int& argc, char**& argv) {
-    check(MPI_Init(&argc, &argv), "MPI_Init");
+    // Only the main thread calls MPI; the OpenMP threads do not.
+    int provided = MPI_THREAD_SINGLE;
+    check(MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    if (provided < MPI_THREAD_FUNNELED) {
+      MPI_Finalize();
+      throw Error(
+          "MPI_Init_thread: this MPI does not allow OpenMP threads beside it "
+          "(MPI_THREAD_FUNNELED)");
+    }
     // Errors come back as codes (check), not as an abort of every process.
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
@@ -160,6 +172,8 @@ class MpiCommunicator final : public Communicator {
     return result;
   }
 
+  void abort(int code) override { MPI_Abort(MPI_COMM_WORLD, code); }
+
   [[nodiscard]] bool any(bool mine) override {
     int value = mine ? 1 : 0, result = 0;
     check(MPI_Allreduce(&value, &result, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD), "MPI_Allreduce");
@@ -193,10 +207,17 @@ bool mpi_available() {
 
 std::shared_ptr<Communicator> mpi_world(int& argc, char**& argv) {
   const int processes = launched_processes();
-  if (processes <= 1) return nullptr;
+  if (processes == 0 || processes == 1) return nullptr;
 #if defined(LRSMC_WITH_MPI)
-  return std::make_shared<MpiCommunicator>(argc, argv);
+  auto world = std::make_shared<MpiCommunicator>(argc, argv);
+  // srun without an MPI plugin starts every task as an MPI world of its own.
+  LRSMC_REQUIRE(processes < 0 || world->size() == processes, "the launcher started ", processes,
+                " processes but MPI sees ", world->size(),
+                " (srun needs --mpi=pmix or --mpi=pmi2 for this MPI)");
+  if (world->size() == 1) return nullptr;
+  return world;
 #else
+  if (processes < 0) return nullptr;  // a PMIx launcher of one process, as far as can be told
   (void)argc;
   (void)argv;
   throw InvalidInput(detail::concat(

@@ -18,6 +18,20 @@ namespace lrsmc::detail {
 /// Error as it was, with its message. Returns when no process failed.
 void agree_on_failure(Communicator& communicator, const std::exception_ptr& failure);
 
+/// Runs `work` on this process; with a communicator, a failure on any process becomes every
+/// process's (agree_on_failure), so that none waits alone in a later collective call.
+template <typename Work>
+void on_every_process(Communicator* communicator, const Work& work) {
+  std::exception_ptr failure;
+  try {
+    work();
+  } catch (...) {
+    if (communicator == nullptr) throw;
+    failure = std::current_exception();
+  }
+  if (communicator != nullptr) agree_on_failure(*communicator, failure);
+}
+
 /// Every trial's `width` values, gathered in trial order from the processes' shares: `values`
 /// holds (trials, width) with this process's share filled; the others' are filled in.
 void gather_trials(Communicator& communicator, int trials, std::int64_t width,

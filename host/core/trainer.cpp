@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <deque>
+#include <exception>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -13,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/json_input.hpp"
+#include "core/shared_trials.hpp"
 #include "core/training_session.hpp"
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
@@ -572,8 +574,19 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
   const double earlier_seconds = state.history.empty() ? 0.0 : state.history.back().elapsed_seconds;
   const int first_epoch = state.epoch;
   std::vector<double> last_good = state.model.parameters;  // last parameters evaluated finite
+  // Process 0 of several writes; every process learns whether the write failed.
+  Communicator* const world = options_.communicator.get();
   const auto write_checkpoint = [&]() {
-    if (!options_.checkpoint_path.empty()) write_checkpoint_file(options_.checkpoint_path, state);
+    if (options_.checkpoint_path.empty()) return;
+    detail::on_every_process(world, [&] {
+      if (world == nullptr || world->rank() == 0)
+        write_checkpoint_file(options_.checkpoint_path, state);
+    });
+  };
+  // A stop asked of any process stops them all after the same epoch.
+  const auto go_on = [&](const EpochReport& report) {
+    const bool asked_to_stop = progress && !progress(report);
+    return world == nullptr ? !asked_to_stop : !world->any(asked_to_stop);
   };
 
   try {
@@ -714,7 +727,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
       *boundary = state;
       if (options_.checkpoint_every > 0 && (epoch + 1) % options_.checkpoint_every == 0)
         write_checkpoint();
-      if (progress && !progress(report)) {
+      if (!go_on(report)) {
         result.model = kept(state);
         result.stop_reason = detail::concat("stopped by request after epoch ", epoch + 1);
         write_checkpoint();

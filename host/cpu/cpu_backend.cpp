@@ -3,6 +3,8 @@
 // multithreaded over trials.
 #include "cpu/cpu_backend.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 #include <fstream>
 #include <string>
@@ -38,9 +40,14 @@ std::string CpuBackend::name() const {
 
 int CpuBackend::threads() const {
   if (options_.num_threads > 0) return options_.num_threads;
-  // All cores, shared with the other processes of an MPI launch on this machine.
   const int cores = std::max(1, int(std::thread::hardware_concurrency()));
   if (options_.communicator == nullptr) return cores;
+  // Under MPI: the cores this process is bound to, or when it is not bound, the machine's
+  // shared with the launch's other processes on it.
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < cores)
+    return std::max(1, CPU_COUNT(&set));
   return std::max(1, cores / processes_on_this_machine());
 }
 

@@ -13,6 +13,7 @@ class CpuBackend final : public Backend {
                                              int num_steps, int num_particles,
                                              bool with_gradient) const override;
   [[nodiscard]] std::int64_t memory_available() const override;
+  [[nodiscard]] Communicator* communicator() const override { return options_.communicator.get(); }
 
  private:
   [[nodiscard]] int threads() const;

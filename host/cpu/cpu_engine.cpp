@@ -836,16 +836,11 @@ void run_parallel(int trials, int num_threads, const Work& work) {
 template <typename Scalar, typename Work>
 void run_share(const TrialShare& share, int num_threads, Communicator* communicator,
                const Work& work) {
-  std::exception_ptr failure;
-  try {
+  detail::on_every_process(communicator, [&] {
     run_parallel<Scalar>(share.count(), num_threads, [&](int local, TrialStorage<Scalar>& storage) {
       work(share.first + local, storage);
     });
-  } catch (...) {
-    if (communicator == nullptr) throw;
-    failure = std::current_exception();
-  }
-  if (communicator != nullptr) detail::agree_on_failure(*communicator, failure);
+  });
 }
 
 double mean_of(const std::vector<double>& values) {
@@ -975,10 +970,11 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
       });
   if (communicator != nullptr) {
     gather_rows(*communicator, share, rows, result.elbo_per_trial, encoder_adjoints);
-    // The other processes' trials' data, for the finish's per-trial terms.
-    for (int trial = 0; trial < trials; ++trial)
-      if (trial < share.first || trial >= share.last)
-        data[std::size_t(trial)] = engine.prepare_trial(trial);
+    // The other processes' trials' input currents, for the finish's per-trial terms.
+    if (model.config.num_inputs > 0)
+      for (int trial = 0; trial < trials; ++trial)
+        if (trial < share.first || trial >= share.last)
+          data[std::size_t(trial)] = engine.prepare_trial(trial);
   }
   result.elbo = mean_of(result.elbo_per_trial);
   result.gradient = engine.finish(rows, data, encoder_adjoints);

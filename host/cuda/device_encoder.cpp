@@ -6,6 +6,7 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
+#include <map>
 #include <utility>
 
 #include "kernels/encoder_launch.hpp"
@@ -30,6 +31,31 @@ void gemm(cublasHandle_t handle, bool transpose_a, bool transpose_b, int m, int 
                     transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb, &beta,
                     C, ldc),
         "cublasSgemm (encoder)");
+}
+
+/// This thread's cuBLAS handle on the current device, on the legacy default stream, kept for
+/// the thread's life: creating one costs milliseconds and the encoder runs in every gradient.
+cublasHandle_t shared_handle() {
+  struct Handles {
+    std::map<int, cublasHandle_t> by_device;
+    ~Handles() {
+      for (const auto& entry : by_device) (void)cublasDestroy(entry.second);
+    }
+  };
+  thread_local Handles handles;
+  int device = 0;
+  LRSMC_CUDA_CHECK(cudaGetDevice(&device));
+  const auto found = handles.by_device.find(device);
+  if (found != handles.by_device.end()) return found->second;
+  cublasHandle_t handle = nullptr;
+  check(cublasCreate(&handle), "cublasCreate");
+  const cublasStatus_t bound = cublasSetStream(handle, nullptr);
+  if (bound != CUBLAS_STATUS_SUCCESS) {
+    (void)cublasDestroy(handle);
+    check(bound, "cublasSetStream");
+  }
+  handles.by_device.emplace(device, handle);
+  return handle;
 }
 
 }  // namespace
@@ -97,18 +123,10 @@ DeviceEncoder::DeviceEncoder(const Model& model, int trials, int data_steps)
   block_gradient_.allocate(std::size_t(size_));
   total_gradient_.allocate(std::size_t(size_));
   kernels::encoder_fill_ones(plan.block_rows, ones_.get(), nullptr);
-  check(cublasCreate(&handle_), "cublasCreate");
-  const cublasStatus_t bound = cublasSetStream(handle_, nullptr);
-  if (bound != CUBLAS_STATUS_SUCCESS) {
-    (void)cublasDestroy(handle_);
-    handle_ = nullptr;
-    check(bound, "cublasSetStream");
-  }
+  handle_ = shared_handle();
 }
 
-DeviceEncoder::~DeviceEncoder() {
-  if (handle_ != nullptr) (void)cublasDestroy(handle_);
-}
+DeviceEncoder::~DeviceEncoder() = default;
 
 DeviceEncoder::Input DeviceEncoder::layer_input(std::size_t layer, int first_trial) const {
   if (layer == 0)
@@ -201,7 +219,9 @@ void DeviceEncoder::add_gradient(const double* grad_mean, const double* grad_var
                                  std::vector<double>& gradient) {
   LRSMC_ASSERT(parameters_ != nullptr);
   const int R = rank_;
-  LRSMC_CUDA_CHECK(cudaMemset(total_gradient_.get(), 0, std::size_t(size_) * sizeof(double)));
+  // The total starts from the gradient's encoder block, to which each block adds in order.
+  total_gradient_.upload(
+      std::vector<double>(gradient.begin() + offset_, gradient.begin() + offset_ + size_));
   double* block = block_gradient_.get();
   const auto local = [&](std::int64_t parameter) { return block + (parameter - offset_); };
   for (std::size_t b = 0; b + 1 < first_trial_.size(); ++b) {
@@ -240,7 +260,7 @@ void DeviceEncoder::add_gradient(const double* grad_mean, const double* grad_var
                                 nullptr);
   }
   const std::vector<double> total = total_gradient_.download();
-  for (std::int64_t i = 0; i < size_; ++i) gradient[std::size_t(offset_ + i)] += total[std::size_t(i)];
+  std::copy(total.begin(), total.end(), gradient.begin() + offset_);
 }
 
 }  // namespace lrsmc::cuda

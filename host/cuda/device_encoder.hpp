@@ -81,7 +81,7 @@ class DeviceEncoder {
   kernels::DeviceBuffer<float> gathered_, spread_, adjoint_, below_, mean_adjoint_,
       log_variance_adjoint_, ones_, sums_, tap_gradient_;
   kernels::DeviceBuffer<double> block_gradient_, total_gradient_;
-  cublasContext* handle_ = nullptr;
+  cublasContext* handle_ = nullptr;  // this thread's, shared (device_encoder.cpp)
 };
 
 }  // namespace lrsmc::cuda

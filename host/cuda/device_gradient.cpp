@@ -300,14 +300,16 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   // The encoder proposal: the encoder's factors of every cell, on the device.
   const bool encoder = options.proposal == Proposal::encoder;
   const int data_steps = steps - options.t_forward;
+  // The chunks are planned from the free memory before the encoder takes its part, which the
+  // plan counts.
+  const int chunk = plan_chunks(config, trials, steps, K, max_chunk_trials);
   std::optional<DeviceEncoder> factors;
   if (encoder) {
     factors.emplace(model, trials, data_steps);
     factors->forward(parameters.get(), observations.get(), steps);
   }
   GradientWorkspace work;
-  work.reserve(shape, trials, steps, K, plan_chunks(config, trials, steps, K, max_chunk_trials),
-               encoder);
+  work.reserve(shape, trials, steps, K, chunk, encoder);
   if (!batch.trial_ids.empty()) work.trial_ids.upload(batch.trial_ids);
   DeviceBatch device_batch;
   device_batch.rows = trials;

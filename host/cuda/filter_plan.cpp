@@ -18,6 +18,8 @@ namespace {
 constexpr std::int64_t granularity = 512;
 /// CUDA graph, its instantiation, and allocator slack.
 constexpr std::int64_t margin = std::int64_t(64) << 20;
+/// The workspace cuBLAS allocates for a handle (32 MiB on Hopper, less on older devices).
+constexpr std::int64_t cublas_workspace_bytes = std::int64_t(32) << 20;
 
 std::int64_t rounded(std::int64_t bytes) {
   return bytes <= 0 ? 0 : (bytes + granularity - 1) / granularity * granularity;
@@ -138,6 +140,14 @@ EncoderPlan encoder_plan(const ModelConfig& config, int trials, int data_steps) 
     plan.block_rows = std::max<std::int64_t>(
         plan.block_rows,
         std::int64_t(plan.first_trial[b + 1] - plan.first_trial[b]) * data_steps);
+  // A call may run the encoder over fewer steps (forecast steps): its blocks can be longer.
+  for (int steps = 1; steps < data_steps; ++steps) {
+    const std::vector<int> starts = model::encoder_block_starts(trials, steps);
+    for (std::size_t b = 0; b + 1 < starts.size(); ++b)
+      plan.longest_block_rows = std::max<std::int64_t>(
+          plan.longest_block_rows, std::int64_t(starts[b + 1] - starts[b]) * steps);
+  }
+  plan.longest_block_rows = std::max(plan.longest_block_rows, plan.block_rows);
   int in = config.num_channels;
   const auto add_layer = [&](int out, int kernel) {
     plan.widest_input = std::max(plan.widest_input, in);
@@ -163,16 +173,20 @@ std::int64_t encoder_device_bytes(const ModelConfig& config, int trials, int dat
   // Taps; every row's hidden pre-activations and outputs and the heads' values; one block's
   // gathered input, spread, two adjoints, the heads' adjoints and ones; sums and a tap's
   // gradient.
-  const std::int64_t floats =
-      plan.tap_floats + plan.rows * (2 * plan.hidden_floats + 2 * R) +
-      plan.block_rows *
-          (2 * std::int64_t(plan.widest_input) + 2 * plan.widest_hidden + 2 * R + 1) +
-      plan.widest_out + plan.largest_tap;
+  // (At `data_steps` or fewer encoder steps: the longest block of any of them.)
+  const std::int64_t floats = plan.tap_floats + plan.rows * (2 * plan.hidden_floats + 2 * R) +
+                              plan.longest_block_rows * (2 * std::int64_t(plan.widest_input) +
+                                                         2 * plan.widest_hidden + 2 * R + 1) +
+                              plan.widest_out + plan.largest_tap;
   // The factors (mean, variance, slope) and the block's and the total gradient.
   const std::int64_t doubles = plan.rows * R * 3 + plan.encoder_size * 2;
-  // Each buffer is its own allocation: one granule of rounding each.
-  const std::int64_t buffers = 2 * std::int64_t(config.encoder->channels.size()) + 20;
-  return floats * 4 + doubles * 8 + buffers * granularity;
+  // Each buffer is its own allocation, one granule of rounding each: the taps of every
+  // convolution (H hidden, the heads), every hidden layer's two, the heads' values, the factors,
+  // the block's nine and the two gradients.
+  const std::int64_t hidden = std::int64_t(config.encoder->channels.size()),
+                     heads = config.encoder->constant_variance ? 1 : 2;
+  const std::int64_t buffers = (hidden + heads) + 2 * hidden + heads + 3 + 9 + 2;
+  return floats * 4 + doubles * 8 + buffers * granularity + cublas_workspace_bytes;
 }
 
 FilterFit largest_fitting(const FilterShape& shape, CudaFilterRegime requested,

@@ -63,12 +63,14 @@ struct FilterShape {
 struct EncoderPlan {
   std::vector<int> first_trial;
   std::int64_t rows = 0, block_rows = 0, hidden_floats = 0;
+  std::int64_t longest_block_rows = 0;  ///< the longest block at data_steps or fewer steps
   int widest_input = 0, widest_hidden = 0, widest_out = 0;
   std::int64_t largest_tap = 0, tap_floats = 0, encoder_size = 0;
 };
 [[nodiscard]] EncoderPlan encoder_plan(const ModelConfig& config, int trials, int data_steps);
 
-/// Device bytes of the device encoder's buffers for that batch (each rounded as the plan's).
+/// Device bytes of the device encoder's buffers for that batch, or for the same trials with
+/// fewer encoder steps (forecast steps), each rounded as the plan's, and its cuBLAS workspace.
 [[nodiscard]] std::int64_t encoder_device_bytes(const ModelConfig& config, int trials,
                                                 int data_steps);
 

@@ -140,6 +140,8 @@ class Backend {
                                     const std::vector<double>& initial_states = {});
 
   [[nodiscard]] virtual std::string name() const = 0;
+  /// The processes that share this backend's calls (BackendOptions::communicator), or null.
+  [[nodiscard]] virtual Communicator* communicator() const { return nullptr; }
   /// Bytes the filter (with_gradient: and its backward pass) needs for this problem size.
   [[nodiscard]] virtual std::int64_t memory_estimate(const ModelConfig& config, int num_trials,
                                                      int num_steps, int num_particles,

@@ -31,6 +31,8 @@ class Communicator {
   [[nodiscard]] virtual std::string broadcast(const std::string& text, int root) = 0;
   /// Whether any process passed true.
   [[nodiscard]] virtual bool any(bool mine) = 0;
+  /// Ends every process with `code` (an error that the others cannot learn of in time).
+  virtual void abort(int code) = 0;
 };
 
 /// The trials [first, last) that process `rank` of `size` runs among `trials`: consecutive
@@ -56,8 +58,9 @@ struct TrialShare {
 
 /// The MPI processes this one was started with (mpirun, mpiexec or srun; the launcher's
 /// environment says so): initialises MPI, and finalises it when the last reference goes. Null
-/// for a process started on its own. Throws InvalidInput when a launcher started several
-/// processes but this build has no MPI.
+/// for a process started on its own, or alone in its launch. Throws InvalidInput when a
+/// launcher started several processes but this build has no MPI, or MPI does not see them all
+/// (srun without an MPI plugin).
 [[nodiscard]] std::shared_ptr<Communicator> mpi_world(int& argc, char**& argv);
 
 }  // namespace lrsmc

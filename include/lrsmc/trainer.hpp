@@ -49,6 +49,10 @@ struct TrainingOptions {
   /// With a held-out set: stop when this many held-out evaluations in a row have not improved on
   /// the best (0: never).
   int patience = 0;
+  /// The processes that share this fit (the backend's communicator, lrsmc/distributed.hpp), or
+  /// null. Process 0 alone writes checkpoints; a failed write and a stop request stop every
+  /// process at the same epoch's end.
+  std::shared_ptr<Communicator> communicator;
 };
 
 /// Throws InvalidInput naming the option and value when an option is absurd.
