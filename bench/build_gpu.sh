@@ -5,7 +5,6 @@
 # (Google Benchmark, libzip and theirs, but not cuBLAS), found with ldd. Carry build-gpu-bundle
 # to the device (it stays well under the 64 MiB carry limit) and run
 #   LRSMC_BUILD_DIR=build-gpu-bundle bash bench/run_gpu.sh
-# LRSMC_CUBLAS_STATIC=ON links cuBLAS into the binaries instead, for a device without it.
 # The CPU code is built for x86-64-v3 (AVX2), not for this machine, since the device machine's
 # processor is another one (LRSMC_CPU_ARCH overrides it).
 # The bundle's test binary looks for the CLI at this machine's build path, so the CLI tests are
@@ -16,8 +15,7 @@ build="$root/build-gpu"
 bundle="$root/build-gpu-bundle"
 cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLRSMC_ENABLE_CUDA=ON \
   -DCMAKE_CUDA_ARCHITECTURES="${LRSMC_CUDA_ARCH:-90}" -DLRSMC_WERROR=ON \
-  -DLRSMC_CPU_ARCH="${LRSMC_CPU_ARCH:-x86-64-v3}" \
-  -DLRSMC_CUBLAS_STATIC="${LRSMC_CUBLAS_STATIC:-OFF}"
+  -DLRSMC_CPU_ARCH="${LRSMC_CPU_ARCH:-x86-64-v3}"
 cmake --build "$build" -j "$(nproc)" --target lrsmc_tests lrsmc_cli bench_cuda_filter \
   bench_cuda_train bench_cpu_filter bench_fixed_points
 rm -rf "$bundle"

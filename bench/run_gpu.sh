@@ -21,8 +21,8 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 export LD_LIBRARY_PATH="$build/lib:$build/bench:${LD_LIBRARY_PATH:-}"
 ldd "$build/tests/lrsmc_tests" | grep "not found" | tee "$out/missing_libraries.txt"
 if grep -q cublas "$out/missing_libraries.txt"; then
-  echo "run_gpu.sh: the device has no cuBLAS (libcublas.so) for the binaries to load; build" \
-       "the bundle with LRSMC_CUBLAS_STATIC=ON bash bench/build_gpu.sh and carry that" \
+  echo "run_gpu.sh: the device has no cuBLAS (libcublas.so) for the binaries to load, and" \
+       "it is too large to carry (the build machine's toolkit has no static cuBLAS either)" \
     | tee -a "$out/missing_libraries.txt"
   exit 1
 fi
