@@ -2,8 +2,9 @@
 # Prepares, on a machine without a GPU, what bench/run_gpu.sh runs on the device machine:
 # a CUDA build for sm_90 in build-gpu/ and a small bundle in build-gpu-bundle/ holding only the
 # binaries (tests, benchmarks, command line) and the shared libraries the device may lack
-# (Google Benchmark, libzip and theirs, but not cuBLAS), found with ldd. Carry build-gpu-bundle
-# to the device (it stays well under the 64 MiB carry limit) and run
+# (Google Benchmark, libzip and theirs), found with ldd; cuBLAS (about 600 MB) is not among them:
+# lrsmc loads it only for the device encoder, from the device's CUDA libraries. Carry
+# build-gpu-bundle to the device (it stays well under the 64 MiB carry limit) and run
 #   LRSMC_BUILD_DIR=build-gpu-bundle bash bench/run_gpu.sh
 # The CPU code is built for x86-64-v3 (AVX2), not for this machine, since the device machine's
 # processor is another one (LRSMC_CPU_ARCH overrides it).
@@ -29,9 +30,6 @@ for binary in "$bundle/tests/lrsmc_tests" "$bundle/lrsmc" "$bundle"/bench/bench_
 done | sort -u | while read -r library; do
   case "$(basename "$library")" in
     libc.so.*|libm.so.*|libpthread.so.*|libdl.so.*|librt.so.*|ld-linux*) ;;
-    # cuBLAS (about 600 MB with cublasLt) cannot travel within the carry limit: the device's
-    # own CUDA libraries must provide it (run_gpu.sh lists what the binaries miss there).
-    libcublas.so.*|libcublasLt.so.*) echo "build_gpu.sh: $(basename "$library") left to the device" ;;
     *) cp -L "$library" "$bundle/lib/" ;;
   esac
 done

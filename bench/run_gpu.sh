@@ -20,12 +20,11 @@ nvidia-smi | tee "$out/nvidia_smi.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv | tee -a "$out/nvidia_smi.txt"
 export LD_LIBRARY_PATH="$build/lib:$build/bench:${LD_LIBRARY_PATH:-}"
 ldd "$build/tests/lrsmc_tests" | grep "not found" | tee "$out/missing_libraries.txt"
-if grep -q cublas "$out/missing_libraries.txt"; then
-  echo "run_gpu.sh: the device has no cuBLAS (libcublas.so) for the binaries to load, and" \
-       "it is too large to carry (the build machine's toolkit has no static cuBLAS either)" \
-    | tee -a "$out/missing_libraries.txt"
-  exit 1
-fi
+# cuBLAS is loaded only when the device encoder runs (too large to carry): without it those
+# tests fail with a message and everything else runs.
+ldconfig -p | grep -q "libcublas\.so\.13" ||
+  echo "no libcublas.so.13 on the device: the device encoder's tests will fail" |
+  tee -a "$out/missing_libraries.txt"
 tests="$build/tests/lrsmc_tests"
 
 step() {  # step SECONDS NAME COMMAND...: runs COMMAND bounded, logs to $out/NAME.log

@@ -4,9 +4,12 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <map>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/encoder_launch.hpp"
@@ -18,18 +21,59 @@
 namespace lrsmc::cuda {
 namespace {
 
+/// The cuBLAS calls the encoder makes. On a GPU cuBLAS is loaded when the encoder first runs, so
+/// that lrsmc runs everything else where cuBLAS is absent; the emulated device links its own.
+struct CublasCalls {
+  decltype(&cublasCreate_v2) create = nullptr;
+  decltype(&cublasDestroy_v2) destroy = nullptr;
+  decltype(&cublasSetStream_v2) set_stream = nullptr;
+  decltype(&cublasSgemm_v2) sgemm = nullptr;
+  decltype(&cublasGetStatusString) status_string = nullptr;
+};
+
+const CublasCalls& cublas() {
+#if defined(LRSMC_CUDA_EMULATION)
+  static const CublasCalls calls{&cublasCreate_v2, &cublasDestroy_v2, &cublasSetStream_v2,
+                                 &cublasSgemm_v2, &cublasGetStatusString};
+#else
+  static const CublasCalls calls = [] {
+    const std::string name = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+    void* library = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) {
+      const char* why = ::dlerror();
+      throw CudaError(detail::concat("the encoder on the GPU needs cuBLAS (", name,
+                                     "), which cannot be loaded: ", why ? why : "not found",
+                                     "; use --device cpu, or the bootstrap proposal"));
+    }
+    const auto find = [&](auto& function, const char* symbol) {
+      function =
+          reinterpret_cast<std::remove_reference_t<decltype(function)>>(::dlsym(library, symbol));
+      if (function == nullptr) throw CudaError(detail::concat(name, " has no ", symbol));
+    };
+    CublasCalls loaded;
+    find(loaded.create, "cublasCreate_v2");
+    find(loaded.destroy, "cublasDestroy_v2");
+    find(loaded.set_stream, "cublasSetStream_v2");
+    find(loaded.sgemm, "cublasSgemm_v2");
+    find(loaded.status_string, "cublasGetStatusString");
+    return loaded;
+  }();
+#endif
+  return calls;
+}
+
 void check(cublasStatus_t status, const char* call) {
   if (status != CUBLAS_STATUS_SUCCESS)
-    throw CudaError(detail::concat(call, " failed: ", cublasGetStatusString(status)));
+    throw CudaError(detail::concat(call, " failed: ", cublas().status_string(status)));
 }
 
 /// C = op(A) op(B) (+ C when accumulate), column-major, in float.
 void gemm(cublasHandle_t handle, bool transpose_a, bool transpose_b, int m, int n, int k,
           const float* A, int lda, const float* B, int ldb, bool accumulate, float* C, int ldc) {
   const float one = 1.f, beta = accumulate ? 1.f : 0.f;
-  check(cublasSgemm(handle, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
-                    transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb, &beta,
-                    C, ldc),
+  check(cublas().sgemm(handle, transpose_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                       transpose_b ? CUBLAS_OP_T : CUBLAS_OP_N, m, n, k, &one, A, lda, B, ldb,
+                       &beta, C, ldc),
         "cublasSgemm (encoder)");
 }
 
@@ -39,7 +83,7 @@ cublasHandle_t shared_handle() {
   struct Handles {
     std::map<int, cublasHandle_t> by_device;
     ~Handles() {
-      for (const auto& entry : by_device) (void)cublasDestroy(entry.second);
+      for (const auto& entry : by_device) (void)cublas().destroy(entry.second);
     }
   };
   thread_local Handles handles;
@@ -48,10 +92,10 @@ cublasHandle_t shared_handle() {
   const auto found = handles.by_device.find(device);
   if (found != handles.by_device.end()) return found->second;
   cublasHandle_t handle = nullptr;
-  check(cublasCreate(&handle), "cublasCreate");
-  const cublasStatus_t bound = cublasSetStream(handle, nullptr);
+  check(cublas().create(&handle), "cublasCreate");
+  const cublasStatus_t bound = cublas().set_stream(handle, nullptr);
   if (bound != CUBLAS_STATUS_SUCCESS) {
-    (void)cublasDestroy(handle);
+    (void)cublas().destroy(handle);
     check(bound, "cublasSetStream");
   }
   handles.by_device.emplace(device, handle);
