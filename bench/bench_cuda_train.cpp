@@ -7,7 +7,8 @@
 // Counter device_bytes: what the session holds on the device after its first step (free
 // memory before minus after, cudaMemGetInfo): data, parameters, moments and every workspace,
 // which is the training's peak (nothing is allocated inside a step). Then one gradient of the
-// encoder proposal (BM_CudaEncoderGradient). Without a device every case reports an error.
+// encoder proposal (BM_CudaEncoderGradient), and the device encoder's pass alone at the
+// hippocampus shape (BM_CudaEncoderPass). Without a device every case reports an error.
 #include <benchmark/benchmark.h>
 
 #include <cmath>
@@ -17,6 +18,9 @@
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/params.hpp"
 #include "core/training_session.hpp"
+#if defined(LRSMC_WITH_CUDA)
+#include "cuda/device_encoder_run.hpp"
+#endif
 
 namespace {
 
@@ -95,8 +99,8 @@ BENCHMARK(BM_CudaTrainingStep)
     ->UseRealTime();
 
 /// One gradient of the encoder proposal through the CUDA backend (Backend::elbo_gradient, as the
-/// host training loop calls it): the encoder's forward and backward passes on the host, the
-/// particles, the per-step products and the reverse sweep on the device. The Poisson teacher's
+/// host training loop calls it): the encoder's forward and backward passes (cuBLAS), the
+/// particles, the per-step products and the reverse sweep, all on the device. The Poisson teacher's
 /// student (40 channels, rank 2, 40 relu units, kernels 21,11,1 with 64,64 channels; batches of
 /// 10 trials × 200 steps) at K = 64 (its training setting) and 1000 (its evaluation).
 void BM_CudaEncoderGradient(benchmark::State& state) {
@@ -142,6 +146,51 @@ BENCHMARK(BM_CudaEncoderGradient)
     ->Arg(1000)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+#if defined(LRSMC_WITH_CUDA)
+/// The device encoder's forward and backward pass alone (host/cuda/device_encoder.cpp) at the
+/// hippocampus shape of the paper (21 neurons; kernels 150,11,1 with 64,64 channels, causal
+/// zero padding, GELU; batches of 64 trials × 500 steps; rank 3), the shape bench_encoder times
+/// on the CPU. Each iteration includes uploading the parameters and observations and
+/// downloading the factors and the gradient (cuda::run_device_encoder).
+void BM_CudaEncoderPass(benchmark::State& state) {
+  if (!lrsmc::cuda_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const int trials = 64, steps = 500;
+  lrsmc::ModelConfig config;
+  config.rank = 3;
+  config.num_hidden = 64;
+  config.num_channels = 21;
+  config.observation = lrsmc::Observation::poisson;
+  config.link = lrsmc::Link::softplus;
+  config.encoder = lrsmc::EncoderConfig{};
+  config.encoder->kernels = {150, 11, 1};
+  const auto model = lrsmc::Model::initialise(config, 1);
+  lrsmc::SequenceBatch batch;
+  batch.num_trials = trials;
+  batch.num_steps = steps;
+  batch.num_channels = config.num_channels;
+  batch.observations.resize(std::size_t(trials) * steps * config.num_channels);
+  for (std::size_t i = 0; i < batch.observations.size(); ++i)
+    batch.observations[i] = double((i * 7919) % 5);  // counts 0 to 4
+  const std::size_t cells = std::size_t(trials) * steps * config.rank;
+  std::vector<double> grad_mean(cells), grad_variance(cells);
+  for (std::size_t i = 0; i < cells; ++i) {
+    grad_mean[i] = std::sin(0.37 * double(i));
+    grad_variance[i] = 0.1 * std::cos(0.23 * double(i));
+  }
+  (void)lrsmc::cuda::run_device_encoder(model, batch, steps, grad_mean, grad_variance);  // warm-up
+  for (auto _ : state) {
+    const auto run = lrsmc::cuda::run_device_encoder(model, batch, steps, grad_mean, grad_variance);
+    benchmark::DoNotOptimize(run.gradient.data());
+  }
+  state.counters["trial_steps_per_second"] =
+      benchmark::Counter(double(trials) * steps, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_CudaEncoderPass)->Unit(benchmark::kMillisecond)->UseRealTime();
+#endif
 
 }  // namespace
 

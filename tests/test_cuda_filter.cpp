@@ -280,8 +280,8 @@ TEST_F(CudaFilter, RanksWithoutASpecialisedKernel) {
   }
 }
 
-// The encoder proposal (the encoder's factors from the host, each step's product with the prior
-// on the device) for both noise types, and t_forward forecast steps under every proposal, in
+// The encoder proposal (the device encoder's factors, each step's product with the prior on the
+// device) for both noise types, and t_forward forecast steps under every proposal, in
 // both regimes at K = 300 and K = 10.
 TEST_F(CudaFilter, EncoderProposalAndForecastStepsMatchTheCpuInBothRegimes) {
   for (const auto& [label, model, options] : testing::encoder_cases()) {

@@ -67,8 +67,8 @@ class CudaGradient : public ::testing::Test {
   }
 };
 
-// The encoder proposal (the step's sums into its constants' adjoint, the encoder's gradient on
-// the host) and t_forward forecast steps under every proposal, at K = 300 and K = 10.
+// The encoder proposal (the step's sums into its constants' adjoint, the device encoder's
+// gradient) and t_forward forecast steps under every proposal, at K = 300 and K = 10.
 TEST_F(CudaGradient, EncoderProposalAndForecastStepsMatchTheCpu) {
   auto gpu = make_backend(BackendKind::cuda);
   for (const auto& [label, model, options] : testing::encoder_cases()) {
@@ -322,9 +322,10 @@ TEST(CudaTraining, StepsMatchTheHostTrainer) {
   }
 }
 
-// The encoder proposal trains in the host loop on the device's gradients (the encoder itself runs
-// on the host): on the emulated device every step's ELBO and the parameters, the encoder's
-// included, are bitwise the CPU float engine's; on a GPU the first step's ELBO agrees.
+// The encoder proposal trains in the host loop on the device's gradients (the encoder runs on
+// the device in each gradient call): on the emulated device every step's ELBO and the parameters,
+// the encoder's included, are bitwise the CPU float engine's; on a GPU the first step's ELBO
+// agrees.
 TEST(CudaTraining, EncoderProposalTrainsInTheHostLoop) {
   if (!cuda_available()) GTEST_SKIP() << no_device;
   ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,

@@ -1,8 +1,8 @@
 // The encoder proposal's factors of a batch, on the host (method.md §3.3, §4): the encoder's
 // forward pass over the observations of each trial's steps before its t_forward ones, the
 // clamped variances, and the backward pass from the factors' adjoints to the encoder's
-// parameters. The CPU engines and the CUDA backend (whose kernels multiply each step's prior
-// with these factors) share it, so both propose from the same factors. The trials run in fixed
+// parameters. The CPU engines propose from it; the CUDA backend's device encoder
+// (host/cuda/device_encoder.hpp) runs the same blocks in the same order. The trials run in fixed
 // blocks of consecutive trials (at most encoder_trial_blocks, each of at least
 // encoder_block_rows trial-steps when the batch has them), the blocks in parallel on the calling
 // thread's OpenMP threads and their gradients summed in block order, so the bits depend on the
