@@ -192,8 +192,13 @@ std::string save_fitted_model(const FitOptions& options, const TrainingResult& r
 /// goes to --out (or beside it); a checkpoint of its last completed epoch goes to the checkpoint
 /// path (or beside it), unless it stopped on a NaN, where resuming would meet the same NaN. Says
 /// where each went.
+/// The exit status of a run that did not complete: 130 when stopped by request, else 1.
+int stopped_status(const TrainingResult& result) {
+  return result.stop_reason.rfind("stopped by request", 0) == 0 ? 130 : 1;
+}
+
 int save_stopped_fit(const FitOptions& options, const TrainingResult& result) {
-  const bool requested = result.stop_reason.rfind("stopped by request", 0) == 0;
+  const bool requested = stopped_status(result) == 130;
   const std::string model_at = save_fitted_model(options, result);
   if (model_at == options.out) std::fprintf(stderr, "saved the model to %s\n", model_at.c_str());
   if (requested || result.failed) {
@@ -208,7 +213,7 @@ int save_stopped_fit(const FitOptions& options, const TrainingResult& result) {
                    default_path ? "" : " --checkpoint ", default_path ? "" : checkpoint_at.c_str());
     }
   }
-  return requested ? 130 : 1;
+  return stopped_status(result);
 }
 
 /// Gives every option of the preset that the command line did not give its preset value. With
@@ -231,10 +236,9 @@ void apply_preset(FitOptions& options) {
 int run_fit(FitOptions& options, const ProgressCallback& progress) {
   apply_preset(options);
   // Under MPI every process trains (on its share of each batch's trials) and process 0 alone
-  // writes the model, checkpoints and progress.
+  // writes the model and checkpoints (the others' output is silenced: main.cpp).
   Communicator* const world = options.device.communicator.get();
   const bool writer = world == nullptr || world->rank() == 0;
-  if (!writer) options.quiet = true;
   if (options.resume || options.training.checkpoint_every > 0 || !options.checkpoint.empty())
     options.training.checkpoint_path = checkpoint_path_of(options);
   require_distinct_paths(
@@ -329,13 +333,12 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                      model.config, options.training.filter,
                      train.continuous() ? options.training.window : train.num_steps)) *
                      8 / 1024);
-  if (writer)
-    for (const std::string& warning : training_warnings(options.training, train))
-      std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
+  for (const std::string& warning : training_warnings(options.training, train))
+    std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
   Trainer trainer(*backend, options.training);
   const TrainingResult result = trainer.fit(model, train, held_out, progress, resume_from);
   if (!writer)  // the same result as process 0's, which reports and saves it
-    return result.completed ? 0 : result.stop_reason.rfind("stopped by request", 0) == 0 ? 130 : 1;
+    return result.completed ? 0 : stopped_status(result);
   if (!result.completed) {
     std::fprintf(stderr, "lrsmc: %s\n", result.stop_reason.c_str());
     return save_stopped_fit(options, result);

@@ -406,10 +406,7 @@ int run_command(int argc, char** argv, const std::shared_ptr<Communicator>& worl
                 world ? world->size() : 0,
                 " MPI processes; only lrsmc fit shares its work over MPI (run this command as one "
                 "process)");
-  if (world != nullptr) {
-    fit_options.device.communicator = world;
-    if (world->rank() != 0) fit_options.quiet = true;
-  }
+  fit_options.device.communicator = world;
   install_signal_handlers(*fit || *demo);
   ProgressPrinter printer(*demo ? demo_options.quiet : fit_options.quiet);
   const ProgressCallback progress = [&printer](const EpochReport& report) {

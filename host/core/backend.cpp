@@ -157,8 +157,7 @@ FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
                              const FilterRequest& request) {
   check_call(model, batch, options);
   // Free memory differs between processes: with several, all agree on one's failure.
-  Communicator* const world = request.particles ? nullptr : communicator();
-  detail::on_every_process(world, [&] {
+  detail::on_every_process(communicator(), [&] {
     check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, false);
   });
   if (request.particles) {  // the returned paths, float64 (device copies: the backend's own plan)

@@ -445,24 +445,32 @@ class Engine {
     }
   }
 
+  /// Values of a trial's accumulator row, and of each of its encoder adjoints (0 without the
+  /// encoder proposal), as backward_trial fills them.
+  [[nodiscard]] std::size_t row_size() const {
+    return std::size_t(math::GradientSlots(constants_.shape.parameters.total, constants_.shape.rank,
+                                           constants_.shape.channels)
+                           .row_size);
+  }
+  [[nodiscard]] std::size_t encoder_adjoint_size() const {
+    return encoder_ ? std::size_t(data_steps_) * std::size_t(model_.rank) : 0;
+  }
+
   /// The reverse sweep of one trial (method.md §10.2) into its accumulator row (math/
   /// gradient_row.hpp), given dℓ/dc_t (math::increment_adjoint). A packed engine accumulates
   /// one float64 per lane and sums the lanes at the end, slot by slot.
   void backward_trial(const TrialData<Scalar>& data, const TrialStorage<Scalar>& storage,
                       double grad_increment, std::vector<double>& row,
                       EncoderAdjoint& encoder_adjoint) const {
-    const math::GradientSlots slots(constants_.shape.parameters.total, constants_.shape.rank,
-                                    constants_.shape.channels);
     if (encoder_) {
-      const std::size_t cells = std::size_t(data_steps_) * model_.rank;
-      encoder_adjoint.mean.assign(cells, 0.0);
-      encoder_adjoint.variance.assign(cells, 0.0);
+      encoder_adjoint.mean.assign(encoder_adjoint_size(), 0.0);
+      encoder_adjoint.variance.assign(encoder_adjoint_size(), 0.0);
     }
     if constexpr (width == 1) {
-      row.assign(std::size_t(slots.row_size), 0.0);
+      row.assign(row_size(), 0.0);
       reverse_sweep(data, storage, grad_increment, row, encoder_adjoint);
     } else {
-      std::vector<Total> lanes(std::size_t(slots.row_size));
+      std::vector<Total> lanes(row_size());
       reverse_sweep(data, storage, grad_increment, lanes, encoder_adjoint);
       row.resize(lanes.size());
       for (std::size_t i = 0; i < lanes.size(); ++i) row[i] = lane_sum(lanes[i]);
@@ -849,29 +857,15 @@ double mean_of(const std::vector<double>& values) {
   return values.empty() ? 0.0 : sum / double(values.size());
 }
 
-/// Gathers every trial's accumulator row, ELBO and encoder adjoints from the processes' shares
-/// (this process's `share` filled), in trial order.
-void gather_rows(Communicator& communicator, const TrialShare& share,
-                 std::vector<std::vector<double>>& rows, std::vector<double>& elbo_per_trial,
+/// Gathers every trial's accumulator row (`row_width` values), ELBO and encoder adjoints
+/// (`encoder_width` each) from the processes' shares (this process's `share` filled), in trial
+/// order.
+void gather_rows(Communicator& communicator, const TrialShare& share, std::size_t row_width,
+                 std::size_t encoder_width, std::vector<std::vector<double>>& rows,
+                 std::vector<double>& elbo_per_trial,
                  std::vector<EncoderAdjoint>& encoder_adjoints) {
   const int trials = int(rows.size());
   detail::gather_trials(communicator, trials, 1, elbo_per_trial);
-  // Widths from this process's first trial; every trial's are the same (a process with no
-  // trials learns them from the gathered sizes).
-  std::vector<double> widths = {0, 0};
-  if (share.count() > 0) {
-    widths[0] = double(rows[std::size_t(share.first)].size());
-    widths[1] = double(encoder_adjoints[std::size_t(share.first)].mean.size());
-  }
-  std::vector<double> all_widths;
-  const int size = communicator.size();
-  communicator.all_gather(widths, std::vector<std::int64_t>(std::size_t(size), 2), all_widths);
-  for (int process = 0; process < size; ++process)
-    if (trial_share(trials, process, size).count() > 0) {
-      widths = {all_widths[std::size_t(2 * process)], all_widths[std::size_t(2 * process + 1)]};
-      break;
-    }
-  const std::size_t row_width = std::size_t(widths[0]), encoder_width = std::size_t(widths[1]);
   const std::size_t width = row_width + 2 * encoder_width;
   std::vector<double> packed(std::size_t(trials) * width, 0.0);
   for (int trial = share.first; trial < share.last; ++trial) {
@@ -969,7 +963,8 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                               encoder_adjoints[std::size_t(trial)]);
       });
   if (communicator != nullptr) {
-    gather_rows(*communicator, share, rows, result.elbo_per_trial, encoder_adjoints);
+    gather_rows(*communicator, share, engine.row_size(), engine.encoder_adjoint_size(), rows,
+                result.elbo_per_trial, encoder_adjoints);
     // The other processes' trials' input currents, for the finish's per-trial terms.
     if (model.config.num_inputs > 0)
       for (int trial = 0; trial < trials; ++trial)

@@ -12,11 +12,12 @@
 #include <type_traits>
 #include <utility>
 
+#include "cuda/device_gradient.hpp"
+#include "cuda/filter_plan.hpp"
 #include "kernels/encoder_launch.hpp"
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/encoder.hpp"
-#include "cuda/filter_plan.hpp"
 
 namespace lrsmc::cuda {
 namespace {
@@ -307,17 +308,13 @@ void DeviceEncoder::add_gradient(const double* grad_mean, const double* grad_var
   std::copy(total.begin(), total.end(), gradient.begin() + offset_);
 }
 
-}  // namespace lrsmc::cuda
-
-namespace lrsmc::cuda {
-
 DeviceEncoderRun run_device_encoder(const Model& model, const SequenceBatch& batch,
                                     int data_steps, const std::vector<double>& grad_mean,
                                     const std::vector<double>& grad_variance) {
   DeviceEncoder encoder(model, batch.num_trials, data_steps);
   const kernels::DeviceBuffer<double> parameters(model.parameters);
-  const std::vector<float> observed(batch.observations.begin(), batch.observations.end());
-  const kernels::DeviceBuffer<float> observations(observed);
+  const kernels::DeviceBuffer<float> observations(
+      to_float(batch.observations.data(), batch.observations.size()));
   encoder.forward(parameters.get(), observations.get(), batch.num_steps);
   const std::size_t cells = std::size_t(batch.num_trials) * data_steps * model.config.rank;
   LRSMC_REQUIRE(grad_mean.size() == cells && grad_variance.size() == cells,

@@ -142,10 +142,9 @@ EncoderPlan encoder_plan(const ModelConfig& config, int trials, int data_steps) 
         std::int64_t(plan.first_trial[b + 1] - plan.first_trial[b]) * data_steps);
   // A call may run the encoder over fewer steps (forecast steps): its blocks can be longer.
   for (int steps = 1; steps < data_steps; ++steps) {
-    const std::vector<int> starts = model::encoder_block_starts(trials, steps);
-    for (std::size_t b = 0; b + 1 < starts.size(); ++b)
-      plan.longest_block_rows = std::max<std::int64_t>(
-          plan.longest_block_rows, std::int64_t(starts[b + 1] - starts[b]) * steps);
+    const int blocks = model::encoder_block_count(trials, steps);
+    plan.longest_block_rows = std::max<std::int64_t>(
+        plan.longest_block_rows, std::int64_t((trials + blocks - 1) / blocks) * steps);
   }
   plan.longest_block_rows = std::max(plan.longest_block_rows, plan.block_rows);
   int in = config.num_channels;

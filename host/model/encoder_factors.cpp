@@ -31,10 +31,14 @@ class ThreadCountScope {
 
 }  // namespace
 
-std::vector<int> encoder_block_starts(int trials, int data_steps) {
+int encoder_block_count(int trials, int data_steps) {
   const std::int64_t rows = std::int64_t(trials) * data_steps;
-  const int blocks = int(std::max<std::int64_t>(
+  return int(std::max<std::int64_t>(
       1, std::min<std::int64_t>({trials, encoder_trial_blocks, rows / encoder_block_rows})));
+}
+
+std::vector<int> encoder_block_starts(int trials, int data_steps) {
+  const int blocks = encoder_block_count(trials, data_steps);
   std::vector<int> starts;
   for (int block = 0; block <= blocks; ++block)
     starts.push_back(int(std::int64_t(trials) * block / blocks));

@@ -29,6 +29,8 @@ constexpr int encoder_block_rows = 1024;
 /// consecutive trials, as even as the count allows. The device encoder runs the same blocks,
 /// so that its products have the CPU's shapes.
 [[nodiscard]] std::vector<int> encoder_block_starts(int trials, int data_steps);
+/// The number of those blocks; the longest holds ⌈trials / count⌉ trials.
+[[nodiscard]] int encoder_block_count(int trials, int data_steps);
 
 template <typename Scalar>
 class EncoderFactors {
