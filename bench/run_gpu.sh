@@ -25,6 +25,11 @@ ldd "$build/tests/lrsmc_tests" | grep "not found" | tee "$out/missing_libraries.
 ldconfig -p | grep -q "libcublas\.so\.13" ||
   echo "no libcublas.so.13 on the device: the device encoder's tests will fail" |
   tee -a "$out/missing_libraries.txt"
+# NCCL likewise, when a shared fit starts: without it the one-process NCCL test
+# (CudaTraining.OneProcessOverNcclIsBitwiseThePlainRun) skips, saying so.
+ldconfig -p | grep -q "libnccl\.so\.2" ||
+  echo "no libnccl.so.2 on the device: the NCCL check will skip" |
+  tee -a "$out/missing_libraries.txt"
 tests="$build/tests/lrsmc_tests"
 
 step() {  # step SECONDS NAME COMMAND...: runs COMMAND bounded, logs to $out/NAME.log

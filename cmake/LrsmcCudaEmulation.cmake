@@ -7,7 +7,8 @@ find_package(Boost 1.67 REQUIRED COMPONENTS context)
 set(_lrsmc_emulation_dir ${CMAKE_CURRENT_SOURCE_DIR}/tests/cuda_emulation)
 
 add_library(lrsmc_cuda_emulation STATIC ${_lrsmc_emulation_dir}/runtime.cpp
-                                        ${_lrsmc_emulation_dir}/cublas.cpp)
+                                        ${_lrsmc_emulation_dir}/cublas.cpp
+                                        ${_lrsmc_emulation_dir}/nccl.cpp)
 target_include_directories(lrsmc_cuda_emulation PUBLIC
   $<BUILD_INTERFACE:${_lrsmc_emulation_dir}/include>)
 # Eigen evaluates the emulated cuBLAS products (tests/cuda_emulation/cublas.cpp).
@@ -15,6 +16,12 @@ target_link_libraries(lrsmc_cuda_emulation PUBLIC Threads::Threads
                                            PRIVATE Boost::context Eigen3::Eigen
                                                    $<BUILD_INTERFACE:lrsmc_warnings>)
 target_compile_definitions(lrsmc_cuda_emulation PRIVATE EIGEN_MPL2_ONLY)
+# The emulated NCCL's communicators of several processes run over MPI
+# (tests/cuda_emulation/nccl.cpp); without MPI they hold one process.
+if(LRSMC_ENABLE_MPI)
+  target_link_libraries(lrsmc_cuda_emulation PRIVATE MPI::MPI_CXX)
+  target_compile_definitions(lrsmc_cuda_emulation PRIVATE LRSMC_EMULATED_NCCL_MPI=1)
+endif()
 
 # The kernels' sources, and the headers of kernels/ they include (the generic launcher in
 # kernels/launcher.hpp launches with <<<...>>> too): rewritten copies, found before the
@@ -73,5 +80,5 @@ if(LRSMC_SANITIZE)
 endif()
 target_link_libraries(lrsmc PRIVATE lrsmc_kernels)
 target_include_directories(lrsmc PRIVATE ${_lrsmc_emulation_dir}/include)
-target_compile_definitions(lrsmc PUBLIC LRSMC_WITH_CUDA=1 LRSMC_CUDA_EMULATION=1)
+target_compile_definitions(lrsmc PUBLIC LRSMC_WITH_CUDA=1 LRSMC_CUDA_EMULATION=1 LRSMC_WITH_NCCL=1)
 

@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lrsmc/backend.hpp"
 #include "lrsmc/demo.hpp"
 #include "lrsmc/io.hpp"
 #include "lrsmc/params.hpp"
@@ -558,23 +559,33 @@ TEST_F(CliTest, SplitSeedIsPartOfTheRun) {
   ASSERT_EQ(run(fit + "--epochs 2 --split-seed 7 --resume"), 0) << output_;
 }
 
+/// mpirun with its options up to the process count (oversubscribed, unbound: 2 or 3 processes
+/// on CI's 2 cores), or empty with the reason in `why` when this build or machine has none.
+std::string mpirun_command(std::string& why) {
+#if !defined(LRSMC_WITH_MPI)
+  why = "lrsmc built without MPI (-DLRSMC_ENABLE_MPI=OFF, or no MPI found): mpirun check skipped";
+  return {};
+#else
+  std::string where;
+  if (testing::run_command("command -v mpirun", where) != 0) {
+    why = "mpirun is not on the PATH (apt install openmpi-bin): mpirun check skipped";
+    return {};
+  }
+  // Open MPI refuses root unless told; CI's containers run as root.
+  return std::string(geteuid() == 0 ? "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                                    : "") +
+         "mpirun --oversubscribe --bind-to none -np ";
+#endif
+}
+
 // mpirun -np 2 and -np 3 (oversubscribed on two cores): each process fits its share of every
 // batch's trials, the per-trial results gathered in trial order, so the model is the one-process
 // model bit for bit; process 0 alone reports and writes. Other commands refuse to run over MPI.
 // Skips when this build has no MPI or mpirun is not on the PATH.
 TEST_F(CliTest, MpiFitIsBitwiseTheOneProcessFit) {
-#if !defined(LRSMC_WITH_MPI)
-  GTEST_SKIP() << "lrsmc built without MPI (-DLRSMC_ENABLE_MPI=OFF, or no MPI found): mpirun "
-                  "check skipped";
-#else
-  std::string where;
-  if (testing::run_command("command -v mpirun", where) != 0)
-    GTEST_SKIP() << "mpirun is not on the PATH (apt install openmpi-bin): mpirun check skipped";
-  // Open MPI refuses root unless told; CI's containers run as root.
-  const std::string mpirun =
-      std::string(geteuid() == 0 ? "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
-                                 : "") +
-      "mpirun --oversubscribe --bind-to none -np ";
+  std::string why;
+  const std::string mpirun = mpirun_command(why);
+  if (mpirun.empty()) GTEST_SKIP() << why;
   write_teacher_data(22, 15);
   const std::string fit = "fit --data " + path("data.npz") +
                           " --field observations --rank 2 --hidden 6 --particles 6 --epochs 3 "
@@ -615,7 +626,54 @@ TEST_F(CliTest, MpiFitIsBitwiseTheOneProcessFit) {
             2)
       << output_;
   EXPECT_NE(output_.find("no/such"), std::string::npos) << output_;
-#endif
+}
+
+// The CUDA backend shared by mpirun's processes over NCCL (each runs its share of a batch on its
+// device, every trial's results are gathered and summed in trial order): the model and
+// checkpoints are bitwise the one-process CUDA fit for 2 and 3 processes, in the device-resident
+// session (bootstrap proposal) and in the host loop of the encoder proposal. On the emulated
+// device the processes share one emulated GPU, and NCCL's broadcasts go over MPI.
+TEST_F(CliTest, MpiCudaFitIsBitwiseTheOneProcessFit) {
+  if (!cuda_available()) GTEST_SKIP() << "no CUDA device answers: the NCCL fit is not checked";
+  std::string why;
+  const std::string mpirun = mpirun_command(why);
+  if (mpirun.empty()) GTEST_SKIP() << why;
+  std::vector<double> counts(7 * 12 * 3);
+  for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = double((i * 7 + i / 5) % 4);
+  io::write_npy(path("counts.npy"), Array({7, 12, 3}, counts));
+  // 7 trials, 2 held out: 3 processes share the held-out evaluation with one left empty.
+  const std::string common = "fit --data " + path("counts.npy") +
+                             " --observation poisson --rank 2 --hidden 6 --particles 6 "
+                             "--epochs 2 --batch-size 5 --held-out 0.3 --device cuda --seed 4 ";
+  // The history without its clock column: each epoch's training and held-out ELBO, %.17g.
+  const auto history = [](const std::string& model) {
+    std::istringstream lines(read_file(model + ".history.csv"));
+    std::string line, kept;
+    while (std::getline(lines, line)) kept += line.substr(0, line.rfind(',')) + "\n";
+    return kept;
+  };
+  for (const std::string& proposal :
+       {std::string("--proposal bootstrap --checkpoint-every 1"),
+        std::string("--proposal encoder --encoder-kernels 3,1 --encoder-channels 4")}) {
+    const std::string fit = common + proposal + " --out ";
+    ASSERT_EQ(run(fit + path("one.npz")), 0) << output_;
+    for (const int processes : {2, 3}) {
+      const std::string out = path("p" + std::to_string(processes) + ".npz");
+      ASSERT_EQ(testing::run_command("timeout 600 env " + mpirun + std::to_string(processes) + " " +
+                                         std::string(LRSMC_CLI_PATH) + " " + fit + out,
+                                     output_),
+                0)
+          << proposal << ": " << output_;
+      EXPECT_NE(output_.find("cuda ("), std::string::npos) << output_;
+      EXPECT_EQ(load_model(out).parameters, load_model(path("one.npz")).parameters)
+          << proposal << ", " << processes << " processes";
+      EXPECT_EQ(history(out), history(path("one.npz")));
+      if (proposal.find("checkpoint") != std::string::npos) {
+        EXPECT_EQ(load_model(out + ".checkpoint.npz").parameters,
+                  load_model(path("one.npz.checkpoint.npz")).parameters);
+      }
+    }
+  }
 }
 
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {

@@ -14,12 +14,14 @@
 
 #include "lrsmc/backend.hpp"
 #include "lrsmc/dataset.hpp"
+#include "lrsmc/distributed.hpp"
 #include "lrsmc/trainer.hpp"
 #include "support/engine_comparison.hpp"
 #include "support/test_models.hpp"
 #include "support/test_names.hpp"
 #if defined(LRSMC_WITH_CUDA)
 #include "cuda/cuda_training.hpp"
+#include "cuda/trial_gather.hpp"
 #endif
 
 namespace lrsmc {
@@ -407,6 +409,61 @@ TEST(CudaTraining, ResumeGivesTheUninterruptedResult) {
       << "resuming on the GPU must reproduce the uninterrupted run bit for bit";
   std::filesystem::remove_all(directory);
 }
+
+#if defined(LRSMC_WITH_CUDA)
+/// A world of one process: the shared paths' collectives with nobody to share with.
+class OneProcess final : public Communicator {
+ public:
+  [[nodiscard]] int rank() const override { return 0; }
+  [[nodiscard]] int size() const override { return 1; }
+  void all_gather(const std::vector<double>& mine, const std::vector<std::int64_t>& counts,
+                  std::vector<double>& gathered) override {
+    EXPECT_EQ(counts.size(), 1u);
+    gathered = mine;
+  }
+  [[nodiscard]] std::string broadcast(const std::string& text, int) override { return text; }
+  [[nodiscard]] bool any(bool mine) override { return mine; }
+  void abort(int code) override {
+    ADD_FAILURE() << "aborted with " << code;
+    std::terminate();
+  }
+};
+
+// The CUDA backend of a shared fit runs its share of each batch, gathers every trial's results
+// with NCCL and sums them in trial order, so a fit over NCCL is bitwise the plain CUDA fit: here
+// with one process (one GPU), whose broadcasts copy nothing, on the device-resident session and
+// on the host loop of the encoder proposal. Several processes are checked with mpirun
+// (CliTest.MpiCudaFitIsBitwiseTheOneProcessFit).
+TEST(CudaTraining, OneProcessOverNcclIsBitwiseThePlainRun) {
+  if (!cuda_available()) GTEST_SKIP() << no_device;
+  std::string why;
+  if (!cuda::nccl_usable(&why)) GTEST_SKIP() << why << ": the NCCL check is skipped";
+  BackendOptions shared;
+  shared.communicator = std::make_shared<OneProcess>();
+  const auto expect_the_plain_fit = [&](const Model& model, const TrainingOptions& options) {
+    const Dataset data = training_data(model, false), none;
+    auto plain = make_backend(BackendKind::cuda);
+    auto over_nccl = make_backend(BackendKind::cuda, shared);
+    const TrainingResult reference = Trainer(*plain, options).fit(model, data, none);
+    const TrainingResult result = Trainer(*over_nccl, options).fit(model, data, none);
+    ASSERT_TRUE(result.completed) << result.stop_reason;
+    EXPECT_EQ(result.model.parameters, reference.model.parameters);
+    EXPECT_NE(result.model.parameters, model.parameters);
+  };
+  TrainingOptions options = training_options({false, Optimizer::radam, 0.0});
+  expect_the_plain_fit(
+      testing::random_model(testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                                  Observation::gaussian, Link::identity),
+                            3),
+      options);
+  ModelConfig config = testing::small_config(Nonlinearity::relu, NoiseType::full,
+                                             Observation::poisson, Link::softplus, 1);
+  config.encoder = testing::small_encoder({5, 1}, {4});
+  options.filter.proposal = Proposal::encoder;
+  options.epochs = 2;
+  expect_the_plain_fit(testing::random_model(config, 5), options);
+}
+#endif
 
 }  // namespace
 }  // namespace lrsmc

@@ -9,6 +9,7 @@
 #include "core/training_session.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cuda/cuda_backend.hpp"
+#include "cuda/trial_gather.hpp"
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
 
@@ -217,16 +218,28 @@ std::unique_ptr<TrainingSession> Backend::start_training(const TrainingSetup&) {
 std::string Backend::cannot_run(const ModelConfig&, const FilterOptions&) const { return {}; }
 
 std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& options) {
-  // Several processes share trials on the CPU backend only (the CUDA backend has no
-  // communicator): auto picks the CPU for them, and cuda is refused.
-  const bool shared = options.communicator != nullptr && options.communicator->size() > 1;
-  if (kind == BackendKind::cpu || (kind == BackendKind::automatic && (shared || !cuda_available())))
-    return std::make_unique<cpu::CpuBackend>(options);
-  LRSMC_REQUIRE(!shared, "cuda backend: ", options.communicator->size(),
-                " MPI processes share this fit, but data-parallel training over GPUs is not "
-                "available yet (the CPU backend shares trials over MPI); use --device cpu, or "
-                "run one process");
-  return cuda::make_cuda_backend(options);
+  Communicator* const world = options.communicator.get();
+  if (world == nullptr || world->size() == 1) {
+    if (kind == BackendKind::cpu || (kind == BackendKind::automatic && !cuda_available()))
+      return std::make_unique<cpu::CpuBackend>(options);
+    return cuda::make_cuda_backend(options);
+  }
+  // Several processes share the fit: every one must take the same backend, the CPU's (trials
+  // gathered over MPI) or the CUDA backend's (over NCCL, one device per process). auto takes
+  // the GPUs when every process has one and NCCL loads.
+  if (kind == BackendKind::automatic)
+    kind = world->any(!cuda_available() || !cuda::nccl_usable()) ? BackendKind::cpu
+                                                                 : BackendKind::cuda;
+  if (kind == BackendKind::cpu) return std::make_unique<cpu::CpuBackend>(options);
+  std::unique_ptr<Backend> backend;
+  detail::on_every_process(world, [&] {
+    std::string why;
+    LRSMC_REQUIRE(cuda::nccl_usable(&why), "cuda backend: ", world->size(),
+                  " MPI processes share this fit over NCCL, but ", why,
+                  "; use --device cpu, or run one process");
+    backend = cuda::make_cuda_backend(options);
+  });
+  return backend;
 }
 
 std::unique_ptr<Backend> make_backend_for(BackendKind kind, const BackendOptions& options,

@@ -1,6 +1,7 @@
 // Trial shares, agreeing on failures and gathering per-trial results (shared_trials.hpp); the
 // MPI communicator when this build has MPI (LRSMC_WITH_MPI).
 #include <cstdlib>
+#include <initializer_list>
 #include <string>
 
 #include "core/shared_trials.hpp"
@@ -188,13 +189,27 @@ class MpiCommunicator final : public Communicator {
 
 }  // namespace
 
-int processes_on_this_machine() {
-  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"})
+namespace {
+
+/// The first of the launcher variables `names` that is set to an integer of at least
+/// `least`, or `fallback`.
+int launcher_value(std::initializer_list<const char*> names, int least, int fallback) {
+  for (const char* name : names)
     if (const char* value = std::getenv(name)) {
-      const int count = std::atoi(value);
-      if (count >= 1) return count;
+      const int number = std::atoi(value);
+      if (number >= least) return number;
     }
-  return 1;
+  return fallback;
+}
+
+}  // namespace
+
+int processes_on_this_machine() {
+  return launcher_value({"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"}, 1, 1);
+}
+
+int local_process_index() {
+  return launcher_value({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}, 0, 0);
 }
 
 bool mpi_available() {

@@ -4,13 +4,16 @@
 // cuda_training.cpp. Sampling is delegated to the CPU reference (it is sequential and cheap).
 #include <cuda_runtime_api.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <exception>
 #include <optional>
 #include <utility>
+#include <vector>
 
+#include "core/shared_trials.hpp"
 #include "cpu/cpu_backend.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/cuda_training.hpp"
@@ -18,6 +21,7 @@
 #include "cuda/device_model.hpp"
 #include "cuda/device_workspace.hpp"
 #include "cuda/filter_plan.hpp"
+#include "cuda/trial_gather.hpp"
 #include "kernels/device_memory.hpp"
 #include "kernels/launch.hpp"
 #include "lrsmc/errors.hpp"
@@ -135,13 +139,18 @@ class CudaBackend final : public Backend {
     LRSMC_REQUIRE(options.device_index >= 0 && options.device_index < count,
                   "cuda backend: device index is out of range; got ", options.device_index,
                   ", expected 0 to ", count - 1);
-    LRSMC_CUDA_CHECK(cudaSetDevice(options.device_index));
+    // Processes that share a fit take the devices of their machine in turn.
+    if (options_.communicator != nullptr)
+      options_.device_index = device_of_this_process(options.device_index, count);
+    LRSMC_CUDA_CHECK(cudaSetDevice(options_.device_index));
     cudaDeviceProp properties{};
-    LRSMC_CUDA_CHECK(cudaGetDeviceProperties(&properties, options.device_index));
+    LRSMC_CUDA_CHECK(cudaGetDeviceProperties(&properties, options_.device_index));
     device_name_ = properties.name;
   }
 
   [[nodiscard]] std::string name() const override { return "cuda (" + device_name_ + ")"; }
+
+  [[nodiscard]] Communicator* communicator() const override { return options_.communicator.get(); }
 
   [[nodiscard]] std::int64_t memory_estimate(const ModelConfig& config, int num_trials,
                                              int num_steps, int num_particles,
@@ -186,7 +195,7 @@ class CudaBackend final : public Backend {
     LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
     if (setup.filter.proposal == Proposal::encoder) return nullptr;
     release_filter_workspace();
-    return cuda::start_training(setup, options_.device_index);
+    return cuda::start_training(setup, options_.device_index, gather());
   }
 
  private:
@@ -196,12 +205,70 @@ class CudaBackend final : public Backend {
     arena_.release();
   }
 
-  /// Checks the call's exact memory plan before allocating anything (counting the workspace
-  /// already held as available: it is reused, or freed before a larger one is allocated), and
-  /// turns an allocation failure into the same message: what would fit (design.md, "Errors").
+  /// With several processes each filters its share of the trials (their own random numbers:
+  /// the trials keep their ids) and the per-trial results are gathered in trial order, as the
+  /// CPU backend does, so the result is the one-process result bit for bit. Calls that store
+  /// particles, and the encoder proposal (whose blocks of trials set its products' shapes, so
+  /// a share could round otherwise), run every trial on every process.
   FilterResult do_filter(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
                          const FilterRequest& request) override {
+    Communicator* const world = options_.communicator.get();
+    if (world == nullptr || world->size() == 1 || request.particles ||
+        options.proposal == Proposal::encoder)
+      return filter_trials(model, batch, options, seed, request, 0);
+    const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank;
+    const TrialShare share = trial_share(trials, world->rank(), world->size());
+    FilterResult result;
+    result.elbo_per_trial.assign(std::size_t(trials), 0.0);
+    if (request.filtered_mean) result.filtered_mean.assign(std::size_t(trials) * steps * R, 0.0);
+    detail::on_every_process(world, [&] {
+      if (share.count() == 0) return;
+      const FilterResult mine =
+          filter_trials(model, trials_of(batch, share), options, seed, request, share.first);
+      std::copy(mine.elbo_per_trial.begin(), mine.elbo_per_trial.end(),
+                result.elbo_per_trial.begin() + share.first);
+      std::copy(mine.filtered_mean.begin(), mine.filtered_mean.end(),
+                result.filtered_mean.begin() + std::ptrdiff_t(share.first) * steps * R);
+    });
+    detail::gather_trials(*world, trials, 1, result.elbo_per_trial);
+    if (request.filtered_mean)
+      detail::gather_trials(*world, trials, std::int64_t(steps) * R, result.filtered_mean);
+    double total = 0;  // elbo_per_trial's sum, in its order
+    for (const double value : result.elbo_per_trial) total += value;
+    result.elbo = total / double(trials);
+    return result;
+  }
+
+  /// The trials of `share` as a batch of their own, with their ids.
+  static SequenceBatch trials_of(const SequenceBatch& batch, const TrialShare& share) {
+    SequenceBatch part;
+    part.num_trials = share.count();
+    part.num_steps = batch.num_steps;
+    part.num_channels = batch.num_channels;
+    part.num_inputs = batch.num_inputs;
+    part.allow_missing = batch.allow_missing;
+    const auto slice = [&](const std::vector<double>& values, int width) {
+      const std::size_t row = std::size_t(batch.num_steps) * std::size_t(width);
+      return std::vector<double>(values.begin() + std::ptrdiff_t(std::size_t(share.first) * row),
+                                 values.begin() + std::ptrdiff_t(std::size_t(share.last) * row));
+    };
+    part.observations = slice(batch.observations, batch.num_channels);
+    if (batch.num_inputs > 0) part.inputs = slice(batch.inputs, batch.num_inputs);
+    part.trial_ids.resize(std::size_t(share.count()));
+    for (int trial = share.first; trial < share.last; ++trial)
+      part.trial_ids[std::size_t(trial - share.first)] =
+          batch.trial_ids.empty() ? std::uint32_t(trial) : batch.trial_ids[std::size_t(trial)];
+    return part;
+  }
+
+  /// Checks the call's exact memory plan before allocating anything (counting the workspace
+  /// already held as available: it is reused, or freed before a larger one is allocated), and
+  /// turns an allocation failure into the same message: what would fit (design.md, "Errors").
+  /// Errors name trials from `first_trial` on (the caller's share).
+  FilterResult filter_trials(const Model& model, const SequenceBatch& batch,
+                             const FilterOptions& options, std::uint64_t seed,
+                             const FilterRequest& request, int first_trial) {
     FilterShape shape;
     shape.config = model.config;
     shape.trials = batch.num_trials;
@@ -238,7 +305,7 @@ class CudaBackend final : public Backend {
       arena_.begin_call(std::size_t(filter_buffer_bytes(shape, regime)));
       const EndCall end_call{arena_, staging_};
       UploadBatch uploads(arena_, staging_, std::size_t(filter_upload_bytes(shape)));
-      return filter_on_device(model, batch, options, seed, request, regime, uploads);
+      return filter_on_device(model, batch, options, seed, request, regime, uploads, first_trial);
     } catch (const OutOfMemory& error) {
       // A failed cudaMalloc is also the last error: the next call's launch check must not see it.
       (void)cudaGetLastError();
@@ -251,7 +318,7 @@ class CudaBackend final : public Backend {
   FilterResult filter_on_device(const Model& model, const SequenceBatch& batch,
                                 const FilterOptions& options, std::uint64_t seed,
                                 const FilterRequest& request, FilterRegime regime,
-                                UploadBatch& uploads) {
+                                UploadBatch& uploads, int first_trial) {
     const ModelConfig& config = model.config;
     const math::ModelShape shape = model::model_shape(config, options.proposal);
     const int rank = config.rank, hidden = config.num_hidden, trials = batch.num_trials,
@@ -359,7 +426,7 @@ class CudaBackend final : public Backend {
     }
     const double constants_status =
         download(constants + math::ConstantsLayout(shape).status, 1).front();
-    const std::string failure = failure_of(constants_status, failures, evidence);
+    const std::string failure = failure_of(constants_status, failures, evidence, first_trial);
     if (!failure.empty()) throw NumericalError(failure);  // the CPU backend's message
     result.elbo = elbo_per_trial(evidence, steps, result.elbo_per_trial);
     if (request.filtered_mean) result.filtered_mean = download(launch.filtered_mean, mean_count);
@@ -376,7 +443,7 @@ class CudaBackend final : public Backend {
   GradientResult do_elbo_gradient(const Model& model, const SequenceBatch& batch,
                                   const FilterOptions& options, std::uint64_t seed) override {
     release_filter_workspace();
-    return cuda::elbo_gradient(model, batch, options, seed, options_.device_index);
+    return cuda::elbo_gradient(model, batch, options, seed, options_.device_index, 0, gather());
   }
 
   SampleResult do_sample(const Model& model, int num_trials, int num_steps,
@@ -387,8 +454,18 @@ class CudaBackend final : public Backend {
                             initial_states);
   }
 
+  /// The processes sharing gradients and training steps (NCCL), made at the first shared call:
+  /// every process makes the same calls in the same order, so this collective step is too.
+  TrialGather* gather() {
+    if (options_.communicator == nullptr) return nullptr;
+    if (gather_ == nullptr)
+      gather_ = std::make_unique<TrialGather>(*options_.communicator, options_.device_index);
+    return gather_.get();
+  }
+
   BackendOptions options_;
   std::string device_name_;
+  std::unique_ptr<TrialGather> gather_;
   DeviceArena arena_;  // the forward filter's device buffers, kept between calls
   PinnedStaging staging_;  // the forward filter's uploads, staged for one copy, kept likewise
 };

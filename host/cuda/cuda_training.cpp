@@ -22,12 +22,13 @@ namespace {
 /// outcome, and everything between runs on the device.
 class CudaTrainingSession final : public TrainingSession {
  public:
-  CudaTrainingSession(const TrainingSetup& setup, int device_index)
+  CudaTrainingSession(const TrainingSetup& setup, int device_index, TrialGather* gather)
       : setup_(setup),
         data_(*setup.train),
         shape_(model::model_shape(setup.config, setup.filter.proposal)),
         count_(ParameterLayout(setup.config).total_size()),
-        device_index_(device_index) {
+        device_index_(device_index),
+        gather_(gather) {
     const ModelConfig& config = setup_.config;
     LRSMC_REQUIRE(config.rank <= kernels::max_rank, "cuda backend: rank is out of range; got ",
                   config.rank, ", expected at most ", kernels::max_rank);
@@ -107,7 +108,7 @@ class CudaTrainingSession final : public TrainingSession {
     batch.log_factorial = batch_log_factorial_.get();
     batch.inputs = config.num_inputs > 0 ? batch_inputs_.get() : nullptr;
     batch.trial_ids = work_.trial_ids.get();
-    enqueue_gradient(model_, setup_.filter, seed, batch, work_);
+    enqueue_gradient(model_, setup_.filter, seed, batch, work_, gather_);
     // The NaN guard, the norm and the optimizer step, then the outcome: one download.
     kernels::gradient_norm(work_.gradient.get(), count_, work_.log_evidence(), work_.failed_step(),
                            rows, work_.constants_status(), work_.outcome.get(), nullptr);
@@ -154,6 +155,7 @@ class CudaTrainingSession final : public TrainingSession {
   math::ModelShape shape_;
   std::int64_t count_ = 0;
   int device_index_ = 0;
+  TrialGather* gather_ = nullptr;  // the processes sharing each step's rows, or null
   Buffer<double> parameters_, evaluated_, first_moment_, second_moment_;
   Buffer<float> data_observations_, data_log_factorial_, batch_observations_, batch_log_factorial_;
   Buffer<double> data_inputs_, batch_inputs_;
@@ -164,9 +166,10 @@ class CudaTrainingSession final : public TrainingSession {
 
 }  // namespace
 
-std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup, int device_index) {
+std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup, int device_index,
+                                                TrialGather* gather) {
   LRSMC_ASSERT(setup.train != nullptr);
-  return std::make_unique<CudaTrainingSession>(setup, device_index);
+  return std::make_unique<CudaTrainingSession>(setup, device_index, gather);
 }
 
 }  // namespace lrsmc::cuda

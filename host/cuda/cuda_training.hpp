@@ -11,6 +11,8 @@
 
 namespace lrsmc::cuda {
 
+class TrialGather;
+
 /// Device bytes of the gradient (forward paths of every step, backward workspace, data, the
 /// model's constants) for a batch of `trials` processed in chunks of at most `chunk_trials`.
 [[nodiscard]] std::int64_t gradient_memory_bytes(const ModelConfig& config, int trials, int steps,
@@ -30,13 +32,17 @@ namespace lrsmc::cuda {
 /// float64 sums; the same GradientResult as the CPU backend. Splits the batch over trials when
 /// it does not fit in free device memory (`max_chunk_trials` > 0 caps the chunk, for tests),
 /// and says so on stderr. Deterministic: the same call gives bitwise the same numbers, split or
-/// not.
+/// not, and shared by several processes (`gather`: each runs its share of the trials) or not.
 [[nodiscard]] GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
                                            const FilterOptions& options, std::uint64_t seed,
-                                           int device_index, int max_chunk_trials = 0);
+                                           int device_index, int max_chunk_trials = 0,
+                                           TrialGather* gather = nullptr);
 
-/// A device-resident training session (see TrainingSession).
+/// A device-resident training session (see TrainingSession); with `gather`, each step's
+/// gradient is shared by the processes (enqueue_gradient) and every process takes the same
+/// optimizer step.
 [[nodiscard]] std::unique_ptr<TrainingSession> start_training(const TrainingSetup& setup,
-                                                              int device_index);
+                                                              int device_index,
+                                                              TrialGather* gather = nullptr);
 
 }  // namespace lrsmc::cuda

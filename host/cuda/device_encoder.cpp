@@ -4,16 +4,15 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <map>
 #include <string>
-#include <type_traits>
 #include <utility>
 
 #include "cuda/device_gradient.hpp"
 #include "cuda/filter_plan.hpp"
+#include "cuda/loaded_library.hpp"
 #include "kernels/encoder_launch.hpp"
 #include "lrsmc/encoder.hpp"
 #include "lrsmc/errors.hpp"
@@ -38,25 +37,16 @@ const CublasCalls& cublas() {
                                  &cublasSgemm_v2, &cublasGetStatusString};
 #else
   static const CublasCalls calls = [] {
-    const std::string name = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
-    void* library = ::dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) {
-      const char* why = ::dlerror();
-      throw CudaError(detail::concat("the encoder on the GPU needs cuBLAS (", name,
-                                     "), which cannot be loaded: ", why ? why : "not found",
-                                     "; use --device cpu, or the bootstrap proposal"));
-    }
-    const auto find = [&](auto& function, const char* symbol) {
-      function =
-          reinterpret_cast<std::remove_reference_t<decltype(function)>>(::dlsym(library, symbol));
-      if (function == nullptr) throw CudaError(detail::concat(name, " has no ", symbol));
-    };
+    LoadedLibrary library("libcublas.so." + std::to_string(CUBLAS_VER_MAJOR));
     CublasCalls loaded;
-    find(loaded.create, "cublasCreate_v2");
-    find(loaded.destroy, "cublasDestroy_v2");
-    find(loaded.set_stream, "cublasSetStream_v2");
-    find(loaded.sgemm, "cublasSgemm_v2");
-    find(loaded.status_string, "cublasGetStatusString");
+    library.find(loaded.create, "cublasCreate_v2");
+    library.find(loaded.destroy, "cublasDestroy_v2");
+    library.find(loaded.set_stream, "cublasSetStream_v2");
+    library.find(loaded.sgemm, "cublasSgemm_v2");
+    library.find(loaded.status_string, "cublasGetStatusString");
+    if (!library.missing().empty())
+      throw CudaError(detail::concat("the encoder on the GPU needs cuBLAS, and ", library.missing(),
+                                     "; use --device cpu, or the bootstrap proposal"));
     return loaded;
   }();
 #endif

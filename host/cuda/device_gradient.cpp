@@ -13,10 +13,11 @@
 #include <set>
 #include <tuple>
 
+#include "core/shared_trials.hpp"
 #include "cuda/cuda_training.hpp"
 #include "cuda/device_encoder.hpp"
-#include "cuda/filter_plan.hpp"
 #include "cuda/device_model.hpp"
+#include "cuda/filter_plan.hpp"
 #include "kernels/training_launch.hpp"
 #include "lrsmc/errors.hpp"
 #include "lrsmc/math/gradient_row.hpp"
@@ -104,21 +105,21 @@ void GradientWorkspace::reserve(const math::ModelShape& model, int max_rows, int
     encoder_backward_scratch.reserve(c * std::size_t(math::encoder_step_scratch_size(model.rank)));
   }
 }
-void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& options,
-                      std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work) {
+
+namespace {
+
+/// Forward and backward of the batch's rows [share.first, share.last), chunk by chunk, into
+/// their accumulator rows, log-evidence, failed steps and encoder adjoints.
+void enqueue_rows(const kernels::DeviceModel& model, const FilterOptions& options,
+                  std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work,
+                  const TrialShare& share) {
   const math::ModelShape& shape = model.shape;
   const int R = shape.rank, T = batch.steps;
   const math::GradientSlots slots(shape.parameters.total, shape.rank, shape.channels);
-  kernels::build_constants(model, work.scratch.get(), nullptr);
   const bool readout_offsets = batch.inputs && math::readout_input_rows(shape) > 0;
-  kernels::input_terms(model, batch.inputs, batch.rows, T, work.currents.get(),
-                       readout_offsets ? work.readout_offsets.get() : nullptr,
-                       work.initial_mean.get(), nullptr);
-  LRSMC_CUDA_CHECK(
-      cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
   const int E = batch.data_steps;  // the encoder proposal's steps per row
-  for (int first = 0; first < batch.rows; first += work.chunk) {
-    const int count = std::min(work.chunk, batch.rows - first);
+  for (int first = share.first; first < share.last; first += work.chunk) {
+    const int count = std::min(work.chunk, share.last - first);
     kernels::FilterLaunch launch;
     launch.model = model;
     set_filter_settings(launch, options, T, count, seed);
@@ -170,6 +171,39 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
       backward.grad_encoder_variance = work.grad_encoder_variance.get() + encoder_cells * R;
     }
     kernels::backward_block_per_trial(backward, nullptr);
+  }
+}
+
+}  // namespace
+
+void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& options,
+                      std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work,
+                      TrialGather* gather) {
+  const math::ModelShape& shape = model.shape;
+  const int R = shape.rank, T = batch.steps;
+  const math::GradientSlots slots(shape.parameters.total, shape.rank, shape.channels);
+  kernels::build_constants(model, work.scratch.get(), nullptr);
+  const bool readout_offsets = batch.inputs && math::readout_input_rows(shape) > 0;
+  kernels::input_terms(model, batch.inputs, batch.rows, T, work.currents.get(),
+                       readout_offsets ? work.readout_offsets.get() : nullptr,
+                       work.initial_mean.get(), nullptr);
+  LRSMC_CUDA_CHECK(
+      cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
+  const int E = batch.data_steps;  // the encoder proposal's steps per row
+  const TrialShare share =
+      gather != nullptr ? gather->share(batch.rows) : TrialShare{0, batch.rows};
+  detail::on_every_process(gather != nullptr ? &gather->world() : nullptr,
+                           [&] { enqueue_rows(model, options, seed, batch, work, share); });
+  if (gather != nullptr) {
+    const bool encoder = batch.encoder_mean != nullptr;
+    const std::int64_t encoder_bytes =
+        encoder ? std::int64_t(E) * R * std::int64_t(sizeof(double)) : 0;
+    gather->gather(batch.rows, {{work.accumulator_rows.get(),
+                                 std::int64_t(slots.row_size) * std::int64_t(sizeof(double))},
+                                {work.log_evidence(), std::int64_t(sizeof(double))},
+                                {work.failed_step(), std::int64_t(sizeof(std::int32_t))},
+                                {work.grad_encoder_mean.get(), encoder_bytes},
+                                {work.grad_encoder_variance.get(), encoder_bytes}});
   }
   kernels::sum_over_trials(work.accumulator_rows.get(), batch.rows, slots.row_size,
                            work.totals.get(), nullptr);
@@ -284,7 +318,7 @@ int gradient_chunk_trials(const ModelConfig& config, int trials, int steps, int 
 
 GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed, int device_index,
-                             int max_chunk_trials) {
+                             int max_chunk_trials, TrialGather* gather) {
   const ModelConfig& config = model.config;
   LRSMC_REQUIRE(config.rank <= kernels::max_rank, "cuda backend: rank is out of range; got ",
                 config.rank, ", expected at most ", kernels::max_rank);
@@ -339,7 +373,7 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
         model::throw_product_failure(int(cell / std::size_t(data_steps)),
                                      int(cell % std::size_t(data_steps)));
   }
-  enqueue_gradient(device, options, seed, device_batch, work);
+  enqueue_gradient(device, options, seed, device_batch, work, gather);
   // The constants' status into the outcome, beside the evidence and the failed steps.
   LRSMC_CUDA_CHECK(cudaMemcpy(work.outcome.get() + 2, work.constants_status(), sizeof(double),
                               cudaMemcpyDeviceToDevice));

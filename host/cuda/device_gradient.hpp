@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "cuda/trial_gather.hpp"
 #include "kernels/device_memory.hpp"
 #include "kernels/launch.hpp"
 #include "lrsmc/backend.hpp"
@@ -76,9 +77,13 @@ struct DeviceBatch {
 
 /// Enqueues on the default stream the gradient at `model.parameters` of a batch: the
 /// constants and input terms, forward and backward chunk by chunk, the trial-ordered sum of the
-/// rows and the finishing adjoints into work.gradient.
+/// rows and the finishing adjoints into work.gradient. With `gather` (several processes) this
+/// process runs only its share of the rows, and every process gathers every row's results
+/// (accumulator row, log-evidence, failed step, the encoder factors' adjoints) before the sum;
+/// a failure to enqueue on any process is every process's.
 void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& options,
-                      std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work);
+                      std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work,
+                      TrialGather* gather = nullptr);
 
 /// Chunk size for a batch in the free device memory (`max_chunk_trials` > 0 caps it), with a
 /// log line when it splits.

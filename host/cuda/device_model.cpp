@@ -51,13 +51,13 @@ void set_filter_settings(kernels::FilterLaunch& launch, const FilterOptions& opt
 }
 
 std::string failure_of(double constants_status, const std::vector<std::int32_t>& failed,
-                       const std::vector<double>& evidence) {
+                       const std::vector<double>& evidence, int first_trial) {
   if (constants_status != 0.0) return model::constants_error(int(constants_status));
   for (std::size_t trial = 0; trial < failed.size(); ++trial)
     if (failed[trial] >= 0)
-      return detail::concat("particle filter: every log-weight of trial ", trial, " at step ",
-                            failed[trial], " is ", evidence[trial],
-                            " (parameters or data are extreme)");
+      return detail::concat("particle filter: every log-weight of trial ",
+                            std::size_t(first_trial) + trial, " at step ", failed[trial], " is ",
+                            evidence[trial], " (parameters or data are extreme)");
   return {};
 }
 

@@ -30,10 +30,11 @@ void set_filter_settings(kernels::FilterLaunch& launch, const FilterOptions& opt
 
 /// The CPU backend's words for a call that failed on the device: the constants' build
 /// (`constants_status`, a math::ConstantsStatus) or the first trial whose forward pass failed
-/// (`failed[b]` ≥ 0 is its step, `evidence[b]` the maximum log-weight it met); "" otherwise.
+/// (`failed[b]` ≥ 0 is its step, `evidence[b]` the maximum log-weight it met), named as trial
+/// `first_trial` + b of the caller's batch; "" otherwise.
 [[nodiscard]] std::string failure_of(double constants_status,
                                      const std::vector<std::int32_t>& failed,
-                                     const std::vector<double>& evidence);
+                                     const std::vector<double>& evidence, int first_trial = 0);
 
 /// Fills `per_trial` with each trial's log-evidence / `steps` and returns their mean (the ELBO).
 double elbo_per_trial(const std::vector<double>& evidence, int steps,

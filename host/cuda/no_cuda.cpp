@@ -1,5 +1,6 @@
 // Stand-in for builds configured with -DLRSMC_ENABLE_CUDA=OFF: no device is ever available.
 #include "cuda/cuda_backend.hpp"
+#include "cuda/trial_gather.hpp"
 #include "lrsmc/errors.hpp"
 
 namespace lrsmc {
@@ -9,6 +10,10 @@ bool cuda_available() { return false; }
 namespace cuda {
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions&) {
   throw Error("lrsmc was built without CUDA; rebuild with -DLRSMC_ENABLE_CUDA=ON");
+}
+bool nccl_usable(std::string* why) {
+  if (why != nullptr) *why = "lrsmc was built without CUDA";
+  return false;
 }
 }  // namespace cuda
 

@@ -53,6 +53,11 @@ struct TrialShare {
 /// MPICH's hydra, PMIx), or 1 when it does not say.
 [[nodiscard]] int processes_on_this_machine();
 
+/// This process's index among those of its launch on this machine (0 …
+/// processes_on_this_machine() − 1), from the launcher's environment (Open MPI, MPICH's hydra,
+/// Slurm), or 0 when it does not say. The CUDA backend picks its device by it.
+[[nodiscard]] int local_process_index();
+
 /// Whether this build of lrsmc can run over MPI.
 [[nodiscard]] bool mpi_available();
 

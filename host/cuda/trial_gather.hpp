@@ -1,0 +1,60 @@
+// Internal: the CUDA backend's side of data-parallel work over several processes
+// (lrsmc/distributed.hpp). Each process runs its consecutive share of a batch's trials on its
+// own device; the per-trial results (accumulator rows, log-evidence, failed steps, the encoder
+// factors' adjoints) are then gathered in place on every device with NCCL, one ncclBroadcast
+// per process inside one group, each rooted at the process whose share it carries. Every
+// process then runs the trial-ordered sum and the finishing adjoints on the same numbers, so
+// that the gradient is bitwise the one-process gradient for any number of processes: a
+// broadcast copies values, it adds nothing. (An ncclAllReduce would add partial sums in an
+// order that depends on the number of processes and on NCCL's algorithm.)
+#pragma once
+
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <string>
+
+#include "lrsmc/distributed.hpp"
+
+namespace lrsmc::cuda {
+
+/// Whether this build gathers over NCCL and the library loads; otherwise `why` (when not null)
+/// says what is missing.
+[[nodiscard]] bool nccl_usable(std::string* why = nullptr);
+
+/// The device a process of several uses: the processes on one machine take its devices in
+/// turn from `first_device` (processes_on_this_machine, local_process_index).
+[[nodiscard]] int device_of_this_process(int first_device, int device_count);
+
+/// Values of every trial of a batch on the device, `bytes_per_trial` each, consecutive by trial.
+struct TrialValues {
+  void* values = nullptr;
+  std::int64_t bytes_per_trial = 0;
+};
+
+/// An NCCL communicator over the processes of a Communicator, each on its own device.
+class TrialGather {
+ public:
+  /// Collective over `world`: process 0 makes NCCL's id, every process receives it and joins on
+  /// `device`. Throws CudaError naming NCCL's error.
+  TrialGather(Communicator& world, int device);
+  ~TrialGather();
+  TrialGather(const TrialGather&) = delete;
+  TrialGather& operator=(const TrialGather&) = delete;
+
+  [[nodiscard]] Communicator& world() const { return world_; }
+  /// This process's share of `trials` (trial_share).
+  [[nodiscard]] TrialShare share(int trials) const;
+
+  /// Enqueues on the legacy default stream the gather of every part's values of `trials`
+  /// trials: each process's share, from that process, to every process, in place. Collective:
+  /// every process gathers the same parts of the same trials.
+  void gather(int trials, std::initializer_list<TrialValues> parts);
+
+ private:
+  struct Handle;
+  Communicator& world_;
+  std::unique_ptr<Handle> handle_;
+};
+
+}  // namespace lrsmc::cuda
