@@ -11,11 +11,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cuda/cuda_backend.hpp"
 #include "lrsmc/backend.hpp"
 #include "lrsmc/demo.hpp"
 #include "lrsmc/io.hpp"
 #include "lrsmc/params.hpp"
 #include "lrsmc/smoother.hpp"
+#include "support/engine_comparison.hpp"
 #include "support/test_models.hpp"
 
 namespace lrsmc {
@@ -631,13 +633,18 @@ TEST_F(CliTest, MpiFitIsBitwiseTheOneProcessFit) {
 // The CUDA backend shared by mpirun's processes over NCCL (each runs its share of a batch on its
 // device, every trial's results are gathered and summed in trial order): the model and
 // checkpoints are bitwise the one-process CUDA fit for 2 and 3 processes, in the device-resident
-// session (bootstrap proposal) and in the host loop of the encoder proposal. On the emulated
-// device the processes share one emulated GPU, and NCCL's broadcasts go over MPI.
+// session (bootstrap proposal) and in the host loop of the encoder proposal, and the held-out
+// evaluation, shared likewise, is too. Each process needs a GPU of its own: on the emulated
+// device LRSMC_EMULATED_DEVICES names three (one emulated device in fact, NCCL's broadcasts
+// over MPI), and with one the command is refused on every process; on GPUs the counts the
+// machine has GPUs for run.
 TEST_F(CliTest, MpiCudaFitIsBitwiseTheOneProcessFit) {
   if (!cuda_available()) GTEST_SKIP() << "no CUDA device answers: the NCCL fit is not checked";
   std::string why;
   const std::string mpirun = mpirun_command(why);
   if (mpirun.empty()) GTEST_SKIP() << why;
+  const int gpus = testing::emulated_device ? 3 : cuda::device_count();
+  if (gpus < 2) GTEST_SKIP() << "one GPU: processes sharing a fit need one each (NCCL check owed)";
   std::vector<double> counts(7 * 12 * 3);
   for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = double((i * 7 + i / 5) % 4);
   io::write_npy(path("counts.npy"), Array({7, 12, 3}, counts));
@@ -658,13 +665,19 @@ TEST_F(CliTest, MpiCudaFitIsBitwiseTheOneProcessFit) {
     const std::string fit = common + proposal + " --out ";
     ASSERT_EQ(run(fit + path("one.npz")), 0) << output_;
     for (const int processes : {2, 3}) {
+      if (processes > gpus) continue;
       const std::string out = path("p" + std::to_string(processes) + ".npz");
-      ASSERT_EQ(testing::run_command("timeout 600 env " + mpirun + std::to_string(processes) + " " +
+      ASSERT_EQ(testing::run_command("timeout 600 env LRSMC_EMULATED_DEVICES=3 " + mpirun +
+                                         std::to_string(processes) + " " +
                                          std::string(LRSMC_CLI_PATH) + " " + fit + out,
                                      output_),
                 0)
           << proposal << ": " << output_;
       EXPECT_NE(output_.find("cuda ("), std::string::npos) << output_;
+      EXPECT_NE(output_.find(std::to_string(processes) + " MPI processes share each batch's"),
+                std::string::npos)
+          << output_;
+      EXPECT_EQ(output_.find("fitted "), output_.rfind("fitted ")) << output_;
       EXPECT_EQ(load_model(out).parameters, load_model(path("one.npz")).parameters)
           << proposal << ", " << processes << " processes";
       EXPECT_EQ(history(out), history(path("one.npz")));
@@ -674,6 +687,16 @@ TEST_F(CliTest, MpiCudaFitIsBitwiseTheOneProcessFit) {
       }
     }
   }
+  if (!testing::emulated_device) return;
+  // Two processes, one device: refused on both, neither waits for the other.
+  EXPECT_EQ(testing::run_command("timeout 60 env LRSMC_EMULATED_DEVICES=1 " + mpirun + "2 " +
+                                     std::string(LRSMC_CLI_PATH) + " " + common + "--out " +
+                                     path("shared.npz"),
+                                 output_),
+            2)
+      << output_;
+  EXPECT_NE(output_.find("each needs a GPU of its own"), std::string::npos) << output_;
+  EXPECT_FALSE(std::filesystem::exists(path("shared.npz")));
 }
 
 TEST_F(CliTest, AbsurdOptionsAndLayouts) {

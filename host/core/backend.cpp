@@ -225,11 +225,13 @@ std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& op
     return cuda::make_cuda_backend(options);
   }
   // Several processes share the fit: every one must take the same backend, the CPU's (trials
-  // gathered over MPI) or the CUDA backend's (over NCCL, one device per process). auto takes
-  // the GPUs when every process has one and NCCL loads.
+  // gathered over MPI) or the CUDA backend's (over NCCL, a GPU of its own per process: NCCL
+  // refuses two processes of a communicator on one). auto takes the GPUs when every process
+  // has one and NCCL loads.
+  const int here = processes_on_this_machine();
   if (kind == BackendKind::automatic)
-    kind = world->any(!cuda_available() || !cuda::nccl_usable()) ? BackendKind::cpu
-                                                                 : BackendKind::cuda;
+    kind = world->any(!cuda::nccl_usable() || cuda::device_count() < here) ? BackendKind::cpu
+                                                                           : BackendKind::cuda;
   if (kind == BackendKind::cpu) return std::make_unique<cpu::CpuBackend>(options);
   std::unique_ptr<Backend> backend;
   detail::on_every_process(world, [&] {
@@ -237,6 +239,12 @@ std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& op
     LRSMC_REQUIRE(cuda::nccl_usable(&why), "cuda backend: ", world->size(),
                   " MPI processes share this fit over NCCL, but ", why,
                   "; use --device cpu, or run one process");
+    const int devices = cuda::device_count();
+    LRSMC_REQUIRE(devices == 0 || devices >= here, "cuda backend: ", here,
+                  " processes of this launch run on this machine, which has ", devices,
+                  " GPUs; each needs a GPU of its own (NCCL refuses two on one): start at most ",
+                  devices, " per machine (mpirun --map-by ppr:", devices,
+                  ":node), or use --device cpu");
     backend = cuda::make_cuda_backend(options);
   });
   return backend;

@@ -41,6 +41,16 @@ bool cuda_available() {
 }
 
 namespace cuda {
+
+int device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();
+    return 0;
+  }
+  return count;
+}
+
 namespace {
 
 using kernels::DeviceBuffer;
@@ -195,7 +205,8 @@ class CudaBackend final : public Backend {
     LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
     if (setup.filter.proposal == Proposal::encoder) return nullptr;
     release_filter_workspace();
-    return cuda::start_training(setup, options_.device_index, gather());
+    return run_shared(options_.communicator.get(),
+                      [&] { return cuda::start_training(setup, options_.device_index, gather()); });
   }
 
  private:
@@ -216,7 +227,8 @@ class CudaBackend final : public Backend {
     Communicator* const world = options_.communicator.get();
     if (world == nullptr || world->size() == 1 || request.particles ||
         options.proposal == Proposal::encoder)
-      return filter_trials(model, batch, options, seed, request, 0);
+      return run_shared(world,
+                        [&] { return filter_trials(model, batch, options, seed, request, 0); });
     const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank;
     const TrialShare share = trial_share(trials, world->rank(), world->size());
     FilterResult result;
@@ -443,7 +455,9 @@ class CudaBackend final : public Backend {
   GradientResult do_elbo_gradient(const Model& model, const SequenceBatch& batch,
                                   const FilterOptions& options, std::uint64_t seed) override {
     release_filter_workspace();
-    return cuda::elbo_gradient(model, batch, options, seed, options_.device_index, 0, gather());
+    return run_shared(options_.communicator.get(), [&] {
+      return cuda::elbo_gradient(model, batch, options, seed, options_.device_index, 0, gather());
+    });
   }
 
   SampleResult do_sample(const Model& model, int num_trials, int num_steps,

@@ -8,6 +8,9 @@
 
 namespace lrsmc::cuda {
 
+/// The CUDA devices this process sees (0 without CUDA or a device).
+[[nodiscard]] int device_count();
+
 /// Throws Error when lrsmc was built without CUDA or no device answers.
 [[nodiscard]] std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
 

@@ -11,6 +11,7 @@
 
 #include "cuda/device_gradient.hpp"
 #include "cuda/device_model.hpp"
+#include "cuda/trial_gather.hpp"
 #include "kernels/training_launch.hpp"
 #include "lrsmc/errors.hpp"
 #include "model/model_constants.hpp"
@@ -77,6 +78,13 @@ class CudaTrainingSession final : public TrainingSession {
 
   StepOutcome step(const std::vector<int>& trials, const std::vector<int>& starts,
                    std::uint64_t seed, const math::AdamCoefficients& coefficients) override {
+    return run_shared(gather_ != nullptr ? &gather_->world() : nullptr,
+                      [&] { return step_here(trials, starts, seed, coefficients); });
+  }
+
+  /// One step of this process (its share of the rows when shared).
+  StepOutcome step_here(const std::vector<int>& trials, const std::vector<int>& starts,
+                        std::uint64_t seed, const math::AdamCoefficients& coefficients) {
     const ModelConfig& config = setup_.config;
     const int rows = int(trials.size()), steps = setup_.batch_steps;
     LRSMC_ASSERT(rows >= 1 && rows <= setup_.max_batch_trials && starts.size() == trials.size());

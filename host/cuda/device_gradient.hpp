@@ -80,7 +80,8 @@ struct DeviceBatch {
 /// rows and the finishing adjoints into work.gradient. With `gather` (several processes) this
 /// process runs only its share of the rows, and every process gathers every row's results
 /// (accumulator row, log-evidence, failed step, the encoder factors' adjoints) before the sum;
-/// a failure to enqueue on any process is every process's.
+/// a failure to enqueue this process's rows is every process's (the callers end every process
+/// on the other device faults: run_shared).
 void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& options,
                       std::uint64_t seed, const DeviceBatch& batch, GradientWorkspace& work,
                       TrialGather* gather = nullptr);

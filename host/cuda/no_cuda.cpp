@@ -11,6 +11,7 @@ namespace cuda {
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions&) {
   throw Error("lrsmc was built without CUDA; rebuild with -DLRSMC_ENABLE_CUDA=ON");
 }
+int device_count() { return 0; }
 bool nccl_usable(std::string* why) {
   if (why != nullptr) *why = "lrsmc was built without CUDA";
   return false;

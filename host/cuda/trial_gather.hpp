@@ -10,11 +10,14 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
+#include <exception>
 #include <initializer_list>
 #include <memory>
 #include <string>
 
 #include "lrsmc/distributed.hpp"
+#include "lrsmc/errors.hpp"
 
 namespace lrsmc::cuda {
 
@@ -25,6 +28,29 @@ namespace lrsmc::cuda {
 /// The device a process of several uses: the processes on one machine take its devices in
 /// turn from `first_device` (processes_on_this_machine, local_process_index).
 [[nodiscard]] int device_of_this_process(int first_device, int device_count);
+
+/// Runs `call`, a call shared with the other processes of `world` (null: none). Its
+/// NumericalError and InvalidInput come from the data and parameters, which every process has
+/// alike, so every process throws them at the same point and they pass. Any other error (a
+/// device or NCCL fault) is this process's alone while the others may already wait for it in
+/// a collective call: it is reported on stderr and ends every process (Communicator::abort).
+template <typename Call>
+auto run_shared(Communicator* world, const Call& call) -> decltype(call()) {
+  if (world == nullptr || world->size() == 1) return call();
+  try {
+    return call();
+  } catch (const NumericalError&) {
+    throw;
+  } catch (const InvalidInput&) {
+    throw;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "lrsmc: error: %s (process %d of %d; ending every process)\n",
+                 error.what(), world->rank(), world->size());
+    std::fflush(stderr);
+    world->abort(1);
+    throw;
+  }
+}
 
 /// Values of every trial of a batch on the device, `bytes_per_trial` each, consecutive by trial.
 struct TrialValues {

@@ -149,13 +149,43 @@ ncclResult_t ncclCommInitRank(ncclComm_t* comm, int nranks, ncclUniqueId id, int
                     "the emulation runs a communicator of several processes over "
                     "MPI_COMM_WORLD, which must hold them in the same order");
     }
-    // Every process must have the id that process 0 made.
+    // Every process must have the id that process 0 made, and its own device: NCCL refuses
+    // two processes of a communicator on one GPU ("Duplicate GPU detected"). Each process
+    // learns what every one found, so that all refuse together.
     char first[NCCL_UNIQUE_ID_BYTES];
     std::memcpy(first, id.internal, sizeof(first));
     MPI_Bcast(first, int(sizeof(first)), MPI_CHAR, 0, MPI_COMM_WORLD);
-    if (std::memcmp(first, id.internal, sizeof(first)) != 0) {
-      delete made;
-      return refuse(ncclInvalidUsage, "ncclCommInitRank", "the processes' ids differ");
+    int device = 0;
+    (void)cudaGetDevice(&device);
+    struct Place {
+      char host[MPI_MAX_PROCESSOR_NAME];
+      int device;
+      int same_id;
+    } mine{};
+    int length = 0;
+    MPI_Get_processor_name(mine.host, &length);
+    mine.device = device;
+    mine.same_id = std::memcmp(first, id.internal, sizeof(first)) == 0 ? 1 : 0;
+    std::vector<Place> places(static_cast<std::size_t>(nranks));
+    MPI_Allgather(&mine, int(sizeof(Place)), MPI_BYTE, places.data(), int(sizeof(Place)), MPI_BYTE,
+                  MPI_COMM_WORLD);
+    for (int a = 0; a < nranks; ++a) {
+      const Place& one = places[std::size_t(a)];
+      if (one.same_id == 0) {
+        delete made;
+        return refuse(ncclInvalidUsage, "ncclCommInitRank",
+                      "process " + std::to_string(a) + "'s id differs from process 0's");
+      }
+      for (int b = 0; b < a; ++b) {
+        const Place& other = places[std::size_t(b)];
+        if (other.device == one.device && std::strcmp(other.host, one.host) == 0) {
+          delete made;
+          return refuse(ncclInvalidUsage, "ncclCommInitRank",
+                        "Duplicate GPU detected: processes " + std::to_string(b) + " and " +
+                            std::to_string(a) + " both on device " + std::to_string(one.device) +
+                            " of " + one.host);
+        }
+      }
     }
     MPI_Comm_dup(MPI_COMM_WORLD, &made->processes);
 #else

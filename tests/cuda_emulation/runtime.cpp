@@ -661,23 +661,37 @@ cudaError_t set_function_attribute(const void* function, cudaFuncAttribute attri
 using lrsmc_emu::fail;
 
 // --- devices ----------------------------------------------------------------------------------
+// LRSMC_EMULATED_DEVICES (default 1) devices are reported; they are names for one emulated
+// device, so that processes of a shared fit (one device each) can run on one machine.
+namespace lrsmc_emu {
+namespace {
+int emulated_devices() {
+  static const int devices = int(environment_size("LRSMC_EMULATED_DEVICES", 1));
+  return devices;
+}
+thread_local int current_device = 0;
+}  // namespace
+}  // namespace lrsmc_emu
 cudaError_t cudaGetDeviceCount(int* count) {
   if (count == nullptr) return fail(cudaErrorInvalidValue, "cudaGetDeviceCount");
-  *count = 1;
+  *count = lrsmc_emu::emulated_devices();
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int device) {
-  if (device != 0) return fail(cudaErrorInvalidDevice, "cudaSetDevice");
+  if (device < 0 || device >= lrsmc_emu::emulated_devices())
+    return fail(cudaErrorInvalidDevice, "cudaSetDevice");
+  lrsmc_emu::current_device = device;
   return cudaSuccess;
 }
 cudaError_t cudaGetDevice(int* device) {
   if (device == nullptr) return fail(cudaErrorInvalidValue, "cudaGetDevice");
-  *device = 0;
+  *device = lrsmc_emu::current_device;
   return cudaSuccess;
 }
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* properties, int device) {
   if (properties == nullptr) return fail(cudaErrorInvalidValue, "cudaGetDeviceProperties");
-  if (device != 0) return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties");
+  if (device < 0 || device >= lrsmc_emu::emulated_devices())
+    return fail(cudaErrorInvalidDevice, "cudaGetDeviceProperties");
   *properties = cudaDeviceProp{};
   std::snprintf(properties->name, sizeof properties->name, "CPU emulation of a CUDA device");
   properties->totalGlobalMem = lrsmc_emu::device_capacity();
@@ -693,7 +707,8 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* properties, int device) {
 }
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attribute, int device) {
   if (value == nullptr) return fail(cudaErrorInvalidValue, "cudaDeviceGetAttribute");
-  if (device != 0) return fail(cudaErrorInvalidDevice, "cudaDeviceGetAttribute");
+  if (device < 0 || device >= lrsmc_emu::emulated_devices())
+    return fail(cudaErrorInvalidDevice, "cudaDeviceGetAttribute");
   switch (attribute) {
     case cudaDevAttrMaxThreadsPerBlock: *value = 1024; return cudaSuccess;
     case cudaDevAttrMaxSharedMemoryPerBlock: *value = int(lrsmc_emu::default_shared_limit); return cudaSuccess;
