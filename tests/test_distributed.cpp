@@ -159,6 +159,27 @@ TEST(TrialShares, ProcessesOnThisMachineFollowTheLauncher) {
   ::unsetenv("MPI_LOCALNRANKS");
 }
 
+// This process's index on its machine likewise (0 without a launcher); a communicator that
+// does not know better takes both from there.
+TEST(TrialShares, LocalIndexFollowsTheLauncher) {
+  for (const char* name : {"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID",
+                           "OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "PMIX_LOCAL_SIZE"})
+    if (std::getenv(name) != nullptr) GTEST_SKIP() << "running under a launcher (" << name << ")";
+  EXPECT_EQ(local_process_index(), 0);
+  ::setenv("SLURM_LOCALID", "2", 1);
+  EXPECT_EQ(local_process_index(), 2);
+  ::setenv("OMPI_COMM_WORLD_LOCAL_RANK", "1", 1);
+  ::setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "4", 1);
+  EXPECT_EQ(local_process_index(), 1);
+  const auto seen = on_processes<std::string>(2, [](std::shared_ptr<Communicator> c) {
+    return std::to_string(c->local_rank()) + "/" + std::to_string(c->local_size());
+  });
+  for (const std::string& one : seen) EXPECT_EQ(one, "1/4");
+  ::unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
+  ::unsetenv("OMPI_COMM_WORLD_LOCAL_SIZE");
+  ::unsetenv("SLURM_LOCALID");
+}
+
 // Every precision, with inputs (their per-trial terms in the finish), the optimal, bootstrap
 // and encoder proposals, on 2, 3, 5 and 9 processes for 7 trials (9: two with none).
 TEST(SharedTrials, GradientIsBitwiseTheOneProcessGradient) {

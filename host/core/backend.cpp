@@ -228,7 +228,7 @@ std::unique_ptr<Backend> make_backend(BackendKind kind, const BackendOptions& op
   // gathered over MPI) or the CUDA backend's (over NCCL, a GPU of its own per process: NCCL
   // refuses two processes of a communicator on one). auto takes the GPUs when every process
   // has one and NCCL loads.
-  const int here = processes_on_this_machine();
+  const int here = world->local_size();
   if (kind == BackendKind::automatic)
     kind = world->any(!cuda::nccl_usable() || cuda::device_count() < here) ? BackendKind::cpu
                                                                            : BackendKind::cuda;

@@ -135,6 +135,18 @@ class MpiCommunicator final : public Communicator {
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank_);
     MPI_Comm_size(MPI_COMM_WORLD, &size_);
+    // The processes on this machine, as MPI sees them (any launcher); the launcher's
+    // environment where MPI cannot say.
+    local_rank_ = Communicator::local_rank();
+    local_size_ = Communicator::local_size();
+    MPI_Comm machine = MPI_COMM_NULL;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &machine) ==
+            MPI_SUCCESS &&
+        machine != MPI_COMM_NULL) {
+      MPI_Comm_rank(machine, &local_rank_);
+      MPI_Comm_size(machine, &local_size_);
+      MPI_Comm_free(&machine);
+    }
   }
   ~MpiCommunicator() override { MPI_Finalize(); }
   MpiCommunicator(const MpiCommunicator&) = delete;
@@ -142,6 +154,8 @@ class MpiCommunicator final : public Communicator {
 
   [[nodiscard]] int rank() const override { return rank_; }
   [[nodiscard]] int size() const override { return size_; }
+  [[nodiscard]] int local_rank() const override { return local_rank_; }
+  [[nodiscard]] int local_size() const override { return local_size_; }
 
   void all_gather(const std::vector<double>& mine, const std::vector<std::int64_t>& counts,
                   std::vector<double>& gathered) override {
@@ -182,7 +196,7 @@ class MpiCommunicator final : public Communicator {
   }
 
  private:
-  int rank_ = 0, size_ = 1;
+  int rank_ = 0, size_ = 1, local_rank_ = 0, local_size_ = 1;
 };
 
 #endif
@@ -211,6 +225,10 @@ int processes_on_this_machine() {
 int local_process_index() {
   return launcher_value({"OMPI_COMM_WORLD_LOCAL_RANK", "MPI_LOCALRANKID", "SLURM_LOCALID"}, 0, 0);
 }
+
+int Communicator::local_rank() const { return local_process_index(); }
+
+int Communicator::local_size() const { return processes_on_this_machine(); }
 
 bool mpi_available() {
 #if defined(LRSMC_WITH_MPI)

@@ -48,7 +48,7 @@ int CpuBackend::threads() const {
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) < cores)
     return std::max(1, CPU_COUNT(&set));
-  return std::max(1, cores / processes_on_this_machine());
+  return std::max(1, cores / options_.communicator->local_size());
 }
 
 std::int64_t CpuBackend::memory_estimate(const ModelConfig& config, int num_trials, int num_steps,

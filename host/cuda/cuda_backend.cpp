@@ -151,7 +151,8 @@ class CudaBackend final : public Backend {
                   ", expected 0 to ", count - 1);
     // Processes that share a fit take the devices of their machine in turn.
     if (options_.communicator != nullptr)
-      options_.device_index = device_of_this_process(options.device_index, count);
+      options_.device_index =
+          device_of_this_process(*options_.communicator, options.device_index, count);
     LRSMC_CUDA_CHECK(cudaSetDevice(options_.device_index));
     cudaDeviceProp properties{};
     LRSMC_CUDA_CHECK(cudaGetDeviceProperties(&properties, options_.device_index));

@@ -152,9 +152,9 @@ TrialShare TrialGather::share(int trials) const {
   return trial_share(trials, world_.rank(), world_.size());
 }
 
-int device_of_this_process(int first_device, int device_count) {
+int device_of_this_process(const Communicator& world, int first_device, int device_count) {
   LRSMC_ASSERT(device_count >= 1);
-  return (first_device + local_process_index()) % device_count;
+  return (first_device + world.local_rank()) % device_count;
 }
 
 }  // namespace lrsmc::cuda

@@ -25,9 +25,10 @@ namespace lrsmc::cuda {
 /// says what is missing.
 [[nodiscard]] bool nccl_usable(std::string* why = nullptr);
 
-/// The device a process of several uses: the processes on one machine take its devices in
-/// turn from `first_device` (processes_on_this_machine, local_process_index).
-[[nodiscard]] int device_of_this_process(int first_device, int device_count);
+/// The device a process of `world` uses: the processes on one machine take its devices in
+/// turn from `first_device` (Communicator::local_rank).
+[[nodiscard]] int device_of_this_process(const Communicator& world, int first_device,
+                                         int device_count);
 
 /// Runs `call`, a call shared with the other processes of `world` (null: none). Its
 /// NumericalError and InvalidInput come from the data and parameters, which every process has

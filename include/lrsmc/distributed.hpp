@@ -33,6 +33,12 @@ class Communicator {
   [[nodiscard]] virtual bool any(bool mine) = 0;
   /// Ends every process with `code` (an error that the others cannot learn of in time).
   virtual void abort(int code) = 0;
+  /// This process's index among the processes on its machine (0 … local_size() − 1), and
+  /// their number: the CUDA backend takes a GPU by the first, the CPU backend shares the cores
+  /// by the second. By default from the launcher's environment (local_process_index,
+  /// processes_on_this_machine).
+  [[nodiscard]] virtual int local_rank() const;
+  [[nodiscard]] virtual int local_size() const;
 };
 
 /// The trials [first, last) that process `rank` of `size` runs among `trials`: consecutive
