@@ -247,9 +247,7 @@ class CudaBackend final : public Backend {
     detail::gather_trials(*world, trials, 1, result.elbo_per_trial);
     if (request.filtered_mean)
       detail::gather_trials(*world, trials, std::int64_t(steps) * R, result.filtered_mean);
-    double total = 0;  // elbo_per_trial's sum, in its order
-    for (const double value : result.elbo_per_trial) total += value;
-    result.elbo = total / double(trials);
+    result.elbo = elbo_of(result.elbo_per_trial);
     return result;
   }
 

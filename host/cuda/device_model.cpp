@@ -63,14 +63,16 @@ std::string failure_of(double constants_status, const std::vector<std::int32_t>&
 
 double elbo_per_trial(const std::vector<double>& evidence, int steps,
                       std::vector<double>& per_trial) {
-  const std::size_t trials = evidence.size();
-  per_trial.resize(trials);
-  double total = 0;
-  for (std::size_t trial = 0; trial < trials; ++trial) {
+  per_trial.resize(evidence.size());
+  for (std::size_t trial = 0; trial < evidence.size(); ++trial)
     per_trial[trial] = evidence[trial] / steps;
-    total += per_trial[trial];
-  }
-  return total / double(trials);
+  return elbo_of(per_trial);
+}
+
+double elbo_of(const std::vector<double>& per_trial) {
+  double total = 0;
+  for (const double value : per_trial) total += value;
+  return total / double(per_trial.size());
 }
 
 }  // namespace lrsmc::cuda

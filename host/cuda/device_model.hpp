@@ -40,4 +40,7 @@ void set_filter_settings(kernels::FilterLaunch& launch, const FilterOptions& opt
 double elbo_per_trial(const std::vector<double>& evidence, int steps,
                       std::vector<double>& per_trial);
 
+/// The ELBO of per-trial values: their mean, summed in trial order.
+[[nodiscard]] double elbo_of(const std::vector<double>& per_trial);
+
 }  // namespace lrsmc::cuda
