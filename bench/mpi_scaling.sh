@@ -16,11 +16,7 @@ processes="${PROCESSES:-1 2}"
 mkdir -p "$out"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
-# median_epoch HISTORY: the median of the epoch times after the first.
-median_epoch() {
-  awk -F, 'NR > 1 { if (NR > 2) print $5 - last; last = $5 }' "$1" | sort -g |
-    awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
-}
+source "$root/bench/median_epoch.sh"
 
 # run NAME STEPS_PER_EPOCH FIT_ARGUMENTS...: one line per process count.
 run() {

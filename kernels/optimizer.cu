@@ -62,19 +62,22 @@ __global__ void optimizer_step_kernel(const OptimizerLaunch p) {
 /// Grid (columns, min(batch, 65535)): rows strided over the grid's second dimension.
 __global__ void gather_batch_kernel(const GatherLaunch p) {
   for (int row = int(blockIdx.y); row < p.batch; row += int(gridDim.y)) {
+    const int trial = p.trials[row];
     const std::int64_t cells = std::int64_t(p.length) * p.channels;
     const std::size_t source =
-        (std::size_t(p.trials[row]) * p.data_steps + std::size_t(p.starts[row])) * p.channels;
+        (std::size_t(trial - p.observed_first) * p.data_steps + std::size_t(p.starts[row])) *
+        p.channels;
     const std::size_t target = std::size_t(row) * cells;
-    for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < cells;
-         e += std::int64_t(gridDim.x) * blockDim.x) {
+    const bool observed = trial >= p.observed_first && trial < p.observed_last;
+    for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+         observed && e < cells; e += std::int64_t(gridDim.x) * blockDim.x) {
       p.out_observations[target + e] = p.observations[source + e];
       if (p.log_factorial) p.out_log_factorial[target + e] = p.log_factorial[source + e];
     }
     if (!p.inputs) continue;
     const std::int64_t input_cells = std::int64_t(p.length) * p.num_inputs;
     const std::size_t input_source =
-        (std::size_t(p.trials[row]) * p.data_steps + std::size_t(p.starts[row])) * p.num_inputs;
+        (std::size_t(trial) * p.data_steps + std::size_t(p.starts[row])) * p.num_inputs;
     for (std::int64_t e = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < input_cells;
          e += std::int64_t(gridDim.x) * blockDim.x)
       p.out_inputs[std::size_t(row) * input_cells + e] = p.inputs[input_source + e];

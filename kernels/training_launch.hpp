@@ -102,6 +102,9 @@ void optimizer_step(const OptimizerLaunch& launch, cudaStream_t stream);
 /// channels) and, when given, log-factorials and inputs the same way.
 struct GatherLaunch {
   int batch = 0, length = 0, data_steps = 0, channels = 0, num_inputs = 0;
+  /// `observations` (and log_factorial) hold trials [observed_first, observed_last) only (one
+  /// process's share): rows of other trials get no observations. `inputs` hold every trial.
+  int observed_first = 0, observed_last = 0x7FFFFFFF;
   const std::int32_t* trials = nullptr;  ///< (batch) source trial of each row
   const std::int32_t* starts = nullptr;  ///< (batch) first step of each row
   const float* observations = nullptr;

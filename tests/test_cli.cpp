@@ -630,10 +630,105 @@ TEST_F(CliTest, MpiFitIsBitwiseTheOneProcessFit) {
   EXPECT_NE(output_.find("no/such"), std::string::npos) << output_;
 }
 
+// mpirun's processes, each reading only the observations of its share of the trials (--shard
+// on), with inputs, which every process reads whole: the model, checkpoints and history are
+// bitwise the one-process fit of the whole recording for 2 and 3 processes. --shard auto splits
+// the recording when every batch holds every training trial; the encoder proposal and one long
+// recording are refused with --shard on.
+TEST_F(CliTest, MpiFitOnSharesOfTheRecordingIsBitwiseTheOneProcessFit) {
+  std::string why;
+  const std::string mpirun = mpirun_command(why);
+  if (mpirun.empty()) GTEST_SKIP() << why;
+  write_teacher_data(22, 15);
+  std::vector<double> inputs(22 * 15);
+  for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = double((i * 5) % 7) / 7.0 - 0.4;
+  io::write_npy(path("inputs.npy"), Array({22, 15, 1}, inputs));
+  const std::string fit = "fit --data " + path("data.npz") + " --field observations --inputs " +
+                          path("inputs.npy") +
+                          " --rank 2 --hidden 6 --particles 6 --epochs 3 --held-out 0.2 "
+                          "--device cpu --threads 1 --seed 4 --checkpoint-every 1 ";
+  const auto history = [](const std::string& model) {  // without its clock column
+    std::istringstream lines(read_file(model + ".history.csv"));
+    std::string line, kept;
+    while (std::getline(lines, line)) kept += line.substr(0, line.rfind(',')) + "\n";
+    return kept;
+  };
+  for (const std::string& batches :
+       {std::string("--batch-size 8 --shard on"), std::string("--batch-size 18 --shard auto")}) {
+    ASSERT_EQ(run(fit + batches + " --out " + path("one.npz")), 0) << output_;
+    for (const int processes : {2, 3}) {
+      const std::string out = path("p" + std::to_string(processes) + ".npz");
+      ASSERT_EQ(testing::run_command(mpirun + std::to_string(processes) + " " +
+                                         std::string(LRSMC_CLI_PATH) + " " + fit + batches +
+                                         " --out " + out,
+                                     output_),
+                0)
+          << output_;
+      // 22 trials, 4 held out: process 0 holds its share of each set.
+      EXPECT_NE(output_.find(processes == 2 ? "process 0 holds 9 of 18 training and 2 of 4 "
+                                            : "process 0 holds 6 of 18 training and 1 of 4 "),
+                std::string::npos)
+          << batches << ": " << output_;
+      EXPECT_EQ(output_.find("fitted "), output_.rfind("fitted ")) << output_;
+      EXPECT_EQ(load_model(out).parameters, load_model(path("one.npz")).parameters)
+          << batches << ", " << processes << " processes";
+      EXPECT_EQ(load_model(out + ".checkpoint.npz").parameters,
+                load_model(path("one.npz.checkpoint.npz")).parameters);
+      EXPECT_EQ(history(out), history(path("one.npz"))) << batches;
+    }
+  }
+  // Batches of some trials: auto reads the (small) recording whole.
+  ASSERT_EQ(testing::run_command(mpirun + "2 " + std::string(LRSMC_CLI_PATH) + " " + fit +
+                                     "--batch-size 8 --out " + path("auto.npz"),
+                                 output_),
+            0)
+      << output_;
+  EXPECT_EQ(output_.find("--shard"), std::string::npos) << output_;
+  const auto refused = [&](const std::string& options, const std::string& message) {
+    EXPECT_EQ(testing::run_command("timeout 60 env " + mpirun + "2 " + std::string(LRSMC_CLI_PATH) +
+                                       " " + options + " --out " + path("refused.npz"),
+                                   output_),
+              2)
+        << options << ": " << output_;
+    EXPECT_NE(output_.find(message), std::string::npos) << output_;
+    EXPECT_FALSE(std::filesystem::exists(path("refused.npz")));
+  };
+  refused(fit + "--shard on --proposal encoder --observation poisson",
+          "--shard on: the encoder proposal's gradient reads every trial's observations");
+  io::write_npy(path("long.npy"), Array({40, 3}, std::vector<double>(120, 0.5)));
+  refused("fit --data " + path("long.npy") + " --layout time,channels --window 10 --shard on",
+          "--shard on splits trials over the processes; got layout time,channels");
+  // A value only process 1 reads (trial 5, not a count) stops both with its error.
+  std::vector<double> counts(6 * 10 * 3, 1.0);
+  counts.back() = 0.5;
+  io::write_npy(path("counts.npy"), Array({6, 10, 3}, counts));
+  refused("fit --data " + path("counts.npy") +
+              " --observation poisson --proposal bootstrap --rank 2 --hidden 6 --particles 4 "
+              "--epochs 1 --device cpu --threads 1 --shard on",
+          "Poisson observations must be non-negative counts; got 0.5");
+  // Two trials, one held out, over 3 processes: the last holds both, the others none.
+  write_teacher_data(2, 15);
+  const std::string tiny = "fit --data " + path("data.npz") +
+                           " --field observations --rank 2 --hidden 6 --particles 6 --epochs 2 "
+                           "--held-out 0.5 --device cpu --threads 1 --seed 4 --out ";
+  ASSERT_EQ(run(tiny + path("tiny1.npz")), 0) << output_;
+  ASSERT_EQ(testing::run_command("timeout 120 env " + mpirun + "3 " + std::string(LRSMC_CLI_PATH) +
+                                     " " + tiny + path("tiny3.npz"),
+                                 output_),
+            0)
+      << output_;
+  EXPECT_NE(output_.find("process 0 holds 0 of 1 training and 0 of 1 held-out trials"),
+            std::string::npos)
+      << output_;
+  EXPECT_EQ(load_model(path("tiny3.npz")).parameters, load_model(path("tiny1.npz")).parameters);
+  EXPECT_EQ(history(path("tiny3.npz")), history(path("tiny1.npz")));
+}
+
 // The CUDA backend shared by mpirun's processes over NCCL (each runs its share of a batch on its
 // device, every trial's results are gathered and summed in trial order): the model and
 // checkpoints are bitwise the one-process CUDA fit for 2 and 3 processes, in the device-resident
-// session (bootstrap proposal) and in the host loop of the encoder proposal, and the held-out
+// session (bootstrap proposal), there with each process holding only its share of the
+// observations (--shard on), and in the host loop of the encoder proposal, and the held-out
 // evaluation, shared likewise, is too. Each process needs a GPU of its own: on the emulated
 // device LRSMC_EMULATED_DEVICES names three (one emulated device in fact, NCCL's broadcasts
 // over MPI), and with one the command is refused on every process; on GPUs the counts the
@@ -659,9 +754,15 @@ TEST_F(CliTest, MpiCudaFitIsBitwiseTheOneProcessFit) {
     while (std::getline(lines, line)) kept += line.substr(0, line.rfind(',')) + "\n";
     return kept;
   };
+  // Inputs, which every process reads whole, beside shares of the observations (--shard on):
+  // each device holds its share of the training set's observations and every trial's inputs.
+  std::vector<double> inputs(7 * 12);
+  for (std::size_t i = 0; i < inputs.size(); ++i) inputs[i] = double((i * 3) % 5) / 5.0 - 0.3;
+  io::write_npy(path("inputs.npy"), Array({7, 12, 1}, inputs));
   for (const std::string& proposal :
-       {std::string("--proposal bootstrap --checkpoint-every 1"),
-        std::string("--proposal encoder --encoder-kernels 3,1 --encoder-channels 4")}) {
+       {std::string("--proposal bootstrap --checkpoint-every 1 --shard off"),
+        std::string("--proposal encoder --encoder-kernels 3,1 --encoder-channels 4"),
+        "--proposal bootstrap --checkpoint-every 1 --shard on --inputs " + path("inputs.npy")}) {
     const std::string fit = common + proposal + " --out ";
     ASSERT_EQ(run(fit + path("one.npz")), 0) << output_;
     for (const int processes : {2, 3}) {
@@ -678,6 +779,9 @@ TEST_F(CliTest, MpiCudaFitIsBitwiseTheOneProcessFit) {
                 std::string::npos)
           << output_;
       EXPECT_EQ(output_.find("fitted "), output_.rfind("fitted ")) << output_;
+      EXPECT_EQ(output_.find("process 0 holds ") != std::string::npos,
+                proposal.find("--shard on") != std::string::npos)
+          << output_;
       EXPECT_EQ(load_model(out).parameters, load_model(path("one.npz")).parameters)
           << proposal << ", " << processes << " processes";
       EXPECT_EQ(history(out), history(path("one.npz")));

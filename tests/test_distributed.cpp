@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -17,9 +18,11 @@
 
 #include "core/shared_trials.hpp"
 #include "lrsmc/backend.hpp"
+#include "lrsmc/dataset.hpp"
 #include "lrsmc/demo.hpp"
 #include "lrsmc/distributed.hpp"
 #include "lrsmc/errors.hpp"
+#include "lrsmc/io.hpp"
 #include "lrsmc/trainer.hpp"
 #include "support/engine_comparison.hpp"
 #include "support/test_models.hpp"
@@ -338,6 +341,189 @@ TEST(SharedTrials, ResumesOnAnotherNumberOfProcesses) {
     EXPECT_EQ(resumed[std::size_t(rank)].model.parameters, alone.model.parameters)
         << "process " << rank;
   std::filesystem::remove_all(std::filesystem::path(checkpoint).parent_path());
+}
+
+/// The teacher's draws of teacher_split, written to `path` as (trials, steps, channels).
+void write_teacher(const std::string& path, int trials, int steps, std::uint64_t seed) {
+  const auto samples = cpu_backend(CpuPrecision::float64, nullptr)
+                           ->sample(oscillator_teacher(), trials, steps, {}, seed);
+  io::write_npy(path, Array({trials, steps, 20}, samples.observations), io::StoredType::float64);
+}
+
+/// Process `rank` of `size`'s share of the recording at `path`, as a fit reads it: only the
+/// observations of its trials (trials_to_read), split into training and held-out sets (a
+/// quarter held out, split seed 1) that carry the split.
+std::pair<Dataset, Dataset> read_share(const std::string& path, int rank, int size) {
+  const Dataset read = load_dataset_trials(
+      path, DataLayout::trials_time_channels, "", "", "", false,
+      [&](const Dataset& shape) { return trials_to_read(shape, 0.25, 1, rank, size); });
+  return split_held_out_in_shares(read, 0.25, 1, rank, size);
+}
+
+// Each process reads only the observations of its share of the recording and trains on them:
+// every optimizer step and held-out evaluation is bitwise the one-process fit of the whole
+// recording, with batches whose shares follow where the trials were read (uneven, some empty).
+TEST(SharedTrials, FitOnEachProcesssShareOfTheRecordingIsBitwiseTheWholeFit) {
+  const std::string folder = testing::make_temp_dir("lrsmc-shard");
+  const std::string path = folder + "/teacher.npy";
+  write_teacher(path, 24, 20, 5);
+  const auto [train, held_out] =
+      split_held_out(load_dataset(path, DataLayout::trials_time_channels), 0.25, 20, 1);
+  const Model start = student(12, 9);
+  const TrainingOptions options = short_fit(7, 3);
+  const auto fit = [&](std::shared_ptr<Communicator> communicator, const Dataset& train_part,
+                       const Dataset& held_part) {
+    auto backend = cpu_backend(CpuPrecision::packed_float32, std::move(communicator));
+    Trainer trainer(*backend, options);
+    return trainer.fit(start, train_part, held_part);
+  };
+  const TrainingResult alone = fit(nullptr, train, held_out);
+  const std::size_t row = 20 * 20;  // steps × channels of one trial
+  // 7 processes: 18 training trials and 6 held out, so one holds no held-out trial.
+  for (const int processes : {2, 3, 5, 7}) {
+    const auto results = on_processes<TrainingResult>(processes, [&](auto communicator) {
+      const int rank = communicator->rank();
+      const auto [train_part, held_part] = read_share(path, rank, processes);
+      // Only this process's trials were read, and they are the whole recording's.
+      for (const auto& [part, whole] : {std::pair{&train_part, &train}, {&held_part, &held_out}}) {
+        const TrialShare mine = trial_share(whole->num_trials, rank, processes);
+        EXPECT_EQ(part->num_trials, whole->num_trials);
+        EXPECT_EQ(
+            part->observations,
+            std::vector<double>(whole->observations.begin() + std::ptrdiff_t(mine.first * row),
+                                whole->observations.begin() + std::ptrdiff_t(mine.last * row)));
+      }
+      return fit(communicator, train_part, held_part);
+    });
+    for (int rank = 0; rank < processes; ++rank) {
+      const TrainingResult& shared = results[std::size_t(rank)];
+      ASSERT_EQ(shared.history.size(), alone.history.size()) << "process " << rank;
+      for (std::size_t epoch = 0; epoch < alone.history.size(); ++epoch) {
+        EXPECT_EQ(shared.history[epoch].train_elbo, alone.history[epoch].train_elbo);
+        EXPECT_EQ(shared.history[epoch].held_out_elbo, alone.history[epoch].held_out_elbo);
+      }
+      EXPECT_EQ(shared.model.parameters, alone.model.parameters)
+          << "process " << rank << " of " << processes;
+    }
+  }
+  std::filesystem::remove_all(folder);
+}
+
+// A fit of 2 processes on their shares of the recording, stopped after epoch 2, resumes from its
+// checkpoint on 3 processes on theirs, and on one process reading the whole recording: the data
+// digest a checkpoint keeps does not depend on the split, and both end where the uninterrupted
+// fit ends.
+TEST(SharedTrials, ResumesOnOtherSharesOfTheRecording) {
+  const std::string folder = testing::make_temp_dir("lrsmc-shard");
+  const std::string path = folder + "/teacher.npy", checkpoint = folder + "/checkpoint.npz";
+  write_teacher(path, 20, 15, 6);
+  const auto [train, held_out] =
+      split_held_out(load_dataset(path, DataLayout::trials_time_channels), 0.25, 15, 1);
+  const Model start = student(10, 2);
+  const auto fit = [&](std::shared_ptr<Communicator> communicator, const Dataset& train_part,
+                       const Dataset& held_part, const ProgressCallback& progress,
+                       const std::string& resume_from) {
+    TrainingOptions run = short_fit(6, 5);
+    run.checkpoint_path = checkpoint;
+    run.communicator = communicator;
+    auto backend = cpu_backend(CpuPrecision::packed_float32, communicator);
+    Trainer trainer(*backend, run);
+    return trainer.fit(start, train_part, held_part, progress, resume_from);
+  };
+  const TrainingResult alone = fit(nullptr, train, held_out, {}, "");
+  const auto stop_after_two = [](const EpochReport& report) { return report.epoch < 2; };
+  const auto stopped = [&](int processes) {
+    std::filesystem::remove(checkpoint);
+    (void)on_processes<TrainingResult>(processes, [&](auto communicator) {
+      const auto [train_part, held_part] = read_share(path, communicator->rank(), processes);
+      return fit(communicator, train_part, held_part, stop_after_two, "");
+    });
+    ASSERT_TRUE(std::filesystem::exists(checkpoint));
+  };
+  stopped(2);
+  const auto resumed = on_processes<TrainingResult>(3, [&](auto communicator) {
+    const auto [train_part, held_part] = read_share(path, communicator->rank(), 3);
+    return fit(communicator, train_part, held_part, {}, checkpoint);
+  });
+  for (int rank = 0; rank < 3; ++rank)
+    EXPECT_EQ(resumed[std::size_t(rank)].model.parameters, alone.model.parameters)
+        << "process " << rank;
+  stopped(2);
+  EXPECT_EQ(fit(nullptr, train, held_out, {}, checkpoint).model.parameters, alone.model.parameters);
+  std::filesystem::remove_all(folder);
+}
+
+// What a process reads of its share: the chosen trials' observations only (a NaN elsewhere is
+// never read), every trial's inputs, errors naming the trial by its index in the file; a share
+// that is not the process's, and a dataset split over more processes than the backend has, are
+// refused.
+TEST(SharedTrials, ReadingAShareOfTheRecording) {
+  const std::string folder = testing::make_temp_dir("lrsmc-shard");
+  Array observations({6, 4, 2}), inputs({6, 4, 1});
+  for (std::size_t i = 0; i < observations.data.size(); ++i) observations.data[i] = double(i);
+  for (std::size_t i = 0; i < inputs.data.size(); ++i) inputs.data[i] = -double(i);
+  observations.data[1 * 8 + 3] = std::numeric_limits<double>::quiet_NaN();  // trial 1
+  io::write_npy(folder + "/o.npy", observations, io::StoredType::float64);
+  io::write_npy(folder + "/i.npy", inputs, io::StoredType::float64);
+  const auto read = [&](std::vector<int> trials) {
+    return load_dataset_trials(folder + "/o.npy", DataLayout::trials_time_channels, "",
+                               folder + "/i.npy", "", false, [&](const Dataset& shape) {
+                                 EXPECT_EQ(shape.num_trials, 6);
+                                 EXPECT_EQ(shape.num_steps, 4);
+                                 EXPECT_EQ(shape.num_channels, 2);
+                                 EXPECT_TRUE(shape.observations.empty());
+                                 return trials;
+                               });
+  };
+  const Dataset share = read({3, 5});
+  EXPECT_EQ(share.num_trials, 6);
+  EXPECT_EQ(share.held_trials, (std::vector<int>{3, 5}));
+  ASSERT_EQ(share.observations.size(), 16u);
+  EXPECT_EQ(share.observations[0], 24.0);  // trial 3, step 0, channel 0
+  EXPECT_EQ(share.observations[8], 40.0);  // trial 5
+  EXPECT_EQ(share.inputs, inputs.data);
+  EXPECT_FALSE(share.has_missing());
+  try {
+    (void)read({1, 2});
+    ADD_FAILURE() << "the NaN of trial 1 was not refused";
+  } catch (const InvalidInput& error) {
+    EXPECT_NE(std::string(error.what()).find("o.npy: value at trial 1, step 1, channel 1 is NaN"),
+              std::string::npos)
+        << error.what();
+  }
+  // Trials of a split dataset that are not this process's share.
+  Dataset shape;
+  shape.source = "o.npy";
+  shape.num_trials = 6;
+  EXPECT_THROW((void)split_held_out_in_shares(read({0, 4}), 0.0, 1, 0, 2), InvalidInput);
+  // Process 1 of 2's share of 6 trials, none held out: trials 3 to 5.
+  EXPECT_EQ(trials_to_read(shape, 0.0, 1, 1, 2), (std::vector<int>{3, 4, 5}));
+  const auto [train, held_out] = split_held_out_in_shares(read({3, 4, 5}), 0.0, 1, 1, 2);
+  EXPECT_EQ(train.shares, (std::vector<int>{0, 3, 6}));
+  // A batch holds the observations of this process's trials (3 and 4) and every trial's inputs.
+  const SequenceBatch batch = trials_batch(train, {1, 3, 4});
+  EXPECT_EQ(batch.shares, (std::vector<int>{0, 1, 3}));
+  ASSERT_EQ(batch.observations.size(), 16u);
+  EXPECT_EQ(batch.observations[0], 24.0);
+  EXPECT_EQ(batch.observations[8], 32.0);
+  EXPECT_EQ(batch.inputs.size(), 12u);
+  EXPECT_EQ(batch.inputs[0], -4.0);                               // trial 1's
+  EXPECT_THROW((void)trials_batch(train, {4, 3}), InvalidInput);  // not ascending
+  // One process's backend cannot run a batch split over two.
+  ModelConfig config = oscillator_teacher().config;
+  config.num_channels = 2;
+  config.num_inputs = 1;
+  const Model model = Model::initialise(config, 1);
+  FilterOptions options;
+  options.num_particles = 4;
+  try {
+    (void)cpu_backend(CpuPrecision::float64, nullptr)->filter(model, batch, options, 1);
+    ADD_FAILURE() << "a batch split over 2 processes ran on one";
+  } catch (const InvalidInput& error) {
+    EXPECT_NE(std::string(error.what()).find("shares has 3 bounds; expected 2"), std::string::npos)
+        << error.what();
+  }
+  std::filesystem::remove_all(folder);
 }
 
 // Process 0 cannot write its checkpoint: every process stops with its error after that epoch,

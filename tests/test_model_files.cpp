@@ -400,7 +400,7 @@ TEST_F(Checkpoints, AnotherRunIsRefusedNamingTheOptionAndBothValues) {
   // The same shape with other values, and another shape.
   Dataset other = data_;
   other.observations[7] += 1e-9;
-  EXPECT_NE(resume_error_with(options_, other).find("it was made with data digest"),
+  EXPECT_NE(resume_error_with(options_, other).find("it was made with trial digest"),
             std::string::npos);
   Dataset fewer = data_;
   fewer.num_trials = 7;
@@ -409,6 +409,19 @@ TEST_F(Checkpoints, AnotherRunIsRefusedNamingTheOptionAndBothValues) {
                 .find("training data \"8 trials, 10 steps, 20 channels\", this run has \"7 trials"),
             std::string::npos)
       << resume_error_with(options_, fewer);
+}
+
+// A checkpoint of an lrsmc whose run definition had a "data digest" (a digest of every value
+// in order, before batches were drawn in ascending trial order) is refused as such.
+TEST_F(Checkpoints, CheckpointOfAnEarlierDigestIsRefusedAsSuch) {
+  const std::string message = resume_error([](io::NpzContents& contents) {
+    auto training = nlohmann::json::parse(contents.strings.at("checkpoint_training"));
+    training["run"]["data digest"] = training["run"]["trial digest"];
+    training["run"].erase("trial digest");
+    contents.strings["checkpoint_training"] = training.dump();
+  });
+  EXPECT_NE(message.find("the checkpoint was written by an earlier lrsmc"), std::string::npos)
+      << message;
 }
 
 TEST_F(Checkpoints, RunDefinitionThatIsNotAnObjectIsRefused) {

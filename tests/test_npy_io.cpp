@@ -327,6 +327,66 @@ TEST(NpyIo, ReadsFortranOrder) {
   EXPECT_EQ(read_npy(folder.file("m.npy")).data, (std::vector<double>{1, 2, 3, 4, 5, 6}));
 }
 
+// Reading chosen rows of the first axis keeps exactly those rows of the whole array, from C and
+// Fortran order, a .npy and stored and deflated .npz entries alike; the chooser sees the full
+// shape; a bad choice is refused naming the file.
+TEST(NpyIo, ReadsOnlyTheChosenRows) {
+  const ScratchFolder folder;
+  const Array whole = sequence_array({5, 3, 4}, 0.5, -2.0);
+  const std::vector<std::int64_t> rows{0, 2, 3};
+  Array expected({3, 3, 4});
+  for (std::size_t kept = 0; kept < rows.size(); ++kept)
+    for (std::size_t value = 0; value < 12; ++value)
+      expected.data[kept * 12 + value] = whole.data[std::size_t(rows[kept]) * 12 + value];
+  std::vector<std::vector<std::int64_t>> seen;
+  const RowChooser choose = [&](const std::vector<std::int64_t>& shape) {
+    seen.push_back(shape);
+    return rows;
+  };
+  // Fortran order: the first axis fastest.
+  std::vector<double> fortran;
+  for (int k = 0; k < 4; ++k)
+    for (int j = 0; j < 3; ++j)
+      for (int i = 0; i < 5; ++i) fortran.push_back(whole.data[std::size_t((i * 3 + j) * 4 + k)]);
+  write_bytes(folder.file("f.npy"),
+              npy_file("{'descr': '<f8', 'fortran_order': True, 'shape': (5, 3, 4), }",
+                       float64_bytes(fortran)));
+  write_npy(folder.file("c.npy"), whole, StoredType::float64);
+  for (const char* name : {"c.npy", "f.npy"}) {
+    const Array read = read_npy(folder.file(name), choose);
+    EXPECT_EQ(read.shape, expected.shape) << name;
+    EXPECT_EQ(read.data, expected.data) << name;
+  }
+  const std::string entry = read_bytes(folder.file("c.npy"));
+  for (const zip_int32_t method : {ZIP_CM_STORE, ZIP_CM_DEFLATE}) {
+    write_zip(folder.file("d.npz"), {{"x.npy", entry}, {"y.npy", entry}}, method);
+    NpzSelection selection;
+    selection.entries = {"x"};
+    selection.rows = choose;
+    const NpzContents read = read_npz(folder.file("d.npz"), selection);
+    ASSERT_EQ(read.arrays.count("x"), 1u);
+    EXPECT_EQ(read.arrays.count("y"), 0u);
+    EXPECT_EQ(read.arrays.at("x").data, expected.data) << method;
+    // The limit on values applies to the rows kept: 36 of the 60.
+    selection.max_values = 36;
+    EXPECT_NO_THROW((void)read_npz(folder.file("d.npz"), selection));
+    selection.max_values = 35;
+    expect_error<InvalidInput>([&] { (void)read_npz(folder.file("d.npz"), selection); },
+                               {"d.npz", "36 values in the rows read", "at most 35"});
+  }
+  for (const auto& shape : seen) EXPECT_EQ(shape, whole.shape);
+  // No rows: the other axes remain.
+  EXPECT_EQ(
+      read_npy(folder.file("c.npy"), [](const auto&) { return std::vector<std::int64_t>{}; }).shape,
+      (std::vector<std::int64_t>{0, 3, 4}));
+  for (const std::vector<std::int64_t>& bad :
+       {std::vector<std::int64_t>{5}, std::vector<std::int64_t>{-1},
+        std::vector<std::int64_t>{2, 1}, std::vector<std::int64_t>{1, 1}})
+    expect_error<InvalidInput>(
+        [&] { (void)read_npy(folder.file("c.npy"), [&](const auto&) { return bad; }); },
+        {"c.npy", "out of range or order", "(5, 3, 4)"});
+}
+
 TEST(NpyIo, ReadsIntegerAndBoolTypes) {
   const ScratchFolder folder;
   struct Case {

@@ -8,6 +8,7 @@
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <numeric>
+#include <tuple>
 
 #include <unistd.h>
 
@@ -85,6 +86,12 @@ void add_training_options(CLI::App& app, FitOptions& options) {
                  "needs --held-out)")
       ->capture_default_str();
   app.add_flag("--quiet,-q", options.quiet, "No progress display");
+  app.add_option("--shard", options.shard,
+                 "auto | on | off: under MPI, each process reads only the observations of its "
+                 "share of the trials (auto: when they take over 2 GiB, or every batch holds "
+                 "every training trial); the model is the same either way")
+      ->check(CLI::IsMember({"auto", "on", "off"}))
+      ->capture_default_str();
   // What is not data, architecture, particle filter or device is training and output.
   for (CLI::Option* option : app.get_options())
     if (option->get_group() == "Options" && option->get_name() != "--help")
@@ -151,6 +158,80 @@ void require_training_fits(const TrainingOptions& training, const ModelConfig& c
       double(held_out.num_trials) * held_out.num_steps * particles * per_particle_step,
       detail::concat("the held-out evaluation (--eval-particles ", particles, ", ",
                      held_out.num_trials, " trials of ", held_out.num_steps, " steps)"));
+}
+
+/// Observations over this size (float64) are split over the processes by --shard auto.
+constexpr double auto_shard_bytes = double(std::int64_t(2) << 30);
+
+/// The recording of a fit, split into training and held-out sets (split_held_out). With several
+/// processes and --shard on (or auto, for a large recording or batches of every training trial),
+/// each process reads only the observations of its share of each set (trial_share), and the
+/// split is the sets' Dataset::shares; otherwise every process reads the recording whole.
+/// Sharing changes which process runs which trial, not the model. `encoder`: the fit may use the
+/// encoder proposal, whose gradient reads every trial.
+struct FitData {
+  /// As read: the whole recording, or (shared) its shape, source and layout without values.
+  Dataset recording;
+  Dataset train, held_out;
+  bool shared = false;  ///< whether the sets are split over the processes (Dataset::shares)
+};
+FitData read_fit_data(const FitOptions& options, Communicator* world, bool encoder) {
+  const DataOptions& data_options = options.data;
+  const DataLayout layout = parse_data_layout(data_options.layout, "--layout");
+  const bool trials =
+      layout == DataLayout::trials_time_channels || layout == DataLayout::trials_channels_time;
+  const TrainingOptions& training = options.training;
+  const std::uint64_t split_seed =
+      training.split_seed >= 0 ? std::uint64_t(training.split_seed) : training.seed;
+  const int processes = world == nullptr ? 1 : world->size();
+  if (options.shard == "on" && processes > 1) {
+    LRSMC_REQUIRE(trials, "--shard on splits trials over the processes; got layout ",
+                  data_options.layout, ", one recording that every process reads whole");
+    LRSMC_REQUIRE(!encoder,
+                  "--shard on: the encoder proposal's gradient reads every trial's "
+                  "observations; use --proposal bootstrap (or optimal), or --shard off");
+  }
+  FitData read;
+  Dataset& data = read.recording;
+  if (processes == 1 || options.shard == "off" || !trials || encoder) {
+    data = load_data(data_options);
+  } else {
+    // The choice rests on the options and the file's shape alone: every process makes it alike.
+    // A value refused in one process's trials stops every process with that error.
+    detail::on_every_process(world, [&] {
+      data = load_dataset_trials(
+          data_options.path, layout, data_options.field, data_options.inputs_path,
+          data_options.inputs_field, data_options.allow_missing, [&](const Dataset& shape) {
+            const int training_trials =
+                shape.num_trials -
+                int(held_out_trials(shape, training.held_out_fraction, split_seed).size());
+            const double bytes =
+                8.0 * shape.num_trials * double(shape.num_steps) * shape.num_channels;
+            read.shared = options.shard == "on" || bytes > auto_shard_bytes ||
+                          training.batch_size >= training_trials;
+            if (read.shared)
+              return trials_to_read(shape, training.held_out_fraction, split_seed, world->rank(),
+                                    processes);
+            std::vector<int> every(std::size_t(shape.num_trials));
+            std::iota(every.begin(), every.end(), 0);
+            return every;
+          });
+    });
+    if (!read.shared) data.held_trials.reset();  // every trial was read
+  }
+  if (data.continuous())
+    LRSMC_REQUIRE(training.window <= data.num_steps, data.source, ": --window ", training.window,
+                  " is longer than the recording; got ", data.num_steps,
+                  " steps, expected a window of at most ", data.num_steps);
+  std::tie(read.train, read.held_out) =
+      read.shared ? split_held_out_in_shares(data, training.held_out_fraction, split_seed,
+                                             world->rank(), processes)
+                  : split_held_out(data, training.held_out_fraction, training.window, split_seed);
+  if (read.shared) {  // the sets hold this process's trials; the recording keeps none twice
+    data.observations.clear();
+    data.observations.shrink_to_fit();
+  }
+  return read;
 }
 
 /// The checkpoint path of a fit without --checkpoint.
@@ -253,10 +334,26 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
       require_writable_outputs(
           {{"--out", options.out}, {"--checkpoint", options.training.checkpoint_path}});
   });
-  const Dataset data = load_data(options.data);
+  // The encoder proposal (of an --init model that has an encoder, or chosen for counts by
+  // "auto") reads every trial: each process then reads the whole recording.
   Model model;
+  if (!options.init_path.empty()) model = load_model(options.init_path);
+  const bool may_use_encoder =
+      options.inference.proposal == "encoder" ||
+      (options.inference.proposal == "auto" &&
+       (options.init_path.empty()
+            ? auto_trains_encoder(
+                  parse_observation(options.architecture.observation, "--observation"),
+                  options.training.learning_rate)
+            : model.config.encoder.has_value()));
+  if (!(options.training.held_out_fraction >= 0 && options.training.held_out_fraction < 1))
+    validate(options.training, "options");  // before the fraction splits the trials
+  const FitData fit_data = read_fit_data(options, world, may_use_encoder);
+  const Dataset &data = fit_data.recording, &train = fit_data.train, &held_out = fit_data.held_out;
+  // Whether an observation is missing (in any process's share, when split).
+  const bool missing = fit_data.shared ? world->any(train.has_missing() || held_out.has_missing())
+                                       : data.has_missing();
   if (!options.init_path.empty()) {
-    model = load_model(options.init_path);
     for (const char* name : {"--rank", "--hidden", "--nonlinearity", "--observation",
                              "--encoder-kernels", "--encoder-channels"})
       LRSMC_REQUIRE(options.app == nullptr || options.app->count(name) == 0, options.init_path,
@@ -272,16 +369,17 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     // "auto" fits spike counts with the encoder proposal, at the learning rates it is stable at.
     const bool encoder =
         options.inference.proposal == "encoder" ||
-        (options.inference.proposal == "auto" && !data.has_missing() &&
+        (options.inference.proposal == "auto" && !missing &&
          auto_trains_encoder(parse_observation(options.architecture.observation, "--observation"),
                              options.training.learning_rate));
     const ModelConfig config =
         make_config(options.architecture, data.num_channels, data.num_inputs, encoder);
     model = Model::initialise(config, options.training.seed);
   }
-  check_data(data, model.config);
-  options.training.filter =
-      make_filter_options(options.inference, model.config, missing_values_of(data));
+  // Shared, the warnings come from process 0's training trials (it alone prints).
+  check_data(fit_data.shared ? train : data, model.config);
+  options.training.filter = make_filter_options(options.inference, model.config,
+                                                missing ? data.source + " has missing values" : "");
   options.training.optimizer = parse_optimizer(options.optimizer, "--optimizer");
   LRSMC_REQUIRE(options.keep == "last" || options.keep == "best", "--keep is not recognised; got '",
                 options.keep, "', expected last or best");
@@ -295,18 +393,10 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
     resume_from = options.training.checkpoint_path;
   }
   options.training.communicator = options.device.communicator;
-  if (data.continuous())
-    LRSMC_REQUIRE(options.training.window <= data.num_steps, data.source, ": --window ",
-                  options.training.window, " is longer than the recording; got ", data.num_steps,
-                  " steps, expected a window of at most ", data.num_steps);
   validate(options.training, "options");
   // "auto" trains on the GPU when there is one (device-resident: data, parameters and
   // optimizer state stay on it), on the CPU otherwise.
   auto backend = make_device_backend(options.device, model.config, options.training.filter);
-  const auto [train, held_out] = split_held_out(
-      data, options.training.held_out_fraction, options.training.window,
-      options.training.split_seed >= 0 ? std::uint64_t(options.training.split_seed)
-                                       : options.training.seed);
   detail::on_every_process(
       world, [&] { require_training_fits(options.training, model.config, train, held_out); });
   if (!options.quiet && !options.preset.empty())
@@ -333,6 +423,13 @@ int run_fit(FitOptions& options, const ProgressCallback& progress) {
                      model.config, options.training.filter,
                      train.continuous() ? options.training.window : train.num_steps)) *
                      8 / 1024);
+  if (!options.quiet && fit_data.shared)
+    std::fprintf(stderr,
+                 "lrsmc fit: each process read only the observations of its share of the trials "
+                 "(--shard): process 0 holds %zu of %d training and %zu of %d held-out trials\n",
+                 train.held_trials->size(), train.num_trials,
+                 held_out.whole() ? std::size_t(0) : held_out.held_trials->size(),
+                 held_out.num_trials);
   for (const std::string& warning : training_warnings(options.training, train))
     std::fprintf(stderr, "lrsmc: warning: %s\n", warning.c_str());
   Trainer trainer(*backend, options.training);

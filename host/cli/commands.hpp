@@ -23,6 +23,8 @@ struct FitOptions {
   std::string checkpoint;
   bool resume = false;
   bool quiet = false;
+  /// auto | on | off: under MPI, each process reads only its share of the trials
+  std::string shard = "auto";
   CLI::App* app = nullptr;  ///< to tell which options were given explicitly
 };
 void add_training_options(CLI::App& app, FitOptions& options);

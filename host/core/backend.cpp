@@ -50,7 +50,7 @@ CpuPrecision parse_cpu_precision(const std::string& text, const std::string& fie
 }
 
 void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
-                    const std::string& source) {
+                    const std::string& source, const std::optional<TrialShare>& observed) {
   LRSMC_REQUIRE(batch.num_trials >= 1, source, ": trial count must be at least 1; got ",
                 batch.num_trials);
   LRSMC_REQUIRE(batch.num_steps >= 1, source, ": time steps must be at least 1; got ",
@@ -62,11 +62,13 @@ void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
                 ": input dimension does not match the model; got ", batch.num_inputs,
                 ", expected ", config.num_inputs);
   const std::size_t cells = std::size_t(batch.num_trials) * std::size_t(batch.num_steps);
-  LRSMC_REQUIRE(batch.observations.size() == cells * std::size_t(batch.num_channels), source,
+  const TrialShare held = observed.value_or(TrialShare{0, batch.num_trials});
+  const std::size_t held_values =
+      std::size_t(held.count()) * std::size_t(batch.num_steps) * std::size_t(batch.num_channels);
+  LRSMC_REQUIRE(batch.observations.size() == held_values, source,
                 ": observations have the wrong size; got ", batch.observations.size(),
-                " values, expected ", cells * std::size_t(batch.num_channels), " (trials ",
-                batch.num_trials, " × steps ", batch.num_steps, " × channels ",
-                batch.num_channels, ")");
+                " values, expected ", held_values, " (trials ", held.count(), " × steps ",
+                batch.num_steps, " × channels ", batch.num_channels, ")");
   LRSMC_REQUIRE(batch.inputs.size() == cells * std::size_t(batch.num_inputs), source,
                 ": inputs have the wrong size; got ", batch.inputs.size(), " values, expected ",
                 cells * std::size_t(batch.num_inputs));
@@ -77,29 +79,31 @@ void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
     const double value = batch.observations[i];
     const std::size_t channels = std::size_t(batch.num_channels);
     if (batch.allow_missing && std::isnan(value)) continue;  // a missing value
+    const std::size_t trial = held.first + i / channels / std::size_t(batch.num_steps);
     LRSMC_REQUIRE(std::isfinite(value), source, ": observations contain ", value, " at trial ",
-                  i / channels / std::size_t(batch.num_steps), ", step ",
-                  (i / channels) % std::size_t(batch.num_steps), ", channel ", i % channels,
-                  "; expected finite values");
+                  trial, ", step ", (i / channels) % std::size_t(batch.num_steps), ", channel ",
+                  i % channels, "; expected finite values");
     if (config.observation == Observation::poisson)
       LRSMC_REQUIRE(value >= 0.0 && value == std::floor(value), source,
-                    ": Poisson observations must be non-negative counts; got ", value,
-                    " at trial ", i / channels / std::size_t(batch.num_steps), ", step ",
-                    (i / channels) % std::size_t(batch.num_steps), ", channel ", i % channels);
+                    ": Poisson observations must be non-negative counts; got ", value, " at trial ",
+                    trial, ", step ", (i / channels) % std::size_t(batch.num_steps), ", channel ",
+                    i % channels);
   }
   for (std::size_t i = 0; i < batch.inputs.size(); ++i)
     LRSMC_REQUIRE(std::isfinite(batch.inputs[i]), source, ": inputs contain ", batch.inputs[i],
                   " at flat index ", i, "; expected finite values");
 }
 
-void require_complete(const SequenceBatch& batch, Proposal proposal, const std::string& source) {
+void require_complete(const SequenceBatch& batch, Proposal proposal, const std::string& source,
+                      const std::optional<TrialShare>& observed) {
   if (!batch.allow_missing || (proposal != Proposal::optimal && proposal != Proposal::encoder))
     return;
   const std::size_t channels = std::size_t(batch.num_channels);
   for (std::size_t i = 0; i < batch.observations.size(); ++i)
     LRSMC_REQUIRE(!std::isnan(batch.observations[i]), "the ", to_string(proposal),
                   " proposal needs every observation, but ", source,
-                  " has a missing value (NaN) at trial ", i / channels / std::size_t(batch.num_steps),
+                  " has a missing value (NaN) at trial ",
+                  (observed ? observed->first : 0) + i / channels / std::size_t(batch.num_steps),
                   ", step ", (i / channels) % std::size_t(batch.num_steps), ", channel ",
                   i % channels, "; use the bootstrap proposal");
 }
@@ -141,8 +145,14 @@ void Backend::check_call(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options) const {
   model.validate();
   validate(options, model.config);
-  validate_batch(model.config, batch);
-  require_complete(batch, options.proposal);
+  // A batch split over processes holds this process's trials' observations only.
+  std::optional<TrialShare> observed;
+  if (!batch.shares.empty()) {
+    const Communicator* const world = communicator();
+    observed = share_in(detail::shares_of(batch, world), world == nullptr ? 0 : world->rank());
+  }
+  validate_batch(model.config, batch, "data", observed);
+  require_complete(batch, options.proposal, "observations", observed);
   LRSMC_REQUIRE(options.t_forward < batch.num_steps, "filter options: t_forward must leave at "
                 "least one step before the forecast; got ", options.t_forward, " of ",
                 batch.num_steps, " steps");
@@ -151,12 +161,29 @@ void Backend::check_call(const Model& model, const SequenceBatch& batch,
              batch.num_steps - options.t_forward, "encoder proposal");
   const std::string reason = cannot_run(model.config, options);
   LRSMC_REQUIRE(reason.empty(), name(), ": ", reason, "; use --device cpu (or auto)");
+  if (!batch.shares.empty()) {
+    // The encoder's gradient sums over every trial's observations.
+    LRSMC_REQUIRE(options.proposal != Proposal::encoder,
+                  "the encoder proposal reads every trial's observations, but the batch holds "
+                  "only this process's share of them (SequenceBatch::shares); read the whole "
+                  "recording on every process (--shard off) or use another proposal");
+  }
+}
+
+void Backend::checked_on_every_process(const Model& model, const SequenceBatch& batch,
+                                       const FilterOptions& options) const {
+  // Each process checks its own trials of a split batch: all then fail alike.
+  if (batch.shares.empty()) return check_call(model, batch, options);
+  detail::on_every_process(communicator(), [&] { check_call(model, batch, options); });
 }
 
 FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed,
                              const FilterRequest& request) {
-  check_call(model, batch, options);
+  checked_on_every_process(model, batch, options);
+  LRSMC_REQUIRE(!request.particles || batch.shares.empty(),
+                "filter: storing particles runs every trial on every process, but the batch "
+                "holds only this process's share of the observations (SequenceBatch::shares)");
   // Free memory differs between processes: with several, all agree on one's failure.
   detail::on_every_process(communicator(), [&] {
     check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, false);
@@ -178,7 +205,7 @@ FilterResult Backend::filter(const Model& model, const SequenceBatch& batch,
 
 GradientResult Backend::elbo_gradient(const Model& model, const SequenceBatch& batch,
                                       const FilterOptions& options, std::uint64_t seed) {
-  check_call(model, batch, options);
+  checked_on_every_process(model, batch, options);
   detail::on_every_process(communicator(), [&] {
     check_fits(model.config, batch.num_trials, batch.num_steps, options.num_particles, true);
   });

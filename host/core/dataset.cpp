@@ -41,8 +41,11 @@ bool Dataset::has_missing() const {
                      [](double value) { return std::isnan(value); });
 }
 
-Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source,
-                           bool allow_missing) {
+namespace {
+
+/// dataset_from_array, naming trial t as file_trials[t] when given (the trials read of a file).
+Dataset from_array(const Array& array, DataLayout layout, const std::string& source,
+                   bool allow_missing, const std::vector<int>* file_trials) {
   Dataset data;
   data.source = source;
   data.layout = layout;
@@ -85,8 +88,12 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
                                                  : (trial * steps + step) * channels + channel;
         const double value = array.data[std::size_t(from)];
         LRSMC_REQUIRE(std::isfinite(value) || (allow_missing && std::isnan(value)), source,
-                      ": value at trial ", trial, ", step ", step, ", channel ", channel, " is ",
-                      std::isnan(value) ? "NaN" : value > 0 ? "inf" : "-inf",
+                      ": value at trial ",
+                      file_trials != nullptr ? (*file_trials)[std::size_t(trial)] : trial,
+                      ", step ", step, ", channel ", channel, " is ",
+                      std::isnan(value) ? "NaN"
+                      : value > 0       ? "inf"
+                                        : "-inf",
                       "; expected finite values (layout ", to_string(layout), ")",
                       std::isnan(value) ? "; NaN observations (not inputs) can be missing "
                                           "values when asked: --allow-missing, "
@@ -95,6 +102,13 @@ Dataset dataset_from_array(const Array& array, DataLayout layout, const std::str
         data.observations[std::size_t((trial * steps + step) * channels + channel)] = value;
       }
   return data;
+}
+
+}  // namespace
+
+Dataset dataset_from_array(const Array& array, DataLayout layout, const std::string& source,
+                           bool allow_missing) {
+  return from_array(array, layout, source, allow_missing, nullptr);
 }
 
 std::string describe(const Dataset& data) {
@@ -130,7 +144,7 @@ std::vector<std::string> data_warnings(const Dataset& data, Observation observat
       detail::concat(" (read as ", data.num_steps, data.num_steps == 1 ? " step × " : " steps × ",
                      data.num_channels, " channels, layout ", to_string(data.layout), ")");
   // Missing values (NaN) are left out of every reading below.
-  if (observation == Observation::gaussian &&
+  if (observation == Observation::gaussian && !data.observations.empty() &&
       std::all_of(data.observations.begin(), data.observations.end(),
                   [](double x) { return std::isnan(x) || (x >= 0 && x == std::floor(x)); }))
     warnings.push_back(detail::concat(
@@ -218,7 +232,10 @@ constexpr const char* supported_formats =
     "the engine reads .npy and .npz; NWB, EDF/BDF and HDF5 recordings are converted with "
     "`python -m lrsmc.convert RECORDING OUT.npz` (README, \"Data formats\")";
 
-Array read_entry(const std::string& path, const std::string& field) {
+/// The data entry of `path` (field as data_entry picks it), keeping the first-axis indices `rows`
+/// picks when given.
+Array read_entry(const std::string& path, const std::string& field,
+                 const io::RowChooser& rows = nullptr) {
   for (const char* extension : {".nwb", ".edf", ".bdf", ".h5", ".hdf5", ".mat", ".csv", ".txt"})
     LRSMC_REQUIRE(!io::has_extension(path, extension), path, ": ", extension,
                   " files are not read directly; ", supported_formats);
@@ -226,7 +243,7 @@ Array read_entry(const std::string& path, const std::string& field) {
     LRSMC_REQUIRE(field.empty(), path, ": --field '", field,
                   "' given, but the file is not an .npz");
     try {
-      return io::read_npy(path);
+      return io::read_npy(path, rows);
     } catch (const InvalidInput& error) {
       // Not a .npy inside, under another name: say what is read.
       const bool not_npy = std::string(error.what()).find("not a .npy file") != std::string::npos;
@@ -239,6 +256,7 @@ Array read_entry(const std::string& path, const std::string& field) {
   // The data, its copy as a dataset and the batches made from it must fit in memory.
   const double memory = detail::physical_memory_bytes();
   if (memory > 0) selection.max_values = std::size_t(memory / 24);
+  selection.rows = rows;
   io::NpzContents contents = io::read_npz(path, selection);
   const auto found = contents.arrays.find(selection.entries.front());
   LRSMC_REQUIRE(found != contents.arrays.end(), path, ": entry '", selection.entries.front(),
@@ -248,20 +266,120 @@ Array read_entry(const std::string& path, const std::string& field) {
 
 }  // namespace
 
+namespace {
+
+/// Reads every trial's inputs (`path`, entry `field`) into `data`, in its layout; nothing without
+/// a path.
+void attach_inputs(Dataset& data, const std::string& path, const std::string& field) {
+  if (path.empty()) return;
+  const Dataset inputs = dataset_from_array(read_entry(path, field), data.layout, path);
+  LRSMC_REQUIRE(inputs.num_trials == data.num_trials && inputs.num_steps == data.num_steps, path,
+                ": inputs do not match the data; got ", inputs.num_trials, " trials × ",
+                inputs.num_steps, " steps, expected ", data.num_trials, " × ", data.num_steps,
+                " (layout ", to_string(data.layout), ")");
+  data.num_inputs = inputs.num_channels;
+  data.inputs = inputs.observations;
+}
+
+}  // namespace
+
 Dataset load_dataset(const std::string& path, DataLayout layout, const std::string& field,
                      const std::string& inputs_path, const std::string& inputs_field,
                      bool allow_missing) {
   Dataset data = dataset_from_array(read_entry(path, field), layout, path, allow_missing);
-  if (inputs_path.empty()) return data;
-  const Dataset inputs =
-      dataset_from_array(read_entry(inputs_path, inputs_field), layout, inputs_path);
-  LRSMC_REQUIRE(inputs.num_trials == data.num_trials && inputs.num_steps == data.num_steps,
-                inputs_path, ": inputs do not match the data; got ", inputs.num_trials,
-                " trials × ", inputs.num_steps, " steps, expected ", data.num_trials, " × ",
-                data.num_steps, " (layout ", to_string(layout), ")");
-  data.num_inputs = inputs.num_channels;
-  data.inputs = inputs.observations;
+  attach_inputs(data, inputs_path, inputs_field);
   return data;
+}
+
+Dataset load_dataset_trials(const std::string& path, DataLayout layout, const std::string& field,
+                            const std::string& inputs_path, const std::string& inputs_field,
+                            bool allow_missing, const TrialChooser& choose) {
+  LRSMC_REQUIRE(
+      layout == DataLayout::trials_time_channels || layout == DataLayout::trials_channels_time,
+      path, ": only recordings of trials are read in shares; got layout ", to_string(layout));
+  int file_trials = 0;
+  std::vector<int> chosen;
+  Dataset extents;
+  const Array array = read_entry(path, field, [&](const std::vector<std::int64_t>& shape) {
+    const auto fits = [](std::int64_t extent) {
+      return extent >= 1 && extent <= (std::int64_t(1) << 31) - 1;
+    };
+    LRSMC_REQUIRE(shape.size() == 3 && fits(shape[0]) && fits(shape[1]) && fits(shape[2]), path,
+                  ": array has ", shape.size(),
+                  " dimension(s) or an empty or huge axis; expected 3 for layout (",
+                  to_string(layout), ")");
+    file_trials = int(shape[0]);
+    extents.source = path;
+    extents.layout = layout;
+    extents.allow_missing = allow_missing;
+    const bool channels_first = layout == DataLayout::trials_channels_time;
+    extents.num_trials = file_trials;
+    extents.num_steps = int(shape[channels_first ? 2 : 1]);
+    extents.num_channels = int(shape[channels_first ? 1 : 2]);
+    chosen = choose(extents);
+    return std::vector<std::int64_t>(chosen.begin(), chosen.end());
+  });
+  Dataset data = extents;  // no trial of the file chosen: its shape alone
+  if (!chosen.empty()) data = from_array(array, layout, path, allow_missing, &chosen);
+  data.num_trials = file_trials;
+  data.held_trials = chosen;
+  attach_inputs(data, inputs_path, inputs_field);
+  return data;
+}
+
+namespace {
+
+/// Where trial `trial`'s observations lie in data.observations, or −1 when it is not held.
+std::int64_t held_row(const Dataset& data, int trial) {
+  if (data.whole()) return trial;
+  const std::vector<int>& held = *data.held_trials;
+  const auto found = std::lower_bound(held.begin(), held.end(), trial);
+  if (found == held.end() || *found != trial) return -1;
+  return found - held.begin();
+}
+
+}  // namespace
+
+Dataset subset(const Dataset& data, const std::vector<int>& trials) {
+  Dataset part = data;
+  part.num_trials = int(trials.size());
+  part.observations.clear();
+  part.inputs.clear();
+  part.held_trials.reset();
+  if (!data.whole()) part.held_trials.emplace();
+  part.shares.clear();
+  const std::size_t observation_size = std::size_t(data.num_steps) * data.num_channels;
+  const std::size_t input_size = std::size_t(data.num_steps) * data.num_inputs;
+  for (std::size_t index = 0; index < trials.size(); ++index) {
+    const int trial = trials[index];
+    LRSMC_ASSERT(trial >= 0 && trial < data.num_trials);
+    LRSMC_ASSERT(data.whole() || index == 0 || trial > trials[index - 1]);
+    const std::int64_t row = held_row(data, trial);
+    if (row >= 0) {
+      if (!data.whole()) part.held_trials->push_back(int(index));
+      part.observations.insert(
+          part.observations.end(),
+          data.observations.begin() + std::ptrdiff_t(std::size_t(row) * observation_size),
+          data.observations.begin() + std::ptrdiff_t(std::size_t(row + 1) * observation_size));
+    }
+    if (input_size > 0)
+      part.inputs.insert(part.inputs.end(),
+                         data.inputs.begin() + std::ptrdiff_t(std::size_t(trial) * input_size),
+                         data.inputs.begin() + std::ptrdiff_t(std::size_t(trial + 1) * input_size));
+  }
+  return part;
+}
+
+std::vector<int> batch_shares(const Dataset& data, const std::vector<int>& trials) {
+  if (data.shares.empty()) return {};
+  // Each process's trials are consecutive in an ascending batch: its share of the batch.
+  LRSMC_REQUIRE(std::is_sorted(trials.begin(), trials.end()), data.source,
+                ": a batch of trials split over processes must list them in ascending order");
+  std::vector<int> bounds;
+  bounds.reserve(data.shares.size());
+  for (const int bound : data.shares)
+    bounds.push_back(int(std::lower_bound(trials.begin(), trials.end(), bound) - trials.begin()));
+  return bounds;
 }
 
 SequenceBatch trials_batch(const Dataset& data, const std::vector<int>& trials) {
@@ -273,12 +391,19 @@ SequenceBatch trials_batch(const Dataset& data, const std::vector<int>& trials) 
   batch.allow_missing = data.allow_missing;
   const std::size_t observation_size = std::size_t(data.num_steps) * data.num_channels;
   const std::size_t input_size = std::size_t(data.num_steps) * data.num_inputs;
+  batch.shares = batch_shares(data, trials);
   for (const int trial : trials) {
     LRSMC_ASSERT(trial >= 0 && trial < data.num_trials);
-    batch.observations.insert(
-        batch.observations.end(),
-        data.observations.begin() + std::ptrdiff_t(trial * observation_size),
-        data.observations.begin() + std::ptrdiff_t((trial + 1) * observation_size));
+    const std::int64_t row = held_row(data, trial);
+    LRSMC_REQUIRE(row >= 0 || !data.shares.empty(), data.source, ": trial ", trial,
+                  " was not read (this dataset holds ", data.held_trials->size(), " of its ",
+                  data.num_trials, " trials)");
+    if (row >= 0) {  // (another process's trial: that process holds and runs it)
+      batch.observations.insert(
+          batch.observations.end(),
+          data.observations.begin() + std::ptrdiff_t(std::size_t(row) * observation_size),
+          data.observations.begin() + std::ptrdiff_t(std::size_t(row + 1) * observation_size));
+    }
     if (input_size > 0)
       batch.inputs.insert(batch.inputs.end(),
                           data.inputs.begin() + std::ptrdiff_t(trial * input_size),
@@ -303,6 +428,8 @@ SequenceBatch windows_batch(const Dataset& data, const std::vector<int>& starts,
   batch.num_channels = data.num_channels;
   batch.num_inputs = data.num_inputs;
   batch.allow_missing = data.allow_missing;
+  LRSMC_REQUIRE(data.whole(), data.source,
+                ": windows are cut from a whole recording; this dataset holds only some trials");
   for (const int start : starts) {
     LRSMC_ASSERT(start >= 0 && start + length <= data.num_steps);
     batch.observations.insert(

@@ -1,5 +1,6 @@
 // Trial shares, agreeing on failures and gathering per-trial results (shared_trials.hpp); the
 // MPI communicator when this build has MPI (LRSMC_WITH_MPI).
+#include <algorithm>
 #include <cstdlib>
 #include <initializer_list>
 #include <string>
@@ -25,6 +26,18 @@ TrialShare trial_share(int trials, int rank, int size) {
   return share;
 }
 
+std::vector<int> even_shares(int trials, int size) {
+  std::vector<int> bounds(std::size_t(size) + 1, 0);
+  for (int process = 0; process < size; ++process)
+    bounds[std::size_t(process) + 1] = trial_share(trials, process, size).last;
+  return bounds;
+}
+
+TrialShare share_in(const std::vector<int>& bounds, int rank) {
+  LRSMC_ASSERT(rank >= 0 && std::size_t(rank) + 1 < bounds.size());
+  return {bounds[std::size_t(rank)], bounds[std::size_t(rank) + 1]};
+}
+
 std::int64_t gathered_values_per_trial(const ModelConfig& config, const FilterOptions& options,
                                        int steps) {
   const math::ModelShape shape = model::model_shape(config, options.proposal);
@@ -38,9 +51,19 @@ std::int64_t gathered_values_per_trial(const ModelConfig& config, const FilterOp
 
 namespace detail {
 
-TrialShare share_of(int trials, const Communicator* communicator) {
-  if (communicator == nullptr) return {0, trials};
-  return trial_share(trials, communicator->rank(), communicator->size());
+std::vector<int> shares_of(const SequenceBatch& batch, const Communicator* communicator) {
+  const int trials = batch.num_trials;
+  const std::vector<int>& bounds = batch.shares;
+  const int size = communicator == nullptr ? 1 : communicator->size();
+  if (bounds.empty()) return even_shares(trials, size);
+  LRSMC_REQUIRE(
+      bounds.size() == std::size_t(size) + 1, "batch: shares has ", bounds.size(),
+      " bounds; expected ", size + 1, " for ", size,
+      size == 1 ? " process (a batch of a dataset split over processes needs them)" : " processes");
+  LRSMC_REQUIRE(bounds.front() == 0 && bounds.back() == trials &&
+                    std::is_sorted(bounds.begin(), bounds.end()),
+                "batch: shares must rise from 0 to the ", trials, " trials");
+  return bounds;
 }
 
 void agree_on_failure(Communicator& communicator, const std::exception_ptr& failure) {
@@ -82,14 +105,15 @@ void agree_on_failure(Communicator& communicator, const std::exception_ptr& fail
   }
 }
 
-void gather_trials(Communicator& communicator, int trials, std::int64_t width,
+void gather_trials(Communicator& communicator, const std::vector<int>& bounds, std::int64_t width,
                    std::vector<double>& values) {
-  LRSMC_ASSERT(std::int64_t(values.size()) == std::int64_t(trials) * width);
   const int size = communicator.size();
+  LRSMC_ASSERT(bounds.size() == std::size_t(size) + 1 &&
+               std::int64_t(values.size()) == std::int64_t(bounds.back()) * width);
   std::vector<std::int64_t> counts(static_cast<std::size_t>(size));
   for (int process = 0; process < size; ++process)
-    counts[std::size_t(process)] = trial_share(trials, process, size).count() * width;
-  const TrialShare mine = trial_share(trials, communicator.rank(), size);
+    counts[std::size_t(process)] = share_in(bounds, process).count() * width;
+  const TrialShare mine = share_in(bounds, communicator.rank());
   const std::vector<double> own(values.begin() + std::ptrdiff_t(mine.first * width),
                                 values.begin() + std::ptrdiff_t(mine.last * width));
   communicator.all_gather(own, counts, values);

@@ -5,12 +5,16 @@
 #include <exception>
 #include <vector>
 
+#include "lrsmc/backend.hpp"
 #include "lrsmc/distributed.hpp"
 
 namespace lrsmc::detail {
 
-/// This process's share of `trials`: all of them without a communicator.
-[[nodiscard]] TrialShare share_of(int trials, const Communicator* communicator);
+/// The bounds of every process's share of `batch`'s trials: its own (SequenceBatch::shares,
+/// checked against the communicator) or the even split; {0, trials} without a communicator.
+/// Throws InvalidInput for bounds that do not fit the batch or the communicator.
+[[nodiscard]] std::vector<int> shares_of(const SequenceBatch& batch,
+                                         const Communicator* communicator);
 
 /// Makes every process fail alike: when any process's share failed (`failure` set there), every
 /// process throws the error of the lowest such process (its trials come first, so it is the
@@ -32,9 +36,10 @@ void on_every_process(Communicator* communicator, const Work& work) {
   if (communicator != nullptr) agree_on_failure(*communicator, failure);
 }
 
-/// Every trial's `width` values, gathered in trial order from the processes' shares: `values`
-/// holds (trials, width) with this process's share filled; the others' are filled in.
-void gather_trials(Communicator& communicator, int trials, std::int64_t width,
+/// Every trial's `width` values, gathered in trial order from the processes' shares (`bounds`,
+/// shares_of): `values` holds (trials, width) with this process's share filled; the others' are
+/// filled in.
+void gather_trials(Communicator& communicator, const std::vector<int>& bounds, std::int64_t width,
                    std::vector<double>& values);
 
 }  // namespace lrsmc::detail

@@ -10,6 +10,7 @@
 #include <limits>
 #include <numeric>
 #include <random>
+#include <utility>
 
 #include <nlohmann/json.hpp>
 
@@ -212,11 +213,50 @@ bool all_finite(const std::vector<double>& values) {
   return std::all_of(values.begin(), values.end(), [](double v) { return std::isfinite(v); });
 }
 
+constexpr std::uint64_t fnv_offset = 0xCBF29CE484222325ull;
+
+/// FNV-1a over `count` bytes, continuing from `hash`.
+std::uint64_t fnv(const void* data, std::size_t count, std::uint64_t hash) {
+  const auto* bytes = static_cast<const unsigned char*>(data);
+  for (std::size_t i = 0; i < count; ++i) hash = (hash ^ bytes[i]) * 0x100000001B3ull;
+  return hash;
+}
+
 /// FNV-1a over the bytes of `values`, continuing from `hash`.
 std::uint64_t digest(const std::vector<double>& values, std::uint64_t hash) {
-  const auto* bytes = reinterpret_cast<const unsigned char*>(values.data());
-  for (std::size_t i = 0; i < values.size() * sizeof(double); ++i)
-    hash = (hash ^ bytes[i]) * 0x100000001B3ull;
+  return fnv(values.data(), values.size() * sizeof(double), hash);
+}
+
+/// A digest of the observations that does not depend on how they are split over processes:
+/// FNV-1a over each trial's FNV-1a digest, in trial order. Of a dataset split over the processes
+/// of `communicator` (Dataset::shares), the other processes' trials' digests are gathered.
+std::uint64_t observations_digest(const Dataset& data, Communicator* communicator,
+                                  std::uint64_t hash) {
+  const std::size_t row = std::size_t(data.num_steps) * std::size_t(data.num_channels);
+  // Each trial's digest as two 32-bit halves, which a double holds exactly.
+  std::vector<double> halves;
+  for (std::size_t at = 0; row > 0 && at < data.observations.size(); at += row) {
+    const std::uint64_t trial =
+        fnv(data.observations.data() + at, row * sizeof(double), fnv_offset);
+    halves.push_back(double(trial >> 32));
+    halves.push_back(double(trial & 0xFFFFFFFFull));
+  }
+  const int size = communicator == nullptr ? 1 : communicator->size();
+  LRSMC_REQUIRE(data.whole() || data.shares.size() == std::size_t(size) + 1, data.source,
+                ": the dataset holds ", data.held_trials->size(), " of its ", data.num_trials,
+                " trials, but they are not split over this run's ", size, " process(es)");
+  if (!data.shares.empty()) {
+    std::vector<std::int64_t> counts;
+    for (int process = 0; process < size; ++process)
+      counts.push_back(2 * std::int64_t(share_in(data.shares, process).count()));
+    std::vector<double> mine = std::move(halves);
+    communicator->all_gather(mine, counts, halves);
+  }
+  for (std::size_t index = 0; index + 1 < halves.size(); index += 2) {
+    const std::uint64_t trial =
+        (std::uint64_t(halves[index]) << 32) | std::uint64_t(halves[index + 1]);
+    hash = fnv(&trial, sizeof trial, hash);
+  }
   return hash;
 }
 
@@ -229,16 +269,17 @@ std::string describe_shape(const Dataset& data) {
 
 /// What defines a run, under the command line's option names: every option that changes its
 /// result, and the data it trains and evaluates on (shapes and a digest of the values). Where
-/// checkpoints are written (--checkpoint, --checkpoint-every) does not change the result.
+/// checkpoints are written (--checkpoint, --checkpoint-every) does not change the result. `world`:
+/// the backend's processes, which hold the other shares of a split dataset.
 nlohmann::json run_definition(const TrainingOptions& options, const Dataset& train,
-                              const Dataset& held_out) {
+                              const Dataset& held_out, Communicator* world) {
   char data_digest[17];
-  std::snprintf(
-      data_digest, sizeof data_digest, "%016llx",
-      static_cast<unsigned long long>(
-          digest(held_out.inputs,
-                 digest(held_out.observations,
-                        digest(train.inputs, digest(train.observations, 0xCBF29CE484222325ull))))));
+  std::snprintf(data_digest, sizeof data_digest, "%016llx",
+                static_cast<unsigned long long>(digest(
+                    held_out.inputs,
+                    observations_digest(
+                        held_out, world,
+                        digest(train.inputs, observations_digest(train, world, fnv_offset))))));
   nlohmann::json run = nlohmann::json::object();
   run["--epochs"] = options.epochs;
   run["--batch-size"] = options.batch_size;
@@ -263,7 +304,7 @@ nlohmann::json run_definition(const TrainingOptions& options, const Dataset& tra
   run["--patience"] = options.patience;
   run["training data"] = describe_shape(train);
   run["held-out data"] = describe_shape(held_out);
-  run["data digest"] = data_digest;
+  run["trial digest"] = data_digest;
   return run;
 }
 
@@ -278,7 +319,12 @@ void require_same_run(const std::string& path, const nlohmann::json& stored,
   std::vector<std::string> names;
   for (const auto& item : given.items())
     if (item.key().rfind("--", 0) == 0) names.push_back(item.key());
-  for (const char* name : {"training data", "held-out data", "data digest"}) names.push_back(name);
+  for (const char* name : {"training data", "held-out data", "trial digest"}) names.push_back(name);
+  // A run of an lrsmc from before the digest of each trial's digest, and before batches in
+  // ascending trial order, cannot continue here.
+  LRSMC_REQUIRE(stored.contains("trial digest") || !stored.contains("data digest"), path,
+                ": the checkpoint was written by an earlier lrsmc, whose batches and data digest "
+                "differ from this one's; start a new run without --resume");
   // Checkpoints written before --split-seed existed split by --seed: -1.
   const nlohmann::json no_split_seed = std::int64_t(-1);
   for (const std::string& name : names) {
@@ -448,6 +494,8 @@ std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
   held_out.num_trials = 0;
   held_out.observations.clear();
   held_out.inputs.clear();
+  held_out.held_trials.reset();
+  held_out.shares.clear();
   if (fraction <= 0) return {train, held_out};
   if (data.continuous()) {
     // The recording's last fraction, at least one window long, is held out.
@@ -468,6 +516,16 @@ std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
     };
     return {cut(0, split), cut(split, data.num_steps)};
   }
+  const std::vector<int> held_trials = held_out_trials(data, fraction, seed);
+  std::vector<int> train_trials;
+  for (int trial = 0; trial < data.num_trials; ++trial)
+    if (!std::binary_search(held_trials.begin(), held_trials.end(), trial))
+      train_trials.push_back(trial);
+  return {subset(data, train_trials), subset(data, held_trials)};
+}
+
+std::vector<int> held_out_trials(const Dataset& data, double fraction, std::uint64_t seed) {
+  if (fraction <= 0) return {};
   const int held = std::max(1, int(std::lround(fraction * data.num_trials)));
   LRSMC_REQUIRE(held < data.num_trials, data.source, ": held-out fraction ", fraction,
                 " leaves no training trials (", data.num_trials, " trials)");
@@ -475,18 +533,42 @@ std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
   std::iota(order.begin(), order.end(), 0);
   std::shuffle(order.begin(), order.end(), std::mt19937_64(derive_seed(seed, 0x5E1D, 0)));
   std::vector<int> held_trials(order.end() - held, order.end());
-  std::vector<int> train_trials(order.begin(), order.end() - held);
   std::sort(held_trials.begin(), held_trials.end());
-  std::sort(train_trials.begin(), train_trials.end());
-  const auto to_dataset = [&](const std::vector<int>& trials) {
-    const SequenceBatch batch = trials_batch(data, trials);
-    Dataset part = data;
-    part.num_trials = batch.num_trials;
-    part.observations = batch.observations;
-    part.inputs = batch.inputs;
-    return part;
-  };
-  return {to_dataset(train_trials), to_dataset(held_trials)};
+  return held_trials;
+}
+
+std::vector<int> trials_to_read(const Dataset& shape, double fraction, std::uint64_t seed, int rank,
+                                int size) {
+  const std::vector<int> held = held_out_trials(shape, fraction, seed);
+  std::vector<int> train, mine;
+  for (int trial = 0; trial < shape.num_trials; ++trial)
+    if (!std::binary_search(held.begin(), held.end(), trial)) train.push_back(trial);
+  for (const std::vector<int>* set : {&std::as_const(train), &held}) {
+    const TrialShare part = trial_share(int(set->size()), rank, size);
+    mine.insert(mine.end(), set->begin() + part.first, set->begin() + part.last);
+  }
+  std::sort(mine.begin(), mine.end());
+  return mine;
+}
+
+std::pair<Dataset, Dataset> split_held_out_in_shares(const Dataset& data, double fraction,
+                                                     std::uint64_t seed, int rank, int size) {
+  LRSMC_REQUIRE(!data.continuous(), data.source,
+                ": a continuous recording is read whole; only trials are split over processes");
+  auto [train, held_out] = split_held_out(data, fraction, 1, seed);
+  for (Dataset* part : {&train, &held_out}) {
+    if (part->num_trials == 0) continue;  // no held-out set
+    part->shares = even_shares(part->num_trials, size);
+    const TrialShare mine = share_in(part->shares, rank);
+    const std::vector<int> expected = [&] {
+      std::vector<int> trials(std::size_t(mine.count()));
+      std::iota(trials.begin(), trials.end(), mine.first);
+      return trials;
+    }();
+    LRSMC_REQUIRE(part->held_trials == expected, data.source, ": the trials read are not process ",
+                  rank, "'s share of ", size, " (read them with trials_to_read)");
+  }
+  return {std::move(train), std::move(held_out)};
 }
 
 double evaluate_elbo(Backend& backend, const Model& model, const Dataset& data,
@@ -539,7 +621,7 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
   if (options_.filter.proposal == Proposal::encoder)
     validate(*initial.config.encoder, initial.config.num_channels, initial.config.rank,
              batch_steps - options_.filter.t_forward, train.source + ": encoder proposal");
-  const nlohmann::json run = run_definition(options_, train, held_out);
+  const nlohmann::json run = run_definition(options_, train, held_out, backend_.communicator());
   ResumeState state;
   state.model = initial;
   state.state.first_moment.assign(initial.parameters.size(), 0.0);
@@ -634,6 +716,9 @@ TrainingResult Trainer::fit(const Model& initial, const Dataset& train, const Da
           const auto last = std::min(order.size(), first + std::size_t(options_.batch_size));
           batch_trials.emplace_back(order.begin() + std::ptrdiff_t(first),
                                     order.begin() + std::ptrdiff_t(last));
+          // In ascending order: split over processes (Dataset::shares), each one's trials are
+          // then consecutive, whichever process holds which.
+          std::sort(batch_trials.back().begin(), batch_trials.back().end());
           batch_starts.emplace_back(last - first, 0);
         }
       }

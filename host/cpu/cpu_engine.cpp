@@ -129,8 +129,9 @@ class Engine {
   using Total = math::Wide<Value>;  // a gradient accumulator
 
   /// `threads`: the call's OpenMP threads, for the encoder's blocks of trials.
+  /// `observed`: the trials whose observations the batch holds (its rows, in order).
   Engine(const Model& model, const SequenceBatch& batch, const FilterOptions& options,
-         std::uint64_t seed, int threads)
+         std::uint64_t seed, int threads, const TrialShare& observed)
       : constants_(model, options.proposal),
         model_(constants_.particle_model()),
         parameters_(model.parameters.data()),
@@ -140,7 +141,8 @@ class Engine {
         seed_(seed),
         lanes_(width == 1 ? math::lanes_per_particle(options.num_particles) : 1),
         data_steps_(batch.num_steps - options.t_forward),
-        encoder_(options.proposal == Proposal::encoder) {
+        encoder_(options.proposal == Proposal::encoder),
+        observed_(observed) {
     phases_[0] = constants_.phase(0);
     phases_[1] = constants_.phase(1);
     if (encoder_) encoder_factors_.emplace(model, batch, data_steps_, threads);
@@ -164,12 +166,17 @@ class Engine {
     data.index = trial;
     data.id =
         batch_.trial_ids.empty() ? std::uint32_t(trial) : batch_.trial_ids[std::size_t(trial)];
-    const double* observations =
-        batch_.observations.data() + std::int64_t(trial) * steps * channels;
     const std::size_t cells = std::size_t(steps) * channels;
-    data.observed.resize(cells);
-    for (std::size_t i = 0; i < cells; ++i) data.observed[i] = static_cast<Scalar>(observations[i]);
-    if (shape.observation == Observation::poisson) {
+    // Another process's trial of a split batch: its inputs alone, for the finish's per-trial
+    // terms.
+    const bool held = trial >= observed_.first && trial < observed_.last;
+    const double* observations =
+        held ? batch_.observations.data() + std::int64_t(trial - observed_.first) * steps * channels
+             : nullptr;
+    if (held) data.observed.resize(cells);
+    for (std::size_t i = 0; i < data.observed.size(); ++i)
+      data.observed[i] = static_cast<Scalar>(observations[i]);
+    if (held && shape.observation == Observation::poisson) {
       data.log_factorial.resize(cells);
       for (std::size_t i = 0; i < cells; ++i)
         data.log_factorial[i] = static_cast<Scalar>(std::lgamma(observations[i] + 1.0));
@@ -788,6 +795,7 @@ class Engine {
   // steps, rank), the variance clamped and its slope to the log-variance.
   int data_steps_;  // the steps before the t_forward steps
   bool encoder_;
+  TrialShare observed_;
   std::optional<model::EncoderFactors<Scalar>> encoder_factors_;  // encoder proposal
 };
 
@@ -860,12 +868,13 @@ double mean_of(const std::vector<double>& values) {
 /// Gathers every trial's accumulator row (`row_width` values), ELBO and encoder adjoints
 /// (`encoder_width` each) from the processes' shares (this process's `share` filled), in trial
 /// order.
-void gather_rows(Communicator& communicator, const TrialShare& share, std::size_t row_width,
+void gather_rows(Communicator& communicator, const std::vector<int>& bounds, std::size_t row_width,
                  std::size_t encoder_width, std::vector<std::vector<double>>& rows,
                  std::vector<double>& elbo_per_trial,
                  std::vector<EncoderAdjoint>& encoder_adjoints) {
   const int trials = int(rows.size());
-  detail::gather_trials(communicator, trials, 1, elbo_per_trial);
+  const TrialShare share = share_in(bounds, communicator.rank());
+  detail::gather_trials(communicator, bounds, 1, elbo_per_trial);
   const std::size_t width = row_width + 2 * encoder_width;
   std::vector<double> packed(std::size_t(trials) * width, 0.0);
   for (int trial = share.first; trial < share.last; ++trial) {
@@ -876,7 +885,7 @@ void gather_rows(Communicator& communicator, const TrialShare& share, std::size_
     std::copy(adjoint.mean.begin(), adjoint.mean.end(), at + row_width);
     std::copy(adjoint.variance.begin(), adjoint.variance.end(), at + row_width + encoder_width);
   }
-  detail::gather_trials(communicator, trials, std::int64_t(width), packed);
+  detail::gather_trials(communicator, bounds, std::int64_t(width), packed);
   for (int trial = 0; trial < trials; ++trial) {
     const double* at = packed.data() + std::size_t(trial) * width;
     rows[std::size_t(trial)].assign(at, at + row_width);
@@ -892,12 +901,14 @@ FilterResult filter_with(const Model& model, const SequenceBatch& batch,
                          const FilterOptions& options, std::uint64_t seed,
                          const FilterRequest& request, int num_threads, const ForcedPaths* forced,
                          Communicator* communicator) {
-  const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads);
   const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank,
             K = options.num_particles;
   // Stored particles are not gathered: such a call runs every trial on every process.
   if (request.particles) communicator = nullptr;
-  const TrialShare share = detail::share_of(trials, communicator);
+  const std::vector<int> bounds = detail::shares_of(batch, communicator);
+  const TrialShare share = share_in(bounds, communicator == nullptr ? 0 : communicator->rank());
+  const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads,
+                                     batch.shares.empty() ? TrialShare{0, trials} : share);
   FilterResult result;
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);
   if (request.filtered_mean) result.filtered_mean.assign(std::size_t(trials) * steps * R, 0.0);
@@ -929,9 +940,9 @@ FilterResult filter_with(const Model& model, const SequenceBatch& batch,
                   result.resampled.begin() + std::ptrdiff_t(trial) * steps);
       });
   if (communicator != nullptr) {
-    detail::gather_trials(*communicator, trials, 1, result.elbo_per_trial);
+    detail::gather_trials(*communicator, bounds, 1, result.elbo_per_trial);
     if (request.filtered_mean)
-      detail::gather_trials(*communicator, trials, std::int64_t(steps) * R, result.filtered_mean);
+      detail::gather_trials(*communicator, bounds, std::int64_t(steps) * R, result.filtered_mean);
   }
   result.elbo = mean_of(result.elbo_per_trial);
   return result;
@@ -941,9 +952,11 @@ template <typename Scalar, typename Value>
 GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                              const FilterOptions& options, std::uint64_t seed, int num_threads,
                              const ForcedPaths* forced, Communicator* communicator) {
-  const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads);
   const int trials = batch.num_trials, steps = batch.num_steps;
-  const TrialShare share = detail::share_of(trials, communicator);
+  const std::vector<int> bounds = detail::shares_of(batch, communicator);
+  const TrialShare share = share_in(bounds, communicator == nullptr ? 0 : communicator->rank());
+  const Engine<Scalar, Value> engine(model, batch, options, seed, num_threads,
+                                     batch.shares.empty() ? TrialShare{0, trials} : share);
   GradientResult result;
   result.elbo_per_trial.assign(std::size_t(trials), 0.0);
   std::vector<std::vector<double>> rows(static_cast<std::size_t>(trials));
@@ -963,7 +976,7 @@ GradientResult gradient_with(const Model& model, const SequenceBatch& batch,
                               encoder_adjoints[std::size_t(trial)]);
       });
   if (communicator != nullptr) {
-    gather_rows(*communicator, share, engine.row_size(), engine.encoder_adjoint_size(), rows,
+    gather_rows(*communicator, bounds, engine.row_size(), engine.encoder_adjoint_size(), rows,
                 result.elbo_per_trial, encoder_adjoints);
     // The other processes' trials' input currents, for the finish's per-trial terms.
     if (model.config.num_inputs > 0)

@@ -231,7 +231,8 @@ class CudaBackend final : public Backend {
       return run_shared(world,
                         [&] { return filter_trials(model, batch, options, seed, request, 0); });
     const int trials = batch.num_trials, steps = batch.num_steps, R = model.config.rank;
-    const TrialShare share = trial_share(trials, world->rank(), world->size());
+    const std::vector<int> bounds = detail::shares_of(batch, world);
+    const TrialShare share = share_in(bounds, world->rank());
     FilterResult result;
     result.elbo_per_trial.assign(std::size_t(trials), 0.0);
     if (request.filtered_mean) result.filtered_mean.assign(std::size_t(trials) * steps * R, 0.0);
@@ -244,9 +245,9 @@ class CudaBackend final : public Backend {
       std::copy(mine.filtered_mean.begin(), mine.filtered_mean.end(),
                 result.filtered_mean.begin() + std::ptrdiff_t(share.first) * steps * R);
     });
-    detail::gather_trials(*world, trials, 1, result.elbo_per_trial);
+    detail::gather_trials(*world, bounds, 1, result.elbo_per_trial);
     if (request.filtered_mean)
-      detail::gather_trials(*world, trials, std::int64_t(steps) * R, result.filtered_mean);
+      detail::gather_trials(*world, bounds, std::int64_t(steps) * R, result.filtered_mean);
     result.elbo = elbo_of(result.elbo_per_trial);
     return result;
   }
@@ -259,13 +260,16 @@ class CudaBackend final : public Backend {
     part.num_channels = batch.num_channels;
     part.num_inputs = batch.num_inputs;
     part.allow_missing = batch.allow_missing;
-    const auto slice = [&](const std::vector<double>& values, int width) {
+    // Rows from `first` on: of a split batch the observations hold this share's rows only.
+    const auto slice = [&](const std::vector<double>& values, int width, int first) {
       const std::size_t row = std::size_t(batch.num_steps) * std::size_t(width);
-      return std::vector<double>(values.begin() + std::ptrdiff_t(std::size_t(share.first) * row),
-                                 values.begin() + std::ptrdiff_t(std::size_t(share.last) * row));
+      return std::vector<double>(
+          values.begin() + std::ptrdiff_t(std::size_t(share.first - first) * row),
+          values.begin() + std::ptrdiff_t(std::size_t(share.last - first) * row));
     };
-    part.observations = slice(batch.observations, batch.num_channels);
-    if (batch.num_inputs > 0) part.inputs = slice(batch.inputs, batch.num_inputs);
+    part.observations =
+        slice(batch.observations, batch.num_channels, batch.shares.empty() ? 0 : share.first);
+    if (batch.num_inputs > 0) part.inputs = slice(batch.inputs, batch.num_inputs, 0);
     part.trial_ids.resize(std::size_t(share.count()));
     for (int trial = share.first; trial < share.last; ++trial)
       part.trial_ids[std::size_t(trial - share.first)] =

@@ -8,7 +8,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 
+#include "core/shared_trials.hpp"
 #include "cuda/device_gradient.hpp"
 #include "cuda/device_model.hpp"
 #include "cuda/trial_gather.hpp"
@@ -18,6 +20,11 @@
 
 namespace lrsmc::cuda {
 namespace {
+
+/// The first trial whose observations `data` holds (0 when it holds none).
+int first_held(const Dataset& data) {
+  return data.whole() || data.held_trials->empty() ? 0 : data.held_trials->front();
+}
 
 /// Data on the device for the whole fit; a step uploads its rows' indices and downloads its
 /// outcome, and everything between runs on the device.
@@ -42,6 +49,8 @@ class CudaTrainingSession final : public TrainingSession {
       // with the same checks and messages. Otherwise a size mismatch would read past the
       // device copy and NaN or non-count data would train silently or fail as "every
       // log-weight is nan".
+      // Of a training set split over processes (Dataset::shares) each process checks the
+      // trials it holds, and all fail alike.
       SequenceBatch whole;
       whole.num_trials = data_.num_trials;
       whole.num_steps = data_.num_steps;
@@ -50,9 +59,21 @@ class CudaTrainingSession final : public TrainingSession {
       whole.allow_missing = data_.allow_missing;
       whole.observations = data_.observations;
       whole.inputs = data_.inputs;
-      validate_batch(config, whole, data_.source.empty() ? "training data" : data_.source);
-      require_complete(whole, setup_.filter.proposal,
-                       data_.source.empty() ? "training data" : data_.source);
+      std::optional<TrialShare> observed;
+      if (!data_.whole()) {
+        const int first = first_held(data_);
+        observed = TrialShare{first, first + int(data_.held_trials->size())};
+        LRSMC_REQUIRE(!data_.shares.empty() && (observed->count() == 0 ||
+                                                data_.held_trials->back() == observed->last - 1),
+                      data_.source,
+                      ": a training set that holds some trials must hold one process's share of "
+                      "them (Dataset::shares)");
+      }
+      const std::string source = data_.source.empty() ? "training data" : data_.source;
+      detail::on_every_process(gather != nullptr ? &gather->world() : nullptr, [&] {
+        validate_batch(config, whole, source, observed);
+        require_complete(whole, setup_.filter.proposal, source, observed);
+      });
     }
     data_observations_.upload(to_float(data_.observations.data(), data_.observations.size()));
     if (config.observation == Observation::poisson)
@@ -100,6 +121,10 @@ class CudaTrainingSession final : public TrainingSession {
     gather.data_steps = data_.num_steps;
     gather.channels = config.num_channels;
     gather.num_inputs = config.num_inputs;
+    if (!data_.whole()) {  // this process's share: only its trials' observations are here
+      gather.observed_first = first_held(data_);
+      gather.observed_last = gather.observed_first + int(data_.held_trials->size());
+    }
     gather.trials = rows_.get();
     gather.starts = rows_.get() + rows;
     gather.observations = data_observations_.get();
@@ -116,6 +141,7 @@ class CudaTrainingSession final : public TrainingSession {
     batch.log_factorial = batch_log_factorial_.get();
     batch.inputs = config.num_inputs > 0 ? batch_inputs_.get() : nullptr;
     batch.trial_ids = work_.trial_ids.get();
+    batch.shares = batch_shares(data_, trials);
     enqueue_gradient(model_, setup_.filter, seed, batch, work_, gather_);
     // The NaN guard, the norm and the optimizer step, then the outcome: one download.
     kernels::gradient_norm(work_.gradient.get(), count_, work_.log_evidence(), work_.failed_step(),

@@ -190,20 +190,24 @@ void enqueue_gradient(const kernels::DeviceModel& model, const FilterOptions& op
   LRSMC_CUDA_CHECK(
       cudaMemset(work.failed_step(), 0xFF, std::size_t(batch.rows) * sizeof(std::int32_t)));
   const int E = batch.data_steps;  // the encoder proposal's steps per row
-  const TrialShare share =
-      gather != nullptr ? gather->share(batch.rows) : TrialShare{0, batch.rows};
+  const std::vector<int> bounds = gather == nullptr ? std::vector<int>{0, batch.rows}
+                                  : batch.shares.empty()
+                                      ? even_shares(batch.rows, gather->world().size())
+                                      : batch.shares;
+  LRSMC_ASSERT(bounds.back() == batch.rows);
+  const TrialShare share = gather != nullptr ? gather->share(bounds) : TrialShare{0, batch.rows};
   detail::on_every_process(gather != nullptr ? &gather->world() : nullptr,
                            [&] { enqueue_rows(model, options, seed, batch, work, share); });
   if (gather != nullptr) {
     const bool encoder = batch.encoder_mean != nullptr;
     const std::int64_t encoder_bytes =
         encoder ? std::int64_t(E) * R * std::int64_t(sizeof(double)) : 0;
-    gather->gather(batch.rows, {{work.accumulator_rows.get(),
-                                 std::int64_t(slots.row_size) * std::int64_t(sizeof(double))},
-                                {work.log_evidence(), std::int64_t(sizeof(double))},
-                                {work.failed_step(), std::int64_t(sizeof(std::int32_t))},
-                                {work.grad_encoder_mean.get(), encoder_bytes},
-                                {work.grad_encoder_variance.get(), encoder_bytes}});
+    gather->gather(bounds, {{work.accumulator_rows.get(),
+                             std::int64_t(slots.row_size) * std::int64_t(sizeof(double))},
+                            {work.log_evidence(), std::int64_t(sizeof(double))},
+                            {work.failed_step(), std::int64_t(sizeof(std::int32_t))},
+                            {work.grad_encoder_mean.get(), encoder_bytes},
+                            {work.grad_encoder_variance.get(), encoder_bytes}});
   }
   kernels::sum_over_trials(work.accumulator_rows.get(), batch.rows, slots.row_size,
                            work.totals.get(), nullptr);
@@ -326,10 +330,29 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   const int trials = batch.num_trials, steps = batch.num_steps, K = options.num_particles;
   const math::ModelShape shape = model::model_shape(config, options.proposal);
   Buffer<double> parameters(model.parameters), inputs;
-  Buffer<float> observations(to_float(batch.observations.data(), batch.observations.size())),
-      log_factorial;
-  if (config.observation == Observation::poisson)
-    log_factorial.upload(log_factorials(batch.observations));
+  // A split batch holds this process's rows' observations (SequenceBatch::shares): they go to
+  // their rows on the device, the rows this process runs.
+  const std::vector<int> bounds =
+      gather != nullptr ? detail::shares_of(batch, &gather->world()) : std::vector<int>{0, trials};
+  const std::size_t row_values = std::size_t(steps) * std::size_t(config.num_channels),
+                    first_value =
+                        batch.shares.empty()
+                            ? 0
+                            : std::size_t(
+                                  share_in(bounds, gather != nullptr ? gather->world().rank() : 0)
+                                      .first) *
+                                  row_values;
+  Buffer<float> observations(std::size_t(trials) * row_values), log_factorial;
+  const auto upload_rows = [&](Buffer<float>& buffer, const std::vector<float>& values) {
+    LRSMC_ASSERT(first_value + values.size() <= std::size_t(trials) * row_values);
+    LRSMC_CUDA_CHECK(cudaMemcpy(buffer.get() + first_value, values.data(),
+                                values.size() * sizeof(float), cudaMemcpyHostToDevice));
+  };
+  upload_rows(observations, to_float(batch.observations.data(), batch.observations.size()));
+  if (config.observation == Observation::poisson) {
+    log_factorial.allocate(std::size_t(trials) * row_values);
+    upload_rows(log_factorial, log_factorials(batch.observations));
+  }
   if (config.num_inputs > 0) inputs.upload(batch.inputs);
   // The encoder proposal: the encoder's factors of every cell, on the device.
   const bool encoder = options.proposal == Proposal::encoder;
@@ -355,6 +378,7 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   device_batch.data_steps = data_steps;
   device_batch.encoder_mean = factors ? factors->mean() : nullptr;
   device_batch.encoder_variance = factors ? factors->variance() : nullptr;
+  if (gather != nullptr) device_batch.shares = bounds;
   const kernels::DeviceModel device =
       device_model(shape, parameters.get(), work.constants.get(), work.working.get(), device_index);
   if (encoder) {

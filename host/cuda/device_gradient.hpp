@@ -73,6 +73,9 @@ struct DeviceBatch {
   int data_steps = 0;
   const double* encoder_mean = nullptr;
   const double* encoder_variance = nullptr;
+  /// With several processes, the bounds of each one's share of the rows (SequenceBatch::shares);
+  /// empty: the even split.
+  std::vector<int> shares;
 };
 
 /// Enqueues on the default stream the gradient at `model.parameters` of a batch: the

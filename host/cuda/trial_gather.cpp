@@ -102,12 +102,13 @@ TrialGather::~TrialGather() {
   if (handle_ != nullptr && handle_->comm != nullptr) (void)nccl().destroy(handle_->comm);
 }
 
-void TrialGather::gather(int trials, std::initializer_list<TrialValues> parts) {
+void TrialGather::gather(const std::vector<int>& bounds, std::initializer_list<TrialValues> parts) {
+  LRSMC_ASSERT(bounds.size() == std::size_t(world_.size()) + 1);
   const NcclCalls& calls = nccl();
   check(calls.group_start(), "ncclGroupStart");
   for (const TrialValues& part : parts)
     for (int process = 0; process < world_.size(); ++process) {
-      const TrialShare share = trial_share(trials, process, world_.size());
+      const TrialShare share = share_in(bounds, process);
       if (share.count() == 0 || part.bytes_per_trial == 0) continue;
       auto* const values = static_cast<unsigned char*>(part.values) +
                            std::size_t(share.first) * std::size_t(part.bytes_per_trial);
@@ -144,12 +145,12 @@ TrialGather::TrialGather(Communicator& world, int /*device*/) : world_(world) {
 
 TrialGather::~TrialGather() = default;
 
-void TrialGather::gather(int, std::initializer_list<TrialValues>) {}
+void TrialGather::gather(const std::vector<int>&, std::initializer_list<TrialValues>) {}
 
 #endif
 
-TrialShare TrialGather::share(int trials) const {
-  return trial_share(trials, world_.rank(), world_.size());
+TrialShare TrialGather::share(const std::vector<int>& bounds) const {
+  return share_in(bounds, world_.rank());
 }
 
 int device_of_this_process(const Communicator& world, int first_device, int device_count) {

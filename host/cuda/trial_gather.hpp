@@ -15,6 +15,7 @@
 #include <initializer_list>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "lrsmc/distributed.hpp"
 #include "lrsmc/errors.hpp"
@@ -32,7 +33,8 @@ namespace lrsmc::cuda {
 
 /// Runs `call`, a call shared with the other processes of `world` (null: none). Its
 /// NumericalError and InvalidInput come from the data and parameters, which every process has
-/// alike, so every process throws them at the same point and they pass. Any other error (a
+/// alike or checks with the others (detail::on_every_process, for the trials each holds of a
+/// split batch), so every process throws them at the same point and they pass. Any other error (a
 /// device or NCCL fault) is this process's alone while the others may already wait for it in
 /// a collective call: it is reported on stderr and ends every process (Communicator::abort).
 template <typename Call>
@@ -70,13 +72,13 @@ class TrialGather {
   TrialGather& operator=(const TrialGather&) = delete;
 
   [[nodiscard]] Communicator& world() const { return world_; }
-  /// This process's share of `trials` (trial_share).
-  [[nodiscard]] TrialShare share(int trials) const;
+  /// This process's share under `bounds` (process p runs trials [bounds[p], bounds[p + 1])).
+  [[nodiscard]] TrialShare share(const std::vector<int>& bounds) const;
 
-  /// Enqueues on the legacy default stream the gather of every part's values of `trials`
-  /// trials: each process's share, from that process, to every process, in place. Collective:
-  /// every process gathers the same parts of the same trials.
-  void gather(int trials, std::initializer_list<TrialValues> parts);
+  /// Enqueues on the legacy default stream the gather of every part's values of the trials of
+  /// `bounds`: each process's share, from that process, to every process, in place.
+  /// Collective: every process gathers the same parts under the same bounds.
+  void gather(const std::vector<int>& bounds, std::initializer_list<TrialValues> parts);
 
  private:
   struct Handle;

@@ -48,7 +48,8 @@ std::string read_exactly(ByteSource& source, std::size_t count, const std::strin
 }  // namespace
 
 ParsedEntry read_npy_stream(ByteSource& source, const std::string& label, bool allow_text,
-                            std::size_t max_values, std::size_t max_text_bytes) {
+                            std::size_t max_values, std::size_t max_text_bytes,
+                            const RowChooser& rows) {
   unsigned char prefix[12] = {};
   const std::size_t prefix_read = source.read(prefix, 8);
   if (prefix_read < magic_length || std::memcmp(prefix, npy_magic, magic_length) != 0) {
@@ -95,12 +96,37 @@ ParsedEntry read_npy_stream(ByteSource& source, const std::string& label, bool a
   const std::size_t item_size = type.item_size;
   LRSMC_REQUIRE(count <= std::numeric_limits<std::size_t>::max() / item_size, label, ": shape ",
                 shape_text(header.shape), " is too large");
-  LRSMC_REQUIRE(count <= max_values, label, ": shape ", shape_text(header.shape), " declares ",
-                count, " values; expected at most ", max_values);
+  // The rows kept (every row without a chooser) and the values they hold.
+  std::vector<std::int64_t> shape = header.shape;
+  std::vector<char> keep;
+  std::size_t kept = count;
+  if (rows) {
+    LRSMC_REQUIRE(!shape.empty(), label, ": a 0-d array has no rows to choose from");
+    const std::vector<std::int64_t> chosen = rows(shape);
+    keep.assign(std::size_t(shape[0]), 0);
+    for (std::size_t index = 0; index < chosen.size(); ++index) {
+      LRSMC_REQUIRE(chosen[index] >= 0 && chosen[index] < shape[0] &&
+                        (index == 0 || chosen[index] > chosen[index - 1]),
+                    label, ": row ", chosen[index], " is out of range or order (shape ",
+                    shape_text(shape), ")");
+      keep[std::size_t(chosen[index])] = 1;
+    }
+    kept = shape[0] == 0 ? 0 : count / std::size_t(shape[0]) * chosen.size();
+    shape[0] = std::int64_t(chosen.size());
+  }
+  LRSMC_REQUIRE(kept <= max_values, label, ": shape ", shape_text(header.shape), " declares ", kept,
+                rows ? " values in the rows read" : " values", "; expected at most ", max_values);
+  // A value's row: the first index, which runs slowest in C order and fastest in Fortran order.
+  const std::size_t row_values =
+      header.shape.empty() || header.shape[0] == 0 ? 1 : count / std::size_t(header.shape[0]);
+  const auto row_of = [&](std::size_t index) {
+    return header.fortran_order ? index % std::size_t(header.shape[0]) : index / row_values;
+  };
   const std::size_t chunk_elements = std::max<std::size_t>(1, read_chunk_bytes / item_size);
   std::vector<unsigned char> buffer(std::min(count, chunk_elements) * item_size);
+  std::vector<double> decoded;
   std::vector<double> values;
-  if (source.known_remaining() >= count * item_size) values.reserve(count);
+  if (source.known_remaining() >= count * item_size) values.reserve(kept);
   std::size_t done = 0;
   while (done < count) {
     const std::size_t want = std::min(count - done, chunk_elements);
@@ -110,14 +136,20 @@ ParsedEntry read_npy_stream(ByteSource& source, const std::string& label, bool a
                                 " needs ", count * item_size, " bytes after the header, found ",
                                 done * item_size + got));
     }
-    values.resize(done + want);
-    decode_elements(type, buffer.data(), want, values.data() + done);
+    if (rows) {
+      decoded.resize(want);
+      decode_elements(type, buffer.data(), want, decoded.data());
+      for (std::size_t index = 0; index < want; ++index)
+        if (keep[row_of(done + index)] != 0) values.push_back(decoded[index]);
+    } else {
+      values.resize(done + want);
+      decode_elements(type, buffer.data(), want, values.data() + done);
+    }
     done += want;
   }
-  if (header.fortran_order && header.shape.size() > 1) {
-    values = fortran_to_c_order(values, header.shape);
-  }
-  entry.array = Array(header.shape, std::move(values));
+  // Keeping whole rows keeps Fortran order within what is kept.
+  if (header.fortran_order && shape.size() > 1) values = fortran_to_c_order(values, shape);
+  entry.array = Array(shape, std::move(values));
   return entry;
 }
 
@@ -173,11 +205,14 @@ class FileSource final : public ByteSource {
 
 }  // namespace
 
-Array read_npy(const std::string& path) {
+Array read_npy(const std::string& path) { return read_npy(path, nullptr); }
+
+Array read_npy(const std::string& path, const RowChooser& rows) {
   off_t size = 0;
   FileDescriptor file = open_for_reading(path, &size);
   FileSource source(file.get(), path, size);
-  ParsedEntry entry = read_npy_stream(source, path, false);
+  ParsedEntry entry = read_npy_stream(source, path, false, std::numeric_limits<std::size_t>::max(),
+                                      std::numeric_limits<std::size_t>::max(), rows);
   return std::move(entry.array);
 }
 

@@ -114,9 +114,12 @@ inline constexpr std::size_t max_header_length = std::size_t{1} << 20;
 /// Reads one .npy stream from `source`; throws InvalidInput naming `label` for a malformed or
 /// unsupported one (text only with `allow_text`), or one whose header declares more than
 /// `max_values` values or a text longer than `max_text_bytes`.
+/// With `rows`, only the first-axis indices it picks are kept (RowChooser), and `max_values`
+/// applies to them.
 [[nodiscard]] ParsedEntry read_npy_stream(
     ByteSource& source, const std::string& label, bool allow_text,
     std::size_t max_values = std::numeric_limits<std::size_t>::max(),
-    std::size_t max_text_bytes = std::numeric_limits<std::size_t>::max());
+    std::size_t max_text_bytes = std::numeric_limits<std::size_t>::max(),
+    const RowChooser& rows = nullptr);
 
 }  // namespace lrsmc::io::detail

@@ -173,7 +173,9 @@ NpzContents read_archive(const std::string& path, const NpzSelection& selection,
     LRSMC_REQUIRE(seen.insert(key).second, label, " appears more than once");
     contents.names.push_back(key);
     if (!decode || !selected(key)) continue;
-    LRSMC_REQUIRE((information.valid & ZIP_STAT_SIZE) == 0 || information.size <= entry_limit,
+    // With rows chosen the entry is streamed and only its chosen rows are kept (and limited).
+    LRSMC_REQUIRE(selection.rows || (information.valid & ZIP_STAT_SIZE) == 0 ||
+                      information.size <= entry_limit,
                   label, ": the archive declares ", information.size,
                   " bytes for it; expected at most ", entry_limit);
     ZipFile entry_file(zip_fopen_index(archive.get(), index, 0));
@@ -182,8 +184,8 @@ NpzContents read_archive(const std::string& path, const NpzSelection& selection,
           concat(label, ": cannot open the entry (", zip_strerror(archive.get()), ")"));
     }
     ZipEntrySource source(entry_file.get(), label);
-    ParsedEntry entry =
-        read_npy_stream(source, label, true, selection.max_values, selection.max_text_bytes);
+    ParsedEntry entry = read_npy_stream(source, label, true, selection.max_values,
+                                        selection.max_text_bytes, selection.rows);
     source.drain();
     if (entry.is_text) {
       contents.strings.emplace(key, std::move(entry.text));

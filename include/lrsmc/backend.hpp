@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,13 @@ struct SequenceBatch {
   /// channels, dropped entries); false: NaN is refused as bad input. The optimal and encoder
   /// proposals need every observation.
   bool allow_missing = false;
+  /// Over the processes of a backend's communicator: process p runs trials [shares[p],
+  /// shares[p + 1]) (P + 1 non-decreasing bounds from 0 to num_trials). Empty: the even split
+  /// (trial_share). With shares given, `observations` holds only this process's trials (rows
+  /// shares[rank] … shares[rank + 1] − 1, in order), as a batch of a dataset split over the
+  /// processes does (Dataset::shares); `inputs` holds every trial. The split changes no result,
+  /// only which process computes what.
+  std::vector<int> shares;
 };
 
 /// What the filter stores besides the ELBO. Nothing is stored unless asked for.
@@ -163,6 +171,10 @@ class Backend {
   /// options, the batch, the encoder against the trial length, and cannot_run.
   void check_call(const Model& model, const SequenceBatch& batch,
                   const FilterOptions& options) const;
+  /// check_call; of a batch split over processes, agreed by every process (each checks its own
+  /// trials' observations).
+  void checked_on_every_process(const Model& model, const SequenceBatch& batch,
+                                const FilterOptions& options) const;
   void check_fits(const ModelConfig& config, int num_trials, int num_steps, int num_particles,
                   bool with_gradient) const;
   virtual FilterResult do_filter(const Model& model, const SequenceBatch& batch,
@@ -191,11 +203,16 @@ class Backend {
                                                         std::string* note = nullptr);
 
 /// Throws InvalidInput when the batch does not match the model (shapes, finiteness, counts).
+/// `observed`: the trials whose observations the batch holds (SequenceBatch::shares), named by
+/// their index in the batch; every trial when unset.
 void validate_batch(const ModelConfig& config, const SequenceBatch& batch,
-                    const std::string& source = "data");
+                    const std::string& source = "data",
+                    const std::optional<TrialShare>& observed = std::nullopt);
 /// Throws InvalidInput, naming `source` and the first missing entry, when `proposal` needs
-/// every observation (optimal, encoder) and the batch has a missing value (NaN).
+/// every observation (optimal, encoder) and the batch has a missing value (NaN); `observed` as
+/// for validate_batch.
 void require_complete(const SequenceBatch& batch, Proposal proposal,
-                      const std::string& source = "observations");
+                      const std::string& source = "observations",
+                      const std::optional<TrialShare>& observed = std::nullopt);
 
 }  // namespace lrsmc

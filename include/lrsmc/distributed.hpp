@@ -49,6 +49,12 @@ struct TrialShare {
 };
 [[nodiscard]] TrialShare trial_share(int trials, int rank, int size);
 
+/// Every process's share at once, as bounds: process p runs trials [bounds[p], bounds[p + 1]).
+/// even_shares gives trial_share's split; a batch may carry others (SequenceBatch::shares).
+[[nodiscard]] std::vector<int> even_shares(int trials, int size);
+/// Process `rank`'s share under `bounds`.
+[[nodiscard]] TrialShare share_in(const std::vector<int>& bounds, int rank);
+
 /// Values every process receives per trial of a shared gradient of `config`'s model under
 /// `options` on trials of `steps` steps: the trial's accumulator row (every engine parameter and
 /// the once-per-call slots), its ELBO, and with the encoder proposal its factors' adjoints.

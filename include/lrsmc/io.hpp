@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <limits>
 #include <map>
 #include <string>
@@ -25,6 +27,11 @@ struct NpzContents {
   std::vector<std::string> names;  ///< every entry of the archive, read or not, in its order
 };
 
+/// Picks, from an array's full shape, which indices of its first axis to keep (ascending, each
+/// within the axis); the reader streams past the others without storing them, so that a process
+/// holds only its share of a large array. The array read has that many indices on its first axis.
+using RowChooser = std::function<std::vector<std::int64_t>(const std::vector<std::int64_t>& shape)>;
+
 /// Which entries of an .npz archive to read, and how large they may be. The limits are checked
 /// against the sizes the archive and each entry's header declare, before anything is decoded.
 struct NpzSelection {
@@ -32,12 +39,19 @@ struct NpzSelection {
   /// The most values one numeric entry may hold (the product of its shape).
   std::size_t max_values = std::numeric_limits<std::size_t>::max() / 16;
   std::size_t max_text_bytes = std::size_t{16} << 20;  ///< the longest text entry, in bytes
+  /// When set, only these first-axis indices of each numeric entry are kept (and max_values
+  /// applies to what is kept).
+  RowChooser rows;
 };
 
 /// Reads an .npy file of dtype float16/32/64, (u)int8..64 or bool, C or Fortran order, into a
 /// C-order float64 Array. Throws IoError (missing/unreadable file) or InvalidInput (bad header,
 /// unsupported dtype, truncated data), naming the file.
 [[nodiscard]] Array read_npy(const std::string& path);
+/// read_npy keeping only the first-axis indices `rows` picks (the others are read past, not
+/// stored); throws InvalidInput naming the file when the array has no axis or an index is out of
+/// range or out of order.
+[[nodiscard]] Array read_npy(const std::string& path, const RowChooser& rows);
 
 /// Reads every entry of an .npz archive (stored or deflated, as numpy.savez and
 /// numpy.savez_compressed write). Entry names drop the ".npy" suffix.

@@ -123,6 +123,26 @@ void save_checkpoint(const std::string& path, const TrainingResult& result);
 /// windows. Returns {train, held_out}; held_out is empty (0 trials) when fraction is 0.
 [[nodiscard]] std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
                                                          int window, std::uint64_t seed);
+/// The held-out trials of split_held_out for a dataset of trials (ascending; none when fraction
+/// is 0); only data.num_trials and data.source are read, so a loader can choose each process's
+/// trials before reading any (load_dataset_trials).
+[[nodiscard]] std::vector<int> held_out_trials(const Dataset& data, double fraction,
+                                               std::uint64_t seed);
+
+/// For a recording of trials split over `size` processes: the trials whose observations process
+/// `rank` reads (load_dataset_trials; `shape` is what its TrialChooser receives), its share
+/// (trial_share) of split_held_out's training trials and of its held-out trials, ascending.
+[[nodiscard]] std::vector<int> trials_to_read(const Dataset& shape, double fraction,
+                                              std::uint64_t seed, int rank, int size);
+
+/// split_held_out of a recording read with trials_to_read by process `rank` of `size`: each set
+/// holds this process's share of its trials and carries the split (Dataset::shares), so that
+/// Trainer::fit with a backend over the `size` processes runs each trial where it was read, with
+/// the model of the whole recording bit for bit.
+[[nodiscard]] std::pair<Dataset, Dataset> split_held_out_in_shares(const Dataset& data,
+                                                                   double fraction,
+                                                                   std::uint64_t seed, int rank,
+                                                                   int size);
 
 /// Held-out ELBO of a dataset: all trials, or consecutive windows of a continuous recording.
 [[nodiscard]] double evaluate_elbo(Backend& backend, const Model& model, const Dataset& data,
