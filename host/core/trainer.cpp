@@ -478,6 +478,14 @@ ResumeState load_checkpoint(const std::string& path, const Model& expected,
   return checkpoint;
 }
 
+/// The trials of a recording of `num_trials` that are not among `held` (ascending).
+std::vector<int> training_trials(const std::vector<int>& held, int num_trials) {
+  std::vector<int> train;
+  for (int trial = 0; trial < num_trials; ++trial)
+    if (!std::binary_search(held.begin(), held.end(), trial)) train.push_back(trial);
+  return train;
+}
+
 std::vector<int> window_starts(int count, int num_steps, int window, std::uint64_t seed) {
   std::mt19937_64 generator(seed);
   std::uniform_int_distribution<int> start(0, num_steps - window);
@@ -517,11 +525,7 @@ std::pair<Dataset, Dataset> split_held_out(const Dataset& data, double fraction,
     return {cut(0, split), cut(split, data.num_steps)};
   }
   const std::vector<int> held_trials = held_out_trials(data, fraction, seed);
-  std::vector<int> train_trials;
-  for (int trial = 0; trial < data.num_trials; ++trial)
-    if (!std::binary_search(held_trials.begin(), held_trials.end(), trial))
-      train_trials.push_back(trial);
-  return {subset(data, train_trials), subset(data, held_trials)};
+  return {subset(data, training_trials(held_trials, data.num_trials)), subset(data, held_trials)};
 }
 
 std::vector<int> held_out_trials(const Dataset& data, double fraction, std::uint64_t seed) {
@@ -540,10 +544,9 @@ std::vector<int> held_out_trials(const Dataset& data, double fraction, std::uint
 std::vector<int> trials_to_read(const Dataset& shape, double fraction, std::uint64_t seed, int rank,
                                 int size) {
   const std::vector<int> held = held_out_trials(shape, fraction, seed);
-  std::vector<int> train, mine;
-  for (int trial = 0; trial < shape.num_trials; ++trial)
-    if (!std::binary_search(held.begin(), held.end(), trial)) train.push_back(trial);
-  for (const std::vector<int>* set : {&std::as_const(train), &held}) {
+  const std::vector<int> train = training_trials(held, shape.num_trials);
+  std::vector<int> mine;
+  for (const std::vector<int>* set : {&train, &held}) {
     const TrialShare part = trial_share(int(set->size()), rank, size);
     mine.insert(mine.end(), set->begin() + part.first, set->begin() + part.last);
   }
@@ -559,14 +562,14 @@ std::pair<Dataset, Dataset> split_held_out_in_shares(const Dataset& data, double
   for (Dataset* part : {&train, &held_out}) {
     if (part->num_trials == 0) continue;  // no held-out set
     part->shares = even_shares(part->num_trials, size);
+    // Held trials ascend: the share is held when its first and last are, and no more.
     const TrialShare mine = share_in(part->shares, rank);
-    const std::vector<int> expected = [&] {
-      std::vector<int> trials(std::size_t(mine.count()));
-      std::iota(trials.begin(), trials.end(), mine.first);
-      return trials;
-    }();
-    LRSMC_REQUIRE(part->held_trials == expected, data.source, ": the trials read are not process ",
-                  rank, "'s share of ", size, " (read them with trials_to_read)");
+    const std::optional<std::vector<int>>& held = part->held_trials;
+    LRSMC_REQUIRE(
+        held && int(held->size()) == mine.count() &&
+            (held->empty() || (held->front() == mine.first && held->back() == mine.last - 1)),
+        data.source, ": the trials read are not process ", rank, "'s share of ", size,
+        " (read them with trials_to_read)");
   }
   return {std::move(train), std::move(held_out)};
 }

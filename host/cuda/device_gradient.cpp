@@ -334,14 +334,9 @@ GradientResult elbo_gradient(const Model& model, const SequenceBatch& batch,
   // their rows on the device, the rows this process runs.
   const std::vector<int> bounds =
       gather != nullptr ? detail::shares_of(batch, &gather->world()) : std::vector<int>{0, trials};
+  const TrialShare mine = share_in(bounds, gather != nullptr ? gather->world().rank() : 0);
   const std::size_t row_values = std::size_t(steps) * std::size_t(config.num_channels),
-                    first_value =
-                        batch.shares.empty()
-                            ? 0
-                            : std::size_t(
-                                  share_in(bounds, gather != nullptr ? gather->world().rank() : 0)
-                                      .first) *
-                                  row_values;
+                    first_value = batch.shares.empty() ? 0 : std::size_t(mine.first) * row_values;
   Buffer<float> observations(std::size_t(trials) * row_values), log_factorial;
   const auto upload_rows = [&](Buffer<float>& buffer, const std::vector<float>& values) {
     LRSMC_ASSERT(first_value + values.size() <= std::size_t(trials) * row_values);
